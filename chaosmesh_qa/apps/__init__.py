@@ -1,0 +1,1 @@
+"""Workloads the sandbox can run: the built-in demo app."""

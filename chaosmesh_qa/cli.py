@@ -1,0 +1,115 @@
+"""The ``chaosmesh-qa`` command: run and inspect the embedded sandbox.
+
+``up`` / ``status`` / ``down`` / ``validate``.  Errors a user can cause print one
+line and exit 2, without a traceback; "no sandbox running" exits 1.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any, NoReturn
+
+import click
+
+from chaosmesh_qa.errors import ChaosMeshQAError, TargetUnavailable
+from chaosmesh_qa.mesh import load_mesh
+from chaosmesh_qa.targets.local import sandbox
+from chaosmesh_qa.targets.local.state import STATE_DIR_ENV, default_state_dir
+
+STATE_DIR = click.option("--state-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+                         envvar=STATE_DIR_ENV, help="Sandbox state directory [default: ./.chaosmesh-qa].")
+MESH_DIR = click.option("--mesh", "mesh_dir", type=click.Path(path_type=Path), default=None,
+                        envvar="CHAOSMESH_QA_MESH", help="Mesh definition directory [default: built-in demo mesh].")
+
+
+def _fail(message: str, code: int = 2) -> NoReturn:
+    click.echo(f"chaosmesh-qa: {message}", err=True)
+    sys.exit(code)
+
+
+def _warn(warnings: list[str]) -> None:
+    for warning in warnings:
+        click.echo(f"warning: {warning}", err=True)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+def cli() -> None:
+    """Chaos engineering for service meshes: an embedded Envoy mesh, faults and verdicts."""
+
+
+@cli.command()
+@MESH_DIR
+@STATE_DIR
+@click.option("--timeout", type=click.FloatRange(min=1), default=sandbox.START_TIMEOUT_S, show_default=True,
+              help="Seconds to wait for the whole mesh to be ready.")
+def up(mesh_dir: Path | None, state_dir: Path | None, timeout: float) -> None:
+    """Start the sandbox in the background; return when every pod, the ingress and Prometheus are ready."""
+    status, loaded = sandbox.up(mesh_dir or sandbox.default_mesh_dir(), state_dir or default_state_dir(), timeout)
+    _warn(loaded.warnings)
+    click.echo(f"sandbox {status['mesh']!r} ready in {status['startup_s']:.2f} s: "
+               f"{len(status['pods'])} pods")
+    click.echo(f"  ingress:    {status['ingress_url']}")
+    click.echo(f"  prometheus: {status['prometheus_url']}")
+
+
+@cli.command()
+@STATE_DIR
+@click.option("--json", "as_json", is_flag=True, help="Print the full status as JSON.")
+def status(state_dir: Path | None, as_json: bool) -> None:
+    """Show the pods, the ingress URL and the Prometheus URL."""
+    try:
+        current = sandbox.status(state_dir or default_state_dir())
+    except TargetUnavailable as exc:
+        _fail(str(exc), code=1)
+    if as_json:
+        click.echo(json.dumps(current, indent=2))
+        return
+    click.echo(f"sandbox {current['mesh']!r}: {current['state']}")
+    click.echo(f"  ingress:    {current['ingress_url']}")
+    click.echo(f"  prometheus: {current['prometheus_url']}")
+    rows = [("SERVICE", "VERSION", "POD", "STATE", "RESTARTS", "PIDS (app/sidecar)", "PORTS")]
+    rows += [_pod_row(p) for p in current["pods"]]
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    for row in rows:
+        click.echo("  " + "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip())
+
+
+def _pod_row(pod: dict[str, Any]) -> tuple[str, ...]:
+    pids = f"{pod['pids']['app'] or '-'}/{pod['pids']['sidecar'] or '-'}"
+    ports = " ".join(f"{k}={v}" for k, v in pod["ports"].items())
+    return (pod["service"], pod["version"], pod["name"], pod["state"], str(pod["restarts"]), pids, ports)
+
+
+@cli.command()
+@STATE_DIR
+def down(state_dir: Path | None) -> None:
+    """Stop every process of the sandbox and remove its runtime files (idempotent)."""
+    directory = state_dir or default_state_dir()
+    stopped = sandbox.down(directory)
+    click.echo("sandbox stopped" if stopped else f"no sandbox running in {directory}")
+
+
+@cli.command()
+@MESH_DIR
+def validate(mesh_dir: Path | None) -> None:
+    """Check a mesh definition without starting anything."""
+    loaded = load_mesh(mesh_dir or sandbox.default_mesh_dir())
+    _warn(loaded.warnings)
+    model = loaded.model
+    click.echo(f"mesh {model.name!r} is valid: {len(model.services)} services, "
+               f"{sum(v.replicas for s in model.services.values() for v in s.versions)} pods")
+
+
+def main() -> None:
+    try:
+        cli.main(standalone_mode=False)
+    except click.exceptions.UsageError as exc:
+        _fail(exc.format_message().replace("\n", " "))
+    except click.exceptions.Abort:
+        _fail("aborted", code=130)
+    except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)
+    except ChaosMeshQAError as exc:
+        _fail(str(exc))

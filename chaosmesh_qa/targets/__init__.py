@@ -1,0 +1,1 @@
+"""Mesh targets: where faults land and metrics come from (local sandbox, later Kubernetes)."""

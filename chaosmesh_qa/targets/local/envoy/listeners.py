@@ -1,0 +1,233 @@
+"""Sidecar and ingress listeners (LDS) and the Envoy bootstrap.
+
+The inbound listener terminates mTLS per the workload's PeerAuthentication mode,
+enforces AuthorizationPolicies with the HTTP RBAC filter, and carries the runtime-driven
+fault filter that fault actions steer through ``/runtime_modify``; the outbound listener
+routes the app's calls by ``Host`` through RDS.  Called by ``controlplane``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from chaosmesh_qa.mesh.model import AuthzPolicy, AuthzRule
+from chaosmesh_qa.targets.local.envoy.common import API, JSON, TYPE, address, file_source
+from chaosmesh_qa.targets.local.envoy.routes import FAULT_FILTER, OUTBOUND_ROUTE_CONFIG
+
+LOCAL_APP_CLUSTER = "local_app"
+HCM = "envoy.filters.network.http_connection_manager"
+# Fine latency buckets (ms) so that SLOs such as "p99 <= 300 ms" are resolvable (Envoy's
+# defaults jump from 250 to 500 ms).
+HISTOGRAM_BUCKETS_MS = [1, 2, 5, 10, 20, 30, 50, 75, 100, 150, 200, 250, 300, 400, 500, 750,
+                        1000, 1500, 2000, 3000, 5000, 10000, 30000, 60000]
+
+
+@dataclass(frozen=True)
+class PodIdentity:
+    spiffe_id: str
+    cert: str
+    key: str
+    ca: str
+
+
+def bootstrap(node_id: str, node_cluster: str, admin_port: int, lds_path: str, cds_path: str,
+              app_port: int | None) -> JSON:
+    static_clusters = []
+    if app_port is not None:
+        static_clusters.append({
+            "name": LOCAL_APP_CLUSTER,
+            "type": "STATIC",
+            "connect_timeout": "1s",
+            "load_assignment": {"cluster_name": LOCAL_APP_CLUSTER, "endpoints": [
+                {"lb_endpoints": [{"endpoint": {"address": address(app_port)}}]}]},
+            "circuit_breakers": {"thresholds": [{"max_connections": 100000, "max_pending_requests": 100000,
+                                                 "max_requests": 100000}]},
+        })
+    return {
+        "node": {"id": node_id, "cluster": node_cluster},
+        "admin": {"address": address(admin_port)},
+        "layered_runtime": {"layers": [
+            {"name": "static", "static_layer": {}},
+            {"name": "admin", "admin_layer": {}},
+        ]},
+        "dynamic_resources": {"lds_config": file_source(lds_path), "cds_config": file_source(cds_path)},
+        "static_resources": {"clusters": static_clusters},
+        "stats_config": {"histogram_bucket_settings": [
+            {"match": {"safe_regex": {"regex": ".*"}}, "buckets": HISTOGRAM_BUCKETS_MS}]},
+        "overload_manager": {"resource_monitors": [{
+            "name": "envoy.resource_monitors.global_downstream_max_connections",
+            "typed_config": {
+                TYPE: f"{API}.extensions.resource_monitors.downstream_connections.v3."
+                      "DownstreamConnectionsConfig",
+                "max_active_downstream_connections": 50000,
+            },
+        }]},
+    }
+
+
+def outbound_listener(name: str, port: int, stat_prefix: str, rds_path: str) -> JSON:
+    """Plaintext HTTP listener for an app's (or the outside world's) calls into the mesh."""
+    return {
+        "name": name,
+        "address": address(port),
+        "enable_reuse_port": False,
+        "traffic_direction": "OUTBOUND",
+        "filter_chains": [{"filters": [_hcm(stat_prefix, {
+            "rds": {"route_config_name": OUTBOUND_ROUTE_CONFIG, "config_source": file_source(rds_path)},
+            "http_filters": [
+                {"name": FAULT_FILTER, "disabled": True, "typed_config": _fault_filter()},
+                _router(),
+            ],
+        })]}],
+    }
+
+
+def inbound_listener(port: int, mtls_mode: str, identity: PodIdentity,
+                     policies: list[AuthzPolicy]) -> JSON:
+    """The sidecar's inbound listener: mTLS per PeerAuthentication, RBAC, runtime faults."""
+    http_filters = [*_rbac_filters(policies), {"name": FAULT_FILTER, "typed_config": _fault_filter()},
+                    _router()]
+    hcm = _hcm("inbound", {
+        "route_config": {"name": "inbound", "virtual_hosts": [{
+            "name": "local_app", "domains": ["*"],
+            "routes": [{"match": {"prefix": "/"}, "route": {"cluster": LOCAL_APP_CLUSTER, "timeout": "0s"}}],
+        }]},
+        "http_filters": http_filters,
+        "forward_client_cert_details": "SANITIZE_SET",
+        "set_current_client_cert_details": {"uri": True},
+    })
+    tls_chain: JSON = {"filters": [hcm], "transport_socket": _downstream_tls(identity)}
+    plain_chain: JSON = {"filters": [hcm]}
+    listener: JSON = {
+        "name": "inbound",
+        "address": address(port),
+        "enable_reuse_port": False,
+        "traffic_direction": "INBOUND",
+    }
+    if mtls_mode == "STRICT":
+        listener["filter_chains"] = [tls_chain]
+    elif mtls_mode == "DISABLE":
+        listener["filter_chains"] = [plain_chain]
+    else:  # PERMISSIVE: TLS and plaintext on the same port, told apart by the TLS inspector
+        listener["listener_filters"] = [{
+            "name": "envoy.filters.listener.tls_inspector",
+            "typed_config": {TYPE: f"{API}.extensions.filters.listener.tls_inspector.v3.TlsInspector"},
+        }]
+        listener["filter_chains"] = [
+            {**tls_chain, "filter_chain_match": {"transport_protocol": "tls"}},
+            {**plain_chain, "filter_chain_match": {"transport_protocol": "raw_buffer"}},
+        ]
+    return listener
+
+
+def _hcm(stat_prefix: str, extra: JSON) -> JSON:
+    return {"name": HCM, "typed_config": {
+        TYPE: f"{API}.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
+        "stat_prefix": stat_prefix,
+        "codec_type": "AUTO",
+        "generate_request_id": True,
+        "normalize_path": True,
+        **extra,
+    }}
+
+
+def _router() -> JSON:
+    return {"name": "envoy.filters.http.router",
+            "typed_config": {TYPE: f"{API}.extensions.filters.http.router.v3.Router"}}
+
+
+def _fault_filter() -> JSON:
+    """Inert until runtime keys ``fault.http[.<caller>].{delay,abort}.*`` are set (see reference §2)."""
+    return {
+        TYPE: f"{API}.extensions.filters.http.fault.v3.HTTPFault",
+        "delay": {"fixed_delay": "0.001s", "percentage": {"numerator": 0, "denominator": "HUNDRED"}},
+        "abort": {"http_status": 503, "percentage": {"numerator": 0, "denominator": "HUNDRED"}},
+    }
+
+
+def _downstream_tls(identity: PodIdentity) -> JSON:
+    return {
+        "name": "envoy.transport_sockets.tls",
+        "typed_config": {
+            TYPE: f"{API}.extensions.transport_sockets.tls.v3.DownstreamTlsContext",
+            "require_client_certificate": True,
+            "common_tls_context": {
+                "tls_certificates": [{"certificate_chain": {"filename": identity.cert},
+                                      "private_key": {"filename": identity.key}}],
+                "validation_context": {
+                    "trusted_ca": {"filename": identity.ca},
+                    "match_typed_subject_alt_names": [
+                        {"san_type": "URI", "matcher": {"prefix": "spiffe://cluster.local/"}}],
+                },
+            },
+        },
+    }
+
+
+# --------------------------------------------------------------------------- authorization
+
+
+def _rbac_filters(policies: list[AuthzPolicy]) -> list[JSON]:
+    """DENY policies first, then ALLOW ones; as in Istio, any ALLOW policy makes the rest denied."""
+    filters = []
+    for action in ("DENY", "ALLOW"):
+        chosen = [p for p in policies if p.action == action]
+        if not chosen:
+            continue
+        rules = {
+            f"{p.namespace}.{p.name}[{i}]": _rbac_policy(rule)
+            for p in chosen for i, rule in enumerate(p.rules)
+        }
+        filters.append({"name": "envoy.filters.http.rbac", "typed_config": {
+            TYPE: f"{API}.extensions.filters.http.rbac.v3.RBAC",
+            "rules": {"action": action, "policies": rules},
+            "rules_stat_prefix": f"authz_{action.lower()}_",
+        }})
+    return filters
+
+
+def _rbac_policy(rule: AuthzRule) -> JSON:
+    principals = [_source(s.principals, s.namespaces) for s in rule.sources] or [{"any": True}]
+    permissions = [_operation(o.paths, o.methods) for o in rule.operations] or [{"any": True}]
+    return {"permissions": permissions, "principals": principals}
+
+
+def _source(principals: tuple[str, ...], namespaces: tuple[str, ...]) -> JSON:
+    ids = []
+    if principals:
+        ids.append({"or_ids": {"ids": [_principal(p) for p in principals]}})
+    if namespaces:
+        ids.append({"or_ids": {"ids": [
+            {"authenticated": {"principal_name": {"safe_regex": {"regex": f"spiffe://[^/]+/ns/{ns}/.*"}}}}
+            for ns in namespaces]}})
+    return {"and_ids": {"ids": ids}} if ids else {"any": True}
+
+
+def _principal(principal: str) -> JSON:
+    if principal == "*":
+        return {"authenticated": {"principal_name": {"safe_regex": {"regex": ".+"}}}}
+    if principal.startswith("*"):
+        return {"authenticated": {"principal_name": {"suffix": principal[1:]}}}
+    if principal.endswith("*"):
+        return {"authenticated": {"principal_name": {"prefix": f"spiffe://{principal[:-1]}"}}}
+    return {"authenticated": {"principal_name": {"exact": f"spiffe://{principal}"}}}
+
+
+def _operation(paths: tuple[str, ...], methods: tuple[str, ...]) -> JSON:
+    rules = []
+    if paths:
+        rules.append({"or_rules": {"rules": [{"url_path": {"path": _path(p)}} for p in paths]}})
+    if methods:
+        rules.append({"or_rules": {"rules": [
+            {"header": {"name": ":method", "string_match": {"exact": m}}} for m in methods]}})
+    return {"and_rules": {"rules": rules}} if rules else {"any": True}
+
+
+def _path(path: str) -> JSON:
+    if path == "*":
+        return {"safe_regex": {"regex": ".*"}}
+    if path.endswith("*"):
+        return {"prefix": path[:-1]}
+    if path.startswith("*"):
+        return {"suffix": path[1:]}
+    return {"exact": path}

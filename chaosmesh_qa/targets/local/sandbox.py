@@ -1,0 +1,178 @@
+"""Start, inspect and stop an embedded sandbox from outside it (the CLI, the target, the tests).
+
+``up`` validates the mesh in the calling process (so bad input exits 2 with nothing
+started), then launches the supervisor as a detached background process and returns
+once the supervisor reports the whole mesh ready.  ``SandboxClient`` speaks the
+supervisor's control API over its Unix socket.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+import chaosmesh_qa
+
+from chaosmesh_qa.errors import SandboxStartError, TargetUnavailable
+from chaosmesh_qa.mesh import LoadedMesh, load_mesh
+from chaosmesh_qa.targets.local.prometheus import find_prometheus
+from chaosmesh_qa.targets.local.state import SandboxPaths
+
+START_TIMEOUT_S = 60.0
+STOP_TIMEOUT_S = 15.0
+POLL_S = 0.02
+
+
+def default_mesh_dir() -> Path:
+    return Path(chaosmesh_qa.__file__).parent / "default_mesh"
+
+
+class SandboxClient:
+    """The supervisor's control API, synchronous (activities and the CLI are synchronous)."""
+
+    def __init__(self, state_dir: Path, timeout_s: float = 30.0) -> None:
+        self.paths = SandboxPaths(state_dir)
+        self._client = httpx.Client(transport=httpx.HTTPTransport(uds=str(self.paths.socket)),
+                                    base_url="http://sandbox", timeout=timeout_s)
+
+    def __enter__(self) -> SandboxClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._client.close()
+
+    def _request(self, method: str, path: str, **kwargs: Any) -> dict[str, Any]:
+        try:
+            response = self._client.request(method, path, **kwargs)
+        except httpx.TransportError as exc:
+            raise TargetUnavailable(f"no sandbox answering at {self.paths.socket} ({exc})") from None
+        body: dict[str, Any] = response.json()
+        if response.status_code >= 400:
+            raise TargetUnavailable(body.get("error") or f"sandbox answered {response.status_code}")
+        return body
+
+    def status(self) -> dict[str, Any]:
+        return self._request("GET", "/status")
+
+    def kill_pod(self, name: str, restart_after_s: float = 0.0) -> dict[str, Any]:
+        return self._request("POST", f"/pods/{name}/kill", json={"restart_after_s": restart_after_s})
+
+    def shutdown(self) -> None:
+        self._request("POST", "/shutdown")
+
+
+def up(mesh_dir: Path, state_dir: Path, timeout_s: float = START_TIMEOUT_S) -> tuple[dict[str, Any], LoadedMesh]:
+    """Start a sandbox for ``mesh_dir`` in ``state_dir``; return its status once ready."""
+    loaded = load_mesh(mesh_dir)  # raises InvalidMeshConfig before anything starts
+    find_prometheus()  # raises SandboxStartError naming the package / env var
+    paths = SandboxPaths(state_dir)
+    if is_running(paths):
+        raise SandboxStartError(f"a sandbox is already running in {state_dir} (chaosmesh-qa down first)")
+    _clear(paths)
+    paths.logs.mkdir(parents=True, exist_ok=True)
+    started = time.monotonic()
+    with open(paths.logs / "supervisor.log", "ab") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "chaosmesh_qa.targets.local.supervisor",
+             "--state-dir", str(state_dir), "--mesh", str(mesh_dir.absolute())],
+            stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True,
+        )
+    paths.pid_file.write_text(str(process.pid))
+    with SandboxClient(state_dir, timeout_s=2.0) as client:
+        while True:
+            if process.poll() is not None:
+                status = paths.read_status() or {}
+                raise SandboxStartError(_failure(status.get("error"), paths))
+            try:
+                status = client.status()
+            except TargetUnavailable:
+                status = {"state": "starting"}
+            if status["state"] == "ready":
+                status["startup_s"] = round(time.monotonic() - started, 3)
+                return status, loaded
+            if status["state"] == "failed":
+                process.wait(STOP_TIMEOUT_S)
+                raise SandboxStartError(_failure(status.get("error"), paths))
+            if time.monotonic() - started > timeout_s:
+                _terminate(process.pid)
+                raise SandboxStartError(_failure(f"not ready after {timeout_s:.0f} s", paths))
+            time.sleep(POLL_S)
+
+
+def status(state_dir: Path) -> dict[str, Any]:
+    paths = SandboxPaths(state_dir)
+    if not is_running(paths):
+        raise TargetUnavailable(f"no sandbox running in {state_dir}")
+    with SandboxClient(state_dir) as client:
+        return client.status()
+
+
+def down(state_dir: Path, timeout_s: float = STOP_TIMEOUT_S) -> bool:
+    """Stop the sandbox in ``state_dir``; idempotent.  Returns whether one was running."""
+    paths = SandboxPaths(state_dir)
+    pid = paths.read_pid()
+    if pid is None or not _alive(pid):
+        paths.remove_runtime_files()
+        return False
+    try:
+        with SandboxClient(state_dir, timeout_s=5.0) as client:
+            client.shutdown()
+    except TargetUnavailable:
+        _signal(pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout_s
+    while _alive(pid):
+        if time.monotonic() > deadline:
+            _signal(pid, signal.SIGKILL)  # children die with it (PR_SET_PDEATHSIG)
+            deadline += timeout_s
+        time.sleep(POLL_S)
+    paths.remove_runtime_files()
+    return True
+
+
+def is_running(paths: SandboxPaths) -> bool:
+    pid = paths.read_pid()
+    return pid is not None and _alive(pid)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.waitpid(pid, os.WNOHANG)  # reap it if it is our own child
+    except ChildProcessError:
+        pass
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[0] not in ("Z", "X")
+    except (OSError, IndexError):
+        return False
+
+
+def _signal(pid: int, sig: signal.Signals) -> None:
+    try:
+        os.kill(pid, sig)
+    except ProcessLookupError:
+        pass
+
+
+def _terminate(pid: int) -> None:
+    _signal(pid, signal.SIGTERM)
+    deadline = time.monotonic() + STOP_TIMEOUT_S
+    while _alive(pid) and time.monotonic() < deadline:
+        time.sleep(POLL_S)
+    _signal(pid, signal.SIGKILL)
+
+
+def _clear(paths: SandboxPaths) -> None:
+    paths.remove_runtime_files()
+    shutil.rmtree(paths.logs, ignore_errors=True)
+
+
+def _failure(error: str | None, paths: SandboxPaths) -> str:
+    return f"sandbox failed to start: {error or 'supervisor exited'} (logs: {paths.logs})"

@@ -1,0 +1,79 @@
+"""Where a sandbox keeps its runtime files, and how to find the default state directory.
+
+Shared by the supervisor (which writes them) and the CLI / target client (which read
+them).  Layout: ``control.sock`` (control API), ``supervisor.pid``, ``status.json``
+(last state: ready or failed), ``logs/``, ``xds/``, ``pki/``, ``prometheus/``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+STATE_DIR_ENV = "CHAOSMESH_QA_STATE_DIR"
+DEFAULT_STATE_DIR = ".chaosmesh-qa"
+
+
+def default_state_dir() -> Path:
+    return Path(os.environ.get(STATE_DIR_ENV) or DEFAULT_STATE_DIR).absolute()
+
+
+@dataclass(frozen=True)
+class SandboxPaths:
+    root: Path
+
+    @property
+    def socket(self) -> Path:
+        return self.root / "control.sock"
+
+    @property
+    def pid_file(self) -> Path:
+        return self.root / "supervisor.pid"
+
+    @property
+    def status_file(self) -> Path:
+        return self.root / "status.json"
+
+    @property
+    def logs(self) -> Path:
+        return self.root / "logs"
+
+    @property
+    def pki(self) -> Path:
+        return self.root / "pki"
+
+    @property
+    def prometheus(self) -> Path:
+        return self.root / "prometheus"
+
+    @property
+    def prometheus_config(self) -> Path:
+        return self.prometheus / "prometheus.yml"
+
+    def write_status(self, status: dict[str, Any]) -> None:
+        tmp = self.status_file.with_name(".status.json.tmp")
+        tmp.write_text(json.dumps(status, indent=1))
+        os.replace(tmp, self.status_file)
+
+    def read_status(self) -> dict[str, Any] | None:
+        try:
+            return dict(json.loads(self.status_file.read_text()))
+        except (OSError, ValueError):
+            return None
+
+    def read_pid(self) -> int | None:
+        try:
+            return int(self.pid_file.read_text().strip())
+        except (OSError, ValueError):
+            return None
+
+    def remove_runtime_files(self) -> None:
+        """Everything but the logs, which stay for post-mortems until the next ``up``."""
+        for name in ("xds", "pki", "prometheus"):
+            shutil.rmtree(self.root / name, ignore_errors=True)
+        for path in (self.socket, self.status_file, self.pid_file):
+            path.unlink(missing_ok=True)

@@ -1,0 +1,279 @@
+"""The sandbox supervisor: one background process that owns every child of an embedded mesh.
+
+``chaosmesh-qa up`` starts it as ``python -m chaosmesh_qa.targets.local.supervisor``.
+It renders the Envoy configuration, starts Prometheus, the ingress gateway and every
+pod, keeps each caller's endpoint files true to the pods that are running and ready,
+replaces killed pods, and serves a control API (HTTP over the Unix socket
+``<state>/control.sock``) that the CLI, the target and the fault actions use.  Its
+children die with it (``processes``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import os
+import secrets
+import signal
+import time
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+from aiohttp import web
+
+from chaosmesh_qa.mesh import load_mesh
+from chaosmesh_qa.mesh.model import MeshModel
+from chaosmesh_qa.targets.local import processes, prometheus
+from chaosmesh_qa.targets.local.controlplane import ControlPlane, PodPorts, PodSpec
+from chaosmesh_qa.targets.local.envoy.clusters import Endpoint
+from chaosmesh_qa.targets.local.envoy.common import INGRESS
+from chaosmesh_qa.targets.local.pki import MeshPKI
+from chaosmesh_qa.targets.local.pods import Pod, app_command
+from chaosmesh_qa.targets.local.ports import PortAllocator
+from chaosmesh_qa.targets.local.state import SandboxPaths
+
+log = logging.getLogger("chaosmesh_qa.supervisor")
+PROMETHEUS_READY_TIMEOUT_S = 20.0
+
+
+class Supervisor:
+    def __init__(self, paths: SandboxPaths, mesh_dir: Path) -> None:
+        self.paths = paths
+        self.mesh_dir = mesh_dir
+        self.model: MeshModel | None = None
+        self.control_plane: ControlPlane | None = None
+        self.ports = PortAllocator()
+        self.pods: dict[str, Pod] = {}
+        self.ingress: Pod | None = None
+        self.prometheus: asyncio.subprocess.Process | None = None
+        self.prometheus_port = 0
+        self.state = "starting"
+        self.error: str | None = None
+        self.started_at = time.time()
+        self.ready_at: float | None = None
+        self.shutdown_requested = asyncio.Event()
+        self._session: aiohttp.ClientSession | None = None
+        self._tasks: set[asyncio.Task[Any]] = set()
+
+    # ------------------------------------------------------------------ main
+
+    async def run(self) -> None:
+        runner = await self._serve_api()
+        self._session = aiohttp.ClientSession()
+        try:
+            await self._start_mesh()
+            self.state, self.ready_at = "ready", time.time()
+            log.warning("sandbox ready in %.2f s", self.ready_at - self.started_at)
+        except Exception as exc:
+            self.state, self.error = "failed", str(exc) or type(exc).__name__
+            log.exception("sandbox failed to start")
+        self.paths.write_status(self.status())
+        if self.state == "ready":
+            await self.shutdown_requested.wait()
+        await self._stop_mesh()
+        await self._session.close()
+        await runner.cleanup()
+        if self.state != "failed":
+            self.paths.remove_runtime_files()
+
+    async def _start_mesh(self) -> None:
+        loaded = load_mesh(self.mesh_dir)
+        self.model = model = loaded.model
+        pki = MeshPKI.create(self.paths.pki)
+        self.control_plane = cp = ControlPlane(model, self.paths.root, pki)
+        cp.write_caller_configs()
+        cp.write_endpoints([], {})
+        prometheus_started = self._start_prometheus()
+        ingress_spec = PodSpec("istio-ingressgateway", INGRESS, "", PodPorts(
+            admin=self.ports.allocate(), outbound=self.ports.allocate()))
+        self.ingress = self._make_pod(ingress_spec)
+        replicas = [(s.name, v.name) for s in model.services.values() for v in s.versions for _ in range(v.replicas)]
+        pods = [self._make_pod(self._new_pod_spec(service, version)) for service, version in replicas]
+        await asyncio.gather(prometheus_started, *(p.start(self._http()) for p in [self.ingress, *pods]))
+        self._publish_endpoints()
+        await self._reload_prometheus()
+        await self._wait_scraped()
+
+    async def _stop_mesh(self) -> None:
+        pods = [*self.pods.values(), *([self.ingress] if self.ingress else [])]
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*(p.stop() for p in pods), processes.stop(self.prometheus))
+
+    # ------------------------------------------------------------------ pods
+
+    def _new_pod_spec(self, service: str, version: str) -> PodSpec:
+        assert self.model is not None
+        name = f"{service}-{version}-{secrets.token_hex(3)}"
+        ports = PodPorts(admin=self.ports.allocate(), inbound=self.ports.allocate(),
+                         outbound=self.ports.allocate(), app=self.ports.allocate())
+        return PodSpec(name, service, version, ports, self.model.workload_labels(service, version))
+
+    def _make_pod(self, spec: PodSpec) -> Pod:
+        assert self.control_plane is not None and self.model is not None
+        bootstrap = self.control_plane.write_pod(spec)
+        argv, env = (None, {}) if spec.service == INGRESS else app_command(self.model, spec)
+        health = "/healthz" if spec.service == INGRESS else self.model.services[spec.service].health_path
+        pod = Pod(spec, bootstrap, self.paths.logs / spec.name, argv, env, health, self._pod_changed)
+        if spec.service == INGRESS:
+            self.ingress = pod
+        else:
+            self.pods[spec.name] = pod
+        return pod
+
+    def _pod_changed(self, pod: Pod) -> None:
+        self._publish_endpoints()
+
+    def _publish_endpoints(self) -> None:
+        assert self.control_plane is not None
+        ready = [p for p in self.pods.values() if p.state == "ready"]
+        by_service: dict[str, list[str]] = {}
+        for pod in ready:
+            by_service.setdefault(pod.spec.service, []).append(pod.name)
+        self.control_plane.write_endpoints(
+            [Endpoint(p.name, p.spec.ports.inbound, p.spec.labels) for p in ready], by_service)
+
+    async def kill_pod(self, name: str, restart_after_s: float) -> dict[str, Any]:
+        """Delete a pod (SIGKILL app and sidecar); a replacement with a new name starts after the delay."""
+        pod = self.pods.pop(name)
+        pod.kill()
+        self._publish_endpoints()
+        self._background(self._replace(pod, restart_after_s))
+        await pod.reap()
+        return {"killed": name, "service": pod.spec.service, "version": pod.spec.version,
+                "replacement_after_s": restart_after_s}
+
+    async def _replace(self, dead: Pod, delay_s: float) -> None:
+        await asyncio.sleep(delay_s)
+        assert self.control_plane is not None
+        self.control_plane.remove_pod(dead.name)
+        pod = self._make_pod(self._new_pod_spec(dead.spec.service, dead.spec.version))
+        try:
+            await pod.start(self._http())
+        except (TimeoutError, RuntimeError) as exc:
+            log.error("replacement %s failed: %s", pod.name, exc)
+            pod.kill()
+            self.pods.pop(pod.name, None)
+            return
+        await self._reload_prometheus()
+
+    def _background(self, coro: Any) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    # ------------------------------------------------------------------ prometheus
+
+    async def _start_prometheus(self) -> None:
+        binary = prometheus.find_prometheus()
+        self.prometheus_port = self.ports.allocate()
+        self.paths.prometheus.mkdir(parents=True, exist_ok=True)
+        prometheus.write_config(self.paths.prometheus_config, self._scrape_targets())
+        self.prometheus = await processes.spawn(
+            prometheus.command(binary, self.paths.prometheus_config, self.paths.prometheus / "data",
+                               self.prometheus_port), self.paths.logs / "prometheus.log")
+        url = f"http://127.0.0.1:{self.prometheus_port}/-/ready"
+        await processes.wait_until(lambda: processes.http_ok(self._http(), url), PROMETHEUS_READY_TIMEOUT_S,
+                                   "prometheus", alive=lambda: self.prometheus is not None
+                                   and self.prometheus.returncode is None)
+
+    def _scrape_targets(self) -> list[prometheus.ScrapeTarget]:
+        pods = [*([self.ingress] if self.ingress else []), *self.pods.values()]
+        return [prometheus.ScrapeTarget(p.spec.ports.admin, {
+            "service": p.spec.service, "version": p.spec.version, "pod": p.name,
+            "role": "gateway" if p.spec.service == INGRESS else "sidecar"}) for p in pods]
+
+    async def _reload_prometheus(self) -> None:
+        prometheus.write_config(self.paths.prometheus_config, self._scrape_targets())
+        async with self._http().post(f"http://127.0.0.1:{self.prometheus_port}/-/reload") as response:
+            response.raise_for_status()
+
+    async def _wait_scraped(self) -> None:
+        expected = len(self._scrape_targets())
+        url = f"http://127.0.0.1:{self.prometheus_port}/api/v1/query"
+
+        async def all_up() -> bool:
+            try:
+                async with self._http().get(url, params={"query": 'count(up{job="envoy"} == 1)'}) as response:
+                    result = (await response.json())["data"]["result"]
+                    return bool(result) and int(float(result[0]["value"][1])) >= expected
+            except (aiohttp.ClientError, KeyError, ValueError):
+                return False
+
+        await processes.wait_until(all_up, PROMETHEUS_READY_TIMEOUT_S, "prometheus scraping every envoy",
+                                   interval_s=0.05)
+
+    # ------------------------------------------------------------------ control API
+
+    def status(self) -> dict[str, Any]:
+        ingress_port = self.ingress.spec.ports.outbound if self.ingress else 0
+        return {
+            "state": self.state, "error": self.error, "pid": os.getpid(),
+            "mesh": self.model.name if self.model else None, "mesh_dir": str(self.mesh_dir),
+            "started_at": self.started_at, "ready_at": self.ready_at,
+            "ingress_url": f"http://127.0.0.1:{ingress_port}" if ingress_port else None,
+            "ingress_admin_url": f"http://127.0.0.1:{self.ingress.spec.ports.admin}" if self.ingress else None,
+            "prometheus_url": f"http://127.0.0.1:{self.prometheus_port}" if self.prometheus_port else None,
+            "pods": [p.describe() for p in sorted(self.pods.values(), key=lambda p: p.name)],
+            "ingress": self.ingress.describe() if self.ingress else None,
+        }
+
+    async def _serve_api(self) -> web.AppRunner:
+        app = web.Application()
+        app.router.add_get("/status", self._api_status)
+        app.router.add_post("/pods/{name}/kill", self._api_kill_pod)
+        app.router.add_post("/shutdown", self._api_shutdown)
+        runner = web.AppRunner(app, access_log=None)
+        await runner.setup()
+        self.paths.socket.unlink(missing_ok=True)
+        await web.UnixSite(runner, str(self.paths.socket)).start()
+        os.chmod(self.paths.socket, 0o600)
+        return runner
+
+    async def _api_status(self, request: web.Request) -> web.Response:
+        return web.json_response(self.status())
+
+    async def _api_kill_pod(self, request: web.Request) -> web.Response:
+        name = request.match_info["name"]
+        body = await request.json() if request.can_read_body else {}
+        if name not in self.pods:
+            return web.json_response({"error": f"pod {name!r} not found"}, status=404)
+        if self.state != "ready":
+            return web.json_response({"error": f"sandbox is {self.state}"}, status=409)
+        record = await self.kill_pod(name, float(body.get("restart_after_s", 0.0)))
+        return web.json_response(record)
+
+    async def _api_shutdown(self, request: web.Request) -> web.Response:
+        self.shutdown_requested.set()
+        return web.json_response({"state": "stopping"})
+
+    def _http(self) -> aiohttp.ClientSession:
+        assert self._session is not None
+        return self._session
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description="chaosmesh-qa sandbox supervisor (started by `chaosmesh-qa up`)")
+    parser.add_argument("--state-dir", required=True, type=Path)
+    parser.add_argument("--mesh", required=True, type=Path)
+    args = parser.parse_args()
+    paths = SandboxPaths(args.state_dir)
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(message)s")
+    supervisor = Supervisor(paths, args.mesh)
+
+    async def serve() -> None:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+            loop.add_signal_handler(sig, supervisor.shutdown_requested.set)
+        await supervisor.run()
+
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(serve())
+    paths.pid_file.unlink(missing_ok=True)
+
+
+if __name__ == "__main__":
+    main()
