@@ -68,4 +68,6 @@ def command(binary: str, config: Path, data_dir: Path, port: int) -> list[str]:
         "--storage.tsdb.retention.time=2h",
         "--web.enable-lifecycle",
         "--log.level=warn",
+        # hidden flag (Prometheus >= 2.41): apply target changes at once, not after a 5 s throttle
+        "--scrape.discovery-reload-interval=100ms",
     ]

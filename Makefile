@@ -1,0 +1,63 @@
+# chaosmesh-qa: `make demo` (the main job) and `make test` do all the set-up themselves.
+SHELL := /bin/bash
+VENV  := .venv
+PY    := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+# A Python >= 3.12: on PATH first, else under pyenv (these machines keep 3.12 there, off PATH).
+PYTHON ?= $(shell for c in python3.12 python3.13 python3.14 python3; do \
+            p=$$(command -v $$c 2>/dev/null) && $$p -c 'import sys; sys.exit(sys.version_info < (3, 12))' 2>/dev/null \
+            && { echo $$p; exit; }; done; \
+          root=$$(pyenv root 2>/dev/null || echo $$HOME/.pyenv); \
+          for p in $$(ls -d $$root/versions/3.1[2-9]*/bin/python3 2>/dev/null | sort -V); do \
+            $$p -c 'import sys; sys.exit(sys.version_info < (3, 12))' 2>/dev/null && { echo $$p; exit; }; done)
+
+.PHONY: setup demo test lint unit bench clean down
+
+setup: $(STAMP) prometheus
+
+$(STAMP): pyproject.toml
+	@if [ -z "$(PYTHON)" ]; then \
+	  echo "error: chaosmesh-qa needs Python >= 3.12 (chaostoolkit >= 1.21 requires it); none found on PATH" \
+	       "or under pyenv. Install one, or run: make PYTHON=/path/to/python3.12"; exit 1; fi
+	@echo "using $(PYTHON) ($$($(PYTHON) --version))"
+	@[ -x $(PY) ] || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[dev]'
+	@touch $(STAMP)
+
+prometheus:
+	@if [ -n "$$CHAOSMESH_QA_PROMETHEUS" ] || command -v prometheus >/dev/null || [ -x /usr/bin/prometheus ]; then exit 0; fi; \
+	if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	  echo "installing Debian's prometheus package"; \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus) >/dev/null; \
+	else \
+	  echo "error: Prometheus not found. Install Debian's 'prometheus' package (sudo apt-get install prometheus)" \
+	       "or set CHAOSMESH_QA_PROMETHEUS=/path/to/prometheus"; exit 1; fi
+
+lint: setup
+	$(VENV)/bin/ruff check chaosmesh_qa tests bench
+	$(VENV)/bin/mypy
+
+test: setup lint
+	$(VENV)/bin/pytest -q -m "not slow" -p no:cacheprovider
+
+test-all: setup lint
+	$(VENV)/bin/pytest -q -p no:cacheprovider
+
+bench: setup
+	$(PY) -m bench
+
+demo: setup
+	$(VENV)/bin/chaosmesh-qa up
+	@echo; $(VENV)/bin/chaosmesh-qa status; echo
+	@echo "one request through the ingress:"; \
+	  url=$$($(VENV)/bin/chaosmesh-qa status --json | $(PY) -c 'import json,sys; print(json.load(sys.stdin)["ingress_url"])'); \
+	  curl -s "$$url/" | $(PY) -m json.tool; \
+	  echo; echo "the sandbox keeps running; stop it with: $(VENV)/bin/chaosmesh-qa down"
+
+down:
+	-$(VENV)/bin/chaosmesh-qa down
+
+clean: down
+	rm -rf $(VENV) .chaosmesh-qa *.egg-info

@@ -1,0 +1,78 @@
+"""Test helpers that talk to a running sandbox like a client or a mesh workload would."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import socket
+import ssl
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+
+def hops(tree: dict[str, Any]) -> list[dict[str, Any]]:
+    """Every hop of a demo-app call tree, depth first."""
+    return [tree, *(hop for child in tree.get("upstreams", []) for hop in hops(child))]
+
+
+async def _get_many(url: str, count: int, headers: dict[str, str], concurrency: int) -> list[tuple[int, Any]]:
+    results: list[tuple[int, Any]] = []
+    queue = iter(range(count))  # bounded: exactly `count` requests
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as session:
+
+        async def worker() -> None:
+            for _ in queue:
+                async with session.get(url, headers=headers) as response:
+                    results.append((response.status, await response.json(content_type=None)))
+
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+    return results
+
+
+def get_many(url: str, count: int, headers: dict[str, str] | None = None,
+             concurrency: int = 8) -> list[tuple[int, Any]]:
+    assert url.startswith("http://127.0.0.1:"), "tests only send traffic to loopback"
+    return asyncio.run(_get_many(url, count, headers or {}, concurrency))
+
+
+def get(url: str, headers: dict[str, str] | None = None) -> tuple[int, Any]:
+    return get_many(url, 1, headers, concurrency=1)[0]
+
+
+def mesh_tls_get(port: int, pki_dir: Path, identity: str, path: str = "/") -> int:
+    """GET over mTLS to a sidecar inbound port, presenting a workload identity of the mesh PKI.
+
+    ``identity`` is the certificate stem, e.g. ``default-sa-catalog``; returns the HTTP status.
+    """
+    context = ssl.create_default_context(cafile=str(pki_dir / "ca.crt"))
+    context.check_hostname = False
+    context.load_cert_chain(pki_dir / f"{identity}.crt", pki_dir / f"{identity}.key")
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as raw, \
+            context.wrap_socket(raw, server_hostname="mesh.local") as tls:
+        tls.sendall(f"GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".encode())
+        data = b""
+        while chunk := tls.recv(65536):
+            data += chunk
+    return int(data.split(b" ", 2)[1])
+
+
+def plaintext_get(port: int) -> bytes:
+    """A plaintext HTTP request to ``port``; returns whatever came back (b"" if the peer hung up)."""
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+        sock.sendall(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        data = b""
+        try:
+            while chunk := sock.recv(65536):
+                data += chunk
+        except ConnectionResetError:
+            pass
+    return data
+
+
+def admin_json(admin_port: int, path: str) -> Any:
+    import urllib.request
+
+    with urllib.request.urlopen(f"http://127.0.0.1:{admin_port}{path}", timeout=5) as response:
+        return json.loads(response.read())
