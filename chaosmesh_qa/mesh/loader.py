@@ -63,26 +63,52 @@ def load_mesh(directory: str | Path) -> LoadedMesh:
             if doc is not None:
                 documents.append(doc)
     if problems:
-        raise InvalidMeshConfig(problems)
-    model = build_model(documents, problems, warnings)
+        raise InvalidMeshConfig(_single_lines(problems))
+    model = build_model(documents, problems, warnings, source=str(root))
     if problems:
-        raise InvalidMeshConfig(problems)
-    return LoadedMesh(model=model, warnings=warnings, files=[str(p) for p in files])
+        raise InvalidMeshConfig(_single_lines(problems))
+    return LoadedMesh(model=model, warnings=_single_lines(warnings), files=[str(p) for p in files])
+
+
+def _single_lines(messages: list[str]) -> list[str]:
+    """Each message on one line, even if a name or key taken from the input holds a line break."""
+    return [" ".join(part.strip() for part in m.splitlines()) if len(m.splitlines()) > 1 else m
+            for m in messages]
 
 
 def _documents(path: Path, problems: list[str]) -> list[tuple[int, Any]]:
+    text = ""
     try:
         text = path.read_text(encoding="utf-8")
         loaded = list(yaml.safe_load_all(text))
     except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        line = f":{mark.line + 1}" if mark is not None else ""
-        problems.append(f"{path}{line}: YAML syntax error: {exc.problem or exc.context}")
+        problems.append(_syntax_error(path, exc))
+        return []
+    except yaml.reader.ReaderError as exc:  # a character YAML does not allow; str() spans two lines
+        line = text.count("\n", 0, exc.position) + 1
+        problems.append(f"{path}:{line}: YAML syntax error: "
+                        f"unacceptable character #x{exc.character:04x}: {exc.reason}")
         return []
     except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
-        problems.append(f"{path}: cannot read: {exc}")
+        problems.append(f"{path}: cannot read: {_one_line(str(exc))}")
         return []
     return [(i, doc) for i, doc in enumerate(loaded) if doc is not None]
+
+
+def _syntax_error(path: Path, exc: yaml.MarkedYAMLError) -> str:
+    """``file:line: YAML syntax error: <problem>``, plus where an unclosed construct started."""
+    mark = exc.problem_mark or exc.context_mark
+    line = f":{mark.line + 1}" if mark is not None else ""
+    message = _one_line(exc.problem or exc.context or "invalid YAML")
+    context = exc.context_mark
+    if exc.problem and exc.context and context is not None and mark is not None and context.line != mark.line:
+        # e.g. an unclosed quote or bracket: the parser notices at a later line, name where it began
+        message += f" ({_one_line(exc.context)} started at line {context.line + 1})"
+    return f"{path}{line}: YAML syntax error: {message}"
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())
 
 
 def _validate(

@@ -217,12 +217,16 @@ class MeshModel:
         return max(ranked)[1] if ranked else "PERMISSIVE"
 
     def authz_for(self, service: str, version: str) -> list[AuthzPolicy]:
+        """AuthorizationPolicies that apply to a workload: its namespace's and the root namespace's.
+
+        As in Istio, a selector restricts a policy to matching workloads; in the root namespace
+        it matches workloads of every namespace.
+        """
         svc = self.services[service]
         labels = self.workload_labels(service, version)
         return [
             p for p in self.authz
-            if p.namespace == ROOT_NAMESPACE
-            or (p.namespace == svc.namespace and (not p.selector or _selects(p.selector, labels)))
+            if p.namespace in (ROOT_NAMESPACE, svc.namespace) and (not p.selector or _selects(p.selector, labels))
         ]
 
     def callees(self, service: str) -> list[str]:
@@ -252,12 +256,20 @@ def _default_retries() -> RetryPolicy:
 # --------------------------------------------------------------------------- building
 
 
-def build_model(documents: list[Document], problems: list[str], warnings: list[str]) -> MeshModel:
-    """Cross-check the documents and resolve them; append problems instead of raising."""
+def build_model(
+    documents: list[Document], problems: list[str], warnings: list[str], source: str = "mesh directory",
+) -> MeshModel:
+    """Cross-check the documents and resolve them; append problems instead of raising.
+
+    ``source`` names the mesh directory in the problem raised when it holds no Mesh document.
+    """
     meshes = [d for d in documents if d.kind == "Mesh"]
-    if len(meshes) != 1:
-        where = ", ".join(d.where for d in meshes) or "mesh directory"
-        problems.append(f"{where}: kind: expected exactly one 'kind: Mesh' document, found {len(meshes)}")
+    if not meshes:
+        problems.append(f"{source}: kind: no 'kind: Mesh' document found (expected exactly one)")
+        return _empty()
+    if len(meshes) > 1:
+        problems.extend(f"{extra.where}: kind: expected exactly one 'kind: Mesh' document, found "
+                        f"{len(meshes)} (the first is in {meshes[0].file})" for extra in meshes[1:])
         return _empty()
     mesh_doc = meshes[0]
     mesh_spec: schema.MeshSpec = mesh_doc.spec  # type: ignore[assignment]
@@ -376,25 +388,35 @@ class _HostResolver:
 
 
 def _traffic_policy(spec: schema.TrafficPolicy | None, base: TrafficPolicy) -> TrafficPolicy:
+    """Resolve a ``trafficPolicy`` over ``base`` (Istio's defaults, or the top level for a subset).
+
+    As Istio merges a subset's policy: each of loadBalancer, connectionPool, outlierDetection
+    and tls the subset sets replaces the top-level one whole (its unset fields take Istio's
+    defaults, not the top-level values); the ones it omits are inherited.
+    """
     if spec is None:
         return base
-    lb = spec.load_balancer.simple if spec.load_balancer and spec.load_balancer.simple else base.load_balancer
+    defaults = TrafficPolicy()
+    lb = base.load_balancer
+    if spec.load_balancer is not None:
+        lb = spec.load_balancer.simple or defaults.load_balancer
     breaker, connect_timeout = base.circuit_breaker, base.connect_timeout_s
     pool = spec.connection_pool
     if pool is not None:
         tcp, http = pool.tcp, pool.http
+        unlimited = CircuitBreaker()
         breaker = CircuitBreaker(
-            max_connections=(tcp.max_connections if tcp and tcp.max_connections else breaker.max_connections),
+            max_connections=(tcp.max_connections if tcp and tcp.max_connections else unlimited.max_connections),
             max_pending_requests=(http.http1_max_pending_requests if http and http.http1_max_pending_requests
-                                  else breaker.max_pending_requests),
-            max_requests=(http.http2_max_requests if http and http.http2_max_requests else breaker.max_requests),
-            max_retries=(http.max_retries if http and http.max_retries is not None else breaker.max_retries),
+                                  else unlimited.max_pending_requests),
+            max_requests=(http.http2_max_requests if http and http.http2_max_requests else unlimited.max_requests),
+            max_retries=(http.max_retries if http and http.max_retries is not None else unlimited.max_retries),
             max_requests_per_connection=(http.max_requests_per_connection
                                          if http and http.max_requests_per_connection is not None
-                                         else breaker.max_requests_per_connection),
+                                         else unlimited.max_requests_per_connection),
         )
-        if tcp and tcp.connect_timeout:
-            connect_timeout = parse_duration(tcp.connect_timeout)
+        connect_timeout = (parse_duration(tcp.connect_timeout) if tcp and tcp.connect_timeout
+                           else defaults.connect_timeout_s)
     outlier = base.outlier
     od = spec.outlier_detection
     if od is not None:

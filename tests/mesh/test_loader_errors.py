@@ -135,7 +135,9 @@ CASES = [
          "mesh.yaml", "Mesh/shop: spec.services[2]:", "either 'app'"),
     Case("empty-mesh-directory", remove_all_yaml, "mesh", "", "no *.yaml files"),
     Case("two-mesh-documents", copy_file("mesh.yaml", "mesh2.yaml"),
-         "mesh2.yaml", ": kind:", "expected exactly one 'kind: Mesh' document, found 2"),
+         "mesh2.yaml", "Mesh/shop: kind:", "expected exactly one 'kind: Mesh' document, found 2"),
+    Case("no-mesh-document", lambda root: (root / "mesh.yaml").unlink(),
+         "mesh", ": kind:", "no 'kind: Mesh' document"),
     Case("non-dns-service-name",
          replace("mesh.yaml", "- name: catalog\n", "- name: Catalog_Service\n"),
          "mesh.yaml", "spec.services[1].name:", "should match pattern"),
@@ -205,7 +207,7 @@ def test_yaml_unclosed_quote_points_at_where_it_starts(tmp_path: Path) -> None:
     start = _line_of(root, "security.yaml", '"cluster.local')
     assert "\n" not in message
     assert message.startswith(f"{root / 'security.yaml'}:"), message
-    assert f"line {start}" in message, message
+    assert f"while scanning a quoted scalar started at line {start}" in message, message
 
 
 def test_unreadable_yaml_character_is_one_line(tmp_path: Path) -> None:
@@ -214,8 +216,9 @@ def test_unreadable_yaml_character_is_one_line(tmp_path: Path) -> None:
         load_mesh(root)
     message = str(info.value)
     assert "\n" not in message, message
-    assert message.startswith(str(root / "mesh.yaml")), message
-    assert "#x0007" in message
+    line = _line_of(root, "mesh.yaml", "name: shop")
+    assert message.startswith(f"{root / 'mesh.yaml'}:{line}: YAML syntax error:"), message
+    assert "unacceptable character #x0007" in message
 
 
 def test_missing_directory(tmp_path: Path) -> None:
@@ -223,13 +226,29 @@ def test_missing_directory(tmp_path: Path) -> None:
         load_mesh(tmp_path / "nope")
 
 
-def test_several_problems_are_all_listed(tmp_path: Path) -> None:
+def test_several_problems_are_all_listed_but_shown_as_one_line(tmp_path: Path) -> None:
     root = mesh_with(tmp_path, replace("traffic.yaml", "weight: 20", "weight: 30"),
-                     replace("mesh.yaml", "{name: v1, replicas: 1}", "{name: v1, replicas: -1}"))
+                     replace("traffic.yaml", "timeout: 1s", "timeout: 1 second"))
     with pytest.raises(InvalidMeshConfig) as info:
         load_mesh(root)
-    assert len(info.value.problems) >= 1
-    assert str(info.value).count("\n") == 0
+    problems = info.value.problems
+    assert len(problems) == 1  # the bad duration fails schema validation, before cross-checks
+    root = mesh_with(tmp_path / "b", replace("traffic.yaml", "weight: 20", "weight: 30"),
+                     replace("traffic.yaml", "hosts: [inventory]", "hosts: [payments]"))
+    with pytest.raises(InvalidMeshConfig) as info:
+        load_mesh(root)
+    assert len(info.value.problems) == 2
+    assert str(info.value) == f"{info.value.problems[0]} (+1 more)"
+    assert "\n" not in str(info.value)
+
+
+def test_line_break_in_a_name_stays_on_one_line(tmp_path: Path) -> None:
+    root = mesh_with(tmp_path, replace("traffic.yaml", "VirtualService\nmetadata: {name: inventory}",
+                                       'VirtualService\nmetadata: {name: "inv\\nentory"}'))
+    with pytest.raises(InvalidMeshConfig) as info:
+        load_mesh(root)
+    assert "\n" not in str(info.value)
+    assert "metadata.name" in str(info.value)
 
 
 UNSUPPORTED = [
@@ -245,7 +264,7 @@ UNSUPPORTED = [
                  id="dr-subset-port-level-settings"),
     pytest.param(replace("security.yaml", "        principals: [cluster.local/ns/default/sa/catalog]\n",
                          "        principals: [cluster.local/ns/default/sa/catalog]\n"
-                         "    when: [{key: request.headers[x-team], values: [shop]}]\n"),
+                         "    when: [{key: 'request.headers[x-team]', values: [shop]}]\n"),
                  "security.yaml", "AuthorizationPolicy/inventory-callers", "spec.rules[0].when", id="authz-when"),
     pytest.param(replace("security.yaml", "  mtls: {mode: STRICT}\n",
                          "  mtls: {mode: STRICT}\n  portLevelMtls: {'8080': {mode: DISABLE}}\n"),

@@ -111,8 +111,9 @@ class Supervisor:
     def _new_pod_spec(self, service: str, version: str) -> PodSpec:
         assert self.model is not None
         name = f"{service}-{version}-{secrets.token_hex(3)}"
+        calls_out = bool(self.model.callees(service))
         ports = PodPorts(admin=self.ports.allocate(), inbound=self.ports.allocate(),
-                         outbound=self.ports.allocate(), app=self.ports.allocate())
+                         outbound=self.ports.allocate() if calls_out else 0, app=self.ports.allocate())
         return PodSpec(name, service, version, ports, self.model.workload_labels(service, version))
 
     def _make_pod(self, spec: PodSpec) -> Pod:
