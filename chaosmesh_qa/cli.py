@@ -69,7 +69,7 @@ def status(state_dir: Path | None, as_json: bool) -> None:
     click.echo(f"sandbox {current['mesh']!r}: {current['state']}")
     click.echo(f"  ingress:    {current['ingress_url']}")
     click.echo(f"  prometheus: {current['prometheus_url']}")
-    rows = [("SERVICE", "VERSION", "POD", "STATE", "RESTARTS", "PIDS (app/sidecar)", "PORTS")]
+    rows: list[tuple[str, ...]] = [("SERVICE", "VERSION", "POD", "STATE", "RESTARTS", "PIDS (app/sidecar)", "PORTS")]
     rows += [_pod_row(p) for p in current["pods"]]
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     for row in rows:

@@ -42,7 +42,7 @@ class DemoApp:
         self.pod: str = config["pod"]
         self.outbound_port: int = config["outbound_port"]
         behaviour = config.get("behaviour", {})
-        self.calls: list[tuple[str, str]] = [tuple(c) for c in behaviour.get("calls", [])]  # type: ignore[misc]
+        self.calls: list[tuple[str, str]] = [(c[0], c[1]) for c in behaviour.get("calls", [])]
         self.parallel: bool = behaviour.get("parallel", False)
         self.latency_s: float = behaviour.get("latency_ms", 0.0) / 1000
         self.error_rate: float = behaviour.get("error_rate", 0.0)

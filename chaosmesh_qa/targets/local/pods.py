@@ -10,6 +10,7 @@ would; a pod that is *killed* is gone for good and the supervisor replaces it.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import sys
 import time
@@ -129,10 +130,9 @@ class Pod:
         else:
             self.envoy = await processes.spawn(processes.envoy_command(self.bootstrap), self.logs / "envoy.log")
         async with aiohttp.ClientSession() as session:
-            try:
+            # on failure, the watcher below sees the exit again and retries after the delay
+            with contextlib.suppress(TimeoutError, RuntimeError):
                 await self._wait_ready(session)
-            except (TimeoutError, RuntimeError):
-                pass  # the watcher below sees the exit again and retries after the delay
         self._watch(container)
         if self.state == "not-ready" and _running(self.app) and _running(self.envoy):
             self._set_state("ready")

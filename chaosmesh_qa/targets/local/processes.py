@@ -8,6 +8,7 @@ the kernel kills its apps, sidecars and Prometheus with it.  Used by ``pods`` an
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ctypes
 import os
 import signal
@@ -59,10 +60,8 @@ async def stop(process: asyncio.subprocess.Process | None, grace_s: float = 2.0)
 
 def kill(process: asyncio.subprocess.Process | None) -> None:
     if process is not None and process.returncode is None:
-        try:
+        with contextlib.suppress(ProcessLookupError):
             process.send_signal(signal.SIGKILL)
-        except ProcessLookupError:
-            pass
 
 
 async def http_ok(session: aiohttp.ClientSession, url: str) -> bool:

@@ -8,6 +8,7 @@ supervisor's control API over its Unix socket.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -20,7 +21,6 @@ from typing import Any
 import httpx
 
 import chaosmesh_qa
-
 from chaosmesh_qa.errors import SandboxStartError, TargetUnavailable
 from chaosmesh_qa.mesh import LoadedMesh, load_mesh
 from chaosmesh_qa.targets.local.prometheus import find_prometheus
@@ -143,10 +143,8 @@ def is_running(paths: SandboxPaths) -> bool:
 
 
 def _alive(pid: int) -> bool:
-    try:
+    with contextlib.suppress(ChildProcessError):
         os.waitpid(pid, os.WNOHANG)  # reap it if it is our own child
-    except ChildProcessError:
-        pass
     try:
         with open(f"/proc/{pid}/stat") as stat:
             return stat.read().rsplit(")", 1)[1].split()[0] not in ("Z", "X")
@@ -155,10 +153,8 @@ def _alive(pid: int) -> bool:
 
 
 def _signal(pid: int, sig: signal.Signals) -> None:
-    try:
+    with contextlib.suppress(ProcessLookupError):
         os.kill(pid, sig)
-    except ProcessLookupError:
-        pass
 
 
 def _terminate(pid: int) -> None:

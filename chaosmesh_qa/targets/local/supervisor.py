@@ -54,6 +54,7 @@ class Supervisor:
         self.error: str | None = None
         self.started_at = time.time()
         self.ready_at: float | None = None
+        self.timings: dict[str, float] = {}
         self.shutdown_requested = asyncio.Event()
         self._session: aiohttp.ClientSession | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -94,11 +95,12 @@ class Supervisor:
         cp.write_endpoints([], {})
         pods = [self._make_pod(spec) for spec in [ingress_spec, *pod_specs]]
         await asyncio.gather(*(p.start(self._http()) for p in pods))
-        log.info("all pods ready after %.2f s", time.time() - self.started_at)
         self._publish_endpoints()
+        self.timings["pods_ready_s"] = round(time.time() - self.started_at, 3)
         await prometheus_started
         await self._wait_scraped()
-        log.info("prometheus scraping every envoy after %.2f s", time.time() - self.started_at)
+        self.timings["prometheus_scraping_s"] = round(time.time() - self.started_at, 3)
+        log.info("startup timings: %s", self.timings)
 
     async def _stop_mesh(self) -> None:
         pods = [*self.pods.values(), *([self.ingress] if self.ingress else [])]
@@ -216,7 +218,7 @@ class Supervisor:
         return {
             "state": self.state, "error": self.error, "pid": os.getpid(),
             "mesh": self.model.name if self.model else None, "mesh_dir": str(self.mesh_dir),
-            "started_at": self.started_at, "ready_at": self.ready_at,
+            "started_at": self.started_at, "ready_at": self.ready_at, "timings": self.timings,
             "ingress_url": f"http://127.0.0.1:{ingress_port}" if ingress_port else None,
             "ingress_admin_url": f"http://127.0.0.1:{self.ingress.spec.ports.admin}" if self.ingress else None,
             "prometheus_url": f"http://127.0.0.1:{self.prometheus_port}" if self.prometheus_port else None,

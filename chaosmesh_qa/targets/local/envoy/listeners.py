@@ -193,7 +193,7 @@ def _rbac_policy(rule: AuthzRule) -> JSON:
 
 
 def _source(principals: tuple[str, ...], namespaces: tuple[str, ...]) -> JSON:
-    ids = []
+    ids: list[JSON] = []
     if principals:
         ids.append({"or_ids": {"ids": [_principal(p) for p in principals]}})
     if namespaces:
@@ -214,7 +214,7 @@ def _principal(principal: str) -> JSON:
 
 
 def _operation(paths: tuple[str, ...], methods: tuple[str, ...]) -> JSON:
-    rules = []
+    rules: list[JSON] = []
     if paths:
         rules.append({"or_rules": {"rules": [{"url_path": {"path": _path(p)}} for p in paths]}})
     if methods:

@@ -1,0 +1,6 @@
+"""Run every benchmark and print its figures (``python -m bench``)."""
+
+from bench import sandbox_bench
+
+if __name__ == "__main__":
+    sandbox_bench.main()
