@@ -328,10 +328,10 @@ def _services(doc: Document, spec: schema.MeshSpec, problems: list[str]) -> dict
             command=tuple(svc.command) if svc.command else None, health_path=svc.health_path,
         )
     for i, svc in enumerate(spec.services):
-        for j, version in enumerate([*svc.versions, None]):
-            app = svc.app if version is None else version.app
+        # the service-level app, then each version's override
+        apps = [("app", svc.app), *((f"versions[{j}].app", v.app) for j, v in enumerate(svc.versions))]
+        for field_path, app in apps:
             for k, call in enumerate(app.calls or [] if app else []):
-                field_path = "app" if version is None else f"versions[{j}].app"
                 if call.service not in services:
                     problems.append(f"{doc.where}: spec.services[{i}].{field_path}.calls[{k}].service: "
                                     f"unknown service {call.service!r}")
@@ -516,7 +516,7 @@ def _string_match(spec: schema.StringMatch) -> StringMatch:
     for kind in ("exact", "prefix", "regex"):
         value = getattr(spec, kind)
         if value is not None:
-            return StringMatch(kind, value)  # type: ignore[arg-type]
+            return StringMatch(kind, value)
     raise AssertionError("schema guarantees one match kind")
 
 

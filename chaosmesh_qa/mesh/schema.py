@@ -90,8 +90,9 @@ class ServiceDef(Spec):
 
     @model_validator(mode="after")
     def _app_or_command(self) -> ServiceDef:
-        if self.command is not None and self.app is not None:
-            raise ValueError("set either 'app' (built-in demo app) or 'command', not both")
+        if self.command is not None and (self.app is not None or any(v.app is not None for v in self.versions)):
+            # a version's app would be silently ignored: the command replaces the demo app
+            raise ValueError("set either 'app' (built-in demo app, here or in a version) or 'command', not both")
         return self
 
 
