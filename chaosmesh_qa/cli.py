@@ -1,6 +1,6 @@
 """The ``chaosmesh-qa`` command: run and inspect the embedded sandbox.
 
-``up`` / ``status`` / ``down`` / ``validate``.  Errors a user can cause print one
+``up`` / ``status`` / ``heal`` / ``down`` / ``validate``.  Errors a user can cause print one
 line and exit 2, without a traceback; "no sandbox running" exits 1.
 """
 
@@ -17,6 +17,7 @@ from chaosmesh_qa.errors import ChaosMeshQAError, TargetUnavailable
 from chaosmesh_qa.mesh import load_mesh
 from chaosmesh_qa.targets.local import sandbox
 from chaosmesh_qa.targets.local.state import STATE_DIR_ENV, default_state_dir
+from chaosmesh_qa.targets.local.target import LocalTarget
 
 STATE_DIR = click.option("--state-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
                          envvar=STATE_DIR_ENV, help="Sandbox state directory [default: ./.chaosmesh-qa].")
@@ -44,9 +45,12 @@ def cli() -> None:
 @STATE_DIR
 @click.option("--timeout", type=click.FloatRange(min=1), default=sandbox.START_TIMEOUT_S, show_default=True,
               help="Seconds to wait for the whole mesh to be ready.")
-def up(mesh_dir: Path | None, state_dir: Path | None, timeout: float) -> None:
+@click.option("--max-fault-ttl", type=click.FloatRange(min=1), default=3600.0, show_default=True,
+              help="Longest lease (seconds) any fault may have in this sandbox.")
+def up(mesh_dir: Path | None, state_dir: Path | None, timeout: float, max_fault_ttl: float) -> None:
     """Start the sandbox in the background; return when every pod, the ingress and Prometheus are ready."""
-    status, loaded = sandbox.up(mesh_dir or sandbox.default_mesh_dir(), state_dir or default_state_dir(), timeout)
+    status, loaded = sandbox.up(mesh_dir or sandbox.default_mesh_dir(), state_dir or default_state_dir(), timeout,
+                                max_fault_ttl)
     _warn(loaded.warnings)
     click.echo(f"sandbox {status['mesh']!r} ready in {status['startup_s']:.2f} s: "
                f"{len(status['pods'])} pods")
@@ -71,9 +75,23 @@ def status(state_dir: Path | None, as_json: bool) -> None:
     click.echo(f"  prometheus: {current['prometheus_url']}")
     rows: list[tuple[str, ...]] = [("SERVICE", "VERSION", "POD", "STATE", "RESTARTS", "PIDS (app/sidecar)", "PORTS")]
     rows += [_pod_row(p) for p in current["pods"]]
+    _table(rows)
+    faults = current.get("faults", [])
+    click.echo(f"  active faults: {len(faults)}")
+    if faults:
+        _table([("FAULT", "KIND", "TARGET", "OWNER", "REMAINING"),
+                *((f["fault_id"], f["kind"], _target_text(f["target"]), f["owner"], f"{f['remaining_s']:.1f} s")
+                  for f in faults)])
+
+
+def _table(rows: list[tuple[str, ...]]) -> None:
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     for row in rows:
         click.echo("  " + "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip())
+
+
+def _target_text(target: dict[str, Any]) -> str:
+    return " ".join(f"{k}={v}" for k, v in target.items() if v is not None)
 
 
 def _pod_row(pod: dict[str, Any]) -> tuple[str, ...]:
@@ -89,6 +107,22 @@ def down(state_dir: Path | None) -> None:
     directory = state_dir or default_state_dir()
     stopped = sandbox.down(directory)
     click.echo("sandbox stopped" if stopped else f"no sandbox running in {directory}")
+
+
+@cli.command()
+@STATE_DIR
+@click.argument("fault_id", required=False)
+@click.option("--all", "heal_all", is_flag=True, help="Heal every active fault, whoever injected it.")
+def heal(state_dir: Path | None, fault_id: str | None, heal_all: bool) -> None:
+    """Remove one fault (FAULT_ID) or every fault (--all) from the sandbox; idempotent."""
+    if bool(fault_id) == heal_all:
+        raise click.UsageError("give a FAULT_ID or --all")
+    target = LocalTarget(state_dir or default_state_dir())
+    healed = target.heal(fault_id, None)
+    for record in healed:
+        click.echo(f"healed {record['fault_id']} ({record['kind']} on {_target_text(record['target'])})")
+    if not healed:
+        click.echo("no matching active fault")
 
 
 @cli.command()

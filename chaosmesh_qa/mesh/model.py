@@ -492,7 +492,8 @@ def _virtual_service(
         total = sum(d.weight for d in destinations)
         if len(http.route) > 1 and len(destinations) == len(http.route) and total != 100:
             problems.append(f"{where}.route: weights sum to {total}, expected 100")
-        if len(http.route) == 1 and destinations and destinations[0].weight not in (0, 100):
+        if len(http.route) == 1 and destinations and destinations[0].weight != 100:
+            # a lone destination takes all the traffic whatever its weight (even 0), as in Istio
             destinations[0] = WeightedDestination(destinations[0].service, destinations[0].subset, 100)
         built.append(Route(
             matches=tuple(_match(m) for m in http.match),

@@ -1,17 +1,13 @@
 """The SLI catalog: named PromQL templates per metrics dialect, loaded from ``probes/<dialect>.yaml``.
 
-The catalog is data (see ``probes/envoy.yaml`` for the format); this module loads one dialect,
-validates it, and renders an SLI to a PromQL string with checked parameters.  Probe activities
-and verdict code call ``load_catalog(target.metrics_dialect).render("error_ratio", service=...)``
-and hand the string to Prometheus; the tests render every SLI against a live sandbox.
-
-Parameter values are checked by kind before they reach a query (service and caller names must
-be DNS-1123 labels), so nothing a user passes can change the shape of the PromQL.
+Loads and validates one dialect's catalog (the data format is documented in ``probes/envoy.yaml``) and
+renders an SLI to PromQL.  Probe activities and verdict code call
+``load_catalog(dialect).render("error_ratio", service="catalog")`` and send the string to Prometheus.
+Parameters are checked by kind first (names must be DNS-1123 labels), so no value can reshape a query.
 """
 
 from __future__ import annotations
 
-import math
 import os
 import re
 import string
@@ -25,19 +21,20 @@ import chaosmesh_qa
 from chaosmesh_qa.errors import InvalidArgument
 
 PROBES_ENV = "CHAOSMESH_QA_PROBES"
-NAME_RE = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")  # DNS-1123 label (always fullmatch)
+NAME_RE = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")  # DNS-1123 label; always used with fullmatch
 DURATION_RE = re.compile(r"([0-9]+(ms|s|m|h|d|w|y))+")  # Prometheus duration
-_IDENT_RE = re.compile(r"[a-z][a-z0-9_]*")
+IDENT_RE = re.compile(r"[a-z][a-z0-9_]*")
+QUANTILE_RE = re.compile(r"0?\.[0-9]+")
 KINDS = ("name", "duration", "quantile", "choice")
 
 
 @dataclass(frozen=True)
 class Param:
     name: str
-    kind: str
+    kind: str  # one of KINDS
     description: str
-    default: str | None = None
-    format: str = "{}"  # applied to non-empty values, e.g. "_{}" for a cluster-name suffix
+    default: str | None = None  # None: required; "" (kind name only): optional, renders as ""
+    format: str = "{}"  # applied to a non-empty value, e.g. "_{}" for a cluster-name suffix
     choices: tuple[tuple[str, str], ...] = ()  # kind "choice": accepted value -> text in the query
 
 
@@ -47,137 +44,121 @@ class SLI:
     description: str
     unit: str
     params: tuple[str, ...]
-    query: str
+    query: str  # str.format template
 
 
 @dataclass(frozen=True)
 class Catalog:
     dialect: str
-    exercised: bool
+    exercised: bool  # False: never run against real data of this dialect yet
     description: str
     params: dict[str, Param]
     slis: dict[str, SLI]
     path: Path
-
-    def names(self) -> list[str]:
-        return sorted(self.slis)
 
     def render(self, name: str, **params: Any) -> str:
         """The PromQL of SLI ``name``; defaults fill omitted parameters, unknown ones are refused."""
         sli = self.slis.get(name)
         if sli is None:
             raise InvalidArgument(f"unknown SLI {name!r} in the {self.dialect} catalog "
-                                  f"(known: {', '.join(self.names())})")
+                                  f"(known: {', '.join(sorted(self.slis))})")
         for key in params:
             if key not in sli.params:
-                raise InvalidArgument(f"SLI {name!r}: unknown parameter {key!r} "
-                                      f"(expected: {', '.join(sli.params)})")
+                raise InvalidArgument(f"SLI {name!r}: unknown parameter {key!r} (expected: {', '.join(sli.params)})")
         values: dict[str, str] = {}
         for key in sli.params:
-            param = self.params[key]
-            if key in params and params[key] is not None:
-                values[key] = _check_value(param, params[key], f"SLI {name!r}: parameter {key!r}")
-            elif param.default is not None:
-                values[key] = _check_value(param, param.default, f"SLI {name!r}: parameter {key!r}")
-            else:
+            param, value = self.params[key], params.get(key)
+            if value is None and param.default is None:
                 raise InvalidArgument(f"SLI {name!r}: missing parameter {key!r}")
+            values[key] = check_value(param, param.default if value is None else value,
+                                      f"SLI {name!r}: parameter {key!r}")
         return sli.query.format(**values)
 
 
 def default_probes_dir() -> Path:
-    """``$CHAOSMESH_QA_PROBES``, else ``probes/`` next to the ``chaosmesh_qa`` package (the repo root)."""
+    """``$CHAOSMESH_QA_PROBES``, else the ``probes/`` directory beside the ``chaosmesh_qa`` package."""
     explicit = os.environ.get(PROBES_ENV)
-    if explicit:
-        return Path(explicit)
-    return Path(chaosmesh_qa.__file__).resolve().parent.parent / "probes"
+    return Path(explicit) if explicit else Path(chaosmesh_qa.__file__).resolve().parent.parent / "probes"
 
 
 def load_catalog(dialect: str = "envoy", probes_dir: Path | str | None = None) -> Catalog:
-    """Load and validate ``<probes_dir>/<dialect>.yaml``; raise InvalidArgument on any problem."""
-    if not _IDENT_RE.fullmatch(dialect):
+    """Load and validate ``<probes_dir>/<dialect>.yaml``; any problem is one InvalidArgument line."""
+    if not IDENT_RE.fullmatch(dialect):
         raise InvalidArgument(f"metrics dialect {dialect!r} is not a valid name")
-    directory = Path(probes_dir) if probes_dir is not None else default_probes_dir()
-    path = directory / f"{dialect}.yaml"
+    path = Path(probes_dir if probes_dir is not None else default_probes_dir()) / f"{dialect}.yaml"
     if not path.is_file():
-        raise InvalidArgument(f"{path}: no SLI catalog for dialect {dialect!r} (set {PROBES_ENV} "
-                              "or pass probes_dir)")
+        raise InvalidArgument(f"{path}: no SLI catalog for dialect {dialect!r} (set {PROBES_ENV} or pass probes_dir)")
     try:
         doc = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (OSError, yaml.YAMLError) as exc:
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
         raise InvalidArgument(f"{path}: unreadable SLI catalog ({' '.join(str(exc).split())})") from None
     return parse_catalog(doc, path, dialect)
 
 
 def parse_catalog(doc: Any, path: Path, dialect: str) -> Catalog:
-    """Validate an already parsed catalog document (``path`` only names it in errors)."""
-    where = str(path)
-    top = _mapping(doc, where, {"dialect", "exercised", "description", "params", "slis"})
+    """Validate a parsed catalog document; ``path`` names it in error messages."""
+    top = _mapping(doc, str(path), {"dialect", "exercised", "description", "params", "slis"})
     if top.get("dialect") != dialect:
-        raise InvalidArgument(f"{where}: 'dialect' must be {dialect!r}, got {top.get('dialect')!r}")
+        raise InvalidArgument(f"{path}: 'dialect' must be {dialect!r}, got {top.get('dialect')!r}")
     if not isinstance(top.get("exercised"), bool):
-        raise InvalidArgument(f"{where}: 'exercised' must be true or false")
-    raw_params = _mapping(top.get("params"), f"{where}: params", None)
-    params = {key: _parse_param(key, value, f"{where}: param {key!r}") for key, value in raw_params.items()}
-    raw_slis = _mapping(top.get("slis"), f"{where}: slis", None)
+        raise InvalidArgument(f"{path}: 'exercised' must be true or false")
+    params = {k: _param(k, v, f"{path}: param {k!r}")
+              for k, v in _mapping(top.get("params"), f"{path}: params").items()}
+    raw_slis = _mapping(top.get("slis"), f"{path}: slis")
     if not raw_slis:
-        raise InvalidArgument(f"{where}: 'slis' is empty")
-    slis = {key: _parse_sli(key, value, params, f"{where}: SLI {key!r}") for key, value in raw_slis.items()}
-    return Catalog(dialect, top["exercised"], _text(top, "description", where), params, slis, path)
+        raise InvalidArgument(f"{path}: 'slis' is empty")
+    slis = {k: _sli(k, v, params, f"{path}: SLI {k!r}") for k, v in raw_slis.items()}
+    return Catalog(dialect, top["exercised"], _text(top, "description", str(path)), params, slis, path)
 
 
-def _parse_param(key: Any, raw: Any, where: str) -> Param:
-    if not isinstance(key, str) or not _IDENT_RE.fullmatch(key):
+def _param(key: Any, raw: Any, where: str) -> Param:
+    if not isinstance(key, str) or not IDENT_RE.fullmatch(key):
         raise InvalidArgument(f"{where}: not a valid parameter name")
     spec = _mapping(raw, where, {"kind", "description", "default", "format", "choices"})
-    kind = spec.get("kind")
+    kind, fmt = spec.get("kind"), spec.get("format", "{}")
     if kind not in KINDS:
         raise InvalidArgument(f"{where}: 'kind' must be one of {', '.join(KINDS)}, got {kind!r}")
-    fmt = spec.get("format", "{}")
-    if not isinstance(fmt, str) or fmt.count("{}") != 1 or fmt.replace("{}", "").count("{"):
-        raise InvalidArgument(f"{where}: 'format' must be a string holding '{{}}' once")
+    if not isinstance(fmt, str) or fmt.count("{}") != 1 or fmt.replace("{}", "").strip("_-"):
+        raise InvalidArgument(f"{where}: 'format' must be '{{}}' with at most '_' or '-' around it")
     choices: tuple[tuple[str, str], ...] = ()
     if kind == "choice":
-        raw_choices = _mapping(spec.get("choices"), f"{where}: choices", None)
-        if not raw_choices or not all(isinstance(v, str) and NAME_RE.fullmatch(str(k)) and _IDENT_RE.fullmatch(v.lower())
-                                      for k, v in raw_choices.items()):
-            raise InvalidArgument(f"{where}: 'choices' must map values to identifiers")
-        choices = tuple((str(k), v) for k, v in raw_choices.items())
+        raw_choices = _mapping(spec.get("choices"), f"{where}: choices")
+        choices = tuple((str(k), str(v)) for k, v in raw_choices.items())
+        if not choices or not all(NAME_RE.fullmatch(k) and IDENT_RE.fullmatch(v.lower()) for k, v in choices):
+            raise InvalidArgument(f"{where}: 'choices' must map lowercase values to identifiers")
     elif "choices" in spec:
         raise InvalidArgument(f"{where}: 'choices' is only for kind 'choice'")
-    default = spec.get("default")
-    param = Param(str(key), kind, _text(spec, "description", where),
-                  None if default is None else str(default), fmt, choices)
+    default = None if spec.get("default") is None else str(spec["default"])
+    param = Param(key, kind, _text(spec, "description", where), default, fmt, choices)
     if param.default is not None:
-        _check_value(param, param.default, f"{where}: default")
+        check_value(param, param.default, f"{where}: default")
     return param
 
 
-def _parse_sli(key: Any, raw: Any, params: dict[str, Param], where: str) -> SLI:
-    if not isinstance(key, str) or not _IDENT_RE.fullmatch(key):
+def _sli(key: Any, raw: Any, params: dict[str, Param], where: str) -> SLI:
+    if not isinstance(key, str) or not IDENT_RE.fullmatch(key):
         raise InvalidArgument(f"{where}: not a valid SLI name")
     spec = _mapping(raw, where, {"description", "unit", "params", "query"})
     names = spec.get("params")
-    if not isinstance(names, list) or not all(isinstance(n, str) for n in names) or len(set(names)) != len(names):
-        raise InvalidArgument(f"{where}: 'params' must be a list of distinct parameter names")
-    for name in names:
-        if name not in params:
-            raise InvalidArgument(f"{where}: parameter {name!r} is not declared under 'params'")
+    if not isinstance(names, list) or not all(isinstance(n, str) and n in params for n in names) \
+            or len(set(names)) != len(names):
+        raise InvalidArgument(f"{where}: 'params' must list distinct parameters declared under the top 'params'")
     query = _text(spec, "query", where)
     try:
         fields = [(f, s, c) for _, f, s, c in string.Formatter().parse(query) if f is not None]
     except ValueError as exc:
-        raise InvalidArgument(f"{where}: bad template ({exc}; double literal braces)") from None
-    for field, spec_, conversion in fields:
-        if spec_ or conversion or not _IDENT_RE.fullmatch(field):
+        raise InvalidArgument(f"{where}: bad query template ({exc}; literal braces must be doubled)") from None
+    for field, fmt_spec, conversion in fields:
+        if fmt_spec or conversion or not IDENT_RE.fullmatch(field):
             raise InvalidArgument(f"{where}: placeholder {{{field}}} must be a plain {{name}}")
     used = {f for f, _, _ in fields}
     if used != set(names):
-        raise InvalidArgument(f"{where}: placeholders {sorted(used)} do not match params {sorted(names)}")
+        raise InvalidArgument(f"{where}: query placeholders {sorted(used)} do not match params {sorted(names)}")
     return SLI(key, _text(spec, "description", where), _text(spec, "unit", where), tuple(names), query)
 
 
-def _check_value(param: Param, value: Any, where: str) -> str:
-    """The text put into the query for ``value``, or InvalidArgument naming ``where``."""
+def check_value(param: Param, value: Any, where: str) -> str:
+    """The text that ``value`` puts into a query, or InvalidArgument naming ``where``."""
     if isinstance(value, bool) or not isinstance(value, str | int | float):
         raise InvalidArgument(f"{where}: {value!r} is not a {param.kind}")
     text = value if isinstance(value, str) else repr(value)
@@ -190,13 +171,9 @@ def _check_value(param: Param, value: Any, where: str) -> str:
         if not DURATION_RE.fullmatch(text):
             raise InvalidArgument(f"{where}: {value!r} is not a Prometheus duration such as 10s or 1m")
     elif param.kind == "quantile":
-        try:
-            number = float(text)
-        except ValueError:
-            number = math.nan
-        if not 0 < number < 1:
+        if not QUANTILE_RE.fullmatch(text) or not 0 < float(text) < 1:
             raise InvalidArgument(f"{where}: {value!r} is not a quantile strictly between 0 and 1")
-        text = repr(number)
+        text = repr(float(text))
     else:
         mapping = dict(param.choices)
         if text not in mapping:
@@ -205,13 +182,12 @@ def _check_value(param: Param, value: Any, where: str) -> str:
     return param.format.format(text)
 
 
-def _mapping(value: Any, where: str, allowed: set[str] | None) -> dict[Any, Any]:
+def _mapping(value: Any, where: str, allowed: set[str] | None = None) -> dict[Any, Any]:
     if not isinstance(value, dict):
         raise InvalidArgument(f"{where}: expected a mapping")
-    if allowed is not None:
-        unknown = sorted(str(k) for k in value if k not in allowed)
-        if unknown:
-            raise InvalidArgument(f"{where}: unknown field {unknown[0]!r} (allowed: {', '.join(sorted(allowed))})")
+    unknown = sorted(str(k) for k in value if allowed is not None and k not in allowed)
+    if unknown:
+        raise InvalidArgument(f"{where}: unknown field {unknown[0]!r} (allowed: {', '.join(sorted(allowed or ()))})")
     return value
 
 

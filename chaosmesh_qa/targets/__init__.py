@@ -1,1 +1,40 @@
-"""Mesh targets: where faults land and metrics come from (local sandbox, later Kubernetes)."""
+"""Mesh targets: where faults land and metrics come from.
+
+``get_target(configuration)`` picks the implementation from the experiment's
+configuration (``chaosmesh_qa_target``: ``local``, the default, or ``kubernetes``);
+``run_owner()`` names the faults this process injects, so that ``heal()`` without an
+id heals exactly this run's faults.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from pathlib import Path
+from typing import Any
+
+from chaosmesh_qa.errors import InvalidArgument, TargetUnavailable
+from chaosmesh_qa.targets.base import MeshTarget
+
+TARGET_KEY = "chaosmesh_qa_target"
+STATE_DIR_KEY = "chaosmesh_qa_state_dir"
+OWNER_ENV = "CHAOSMESH_QA_OWNER"
+
+
+def get_target(configuration: dict[str, Any] | None) -> MeshTarget:
+    configuration = configuration or {}
+    kind = configuration.get(TARGET_KEY, "local")
+    if kind == "local":
+        from chaosmesh_qa.targets.local.state import default_state_dir
+        from chaosmesh_qa.targets.local.target import LocalTarget
+
+        state_dir = configuration.get(STATE_DIR_KEY)
+        return LocalTarget(Path(state_dir).absolute() if state_dir else default_state_dir())
+    if kind == "kubernetes":
+        raise TargetUnavailable("configuration.chaosmesh_qa_target: the kubernetes target is not implemented yet")
+    raise InvalidArgument(f"configuration.{TARGET_KEY}: unknown target {kind!r} (expected 'local' or 'kubernetes')")
+
+
+def run_owner() -> str:
+    """The owner recorded on every fault this process injects (one ``chaos run`` = one owner)."""
+    return os.environ.get(OWNER_ENV) or f"{socket.gethostname()}:{os.getpid()}"

@@ -85,10 +85,12 @@ def test_retries_without_retry_on_and_fault_without_percentage(tmp_path: Path) -
             route: [{destination: {host: inventory}, weight: 40}]
             retries: {attempts: 0}
             fault: {delay: {fixedDelay: 250ms}}
+          - route: [{destination: {host: inventory}, weight: 0}]
         """)
-    (route,) = model.routes_for("inventory")
+    route, catch_all = model.routes_for("inventory")
     assert route.matches[0].uri == StringMatch("prefix", "/stock")
-    assert route.destinations == (WeightedDestination("inventory", None, 100),)  # a single destination gets all
+    for lone in (route, catch_all):  # a single destination gets all the traffic, whatever its weight
+        assert lone.destinations == (WeightedDestination("inventory", None, 100),)
     assert (route.retries.attempts, route.retries.retry_on) == (0, DEFAULT_RETRY_ON)
     assert route.fault is not None
     assert (route.fault.delay_s, route.fault.delay_percent) == (0.25, 100.0)

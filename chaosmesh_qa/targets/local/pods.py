@@ -4,7 +4,8 @@ The supervisor creates ``Pod`` objects (and one for the ingress gateway, which h
 app).  A pod is *ready* when its sidecar answers ``/ready`` and its app answers its
 health path; the supervisor publishes only ready pods as endpoints.  A container that
 exits on its own is restarted in place (same pod, restart count + 1), as the kubelet
-would; a pod that is *killed* is gone for good and the supervisor replaces it.
+would, unless a fault holds it down; a pod that is *killed* is gone for good and the
+supervisor replaces it; a *failed* pod is down until it recovers under the same name.
 """
 
 from __future__ import annotations
@@ -25,7 +26,12 @@ from chaosmesh_qa.mesh.model import MeshModel
 from chaosmesh_qa.targets.local import processes
 from chaosmesh_qa.targets.local.controlplane import PodSpec
 
-PodState = Literal["starting", "ready", "not-ready", "terminated"]
+PodState = Literal["starting", "ready", "degraded", "failed", "terminated"]
+Container = Literal["app", "envoy"]
+# States in which callers keep the pod as an endpoint: a crashed container does not remove it
+# (the sidecar answers 503, or refuses connections) -- that is what retries and outlier detection
+# are for.  Only a deleted (terminated) or failed pod leaves the endpoint set.
+SERVING_STATES = ("ready", "degraded")
 CONTAINER_RESTART_DELAY_S = 1.0
 READY_TIMEOUT_S = 30.0
 
@@ -44,6 +50,8 @@ class Pod:
     restarts: int = 0
     app: asyncio.subprocess.Process | None = None
     envoy: asyncio.subprocess.Process | None = None
+    held: set[Container] = field(default_factory=set)  # containers a fault keeps down
+    _wake: asyncio.Event = field(default_factory=asyncio.Event)
     _tasks: set[asyncio.Task[Any]] = field(default_factory=set)
 
     @property
@@ -83,17 +91,30 @@ class Pod:
                 READY_TIMEOUT_S, f"pod {self.name}: app", alive=lambda: _running(self.app)))
         await asyncio.gather(*checks)
 
-    def kill(self) -> None:
-        """SIGKILL both containers, like a pod deletion with grace period 0."""
-        self._set_state("terminated")
+    def kill(self, state: PodState = "terminated") -> None:
+        """SIGKILL both containers: a pod deletion with grace period 0 (or a pod failure)."""
+        self._set_state(state)
         for task in self._tasks:
             task.cancel()
         processes.kill(self.app)
         processes.kill(self.envoy)
 
-    def kill_container(self, container: Literal["app", "sidecar"]) -> None:
-        """SIGKILL one container; the watcher restarts it in place."""
+    async def recover(self, session: aiohttp.ClientSession) -> None:
+        """Bring a failed pod back under the same name (restart count + 1)."""
+        self.restarts += 1
+        self.state = "starting"
+        await self.start(session)
+
+    def kill_container(self, container: Container, hold: bool = False) -> None:
+        """SIGKILL one container; the watcher restarts it in place unless ``hold``."""
+        if hold:
+            self.held.add(container)
         processes.kill(self.app if container == "app" else self.envoy)
+
+    def release(self, container: Container) -> None:
+        """Let a held container restart now."""
+        self.held.discard(container)
+        self._wake.set()
 
     async def stop(self) -> None:
         self._set_state("terminated")
@@ -108,20 +129,23 @@ class Pod:
 
     # ------------------------------------------------------------------ watching
 
-    def _watch(self, container: Literal["app", "envoy"]) -> None:
+    def _watch(self, container: Container) -> None:
         task = asyncio.get_running_loop().create_task(self._restart_on_exit(container))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def _restart_on_exit(self, container: Literal["app", "envoy"]) -> None:
+    async def _restart_on_exit(self, container: Container) -> None:
         process = self.app if container == "app" else self.envoy
         assert process is not None
         await process.wait()
-        if self.state == "terminated":
+        if self.state in ("terminated", "failed"):
             return
-        self._set_state("not-ready")
+        self._set_state("degraded")
         await asyncio.sleep(CONTAINER_RESTART_DELAY_S)
-        if self.state == "terminated":
+        while container in self.held:
+            self._wake.clear()
+            await self._wake.wait()
+        if self.state in ("terminated", "failed"):
             return
         self.restarts += 1
         if container == "app":
@@ -134,7 +158,7 @@ class Pod:
             with contextlib.suppress(TimeoutError, RuntimeError):
                 await self._wait_ready(session)
         self._watch(container)
-        if self.state == "not-ready" and _running(self.app) and _running(self.envoy):
+        if self.state == "degraded" and _running(self.app) and _running(self.envoy):
             self._set_state("ready")
 
     def _set_state(self, state: PodState) -> None:

@@ -21,7 +21,7 @@ from typing import Any
 import httpx
 
 import chaosmesh_qa
-from chaosmesh_qa.errors import SandboxStartError, TargetUnavailable
+from chaosmesh_qa.errors import FaultRejected, SandboxStartError, TargetUnavailable
 from chaosmesh_qa.mesh import LoadedMesh, load_mesh
 from chaosmesh_qa.targets.local.prometheus import find_prometheus
 from chaosmesh_qa.targets.local.state import SandboxPaths
@@ -49,27 +49,40 @@ class SandboxClient:
     def __exit__(self, *exc: object) -> None:
         self._client.close()
 
-    def _request(self, method: str, path: str, **kwargs: Any) -> dict[str, Any]:
+    def _request(self, method: str, path: str, **kwargs: Any) -> Any:
         try:
             response = self._client.request(method, path, **kwargs)
         except httpx.TransportError as exc:
             raise TargetUnavailable(f"no sandbox answering at {self.paths.socket} ({exc})") from None
-        body: dict[str, Any] = response.json()
+        body: Any = response.json()
+        if response.status_code == 400:
+            raise FaultRejected(body.get("error") or "fault rejected by the sandbox")
         if response.status_code >= 400:
             raise TargetUnavailable(body.get("error") or f"sandbox answered {response.status_code}")
         return body
 
     def status(self) -> dict[str, Any]:
-        return self._request("GET", "/status")
+        return dict(self._request("GET", "/status"))
 
     def kill_pod(self, name: str, restart_after_s: float = 0.0) -> dict[str, Any]:
-        return self._request("POST", f"/pods/{name}/kill", json={"restart_after_s": restart_after_s})
+        return dict(self._request("POST", f"/pods/{name}/kill", json={"restart_after_s": restart_after_s}))
 
     def shutdown(self) -> None:
         self._request("POST", "/shutdown")
 
+    def inject(self, kind: str, parameters: dict[str, Any], owner: str, ttl_s: float) -> dict[str, Any]:
+        return dict(self._request("POST", "/faults", json={"kind": kind, "parameters": parameters,
+                                                           "owner": owner, "ttl_s": ttl_s}))
 
-def up(mesh_dir: Path, state_dir: Path, timeout_s: float = START_TIMEOUT_S) -> tuple[dict[str, Any], LoadedMesh]:
+    def faults(self) -> list[dict[str, Any]]:
+        return list(self._request("GET", "/faults"))
+
+    def heal(self, fault_id: str | None = None, owner: str | None = None) -> list[dict[str, Any]]:
+        return list(self._request("POST", "/faults/heal", json={"fault_id": fault_id, "owner": owner}))
+
+
+def up(mesh_dir: Path, state_dir: Path, timeout_s: float = START_TIMEOUT_S,
+       max_fault_ttl_s: float | None = None) -> tuple[dict[str, Any], LoadedMesh]:
     """Start a sandbox for ``mesh_dir`` in ``state_dir``; return its status once ready."""
     loaded = load_mesh(mesh_dir)  # raises InvalidMeshConfig before anything starts
     find_prometheus()  # raises SandboxStartError naming the package / env var
@@ -82,7 +95,8 @@ def up(mesh_dir: Path, state_dir: Path, timeout_s: float = START_TIMEOUT_S) -> t
     with open(paths.logs / "supervisor.log", "ab") as log:
         process = subprocess.Popen(
             [sys.executable, "-m", "chaosmesh_qa.targets.local.supervisor",
-             "--state-dir", str(state_dir), "--mesh", str(mesh_dir.absolute())],
+             "--state-dir", str(state_dir), "--mesh", str(mesh_dir.absolute()),
+             *(["--max-fault-ttl", str(max_fault_ttl_s)] if max_fault_ttl_s else [])],
             stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True,
         )
     paths.pid_file.write_text(str(process.pid))

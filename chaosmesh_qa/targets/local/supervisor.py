@@ -24,14 +24,16 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
+from chaosmesh_qa.errors import FaultRejected
 from chaosmesh_qa.mesh import load_mesh
 from chaosmesh_qa.mesh.model import MeshModel
 from chaosmesh_qa.targets.local import processes, prometheus
 from chaosmesh_qa.targets.local.controlplane import ControlPlane, PodPorts, PodSpec
 from chaosmesh_qa.targets.local.envoy.clusters import Endpoint
 from chaosmesh_qa.targets.local.envoy.common import INGRESS
+from chaosmesh_qa.targets.local.faults import DEFAULT_MAX_TTL_S, FaultManager
 from chaosmesh_qa.targets.local.pki import MeshPKI
-from chaosmesh_qa.targets.local.pods import Pod, app_command
+from chaosmesh_qa.targets.local.pods import SERVING_STATES, Pod, app_command
 from chaosmesh_qa.targets.local.ports import PortAllocator
 from chaosmesh_qa.targets.local.state import SandboxPaths
 
@@ -40,7 +42,7 @@ PROMETHEUS_READY_TIMEOUT_S = 20.0
 
 
 class Supervisor:
-    def __init__(self, paths: SandboxPaths, mesh_dir: Path) -> None:
+    def __init__(self, paths: SandboxPaths, mesh_dir: Path, max_fault_ttl_s: float = DEFAULT_MAX_TTL_S) -> None:
         self.paths = paths
         self.mesh_dir = mesh_dir
         self.model: MeshModel | None = None
@@ -56,6 +58,7 @@ class Supervisor:
         self.ready_at: float | None = None
         self.timings: dict[str, float] = {}
         self.shutdown_requested = asyncio.Event()
+        self.faults = FaultManager(self, max_fault_ttl_s)
         self._session: aiohttp.ClientSession | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
 
@@ -94,8 +97,8 @@ class Supervisor:
         cp.write_caller_configs()
         cp.write_endpoints([], {})
         pods = [self._make_pod(spec) for spec in [ingress_spec, *pod_specs]]
-        await asyncio.gather(*(p.start(self._http()) for p in pods))
-        self._publish_endpoints()
+        await asyncio.gather(*(p.start(self.http()) for p in pods))
+        self.publish_endpoints()
         self.timings["pods_ready_s"] = round(time.time() - self.started_at, 3)
         await prometheus_started
         await self._wait_scraped()
@@ -103,6 +106,7 @@ class Supervisor:
         log.info("startup timings: %s", self.timings)
 
     async def _stop_mesh(self) -> None:
+        await self.faults.close()
         pods = [*self.pods.values(), *([self.ingress] if self.ingress else [])]
         for task in self._tasks:
             task.cancel()
@@ -131,40 +135,60 @@ class Supervisor:
         return pod
 
     def _pod_changed(self, pod: Pod) -> None:
-        self._publish_endpoints()
+        self.publish_endpoints()
+        if pod.state == "ready" and self.state == "ready":
+            self._background(self.faults.pod_ready(pod))
 
-    def _publish_endpoints(self) -> None:
+    def publish_endpoints(self) -> None:
         assert self.control_plane is not None
-        ready = [p for p in self.pods.values() if p.state == "ready"]
+        ready = [p for p in self.pods.values() if p.state in SERVING_STATES]
         by_service: dict[str, list[str]] = {}
         for pod in ready:
             by_service.setdefault(pod.spec.service, []).append(pod.name)
         self.control_plane.write_endpoints(
             [Endpoint(p.name, p.spec.ports.inbound, p.spec.labels) for p in ready], by_service)
 
-    async def kill_pod(self, name: str, restart_after_s: float) -> dict[str, Any]:
-        """Delete a pod (SIGKILL app and sidecar); a replacement with a new name starts after the delay."""
+    def kill_pod(self, name: str) -> Pod:
+        """Delete a pod: SIGKILL app and sidecar, drop its endpoint at once."""
         pod = self.pods.pop(name)
         pod.kill()
-        self._publish_endpoints()
-        self._background(self._replace(pod, restart_after_s))
-        await pod.reap()
-        return {"killed": name, "service": pod.spec.service, "version": pod.spec.version,
-                "replacement_after_s": restart_after_s}
+        self.publish_endpoints()
+        return pod
 
-    async def _replace(self, dead: Pod, delay_s: float) -> None:
-        await asyncio.sleep(delay_s)
+    async def replace_pod(self, dead: Pod) -> Pod | None:
+        """Start a pod with a new name (and new ports) in place of a deleted one, as a Deployment would."""
         assert self.control_plane is not None
+        await dead.reap()
         self.control_plane.remove_pod(dead.name)
         pod = self._make_pod(self._new_pod_spec(dead.spec.service, dead.spec.version))
         try:
-            await pod.start(self._http())
+            await pod.start(self.http())
         except (TimeoutError, RuntimeError) as exc:
             log.error("replacement %s failed: %s", pod.name, exc)
             pod.kill()
             self.pods.pop(pod.name, None)
-            return
+            return None
         await self._reload_prometheus()
+        return pod
+
+    async def recover_pod(self, pod: Pod) -> None:
+        await pod.reap()
+        try:
+            await pod.recover(self.http())
+        except (TimeoutError, RuntimeError) as exc:
+            log.error("recovery of %s failed: %s", pod.name, exc)
+
+    async def _kill_then_replace(self, name: str, delay_s: float) -> dict[str, Any]:
+        pod = self.kill_pod(name)
+
+        async def later() -> None:
+            await asyncio.sleep(delay_s)
+            await self.replace_pod(pod)
+
+        self._background(later())
+        await pod.reap()
+        return {"killed": name, "service": pod.spec.service, "version": pod.spec.version,
+                "replacement_after_s": delay_s}
 
     def _background(self, coro: Any) -> asyncio.Task[Any]:
         task = asyncio.get_running_loop().create_task(coro)
@@ -183,7 +207,7 @@ class Supervisor:
             prometheus.command(binary, self.paths.prometheus_config, self.paths.prometheus / "data",
                                self.prometheus_port), self.paths.logs / "prometheus.log")
         url = f"http://127.0.0.1:{self.prometheus_port}/-/ready"
-        await processes.wait_until(lambda: processes.http_ok(self._http(), url), PROMETHEUS_READY_TIMEOUT_S,
+        await processes.wait_until(lambda: processes.http_ok(self.http(), url), PROMETHEUS_READY_TIMEOUT_S,
                                    "prometheus", alive=lambda: self.prometheus is not None
                                    and self.prometheus.returncode is None)
 
@@ -193,7 +217,7 @@ class Supervisor:
 
     async def _reload_prometheus(self) -> None:
         prometheus.write_config(self.paths.prometheus_config, self._scrape_targets())
-        async with self._http().post(f"http://127.0.0.1:{self.prometheus_port}/-/reload") as response:
+        async with self.http().post(f"http://127.0.0.1:{self.prometheus_port}/-/reload") as response:
             response.raise_for_status()
 
     async def _wait_scraped(self) -> None:
@@ -202,7 +226,7 @@ class Supervisor:
 
         async def all_up() -> bool:
             try:
-                async with self._http().get(url, params={"query": 'count(up{job="envoy"} == 1)'}) as response:
+                async with self.http().get(url, params={"query": 'count(up{job="envoy"} == 1)'}) as response:
                     result = (await response.json())["data"]["result"]
                     return bool(result) and int(float(result[0]["value"][1])) >= expected
             except (aiohttp.ClientError, KeyError, ValueError):
@@ -224,6 +248,7 @@ class Supervisor:
             "prometheus_url": f"http://127.0.0.1:{self.prometheus_port}" if self.prometheus_port else None,
             "pods": [p.describe() for p in sorted(self.pods.values(), key=lambda p: p.name)],
             "ingress": self.ingress.describe() if self.ingress else None,
+            "faults": self.faults.active(),
         }
 
     async def _serve_api(self) -> web.AppRunner:
@@ -231,6 +256,9 @@ class Supervisor:
         app.router.add_get("/status", self._api_status)
         app.router.add_post("/pods/{name}/kill", self._api_kill_pod)
         app.router.add_post("/shutdown", self._api_shutdown)
+        app.router.add_post("/faults", self._api_inject)
+        app.router.add_get("/faults", self._api_faults)
+        app.router.add_post("/faults/heal", self._api_heal)
         runner = web.AppRunner(app, access_log=None)
         await runner.setup()
         self.paths.socket.unlink(missing_ok=True)
@@ -248,14 +276,33 @@ class Supervisor:
             return web.json_response({"error": f"pod {name!r} not found"}, status=404)
         if self.state != "ready":
             return web.json_response({"error": f"sandbox is {self.state}"}, status=409)
-        record = await self.kill_pod(name, float(body.get("restart_after_s", 0.0)))
+        record = await self._kill_then_replace(name, float(body.get("restart_after_s", 0.0)))
         return web.json_response(record)
+
+    async def _api_inject(self, request: web.Request) -> web.Response:
+        body = await request.json()
+        if self.state != "ready":
+            return web.json_response({"error": f"sandbox is {self.state}"}, status=409)
+        try:
+            record = await self.faults.inject(body["kind"], body.get("parameters", {}), body.get("owner", "unknown"),
+                                              float(body["ttl_s"]))
+        except FaultRejected as exc:
+            return web.json_response({"error": str(exc)}, status=400)
+        return web.json_response(record)
+
+    async def _api_faults(self, request: web.Request) -> web.Response:
+        return web.json_response(self.faults.active())
+
+    async def _api_heal(self, request: web.Request) -> web.Response:
+        body = await request.json() if request.can_read_body else {}
+        healed = await self.faults.heal(body.get("fault_id"), body.get("owner"))
+        return web.json_response(healed)
 
     async def _api_shutdown(self, request: web.Request) -> web.Response:
         self.shutdown_requested.set()
         return web.json_response({"state": "stopping"})
 
-    def _http(self) -> aiohttp.ClientSession:
+    def http(self) -> aiohttp.ClientSession:
         assert self._session is not None
         return self._session
 
@@ -270,10 +317,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description="chaosmesh-qa sandbox supervisor (started by `chaosmesh-qa up`)")
     parser.add_argument("--state-dir", required=True, type=Path)
     parser.add_argument("--mesh", required=True, type=Path)
+    parser.add_argument("--max-fault-ttl", type=float, default=DEFAULT_MAX_TTL_S)
     args = parser.parse_args()
     paths = SandboxPaths(args.state_dir)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-    supervisor = Supervisor(paths, args.mesh)
+    supervisor = Supervisor(paths, args.mesh, args.max_fault_ttl)
 
     async def serve() -> None:
         loop = asyncio.get_running_loop()

@@ -1,0 +1,51 @@
+"""Safety control: whatever happened, heal every fault this experiment run injected.
+
+Declare it at the top level of an experiment::
+
+    "controls": [{"name": "chaosmesh-qa-safety",
+                  "provider": {"type": "python", "module": "chaosmesh_qa.controls.safety"}}]
+
+It runs after the experiment (and again at clean-up), including after an interrupted
+run; it is a second line of defence behind ``heal`` rollbacks, and the sandbox's lease
+expiry is the third (it holds even when the ``chaos`` process is SIGKILLed).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from chaosmesh_qa.errors import ChaosMeshQAError
+from chaosmesh_qa.targets import get_target, run_owner
+
+__all__ = ["after_experiment_control", "cleanup_control", "configure_control"]
+
+log = logging.getLogger("chaostoolkit")
+_configuration: dict[str, Any] = {}
+
+
+def configure_control(configuration: dict[str, Any] | None = None, **_: Any) -> None:
+    _configuration.clear()
+    _configuration.update(configuration or {})
+
+
+def after_experiment_control(context: dict[str, Any], state: dict[str, Any],
+                             configuration: dict[str, Any] | None = None, **_: Any) -> None:
+    healed = _heal_run_faults(configuration or _configuration)
+    state.setdefault("chaosmesh_qa", {})["healed_at_end"] = healed
+
+
+def cleanup_control() -> None:
+    _heal_run_faults(_configuration)
+
+
+def _heal_run_faults(configuration: dict[str, Any]) -> list[dict[str, Any]]:
+    try:
+        healed = get_target(configuration).heal(None, run_owner())
+    except ChaosMeshQAError as exc:
+        log.warning("chaosmesh-qa safety: could not heal this run's faults: %s", exc)
+        return []
+    if healed:
+        log.warning("chaosmesh-qa safety: healed %d fault(s) left by the run: %s", len(healed),
+                    ", ".join(f["fault_id"] for f in healed))
+    return healed

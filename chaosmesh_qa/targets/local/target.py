@@ -1,0 +1,72 @@
+"""``LocalTarget``: the ``MeshTarget`` over the embedded sandbox's control API.
+
+Built by ``chaosmesh_qa.targets.get_target`` from an experiment's configuration; every
+call is one request to the supervisor, which applies, confirms and expires the fault.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from chaosmesh_qa.targets.base import Direction, PartitionMode, Record
+from chaosmesh_qa.targets.local.sandbox import SandboxClient
+
+POD_FAULT_LEASE_S = 3600.0  # cap on how long a killed pod may stay down if nobody heals it
+
+
+class LocalTarget:
+    kind = "local"
+
+    def __init__(self, state_dir: Path) -> None:
+        self.state_dir = state_dir
+
+    def _client(self) -> SandboxClient:
+        return SandboxClient(self.state_dir)
+
+    def _inject(self, kind: str, parameters: dict[str, Any], owner: str, ttl_s: float) -> Record:
+        with self._client() as client:
+            return client.inject(kind, parameters, owner, ttl_s)
+
+    def describe(self) -> dict[str, Any]:
+        with self._client() as client:
+            return client.status()
+
+    def kill_pods(self, service: str, count: int | None, percent: float | None, version: str | None,
+                  restart_after_s: float, owner: str) -> Record:
+        # the lease ends when the replacement starts: heal() brings it forward
+        return self._inject("pod-kill", _pods(service, count, percent, version), owner, restart_after_s)
+
+    def fail_pods(self, service: str, duration_s: float, count: int | None, percent: float | None,
+                  version: str | None, owner: str) -> Record:
+        return self._inject("pod-failure", _pods(service, count, percent, version), owner, duration_s)
+
+    def kill_app(self, service: str, count: int | None, percent: float | None, version: str | None,
+                 restart_after_s: float, owner: str) -> Record:
+        return self._inject("app-kill", _pods(service, count, percent, version), owner, restart_after_s)
+
+    def inject_latency(self, service: str, delay_ms: int, percent: int, source: str | None,
+                       duration_s: float, owner: str) -> Record:
+        return self._inject("latency", {"service": service, "delay_ms": delay_ms, "percent": percent,
+                                        "source": source}, owner, duration_s)
+
+    def inject_abort(self, service: str, http_status: int, percent: int, source: str | None,
+                     duration_s: float, owner: str) -> Record:
+        return self._inject("abort", {"service": service, "http_status": http_status, "percent": percent,
+                                      "source": source}, owner, duration_s)
+
+    def partition(self, a: str, b: str, direction: Direction, mode: PartitionMode, duration_s: float,
+                  owner: str) -> Record:
+        return self._inject("partition", {"a": a, "b": b, "direction": direction, "mode": mode}, owner, duration_s)
+
+    def heal(self, fault_id: str | None, owner: str | None) -> list[Record]:
+        with self._client() as client:
+            return client.heal(fault_id, owner)
+
+    def active_faults(self) -> list[Record]:
+        with self._client() as client:
+            return client.faults()
+
+
+def _pods(service: str, count: int | None, percent: float | None, version: str | None) -> dict[str, Any]:
+    return {"service": service, "count": count, "percent": percent, "version": version}
