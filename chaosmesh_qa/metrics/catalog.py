@@ -25,6 +25,7 @@ NAME_RE = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")  # DNS-1123 label; always
 DURATION_RE = re.compile(r"([0-9]+(ms|s|m|h|d|w|y))+")  # Prometheus duration
 IDENT_RE = re.compile(r"[a-z][a-z0-9_]*")
 QUANTILE_RE = re.compile(r"0?\.[0-9]+")
+UNIT_S = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800, "y": 31536000}
 KINDS = ("name", "duration", "quantile", "choice")
 
 
@@ -72,7 +73,14 @@ class Catalog:
                 raise InvalidArgument(f"SLI {name!r}: missing parameter {key!r}")
             values[key] = check_value(param, param.default if value is None else value,
                                       f"SLI {name!r}: parameter {key!r}")
+            if param.kind == "duration":  # a duration also provides {<name>_seconds}
+                values[f"{key}_seconds"] = f"{seconds(values[key]):g}"
         return sli.query.format(**values)
+
+
+def seconds(duration: str) -> float:
+    """Seconds in a Prometheus duration such as ``1m30s``."""
+    return sum(int(n) * UNIT_S[unit] for n, unit in re.findall(r"([0-9]+)(ms|s|m|h|d|w|y)", duration))
 
 
 def default_probes_dir() -> Path:
@@ -104,16 +112,12 @@ def parse_catalog(doc: Any, path: Path, dialect: str) -> Catalog:
         raise InvalidArgument(f"{path}: 'exercised' must be true or false")
     params = {k: _param(k, v, f"{path}: param {k!r}")
               for k, v in _mapping(top.get("params"), f"{path}: params").items()}
-    raw_slis = _mapping(top.get("slis"), f"{path}: slis")
-    if not raw_slis:
-        raise InvalidArgument(f"{path}: 'slis' is empty")
-    slis = {k: _sli(k, v, params, f"{path}: SLI {k!r}") for k, v in raw_slis.items()}
+    slis = {k: _sli(k, v, params, f"{path}: SLI {k!r}")
+            for k, v in _mapping(top.get("slis"), f"{path}: slis").items()}
     return Catalog(dialect, top["exercised"], _text(top, "description", str(path)), params, slis, path)
 
 
-def _param(key: Any, raw: Any, where: str) -> Param:
-    if not isinstance(key, str) or not IDENT_RE.fullmatch(key):
-        raise InvalidArgument(f"{where}: not a valid parameter name")
+def _param(key: str, raw: Any, where: str) -> Param:
     spec = _mapping(raw, where, {"kind", "description", "default", "format", "choices"})
     kind, fmt = spec.get("kind"), spec.get("format", "{}")
     if kind not in KINDS:
@@ -124,10 +128,8 @@ def _param(key: Any, raw: Any, where: str) -> Param:
     if kind == "choice":
         raw_choices = _mapping(spec.get("choices"), f"{where}: choices")
         choices = tuple((str(k), str(v)) for k, v in raw_choices.items())
-        if not choices or not all(NAME_RE.fullmatch(k) and IDENT_RE.fullmatch(v.lower()) for k, v in choices):
-            raise InvalidArgument(f"{where}: 'choices' must map lowercase values to identifiers")
-    elif "choices" in spec:
-        raise InvalidArgument(f"{where}: 'choices' is only for kind 'choice'")
+        if not all(IDENT_RE.fullmatch(v.lower()) for _, v in choices):
+            raise InvalidArgument(f"{where}: 'choices' must map values to identifiers")
     default = None if spec.get("default") is None else str(spec["default"])
     param = Param(key, kind, _text(spec, "description", where), default, fmt, choices)
     if param.default is not None:
@@ -135,9 +137,7 @@ def _param(key: Any, raw: Any, where: str) -> Param:
     return param
 
 
-def _sli(key: Any, raw: Any, params: dict[str, Param], where: str) -> SLI:
-    if not isinstance(key, str) or not IDENT_RE.fullmatch(key):
-        raise InvalidArgument(f"{where}: not a valid SLI name")
+def _sli(key: str, raw: Any, params: dict[str, Param], where: str) -> SLI:
     spec = _mapping(raw, where, {"description", "unit", "params", "query"})
     names = spec.get("params")
     if not isinstance(names, list) or not all(isinstance(n, str) and n in params for n in names) \
@@ -151,7 +151,8 @@ def _sli(key: Any, raw: Any, params: dict[str, Param], where: str) -> SLI:
     for field, fmt_spec, conversion in fields:
         if fmt_spec or conversion or not IDENT_RE.fullmatch(field):
             raise InvalidArgument(f"{where}: placeholder {{{field}}} must be a plain {{name}}")
-    used = {f for f, _, _ in fields}
+    derived = {f"{n}_seconds": n for n in names if params[n].kind == "duration"}
+    used = {derived.get(f, f) for f, _, _ in fields}
     if used != set(names):
         raise InvalidArgument(f"{where}: query placeholders {sorted(used)} do not match params {sorted(names)}")
     return SLI(key, _text(spec, "description", where), _text(spec, "unit", where), tuple(names), query)
@@ -163,12 +164,10 @@ def check_value(param: Param, value: Any, where: str) -> str:
         raise InvalidArgument(f"{where}: {value!r} is not a {param.kind}")
     text = value if isinstance(value, str) else repr(value)
     if param.kind == "name":
-        if text == "" and param.default == "":
-            return ""
-        if not isinstance(value, str) or not NAME_RE.fullmatch(text):
+        if not (text == "" == param.default or (isinstance(value, str) and NAME_RE.fullmatch(text))):
             raise InvalidArgument(f"{where}: {value!r} is not a DNS-1123 name (lowercase letters, digits, '-')")
     elif param.kind == "duration":
-        if not DURATION_RE.fullmatch(text):
+        if not DURATION_RE.fullmatch(text) or seconds(text) <= 0:
             raise InvalidArgument(f"{where}: {value!r} is not a Prometheus duration such as 10s or 1m")
     elif param.kind == "quantile":
         if not QUANTILE_RE.fullmatch(text) or not 0 < float(text) < 1:
@@ -179,15 +178,17 @@ def check_value(param: Param, value: Any, where: str) -> str:
         if text not in mapping:
             raise InvalidArgument(f"{where}: {value!r} is not one of {', '.join(mapping)}")
         text = mapping[text]
-    return param.format.format(text)
+    return param.format.format(text) if text else ""
 
 
 def _mapping(value: Any, where: str, allowed: set[str] | None = None) -> dict[Any, Any]:
-    if not isinstance(value, dict):
-        raise InvalidArgument(f"{where}: expected a mapping")
-    unknown = sorted(str(k) for k in value if allowed is not None and k not in allowed)
-    if unknown:
-        raise InvalidArgument(f"{where}: unknown field {unknown[0]!r} (allowed: {', '.join(sorted(allowed or ()))})")
+    if not isinstance(value, dict) or (allowed is None and not value):
+        raise InvalidArgument(f"{where}: expected a {'non-empty ' if allowed is None else ''}mapping")
+    for key in value:
+        if allowed is not None and key not in allowed:
+            raise InvalidArgument(f"{where}: unknown field {key!r} (allowed: {', '.join(sorted(allowed))})")
+        if allowed is None and not (isinstance(key, str) and IDENT_RE.fullmatch(key)):
+            raise InvalidArgument(f"{where}: {key!r} is not a valid name (lowercase letters, digits, '_')")
     return value
 
 

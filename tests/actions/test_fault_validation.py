@@ -1,0 +1,82 @@
+"""Bad fault arguments: a one-line reason naming the argument, and nothing injected."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+
+from chaosmesh_qa import actions
+from chaosmesh_qa.errors import ChaosMeshQAError, FaultRejected, InvalidArgument
+from tests.conftest import Sandbox
+
+
+@pytest.fixture
+def cfg(sandbox: Sandbox) -> Iterator[dict[str, Any]]:
+    configuration = {"chaosmesh_qa_state_dir": str(sandbox.state_dir)}
+    yield configuration
+    actions.get_target(configuration).heal(None, None)
+
+
+BAD: list[tuple[str, Callable[..., Any], dict[str, Any], type[ChaosMeshQAError], str]] = [
+    ("unknown service", actions.inject_latency, {"service": "nope", "delay_ms": 10, "duration_s": 5},
+     FaultRejected, "service: unknown service 'nope'"),
+    ("unknown version", actions.kill_pods, {"service": "reviews", "version": "v9"}, FaultRejected, "version:"),
+    ("unknown source", actions.inject_abort,
+     {"service": "reviews", "http_status": 503, "percent": 10, "duration_s": 5, "source": "ghost"},
+     FaultRejected, "source: 'ghost' does not call 'reviews'"),
+    ("percent over 100", actions.inject_abort, {"service": "reviews", "http_status": 503, "percent": 150,
+                                                "duration_s": 5}, InvalidArgument, "percent:"),
+    ("percent negative", actions.kill_pods, {"service": "reviews", "percent": -5}, InvalidArgument, "percent:"),
+    ("zero duration", actions.inject_latency, {"service": "reviews", "delay_ms": 10, "duration_s": 0},
+     InvalidArgument, "duration_s: must be > 0"),
+    ("negative duration", actions.fail_pods, {"service": "reviews", "duration_s": -1}, InvalidArgument,
+     "duration_s:"),
+    ("over-maximum duration", actions.inject_latency, {"service": "reviews", "delay_ms": 10, "duration_s": 10**7},
+     FaultRejected, "duration_s:"),
+    ("duration not a number", actions.partition, {"a": "frontend", "b": "reviews", "duration_s": "5s"},
+     InvalidArgument, "duration_s: expected a number"),
+    ("kill count above replicas", actions.kill_pods, {"service": "catalog", "count": 3}, FaultRejected,
+     "count: 3 exceeds the 2 running pod(s)"),
+    ("count and percent", actions.kill_app, {"service": "catalog", "count": 1, "percent": 50}, InvalidArgument,
+     "count/percent"),
+    ("partition with itself", actions.partition, {"a": "reviews", "b": "reviews", "duration_s": 5},
+     InvalidArgument, "b: cannot partition 'reviews' from itself"),
+    ("partition without traffic", actions.partition, {"a": "reviews", "b": "inventory", "duration_s": 5},
+     FaultRejected, "no traffic flows"),
+    ("bad partition mode", actions.partition, {"a": "frontend", "b": "reviews", "duration_s": 5, "mode": "cut"},
+     InvalidArgument, "mode:"),
+    ("bad http status", actions.inject_abort, {"service": "reviews", "http_status": 99, "percent": 5,
+                                               "duration_s": 5}, InvalidArgument, "http_status:"),
+    ("fractional delay", actions.inject_latency, {"service": "reviews", "delay_ms": 1.5, "duration_s": 5},
+     InvalidArgument, "delay_ms:"),
+]
+
+
+@pytest.mark.parametrize(("action", "arguments", "error", "fragment"), [b[1:] for b in BAD], ids=[b[0] for b in BAD])
+def test_bad_argument_is_one_line_and_injects_nothing(
+    cfg: dict[str, Any], action: Callable[..., Any], arguments: dict[str, Any], error: type[Exception], fragment: str,
+) -> None:
+    with pytest.raises(error) as raised:
+        action(**arguments, configuration=cfg)
+    message = str(raised.value)
+    assert fragment in message
+    assert "\n" not in message
+    assert actions.get_target(cfg).active_faults() == []
+
+
+def test_conflicting_fault_is_rejected_and_first_stays(cfg: dict[str, Any]) -> None:
+    first = actions.inject_latency("reviews", delay_ms=50, duration_s=30, configuration=cfg)
+    with pytest.raises(FaultRejected, match=f"conflicts with active fault {first['fault_id']}"):
+        actions.inject_latency("reviews", delay_ms=80, duration_s=30, source="frontend", configuration=cfg)
+    # a different kind on the same service composes
+    actions.inject_abort("reviews", http_status=500, percent=1, duration_s=30, configuration=cfg)
+    assert [f["kind"] for f in actions.get_target(cfg).active_faults()] == ["latency", "abort"]
+
+
+def test_heal_is_idempotent(cfg: dict[str, Any]) -> None:
+    record = actions.inject_abort("catalog", http_status=500, percent=1, duration_s=30, configuration=cfg)
+    assert actions.heal(record["fault_id"], configuration=cfg)["count"] == 1
+    assert actions.heal(record["fault_id"], configuration=cfg)["count"] == 0
+    assert actions.heal(configuration=cfg)["count"] == 0
