@@ -1,6 +1,8 @@
 """Run every benchmark and print its figures (``python -m bench``)."""
 
-from bench import sandbox_bench
+from bench import faults_bench, sandbox_bench
 
 if __name__ == "__main__":
     sandbox_bench.main()
+    print()
+    faults_bench.main()

@@ -40,8 +40,9 @@ class SandboxClient:
 
     def __init__(self, state_dir: Path, timeout_s: float = 30.0) -> None:
         self.paths = SandboxPaths(state_dir)
-        self._client = httpx.Client(transport=httpx.HTTPTransport(uds=str(self.paths.socket)),
-                                    base_url="http://sandbox", timeout=timeout_s)
+        # a Unix socket: no TLS, so no SSL context (building one costs ~80 ms per client)
+        self._client = httpx.Client(transport=httpx.HTTPTransport(uds=str(self.paths.socket), verify=False),
+                                    base_url="http://sandbox", timeout=timeout_s, verify=False)
 
     def __enter__(self) -> SandboxClient:
         return self
