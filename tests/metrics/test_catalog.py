@@ -18,7 +18,7 @@ REQUIRED = {
     "edge_request_rate", "edge_error_ratio", "edge_latency_quantile",
     "retries", "circuit_breaker_overflows", "outlier_ejections_active", "healthy_endpoints", "injected_faults",
 }
-REPO_PROBES = Path(__file__).resolve().parents[2] / "probes"
+REPO_PROBES = Path(__file__).resolve().parents[2] / "chaosmesh_qa" / "probes"  # probes/ links here
 
 
 def required_args(catalog: Catalog, name: str) -> dict[str, str]:
@@ -42,7 +42,7 @@ def balanced(query: str) -> bool:
 # ------------------------------------------------------------------------------------ loading
 
 
-def test_default_probes_dir_is_the_repo_probes_dir(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_default_probes_dir_is_the_shipped_catalog(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv(PROBES_ENV, raising=False)
     assert default_probes_dir() == REPO_PROBES
 

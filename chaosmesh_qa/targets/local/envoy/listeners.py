@@ -52,6 +52,8 @@ def bootstrap(node_id: str, node_cluster: str, admin_port: int, lds_path: str, c
         ]},
         "dynamic_resources": {"lds_config": file_source(lds_path), "cds_config": file_source(cds_path)},
         "static_resources": {"clusters": static_clusters},
+        # histograms reach /stats/prometheus at each stats flush: every second, not Envoy's default 5 s
+        "stats_flush_interval": "1s",
         "stats_config": {"histogram_bucket_settings": [
             {"match": {"safe_regex": {"regex": ".*"}}, "buckets": HISTOGRAM_BUCKETS_MS}]},
         "overload_manager": {"resource_monitors": [{
