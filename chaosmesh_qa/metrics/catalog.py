@@ -86,7 +86,7 @@ def seconds(duration: str) -> float:
 def default_probes_dir() -> Path:
     """``$CHAOSMESH_QA_PROBES``, else the catalog shipped in the package (``probes/`` in the repo links to it)."""
     explicit = os.environ.get(PROBES_ENV)
-    return Path(explicit) if explicit else Path(chaosmesh_qa.__file__).resolve().parent / "probes"
+    return Path(explicit) if explicit else Path(chaosmesh_qa.__file__).resolve().parent / "sli"
 
 
 def load_catalog(dialect: str = "envoy", probes_dir: Path | str | None = None) -> Catalog:

@@ -18,7 +18,7 @@ REQUIRED = {
     "edge_request_rate", "edge_error_ratio", "edge_latency_quantile",
     "retries", "circuit_breaker_overflows", "outlier_ejections_active", "healthy_endpoints", "injected_faults",
 }
-REPO_PROBES = Path(__file__).resolve().parents[2] / "chaosmesh_qa" / "probes"  # probes/ links here
+REPO_PROBES = Path(__file__).resolve().parents[2] / "chaosmesh_qa" / "sli"  # probes/ links here
 
 
 def required_args(catalog: Catalog, name: str) -> dict[str, str]:
