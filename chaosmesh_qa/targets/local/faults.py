@@ -36,6 +36,7 @@ if TYPE_CHECKING:
     from chaosmesh_qa.targets.local.supervisor import Supervisor
 
 DEFAULT_MAX_TTL_S = 3600.0
+MAX_HISTORY = 1000
 L7_KINDS = ("latency", "abort")
 
 
@@ -65,12 +66,17 @@ class FaultManager:
         self.supervisor = supervisor
         self.max_ttl_s = max_ttl_s
         self.leases: dict[str, Lease] = {}
+        self.ended: list[dict[str, Any]] = []  # records of reverted faults, oldest first (bounded)
         self._sinks: dict[str, socket.socket] = {}
 
     # ------------------------------------------------------------------ public
 
     def active(self) -> list[dict[str, Any]]:
         return [lease.record() for lease in sorted(self.leases.values(), key=lambda lease: lease.started_at)]
+
+    def history(self, owner: str | None = None) -> list[dict[str, Any]]:
+        """Every fault still known, ended ones first: what phases of a run are computed from."""
+        return [r for r in [*self.ended, *self.active()] if owner is None or r["owner"] == owner]
 
     async def inject(self, kind: str, parameters: dict[str, Any], owner: str, ttl_s: float) -> dict[str, Any]:
         appliers = {"latency": self._l7, "abort": self._l7, "pod-kill": self._pod_kill,
@@ -115,7 +121,9 @@ class FaultManager:
         if lease.timer is not None and lease.timer is not asyncio.current_task():
             lease.timer.cancel()
         reverted = await lease.revert() if lease.revert else {}
-        return {**lease.record(), "ended": how, "ended_at": time.time(), "reverted": reverted}
+        record = {**lease.record(), "ended": how, "ended_at": time.time(), "reverted": reverted}
+        self.ended = [*self.ended[-(MAX_HISTORY - 1):], record]
+        return record
 
     def _conflict(self, kind: str, clashes: Callable[[Lease], bool]) -> None:
         for lease in self.leases.values():

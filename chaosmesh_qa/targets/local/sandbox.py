@@ -78,6 +78,9 @@ class SandboxClient:
     def faults(self) -> list[dict[str, Any]]:
         return list(self._request("GET", "/faults"))
 
+    def fault_history(self, owner: str | None = None) -> list[dict[str, Any]]:
+        return list(self._request("GET", "/faults/history", params={"owner": owner} if owner else {}))
+
     def heal(self, fault_id: str | None = None, owner: str | None = None) -> list[dict[str, Any]]:
         return list(self._request("POST", "/faults/heal", json={"fault_id": fault_id, "owner": owner}))
 

@@ -258,6 +258,7 @@ class Supervisor:
         app.router.add_post("/shutdown", self._api_shutdown)
         app.router.add_post("/faults", self._api_inject)
         app.router.add_get("/faults", self._api_faults)
+        app.router.add_get("/faults/history", self._api_fault_history)
         app.router.add_post("/faults/heal", self._api_heal)
         runner = web.AppRunner(app, access_log=None)
         await runner.setup()
@@ -292,6 +293,9 @@ class Supervisor:
 
     async def _api_faults(self, request: web.Request) -> web.Response:
         return web.json_response(self.faults.active())
+
+    async def _api_fault_history(self, request: web.Request) -> web.Response:
+        return web.json_response(self.faults.history(request.query.get("owner")))
 
     async def _api_heal(self, request: web.Request) -> web.Response:
         body = await request.json() if request.can_read_body else {}

@@ -67,6 +67,10 @@ class LocalTarget:
         with self._client() as client:
             return client.faults()
 
+    def fault_history(self, owner: str | None) -> list[Record]:
+        with self._client() as client:
+            return client.fault_history(owner)
+
 
 def _pods(service: str, count: int | None, percent: float | None, version: str | None) -> dict[str, Any]:
     return {"service": service, "count": count, "percent": percent, "version": version}
