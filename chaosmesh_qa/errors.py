@@ -40,3 +40,7 @@ class SandboxStartError(ChaosMeshQAError):
 
 class FaultRejected(ChaosMeshQAError):
     """A fault cannot be applied: conflicting, unknown target, or not confirmed at the data plane."""
+
+
+class MeasurementFailed(ChaosMeshQAError):
+    """A probe could not measure (Prometheus unreachable, no timeline): never a silent pass."""

@@ -56,6 +56,7 @@ class Catalog:
     params: dict[str, Param]
     slis: dict[str, SLI]
     path: Path
+    latency_buckets_ms: tuple[float, ...]  # histogram bucket bounds: what latency SLOs can resolve
 
     def render(self, name: str, **params: Any) -> str:
         """The PromQL of SLI ``name``; defaults fill omitted parameters, unknown ones are refused."""
@@ -105,7 +106,7 @@ def load_catalog(dialect: str = "envoy", probes_dir: Path | str | None = None) -
 
 def parse_catalog(doc: Any, path: Path, dialect: str) -> Catalog:
     """Validate a parsed catalog document; ``path`` names it in error messages."""
-    top = _mapping(doc, str(path), {"dialect", "exercised", "description", "params", "slis"})
+    top = _mapping(doc, str(path), {"dialect", "exercised", "description", "latency_buckets_ms", "params", "slis"})
     if top.get("dialect") != dialect:
         raise InvalidArgument(f"{path}: 'dialect' must be {dialect!r}, got {top.get('dialect')!r}")
     if not isinstance(top.get("exercised"), bool):
@@ -114,7 +115,12 @@ def parse_catalog(doc: Any, path: Path, dialect: str) -> Catalog:
               for k, v in _mapping(top.get("params"), f"{path}: params").items()}
     slis = {k: _sli(k, v, params, f"{path}: SLI {k!r}")
             for k, v in _mapping(top.get("slis"), f"{path}: slis").items()}
-    return Catalog(dialect, top["exercised"], _text(top, "description", str(path)), params, slis, path)
+    buckets = top.get("latency_buckets_ms", [])
+    if not isinstance(buckets, list) or not all(
+            isinstance(b, int | float) and not isinstance(b, bool) and b > 0 for b in buckets):
+        raise InvalidArgument(f"{path}: 'latency_buckets_ms' must be a list of positive numbers")
+    return Catalog(dialect, top["exercised"], _text(top, "description", str(path)), params, slis, path,
+                   tuple(float(b) for b in sorted(buckets)))
 
 
 def _param(key: str, raw: Any, where: str) -> Param:

@@ -21,9 +21,12 @@ PartitionMode = Literal["drop", "reject"]
 
 class MeshTarget(Protocol):
     kind: str
+    metrics_dialect: str  # which SLI catalog (chaosmesh_qa/sli/<dialect>.yaml) its Prometheus speaks
+
+    def prometheus_url(self) -> str: ...
 
     def describe(self) -> dict[str, Any]:
-        """Services, versions, pods, URLs (ingress, Prometheus) and active faults."""
+        """``services`` (versions, subsets, callers, callees), ``ingress_service``, pods, URLs, active faults."""
         ...
 
     def kill_pods(self, service: str, count: int | None, percent: float | None, version: str | None,

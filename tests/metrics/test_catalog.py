@@ -277,3 +277,9 @@ def test_bad_choice_and_subset() -> None:
         envoy.render("injected_faults", service="catalog", fault="both")
     with pytest.raises(InvalidArgument, match=r"^SLI 'healthy_endpoints': parameter 'subset': 'v_1' is not a DNS-1123"):
         envoy.render("healthy_endpoints", service="reviews", subset="v_1")
+
+
+def test_envoy_catalog_buckets_are_the_sandboxs_buckets() -> None:
+    from chaosmesh_qa.targets.local.envoy.listeners import HISTOGRAM_BUCKETS_MS
+
+    assert load_catalog("envoy").latency_buckets_ms == tuple(float(b) for b in HISTOGRAM_BUCKETS_MS)

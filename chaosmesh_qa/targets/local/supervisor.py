@@ -246,10 +246,21 @@ class Supervisor:
             "ingress_url": f"http://127.0.0.1:{ingress_port}" if ingress_port else None,
             "ingress_admin_url": f"http://127.0.0.1:{self.ingress.spec.ports.admin}" if self.ingress else None,
             "prometheus_url": f"http://127.0.0.1:{self.prometheus_port}" if self.prometheus_port else None,
+            "ingress_service": self.model.ingress_service if self.model else None,
+            "services": self._describe_services(),
             "pods": [p.describe() for p in sorted(self.pods.values(), key=lambda p: p.name)],
             "ingress": self.ingress.describe() if self.ingress else None,
             "faults": self.faults.active(),
         }
+
+    def _describe_services(self) -> dict[str, Any]:
+        model = self.model
+        if model is None:
+            return {}
+        return {name: {"namespace": svc.namespace, "versions": [v.name for v in svc.versions],
+                       "subsets": sorted(model.subsets.get(name, {})), "callers": model.callers(name),
+                       "callees": model.callees(name)}
+                for name, svc in model.services.items()}
 
     async def _serve_api(self) -> web.AppRunner:
         app = web.Application()

@@ -17,6 +17,7 @@ POD_FAULT_LEASE_S = 3600.0  # cap on how long a killed pod may stay down if nobo
 
 class LocalTarget:
     kind = "local"
+    metrics_dialect = "envoy"
 
     def __init__(self, state_dir: Path) -> None:
         self.state_dir = state_dir
@@ -31,6 +32,9 @@ class LocalTarget:
     def describe(self) -> dict[str, Any]:
         with self._client() as client:
             return client.status()
+
+    def prometheus_url(self) -> str:
+        return str(self.describe()["prometheus_url"])
 
     def kill_pods(self, service: str, count: int | None, percent: float | None, version: str | None,
                   restart_after_s: float, owner: str) -> Record:

@@ -1,0 +1,72 @@
+"""PromQL over HTTP for probes: bounded timeouts, retries on transient errors only.
+
+``probes.prometheus`` and ``probes.recovery`` build a ``PrometheusQuery`` from the
+target's Prometheus URL and ask it for instant values or 1-second series.  Anything
+that stops the measurement (Prometheus unreachable, a query Prometheus rejects) raises
+``MeasurementFailed`` with one line; a query with no data returns ``None``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import requests
+from prometheus_api_client import PrometheusApiClientException, PrometheusConnect
+from tenacity import retry, retry_if_exception, stop_after_attempt, wait_fixed
+
+from chaosmesh_qa.errors import MeasurementFailed
+
+TIMEOUT_S = 5
+T = TypeVar("T")
+
+
+def _transient(exc: BaseException) -> bool:
+    if isinstance(exc, requests.ConnectionError | requests.Timeout):
+        return True
+    return isinstance(exc, PrometheusApiClientException) and " 5" in str(exc)[:40]
+
+
+_retrying = retry(retry=retry_if_exception(_transient), stop=stop_after_attempt(3), wait=wait_fixed(0.2),
+                  reraise=True)
+
+
+class PrometheusQuery:
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self._client = PrometheusConnect(url=url, disable_ssl=True, timeout=TIMEOUT_S)
+
+    def value(self, promql: str) -> float | None:
+        """The query's single value now (summed if it returns several series); ``None``: no data or NaN."""
+        result = self._call(lambda: self._client.custom_query(promql))
+        values = [float(item["value"][1]) for item in result]
+        values = [v for v in values if not math.isnan(v)]
+        return sum(values) if values else None
+
+    def series(self, promql: str, start: float, end: float, step_s: float = 1.0) -> list[tuple[float, float]]:
+        """``(time, value)`` points of the query between ``start`` and ``end`` (epoch seconds), NaN dropped."""
+        def query() -> list[dict[str, Any]]:
+            return list(self._client.custom_query_range(
+                promql, start_time=dt.datetime.fromtimestamp(start, dt.UTC),
+                end_time=dt.datetime.fromtimestamp(end, dt.UTC), step=f"{step_s:g}s"))
+
+        points: dict[float, float] = {}
+        for item in self._call(query):
+            for at, raw in item["values"]:
+                value = float(raw)
+                if not math.isnan(value):
+                    points[float(at)] = points.get(float(at), 0.0) + value
+        return sorted(points.items())
+
+    def _call(self, fetch: Callable[[], T]) -> T:
+        try:
+            return _retrying(fetch)()
+        except (requests.RequestException, PrometheusApiClientException, ValueError, KeyError) as exc:
+            raise MeasurementFailed(f"prometheus at {self.url}: {_first_line(exc)}") from None
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0] if text else ''}"[:300]

@@ -1,0 +1,1 @@
+"""Chaos Toolkit probes: numbers and booleans for tolerances (Prometheus, client timeline, recovery)."""

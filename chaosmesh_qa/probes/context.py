@@ -1,0 +1,76 @@
+"""What probes share: the target, its SLI catalog and Prometheus, and this run's reference times.
+
+Probe modules call ``MeasureContext.from_configuration(configuration)``; it checks service
+names against the target (an unknown service is an ``InvalidArgument``, never "no data")
+and resolves ``since`` ("fault_start", "last_heal" or seconds) from this run's fault leases.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from chaosmesh_qa.errors import InvalidArgument, MeasurementFailed
+from chaosmesh_qa.metrics.catalog import Catalog, load_catalog
+from chaosmesh_qa.metrics.prometheus import PrometheusQuery
+from chaosmesh_qa.targets import get_target, run_owner
+from chaosmesh_qa.targets.base import MeshTarget
+
+SINCE_CHOICES = ("fault_start", "last_heal")
+
+
+@dataclass
+class MeasureContext:
+    target: MeshTarget
+    description: dict[str, Any]
+    catalog: Catalog
+    prometheus: PrometheusQuery
+
+    @classmethod
+    def from_configuration(cls, configuration: dict[str, Any] | None) -> MeasureContext:
+        target = get_target(configuration)
+        description = target.describe()
+        return cls(target, description, load_catalog(target.metrics_dialect),
+                   PrometheusQuery(str(description["prometheus_url"])))
+
+    def service(self, name: Any, argument: str = "service") -> str:
+        known = self.description["services"]
+        if name not in known and not (argument == "source" and name == "ingress"):
+            raise InvalidArgument(f"{argument}: unknown service {name!r} (known: {', '.join(sorted(known))})")
+        return str(name)
+
+    def front_service(self) -> str:
+        return str(self.description["ingress_service"])
+
+    def query(self, sli: str, **params: Any) -> float | None:
+        return self.prometheus.value(self.catalog.render(sli, **params))
+
+    def run_faults(self) -> list[dict[str, Any]]:
+        return self.target.fault_history(run_owner())
+
+    def reference_time(self, since: Any) -> float:
+        """Epoch seconds that ``since`` names: this run's first fault start, its last heal, or ``since`` s ago."""
+        if isinstance(since, int | float) and not isinstance(since, bool):
+            if since <= 0:
+                raise InvalidArgument(f"since: must be > 0 seconds, got {since!r}")
+            return time.time() - float(since)
+        if since not in SINCE_CHOICES:
+            raise InvalidArgument(f"since: expected seconds or one of {', '.join(SINCE_CHOICES)}, got {since!r}")
+        faults = self.run_faults()
+        if not faults:
+            raise MeasurementFailed(f"since={since}: this run has injected no fault yet")
+        if since == "fault_start":
+            return min(float(f["started_at"]) for f in faults)
+        ended = [float(f["ended_at"]) for f in faults if "ended_at" in f]
+        if not ended:
+            raise MeasurementFailed("since=last_heal: no fault of this run has been healed yet")
+        return max(ended)
+
+
+def window(seconds: Any, argument: str = "window_s") -> str:
+    """A Prometheus range of at least 2 s (two 1-s scrapes), from a positive number of seconds."""
+    if isinstance(seconds, bool) or not isinstance(seconds, int | float) or seconds <= 0:
+        raise InvalidArgument(f"{argument}: expected a positive number of seconds, got {seconds!r}")
+    return f"{max(2, math.ceil(seconds))}s"

@@ -1,0 +1,93 @@
+"""Steady-state and policy probes over Prometheus, in the target's metric dialect.
+
+Referenced from experiments as ``{"type": "python", "module": "chaosmesh_qa.probes.prometheus",
+"func": ...}``.  Queries come from the SLI catalog (``chaosmesh_qa/sli/<dialect>.yaml``);
+each probe returns a number for a tolerance and raises only when the measurement itself
+fails (``MeasurementFailed``: Prometheus unreachable), so a bad mesh deviates, it never
+"errors".  ``source`` narrows a service SLI to one caller→callee edge ("ingress" is the
+gateway).  A window that holds no request has no ratio or quantile: those probes answer 0.
+"""
+
+import time
+from typing import Any
+
+from chaosmesh_qa.errors import InvalidArgument
+from chaosmesh_qa.probes.context import MeasureContext, window
+
+__all__ = ["circuit_breaker_overflows", "error_ratio", "healthy_endpoints", "latency_quantile",
+           "outlier_ejections", "request_rate", "retries"]
+
+Configuration = dict[str, Any]
+
+
+def error_ratio(service: str, window_s: float = 10, source: str | None = None,
+                configuration: Configuration | None = None) -> float:
+    """Share of requests into ``service`` (or over the edge ``source`` → ``service``) answered 5xx."""
+    ctx = MeasureContext.from_configuration(configuration)
+    params = _edge(ctx, service, source)
+    value = ctx.query("edge_error_ratio" if source else "error_ratio", window=window(window_s), **params)
+    return value or 0.0
+
+
+def latency_quantile(service: str, quantile: float = 0.99, window_s: float = 10, source: str | None = None,
+                     configuration: Configuration | None = None) -> float:
+    """Latency quantile (milliseconds) of requests into ``service`` (or over one edge)."""
+    if isinstance(quantile, bool) or not isinstance(quantile, int | float) or not 0 < quantile < 1:
+        raise InvalidArgument(f"quantile: expected a number in (0, 1), got {quantile!r}")
+    ctx = MeasureContext.from_configuration(configuration)
+    params = _edge(ctx, service, source)
+    sli = "edge_latency_quantile" if source else "latency_quantile"
+    return ctx.query(sli, quantile=str(quantile), window=window(window_s), **params) or 0.0
+
+
+def request_rate(service: str, window_s: float = 10, source: str | None = None,
+                 configuration: Configuration | None = None) -> float:
+    """Requests per second into ``service`` (or over one edge)."""
+    ctx = MeasureContext.from_configuration(configuration)
+    params = _edge(ctx, service, source)
+    return ctx.query("edge_request_rate" if source else "request_rate", window=window(window_s), **params) or 0.0
+
+
+def healthy_endpoints(service: str, version: str | None = None, configuration: Configuration | None = None) -> int:
+    """Endpoints of ``service`` its callers see as healthy (fewest over the callers); ``version`` names a subset."""
+    ctx = MeasureContext.from_configuration(configuration)
+    ctx.service(service)
+    if version is not None and version not in ctx.description["services"][service]["subsets"]:
+        raise InvalidArgument(f"version: {service!r} has no DestinationRule subset {version!r}")
+    return int(ctx.query("healthy_endpoints", service=service, subset=version or "") or 0)
+
+
+def outlier_ejections(service: str, since: Any = "fault_start", configuration: Configuration | None = None) -> int:
+    """Outlier-detection ejections of ``service``'s endpoints by its callers since ``since``: the policy engaged."""
+    ctx, span = _since(service, since, configuration)
+    return round(ctx.query("outlier_ejections", service=service, window=span) or 0)
+
+
+def circuit_breaker_overflows(service: str, since: Any = "fault_start",
+                              configuration: Configuration | None = None) -> int:
+    """Requests toward ``service`` refused by a caller's circuit breaker (pending overflow) since ``since``."""
+    ctx, span = _since(service, since, configuration)
+    return round((ctx.query("circuit_breaker_overflows", service=service, window=span) or 0) * _seconds(span))
+
+
+def retries(service: str, since: Any = "fault_start", configuration: Configuration | None = None) -> int:
+    """Retry attempts callers made toward ``service`` since ``since``: retries engaged."""
+    ctx, span = _since(service, since, configuration)
+    return round((ctx.query("retries", service=service, window=span) or 0) * _seconds(span))
+
+
+def _edge(ctx: MeasureContext, service: str, source: str | None) -> dict[str, str]:
+    params = {"service": ctx.service(service)}
+    if source is not None:
+        params["source"] = ctx.service(source, "source")
+    return params
+
+
+def _since(service: str, since: Any, configuration: Configuration | None) -> tuple[MeasureContext, str]:
+    ctx = MeasureContext.from_configuration(configuration)
+    ctx.service(service)
+    return ctx, window(time.time() - ctx.reference_time(since) + 1, "since")
+
+
+def _seconds(span: str) -> int:
+    return int(span.removesuffix("s"))

@@ -1,0 +1,179 @@
+"""Recovery-budget probe: how long after a fault (or its heal) the SLO held again.
+
+``recovered_within`` is referenced from experiments as ``{"type": "python", "module":
+"chaosmesh_qa.probes.recovery", "func": "recovered_within"}``, usually as a method probe
+after the fault action, with a tolerance of ``{"type": "range", "range": [0, <budget>]}``.
+It evaluates the SLO second by second from the reference time — on Prometheus (the front
+door by default: the ingress → front-service edge) or on the client-side Locust timeline —
+until it has held for ``stable_s``, and returns the time to recover in seconds.  When the
+budget runs out first it returns the time it waited, which fails the tolerance.  Each
+evaluation leaves its timeline (fault start, first breach, detection, recovery, heal) in
+``RECOVERIES``; the safety control copies it into the journal.
+"""
+
+import logging
+import math
+import time
+from collections.abc import Callable
+from typing import Any
+
+from chaosmesh_qa.errors import InvalidArgument
+from chaosmesh_qa.probes.context import MeasureContext
+
+__all__ = ["recovered_within"]
+
+log = logging.getLogger("chaostoolkit")
+SLO_KEYS = {"max_error_ratio": "error ratio", "max_p50_ms": "p50", "max_p95_ms": "p95", "max_p99_ms": "p99"}
+PROMETHEUS_WINDOW_S = 2  # shortest range that always holds two 1-s scrapes
+POLL_S = 0.5
+RECOVERIES: list[dict[str, Any]] = []
+Samples = list[tuple[float, bool]]  # (second, SLO held)
+
+
+def recovered_within(budget_s: float, slo: dict[str, float], since: str = "fault_start", measure: str = "prometheus",
+                     service: str | None = None, source: str | None = None, stable_s: float = 3.0,
+                     configuration: dict[str, Any] | None = None) -> float:
+    """Seconds from ``since`` (this run's first fault start, or its last heal) until ``slo`` held again.
+
+    ``slo`` keys: ``max_error_ratio``, ``max_p50_ms``, ``max_p95_ms``, ``max_p99_ms``.  A second
+    with no completed request counts as a breach (an outage that hangs requests is no recovery).
+    ``measure``: ``prometheus`` (``service``, default the ingress's front service over the
+    ingress edge, or ``source`` → ``service``) or ``client`` (the Locust timeline).
+    """
+    _positive("budget_s", budget_s)
+    _positive("stable_s", stable_s)
+    objectives = _slo(slo)
+    if measure not in ("prometheus", "client"):
+        raise InvalidArgument(f"measure: expected 'prometheus' or 'client', got {measure!r}")
+    ctx = MeasureContext.from_configuration(configuration)
+    reference = ctx.reference_time(since)
+    evaluate, granularity = (_client_samples(objectives, configuration) if measure == "client"
+                             else _prometheus_samples(ctx, objectives, service, source))
+    warnings = _resolution_warnings(ctx, objectives) if measure == "prometheus" else []
+    for warning in warnings:
+        log.warning("recovered_within: %s", warning)
+
+    deadline = reference + budget_s + stable_s + granularity + 2
+    while True:
+        now = time.time()
+        samples = evaluate(reference, now)
+        recovered_at, first_breach = _recovery(samples, reference, granularity)
+        stable = recovered_at is not None and samples and samples[-1][0] - recovered_at >= stable_s
+        if stable or now >= deadline:
+            break
+        time.sleep(POLL_S)
+    elapsed = (recovered_at - reference) if stable and recovered_at is not None else now - reference
+    faults = ctx.run_faults()
+    RECOVERIES.append({
+        "measure": measure, "slo": objectives, "since": since, "budget_s": budget_s,
+        "time_to_recover_s": round(elapsed, 3), "within_budget": bool(stable) and elapsed <= budget_s,
+        "timeline": {
+            "reference": reference,
+            "fault_start": min((f["started_at"] for f in faults), default=None),
+            "first_breach": first_breach,
+            "detection": _detection(ctx, faults, reference, now),
+            "recovered": recovered_at if stable else None,
+            "heal": max((f["ended_at"] for f in faults if "ended_at" in f), default=None),
+        },
+        "warnings": warnings,
+    })
+    return round(elapsed, 3)
+
+
+def _recovery(samples: Samples, reference: float, granularity: float) -> tuple[float | None, float | None]:
+    """(when the SLO started holding for good, first breach) from per-second samples.
+
+    A sample at ``t`` summarises ``(t - granularity, t]``; after the last breached sample ``b``
+    the first clean window ends at ``b + 1``, so the trouble ended by ``b + 1 - granularity``.
+    """
+    breaches = [t for t, held in samples if not held]
+    if not samples:
+        return None, None
+    if not breaches:
+        return reference, None
+    last = max(breaches)
+    if last >= samples[-1][0]:
+        return None, min(breaches)
+    return max(reference, last + 1 - granularity), min(breaches)
+
+
+def _prometheus_samples(ctx: MeasureContext, objectives: dict[str, float], service: str | None,
+                        source: str | None) -> tuple[Callable[[float, float], Samples], float]:
+    callee = ctx.service(service) if service else ctx.front_service()
+    caller = ctx.service(source, "source") if source else ("ingress" if service is None else None)
+    edge = {"source": caller} if caller else {}
+    prefix = "edge_" if caller else ""
+    window = f"{PROMETHEUS_WINDOW_S}s"
+    queries: dict[str, tuple[str, float]] = {}
+    if "max_error_ratio" in objectives:
+        queries["errors"] = (ctx.catalog.render(f"{prefix}error_ratio", service=callee, window=window, **edge),
+                             objectives["max_error_ratio"])
+    for key, quantile in (("max_p50_ms", "0.5"), ("max_p95_ms", "0.95"), ("max_p99_ms", "0.99")):
+        if key in objectives:
+            queries[key] = (ctx.catalog.render(f"{prefix}latency_quantile", service=callee, quantile=quantile,
+                                               window=window, **edge), objectives[key])
+    volume = ctx.catalog.render(f"{prefix}request_rate", service=callee, window=window, **edge)
+
+    def evaluate(start: float, end: float) -> Samples:
+        seconds = math.floor(start)
+        served = {t for t, rate in ctx.prometheus.series(volume, seconds, end) if rate > 0}
+        held = dict.fromkeys(served, True)
+        for promql, limit in queries.values():
+            for t, value in ctx.prometheus.series(promql, seconds, end):
+                if t in held and value > limit:
+                    held[t] = False
+        points = [t for t, _ in ctx.prometheus.series(volume, seconds, end)]
+        return [(t, held.get(t, False)) for t in points]
+
+    return evaluate, float(PROMETHEUS_WINDOW_S)
+
+
+def _client_samples(objectives: dict[str, float],
+                    configuration: dict[str, Any] | None) -> tuple[Callable[[float, float], Samples], float]:
+    from chaosmesh_qa.traffic.timeline import slo_samples
+
+    return (lambda start, end: slo_samples(configuration, objectives, start, end)), 1.0
+
+
+def _detection(ctx: MeasureContext, faults: list[dict[str, Any]], start: float, end: float) -> float | None:
+    """First moment a resilience policy visibly engaged (ejection or breaker overflow) for a faulted service."""
+    services = {f["target"].get("service") or f["target"].get("b") for f in faults} - {None}
+    seen: list[float] = []
+    for service in services:
+        for sli in ("outlier_ejections_active", "circuit_breaker_overflows"):
+            params = {"service": service} if sli == "outlier_ejections_active" else {"service": service,
+                                                                                      "window": "2s"}
+            points = ctx.prometheus.series(ctx.catalog.render(sli, **params), math.floor(start), end)
+            seen.extend(t for t, value in points if value > 0)
+    return min(seen, default=None)
+
+
+def _resolution_warnings(ctx: MeasureContext, objectives: dict[str, float]) -> list[str]:
+    """Latency thresholds that fall far between two histogram buckets of the target's dialect."""
+    bounds = ctx.catalog.latency_buckets_ms
+    found = []
+    for key, limit in objectives.items():
+        if not key.endswith("_ms") or limit in bounds:
+            continue
+        lower = max((b for b in bounds if b < limit), default=0)
+        upper = min((b for b in bounds if b > limit), default=math.inf)
+        if upper - lower > 0.25 * limit:
+            found.append(f"slo.{key}={limit:g} ms lies between histogram buckets {lower:g} and {upper:g} ms: "
+                         "the quantile there is interpolated, not measured")
+    return found
+
+
+def _slo(slo: Any) -> dict[str, float]:
+    if not isinstance(slo, dict) or not slo:
+        raise InvalidArgument(f"slo: expected a mapping such as {{'max_error_ratio': 0.01}}, got {slo!r}")
+    for key, value in slo.items():
+        if key not in SLO_KEYS:
+            raise InvalidArgument(f"slo.{key}: unknown SLO key (known: {', '.join(SLO_KEYS)})")
+        if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
+            raise InvalidArgument(f"slo.{key}: expected a number >= 0, got {value!r}")
+    return {k: float(v) for k, v in slo.items()}
+
+
+def _positive(argument: str, value: Any) -> None:
+    if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
+        raise InvalidArgument(f"{argument}: must be a number > 0, got {value!r}")
