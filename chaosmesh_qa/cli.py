@@ -47,10 +47,13 @@ def cli() -> None:
               help="Seconds to wait for the whole mesh to be ready.")
 @click.option("--max-fault-ttl", type=click.FloatRange(min=1), default=3600.0, show_default=True,
               help="Longest lease (seconds) any fault may have in this sandbox.")
-def up(mesh_dir: Path | None, state_dir: Path | None, timeout: float, max_fault_ttl: float) -> None:
+@click.option("--endpoint-delay", type=click.FloatRange(min=0), default=1.0, show_default=True,
+              help="Seconds before callers stop routing to a dead pod (Kubernetes endpoint propagation).")
+def up(mesh_dir: Path | None, state_dir: Path | None, timeout: float, max_fault_ttl: float,
+       endpoint_delay: float) -> None:
     """Start the sandbox in the background; return when every pod, the ingress and Prometheus are ready."""
     status, loaded = sandbox.up(mesh_dir or sandbox.default_mesh_dir(), state_dir or default_state_dir(), timeout,
-                                max_fault_ttl)
+                                max_fault_ttl, endpoint_delay)
     _warn(loaded.warnings)
     click.echo(f"sandbox {status['mesh']!r} ready in {status['startup_s']:.2f} s: "
                f"{len(status['pods'])} pods")

@@ -51,7 +51,7 @@ class MeasureContext:
         return self.target.fault_history(run_owner())
 
     def reference_time(self, since: Any) -> float:
-        """Epoch seconds that ``since`` names: this run's first fault start, its last heal, or ``since`` s ago."""
+        """Epoch seconds that ``since`` names: this run's latest fault start, its last heal, or ``since`` s ago."""
         if isinstance(since, int | float) and not isinstance(since, bool):
             if since <= 0:
                 raise InvalidArgument(f"since: must be > 0 seconds, got {since!r}")
@@ -61,8 +61,8 @@ class MeasureContext:
         faults = self.run_faults()
         if not faults:
             raise MeasurementFailed(f"since={since}: this run has injected no fault yet")
-        if since == "fault_start":
-            return min(float(f["started_at"]) for f in faults)
+        if since == "fault_start":  # the run's latest fault: experiments inject one after another
+            return max(float(f["started_at"]) for f in faults)
         ended = [float(f["ended_at"]) for f in faults if "ended_at" in f]
         if not ended:
             raise MeasurementFailed("since=last_heal: no fault of this run has been healed yet")

@@ -33,7 +33,7 @@ Samples = list[tuple[float, bool]]  # (second, SLO held)
 def recovered_within(budget_s: float, slo: dict[str, float], since: str = "fault_start", measure: str = "prometheus",
                      service: str | None = None, source: str | None = None, stable_s: float = 3.0,
                      configuration: dict[str, Any] | None = None) -> float:
-    """Seconds from ``since`` (this run's first fault start, or its last heal) until ``slo`` held again.
+    """Seconds from ``since`` (this run's latest fault start, or its last heal) until ``slo`` held again.
 
     ``slo`` keys: ``max_error_ratio``, ``max_p50_ms``, ``max_p95_ms``, ``max_p99_ms``.  A second
     with no completed request counts as a breach (an outage that hangs requests is no recovery).
@@ -69,7 +69,7 @@ def recovered_within(budget_s: float, slo: dict[str, float], since: str = "fault
         "time_to_recover_s": round(elapsed, 3), "within_budget": bool(stable) and elapsed <= budget_s,
         "timeline": {
             "reference": reference,
-            "fault_start": min((f["started_at"] for f in faults), default=None),
+            "fault_start": max((f["started_at"] for f in faults), default=None),
             "first_breach": first_breach,
             "detection": _detection(ctx, faults, reference, now),
             "recovered": recovered_at if stable else None,

@@ -85,8 +85,8 @@ class SandboxClient:
         return list(self._request("POST", "/faults/heal", json={"fault_id": fault_id, "owner": owner}))
 
 
-def up(mesh_dir: Path, state_dir: Path, timeout_s: float = START_TIMEOUT_S,
-       max_fault_ttl_s: float | None = None) -> tuple[dict[str, Any], LoadedMesh]:
+def up(mesh_dir: Path, state_dir: Path, timeout_s: float = START_TIMEOUT_S, max_fault_ttl_s: float | None = None,
+       endpoint_delay_s: float | None = None) -> tuple[dict[str, Any], LoadedMesh]:
     """Start a sandbox for ``mesh_dir`` in ``state_dir``; return its status once ready."""
     loaded = load_mesh(mesh_dir)  # raises InvalidMeshConfig before anything starts
     find_prometheus()  # raises SandboxStartError naming the package / env var
@@ -100,7 +100,8 @@ def up(mesh_dir: Path, state_dir: Path, timeout_s: float = START_TIMEOUT_S,
         process = subprocess.Popen(
             [sys.executable, "-m", "chaosmesh_qa.targets.local.supervisor",
              "--state-dir", str(state_dir), "--mesh", str(mesh_dir.absolute()),
-             *(["--max-fault-ttl", str(max_fault_ttl_s)] if max_fault_ttl_s else [])],
+             *(["--max-fault-ttl", str(max_fault_ttl_s)] if max_fault_ttl_s else []),
+             *(["--endpoint-delay", str(endpoint_delay_s)] if endpoint_delay_s is not None else [])],
             stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True,
         )
     paths.pid_file.write_text(str(process.pid))

@@ -39,10 +39,15 @@ from chaosmesh_qa.targets.local.state import SandboxPaths
 
 log = logging.getLogger("chaosmesh_qa.supervisor")
 PROMETHEUS_READY_TIMEOUT_S = 20.0
+# Seconds between a pod's death and its endpoint leaving callers' config: Kubernetes needs about
+# this long (kubelet -> endpoints controller -> istiod push); it is when retries and outlier
+# detection earn their keep.
+DEFAULT_ENDPOINT_DELAY_S = 1.0
 
 
 class Supervisor:
-    def __init__(self, paths: SandboxPaths, mesh_dir: Path, max_fault_ttl_s: float = DEFAULT_MAX_TTL_S) -> None:
+    def __init__(self, paths: SandboxPaths, mesh_dir: Path, max_fault_ttl_s: float = DEFAULT_MAX_TTL_S,
+                 endpoint_delay_s: float = DEFAULT_ENDPOINT_DELAY_S) -> None:
         self.paths = paths
         self.mesh_dir = mesh_dir
         self.model: MeshModel | None = None
@@ -59,6 +64,8 @@ class Supervisor:
         self.timings: dict[str, float] = {}
         self.shutdown_requested = asyncio.Event()
         self.faults = FaultManager(self, max_fault_ttl_s)
+        self.endpoint_delay_s = endpoint_delay_s
+        self._departing: dict[str, PodSpec] = {}  # dead pods callers still route to (propagation delay)
         self._session: aiohttp.ClientSession | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
 
@@ -135,21 +142,32 @@ class Supervisor:
         return pod
 
     def _pod_changed(self, pod: Pod) -> None:
+        if pod.state in ("terminated", "failed") and self.endpoint_delay_s > 0 and self.state == "ready":
+            # like Kubernetes, callers learn of a dead pod only after endpoint propagation
+            self._departing[pod.name] = pod.spec
+            asyncio.get_running_loop().call_later(self.endpoint_delay_s, self._departed, pod.name)
+        else:
+            self._departing.pop(pod.name, None)
         self.publish_endpoints()
         if pod.state == "ready" and self.state == "ready":
             self._background(self.faults.pod_ready(pod))
 
+    def _departed(self, name: str) -> None:
+        if self._departing.pop(name, None) is not None:
+            self.publish_endpoints()
+
     def publish_endpoints(self) -> None:
         assert self.control_plane is not None
-        ready = [p for p in self.pods.values() if p.state in SERVING_STATES]
+        serving = [p.spec for p in self.pods.values() if p.state in SERVING_STATES and p.name not in self._departing]
+        serving += self._departing.values()
         by_service: dict[str, list[str]] = {}
-        for pod in ready:
-            by_service.setdefault(pod.spec.service, []).append(pod.name)
+        for spec in serving:
+            by_service.setdefault(spec.service, []).append(spec.name)
         self.control_plane.write_endpoints(
-            [Endpoint(p.name, p.spec.ports.inbound, p.spec.labels) for p in ready], by_service)
+            [Endpoint(spec.name, spec.ports.inbound, spec.labels) for spec in serving], by_service)
 
     def kill_pod(self, name: str) -> Pod:
-        """Delete a pod: SIGKILL app and sidecar, drop its endpoint at once."""
+        """Delete a pod: SIGKILL app and sidecar; its endpoint goes after the propagation delay."""
         pod = self.pods.pop(name)
         pod.kill()
         self.publish_endpoints()
@@ -333,10 +351,11 @@ def main() -> None:
     parser.add_argument("--state-dir", required=True, type=Path)
     parser.add_argument("--mesh", required=True, type=Path)
     parser.add_argument("--max-fault-ttl", type=float, default=DEFAULT_MAX_TTL_S)
+    parser.add_argument("--endpoint-delay", type=float, default=DEFAULT_ENDPOINT_DELAY_S)
     args = parser.parse_args()
     paths = SandboxPaths(args.state_dir)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-    supervisor = Supervisor(paths, args.mesh, args.max_fault_ttl)
+    supervisor = Supervisor(paths, args.mesh, args.max_fault_ttl, args.endpoint_delay)
 
     async def serve() -> None:
         loop = asyncio.get_running_loop()

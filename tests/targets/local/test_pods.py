@@ -36,8 +36,8 @@ def test_killed_pod_leaves_endpoints_and_replacement_is_routed_to(sandbox: Sandb
     assert record["killed"] == victim["name"]
 
     gone_after = _wait_for(lambda: victim["ports"]["inbound"] not in _endpoint_ports(caller_admin, "catalog"),
-                           2.0, "the killed pod's endpoint to leave the caller's cluster")
-    assert gone_after < 1.0
+                           3.0, "the killed pod's endpoint to leave the caller's cluster")
+    assert 0.9 <= gone_after < 1.5, "endpoints follow after the 1 s propagation delay (Kubernetes-like)"
     pods_now = sandbox.status()["pods"]
     assert victim["name"] not in {p["name"] for p in pods_now}
 
