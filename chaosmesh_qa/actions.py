@@ -70,11 +70,14 @@ def inject_abort(service: str, http_status: int, percent: int, duration_s: float
 
 
 def partition(a: str, b: str, duration_s: float, direction: str = "both", mode: str = "drop",
+              count: int | None = None, percent: float | None = None, version: str | None = None,
               configuration: Configuration | None = None) -> dict[str, Any]:
     """Cut the traffic between ``a`` and ``b`` (``direction``: both, to = a→b, from = b→a).
 
     ``mode="drop"`` blackholes it (callers see timeouts); ``mode="reject"`` refuses
-    connections (callers fail fast).  Every other edge keeps working.
+    connections (callers fail fast).  Every other edge keeps working.  With ``count``,
+    ``percent`` or ``version`` (direction ``to`` only) ``a`` loses only those pods of ``b``,
+    like a partition of one replica set or zone: the rest is there to fail over to.
     """
     if direction not in ("both", "to", "from"):
         raise InvalidArgument(f"direction: {direction!r} is not one of both, to, from")
@@ -83,8 +86,10 @@ def partition(a: str, b: str, duration_s: float, direction: str = "both", mode: 
     if _name("a", a) == _name("b", b):
         raise InvalidArgument(f"b: cannot partition {a!r} from itself")
     _positive("duration_s", duration_s)
+    if count is not None or percent is not None:
+        count, percent = _selection(count, percent)
     return get_target(configuration).partition(a, b, direction, mode, float(duration_s),  # type: ignore[arg-type]
-                                               run_owner())
+                                               run_owner(), count, percent, _opt_name("version", version))
 
 
 def heal(fault_id: str | None = None, configuration: Configuration | None = None) -> dict[str, Any]:

@@ -1,6 +1,6 @@
 """The ``chaosmesh-qa`` command: run and inspect the embedded sandbox.
 
-``up`` / ``status`` / ``heal`` / ``down`` / ``validate``.  Errors a user can cause print one
+``up`` / ``status`` / ``heal`` / ``down`` / ``validate`` / ``verdict``.  Errors a user can cause print one
 line and exit 2, without a traceback; "no sandbox running" exits 1.
 """
 
@@ -15,6 +15,8 @@ import click
 
 from chaosmesh_qa.errors import ChaosMeshQAError, TargetUnavailable
 from chaosmesh_qa.mesh import load_mesh
+from chaosmesh_qa.report.verdict import load_journal, summary
+from chaosmesh_qa.report.verdict import verdict as verdict_of
 from chaosmesh_qa.targets.local import sandbox
 from chaosmesh_qa.targets.local.state import STATE_DIR_ENV, default_state_dir
 from chaosmesh_qa.targets.local.target import LocalTarget
@@ -126,6 +128,16 @@ def heal(state_dir: Path | None, fault_id: str | None, heal_all: bool) -> None:
         click.echo(f"healed {record['fault_id']} ({record['kind']} on {_target_text(record['target'])})")
     if not healed:
         click.echo("no matching active fault")
+
+
+@cli.command()
+@click.argument("journal", type=click.Path(path_type=Path), default=Path("journal.json"))
+def verdict(journal: Path) -> None:
+    """Judge a `chaos run` journal: print a summary, exit 0 only when the experiment passed."""
+    result = verdict_of(load_journal(journal), journal)
+    for line in summary(result):
+        click.echo(line)
+    sys.exit(0 if result.passed else 1)
 
 
 @cli.command()

@@ -18,7 +18,8 @@ EXPECTED = {
                        "source": "string"},
     "inject_abort": {"service": "string", "http_status": "integer", "percent": "integer", "duration_s": "number",
                      "source": "string"},
-    "partition": {"a": "string", "b": "string", "duration_s": "number", "direction": "string", "mode": "string"},
+    "partition": {"a": "string", "b": "string", "duration_s": "number", "direction": "string", "mode": "string",
+                  "count": "integer", "percent": "number", "version": "string"},
     "heal": {"fault_id": "string"},
 }
 

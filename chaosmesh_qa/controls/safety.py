@@ -7,7 +7,8 @@ Declare it at the top level of an experiment::
 
 It runs after the experiment (and again at clean-up), including after an interrupted
 run; it is a second line of defence behind ``heal`` rollbacks, and the sandbox's lease
-expiry is the third (it holds even when the ``chaos`` process is SIGKILLed).
+expiry is the third (it holds even when the ``chaos`` process is SIGKILLed).  It also
+copies the recovery timelines measured by ``recovered_within`` into the journal.
 """
 
 from __future__ import annotations
@@ -31,8 +32,12 @@ def configure_control(configuration: dict[str, Any] | None = None, **_: Any) -> 
 
 def after_experiment_control(context: dict[str, Any], state: dict[str, Any],
                              configuration: dict[str, Any] | None = None, **_: Any) -> None:
+    from chaosmesh_qa.probes.recovery import RECOVERIES
+
     healed = _heal_run_faults(configuration or _configuration)
-    state.setdefault("chaosmesh_qa", {})["healed_at_end"] = healed
+    extra = state.setdefault("chaosmesh_qa", {})
+    extra["healed_at_end"] = healed
+    extra["recovery"] = list(RECOVERIES)
 
 
 def cleanup_control() -> None:

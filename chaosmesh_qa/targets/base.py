@@ -45,7 +45,8 @@ class MeshTarget(Protocol):
                      duration_s: float, owner: str) -> Record: ...
 
     def partition(self, a: str, b: str, direction: Direction, mode: PartitionMode, duration_s: float,
-                  owner: str) -> Record: ...
+                  owner: str, count: int | None = None, percent: float | None = None,
+                  version: str | None = None) -> Record: ...
 
     def heal(self, fault_id: str | None, owner: str | None) -> list[Record]:
         """Revert one fault, every fault of ``owner``, or every fault; idempotent."""

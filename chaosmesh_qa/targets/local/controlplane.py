@@ -64,7 +64,8 @@ class ControlPlane:
         self.pki = pki
         self._version = 0
         self._eds_written: dict[Path, Any] = {}
-        self.redirects: dict[tuple[str, str], int] = {}  # (caller, callee) -> port, for partitions
+        # partitions: (caller, callee) -> (sink port, the callee pods it applies to; None: all of them)
+        self.redirects: dict[tuple[str, str], tuple[int, frozenset[str] | None]] = {}
 
     # ------------------------------------------------------------------ callers
 
@@ -103,7 +104,9 @@ class ControlPlane:
                 pods = [endpoints[name] for name in by_service.get(spec.service, []) if name in endpoints]
                 redirect = self.redirects.get((caller, spec.service))
                 if redirect is not None:
-                    pods = [clusters.Endpoint(p.pod, redirect, p.labels) for p in pods]
+                    port, chosen = redirect
+                    pods = [clusters.Endpoint(p.pod, port, p.labels) if chosen is None or p.pod in chosen else p
+                            for p in pods]
                 assignment = clusters.load_assignment(spec, pods)
                 path = self._eds_path(caller, spec.name)
                 if self._eds_written.get(path) == assignment:

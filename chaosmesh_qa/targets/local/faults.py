@@ -291,14 +291,21 @@ class FaultManager:
         edges = [(caller, callee) for caller, callee in wanted if callee in cp.callees_of(caller)]
         if not edges:
             raise FaultRejected(f"a/b: no traffic flows {direction!r} between {a!r} and {b!r}, nothing to partition")
+        chosen: frozenset[str] | None = None
+        if any(p.get(k) is not None for k in ("count", "percent", "version")):
+            if direction != "to":
+                raise FaultRejected("direction: choosing some of b's pods (count/percent/version) needs direction='to'")
+            everyone = {"percent": 100} if p.get("count") is None and p.get("percent") is None else {}
+            chosen = frozenset(pod.name for pod in self._pick_pods({**p, "service": b, **everyone}))
         self._conflict("partition", lambda other: bool(set(map(tuple, other.changes["edges"])) & set(edges)))
         port = self._sink(mode)
         for edge in edges:
-            cp.redirects[edge] = port
+            cp.redirects[edge] = (port, chosen)
         self.supervisor.publish_endpoints()
         lease.target = {"a": a, "b": b, "direction": direction}
         lease.changes = {"edges": [list(e) for e in edges], "mode": mode, "sink_port": port,
-                         "confirmed": await self._endpoints_point_to(edges, port)}
+                         "pods": sorted(chosen) if chosen is not None else "all",
+                         "confirmed": await self._endpoints_point_to(edges, port, chosen)}
 
         async def revert() -> dict[str, Any]:
             for edge in edges:
@@ -318,8 +325,9 @@ class FaultManager:
             self._sinks[mode] = sink
         return int(self._sinks[mode].getsockname()[1])
 
-    async def _endpoints_point_to(self, edges: list[tuple[str, str]], port: int) -> bool:
-        """Ask every caller sidecar (``/clusters``) whether the callee's hosts now all sit on ``port``."""
+    async def _endpoints_point_to(self, edges: list[tuple[str, str]], port: int,
+                                  chosen: frozenset[str] | None) -> bool:
+        """Ask every caller sidecar (``/clusters``) whether the chosen callee hosts now sit on ``port``."""
         http = self.supervisor.http()
         deadline = time.monotonic() + 1.0
         for caller, callee in edges:
@@ -332,10 +340,10 @@ class FaultManager:
                 while True:
                     async with http.get(url) as response:
                         statuses = (await response.json())["cluster_statuses"]
-                    ports = {h["address"]["socket_address"]["port_value"] for c in statuses
-                             if c["name"] == callee or c["name"].startswith(f"{callee}_")
-                             for h in c.get("host_statuses", [])}
-                    if ports <= {port}:
+                    hosts = [h for c in statuses if c["name"] == callee for h in c.get("host_statuses", [])]
+                    redirected = {h["hostname"] for h in hosts
+                                  if h["address"]["socket_address"]["port_value"] == port}
+                    if redirected >= (chosen if chosen is not None else {h["hostname"] for h in hosts}):
                         break
                     if time.monotonic() > deadline:
                         return False

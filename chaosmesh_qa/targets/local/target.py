@@ -60,8 +60,10 @@ class LocalTarget:
                                       "source": source}, owner, duration_s)
 
     def partition(self, a: str, b: str, direction: Direction, mode: PartitionMode, duration_s: float,
-                  owner: str) -> Record:
-        return self._inject("partition", {"a": a, "b": b, "direction": direction, "mode": mode}, owner, duration_s)
+                  owner: str, count: int | None = None, percent: float | None = None,
+                  version: str | None = None) -> Record:
+        return self._inject("partition", {"a": a, "b": b, "direction": direction, "mode": mode, "count": count,
+                                          "percent": percent, "version": version}, owner, duration_s)
 
     def heal(self, fault_id: str | None, owner: str | None) -> list[Record]:
         with self._client() as client:

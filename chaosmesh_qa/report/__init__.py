@@ -1,0 +1,1 @@
+"""Reading Chaos Toolkit journals: verdicts CI can trust (later: JUnit, HTML, baselines)."""

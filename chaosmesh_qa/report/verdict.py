@@ -1,0 +1,118 @@
+"""A verdict CI can trust, from a Chaos Toolkit journal.
+
+``chaos run`` exits 0 for several outcomes that are not a pass (baseline not met, a
+failing action, a deviation only seen during the method...; reference/chaostoolkit.md
+§1.9).  ``verdict(journal)`` classifies the run strictly — only ``passed`` is a pass — and
+``summary`` renders what an SRE needs to see: outcome, time to recover, client-side error
+ratio and p99 per phase, the faults injected and how each ended.  ``chaosmesh-qa verdict``
+prints it and exits 0 only for ``passed``.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from chaosmesh_qa.errors import InvalidArgument
+
+PASSED = "passed"
+
+
+@dataclass
+class Verdict:
+    outcome: str
+    reasons: list[str]
+    journal: dict[str, Any] = field(repr=False)
+    path: Path | None = None
+
+    @property
+    def passed(self) -> bool:
+        return self.outcome == PASSED
+
+
+def load_journal(path: Path) -> dict[str, Any]:
+    try:
+        journal = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise InvalidArgument(f"{path}: no such journal") from None
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise InvalidArgument(f"{path}: not a readable JSON journal ({str(exc).splitlines()[0]})") from None
+    if not isinstance(journal, dict) or "status" not in journal or "experiment" not in journal:
+        raise InvalidArgument(f"{path}: not a Chaos Toolkit journal (no 'status' or 'experiment')")
+    return journal
+
+
+def verdict(journal: dict[str, Any], path: Path | None = None) -> Verdict:
+    status, reasons = journal.get("status"), []
+    steady = journal.get("steady_states") or {}
+    before, after = steady.get("before"), steady.get("after")
+    hypothesis = journal["experiment"].get("steady-state-hypothesis")
+    probe_errors = [p["activity"]["name"] for phase in (before, after) if phase
+                    for p in phase.get("probes", []) if p.get("status") == "failed"]
+    failed_actions = [r["activity"]["name"] for r in journal.get("run", []) if r.get("status") == "failed"]
+    failed_rollbacks = [r["activity"]["name"] for r in journal.get("rollbacks", []) if r.get("status") == "failed"]
+    if status == "interrupted":
+        outcome = "interrupted"
+    elif status == "aborted":
+        outcome = "aborted"
+    elif probe_errors:
+        outcome, reasons = "probe-error", [f"probe could not measure: {name}" for name in probe_errors]
+    elif status != "completed":
+        outcome = "failed"
+    elif not hypothesis:
+        outcome, reasons = "inconclusive", ["the experiment has no steady-state hypothesis"]
+    elif before is not None and not before.get("steady_state_met"):
+        outcome, reasons = "baseline-not-met", _missed(before)
+    elif journal.get("deviated") or (after is not None and not after.get("steady_state_met")):
+        outcome, reasons = "deviated", _missed(after or {})
+    elif failed_actions:
+        outcome, reasons = "action-failed", [f"method activity failed: {name}" for name in failed_actions]
+    elif failed_rollbacks:
+        outcome, reasons = "rollback-failed", [f"rollback failed: {name}" for name in failed_rollbacks]
+    else:
+        outcome = PASSED
+    return Verdict(outcome, reasons, journal, path)
+
+
+def _missed(phase: dict[str, Any]) -> list[str]:
+    return [f"{p['activity']['name']}: got {json.dumps(p.get('output'))}, tolerance "
+            f"{json.dumps(p['activity'].get('tolerance'))}" for p in phase.get("probes", [])
+            if not p.get("tolerance_met", True)]
+
+
+def summary(result: Verdict) -> list[str]:
+    journal, extra = result.journal, result.journal.get("chaosmesh_qa") or {}
+    lines = [f"verdict: {result.outcome.upper()}  —  {journal['experiment'].get('title', '')}",
+             f"  chaos status: {journal.get('status')}, deviated: {journal.get('deviated')}, "
+             f"duration: {journal.get('duration', 0):.1f} s"]
+    lines += [f"  why: {reason}" for reason in result.reasons]
+    for recovery in extra.get("recovery", []):
+        lines.append(f"  time to recover ({recovery['measure']}): {recovery['time_to_recover_s']:.2f} s "
+                     f"(budget {recovery['budget_s']:g} s, {'within' if recovery['within_budget'] else 'OVER'})")
+    phases = (extra.get("traffic") or {}).get("phases") or {}
+    for name, phase in phases.items():
+        if phase:
+            lines.append(f"  {name:<7} requests {phase.get('requests', 0):>6}  error ratio "
+                         f"{phase.get('error_ratio', 0):.3f}  p99 {phase.get('p99_ms', 0):7.1f} ms")
+    for fault in _faults(journal):
+        lines.append(f"  fault {fault['fault_id']}: {fault['kind']} on {_target(fault.get('target', {}))}")
+    healed = [f["fault_id"] for f in extra.get("healed_at_end", [])]
+    if healed:
+        lines.append(f"  healed by the safety control at the end: {', '.join(healed)}")
+    if result.path:
+        lines.append(f"  journal: {result.path}")
+    timeline = (extra.get("traffic") or {}).get("timeline")
+    if timeline:
+        lines.append(f"  timeline: {timeline}")
+    return lines
+
+
+def _faults(journal: dict[str, Any]) -> list[dict[str, Any]]:
+    return [r["output"] for r in journal.get("run", [])
+            if isinstance(r.get("output"), dict) and "fault_id" in r["output"]]
+
+
+def _target(target: dict[str, Any]) -> str:
+    return " ".join(f"{k}={v}" for k, v in target.items() if v is not None)
