@@ -23,9 +23,11 @@ __all__ = ["after_experiment_control", "cleanup_control", "configure_control"]
 
 log = logging.getLogger("chaostoolkit")
 _configuration: dict[str, Any] = {}
+_healed_after_experiment: list[bool] = []
 
 
 def configure_control(configuration: dict[str, Any] | None = None, **_: Any) -> None:
+    _healed_after_experiment.clear()
     _configuration.clear()
     _configuration.update(configuration or {})
 
@@ -35,13 +37,15 @@ def after_experiment_control(context: dict[str, Any], state: dict[str, Any],
     from chaosmesh_qa.probes.recovery import RECOVERIES
 
     healed = _heal_run_faults(configuration or _configuration)
+    _healed_after_experiment.append(True)
     extra = state.setdefault("chaosmesh_qa", {})
     extra["healed_at_end"] = healed
     extra["recovery"] = list(RECOVERIES)
 
 
 def cleanup_control() -> None:
-    _heal_run_faults(_configuration)
+    if not _healed_after_experiment:
+        _heal_run_faults(_configuration)
 
 
 def _heal_run_faults(configuration: dict[str, Any]) -> list[dict[str, Any]]:

@@ -15,7 +15,9 @@ from chaosmesh_qa.errors import InvalidArgument
 from chaosmesh_qa.probes.context import MeasureContext, window
 
 __all__ = ["circuit_breaker_overflows", "error_ratio", "healthy_endpoints", "latency_quantile",
-           "outlier_ejections", "request_rate", "retries"]
+           "outlier_ejections", "policy_engaged", "request_rate", "retries"]
+
+POLICIES = ("outlier_ejection", "circuit_breaker", "retries")
 
 Configuration = dict[str, Any]
 
@@ -74,6 +76,31 @@ def retries(service: str, since: Any = "fault_start", configuration: Configurati
     """Retry attempts callers made toward ``service`` since ``since``: retries engaged."""
     ctx, span = _since(service, since, configuration)
     return round((ctx.query("retries", service=service, window=span) or 0) * _seconds(span))
+
+
+def policy_engaged(policy: str, service: str, minimum: int = 1,
+                   configuration: Configuration | None = None) -> bool:
+    """Did ``policy`` act on traffic to ``service`` at least ``minimum`` times since this run's first fault?
+
+    For a steady-state hypothesis, which Chaos Toolkit checks before *and* after the method:
+    before the run has injected any fault there is nothing to prove yet, and the answer is
+    ``true``; after it, ``false`` means the mesh survived (or not) without the policy it
+    claims to rely on.  ``policy``: ``outlier_ejection``, ``circuit_breaker`` or ``retries``.
+    """
+    if policy not in POLICIES:
+        raise InvalidArgument(f"policy: expected one of {', '.join(POLICIES)}, got {policy!r}")
+    ctx = MeasureContext.from_configuration(configuration)
+    ctx.service(service)
+    faults = ctx.run_faults()
+    if not faults:
+        return True
+    span = window(time.time() - min(float(f["started_at"]) for f in faults) + 1, "since")
+    if policy == "outlier_ejection":
+        count = ctx.query("outlier_ejections", service=service, window=span) or 0
+    else:
+        sli = "circuit_breaker_overflows" if policy == "circuit_breaker" else "retries"
+        count = (ctx.query(sli, service=service, window=span) or 0) * _seconds(span)
+    return round(count) >= minimum
 
 
 def _edge(ctx: MeasureContext, service: str, source: str | None) -> dict[str, str]:

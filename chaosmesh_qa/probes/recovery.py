@@ -38,7 +38,8 @@ def recovered_within(budget_s: float, slo: dict[str, float], since: str = "fault
     ``slo`` keys: ``max_error_ratio``, ``max_p50_ms``, ``max_p95_ms``, ``max_p99_ms``.  A second
     with no completed request counts as a breach (an outage that hangs requests is no recovery).
     ``measure``: ``prometheus`` (``service``, default the ingress's front service over the
-    ingress edge, or ``source`` → ``service``) or ``client`` (the Locust timeline).
+    ingress edge, or ``source`` → ``service``) or ``client`` (the Locust timeline).  Before the
+    run has injected any fault (a hypothesis checked before the method) it answers 0.
     """
     _positive("budget_s", budget_s)
     _positive("stable_s", stable_s)
@@ -46,6 +47,8 @@ def recovered_within(budget_s: float, slo: dict[str, float], since: str = "fault
     if measure not in ("prometheus", "client"):
         raise InvalidArgument(f"measure: expected 'prometheus' or 'client', got {measure!r}")
     ctx = MeasureContext.from_configuration(configuration)
+    if not ctx.run_faults():
+        return 0.0  # a steady-state hypothesis checked before the method: nothing to recover from yet
     reference = ctx.reference_time(since)
     evaluate, granularity = (_client_samples(objectives, configuration) if measure == "client"
                              else _prometheus_samples(ctx, objectives, service, source))

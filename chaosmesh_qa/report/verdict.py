@@ -92,10 +92,11 @@ def summary(result: Verdict) -> list[str]:
         lines.append(f"  time to recover ({recovery['measure']}): {recovery['time_to_recover_s']:.2f} s "
                      f"(budget {recovery['budget_s']:g} s, {'within' if recovery['within_budget'] else 'OVER'})")
     phases = (extra.get("traffic") or {}).get("phases") or {}
-    for name, phase in phases.items():
+    for name in ("before", "during", "after"):
+        phase = phases.get(name)
         if phase:
-            lines.append(f"  {name:<7} requests {phase.get('requests', 0):>6}  error ratio "
-                         f"{phase.get('error_ratio', 0):.3f}  p99 {phase.get('p99_ms', 0):7.1f} ms")
+            lines.append(f"  {name:<7} requests {phase.get('requests') or 0:>6}  error ratio "
+                         f"{phase.get('error_ratio') or 0:.3f}  p99 {phase.get('p99_ms') or 0:7.1f} ms")
     for fault in _faults(journal):
         lines.append(f"  fault {fault['fault_id']}: {fault['kind']} on {_target(fault.get('target', {}))}")
     healed = [f["fault_id"] for f in extra.get("healed_at_end", [])]

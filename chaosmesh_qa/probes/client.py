@@ -1,0 +1,64 @@
+"""Client-side probes over the traffic timeline: error ratio, latency quantile, throughput.
+
+Referenced as ``{"type": "python", "module": "chaosmesh_qa.probes.client", "func": ...}`` in a
+steady-state hypothesis or the method, while traffic runs (traffic control or ``start_traffic``).
+Each reads the timeline at ``configuration["chaosmesh_qa_timeline"]`` and returns a float for
+a ``range`` tolerance.  Select the seconds with ``window_s`` (the newest N seconds of the timeline)
+or ``phase`` (``before``/``during``/``after`` this run's faults, from the target's fault history);
+neither means every measured second.  Seconds of the warm-up and seconds cut short by a stop are
+never counted.  A probe raises only when it cannot measure (no timeline, no request in the window).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from chaosmesh_qa.errors import ChaosMeshQAError, InvalidArgument, TargetUnavailable
+from chaosmesh_qa.targets import get_target, run_owner
+from chaosmesh_qa.traffic import runner, timeline
+from chaosmesh_qa.traffic.actions import timeline_path
+
+__all__ = ["client_error_ratio", "client_latency", "client_throughput"]
+
+Configuration = dict[str, Any]
+
+
+def client_error_ratio(window_s: float | None = None, phase: str | None = None,
+                       configuration: Configuration | None = None) -> float:
+    """Failed requests / requests (0.0 to 1.0) seen by the traffic clients in the window or phase."""
+    return timeline.error_ratio(_lines(window_s, phase, configuration))
+
+
+def client_latency(quantile: float, window_s: float | None = None, phase: str | None = None,
+                   configuration: Configuration | None = None) -> float:
+    """The ``quantile`` (e.g. 0.99) of client response times in ms, over the window or phase."""
+    if isinstance(quantile, bool) or not isinstance(quantile, int | float) or not 0 < quantile <= 1:
+        raise InvalidArgument(f"quantile: expected a number in (0, 1], got {quantile!r}")
+    return timeline.latency(_lines(window_s, phase, configuration), float(quantile))
+
+
+def client_throughput(window_s: float | None = None, phase: str | None = None,
+                      configuration: Configuration | None = None) -> float:
+    """Requests sent per second by the traffic clients over the window or phase (0.0 if none)."""
+    return round(timeline.throughput(_lines(window_s, phase, configuration)), 3)
+
+
+def _lines(window_s: float | None, phase: str | None, configuration: Configuration | None) -> list[timeline.Line]:
+    if window_s is not None and phase is not None:
+        raise InvalidArgument("window_s/phase: give one of them, not both")
+    if window_s is not None and (isinstance(window_s, bool) or not isinstance(window_s, int | float)
+                                 or window_s <= 0):
+        raise InvalidArgument(f"window_s: expected a positive number of seconds, got {window_s!r}")
+    if phase is not None and phase not in timeline.PHASES:
+        raise InvalidArgument(f"phase: expected one of {', '.join(timeline.PHASES)}, got {phase!r}")
+    path = timeline_path(configuration)
+    lines = timeline.measured(timeline.read_timeline(path), runner.ready_at(path))
+    if window_s is not None:
+        return timeline.last_seconds(lines, float(window_s))
+    if phase is not None:
+        try:
+            faults = get_target(configuration).fault_history(run_owner())
+        except ChaosMeshQAError as exc:
+            raise TargetUnavailable(f"phase: this run's fault history is unavailable ({exc})") from None
+        return timeline.phase_lines(lines, faults, phase)
+    return lines
