@@ -48,16 +48,18 @@ test-all: setup lint
 bench: setup
 	$(PY) -m bench
 
+# The main job: a real experiment (sandbox up, traffic, pod kill, probes, rollback, sandbox down)
+# and the verdict that CI would trust.  Journal, log and timeline land in .demo/.
+DEMO_EXPERIMENT ?= experiments/pod-kill-failover.json
 demo: setup
-	$(VENV)/bin/chaosmesh-qa up
-	@echo; $(VENV)/bin/chaosmesh-qa status; echo
-	@echo "one request through the ingress:"; \
-	  url=$$($(VENV)/bin/chaosmesh-qa status --json | $(PY) -c 'import json,sys; print(json.load(sys.stdin)["ingress_url"])'); \
-	  curl -s "$$url/" | $(PY) -m json.tool; \
-	  echo; echo "the sandbox keeps running; stop it with: $(VENV)/bin/chaosmesh-qa down"
+	@mkdir -p .demo
+	-CHAOSMESH_QA_TIMELINE=.demo/timeline.jsonl $(VENV)/bin/chaos --no-version-check --log-file .demo/chaostoolkit.log \
+	  run --journal-path .demo/journal.json $(DEMO_EXPERIMENT)
+	@echo
+	$(VENV)/bin/chaosmesh-qa verdict .demo/journal.json
 
 down:
 	-$(VENV)/bin/chaosmesh-qa down
 
 clean: down
-	rm -rf $(VENV) .chaosmesh-qa *.egg-info
+	rm -rf $(VENV) .chaosmesh-qa .demo *.egg-info

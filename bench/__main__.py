@@ -1,8 +1,10 @@
 """Run every benchmark and print its figures (``python -m bench``)."""
 
-from bench import faults_bench, sandbox_bench
+from bench import experiment_bench, faults_bench, sandbox_bench
 
 if __name__ == "__main__":
     sandbox_bench.main()
     print()
     faults_bench.main()
+    print()
+    experiment_bench.main()

@@ -94,9 +94,11 @@ def summary(result: Verdict) -> list[str]:
     phases = (extra.get("traffic") or {}).get("phases") or {}
     for name in ("before", "during", "after"):
         phase = phases.get(name)
-        if phase:
-            lines.append(f"  {name:<7} requests {phase.get('requests') or 0:>6}  error ratio "
+        if phase and phase.get("requests"):
+            lines.append(f"  {name:<7} requests {phase['requests']:>6}  error ratio "
                          f"{phase.get('error_ratio') or 0:.3f}  p99 {phase.get('p99_ms') or 0:7.1f} ms")
+        elif phase is not None:
+            lines.append(f"  {name:<7} no requests")
     for fault in _faults(journal):
         lines.append(f"  fault {fault['fault_id']}: {fault['kind']} on {_target(fault.get('target', {}))}")
     healed = [f["fault_id"] for f in extra.get("healed_at_end", [])]

@@ -1,0 +1,53 @@
+"""The framework's own overhead for one experiment: `chaos run` wall time minus its designed waits."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from bench.sandbox_bench import _cli
+
+ROOT = Path(__file__).resolve().parents[1]
+EXPERIMENT = ROOT / "experiments" / "pod-kill-failover.json"
+CHAOS = str(Path(sys.executable).with_name("chaos"))
+
+
+def designed_seconds(experiment: dict) -> float:  # type: ignore[type-arg]
+    """The method's pauses and the traffic warm-up.
+
+    A recovery probe's stable window is not counted: it usually overlaps the pause, and when it
+    does not, its wait is the framework's to justify.
+    """
+    pauses = sum(sum(a.get("pauses", {}).values()) for a in experiment["method"])
+    warmup = experiment["configuration"]["chaosmesh_qa_traffic"].get("warmup_s", 2.0)
+    return float(pauses + warmup)
+
+
+def timed_run(work: Path, state: Path) -> float:
+    env = {**os.environ, "CHAOSMESH_QA_STATE_DIR": str(state), "CHAOSMESH_QA_TIMELINE": str(work / "timeline.jsonl"),
+           "CHAOSMESH_QA_MESH": ""}
+    started = time.monotonic()
+    subprocess.run([CHAOS, "--no-version-check", "--log-file", str(work / "chaos.log"), "run", "--journal-path",
+                    str(work / "journal.json"), str(EXPERIMENT)], cwd=ROOT, env=env, capture_output=True, check=False)
+    return time.monotonic() - started
+
+
+def main() -> None:
+    designed = designed_seconds(json.loads(EXPERIMENT.read_text()))
+    with tempfile.TemporaryDirectory(prefix="chaosmesh-bench-") as tmp:
+        work, state = Path(tmp), Path(tmp) / "state"
+        _cli("up", "--state-dir", str(state))
+        try:
+            warm = timed_run(work, state)
+        finally:
+            _cli("down", "--state-dir", str(state))
+        cold = timed_run(work, state)
+    print(f"experiment overhead, {EXPERIMENT.name} (designed waits: {designed:.1f} s; goal <= 5 s):")
+    print(f"  sandbox already running: wall {warm:5.1f} s -> overhead {warm - designed:5.1f} s")
+    print(f"  sandbox started by the run: wall {cold:5.1f} s -> overhead {cold - designed:5.1f} s "
+          "(includes the sandbox cold start)")
