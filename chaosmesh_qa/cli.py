@@ -51,16 +51,19 @@ def cli() -> None:
               help="Longest lease (seconds) any fault may have in this sandbox.")
 @click.option("--endpoint-delay", type=click.FloatRange(min=0), default=1.0, show_default=True,
               help="Seconds before callers stop routing to a dead pod (Kubernetes endpoint propagation).")
+@click.option("--wait-metrics", is_flag=True,
+              help="Also wait until Prometheus has scraped every Envoy (about 5 s after it starts).")
 def up(mesh_dir: Path | None, state_dir: Path | None, timeout: float, max_fault_ttl: float,
-       endpoint_delay: float) -> None:
-    """Start the sandbox in the background; return when every pod, the ingress and Prometheus are ready."""
+       endpoint_delay: float, wait_metrics: bool) -> None:
+    """Start the sandbox in the background; return when every pod and the ingress serve and Prometheus is up."""
     status, loaded = sandbox.up(mesh_dir or sandbox.default_mesh_dir(), state_dir or default_state_dir(), timeout,
-                                max_fault_ttl, endpoint_delay)
+                                max_fault_ttl, endpoint_delay, wait_metrics)
     _warn(loaded.warnings)
     click.echo(f"sandbox {status['mesh']!r} ready in {status['startup_s']:.2f} s: "
                f"{len(status['pods'])} pods")
     click.echo(f"  ingress:    {status['ingress_url']}")
-    click.echo(f"  prometheus: {status['prometheus_url']}")
+    click.echo(f"  prometheus: {status['prometheus_url']}"
+               + ("" if status["metrics_ready"] else " (first scrape of every Envoy within ~5 s)"))
 
 
 @cli.command()

@@ -31,9 +31,8 @@ class MeasureContext:
     @classmethod
     def from_configuration(cls, configuration: dict[str, Any] | None) -> MeasureContext:
         target = get_target(configuration)
-        description = target.describe()
-        return cls(target, description, load_catalog(target.metrics_dialect),
-                   PrometheusQuery(str(description["prometheus_url"])))
+        prometheus_url = target.prometheus_url()  # waits, bounded, for a just-started sandbox's first scrapes
+        return cls(target, target.describe(), load_catalog(target.metrics_dialect), PrometheusQuery(prometheus_url))
 
     def service(self, name: Any, argument: str = "service") -> str:
         known = self.description["services"]

@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from chaosmesh_qa.errors import ChaosMeshQAError, InvalidArgument
+from chaosmesh_qa.traffic.profile import DEFAULT_TIMELINE, TIMELINE_KEY
 
 Line = dict[str, Any]
 PHASES = ("before", "during", "after")
@@ -80,6 +81,12 @@ def hist_quantile(hist: Mapping[int, int], q: float) -> float:
 
 
 # --------------------------------------------------------------------------- reading
+
+
+def timeline_path(configuration: Mapping[str, Any] | None) -> Path:
+    """This experiment's timeline: ``configuration.chaosmesh_qa_timeline``, else ``./chaosmesh-qa-timeline.jsonl``."""
+    value = (configuration or {}).get(TIMELINE_KEY) or DEFAULT_TIMELINE
+    return Path(str(value)).absolute()
 
 
 def read_timeline(path: Path) -> list[Line]:
@@ -217,3 +224,27 @@ def phase_summary(lines: Sequence[Line], faults: Sequence[Mapping[str, Any]]) ->
 
 def _exact_key(quantile: float) -> str | None:
     return {0.5: "p50", 0.95: "p95", 0.99: "p99"}.get(quantile)
+
+
+def slo_samples(configuration: Mapping[str, Any] | None, objectives: Mapping[str, float], start: float,
+                end: float) -> list[tuple[float, bool]]:
+    """Per-second SLO verdicts for ``chaosmesh_qa.probes.recovery``: ``[(second end, SLO held), ...]``.
+
+    One sample per complete timeline second ending in ``(start, end]``, stamped with the end of its
+    second (the sample covers the requests sent in the second before).  ``objectives`` keys:
+    ``max_error_ratio``, ``max_p50_ms``, ``max_p95_ms``, ``max_p99_ms``.  A second without any
+    request is a breach.
+    """
+    samples = []
+    for line in measured(read_timeline(timeline_path(configuration))):
+        stamp = float(line["t"] + 1)
+        if not start < stamp <= end:
+            continue
+        held = line["requests"] > 0
+        if held and "max_error_ratio" in objectives:
+            held = line["failures"] / line["requests"] <= objectives["max_error_ratio"]
+        for key, field in (("max_p50_ms", "p50"), ("max_p95_ms", "p95"), ("max_p99_ms", "p99")):
+            if held and key in objectives:
+                held = line.get(field) is not None and line[field] <= objectives[key]
+        samples.append((stamp, held))
+    return samples

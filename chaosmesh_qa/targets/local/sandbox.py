@@ -86,8 +86,12 @@ class SandboxClient:
 
 
 def up(mesh_dir: Path, state_dir: Path, timeout_s: float = START_TIMEOUT_S, max_fault_ttl_s: float | None = None,
-       endpoint_delay_s: float | None = None) -> tuple[dict[str, Any], LoadedMesh]:
-    """Start a sandbox for ``mesh_dir`` in ``state_dir``; return its status once ready."""
+       endpoint_delay_s: float | None = None, wait_metrics: bool = False) -> tuple[dict[str, Any], LoadedMesh]:
+    """Start a sandbox for ``mesh_dir`` in ``state_dir``; return its status once the mesh serves.
+
+    Prometheus is up by then; ``wait_metrics`` also waits until it has scraped every Envoy
+    (about 5 s after it started: its service discovery ticks every 5 s).
+    """
     loaded = load_mesh(mesh_dir)  # raises InvalidMeshConfig before anything starts
     find_prometheus()  # raises SandboxStartError naming the package / env var
     paths = SandboxPaths(state_dir)
@@ -114,7 +118,7 @@ def up(mesh_dir: Path, state_dir: Path, timeout_s: float = START_TIMEOUT_S, max_
                 status = client.status()
             except TargetUnavailable:
                 status = {"state": "starting"}
-            if status["state"] == "ready":
+            if status["state"] == "ready" and (status["metrics_ready"] or not wait_metrics):
                 status["startup_s"] = round(time.monotonic() - started, 3)
                 return status, loaded
             if status["state"] == "failed":
@@ -124,6 +128,16 @@ def up(mesh_dir: Path, state_dir: Path, timeout_s: float = START_TIMEOUT_S, max_
                 _terminate(process.pid)
                 raise SandboxStartError(_failure(f"not ready after {timeout_s:.0f} s", paths))
             time.sleep(POLL_S)
+
+
+def wait_for_metrics(client: SandboxClient, timeout_s: float = 20.0) -> dict[str, Any]:
+    """Block until the sandbox's Prometheus has scraped every Envoy; the status then."""
+    deadline = time.monotonic() + timeout_s
+    while not (status := client.status())["metrics_ready"]:
+        if status.get("metrics_error") or time.monotonic() > deadline:
+            raise TargetUnavailable(f"sandbox metrics not ready: {status.get('metrics_error') or 'still waiting'}")
+        time.sleep(0.1)
+    return status
 
 
 def status(state_dir: Path) -> dict[str, Any]:

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from chaosmesh_qa.targets.base import Direction, PartitionMode, Record
-from chaosmesh_qa.targets.local.sandbox import SandboxClient
+from chaosmesh_qa.targets.local.sandbox import SandboxClient, wait_for_metrics
 
 POD_FAULT_LEASE_S = 3600.0  # cap on how long a killed pod may stay down if nobody heals it
 
@@ -34,7 +34,9 @@ class LocalTarget:
             return client.status()
 
     def prometheus_url(self) -> str:
-        return str(self.describe()["prometheus_url"])
+        """The sandbox's Prometheus, once it has scraped every Envoy (a just-started sandbox takes ~5 s)."""
+        with self._client() as client:
+            return str(wait_for_metrics(client)["prometheus_url"])
 
     def kill_pods(self, service: str, count: int | None, percent: float | None, version: str | None,
                   restart_after_s: float, owner: str) -> Record:

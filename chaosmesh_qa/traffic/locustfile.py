@@ -1,0 +1,439 @@
+"""The Locust side of chaosmesh-qa traffic: the user, the pacer, per-second aggregation, the timeline writer.
+
+Only ever imported by Locust processes (``locust -f .../locustfile.py``) started by
+``chaosmesh_qa.traffic.runner``, or by remote workers attached to such a master.  Never import
+it anywhere else: importing Locust monkey-patches the process with gevent, and inside ``chaos``
+that breaks ssl and threads.
+
+* ``MeshUser`` (FastHttpUser) picks a weighted route of the profile for each request.  With a
+  target rate, a per-process ``Pacer`` hands out evenly spaced send slots: the process's share is
+  ``rate_rps / users`` per running user, so the total holds whatever the users' distribution over
+  workers; slots nobody could take (all users busy) are dropped and counted as ``missed``.
+* Every process keeps ``Bucket``\\ s per *send* second with the raw response times, and knows a
+  second is complete once nothing sent in it is still in flight.  Workers send completed buckets
+  to the master every 0.5 s (custom message ``chaosmesh_qa_seconds``); the master (or the single
+  local process) merges them and writes one timeline line per second in order, once every live
+  source has completed it (see ``chaosmesh_qa.traffic.timeline`` for the line format).
+* A watchdog checks every 0.5 s that the process that started Locust (env
+  ``CHAOSMESH_QA_TRAFFIC_PARENT``) is still our parent, and shuts down otherwise.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import random
+import signal
+import time
+from collections import Counter
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import IO, Any
+
+import gevent
+from gevent.timeout import Timeout as GeventTimeout
+from locust import FastHttpUser, constant, events, task
+from locust.env import Environment
+from locust.runners import MasterRunner, WorkerRunner
+
+from chaosmesh_qa.traffic import timeline as tl
+from chaosmesh_qa.traffic.profile import Profile, Route
+
+PARENT_ENV = "CHAOSMESH_QA_TRAFFIC_PARENT"
+PDEATHSIG_ENV = "CHAOSMESH_QA_TRAFFIC_PDEATHSIG"
+MESSAGE = "chaosmesh_qa_seconds"
+REPORT_EVERY_S = 0.5
+WRITE_EVERY_S = 0.25
+STALE_SOURCE_S = 5.0
+MAX_PACING_LAG_S = 0.25
+
+log = logging.getLogger("chaosmesh_qa.traffic")
+
+
+@events.init_command_line_parser.add_listener
+def _arguments(parser: Any) -> None:
+    parser.add_argument("--chaosmesh-qa-profile", type=str, default="", include_in_web_ui=False,
+                        help="chaosmesh-qa traffic profile (JSON, validated by chaosmesh_qa.traffic.profile)")
+    parser.add_argument("--chaosmesh-qa-timeline", type=str, default="", include_in_web_ui=False,
+                        help="where the master writes the per-second timeline (JSON lines)")
+
+
+# --------------------------------------------------------------------------- per-second aggregation
+
+
+class Bucket:
+    """What one process saw of the requests sent during one second."""
+
+    __slots__ = ("fail", "kinds", "missed", "sources", "statuses", "t", "times")
+
+    def __init__(self, t: int) -> None:
+        self.t, self.fail, self.missed, self.sources = t, 0, 0, 0
+        self.times: list[float] = []
+        self.kinds: Counter[str] = Counter()
+        self.statuses: Counter[int] = Counter()
+
+    def to_message(self) -> dict[str, Any]:
+        return {"t": self.t, "times": self.times, "fail": self.fail, "kinds": dict(self.kinds),
+                "statuses": dict(self.statuses), "missed": self.missed}
+
+    def merge_message(self, data: dict[str, Any]) -> None:
+        self.times.extend(data["times"])
+        self.fail += data["fail"]
+        self.kinds.update(data["kinds"])
+        self.statuses.update({int(k): v for k, v in data["statuses"].items()})
+        self.missed += data["missed"]
+        self.sources += 1
+
+    def to_line(self, users: int, partial: bool) -> dict[str, Any]:
+        times = sorted(self.times)
+        line: dict[str, Any] = {
+            "t": self.t, "time": datetime.fromtimestamp(self.t, UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "requests": len(times), "failures": self.fail, "failures_by_kind": dict(self.kinds),
+            "statuses": {str(k): v for k, v in sorted(self.statuses.items())},
+            "p50": None, "p95": None, "p99": None, "max": None, "mean": None,
+            "hist": {}, "users": users, "sources": self.sources,
+            "missed": self.missed, "partial": partial,
+        }
+        if times:
+            for name, q in (("p50", 0.5), ("p95", 0.95), ("p99", 0.99)):
+                line[name] = round(tl.exact_quantile(times, q), 3)
+            line["max"] = round(times[-1], 3)
+            line["mean"] = round(sum(times) / len(times), 3)
+            hist: Counter[int] = Counter(tl.hist_key(ms) for ms in times)
+            line["hist"] = {str(k): v for k, v in sorted(hist.items())}
+        return line
+
+
+class Aggregator:
+    """Per-process buckets keyed by send second, with the count of requests still in flight."""
+
+    def __init__(self) -> None:
+        self.buckets: dict[int, Bucket] = {}
+        self.inflight: Counter[int] = Counter()
+
+    def _bucket(self, t: int) -> Bucket:
+        bucket = self.buckets.get(t)
+        if bucket is None:
+            bucket = self.buckets[t] = Bucket(t)
+        return bucket
+
+    def begin(self) -> int:
+        second = int(time.time())
+        self.inflight[second] += 1
+        return second
+
+    def end(self, second: int, elapsed_ms: float, status: int, kind: str | None) -> None:
+        bucket = self._bucket(second)
+        bucket.times.append(elapsed_ms)
+        bucket.statuses[status] += 1
+        if kind is not None:
+            bucket.fail += 1
+            bucket.kinds[kind] += 1
+        self._done(second)
+
+    def cancel(self, second: int) -> None:
+        """A request abandoned by a stop: not counted, no longer in flight."""
+        self._done(second)
+
+    def _done(self, second: int) -> None:
+        self.inflight[second] -= 1
+        if self.inflight[second] <= 0:
+            del self.inflight[second]
+
+    def add_missed(self, count: int) -> None:
+        self._bucket(int(time.time())).missed += count
+
+    def closed_through(self, now: float) -> int:
+        """The newest second such that it and every earlier one are complete."""
+        closed = int(now) - 1
+        if self.inflight:
+            closed = min(closed, min(self.inflight) - 1)
+        return closed
+
+    def take(self, through: int | None) -> list[Bucket]:
+        """Remove and return the buckets up to ``through`` (all of them with ``None``)."""
+        taken = [b for t, b in sorted(self.buckets.items()) if through is None or t <= through]
+        for bucket in taken:
+            del self.buckets[bucket.t]
+        return taken
+
+
+class TimelineWriter:
+    """Master / local side: merges every source's buckets and writes complete seconds in order."""
+
+    def __init__(self, path: Path, environment: Environment, timeout_s: float) -> None:
+        self.environment = environment
+        self.max_wait_s = timeout_s + 3.0  # a source's second is never held longer than this
+        self.merged: dict[int, Bucket] = {}
+        self.sources: dict[str, dict[str, Any]] = {}
+        self.next_t: int | None = None
+        self.late = 0
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.file: IO[str] = path.open("w", encoding="utf-8")
+
+    def add(self, source: str, buckets: list[dict[str, Any]], closed: int | None, done: bool) -> None:
+        self.sources[source] = {"closed": closed, "seen": time.monotonic(), "done": done}
+        for data in buckets:
+            t = data["t"]
+            if self.next_t is not None and t < self.next_t:
+                self.late += len(data["times"])
+                continue
+            bucket = self.merged.get(t)
+            if bucket is None:
+                bucket = self.merged[t] = Bucket(t)
+            bucket.merge_message(data)
+
+    def _bound(self, now: float) -> int | None:
+        """The newest second every source has completed; a source silent for 5 s no longer holds the others."""
+        closed = [s["closed"] for s in self.sources.values()
+                  if (s["done"] or now - s["seen"] < STALE_SOURCE_S) and s["closed"] is not None]
+        if not closed and not self.merged:
+            return None
+        bound = min(closed) if closed else -1
+        return max(bound, int(time.time() - self.max_wait_s) - 1)
+
+    def write(self, final: bool = False) -> None:
+        """Write every second all live sources have completed (with ``final``: every second there is)."""
+        bound = self._bound(time.monotonic())
+        if final and self.merged:
+            bound = max(self.merged) if bound is None else max(bound, max(self.merged))
+        if bound is None or (self.next_t is None and not self.merged):
+            return
+        first = self.next_t is None
+        next_t = min(self.merged) if self.next_t is None else self.next_t
+        complete = self._complete_through() if final else bound
+        users = self.environment.runner.user_count if self.environment.runner else 0
+        out = []
+        while next_t <= bound:
+            bucket = self.merged.pop(next_t, None) or Bucket(next_t)
+            line = bucket.to_line(users, partial=first or complete is None or next_t > complete)
+            if self.late:
+                line["late"], self.late = self.late, 0
+            out.append(json.dumps(line, separators=(",", ":")))
+            next_t, first = next_t + 1, False
+        self.next_t = next_t
+        if out:
+            self.file.write("\n".join(out) + "\n")
+            self.file.flush()
+
+    def _complete_through(self) -> int | None:
+        """At the stop: the newest second every source had completed (later ones were cut short)."""
+        closed = [s["closed"] for s in self.sources.values() if s["closed"] is not None]
+        return min(closed) if closed else None
+
+    def close(self) -> None:
+        with contextlib.suppress(Exception):
+            self.write(final=True)
+        self.file.close()
+
+
+# --------------------------------------------------------------------------- the user
+
+
+class Pacer:
+    """Evenly spaced send slots for this process: ``per_user_rps`` times the running users."""
+
+    def __init__(self, per_user_rps: float, aggregator: Aggregator) -> None:
+        self.per_user_rps, self.aggregator = per_user_rps, aggregator
+        self.next_at: float | None = None
+
+    def wait_turn(self, users: int) -> None:
+        interval = 1.0 / (self.per_user_rps * max(users, 1))
+        now = time.monotonic()
+        if self.next_at is None:
+            self.next_at = now
+        elif self.next_at < now - MAX_PACING_LAG_S:  # every user was busy: drop the slots nobody took
+            missed = int((now - self.next_at) / interval)
+            if missed:
+                self.aggregator.add_missed(missed)
+            self.next_at = now
+        slot = self.next_at
+        self.next_at = slot + interval
+        if slot > now:
+            gevent.sleep(slot - now)
+
+
+class State:
+    """This process's traffic state, set up by the ``init`` and ``test_start`` events."""
+
+    profile: Profile | None = None
+    routes: tuple[Route, ...] = ()
+    cum_weights: tuple[float, ...] = ()
+    aggregator = Aggregator()
+    pacer: Pacer | None = None
+    writer: TimelineWriter | None = None
+
+
+def failure_kind(status: int, error: BaseException | None) -> str | None:
+    """None for a success, else ``http``, ``timeout``, ``connection`` or ``other``."""
+    if error is None:
+        return "http" if status >= 400 or status == 0 else None
+    if status >= 400:
+        return "http"
+    original = getattr(error, "original", None)  # geventhttpclient wraps the cause in RetriesExceeded
+    if isinstance(original, BaseException):
+        error = original
+    if isinstance(error, TimeoutError | GeventTimeout):
+        return "timeout"
+    if isinstance(error, OSError | ConnectionError) or "Connection" in type(error).__name__:
+        return "connection"
+    return "other"
+
+
+class MeshUser(FastHttpUser):
+    """Sends the profile's weighted requests, paced to the target rate when there is one."""
+
+    wait_time = constant(0)
+    network_timeout = 5.0
+    connection_timeout = 2.0
+    max_retries = 0
+
+    @task
+    def send(self) -> None:
+        runner = self.environment.runner
+        if State.pacer is not None and runner is not None:
+            State.pacer.wait_turn(runner.user_count)
+        route = random.choices(State.routes, cum_weights=State.cum_weights)[0] if len(State.routes) > 1 \
+            else State.routes[0]
+        aggregator = State.aggregator
+        second = aggregator.begin()
+        started = time.perf_counter()
+        try:
+            response = self.client.request(route.method, route.path, name=route.name,
+                                           headers=route.headers or None)
+        except BaseException:
+            aggregator.cancel(second)
+            raise
+        elapsed_ms = (time.perf_counter() - started) * 1000.0
+        status = int(getattr(response, "status_code", 0) or 0)
+        aggregator.end(second, elapsed_ms, status, failure_kind(status, getattr(response, "error", None)))
+
+
+def _configure_users(environment: Environment) -> None:
+    options = environment.parsed_options
+    text = getattr(options, "chaosmesh_qa_profile", "") if options else ""
+    profile = Profile.from_json(text) if text else Profile()
+    State.profile = profile
+    State.routes = profile.paths
+    total, cumulative = 0.0, []
+    for route in profile.paths:
+        total += route.weight
+        cumulative.append(total)
+    State.cum_weights = tuple(cumulative)
+    MeshUser.network_timeout = profile.timeout_s
+    MeshUser.connection_timeout = profile.connect_timeout_s
+    MeshUser.default_headers = dict(profile.headers) or None
+    State.pacer = Pacer(profile.rate_rps / profile.users, State.aggregator) if profile.rate_rps else None
+
+
+# --------------------------------------------------------------------------- process roles
+
+
+@events.init.add_listener
+def _on_init(environment: Environment, **_: Any) -> None:
+    _arm_parent_watch()
+    runner = environment.runner
+    if isinstance(runner, WorkerRunner):
+        gevent.spawn(_report_loop, environment)
+        return
+    options = environment.parsed_options
+    path = getattr(options, "chaosmesh_qa_timeline", "") if options else ""
+    profile_text = getattr(options, "chaosmesh_qa_profile", "") if options else ""
+    timeout_s = Profile.from_json(profile_text).timeout_s if profile_text else Profile.timeout_s
+    if path:
+        State.writer = TimelineWriter(Path(path), environment, timeout_s)
+    if isinstance(runner, MasterRunner):
+        runner.register_message(MESSAGE, _on_worker_seconds)
+    gevent.spawn(_write_loop, environment)
+
+
+@events.test_start.add_listener
+def _on_test_start(environment: Environment, **_: Any) -> None:
+    _configure_users(environment)
+
+
+@events.test_stop.add_listener
+def _on_test_stop(environment: Environment, **_: Any) -> None:
+    if isinstance(environment.runner, WorkerRunner):
+        _report(environment, done=True)
+
+
+@events.quit.add_listener
+def _on_quit(**_: Any) -> None:
+    if State.writer is not None:
+        closed = State.aggregator.closed_through(time.time())
+        buckets = [b.to_message() for b in State.aggregator.take(None)]
+        if buckets or "local" in State.writer.sources:
+            State.writer.add("local", buckets, closed, done=True)
+        State.writer.close()
+        State.writer = None
+
+
+def _on_worker_seconds(environment: Environment, msg: Any, **_: Any) -> None:
+    if State.writer is not None:
+        data = msg.data
+        State.writer.add(str(msg.node_id), data["buckets"], data["closed"], data["done"])
+
+
+def _report(environment: Environment, done: bool = False) -> None:
+    runner = environment.runner
+    if runner is None:
+        return
+    closed = State.aggregator.closed_through(time.time())
+    buckets = State.aggregator.take(None if done else closed)
+    with contextlib.suppress(Exception):  # the master may be gone already
+        runner.send_message(MESSAGE, {"buckets": [b.to_message() for b in buckets], "closed": closed, "done": done})
+
+
+def _report_loop(environment: Environment) -> None:
+    while True:
+        gevent.sleep(REPORT_EVERY_S)
+        _report(environment)
+
+
+def _write_loop(environment: Environment) -> None:
+    is_local = not isinstance(environment.runner, MasterRunner)
+    while State.writer is not None:
+        gevent.sleep(WRITE_EVERY_S)
+        writer = State.writer
+        if writer is None:
+            break
+        if is_local:
+            closed = State.aggregator.closed_through(time.time())
+            writer.add("local", [b.to_message() for b in State.aggregator.take(closed)], closed, done=False)
+        try:
+            writer.write()
+        except Exception:  # never let a bookkeeping bug stop the traffic
+            log.exception("chaosmesh-qa: could not write the timeline")
+
+
+# --------------------------------------------------------------------------- parent watchdog
+
+
+def _arm_parent_watch() -> None:
+    parent = os.environ.get(PARENT_ENV)
+    if not parent:
+        return  # a remote worker: it quits with its master
+    if os.environ.get(PDEATHSIG_ENV) == "1":
+        _set_pdeathsig()
+    gevent.spawn(_watch_parent, int(parent))
+
+
+def _set_pdeathsig() -> None:
+    """Ask the kernel for SIGTERM when the forking thread dies (set only when that is the main thread)."""
+    with contextlib.suppress(Exception):
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(1, int(signal.SIGTERM), 0, 0, 0)  # PR_SET_PDEATHSIG
+
+
+def _watch_parent(parent: int) -> None:
+    while True:
+        if os.getppid() != parent:
+            log.warning("chaosmesh-qa: the process that started traffic (pid %d) is gone; stopping", parent)
+            signal.alarm(5)  # default SIGALRM action ends the process if the clean stop hangs
+            os.kill(os.getpid(), signal.SIGTERM)
+            return
+        gevent.sleep(0.5)
