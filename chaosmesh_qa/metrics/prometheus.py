@@ -60,6 +60,11 @@ class PrometheusQuery:
                     points[float(at)] = points.get(float(at), 0.0) + value
         return sorted(points.items())
 
+    def raw(self, selector: str, start: float, end: float) -> list[dict[str, Any]]:
+        """Every scraped sample of ``selector`` in ``[start, end]``, per series (a range-vector query)."""
+        span = max(1, math.ceil(end - start))
+        return list(self._call(lambda: self._client.custom_query(f"{selector}[{span}s]", params={"time": end})))
+
     def _call(self, fetch: Callable[[], T]) -> T:
         try:
             return _retrying(fetch)()

@@ -3,8 +3,9 @@
 ``recovered_within`` is referenced from experiments as ``{"type": "python", "module":
 "chaosmesh_qa.probes.recovery", "func": "recovered_within"}``, usually as a method probe
 after the fault action, with a tolerance of ``{"type": "range", "range": [0, <budget>]}``.
-It evaluates the SLO second by second from the reference time — on Prometheus (the front
-door by default: the ingress → front-service edge) or on the client-side Locust timeline —
+It evaluates the SLO second by second from the reference time — on Prometheus's raw
+scrapes (the front door by default: the ingress → front-service edge; see
+``metrics.per_second``) or on the client-side Locust timeline —
 until it has held for ``stable_s``, and returns the time to recover in seconds.  When the
 budget runs out first it returns the time it waited, which fails the tolerance.  Each
 evaluation leaves its timeline (fault start, first breach, detection, recovery, heal) in
@@ -18,13 +19,13 @@ from collections.abc import Callable
 from typing import Any
 
 from chaosmesh_qa.errors import InvalidArgument
+from chaosmesh_qa.metrics import per_second
 from chaosmesh_qa.probes.context import MeasureContext
 
 __all__ = ["recovered_within"]
 
 log = logging.getLogger("chaostoolkit")
 SLO_KEYS = {"max_error_ratio": "error ratio", "max_p50_ms": "p50", "max_p95_ms": "p95", "max_p99_ms": "p99"}
-PROMETHEUS_WINDOW_S = 2  # shortest range that always holds two 1-s scrapes
 POLL_S = 0.5
 RECOVERIES: list[dict[str, Any]] = []
 Samples = list[tuple[float, bool]]  # (second, SLO held)
@@ -102,33 +103,40 @@ def _recovery(samples: Samples, reference: float, granularity: float) -> tuple[f
 
 def _prometheus_samples(ctx: MeasureContext, objectives: dict[str, float], service: str | None,
                         source: str | None) -> tuple[Callable[[float, float], Samples], float]:
+    """Per-second SLO verdicts from the raw scrapes (``metrics.per_second``), stamped with each second's end."""
     callee = ctx.service(service) if service else ctx.front_service()
     caller = ctx.service(source, "source") if source else ("ingress" if service is None else None)
-    edge = {"source": caller} if caller else {}
-    prefix = "edge_" if caller else ""
-    window = f"{PROMETHEUS_WINDOW_S}s"
-    queries: dict[str, tuple[str, float]] = {}
-    if "max_error_ratio" in objectives:
-        queries["errors"] = (ctx.catalog.render(f"{prefix}error_ratio", service=callee, window=window, **edge),
-                             objectives["max_error_ratio"])
-    for key, quantile in (("max_p50_ms", "0.5"), ("max_p95_ms", "0.95"), ("max_p99_ms", "0.99")):
-        if key in objectives:
-            queries[key] = (ctx.catalog.render(f"{prefix}latency_quantile", service=callee, quantile=quantile,
-                                               window=window, **edge), objectives[key])
-    volume = ctx.catalog.render(f"{prefix}request_rate", service=callee, window=window, **edge)
+    edge, prefix = ({"source": caller}, "edge_") if caller else ({}, "")
+    selectors = {name: ctx.catalog.render(f"{prefix}{name}", service=callee, **edge)
+                 for name in ("responses", "error_responses", "latency_buckets")}
+    quantiles = {key: q for key, q in (("max_p50_ms", 0.5), ("max_p95_ms", 0.95), ("max_p99_ms", 0.99))
+                 if key in objectives}
 
     def evaluate(start: float, end: float) -> Samples:
-        seconds = math.floor(start)
-        served = {t for t, rate in ctx.prometheus.series(volume, seconds, end) if rate > 0}
-        held = dict.fromkeys(served, True)
-        for promql, limit in queries.values():
-            for t, value in ctx.prometheus.series(promql, seconds, end):
-                if t in held and value > limit:
-                    held[t] = False
-        points = [t for t, _ in ctx.prometheus.series(volume, seconds, end)]
-        return [(t, held.get(t, False)) for t in points]
+        first, last = math.floor(start), math.floor(end) - 1  # the last whole second is still being scraped
+        fetch_from = first - 2  # a sample before the range, to measure the first increase
+        requests = per_second.totals(per_second.spread_increases(
+            ctx.prometheus.raw(selectors["responses"], fetch_from, end), first, last))
+        errors = per_second.totals(per_second.spread_increases(
+            ctx.prometheus.raw(selectors["error_responses"], fetch_from, end), first, last))
+        latency = {}
+        if quantiles:
+            buckets = per_second.spread_increases(ctx.prometheus.raw(selectors["latency_buckets"], fetch_from, end),
+                                                  first, last, key="le")
+            latency = {key: per_second.quantiles_per_second(buckets, q) for key, q in quantiles.items()}
+        samples = []
+        for second in range(first, last):
+            total = requests.get(second, 0.0)
+            held = total >= 0.5  # at least one request completed in this second
+            if held and "max_error_ratio" in objectives:
+                held = errors.get(second, 0.0) / total <= objectives["max_error_ratio"]
+            for key, values in latency.items():
+                value = values.get(second)
+                held = held and value is not None and value <= objectives[key]
+            samples.append((float(second + 1), held))
+        return samples
 
-    return evaluate, float(PROMETHEUS_WINDOW_S)
+    return evaluate, 1.0
 
 
 def _client_samples(objectives: dict[str, float],
