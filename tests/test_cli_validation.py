@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from chaosmesh_qa.targets.local.sandbox import default_mesh_dir
+from tests.mesh.editing import replace
 
 CLI = Path(sys.executable).parent / "chaosmesh-qa"
 PREFIX = "chaosmesh-qa: "
@@ -26,13 +27,7 @@ def run(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
 
 
 def edited(old: str, new: str, file: str = "traffic.yaml") -> Callable[[Path], None]:
-    def edit(root: Path) -> None:
-        path = root / file
-        text = path.read_text(encoding="utf-8")
-        assert text.count(old) == 1, f"{old!r} should occur exactly once in {file}"
-        path.write_text(text.replace(old, new), encoding="utf-8")
-
-    return edit
+    return replace(file, old, new)
 
 
 def _remove_yaml(root: Path) -> None:

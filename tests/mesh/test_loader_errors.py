@@ -6,8 +6,6 @@ the field path and the reason; unsupported fields must only warn.
 
 from __future__ import annotations
 
-import shutil
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,47 +14,7 @@ import pytest
 from chaosmesh_qa.errors import InvalidMeshConfig
 from chaosmesh_qa.mesh import load_mesh
 from chaosmesh_qa.targets.local.sandbox import default_mesh_dir
-
-Edit = Callable[[Path], None]
-
-
-def mesh_with(tmp_path: Path, *edits: Edit) -> Path:
-    """Copy the default mesh into ``tmp_path/mesh`` and apply ``edits`` to the copy."""
-    root = tmp_path / "mesh"
-    shutil.copytree(default_mesh_dir(), root)
-    for edit in edits:
-        edit(root)
-    return root
-
-
-def replace(file: str, old: str, new: str) -> Edit:
-    """Replace the single occurrence of ``old`` in ``file`` (fails loudly if the default mesh changed)."""
-
-    def edit(root: Path) -> None:
-        path = root / file
-        text = path.read_text(encoding="utf-8")
-        assert text.count(old) == 1, f"{old!r} should occur exactly once in {file}"
-        path.write_text(text.replace(old, new), encoding="utf-8")
-
-    return edit
-
-
-def append(file: str, text: str) -> Edit:
-    def edit(root: Path) -> None:
-        path = root / file
-        existing = path.read_text(encoding="utf-8") if path.exists() else ""
-        path.write_text(existing + text, encoding="utf-8")
-
-    return edit
-
-
-def remove_all_yaml(root: Path) -> None:
-    for path in root.glob("*.yaml"):
-        path.unlink()
-
-
-def copy_file(source: str, target: str) -> Edit:
-    return lambda root: shutil.copy(root / source, root / target)
+from tests.mesh.editing import Edit, append, copy_file, mesh_with, remove_all_yaml, replace
 
 
 @dataclass(frozen=True)

@@ -112,7 +112,7 @@ def test_no_connection_pool_means_unlimited_circuit_breaker(shop: MeshModel) -> 
 
 
 def test_destination_rule_settings(shop: MeshModel) -> None:
-    assert shop.policies["inventory"].circuit_breaker == CircuitBreaker(64, 64, 128, 3, 0)
+    assert shop.policies["inventory"].circuit_breaker == CircuitBreaker(16, 8, 16, 3, 0)
     catalog = shop.policies["catalog"]
     assert catalog.load_balancer == "ROUND_ROBIN"
     assert catalog.outlier == OutlierPolicy(3, 3, 1.0, 5.0, 50)
