@@ -47,11 +47,13 @@ def _wait_gone(pids: set[int], timeout_s: float = 10.0) -> set[int]:
 def test_down_leaves_no_process_and_no_listening_port(tmp_path: Path) -> None:
     box = Sandbox(tmp_path / "state")
     box.up()
-    status = box.status()
-    pids, ports = _pids(status), _ports(status)
-    assert all(_listening(p) for p in ports)
-    assert all(addr == "127.0.0.1" for addr in _bound_addresses(ports)), "everything binds loopback only"
-    box.down()
+    try:
+        status = box.status()
+        pids, ports = _pids(status), _ports(status)
+        assert all(_listening(p) for p in ports)
+        assert all(addr == "127.0.0.1" for addr in _bound_addresses(ports)), "everything binds loopback only"
+    finally:
+        box.down()
     assert _wait_gone(pids, timeout_s=1.0) == set()
     assert [p for p in ports if _listening(p)] == []
     assert not (tmp_path / "state" / "control.sock").exists()
