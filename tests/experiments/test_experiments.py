@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from chaosmesh_qa.report.verdict import load_journal, verdict
-from chaosmesh_qa.targets.local.sandbox import is_running
+from chaosmesh_qa.targets.local.sandbox import down, is_running
 from chaosmesh_qa.targets.local.state import SandboxPaths
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -42,13 +42,17 @@ def run_experiment(name: str, mesh: str | None, work: Path) -> subprocess.Comple
 @pytest.mark.parametrize(("name", "mesh", "expected"), CASES,
                          ids=[f"{n}-on-{m or 'default-mesh'}" for n, m, _ in CASES])
 def test_experiment_verdict(name: str, mesh: str | None, expected: str, tmp_path: Path) -> None:
-    run_experiment(name, mesh, tmp_path)
+    try:
+        run_experiment(name, mesh, tmp_path)
+    finally:
+        running = is_running(SandboxPaths(tmp_path / "state"))
+        down(tmp_path / "state")  # whatever happened to the run, leave no sandbox behind
+    assert not running, "the sandbox the run started is gone"
     result = verdict(load_journal(tmp_path / "journal.json"), tmp_path / "journal.json")
     assert result.outcome == expected, (result.reasons, (tmp_path / "chaos.log").read_text()[-3000:])
     extra = result.journal["chaosmesh_qa"]
     assert extra["traffic"]["phases"]["during"]["requests"] > 0, "traffic flowed through the fault"
     assert [f["kind"] for f in _faults(result.journal)], "the fault was injected"
-    assert not is_running(SandboxPaths(tmp_path / "state")), "the sandbox the run started is gone"
     assert extra["healed_at_end"] == [], "rollbacks healed everything before the safety control looked"
 
 
