@@ -1,6 +1,6 @@
 """Run every benchmark and print its figures (``python -m bench``)."""
 
-from bench import experiment_bench, faults_bench, sandbox_bench
+from bench import experiment_bench, faults_bench, sandbox_bench, traffic_bench
 
 if __name__ == "__main__":
     sandbox_bench.main()
@@ -8,3 +8,5 @@ if __name__ == "__main__":
     faults_bench.main()
     print()
     experiment_bench.main()
+    print()
+    traffic_bench.main()

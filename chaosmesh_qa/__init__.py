@@ -11,10 +11,12 @@ __version__ = "0.1.0"
 
 def discover(discover_system: bool = True) -> dict[str, Any]:
     """Chaos Toolkit discovery: every action, probe and control this extension provides."""
-    from chaoslib.discovery.discover import discover_actions, initialize_discovery_result
+    from chaoslib.discovery.discover import discover_actions, discover_probes, initialize_discovery_result
 
     discovery: dict[str, Any] = initialize_discovery_result("chaosmesh-qa", __version__, "service-mesh")
-    activities = discover_actions("chaosmesh_qa.actions")
+    activities = [*discover_actions("chaosmesh_qa.actions"), *discover_actions("chaosmesh_qa.traffic.actions"),
+                  *(probe for module in ("prometheus", "recovery", "client")
+                    for probe in discover_probes(f"chaosmesh_qa.probes.{module}"))]
     for activity in activities:
         _name_optional_types(activity)
     discovery["activities"].extend(activities)

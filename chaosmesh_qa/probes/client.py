@@ -7,9 +7,9 @@ a ``range`` tolerance.  Select the seconds with ``window_s`` (the newest N secon
 or ``phase`` (``before``/``during``/``after`` this run's faults, from the target's fault history);
 neither means every measured second.  Seconds of the warm-up and seconds cut short by a stop are
 never counted.  A probe raises only when it cannot measure (no timeline, no request in the window).
+Before the run has injected any fault (a hypothesis checked before the method), ``phase="during"``
+or ``"after"`` has nothing to measure yet and answers 0.0, like ``recovered_within``.
 """
-
-from __future__ import annotations
 
 from typing import Any
 
@@ -26,7 +26,8 @@ Configuration = dict[str, Any]
 def client_error_ratio(window_s: float | None = None, phase: str | None = None,
                        configuration: Configuration | None = None) -> float:
     """Failed requests / requests (0.0 to 1.0) seen by the traffic clients in the window or phase."""
-    return timeline.error_ratio(_lines(window_s, phase, configuration))
+    lines = _lines(window_s, phase, configuration)
+    return 0.0 if lines is None else timeline.error_ratio(lines)
 
 
 def client_latency(quantile: float, window_s: float | None = None, phase: str | None = None,
@@ -34,16 +35,20 @@ def client_latency(quantile: float, window_s: float | None = None, phase: str | 
     """The ``quantile`` (e.g. 0.99) of client response times in ms, over the window or phase."""
     if isinstance(quantile, bool) or not isinstance(quantile, int | float) or not 0 < quantile <= 1:
         raise InvalidArgument(f"quantile: expected a number in (0, 1], got {quantile!r}")
-    return timeline.latency(_lines(window_s, phase, configuration), float(quantile))
+    lines = _lines(window_s, phase, configuration)
+    return 0.0 if lines is None else timeline.latency(lines, float(quantile))
 
 
 def client_throughput(window_s: float | None = None, phase: str | None = None,
                       configuration: Configuration | None = None) -> float:
     """Requests sent per second by the traffic clients over the window or phase (0.0 if none)."""
-    return round(timeline.throughput(_lines(window_s, phase, configuration)), 3)
+    lines = _lines(window_s, phase, configuration)
+    return 0.0 if lines is None else round(timeline.throughput(lines), 3)
 
 
-def _lines(window_s: float | None, phase: str | None, configuration: Configuration | None) -> list[timeline.Line]:
+def _lines(window_s: float | None, phase: str | None,
+           configuration: Configuration | None) -> list[timeline.Line] | None:
+    """The selected seconds; ``None`` for a during/after phase of a run without any fault yet."""
     if window_s is not None and phase is not None:
         raise InvalidArgument("window_s/phase: give one of them, not both")
     if window_s is not None and (isinstance(window_s, bool) or not isinstance(window_s, int | float)
@@ -60,5 +65,7 @@ def _lines(window_s: float | None, phase: str | None, configuration: Configurati
             faults = get_target(configuration).fault_history(run_owner())
         except ChaosMeshQAError as exc:
             raise TargetUnavailable(f"phase: this run's fault history is unavailable ({exc})") from None
+        if not faults and phase != "before":
+            return None
         return timeline.phase_lines(lines, faults, phase)
     return lines

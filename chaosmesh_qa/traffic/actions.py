@@ -8,8 +8,6 @@ path), the timeline path from ``configuration["chaosmesh_qa_timeline"]`` (defaul
 Everything is validated before a process starts; errors are one line naming the field.
 """
 
-from __future__ import annotations
-
 from pathlib import Path
 from typing import Any
 

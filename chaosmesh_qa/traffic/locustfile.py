@@ -1,4 +1,4 @@
-"""The Locust side of chaosmesh-qa traffic: the user, the pacer, per-second aggregation, the timeline writer.
+"""The Locust side of chaosmesh-qa traffic: the user, the pacer, each process's role, the parent watchdog.
 
 Only ever imported by Locust processes (``locust -f .../locustfile.py``) started by
 ``chaosmesh_qa.traffic.runner``, or by remote workers attached to such a master.  Never import
@@ -9,11 +9,10 @@ that breaks ssl and threads.
   target rate, a per-process ``Pacer`` hands out evenly spaced send slots: the process's share is
   ``rate_rps / users`` per running user, so the total holds whatever the users' distribution over
   workers; slots nobody could take (all users busy) are dropped and counted as ``missed``.
-* Every process keeps ``Bucket``\\ s per *send* second with the raw response times, and knows a
-  second is complete once nothing sent in it is still in flight.  Workers send completed buckets
-  to the master every 0.5 s (custom message ``chaosmesh_qa_seconds``); the master (or the single
-  local process) merges them and writes one timeline line per second in order, once every live
-  source has completed it (see ``chaosmesh_qa.traffic.timeline`` for the line format).
+* Every process aggregates its requests per *send* second with the raw response times
+  (``chaosmesh_qa.traffic.aggregate``).  Workers send their completed seconds to the master every
+  0.5 s (custom message ``chaosmesh_qa_seconds``); the master (or the single local process) merges
+  them and writes one timeline line per second in order, once every live source has completed it.
 * A watchdog checks every 0.5 s that the process that started Locust (env
   ``CHAOSMESH_QA_TRAFFIC_PARENT``) is still our parent, and shuts down otherwise.
 """
@@ -21,17 +20,14 @@ that breaks ssl and threads.
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import math
 import os
 import random
 import signal
 import time
-from collections import Counter
-from datetime import UTC, datetime
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import gevent
 from gevent.timeout import Timeout as GeventTimeout
@@ -39,7 +35,7 @@ from locust import FastHttpUser, constant, events, task
 from locust.env import Environment
 from locust.runners import MasterRunner, WorkerRunner
 
-from chaosmesh_qa.traffic import timeline as tl
+from chaosmesh_qa.traffic.aggregate import Aggregator, TimelineWriter
 from chaosmesh_qa.traffic.profile import Profile, Route
 
 PARENT_ENV = "CHAOSMESH_QA_TRAFFIC_PARENT"
@@ -47,7 +43,6 @@ PDEATHSIG_ENV = "CHAOSMESH_QA_TRAFFIC_PDEATHSIG"
 MESSAGE = "chaosmesh_qa_seconds"
 REPORT_EVERY_S = 0.5
 WRITE_EVERY_S = 0.25
-STALE_SOURCE_S = 5.0
 MAX_PACING_LAG_S = 0.25
 PACING_TICK_S = 0.005  # sends bunch within 5 ms: a 1-s count is unaffected, CPU per request drops
 
@@ -60,175 +55,6 @@ def _arguments(parser: Any) -> None:
                         help="chaosmesh-qa traffic profile (JSON, validated by chaosmesh_qa.traffic.profile)")
     parser.add_argument("--chaosmesh-qa-timeline", type=str, default="", include_in_web_ui=False,
                         help="where the master writes the per-second timeline (JSON lines)")
-
-
-# --------------------------------------------------------------------------- per-second aggregation
-
-
-class Bucket:
-    """What one process saw of the requests sent during one second."""
-
-    __slots__ = ("fail", "kinds", "missed", "sources", "statuses", "t", "times")
-
-    def __init__(self, t: int) -> None:
-        self.t, self.fail, self.missed, self.sources = t, 0, 0, 0
-        self.times: list[float] = []
-        self.kinds: Counter[str] = Counter()
-        self.statuses: Counter[int] = Counter()
-
-    def to_message(self) -> dict[str, Any]:
-        return {"t": self.t, "times": self.times, "fail": self.fail, "kinds": dict(self.kinds),
-                "statuses": dict(self.statuses), "missed": self.missed}
-
-    def merge_message(self, data: dict[str, Any]) -> None:
-        self.times.extend(data["times"])
-        self.fail += data["fail"]
-        self.kinds.update(data["kinds"])
-        self.statuses.update({int(k): v for k, v in data["statuses"].items()})
-        self.missed += data["missed"]
-        self.sources += 1
-
-    def to_line(self, users: int, partial: bool) -> dict[str, Any]:
-        times = sorted(self.times)
-        line: dict[str, Any] = {
-            "t": self.t, "time": datetime.fromtimestamp(self.t, UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
-            "requests": len(times), "failures": self.fail, "failures_by_kind": dict(self.kinds),
-            "statuses": {str(k): v for k, v in sorted(self.statuses.items())},
-            "p50": None, "p95": None, "p99": None, "max": None, "mean": None,
-            "hist": {}, "users": users, "sources": self.sources,
-            "missed": self.missed, "partial": partial,
-        }
-        if times:
-            for name, q in (("p50", 0.5), ("p95", 0.95), ("p99", 0.99)):
-                line[name] = round(tl.exact_quantile(times, q), 3)
-            line["max"] = round(times[-1], 3)
-            line["mean"] = round(sum(times) / len(times), 3)
-            hist: Counter[int] = Counter(tl.hist_key(ms) for ms in times)
-            line["hist"] = {str(k): v for k, v in sorted(hist.items())}
-        return line
-
-
-class Aggregator:
-    """Per-process buckets keyed by send second, with the count of requests still in flight."""
-
-    def __init__(self) -> None:
-        self.buckets: dict[int, Bucket] = {}
-        self.inflight: Counter[int] = Counter()
-
-    def _bucket(self, t: int) -> Bucket:
-        bucket = self.buckets.get(t)
-        if bucket is None:
-            bucket = self.buckets[t] = Bucket(t)
-        return bucket
-
-    def begin(self) -> int:
-        second = int(time.time())
-        self.inflight[second] += 1
-        return second
-
-    def end(self, second: int, elapsed_ms: float, status: int, kind: str | None) -> None:
-        bucket = self._bucket(second)
-        bucket.times.append(elapsed_ms)
-        bucket.statuses[status] += 1
-        if kind is not None:
-            bucket.fail += 1
-            bucket.kinds[kind] += 1
-        self._done(second)
-
-    def cancel(self, second: int) -> None:
-        """A request abandoned by a stop: not counted, no longer in flight."""
-        self._done(second)
-
-    def _done(self, second: int) -> None:
-        self.inflight[second] -= 1
-        if self.inflight[second] <= 0:
-            del self.inflight[second]
-
-    def add_missed(self, count: int) -> None:
-        self._bucket(int(time.time())).missed += count
-
-    def closed_through(self, now: float) -> int:
-        """The newest second such that it and every earlier one are complete."""
-        closed = int(now) - 1
-        if self.inflight:
-            closed = min(closed, min(self.inflight) - 1)
-        return closed
-
-    def take(self, through: int | None) -> list[Bucket]:
-        """Remove and return the buckets up to ``through`` (all of them with ``None``)."""
-        taken = [b for t, b in sorted(self.buckets.items()) if through is None or t <= through]
-        for bucket in taken:
-            del self.buckets[bucket.t]
-        return taken
-
-
-class TimelineWriter:
-    """Master / local side: merges every source's buckets and writes complete seconds in order."""
-
-    def __init__(self, path: Path, environment: Environment, timeout_s: float) -> None:
-        self.environment = environment
-        self.max_wait_s = timeout_s + 3.0  # a source's second is never held longer than this
-        self.merged: dict[int, Bucket] = {}
-        self.sources: dict[str, dict[str, Any]] = {}
-        self.next_t: int | None = None
-        self.late = 0
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self.file: IO[str] = path.open("w", encoding="utf-8")
-
-    def add(self, source: str, buckets: list[dict[str, Any]], closed: int | None, done: bool) -> None:
-        self.sources[source] = {"closed": closed, "seen": time.monotonic(), "done": done}
-        for data in buckets:
-            t = data["t"]
-            if self.next_t is not None and t < self.next_t:
-                self.late += len(data["times"])
-                continue
-            bucket = self.merged.get(t)
-            if bucket is None:
-                bucket = self.merged[t] = Bucket(t)
-            bucket.merge_message(data)
-
-    def _bound(self, now: float) -> int | None:
-        """The newest second every source has completed; a source silent for 5 s no longer holds the others."""
-        closed = [s["closed"] for s in self.sources.values()
-                  if (s["done"] or now - s["seen"] < STALE_SOURCE_S) and s["closed"] is not None]
-        if not closed and not self.merged:
-            return None
-        bound = min(closed) if closed else -1
-        return max(bound, int(time.time() - self.max_wait_s) - 1)
-
-    def write(self, final: bool = False) -> None:
-        """Write every second all live sources have completed (with ``final``: every second there is)."""
-        bound = self._bound(time.monotonic())
-        if final and self.merged:
-            bound = max(self.merged) if bound is None else max(bound, max(self.merged))
-        if bound is None or (self.next_t is None and not self.merged):
-            return
-        first = self.next_t is None
-        next_t = min(self.merged) if self.next_t is None else self.next_t
-        complete = self._complete_through() if final else bound
-        users = self.environment.runner.user_count if self.environment.runner else 0
-        out = []
-        while next_t <= bound:
-            bucket = self.merged.pop(next_t, None) or Bucket(next_t)
-            line = bucket.to_line(users, partial=first or complete is None or next_t > complete)
-            if self.late:
-                line["late"], self.late = self.late, 0
-            out.append(json.dumps(line, separators=(",", ":")))
-            next_t, first = next_t + 1, False
-        self.next_t = next_t
-        if out:
-            self.file.write("\n".join(out) + "\n")
-            self.file.flush()
-
-    def _complete_through(self) -> int | None:
-        """At the stop: the newest second every source had completed (later ones were cut short)."""
-        closed = [s["closed"] for s in self.sources.values() if s["closed"] is not None]
-        return min(closed) if closed else None
-
-    def close(self) -> None:
-        with contextlib.suppress(Exception):
-            self.write(final=True)
-        self.file.close()
 
 
 # --------------------------------------------------------------------------- the user
@@ -345,7 +171,7 @@ def _on_init(environment: Environment, **_: Any) -> None:
     profile_text = getattr(options, "chaosmesh_qa_profile", "") if options else ""
     timeout_s = Profile.from_json(profile_text).timeout_s if profile_text else Profile.timeout_s
     if path:
-        State.writer = TimelineWriter(Path(path), environment, timeout_s)
+        State.writer = TimelineWriter(Path(path), lambda: runner.user_count if runner else 0, timeout_s)
     if isinstance(runner, MasterRunner):
         runner.register_message(MESSAGE, _on_worker_seconds)
     gevent.spawn(_write_loop, environment)

@@ -42,6 +42,7 @@ RUN_ENV = "CHAOSMESH_QA_TRAFFIC_RUN"
 PARENT_ENV = "CHAOSMESH_QA_TRAFFIC_PARENT"
 PDEATHSIG_ENV = "CHAOSMESH_QA_TRAFFIC_PDEATHSIG"
 TERM_GRACE_S = 6.0
+WORKER_GRACE_S = 1.5  # workers quit on the master's message; signalled after this
 KILL_GRACE_S = 3.0
 POLL_S = 0.05
 
@@ -126,15 +127,22 @@ def start(profile: Profile, host: str, timeline: Path) -> TrafficRun:
                PDEATHSIG_ENV: "1" if threading.current_thread() is threading.main_thread() else "0",
                "PYTHONUNBUFFERED": "1"}
         env.pop("LOCUST_SKIP_MONKEY_PATCH", None)
-        master = _spawn(_master_command(profile, host, timeline, port), env, run_dir / "master.log")
-        run = TrafficRun(run_id=run_id, timeline=str(timeline), run_dir=str(run_dir), host=host,
-                         profile=json.loads(profile.to_json()), parent_pid=os.getpid(), master_pid=master.pid,
-                         master_port=port, started_at=time.time())
-        for index in range(profile.workers):
-            worker = _spawn(_worker_command(port or 0), env, run_dir / f"worker-{index + 1}.log")
-            run.worker_pids.append(worker.pid)
-        run.save()
         _register_atexit()
+        spawned: list[subprocess.Popen[bytes]] = []
+        try:
+            spawned.append(_spawn(_master_command(profile, host, timeline, port), env, run_dir / "master.log"))
+            for index in range(profile.workers):
+                spawned.append(_spawn(_worker_command(port or 0), env, run_dir / f"worker-{index + 1}.log"))
+            run = TrafficRun(run_id=run_id, timeline=str(timeline), run_dir=str(run_dir), host=host,
+                             profile=json.loads(profile.to_json()), parent_pid=os.getpid(),
+                             master_pid=spawned[0].pid, worker_pids=[p.pid for p in spawned[1:]],
+                             master_port=port, started_at=time.time())
+            run.save()
+        except BaseException:
+            for process in spawned:
+                process.kill()
+                process.wait()
+            raise
         return run
 
 
@@ -179,13 +187,15 @@ def stop(timeline: Path) -> dict[str, Any]:
         alive = alive_pids(run)
         killed: list[int] = []
         if alive:
-            _signal(alive[:1] if run.master_pid in alive else alive, signal.SIGTERM)
-            if not _wait_gone(run, TERM_GRACE_S):  # the master normally takes its workers down with it
-                _signal(alive_pids(run), signal.SIGTERM)
-                if not _wait_gone(run, KILL_GRACE_S):
-                    killed = alive_pids(run)
-                    _signal(killed, signal.SIGKILL)
-                    _wait_gone(run, KILL_GRACE_S)
+            if run.master_pid in alive:  # the master flushes the timeline and takes its workers down with it
+                _signal([run.master_pid], signal.SIGTERM)
+                _wait_gone(run, TERM_GRACE_S, [run.master_pid])
+                _wait_gone(run, WORKER_GRACE_S)
+            _signal(alive_pids(run), signal.SIGTERM)
+            if not _wait_gone(run, KILL_GRACE_S):
+                killed = alive_pids(run)
+                _signal(killed, signal.SIGKILL)
+                _wait_gone(run, KILL_GRACE_S)
         for pid in run.pids:
             _reap(pid)
         return {"stopped": bool(alive), "pids": run.pids, "killed": killed, "timeline": run.timeline,
@@ -194,19 +204,19 @@ def stop(timeline: Path) -> dict[str, Any]:
 
 def stop_all_started_here() -> None:
     """Stop every run this process started and still has children for (``atexit``, clean-ups)."""
-    with _lock:
-        pids = [pid for pid, process in _children.items() if process.poll() is None]
-    for pid in pids:
+    running = [process for process in list(_children.values()) if process.poll() is None]
+    for process in running:
         with contextlib.suppress(OSError):
-            os.kill(pid, signal.SIGTERM)
+            process.send_signal(signal.SIGTERM)
     deadline = time.monotonic() + KILL_GRACE_S
-    while time.monotonic() < deadline and any(_children[p].poll() is None for p in pids):
+    while time.monotonic() < deadline and any(process.poll() is None for process in running):
         time.sleep(POLL_S)
-    for pid in pids:
-        if _children[pid].poll() is None:
+    for process in running:
+        if process.poll() is None:
             with contextlib.suppress(OSError):
-                os.kill(pid, signal.SIGKILL)
-        _reap(pid)
+                process.kill()
+            process.wait()
+        _children.pop(process.pid, None)
 
 
 def alive_pids(run: TrafficRun) -> list[int]:
@@ -243,8 +253,9 @@ def _worker_command(port: int) -> list[str]:
 
 def _spawn(command: list[str], env: dict[str, str], log_path: Path) -> subprocess.Popen[bytes]:
     with log_path.open("wb") as log:
-        process = subprocess.Popen(command, env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                                   start_new_session=True, close_fds=True)
+        # cwd: the run directory, so that no locust.conf / pyproject.toml of the caller's directory applies
+        process = subprocess.Popen(command, env=env, cwd=log_path.parent, stdin=subprocess.DEVNULL, stdout=log,
+                                   stderr=subprocess.STDOUT, start_new_session=True, close_fds=True)
     with contextlib.suppress(RuntimeError):
         _children[process.pid] = process
     return process
@@ -279,9 +290,9 @@ def _signal(pids: list[int], sig: signal.Signals) -> None:
             os.kill(pid, sig)
 
 
-def _wait_gone(run: TrafficRun, timeout_s: float) -> bool:
+def _wait_gone(run: TrafficRun, timeout_s: float, pids: list[int] | None = None) -> bool:
     deadline = time.monotonic() + timeout_s
-    while alive_pids(run):
+    while [pid for pid in alive_pids(run) if pids is None or pid in pids]:
         if time.monotonic() > deadline:
             return False
         for pid in run.pids:
