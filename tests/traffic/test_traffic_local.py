@@ -32,7 +32,7 @@ def test_traffic_counts_timeouts_and_connection_errors_and_keeps_going(
         port = int(url.rsplit(":", 1)[1])
         started = actions.start_traffic(profile={**profile, "host": url}, configuration=configuration)
         try:
-            time.sleep(1.5)
+            time.sleep(3.0)  # ~100 measured requests before the outage
             killed_at = time.time()
             server.kill()  # the target goes away: refused and reset connections
             server.wait(5)
@@ -56,7 +56,7 @@ def test_traffic_counts_timeouts_and_connection_errors_and_keeps_going(
     assert kinds["connection"] > 0.9 * sum(x["requests"] for x in tl.between(complete, *outage))
     before = tl.summarize(tl.between(complete, None, killed_at - 0.5))  # /hang requests in flight get reset
     assert before["failures_by_kind"] == {"timeout": before["failures"]} and before["failures"] > 0
-    assert 0.1 < before["error_ratio"] < 0.3  # /hang is 1 request in 5, and it always times out
+    assert 0.08 < before["error_ratio"] < 0.32  # /hang is 1 request in 5 (drawn at random); it always times out
     assert before["statuses"]["0"] == before["failures"]
     after_warmup = tl.measured(lines, started["ready_at"])
     assert summary["summary"]["requests"] == sum(x["requests"] for x in after_warmup)
