@@ -54,6 +54,9 @@ def test_experiment_verdict(name: str, mesh: str | None, expected: str, tmp_path
     assert extra["traffic"]["phases"]["during"]["requests"] > 0, "traffic flowed through the fault"
     assert [f["kind"] for f in _faults(result.journal)], "the fault was injected"
     assert extra["healed_at_end"] == [], "rollbacks healed everything before the safety control looked"
+    timeline = extra["recovery"][-1]["timeline"]  # the recovery timeline is in the journal
+    assert {"fault_start", "first_breach", "detection", "recovered", "heal"} <= set(timeline)
+    assert timeline["fault_start"] is not None
 
 
 def _faults(journal: dict) -> list[dict]:  # type: ignore[type-arg]

@@ -1,0 +1,69 @@
+"""`chaosmesh-qa verdict`: only a passed experiment exits 0, whatever `chaos run` said."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from chaosmesh_qa.report.verdict import verdict
+from tests.conftest import run_cli
+
+HYPOTHESIS = {"title": "ok", "probes": [{"name": "p", "tolerance": True}]}
+
+
+def journal(status: str = "completed", deviated: bool = False, before: bool | None = True, after: bool | None = True,
+            run: list[dict[str, Any]] | None = None, rollbacks: list[dict[str, Any]] | None = None,
+            hypothesis: bool = True, probe_status: str = "succeeded") -> dict[str, Any]:
+    def phase(met: bool | None) -> dict[str, Any] | None:
+        if met is None:
+            return None
+        return {"steady_state_met": met, "probes": [{"activity": {"name": "p", "tolerance": True}, "output": met,
+                                                      "status": probe_status, "tolerance_met": met}]}
+
+    return {"status": status, "deviated": deviated, "duration": 1.0,
+            "experiment": {"title": "t", **({"steady-state-hypothesis": HYPOTHESIS} if hypothesis else {})},
+            "steady_states": {"before": phase(before), "after": phase(after), "during": []},
+            "run": run or [], "rollbacks": rollbacks or []}
+
+
+def action(status: str) -> dict[str, Any]:
+    return {"activity": {"name": "a"}, "status": status, "output": None}
+
+
+@pytest.mark.parametrize(("doc", "outcome"), [
+    (journal(), "passed"),
+    (journal(deviated=True, after=False), "deviated"),
+    (journal(before=False, after=None), "baseline-not-met"),  # `chaos run` exits 0 here
+    (journal(status="failed", probe_status="failed", after=None), "probe-error"),
+    (journal(run=[action("failed")]), "action-failed"),  # `chaos run` exits 0 here too
+    (journal(rollbacks=[action("failed")]), "rollback-failed"),
+    (journal(hypothesis=False, before=None, after=None), "inconclusive"),
+    (journal(status="interrupted", after=None), "interrupted"),
+    (journal(status="aborted", after=None), "aborted"),
+], ids=lambda v: v if isinstance(v, str) else "")
+def test_outcomes(doc: dict[str, Any], outcome: str) -> None:
+    assert verdict(doc).outcome == outcome
+
+
+@pytest.mark.parametrize(("doc", "code"), [(journal(), 0), (journal(before=False, after=None), 1),
+                                           (journal(run=[action("failed")]), 1)], ids=["passed", "baseline", "action"])
+def test_exit_code_is_zero_only_for_passed(tmp_path: Path, doc: dict[str, Any], code: int) -> None:
+    path = tmp_path / "journal.json"
+    path.write_text(json.dumps(doc))
+    result = run_cli("verdict", str(path))
+    assert result.returncode == code
+    assert result.stdout.startswith("verdict: ")
+
+
+@pytest.mark.parametrize("content", [None, "{not json", json.dumps({"no": "journal"})],
+                         ids=["missing", "broken", "other"])
+def test_unreadable_journal_is_one_line_exit_2(tmp_path: Path, content: str | None) -> None:
+    path = tmp_path / "journal.json"
+    if content is not None:
+        path.write_text(content)
+    result = run_cli("verdict", str(path))
+    assert result.returncode == 2 and result.stderr.count("\n") == 1 and "Traceback" not in result.stderr
+    assert str(path) in result.stderr
