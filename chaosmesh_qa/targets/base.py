@@ -25,6 +25,18 @@ class MeshTarget(Protocol):
 
     def prometheus_url(self) -> str: ...
 
+    def provision(self, mesh: str | None) -> bool:
+        """Make the mesh available for a run (the local target starts a sandbox when none runs).
+
+        Returns whether it started something that ``release`` must stop; a cluster target has
+        nothing to start and returns ``False``.
+        """
+        ...
+
+    def release(self) -> None:
+        """Stop what ``provision`` started."""
+        ...
+
     def describe(self) -> dict[str, Any]:
         """``services`` (versions, subsets, callers, callees), ``ingress_service``, pods, URLs, active faults."""
         ...

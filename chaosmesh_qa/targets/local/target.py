@@ -10,7 +10,8 @@ from pathlib import Path
 from typing import Any
 
 from chaosmesh_qa.targets.base import Direction, PartitionMode, Record
-from chaosmesh_qa.targets.local.sandbox import SandboxClient, wait_for_metrics
+from chaosmesh_qa.targets.local.sandbox import SandboxClient, default_mesh_dir, down, is_running, up, wait_for_metrics
+from chaosmesh_qa.targets.local.state import SandboxPaths
 
 POD_FAULT_LEASE_S = 3600.0  # cap on how long a killed pod may stay down if nobody heals it
 
@@ -32,6 +33,15 @@ class LocalTarget:
     def describe(self) -> dict[str, Any]:
         with self._client() as client:
             return client.status()
+
+    def provision(self, mesh: str | None) -> bool:
+        if is_running(SandboxPaths(self.state_dir)):
+            return False
+        up(Path(mesh) if mesh else default_mesh_dir(), self.state_dir)
+        return True
+
+    def release(self) -> None:
+        down(self.state_dir)
 
     def prometheus_url(self) -> str:
         """The sandbox's Prometheus, once it has scraped every Envoy (a just-started sandbox takes ~5 s)."""
