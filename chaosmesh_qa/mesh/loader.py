@@ -17,7 +17,8 @@ from pydantic import BaseModel, ValidationError
 
 from chaosmesh_qa.errors import InvalidMeshConfig
 from chaosmesh_qa.mesh import schema
-from chaosmesh_qa.mesh.model import MeshModel, build_model
+from chaosmesh_qa.mesh.build import build_model
+from chaosmesh_qa.mesh.model import MeshModel
 
 
 @dataclass(frozen=True)
