@@ -99,11 +99,10 @@ def summary(result: Verdict) -> list[str]:
                          f"{phase.get('error_ratio') or 0:.3f}  p99 {phase.get('p99_ms') or 0:7.1f} ms")
         elif phase is not None:
             lines.append(f"  {name:<7} no requests")
+    endings = _endings(journal)
     for fault in _faults(journal):
-        lines.append(f"  fault {fault['fault_id']}: {fault['kind']} on {_target(fault.get('target', {}))}")
-    healed = [f["fault_id"] for f in extra.get("healed_at_end", [])]
-    if healed:
-        lines.append(f"  healed by the safety control at the end: {', '.join(healed)}")
+        lines.append(f"  fault {fault['fault_id']}: {fault['kind']} on {_target(fault.get('target', {}))} — "
+                     f"{endings.get(fault['fault_id'], 'end not recorded')}")
     if result.path:
         lines.append(f"  journal: {result.path}")
     timeline = (extra.get("traffic") or {}).get("timeline")
@@ -115,6 +114,23 @@ def summary(result: Verdict) -> list[str]:
 def _faults(journal: dict[str, Any]) -> list[dict[str, Any]]:
     return [r["output"] for r in journal.get("run", [])
             if isinstance(r.get("output"), dict) and "fault_id" in r["output"]]
+
+
+def _endings(journal: dict[str, Any]) -> dict[str, str]:
+    """How each fault of the run ended: healed by an activity, by the safety control, or by its lease."""
+    extra = journal.get("chaosmesh_qa") or {}
+    endings = {f["fault_id"]: "lease expired" for f in (extra.get("traffic") or {}).get("faults", [])
+               if f.get("ended_at") is not None}
+    for where in ("run", "rollbacks"):
+        for record in journal.get(where, []):
+            output = record.get("output")
+            for healed in output.get("healed", []) if isinstance(output, dict) else []:
+                if healed.get("ended") == "healed":
+                    step = "method" if where == "run" else "rollback"
+                    endings[healed["fault_id"]] = f"healed by the {step} '{record['activity']['name']}'"
+    for healed in extra.get("healed_at_end", []):
+        endings[healed["fault_id"]] = "healed by the safety control at the end of the run"
+    return endings
 
 
 def _target(target: dict[str, Any]) -> str:

@@ -67,3 +67,17 @@ def test_unreadable_journal_is_one_line_exit_2(tmp_path: Path, content: str | No
     result = run_cli("verdict", str(path))
     assert result.returncode == 2 and result.stderr.count("\n") == 1 and "Traceback" not in result.stderr
     assert str(path) in result.stderr
+
+
+def test_summary_says_how_each_fault_ended() -> None:
+    from chaosmesh_qa.report.verdict import summary
+
+    fault = {"fault_id": "abort-1", "kind": "abort", "target": {"service": "reviews"}}
+    expired = {"fault_id": "latency-2", "kind": "latency", "target": {"service": "catalog"}}
+    doc = journal(run=[{**action("succeeded"), "output": fault}, {**action("succeeded"), "output": expired}],
+                  rollbacks=[{"activity": {"name": "heal"}, "status": "succeeded",
+                              "output": {"healed": [{**fault, "ended": "healed"}], "count": 1}}])
+    doc["chaosmesh_qa"] = {"traffic": {"faults": [{"fault_id": "latency-2", "ended_at": 1.0}]}}
+    text = "\n".join(summary(verdict(doc)))
+    assert "fault abort-1: abort on service=reviews — healed by the rollback 'heal'" in text
+    assert "fault latency-2: latency on service=catalog — lease expired" in text
