@@ -17,7 +17,9 @@ from chaosmesh_qa.probes.context import MeasureContext, window
 __all__ = ["circuit_breaker_overflows", "error_ratio", "healthy_endpoints", "latency_quantile",
            "outlier_ejections", "policy_engaged", "request_rate", "retries"]
 
-POLICIES = ("outlier_ejection", "circuit_breaker", "retries")
+# policy -> (SLI counting its actions, whether that SLI is a per-second rate)
+POLICY_SLIS = {"outlier_ejection": ("outlier_ejections", False), "circuit_breaker": ("circuit_breaker_overflows", True),
+               "retries": ("retries", True)}
 
 Configuration = dict[str, Any]
 
@@ -62,20 +64,20 @@ def healthy_endpoints(service: str, version: str | None = None, configuration: C
 def outlier_ejections(service: str, since: Any = "fault_start", configuration: Configuration | None = None) -> int:
     """Outlier-detection ejections of ``service``'s endpoints by its callers since ``since``: the policy engaged."""
     ctx, span = _since(service, since, configuration)
-    return round(ctx.query("outlier_ejections", service=service, window=span) or 0)
+    return _count(ctx, "outlier_ejection", service, span)
 
 
 def circuit_breaker_overflows(service: str, since: Any = "fault_start",
                               configuration: Configuration | None = None) -> int:
     """Requests toward ``service`` refused by a caller's circuit breaker (pending overflow) since ``since``."""
     ctx, span = _since(service, since, configuration)
-    return round((ctx.query("circuit_breaker_overflows", service=service, window=span) or 0) * _seconds(span))
+    return _count(ctx, "circuit_breaker", service, span)
 
 
 def retries(service: str, since: Any = "fault_start", configuration: Configuration | None = None) -> int:
     """Retry attempts callers made toward ``service`` since ``since``: retries engaged."""
     ctx, span = _since(service, since, configuration)
-    return round((ctx.query("retries", service=service, window=span) or 0) * _seconds(span))
+    return _count(ctx, "retries", service, span)
 
 
 def policy_engaged(policy: str, service: str, minimum: int = 1,
@@ -87,20 +89,22 @@ def policy_engaged(policy: str, service: str, minimum: int = 1,
     ``true``; after it, ``false`` means the mesh survived (or not) without the policy it
     claims to rely on.  ``policy``: ``outlier_ejection``, ``circuit_breaker`` or ``retries``.
     """
-    if policy not in POLICIES:
-        raise InvalidArgument(f"policy: expected one of {', '.join(POLICIES)}, got {policy!r}")
+    if policy not in POLICY_SLIS:
+        raise InvalidArgument(f"policy: expected one of {', '.join(POLICY_SLIS)}, got {policy!r}")
     ctx = MeasureContext.from_configuration(configuration)
     ctx.service(service)
     faults = ctx.run_faults()
     if not faults:
         return True
     span = window(time.time() - min(float(f["started_at"]) for f in faults) + 1, "since")
-    if policy == "outlier_ejection":
-        count = ctx.query("outlier_ejections", service=service, window=span) or 0
-    else:
-        sli = "circuit_breaker_overflows" if policy == "circuit_breaker" else "retries"
-        count = (ctx.query(sli, service=service, window=span) or 0) * _seconds(span)
-    return round(count) >= minimum
+    return _count(ctx, policy, service, span) >= minimum
+
+
+def _count(ctx: MeasureContext, policy: str, service: str, span: str) -> int:
+    """How many times ``policy`` acted toward ``service`` over ``span`` (rate SLIs times the span's seconds)."""
+    sli, per_second = POLICY_SLIS[policy]
+    value = ctx.query(sli, service=service, window=span) or 0
+    return round(value * _seconds(span) if per_second else value)
 
 
 def _edge(ctx: MeasureContext, service: str, source: str | None) -> dict[str, str]:
