@@ -154,6 +154,12 @@ def validate(mesh_dir: Path | None) -> None:
                f"{sum(v.replicas for s in model.services.values() for v in s.versions)} pods")
 
 
+from chaosmesh_qa.targets.kubernetes.commands import plan, reap  # noqa: E402  (the Kubernetes target's commands)
+
+cli.add_command(reap)
+cli.add_command(plan)
+
+
 def main() -> None:
     try:
         cli.main(standalone_mode=False)

@@ -1,7 +1,8 @@
 """Mesh targets: where faults land and metrics come from.
 
 ``get_target(configuration)`` picks the implementation from the experiment's
-configuration (``chaosmesh_qa_target``: ``local``, the default, or ``kubernetes``);
+configuration (``chaosmesh_qa_target``: ``local``, the default, or ``kubernetes``; the environment
+variable ``CHAOSMESH_QA_TARGET``, when set, wins, so one experiment file runs on either target);
 ``run_owner()`` names the faults this process injects, so that ``heal()`` without an
 id heals exactly this run's faults.
 """
@@ -13,17 +14,18 @@ import socket
 from pathlib import Path
 from typing import Any
 
-from chaosmesh_qa.errors import InvalidArgument, TargetUnavailable
+from chaosmesh_qa.errors import InvalidArgument
 from chaosmesh_qa.targets.base import MeshTarget
 
 TARGET_KEY = "chaosmesh_qa_target"
 STATE_DIR_KEY = "chaosmesh_qa_state_dir"
 OWNER_ENV = "CHAOSMESH_QA_OWNER"
+TARGET_ENV = "CHAOSMESH_QA_TARGET"
 
 
 def get_target(configuration: dict[str, Any] | None) -> MeshTarget:
     configuration = configuration or {}
-    kind = configuration.get(TARGET_KEY, "local")
+    kind = os.environ.get(TARGET_ENV) or configuration.get(TARGET_KEY) or "local"  # the env switches a run
     if kind == "local":
         from chaosmesh_qa.targets.local.state import default_state_dir
         from chaosmesh_qa.targets.local.target import LocalTarget
@@ -31,7 +33,10 @@ def get_target(configuration: dict[str, Any] | None) -> MeshTarget:
         state_dir = configuration.get(STATE_DIR_KEY)
         return LocalTarget(Path(state_dir).absolute() if state_dir else default_state_dir())
     if kind == "kubernetes":
-        raise TargetUnavailable("configuration.chaosmesh_qa_target: the kubernetes target is not implemented yet")
+        from chaosmesh_qa.targets.kubernetes.settings import KubeSettings
+        from chaosmesh_qa.targets.kubernetes.target import KubernetesTarget
+
+        return KubernetesTarget(KubeSettings.from_configuration(configuration))
     raise InvalidArgument(f"configuration.{TARGET_KEY}: unknown target {kind!r} (expected 'local' or 'kubernetes')")
 
 

@@ -1,0 +1,202 @@
+"""The few Kubernetes API calls the Kubernetes target makes, with errors turned into one-line semantic ones.
+
+``KubernetesTarget``, the lease bookkeeping and the reaper call only this class, so the RBAC manifest in
+deploy/kubernetes/ can list exactly what is used here.  With ``dry_run`` every write (create, update, patch,
+delete) is recorded in ``planned`` instead of being sent: ``chaosmesh-qa plan`` and
+``chaosmesh_qa_dry_run: true`` print those and touch nothing (reads still go to the cluster).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator
+from typing import Any, TypeVar
+
+import urllib3
+from kubernetes import client, watch
+from kubernetes.client.exceptions import ApiException
+
+from chaosmesh_qa.errors import FaultRejected, TargetUnavailable
+from chaosmesh_qa.targets.kubernetes.objects import CONFIGMAP, KINDS, POD, Kind
+from chaosmesh_qa.targets.kubernetes.settings import REQUEST_TIMEOUT_S
+
+T = TypeVar("T")
+MERGE_PATCH = "application/merge-patch+json"
+
+
+class NotFound(Exception):
+    """The object (or the namespace) does not exist: callers decide what that means."""
+
+
+class Conflict(Exception):
+    """Optimistic concurrency lost: the object changed (or went) since it was read."""
+
+
+class Cluster:
+    def __init__(self, api: client.ApiClient, dry_run: bool = False) -> None:
+        self.api = api
+        self.core: Any = client.CoreV1Api(api)  # bodies are plain dicts: no use for the generated models' types
+        self.custom: Any = client.CustomObjectsApi(api)
+        self.dry_run = dry_run
+        self.planned: list[dict[str, Any]] = []
+
+    @property
+    def host(self) -> str:
+        return str(self.api.configuration.host)
+
+    # ------------------------------------------------------------------ reads
+
+    def namespace_exists(self, namespace: str) -> bool:
+        try:
+            self._call("get", "namespaces", None, lambda: self.core.read_namespace(namespace, **_T))
+            return True
+        except NotFound:
+            return False
+
+    def get_service(self, namespace: str, name: str) -> dict[str, Any] | None:
+        try:
+            return self._dict(self._call("get", "services", namespace,
+                                         lambda: self.core.read_namespaced_service(name, namespace, **_T)))
+        except NotFound:
+            return None
+
+    def list_services(self, namespace: str) -> list[dict[str, Any]]:
+        result = self._call("list", "services", namespace, lambda: self.core.list_namespaced_service(namespace, **_T))
+        return [self._dict(item) for item in result.items]
+
+    def list_pods(self, namespace: str, selector: str) -> list[dict[str, Any]]:
+        result = self._call("list", "pods", namespace,
+                            lambda: self.core.list_namespaced_pod(namespace, label_selector=selector, **_T))
+        return [self._dict(item) for item in result.items]
+
+    def watch_pods(self, namespace: str, selector: str, timeout_s: int) -> Iterator[tuple[str, dict[str, Any]]]:
+        """(event type, pod) until ``timeout_s`` (server side) ends the watch."""
+        stream = watch.Watch().stream(self.core.list_namespaced_pod, namespace, label_selector=selector,
+                                      timeout_seconds=timeout_s, _request_timeout=(REQUEST_TIMEOUT_S[0], timeout_s + 5))
+        iterator = iter(stream)
+        while True:
+            try:
+                event = self._call("watch", "pods", namespace, lambda: next(iterator))
+            except StopIteration:
+                return
+            yield str(event["type"]), self._dict(event["object"])
+
+    def list_custom(self, kind: Kind, namespace: str, selector: str | None = None) -> list[dict[str, Any]]:
+        result = self._call("list", kind.plural, namespace, lambda: self.custom.list_namespaced_custom_object(
+            kind.group, kind.version, namespace, kind.plural, label_selector=selector or "", **_T))
+        return list(result.get("items", []))
+
+    def get(self, kind: Kind, namespace: str, name: str) -> dict[str, Any] | None:
+        try:
+            if kind is CONFIGMAP:
+                return self._dict(self._call("get", kind.plural, namespace,
+                                             lambda: self.core.read_namespaced_config_map(name, namespace, **_T)))
+            if kind is POD:
+                return self._dict(self._call("get", kind.plural, namespace,
+                                             lambda: self.core.read_namespaced_pod(name, namespace, **_T)))
+            return dict(self._call("get", kind.plural, namespace, lambda: self.custom.get_namespaced_custom_object(
+                kind.group, kind.version, namespace, kind.plural, name, **_T)))
+        except NotFound:
+            return None
+
+    def list_configmaps(self, namespace: str, selector: str) -> list[dict[str, Any]]:
+        result = self._call("list", "configmaps", namespace,
+                            lambda: self.core.list_namespaced_config_map(namespace, label_selector=selector, **_T))
+        return [self._dict(item) for item in result.items]
+
+    # ------------------------------------------------------------------ writes (recorded in a dry run)
+
+    def create(self, body: dict[str, Any]) -> dict[str, Any]:
+        kind = KINDS[body["kind"]]
+        namespace = body["metadata"]["namespace"]
+        if self._planned("create", kind, namespace, body["metadata"]["name"], body):
+            return body
+        if kind is CONFIGMAP:
+            return self._dict(self._call("create", kind.plural, namespace,
+                                         lambda: self.core.create_namespaced_config_map(namespace, body, **_T)))
+        return dict(self._call("create", kind.plural, namespace, lambda: self.custom.create_namespaced_custom_object(
+            kind.group, kind.version, namespace, kind.plural, body, **_T)))
+
+    def replace_configmap(self, body: dict[str, Any]) -> dict[str, Any]:
+        """Update guarded by ``metadata.resourceVersion``: a concurrent writer makes it raise ``Conflict``."""
+        namespace, name = body["metadata"]["namespace"], body["metadata"]["name"]
+        if self._planned("update", CONFIGMAP, namespace, name, body):
+            return body
+        return self._dict(self._call("update", "configmaps", namespace,
+                                     lambda: self.core.replace_namespaced_config_map(name, namespace, body, **_T)))
+
+    def patch_pod(self, namespace: str, name: str, patch: dict[str, Any]) -> dict[str, Any]:
+        if self._planned("patch", POD, namespace, name, patch):
+            return patch
+        return self._dict(self._call("patch", "pods", namespace, lambda: self.core.patch_namespaced_pod(
+            name, namespace, patch, _content_type=MERGE_PATCH, **_T)))
+
+    def delete(self, kind: Kind, namespace: str, name: str, resource_version: str | None = None,
+               grace_period_s: int | None = None) -> bool:
+        """Delete; False when it was already gone.  ``resource_version``: only that version (else ``Conflict``)."""
+        if self._planned("delete", kind, namespace, name, None):
+            return True
+        options = client.V1DeleteOptions(
+            grace_period_seconds=grace_period_s,
+            preconditions=client.V1Preconditions(resource_version=resource_version) if resource_version else None)
+        try:
+            if kind is POD:
+                self._call("delete", kind.plural, namespace,
+                           lambda: self.core.delete_namespaced_pod(name, namespace, body=options, **_T))
+            elif kind is CONFIGMAP:
+                self._call("delete", kind.plural, namespace,
+                           lambda: self.core.delete_namespaced_config_map(name, namespace, body=options, **_T))
+            else:
+                self._call("delete", kind.plural, namespace, lambda: self.custom.delete_namespaced_custom_object(
+                    kind.group, kind.version, namespace, kind.plural, name, body=options, **_T))
+        except NotFound:
+            return False
+        return True
+
+    # ------------------------------------------------------------------ plumbing
+
+    def _planned(self, verb: str, kind: Kind, namespace: str, name: str, body: dict[str, Any] | None) -> bool:
+        if not self.dry_run:
+            return False
+        self.planned.append({"verb": verb, "apiVersion": kind.api_version, "kind": kind.kind,
+                             "namespace": namespace, "name": name, **({"body": body} if body is not None else {})})
+        return True
+
+    def _dict(self, model: Any) -> dict[str, Any]:
+        return dict(self.api.sanitize_for_serialization(model))
+
+    def _call(self, verb: str, resource: str, namespace: str | None, request: Callable[[], T]) -> T:
+        where = f" in namespace {namespace!r}" if namespace else ""
+        try:
+            return request()
+        except ApiException as exc:
+            if exc.status == 404:
+                raise NotFound(_message(exc)) from None
+            if exc.status == 409:
+                raise Conflict(_message(exc)) from None
+            error = FaultRejected if verb in ("create", "update", "patch", "delete") else TargetUnavailable
+            if exc.status == 401:
+                raise TargetUnavailable(f"kubernetes: the API server at {self.host} rejected the credentials "
+                                        f"(401): {_message(exc)}") from None
+            if exc.status == 403:
+                raise error(f"kubernetes: forbidden to {verb} {resource}{where} (403): {_message(exc)}; "
+                            "grant it (deploy/kubernetes/rbac.yaml)") from None
+            raise error(f"kubernetes: {verb} {resource}{where} failed ({exc.status}): {_message(exc)}") from None
+        except (urllib3.exceptions.HTTPError, OSError) as exc:
+            raise TargetUnavailable(f"kubernetes: cannot reach the API server at {self.host}: "
+                                    f"{_reason(exc)}") from None
+
+
+_T: dict[str, Any] = {"_request_timeout": REQUEST_TIMEOUT_S}
+
+
+def _message(exc: ApiException) -> str:
+    try:
+        return " ".join(str(json.loads(exc.body or "")["message"]).split())
+    except (ValueError, KeyError, TypeError):
+        return " ".join(str(exc.reason or exc.body or exc.status).split())
+
+
+def _reason(exc: Exception) -> str:
+    reason = getattr(exc, "reason", None) or exc
+    return " ".join(str(reason).split())[:200]

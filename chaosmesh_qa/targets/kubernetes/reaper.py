@@ -1,0 +1,101 @@
+"""Reaping expired fault leases: one pass, a watch loop, and the detached local reaper of a run.
+
+``chaosmesh-qa reap`` (chaosmesh_qa.targets.kubernetes.commands) calls ``reap_loop``; the in-cluster CronJob
+of deploy/kubernetes/ runs that command.  ``KubernetesTarget`` calls ``ensure_local_reaper`` when a run
+opens a lease: it starts ``chaosmesh-qa reap --watch`` for this run's owner in its own session (so a
+SIGKILL of ``chaos run`` or of its process group does not reach it), which keeps reaping this owner's
+leases every ``LOCAL_INTERVAL_S`` and exits once the run's process is gone and none of its leases is active.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from typing import Any
+
+from chaosmesh_qa.errors import ChaosMeshQAError
+from chaosmesh_qa.targets.kubernetes import leases
+from chaosmesh_qa.targets.kubernetes.cluster import Cluster
+from chaosmesh_qa.targets.kubernetes.settings import KubeSettings
+
+log = logging.getLogger("chaosmesh_qa.reaper")
+LOCAL_INTERVAL_S = 2.0
+UNREACHABLE_GIVE_UP_S = 600.0  # a local reaper whose run is gone stops trying after this long without an API
+_local: dict[tuple[str | None, str | None, str], subprocess.Popen[bytes]] = {}
+
+
+def reap_loop(cluster: Cluster, namespaces: list[str], watch: bool, interval_s: float, until: float | None,
+              owner: str | None = None, while_pid: int | None = None,
+              report: Callable[[dict[str, Any]], None] = lambda _: None) -> int:
+    """Reap once, or (``watch``) every ``interval_s`` until ``until`` (epoch s) or, with ``while_pid``,
+    until that process is gone and no lease is active.  Returns how many leases it ended."""
+    ended, failing_since = 0, None
+    while True:
+        try:
+            result = leases.reap(cluster, namespaces, owner)
+            failing_since = None
+            ended += len(result["expired"])
+            report(result)
+            if while_pid is not None and result["active"] == 0 and not _alive(while_pid):
+                return ended
+        except ChaosMeshQAError as exc:
+            if not watch:
+                raise
+            failing_since = failing_since or time.monotonic()
+            log.warning("reap: %s", exc)
+            if while_pid is not None and not _alive(while_pid) \
+                    and time.monotonic() - failing_since > UNREACHABLE_GIVE_UP_S:
+                return ended
+        if not watch or (until is not None and time.time() + interval_s > until):
+            return ended
+        time.sleep(interval_s)
+
+
+def ensure_local_reaper(settings: KubeSettings, owner: str) -> None:
+    """Start (or keep) the detached reaper of this run's leases; idempotent per cluster and owner."""
+    key = (settings.kubeconfig, settings.context, owner)
+    running = _local.get(key)
+    if running is not None and running.poll() is None:
+        return
+    command = [sys.executable, "-m", "chaosmesh_qa", "reap", "--watch", "--interval", str(LOCAL_INTERVAL_S),
+               "--owner", owner, "--while-pid", str(os.getpid()),
+               *(["--kubeconfig", settings.kubeconfig] if settings.kubeconfig else []),
+               *(["--context", settings.context] if settings.context else []),
+               *[arg for namespace in settings.namespaces for arg in ("--namespace", namespace)]]
+    _local[key] = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                   stderr=subprocess.DEVNULL, start_new_session=True, close_fds=True)
+
+
+def local_reapers() -> list[subprocess.Popen[bytes]]:
+    return list(_local.values())
+
+
+def stop_local_reapers(timeout_s: float = 5.0) -> None:
+    """Stop the reapers this process started (tests; a run normally lets them finish on their own)."""
+    for key, process in list(_local.items()):
+        if process.poll() is None:
+            process.terminate()
+            try:
+                process.wait(timeout_s)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait(timeout_s)
+        del _local[key]
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:  # a zombie (our parent died, nobody reaped it) is gone for our purposes
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return True

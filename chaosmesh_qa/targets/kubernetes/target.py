@@ -1,0 +1,296 @@
+"""``KubernetesTarget``: the ``MeshTarget`` over a Kubernetes + Istio cluster's API.
+
+Built by ``chaosmesh_qa.targets.get_target`` when ``chaosmesh_qa_target`` (or ``CHAOSMESH_QA_TARGET``) is
+``kubernetes``.  Each fault is a transaction: the lease ConfigMap naming every planned change is created
+first, then the changes (EnvoyFilter, NetworkPolicy, AuthorizationPolicy, pod label patches, pod deletes);
+any failure part-way reverts what was applied and deletes the lease, and the error is one line.  Expiry is
+enforced by ``reap`` (a detached local reaper per run, and the in-cluster CronJob of deploy/kubernetes/).
+docs/kubernetes-target.md says how each fault maps to the cluster and how it differs from the local target.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import secrets
+import time
+from collections.abc import Callable
+from typing import Any
+
+from chaosmesh_qa.errors import ChaosMeshQAError, FaultRejected, TargetUnavailable
+from chaosmesh_qa.targets.base import Direction, PartitionMode, Record
+from chaosmesh_qa.targets.kubernetes import leases, objects
+from chaosmesh_qa.targets.kubernetes.cluster import Cluster
+from chaosmesh_qa.targets.kubernetes.settings import KubeSettings, api_client
+from chaosmesh_qa.targets.kubernetes.workloads import Workload, Workloads, is_serving
+
+MAX_TTL_S = 24 * 3600.0
+REPLACEMENT_TIMEOUT_S = 60  # how long kill_pods waits to name the ReplicaSet's replacement
+FAITHLESS = {
+    "fail_pods": "a pod cannot be held unready from outside the kubelet; use kill_pods (the ReplicaSet "
+                 "replaces it) or partition with count/percent (some pods cut off for a duration)",
+    "kill_app": "killing only the app container needs exec into it, which this target does not do; use "
+                "inject_abort with http_status=503 (what callers see from the sidecar) or kill_pods",
+}
+
+
+class _Change:
+    """One change of a fault: how to apply it and the undo entry the lease records before it is applied."""
+
+    def __init__(self, apply: Callable[[], Any], undo: dict[str, Any] | None, name: str) -> None:
+        self.apply, self.undo, self.name = apply, undo, name
+
+
+class KubernetesTarget:
+    kind = "kubernetes"
+    metrics_dialect = "istio"
+
+    def __init__(self, settings: KubeSettings, cluster: Cluster | None = None) -> None:
+        self.settings = settings
+        self._cluster = cluster
+
+    @property
+    def cluster(self) -> Cluster:
+        if self._cluster is None:
+            self._cluster = Cluster(api_client(self.settings), dry_run=self.settings.dry_run)
+        return self._cluster
+
+    def workloads(self) -> Workloads:
+        return Workloads(self.cluster, self.settings.namespaces)
+
+    # ------------------------------------------------------------------ MeshTarget: the mesh
+
+    def provision(self, mesh: str | None) -> bool:
+        return False  # the cluster is there or not; nothing to start
+
+    def release(self) -> None:
+        return None
+
+    def prometheus_url(self) -> str:
+        if not self.settings.prometheus_url:
+            raise TargetUnavailable("configuration.chaosmesh_qa_prometheus_url: not set (a Prometheus that scrapes "
+                                    "Istio's metrics; or CHAOSMESH_QA_PROMETHEUS_URL)")
+        return self.settings.prometheus_url
+
+    def describe(self) -> dict[str, Any]:
+        described = self.workloads().describe()
+        described["ingress_service"] = self.settings.ingress_service or described["ingress_service"]
+        return {"kind": self.kind, "cluster": self.cluster.host, "namespaces": self.settings.namespaces,
+                "ingress_url": self.settings.ingress_url, "prometheus_url": self.settings.prometheus_url,
+                **described, "faults": self.active_faults()}
+
+    # ------------------------------------------------------------------ MeshTarget: faults
+
+    def kill_pods(self, service: str, count: int | None, percent: float | None, version: str | None,
+                  restart_after_s: float, owner: str) -> Record:
+        found = self.workloads()
+        workload = found.service(service)
+        victims = found.pick(workload, count, percent, version)
+        names = [p["metadata"]["name"] for p in victims]
+        changes = [self._delete_pod(workload.namespace, n) for n in names]
+        record = self._transaction("pod-kill", {"service": service, "version": version},
+                                   {"service": service, "count": count, "percent": percent, "version": version,
+                                    "restart_after_s": restart_after_s}, owner, restart_after_s, workload.namespace,
+                                   changes, lambda: {"killed_pods": names, "grace_period_s": 0})
+        if not self.cluster.dry_run:
+            replacements = self._replacements(workload, version, names, len(names))
+            record["changes"].update(replacement_pods=replacements,
+                                     replacement_ready=len(replacements) >= len(names))
+            self._save(record)
+        return record
+
+    def fail_pods(self, service: str, duration_s: float, count: int | None, percent: float | None,
+                  version: str | None, owner: str) -> Record:
+        raise FaultRejected(f"fail_pods: not available on the kubernetes target: {FAITHLESS['fail_pods']}")
+
+    def kill_app(self, service: str, count: int | None, percent: float | None, version: str | None,
+                 restart_after_s: float, owner: str) -> Record:
+        raise FaultRejected(f"kill_app: not available on the kubernetes target: {FAITHLESS['kill_app']}")
+
+    def inject_latency(self, service: str, delay_ms: int, percent: int, source: str | None,
+                       duration_s: float, owner: str) -> Record:
+        return self._l7("latency", service, source, objects.delay_fault(delay_ms, percent),
+                        {"service": service, "delay_ms": delay_ms, "percent": percent, "source": source},
+                        duration_s, owner)
+
+    def inject_abort(self, service: str, http_status: int, percent: int, source: str | None,
+                     duration_s: float, owner: str) -> Record:
+        return self._l7("abort", service, source, objects.abort_fault(http_status, percent),
+                        {"service": service, "http_status": http_status, "percent": percent, "source": source},
+                        duration_s, owner)
+
+    def partition(self, a: str, b: str, direction: Direction, mode: PartitionMode, duration_s: float,
+                  owner: str, count: int | None = None, percent: float | None = None,
+                  version: str | None = None) -> Record:
+        found = self.workloads()
+        side = {"a": found.service(a, "a"), "b": found.service(b, "b")}
+        for argument, workload in side.items():
+            found.running_pods(workload, argument=argument)
+        wanted = {"both": [("a", "b", "to"), ("b", "a", "from")], "to": [("a", "b", "to")],
+                  "from": [("b", "a", "from")]}[direction]
+        some = any(v is not None for v in (count, percent, version))
+        if some and direction != "to":
+            raise FaultRejected("direction: choosing some of b's pods (count/percent/version) needs direction='to'")
+        self._conflict("partition", lambda t: {t.get("a"), t.get("b")} == {a, b} and (
+            direction == "both" or t.get("direction") in ("both", direction)))
+        fault_id, expires_at = self._new_id("partition"), time.time() + self._ttl(duration_s)
+        marked = found.pick(side["b"], count, percent if count is not None or percent is not None else 100.0,
+                            version, "b") if some else []
+        label = {objects.partition_label(fault_id): "true"}
+        changes = [self._mark(side["b"].namespace, pod, fault_id, label) for pod in marked]
+        for caller_key, callee_key, suffix in wanted:
+            caller, callee = side[caller_key], side[callee_key]
+            if mode == "drop":
+                body = objects.network_policy(fault_id, expires_at, callee.namespace, suffix, caller.app,
+                                              callee.app, some)
+            else:
+                body = objects.authorization_policy(fault_id, expires_at, callee.namespace, suffix, callee.app,
+                                                    found.principals(caller, caller_key), some)
+            changes.append(self._create(body))
+        edges = [[side[c].name, side[e].name] for c, e, _ in wanted]
+        return self._transaction("partition", {"a": a, "b": b, "direction": direction},
+                                 {"a": a, "b": b, "direction": direction, "mode": mode, "count": count,
+                                  "percent": percent, "version": version}, owner, duration_s, side["b"].namespace,
+                                 changes, lambda: {"edges": edges, "mode": mode, "pods": [
+                                     p["metadata"]["name"] for p in marked] if some else "all"},
+                                 fault_id=fault_id, expires_at=expires_at)
+
+    def heal(self, fault_id: str | None, owner: str | None) -> list[Record]:
+        healed = []
+        for lease in leases.list_leases(self.cluster, self.settings.namespaces, owner):
+            metadata = lease["metadata"]
+            if leases.is_ended(lease) or (fault_id is not None and leases.record_of(lease)["fault_id"] != fault_id):
+                continue
+            record = leases.end_lease(self.cluster, metadata["namespace"], metadata["name"], "healed")
+            if record is not None:
+                healed.append(record)
+        return healed
+
+    def active_faults(self) -> list[Record]:
+        return [leases.record_of(lease) for lease in leases.list_leases(self.cluster, self.settings.namespaces)
+                if not leases.is_ended(lease)]
+
+    def fault_history(self, owner: str | None) -> list[Record]:
+        return [leases.record_of(lease) for lease in leases.list_leases(self.cluster, self.settings.namespaces, owner)]
+
+    # ------------------------------------------------------------------ faults: building blocks
+
+    def _l7(self, kind: str, service: str, source: str | None, fault: dict[str, Any], parameters: dict[str, Any],
+            duration_s: float, owner: str) -> Record:
+        found = self.workloads()
+        callee = found.service(service)
+        pods = [p["metadata"]["name"] for p in found.running_pods(callee)]
+        principals = found.principals(found.service(source, "source"), "source") if source is not None else [None]
+        self._conflict(kind, lambda t: t.get("service") == service and (
+            source is None or t.get("source") in (None, source)))
+        fault_id, expires_at = self._new_id(kind), time.time() + self._ttl(duration_s)
+        changes = []
+        for index, principal in enumerate(principals):
+            body = objects.envoy_filter(fault_id, expires_at, callee.namespace, callee.app, fault,
+                                        f"spiffe://{principal}" if principal else None)
+            if index:
+                body["metadata"]["name"] += f"-{index}"
+            changes.append(self._create(body))
+        return self._transaction(kind, {"service": service, "source": source}, parameters, owner, duration_s,
+                                 callee.namespace, changes, lambda: {"pods": pods, "applied_at": "callee inbound"},
+                                 fault_id=fault_id, expires_at=expires_at)
+
+    def _delete_pod(self, namespace: str, name: str) -> _Change:
+        return _Change(lambda: self.cluster.delete(objects.POD, namespace, name, grace_period_s=0), None,
+                       f"Pod/{namespace}/{name}")
+
+    def _create(self, body: dict[str, Any]) -> _Change:
+        kind, metadata = objects.KINDS[body["kind"]], body["metadata"]
+
+        def apply() -> bool:
+            self.cluster.create(body)
+            if self.cluster.dry_run:
+                return False
+            stored = self.cluster.get(kind, metadata["namespace"], metadata["name"])
+            return stored is not None and stored.get("spec") == body["spec"]
+
+        return _Change(apply, objects.object_ref(kind, metadata["namespace"], metadata["name"]),
+                       f"{kind.kind}/{metadata['namespace']}/{metadata['name']}")
+
+    def _mark(self, namespace: str, pod: dict[str, Any], fault_id: str, labels: dict[str, str]) -> _Change:
+        name, metadata = pod["metadata"]["name"], pod["metadata"]
+        patch = objects.mark_pod_patch(metadata, fault_id, labels)
+        original = {"labels": {key: (metadata.get("labels") or {}).get(key) for key in labels}}
+
+        def apply() -> bool:
+            patched = self.cluster.patch_pod(namespace, name, patch)
+            return self.cluster.dry_run or all(
+                (patched["metadata"].get("labels") or {}).get(k) == v for k, v in labels.items())
+
+        return _Change(apply, {"op": "restore-pod", "kind": "Pod", "namespace": namespace, "name": name,
+                               "original": original}, f"Pod/{namespace}/{name} (labels)")
+
+    def _transaction(self, kind: str, target: dict[str, Any], parameters: dict[str, Any], owner: str,
+                     duration_s: float, namespace: str, changes: list[_Change], summary: Callable[[], dict[str, Any]],
+                     fault_id: str | None = None, expires_at: float | None = None) -> Record:
+        now = time.time()
+        fault_id = fault_id or self._new_id(kind)
+        record: Record = {"fault_id": fault_id, "kind": kind, "owner": owner, "target": target,
+                          "parameters": parameters, "started_at": now,
+                          "expires_at": expires_at or now + self._ttl(duration_s), "changes": {},
+                          "namespace": namespace}
+        undo = [c.undo for c in changes if c.undo is not None]
+        lease = leases.open_lease(self.cluster, record, undo, namespace)
+        if not self.cluster.dry_run:
+            from chaosmesh_qa.targets.kubernetes.reaper import ensure_local_reaper
+
+            ensure_local_reaper(self.settings, owner)
+        try:
+            confirmed = [c.apply() for c in changes]
+            record["changes"] = {**summary(), "objects": [c.name for c in changes],
+                                 "confirmed": all(x is not False for x in confirmed) and not self.cluster.dry_run}
+            record["lease"] = f"ConfigMap/{namespace}/{lease['metadata']['name']}"
+            self._lease = leases.update_record(self.cluster, lease, record)
+        except BaseException as exc:
+            if not self.cluster.dry_run:
+                with contextlib.suppress(ChaosMeshQAError):  # else the lease stays: reverted at expiry
+                    leases.discard(self.cluster, self.cluster.get(objects.CONFIGMAP, namespace,
+                                                                  lease["metadata"]["name"]) or lease)
+            if isinstance(exc, ChaosMeshQAError | KeyboardInterrupt | SystemExit):
+                raise
+            raise FaultRejected(f"{kind}: {type(exc).__name__}: {' '.join(str(exc).split())[:300]} "
+                                "(rolled back)") from None
+        record["remaining_s"] = round(max(0.0, record["expires_at"] - time.time()), 3)
+        if self.cluster.dry_run:
+            record["dry_run"] = True
+            record["planned"] = list(self.cluster.planned)
+        return record
+
+    def _save(self, record: Record) -> None:
+        self._lease = leases.update_record(self.cluster, self._lease, {k: v for k, v in record.items()
+                                                                         if k != "remaining_s"})
+
+    def _replacements(self, workload: Workload, version: str | None, killed: list[str], wanted: int) -> list[str]:
+        """Pods that were not there before and are ready: the ReplicaSet's answer to the kill (bounded wait)."""
+        before = set(killed) | {p["metadata"]["name"] for p in self.cluster.list_pods(
+            workload.namespace, workload.label_selector(version))}
+        ready: set[str] = set()
+        deadline = time.monotonic() + REPLACEMENT_TIMEOUT_S
+        while len(ready) < wanted and time.monotonic() < deadline:
+            timeout = max(1, int(deadline - time.monotonic()))
+            for event, pod in self.cluster.watch_pods(workload.namespace, workload.label_selector(version), timeout):
+                name = pod["metadata"]["name"]
+                if event != "DELETED" and name not in before and is_serving(pod):
+                    ready.add(name)
+                if len(ready) >= wanted:
+                    break
+        return sorted(ready)
+
+    def _conflict(self, kind: str, clashes: Callable[[dict[str, Any]], bool]) -> None:
+        for record in self.active_faults():
+            if record.get("kind") == kind and clashes(record.get("target") or {}):
+                raise FaultRejected(f"conflicts with active fault {record['fault_id']} ({kind} on "
+                                    f"{record['target']}); heal it first")
+
+    def _ttl(self, duration_s: float) -> float:
+        if not 0 < duration_s <= MAX_TTL_S:
+            raise FaultRejected(f"duration_s: {duration_s:g} is outside (0, {MAX_TTL_S:g}]")
+        return duration_s
+
+    @staticmethod
+    def _new_id(kind: str) -> str:
+        return f"{kind}-{secrets.token_hex(4)}"
