@@ -18,6 +18,7 @@ from chaosmesh_qa.mesh import load_mesh
 from chaosmesh_qa.report.verdict import load_journal, summary
 from chaosmesh_qa.report.verdict import verdict as verdict_of
 from chaosmesh_qa.targets.local import sandbox
+from chaosmesh_qa.targets.local.kubeapi import parse_forbid
 from chaosmesh_qa.targets.local.state import STATE_DIR_ENV, default_state_dir
 from chaosmesh_qa.targets.local.target import LocalTarget
 
@@ -42,6 +43,13 @@ def cli() -> None:
     """Chaos engineering for service meshes: an embedded Envoy mesh, faults and verdicts."""
 
 
+def _forbid_rules(ctx: click.Context, param: click.Parameter, rules: tuple[str, ...]) -> tuple[str, ...]:
+    try:
+        return tuple(parse_forbid(rule) for rule in rules)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
+
+
 @cli.command()
 @MESH_DIR
 @STATE_DIR
@@ -53,17 +61,25 @@ def cli() -> None:
               help="Seconds before callers stop routing to a dead pod (Kubernetes endpoint propagation).")
 @click.option("--wait-metrics", is_flag=True,
               help="Also wait until Prometheus has scraped every Envoy (about 5 s after it starts).")
+@click.option("--kube-api", is_flag=True,
+              help="Also serve a Kubernetes API emulation (HTTPS on 127.0.0.1) and write <state-dir>/kubeconfig.")
+@click.option("--kube-api-forbid", multiple=True, metavar="VERB:RESOURCE", callback=_forbid_rules,
+              help="Test hook: the emulation answers 403 to this verb on this resource (repeatable).")
 def up(mesh_dir: Path | None, state_dir: Path | None, timeout: float, max_fault_ttl: float,
-       endpoint_delay: float, wait_metrics: bool) -> None:
+       endpoint_delay: float, wait_metrics: bool, kube_api: bool, kube_api_forbid: tuple[str, ...]) -> None:
     """Start the sandbox in the background; return when every pod and the ingress serve and Prometheus is up."""
+    if kube_api_forbid and not kube_api:
+        raise click.BadParameter("needs --kube-api", param_hint="'--kube-api-forbid'")
     status, loaded = sandbox.up(mesh_dir or sandbox.default_mesh_dir(), state_dir or default_state_dir(), timeout,
-                                max_fault_ttl, endpoint_delay, wait_metrics)
+                                max_fault_ttl, endpoint_delay, wait_metrics, kube_api_forbid if kube_api else None)
     _warn(loaded.warnings)
     click.echo(f"sandbox {status['mesh']!r} ready in {status['startup_s']:.2f} s: "
                f"{len(status['pods'])} pods")
     click.echo(f"  ingress:    {status['ingress_url']}")
     click.echo(f"  prometheus: {status['prometheus_url']}"
                + ("" if status["metrics_ready"] else " (first scrape of every Envoy within ~5 s)"))
+    if status.get("kube_api_url"):
+        click.echo(f"  kube API:   {status['kube_api_url']} (emulation; kubeconfig {status['kubeconfig']})")
 
 
 @cli.command()

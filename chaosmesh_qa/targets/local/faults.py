@@ -150,6 +150,12 @@ class FaultManager:
         pods = sorted((p for p in self.supervisor.pods.values() if p.spec.service == service
                        and (version is None or p.spec.version == version) and p.state in SERVING_STATES),
                       key=lambda p: p.name)
+        names = parameters.get("pods")  # explicit pod names (the Kubernetes API emulation's label selections)
+        if names is not None:
+            missing = sorted(set(names) - {p.name for p in pods})
+            if missing or not names:
+                raise FaultRejected(f"pods: {', '.join(missing) or 'none'} not running pods of {service!r}")
+            return [p for p in pods if p.name in names]
         count = parameters.get("count")
         if count is None:
             percent = float(parameters.get("percent", 0))
@@ -292,7 +298,7 @@ class FaultManager:
         if not edges:
             raise FaultRejected(f"a/b: no traffic flows {direction!r} between {a!r} and {b!r}, nothing to partition")
         chosen: frozenset[str] | None = None
-        if any(p.get(k) is not None for k in ("count", "percent", "version")):
+        if any(p.get(k) is not None for k in ("count", "percent", "version", "pods")):
             if direction != "to":
                 raise FaultRejected("direction: choosing some of b's pods (count/percent/version) needs direction='to'")
             everyone = {"percent": 100} if p.get("count") is None and p.get("percent") is None else {}

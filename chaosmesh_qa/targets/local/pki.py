@@ -8,6 +8,7 @@ a mesh workload when they need a real mTLS client.
 from __future__ import annotations
 
 import datetime as dt
+import ipaddress
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -59,8 +60,8 @@ class MeshPKI:
         _write(directory / "ca.crt", cert.public_bytes(serialization.Encoding.PEM))
         return pki
 
-    def identity(self, spiffe_id: str, dns_name: str) -> IdentityFiles:
-        """Certificate + key for ``spiffe_id`` (issued once, then reused)."""
+    def identity(self, spiffe_id: str, dns_name: str, ip_addresses: tuple[str, ...] = ()) -> IdentityFiles:
+        """Certificate + key for ``spiffe_id`` (issued once, then reused); ``ip_addresses`` add IP SANs."""
         if spiffe_id in self._issued:
             return self._issued[spiffe_id]
         key = ec.generate_private_key(ec.SECP256R1())
@@ -72,7 +73,8 @@ class MeshPKI:
             .serial_number(x509.random_serial_number())
             .not_valid_before(now - dt.timedelta(minutes=5)).not_valid_after(now + _VALIDITY)
             .add_extension(x509.SubjectAlternativeName([
-                x509.UniformResourceIdentifier(spiffe_id), x509.DNSName(dns_name)]), critical=True)
+                x509.UniformResourceIdentifier(spiffe_id), x509.DNSName(dns_name),
+                *(x509.IPAddress(ipaddress.ip_address(ip)) for ip in ip_addresses)]), critical=True)
             .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
             .add_extension(_key_usage(ca=False), critical=True)
             .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH,

@@ -86,7 +86,8 @@ class SandboxClient:
 
 
 def up(mesh_dir: Path, state_dir: Path, timeout_s: float = START_TIMEOUT_S, max_fault_ttl_s: float | None = None,
-       endpoint_delay_s: float | None = None, wait_metrics: bool = False) -> tuple[dict[str, Any], LoadedMesh]:
+       endpoint_delay_s: float | None = None, wait_metrics: bool = False,
+       kube_api_forbid: tuple[str, ...] | None = None) -> tuple[dict[str, Any], LoadedMesh]:
     """Start a sandbox for ``mesh_dir`` in ``state_dir``; return its status once the mesh serves.
 
     Prometheus is up by then; ``wait_metrics`` also waits until it has scraped every Envoy
@@ -105,7 +106,9 @@ def up(mesh_dir: Path, state_dir: Path, timeout_s: float = START_TIMEOUT_S, max_
             [sys.executable, "-m", "chaosmesh_qa.targets.local.supervisor",
              "--state-dir", str(state_dir), "--mesh", str(mesh_dir.absolute()),
              *(["--max-fault-ttl", str(max_fault_ttl_s)] if max_fault_ttl_s else []),
-             *(["--endpoint-delay", str(endpoint_delay_s)] if endpoint_delay_s is not None else [])],
+             *(["--endpoint-delay", str(endpoint_delay_s)] if endpoint_delay_s is not None else []),
+             *(["--kube-api"] if kube_api_forbid is not None else []),
+             *(f"--kube-api-forbid={rule}" for rule in kube_api_forbid or ())],
             stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True,
         )
     paths.pid_file.write_text(str(process.pid))

@@ -33,6 +33,7 @@ from chaosmesh_qa.targets.local.controlplane import ControlPlane, PodPorts, PodS
 from chaosmesh_qa.targets.local.envoy.clusters import Endpoint
 from chaosmesh_qa.targets.local.envoy.common import INGRESS
 from chaosmesh_qa.targets.local.faults import DEFAULT_MAX_TTL_S, FaultManager
+from chaosmesh_qa.targets.local.kubeapi.server import KubeApi
 from chaosmesh_qa.targets.local.pki import MeshPKI
 from chaosmesh_qa.targets.local.pods import SERVING_STATES, Pod, app_command
 from chaosmesh_qa.targets.local.ports import PortAllocator
@@ -48,8 +49,11 @@ DEFAULT_ENDPOINT_DELAY_S = 1.0
 
 class Supervisor:
     def __init__(self, paths: SandboxPaths, mesh_dir: Path, max_fault_ttl_s: float = DEFAULT_MAX_TTL_S,
-                 endpoint_delay_s: float = DEFAULT_ENDPOINT_DELAY_S) -> None:
+                 endpoint_delay_s: float = DEFAULT_ENDPOINT_DELAY_S,
+                 kube_api_forbid: tuple[str, ...] | None = None) -> None:
         self.paths = paths
+        self.kube_api_forbid = kube_api_forbid  # None: no Kubernetes API emulation (up --kube-api)
+        self.kube_api: KubeApi | None = None
         self.mesh_dir = mesh_dir
         self.model: MeshModel | None = None
         self.control_plane: ControlPlane | None = None
@@ -79,6 +83,9 @@ class Supervisor:
         self._session = aiohttp.ClientSession()
         try:
             await self._start_mesh()
+            if self.kube_api_forbid is not None:
+                self.kube_api = KubeApi(self, self.kube_api_forbid)
+                await self.kube_api.start()
             self.state, self.ready_at = "ready", time.time()
             log.warning("sandbox ready in %.2f s", self.ready_at - self.started_at)
         except Exception as exc:
@@ -87,6 +94,8 @@ class Supervisor:
         self.paths.write_status(self.status())
         if self.state == "ready":
             await self.shutdown_requested.wait()
+        if self.kube_api is not None:
+            await self.kube_api.close()
         await self._stop_mesh()
         await self._session.close()
         await runner.cleanup()
@@ -284,6 +293,7 @@ class Supervisor:
             "pods": [p.describe() for p in sorted(self.pods.values(), key=lambda p: p.name)],
             "ingress": self.ingress.describe() if self.ingress else None,
             "faults": self.faults.active(),
+            **(self.kube_api.status() if self.kube_api else {}),
         }
 
     def _describe_services(self) -> dict[str, Any]:
@@ -367,10 +377,13 @@ def main() -> None:
     parser.add_argument("--mesh", required=True, type=Path)
     parser.add_argument("--max-fault-ttl", type=float, default=DEFAULT_MAX_TTL_S)
     parser.add_argument("--endpoint-delay", type=float, default=DEFAULT_ENDPOINT_DELAY_S)
+    parser.add_argument("--kube-api", action="store_true", help="also serve the Kubernetes API emulation")
+    parser.add_argument("--kube-api-forbid", action="append", default=[], help="VERB:RESOURCE answered 403")
     args = parser.parse_args()
     paths = SandboxPaths(args.state_dir)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-    supervisor = Supervisor(paths, args.mesh, args.max_fault_ttl, args.endpoint_delay)
+    supervisor = Supervisor(paths, args.mesh, args.max_fault_ttl, args.endpoint_delay,
+                            tuple(args.kube_api_forbid) if args.kube_api else None)
 
     async def serve() -> None:
         loop = asyncio.get_running_loop()

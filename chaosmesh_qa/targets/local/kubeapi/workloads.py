@@ -1,0 +1,285 @@
+"""Live Kubernetes views of the sandbox: namespaces, pods, services and endpoints, and pod watch events.
+
+``server`` reads these for every request on those resources.  Pods are the supervisor's pods
+dressed as Istio pods (labels app/version/pod-template-hash, a ReplicaSet owner, containers
+``app`` and ``istio-proxy``, ``podIP`` 127.0.0.1); ``refresh`` diffs them against the last view
+and hands ADDED / MODIFIED / DELETED events to every open watch.  Deleting a pod kills it
+(SIGKILL of app and sidecar, as grace period 0) and starts a replacement under a new name, as a
+ReplicaSet would; patches may change labels and annotations only (kept next to the pod).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import copy
+import datetime as dt
+import hashlib
+import json
+import uuid
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from chaosmesh_qa.targets.local.kubeapi.status import ApiError, invalid, not_found
+from chaosmesh_qa.targets.local.kubeapi.store import merge_patch
+from chaosmesh_qa.targets.local.pods import SERVING_STATES, Pod
+
+if TYPE_CHECKING:
+    from chaosmesh_qa.targets.local.supervisor import Supervisor
+
+NODE = "chaosmesh-qa-sandbox"
+POD_IP = "127.0.0.1"  # every pod of the sandbox listens on loopback, on its own ports
+IDENTITY_LABELS = ("app", "version", "pod-template-hash")
+MAX_QUEUED_EVENTS = 10000
+
+
+def _ts(epoch: float) -> str:
+    return dt.datetime.fromtimestamp(epoch, dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _uid(*parts: str) -> str:
+    return str(uuid.uuid5(uuid.NAMESPACE_URL, "chaosmesh-qa:" + "/".join(parts)))
+
+
+def template_hash(service: str, version: str) -> str:
+    return hashlib.sha256(f"{service}/{version}".encode()).hexdigest()[:10]
+
+
+class Workloads:
+    def __init__(self, supervisor: Supervisor, next_rv: Callable[[], int]) -> None:
+        self.supervisor = supervisor
+        self.next_rv = next_rv
+        self.pods: dict[str, dict[str, Any]] = {}  # name -> last published pod object
+        self.overlay: dict[str, dict[str, dict[str, str]]] = {}  # pod -> {"labels": ..., "annotations": ...}
+        self.watchers: set[asyncio.Queue[dict[str, Any]]] = set()
+        self.history: collections.deque[dict[str, Any]] = collections.deque(maxlen=MAX_QUEUED_EVENTS)
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self.replacements: dict[str, str] = {}  # killed pod -> replacement pod (once started)
+
+    # ------------------------------------------------------------------ namespaces and services
+
+    def namespaces(self) -> list[str]:
+        model = self.supervisor.model
+        found = {"default", "istio-system", *(s.namespace for s in model.services.values())} if model else set()
+        return sorted(found)
+
+    def namespace(self, name: str) -> dict[str, Any]:
+        if name not in self.namespaces():
+            raise not_found("namespaces", name)
+        return {"apiVersion": "v1", "kind": "Namespace",
+                "metadata": {"name": name, "uid": _uid("ns", name), "resourceVersion": "1",
+                             "creationTimestamp": _ts(self.supervisor.started_at),
+                             "labels": {"kubernetes.io/metadata.name": name,
+                                        **({"istio-injection": "enabled"} if name != "istio-system" else {})}},
+                "spec": {"finalizers": ["kubernetes"]}, "status": {"phase": "Active"}}
+
+    def services(self, namespace: str | None) -> list[dict[str, Any]]:
+        model = self.supervisor.model
+        if model is None:
+            return []
+        found = [self._service(name) for name, svc in sorted(model.services.items())
+                 if namespace in (None, svc.namespace)]
+        return found
+
+    def _service(self, name: str) -> dict[str, Any]:
+        assert self.supervisor.model is not None
+        svc = self.supervisor.model.services[name]
+        return {"apiVersion": "v1", "kind": "Service",
+                "metadata": {"name": name, "namespace": svc.namespace, "uid": _uid("svc", svc.namespace, name),
+                             "resourceVersion": "1", "creationTimestamp": _ts(self.supervisor.started_at),
+                             "labels": {"app": name, "service": name}},
+                "spec": {"selector": {"app": name}, "type": "ClusterIP", "clusterIP": POD_IP,
+                         "ports": [{"name": "http", "port": svc.port, "targetPort": svc.port, "protocol": "TCP"}]},
+                "status": {"loadBalancer": {}}}
+
+    def service(self, namespace: str, name: str) -> dict[str, Any]:
+        found = [s for s in self.services(namespace) if s["metadata"]["name"] == name]
+        if not found:
+            raise not_found("services", name)
+        return found[0]
+
+    def endpoints(self, namespace: str | None) -> list[dict[str, Any]]:
+        """One subset per pod: each pod's sidecar listens on its own inbound port of 127.0.0.1."""
+        self.refresh()
+        result = []
+        for service in self.services(namespace):
+            meta = service["metadata"]
+            pods = sorted((p for p in self.supervisor.pods.values() if p.spec.service == meta["name"]),
+                          key=lambda p: p.name)
+            subsets = []
+            for pod in pods:
+                address = {"ip": POD_IP, "nodeName": NODE, "targetRef": {
+                    "kind": "Pod", "namespace": meta["namespace"], "name": pod.name, "uid": _uid("pod", pod.name)}}
+                ready = pod.state in SERVING_STATES
+                subsets.append({"addresses" if ready else "notReadyAddresses": [address],
+                                "ports": [{"name": "http", "port": pod.spec.ports.inbound, "protocol": "TCP"}]})
+            result.append({"apiVersion": "v1", "kind": "Endpoints",
+                           "metadata": {**{k: meta[k] for k in ("name", "namespace", "creationTimestamp", "labels")},
+                                        "uid": _uid("ep", meta["namespace"], meta["name"]),
+                                        "resourceVersion": max((self.pods.get(p.name, {}).get("metadata", {})
+                                                                .get("resourceVersion", "1")
+                                                                for p in pods), key=int, default="1")},
+                           "subsets": subsets})
+        return result
+
+    # ------------------------------------------------------------------ pods
+
+    def refresh(self) -> None:
+        """Diff the supervisor's pods against the last view; publish watch events for what changed."""
+        current = {name: self._pod(pod) for name, pod in sorted(self.supervisor.pods.items())}
+        for name in [n for n in self.pods if n not in current]:
+            gone = self.pods.pop(name)
+            self.overlay.pop(name, None)
+            gone = copy.deepcopy(gone)
+            gone["metadata"]["resourceVersion"] = str(self.next_rv())
+            gone["metadata"].setdefault("deletionTimestamp", _ts(dt.datetime.now(dt.UTC).timestamp()))
+            self._publish("DELETED", gone)
+        for name, obj in current.items():
+            before = self.pods.get(name)
+            if before is not None and _same(before, obj):
+                continue
+            obj["metadata"]["resourceVersion"] = str(self.next_rv())
+            self.pods[name] = obj
+            self._publish("ADDED" if before is None else "MODIFIED", obj)
+
+    def list_pods(self, namespace: str | None) -> list[dict[str, Any]]:
+        self.refresh()
+        return [p for p in self.pods.values() if namespace in (None, p["metadata"]["namespace"])]
+
+    def get_pod(self, namespace: str, name: str) -> dict[str, Any]:
+        self.refresh()
+        pod = self.pods.get(name)
+        if pod is None or pod["metadata"]["namespace"] != namespace:
+            raise not_found("pods", name)
+        return pod
+
+    def delete_pod(self, namespace: str, name: str) -> dict[str, Any]:
+        obj = copy.deepcopy(self.get_pod(namespace, name))
+        if self.supervisor.state != "ready":
+            raise ApiError(503, "ServiceUnavailable", f"the sandbox is {self.supervisor.state}")
+        dead = self.supervisor.kill_pod(name)
+        task = asyncio.get_running_loop().create_task(self._replace(dead))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        obj["metadata"]["deletionTimestamp"] = _ts(dt.datetime.now(dt.UTC).timestamp())
+        obj["metadata"]["deletionGracePeriodSeconds"] = 0
+        self.refresh()
+        return obj
+
+    async def _replace(self, dead: Pod) -> None:
+        pod = await self.supervisor.replace_pod(dead)
+        if pod is not None:
+            self.replacements[dead.name] = pod.name
+        self.refresh()
+
+    def patch_pod(self, namespace: str, name: str, patch: Any) -> dict[str, Any]:
+        self.get_pod(namespace, name)
+        if not isinstance(patch, dict) or set(patch) - {"metadata", "apiVersion", "kind"} \
+                or set(patch.get("metadata") or {}) - {"labels", "annotations", "resourceVersion"}:
+            raise invalid("Pod", name, "the chaosmesh-qa Kubernetes API emulation patches only "
+                                       "metadata.labels and metadata.annotations of pods")
+        overlay = self.overlay.setdefault(name, {"labels": {}, "annotations": {}})
+        for field in ("labels", "annotations"):
+            changes = (patch.get("metadata") or {}).get(field) or {}
+            if field == "labels" and any(k in IDENTITY_LABELS for k in changes):
+                raise invalid("Pod", name, f"metadata.labels: {', '.join(IDENTITY_LABELS)} are the sandbox "
+                                           f"workload's identity and cannot be patched in the emulation")
+            base = self._base_meta(self.supervisor.pods[name])[field]
+            merged = merge_patch({**base, **overlay[field]}, changes)
+            removed = [k for k in base if k not in merged]
+            if removed:
+                raise invalid("Pod", name, f"metadata.{field}: {', '.join(removed)} belong to the sandbox pod "
+                                           f"and cannot be removed")
+            overlay[field] = {k: str(v) for k, v in merged.items() if base.get(k) != v}
+        self.refresh()
+        return self.pods[name]
+
+    def pod_labels(self, name: str) -> dict[str, str]:
+        self.refresh()
+        return dict(self.pods[name]["metadata"]["labels"]) if name in self.pods else {}
+
+    def _base_meta(self, pod: Pod) -> dict[str, dict[str, str]]:
+        spec = pod.spec
+        labels = {**spec.labels, "pod-template-hash": template_hash(spec.service, spec.version),
+                  "security.istio.io/tlsMode": "istio", "service.istio.io/canonical-name": spec.service,
+                  "service.istio.io/canonical-revision": spec.version}
+        annotations = {"chaosmesh-qa.io/sandbox-ports": json.dumps(
+            {k: v for k, v in vars(spec.ports).items() if v}, sort_keys=True)}
+        return {"labels": labels, "annotations": annotations}
+
+    def _pod(self, pod: Pod) -> dict[str, Any]:
+        model = self.supervisor.model
+        assert model is not None
+        spec, svc = pod.spec, model.services[pod.spec.service]
+        base, overlay = self._base_meta(pod), self.overlay.get(pod.name, {})
+        rs_name = f"{spec.service}-{spec.version}-{template_hash(spec.service, spec.version)}"
+        phase = "Pending" if pod.state == "starting" else "Running"
+        ready = pod.state == "ready"
+        app_up = pod.app is not None and pod.app.returncode is None
+        proxy_up = pod.envoy is not None and pod.envoy.returncode is None
+
+        def container(name: str, up: bool, restarts: int) -> dict[str, Any]:
+            state = {"running": {"startedAt": _ts(pod.started_at)}} if up else {
+                "waiting": {"reason": "ContainerCreating" if pod.state == "starting" else "CrashLoopBackOff"}}
+            return {"name": name, "ready": up and pod.state in SERVING_STATES, "restartCount": restarts,
+                    "state": state, "image": f"chaosmesh-qa/{name}", "imageID": "", "started": up}
+
+        conditions = [{"type": t, "status": "True" if ok else "False", "lastProbeTime": None,
+                       "lastTransitionTime": _ts(pod.started_at)}
+                      for t, ok in (("Initialized", True), ("Ready", ready), ("ContainersReady", ready),
+                                    ("PodScheduled", True))]
+        return {
+            "apiVersion": "v1", "kind": "Pod",
+            "metadata": {
+                "name": pod.name, "namespace": svc.namespace, "uid": _uid("pod", pod.name),
+                "generateName": f"{rs_name}-", "creationTimestamp": _ts(pod.started_at),
+                "labels": {**base["labels"], **overlay.get("labels", {})},
+                "annotations": {**base["annotations"], **overlay.get("annotations", {})},
+                "ownerReferences": [{"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": rs_name,
+                                     "uid": _uid("rs", svc.namespace, rs_name), "controller": True,
+                                     "blockOwnerDeletion": True}],
+            },
+            "spec": {"serviceAccountName": svc.service_account, "serviceAccount": svc.service_account,
+                     "nodeName": NODE, "restartPolicy": "Always",
+                     "containers": [{"name": "app", "image": "chaosmesh-qa/app",
+                                     "ports": [{"containerPort": svc.port, "protocol": "TCP"}]},
+                                    {"name": "istio-proxy", "image": "chaosmesh-qa/istio-proxy"}]},
+            "status": {"phase": phase, "conditions": conditions, "hostIP": POD_IP, "podIP": POD_IP,
+                       "podIPs": [{"ip": POD_IP}], "startTime": _ts(pod.started_at), "qosClass": "BestEffort",
+                       "containerStatuses": [container("app", app_up, pod.restarts),
+                                             container("istio-proxy", proxy_up, 0)]},
+        }
+
+    # ------------------------------------------------------------------ watch plumbing
+
+    def subscribe(self) -> asyncio.Queue[dict[str, Any]]:
+        queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue(MAX_QUEUED_EVENTS)
+        self.watchers.add(queue)
+        return queue
+
+    def unsubscribe(self, queue: asyncio.Queue[dict[str, Any]]) -> None:
+        self.watchers.discard(queue)
+
+    def trimmed(self) -> bool:
+        return len(self.history) == self.history.maxlen
+
+    def oldest_rv(self) -> int:
+        return int(self.history[0]["object"]["metadata"]["resourceVersion"]) if self.history else 0
+
+    def _publish(self, kind: str, obj: dict[str, Any]) -> None:
+        self.history.append({"type": kind, "object": copy.deepcopy(obj)})
+        for queue in list(self.watchers):
+            if queue.full():  # a watcher that stopped reading: drop it, as the API server would
+                self.watchers.discard(queue)
+                continue
+            queue.put_nowait({"type": kind, "object": copy.deepcopy(obj)})
+
+    async def close(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+
+
+def _same(a: dict[str, Any], b: dict[str, Any]) -> bool:
+    strip = {**a, "metadata": {k: v for k, v in a["metadata"].items() if k != "resourceVersion"}}
+    return strip == b
