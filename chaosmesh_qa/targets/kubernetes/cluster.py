@@ -4,6 +4,8 @@
 deploy/kubernetes/ can list exactly what is used here.  With ``dry_run`` every write (create, update, patch,
 delete) is recorded in ``planned`` instead of being sent: ``chaosmesh-qa plan`` and
 ``chaosmesh_qa_dry_run: true`` print those and touch nothing (reads still go to the cluster).
+Responses are read as plain JSON, not through the client's generated models: those reject objects with a
+field they do not expect (an API server newer, or older, than the client).
 """
 
 from __future__ import annotations
@@ -62,17 +64,18 @@ class Cluster:
 
     def list_services(self, namespace: str) -> list[dict[str, Any]]:
         result = self._call("list", "services", namespace, lambda: self.core.list_namespaced_service(namespace, **_T))
-        return [self._dict(item) for item in result.items]
+        return list(self._dict(result).get("items") or [])
 
     def list_pods(self, namespace: str, selector: str) -> list[dict[str, Any]]:
         result = self._call("list", "pods", namespace,
                             lambda: self.core.list_namespaced_pod(namespace, label_selector=selector, **_T))
-        return [self._dict(item) for item in result.items]
+        return list(self._dict(result).get("items") or [])
 
     def watch_pods(self, namespace: str, selector: str, timeout_s: int) -> Iterator[tuple[str, dict[str, Any]]]:
         """(event type, pod) until ``timeout_s`` (server side) ends the watch."""
-        stream = watch.Watch().stream(self.core.list_namespaced_pod, namespace, label_selector=selector,
-                                      timeout_seconds=timeout_s, _request_timeout=(REQUEST_TIMEOUT_S[0], timeout_s + 5))
+        stream = watch.Watch(return_type="object").stream(  # "object": events carry plain dicts
+            self.core.list_namespaced_pod, namespace, label_selector=selector, timeout_seconds=timeout_s,
+            _request_timeout=(REQUEST_TIMEOUT_S[0], timeout_s + 5))
         iterator = iter(stream)
         while True:
             try:
@@ -84,7 +87,7 @@ class Cluster:
     def list_custom(self, kind: Kind, namespace: str, selector: str | None = None) -> list[dict[str, Any]]:
         result = self._call("list", kind.plural, namespace, lambda: self.custom.list_namespaced_custom_object(
             kind.group, kind.version, namespace, kind.plural, label_selector=selector or "", **_T))
-        return list(result.get("items", []))
+        return list(self._dict(result).get("items") or [])
 
     def get(self, kind: Kind, namespace: str, name: str) -> dict[str, Any] | None:
         try:
@@ -94,15 +97,16 @@ class Cluster:
             if kind is POD:
                 return self._dict(self._call("get", kind.plural, namespace,
                                              lambda: self.core.read_namespaced_pod(name, namespace, **_T)))
-            return dict(self._call("get", kind.plural, namespace, lambda: self.custom.get_namespaced_custom_object(
-                kind.group, kind.version, namespace, kind.plural, name, **_T)))
+            return self._dict(self._call(
+                "get", kind.plural, namespace, lambda: self.custom.get_namespaced_custom_object(
+                    kind.group, kind.version, namespace, kind.plural, name, **_T)))
         except NotFound:
             return None
 
     def list_configmaps(self, namespace: str, selector: str) -> list[dict[str, Any]]:
         result = self._call("list", "configmaps", namespace,
                             lambda: self.core.list_namespaced_config_map(namespace, label_selector=selector, **_T))
-        return [self._dict(item) for item in result.items]
+        return list(self._dict(result).get("items") or [])
 
     # ------------------------------------------------------------------ writes (recorded in a dry run)
 
@@ -114,8 +118,9 @@ class Cluster:
         if kind is CONFIGMAP:
             return self._dict(self._call("create", kind.plural, namespace,
                                          lambda: self.core.create_namespaced_config_map(namespace, body, **_T)))
-        return dict(self._call("create", kind.plural, namespace, lambda: self.custom.create_namespaced_custom_object(
-            kind.group, kind.version, namespace, kind.plural, body, **_T)))
+        return self._dict(self._call(
+            "create", kind.plural, namespace, lambda: self.custom.create_namespaced_custom_object(
+                kind.group, kind.version, namespace, kind.plural, body, **_T)))
 
     def replace_configmap(self, body: dict[str, Any]) -> dict[str, Any]:
         """Update guarded by ``metadata.resourceVersion``: a concurrent writer makes it raise ``Conflict``."""
@@ -162,8 +167,12 @@ class Cluster:
                              "namespace": namespace, "name": name, **({"body": body} if body is not None else {})})
         return True
 
-    def _dict(self, model: Any) -> dict[str, Any]:
-        return dict(self.api.sanitize_for_serialization(model))
+    @staticmethod
+    def _dict(response: Any) -> dict[str, Any]:
+        """The JSON body of a ``_preload_content=False`` response (custom-object calls return dicts already)."""
+        if isinstance(response, dict):
+            return response
+        return dict(json.loads(response.data or b"{}"))
 
     def _call(self, verb: str, resource: str, namespace: str | None, request: Callable[[], T]) -> T:
         where = f" in namespace {namespace!r}" if namespace else ""
@@ -187,7 +196,7 @@ class Cluster:
                                     f"{_reason(exc)}") from None
 
 
-_T: dict[str, Any] = {"_request_timeout": REQUEST_TIMEOUT_S}
+_T: dict[str, Any] = {"_request_timeout": REQUEST_TIMEOUT_S, "_preload_content": False}
 
 
 def _message(exc: ApiException) -> str:

@@ -35,11 +35,13 @@ NAMESPACE = click.option("--namespace", "-n", "namespaces", multiple=True,
               help="Seconds between passes with --watch.")
 @click.option("--until", "until_s", type=click.FloatRange(min=0), default=None,
               help="With --watch: stop after this many seconds [default: never].")
+@click.option("--keep-history", type=click.FloatRange(min=0), default=24 * 3600.0, show_default=True,
+              help="Seconds an ended lease is kept as fault history before reap deletes it.")
 @click.option("--owner", default=None, hidden=True, help="Only this run's leases (the local reaper).")
 @click.option("--while-pid", type=int, default=None, hidden=True,
               help="With --watch: exit once this process is gone and no lease is active.")
 def reap(kubeconfig: str | None, context: str | None, namespaces: tuple[str, ...], watch: bool, interval: float,
-         until_s: float | None, owner: str | None, while_pid: int | None) -> None:
+         until_s: float | None, keep_history: float, owner: str | None, while_pid: int | None) -> None:
     """Revert every expired fault lease (idempotent; safe to run several at once)."""
     from chaosmesh_qa.targets.kubernetes.cluster import Cluster
     from chaosmesh_qa.targets.kubernetes.reaper import reap_loop
@@ -55,10 +57,10 @@ def reap(kubeconfig: str | None, context: str | None, namespaces: tuple[str, ...
             click.echo(f"reverted {record['fault_id']} ({record['kind']}, expired "
                        f"{time.time() - float(record['expires_at']):.1f} s ago)")
         for name in result["forgotten"]:
-            click.echo(f"deleted ended lease {name} (older than a day)")
+            click.echo(f"deleted ended lease {name} (history older than {keep_history:g} s)")
 
     until = time.time() + until_s if until_s is not None else None
-    ended = reap_loop(cluster, settings.namespaces, watch, interval, until, owner, while_pid, report)
+    ended = reap_loop(cluster, settings.namespaces, watch, interval, until, owner, while_pid, report, keep_history)
     if not watch:
         click.echo(f"{ended} expired fault(s) reverted in {', '.join(settings.namespaces)}")
 

@@ -115,16 +115,16 @@ def discard(cluster: Cluster, lease: dict[str, Any]) -> None:
     cluster.delete(CONFIGMAP, lease["metadata"]["namespace"], lease["metadata"]["name"])
 
 
-def reap(cluster: Cluster, namespaces: list[str], owner: str | None = None,
-         now: float | None = None) -> dict[str, Any]:
-    """End every expired lease, delete ended leases older than a day; returns what it did."""
+def reap(cluster: Cluster, namespaces: list[str], owner: str | None = None, now: float | None = None,
+         keep_history_s: float = HISTORY_KEEP_S) -> dict[str, Any]:
+    """End every expired lease, delete ended leases older than ``keep_history_s``; returns what it did."""
     now = time.time() if now is None else now
     expired, forgotten, active = [], [], 0
     for lease in list_leases(cluster, namespaces, owner):
         metadata = lease["metadata"]
         if is_ended(lease):
             ended_at = float(metadata["annotations"][ENDED_AT])
-            if now - ended_at > HISTORY_KEEP_S:
+            if now - ended_at > keep_history_s:
                 try:
                     if cluster.delete(CONFIGMAP, metadata["namespace"], metadata["name"],
                                       resource_version=metadata.get("resourceVersion")):

@@ -24,19 +24,21 @@ from chaosmesh_qa.targets.kubernetes.settings import KubeSettings
 
 log = logging.getLogger("chaosmesh_qa.reaper")
 LOCAL_INTERVAL_S = 2.0
+LOCAL_REAPER_ENV = "CHAOSMESH_QA_LOCAL_REAPER"  # "0": rely on the in-cluster reaper only (a runner inside the cluster)
 UNREACHABLE_GIVE_UP_S = 600.0  # a local reaper whose run is gone stops trying after this long without an API
 _local: dict[tuple[str | None, str | None, str], subprocess.Popen[bytes]] = {}
 
 
 def reap_loop(cluster: Cluster, namespaces: list[str], watch: bool, interval_s: float, until: float | None,
               owner: str | None = None, while_pid: int | None = None,
-              report: Callable[[dict[str, Any]], None] = lambda _: None) -> int:
+              report: Callable[[dict[str, Any]], None] = lambda _: None,
+              keep_history_s: float = leases.HISTORY_KEEP_S) -> int:
     """Reap once, or (``watch``) every ``interval_s`` until ``until`` (epoch s) or, with ``while_pid``,
     until that process is gone and no lease is active.  Returns how many leases it ended."""
     ended, failing_since = 0, None
     while True:
         try:
-            result = leases.reap(cluster, namespaces, owner)
+            result = leases.reap(cluster, namespaces, owner, keep_history_s=keep_history_s)
             failing_since = None
             ended += len(result["expired"])
             report(result)
@@ -57,6 +59,8 @@ def reap_loop(cluster: Cluster, namespaces: list[str], watch: bool, interval_s: 
 
 def ensure_local_reaper(settings: KubeSettings, owner: str) -> None:
     """Start (or keep) the detached reaper of this run's leases; idempotent per cluster and owner."""
+    if os.environ.get(LOCAL_REAPER_ENV, "1") == "0":
+        return
     key = (settings.kubeconfig, settings.context, owner)
     running = _local.get(key)
     if running is not None and running.poll() is None:

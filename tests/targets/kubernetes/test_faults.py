@@ -1,0 +1,117 @@
+"""The Kubernetes target against the API emulation: the same faults, the same client-visible numbers.
+
+Tolerances are those of tests/actions/test_faults.py (the local target): an abort share within 5 points, a
+delay within 20 ms of its nominal value.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections import Counter
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from chaosmesh_qa import actions
+from chaosmesh_qa.targets import get_target
+from chaosmesh_qa.targets.kubernetes.objects import MANAGED_SELECTOR
+from tests.mesh_client import get_many, hops
+from tests.targets.kubernetes.conftest import KubeSandbox
+
+
+@pytest.fixture
+def cfg(kube: KubeSandbox) -> Iterator[dict[str, Any]]:
+    configuration = kube.configuration()
+    yield configuration
+    get_target(configuration).heal(None, None)  # leave no fault behind, whatever the test did
+
+
+def _hop(tree: dict[str, Any], service: str) -> dict[str, Any]:
+    return next(h for h in hops(tree) if h["service"] == service)
+
+
+def _timed(url: str, count: int) -> list[tuple[float, int, Any]]:
+    results = []
+    for _ in range(count):
+        started = time.monotonic()
+        (code, tree), = get_many(url, 1, concurrency=1)
+        results.append((time.monotonic() - started, code, tree))
+    return results
+
+
+def _pods(kube: KubeSandbox) -> dict[str, dict[str, Any]]:
+    listed = get_target(kube.configuration()).cluster.list_pods("default", "app")
+    return {p["metadata"]["name"]: p for p in listed}
+
+
+def test_kill_pods_deletes_and_names_the_ready_replacement(kube: KubeSandbox, cfg: dict[str, Any]) -> None:
+    before = {name for name, pod in _pods(kube).items() if pod["metadata"]["labels"]["app"] == "catalog"}
+    record = actions.kill_pods("catalog", count=1, restart_after_s=5, configuration=cfg)
+    (killed,) = record["changes"]["killed_pods"]
+    (replacement,) = record["changes"]["replacement_pods"]
+    assert killed in before and replacement not in before
+    assert record["changes"]["replacement_ready"] is True and record["changes"]["confirmed"] is True
+    after = _pods(kube)
+    assert killed not in after and after[replacement]["status"]["phase"] == "Running"
+    assert record["fault_id"] in {f["fault_id"] for f in get_target(cfg).active_faults()}
+
+
+def test_abort_on_one_edge_and_latency_on_one_service_match_the_local_target(kube: KubeSandbox,
+                                                                            cfg: dict[str, Any]) -> None:
+    url = kube.ingress_url + "/"
+    record = actions.inject_abort("reviews", http_status=503, percent=30, duration_s=60, source="frontend",
+                                  configuration=cfg)
+    assert record["changes"]["confirmed"] is True
+    results = get_many(url, 1000, concurrency=8)
+    statuses = Counter(_hop(tree, "reviews")["status"] for _, tree in results)
+    assert abs(statuses[503] / len(results) * 100 - 30) <= 5, statuses
+    assert all(_hop(tree, "catalog")["status"] == 200 for _, tree in results), "other edges stay healthy"
+    actions.heal(record["fault_id"], configuration=cfg)
+
+    baseline = statistics.median(t for t, _, _ in _timed(url, 20))
+    record = actions.inject_latency("reviews", delay_ms=200, duration_s=30, configuration=cfg)
+    faulted = statistics.median(t for t, _, _ in _timed(url, 20))
+    assert abs((faulted - baseline) * 1000 - 200) <= 20, (baseline, faulted)
+    actions.heal(record["fault_id"], configuration=cfg)
+    healed = statistics.median(t for t, _, _ in _timed(url, 20))
+    assert abs(healed - baseline) < 0.02
+
+
+def test_kubectl_shows_the_live_fault_and_heal_restores_every_patched_object(kube: KubeSandbox,
+                                                                            cfg: dict[str, Any]) -> None:
+    originals = {name: pod["metadata"] for name, pod in _pods(kube).items()}
+    drop = actions.partition("frontend", "reviews", duration_s=30, direction="to", mode="drop", count=1,
+                             configuration=cfg)
+    reject = actions.partition("frontend", "catalog", duration_s=30, direction="both", mode="reject",
+                               configuration=cfg)
+    latency = actions.inject_latency("inventory", delay_ms=50, duration_s=30, source="catalog", configuration=cfg)
+    shown = kube.kubectl("get", "pods,envoyfilters,authorizationpolicies,networkpolicies", "-l", MANAGED_SELECTOR,
+                         "-o", "name")
+    assert shown.returncode == 0, shown.stderr
+    names = set(shown.stdout.split())
+    assert f"envoyfilter.networking.istio.io/chaosmesh-qa-{latency['fault_id']}" in names
+    assert f"networkpolicy.networking.k8s.io/chaosmesh-qa-{drop['fault_id']}-to" in names
+    assert {f"authorizationpolicy.security.istio.io/chaosmesh-qa-{reject['fault_id']}-{s}"
+            for s in ("to", "from")} <= names
+    (marked,) = drop["changes"]["pods"]
+    assert _pods(kube)[marked]["metadata"]["labels"] != originals[marked]["labels"]
+
+    url = kube.ingress_url + "/"
+    for elapsed, _, tree in _timed(url, 4):
+        if _hop(tree, "reviews")["status"] >= 500:
+            assert elapsed >= 0.9, "a blackholed replica makes the caller wait for its connect timeout"
+        assert _hop(tree, "catalog")["status"] >= 500, "frontend may not reach catalog"
+
+    healed = actions.heal(configuration=cfg)["healed"]
+    assert {h["fault_id"] for h in healed} == {drop["fault_id"], reject["fault_id"], latency["fault_id"]}
+    shown = kube.kubectl("get", "envoyfilters,authorizationpolicies,networkpolicies", "-l", MANAGED_SELECTOR,
+                         "-o", "name")
+    assert shown.returncode == 0 and shown.stdout.strip() == "", shown.stdout
+    after = _pods(kube)
+    for name, metadata in originals.items():
+        if name in after:  # pods of other tests' kills come and go; every patched pod is back as it was
+            assert (after[name]["metadata"].get("labels"), after[name]["metadata"].get("annotations")) == (
+                metadata.get("labels"), metadata.get("annotations")), name
+    assert all(_hop(tree, "catalog")["status"] == 200 for _, tree in get_many(url, 20))
