@@ -1,0 +1,116 @@
+"""Leases outlive the runner (a SIGKILLed run's own reaper, concurrent `reap`), and dry runs change nothing."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from chaosmesh_qa import actions
+from chaosmesh_qa.targets import get_target
+from chaosmesh_qa.targets.kubernetes.objects import ENVOYFILTER
+from chaosmesh_qa.targets.kubernetes.reaper import LOCAL_INTERVAL_S
+from tests.conftest import CLI
+from tests.targets.kubernetes.conftest import KubeSandbox
+
+ROOT = Path(__file__).resolve().parents[3]
+WRITES = {"create", "update", "patch", "delete", "deletecollection"}
+INJECT = """
+import json, sys, time
+from chaosmesh_qa.targets import get_target
+target = get_target(json.loads(sys.argv[1]))
+record = target.inject_abort("reviews", 503, 50, None, float(sys.argv[2]), sys.argv[3])
+print(record["fault_id"], flush=True)
+if sys.argv[4] == "wait":
+    time.sleep(600)
+"""
+
+
+def _inject(kube: KubeSandbox, ttl_s: float, owner: str, wait: bool, **env: str) -> tuple[subprocess.Popen[str], str]:
+    process = subprocess.Popen([sys.executable, "-c", INJECT, json.dumps(kube.configuration()), str(ttl_s), owner,
+                                "wait" if wait else "exit"], stdout=subprocess.PIPE, text=True,
+                               env={**os.environ, **env}, start_new_session=True, stdin=subprocess.DEVNULL)
+    assert process.stdout is not None
+    fault_id = process.stdout.readline().strip()
+    assert fault_id.startswith("abort-"), fault_id
+    return process, fault_id
+
+
+def _filter_gone(kube: KubeSandbox, fault_id: str) -> bool:
+    return get_target(kube.configuration()).cluster.get(ENVOYFILTER, "default", f"chaosmesh-qa-{fault_id}") is None
+
+
+def _reapers_of(owner: str) -> list[str]:
+    ps = subprocess.run(["ps", "-eo", "pid,args"], capture_output=True, text=True, check=True).stdout
+    return [line for line in ps.splitlines() if " reap " in line and owner in line]
+
+
+@pytest.mark.parametrize("repetition", range(1))
+def test_a_sigkilled_run_leaves_nothing_behind_longer_than_ttl_plus_interval(kube: KubeSandbox,
+                                                                             repetition: int) -> None:
+    owner = f"sigkill-test:{os.getpid()}:{repetition}"
+    process, fault_id = _inject(kube, 3.0, owner, wait=True)
+    (record,) = get_target(kube.configuration()).fault_history(owner)
+    os.killpg(process.pid, signal.SIGKILL)  # the run and its process group; its reaper has its own session
+    process.wait(10)
+    deadline = record["expires_at"] + LOCAL_INTERVAL_S + 2.0  # TTL + interval, plus the API round trips
+    while not _filter_gone(kube, fault_id) and time.time() < deadline:
+        time.sleep(0.2)
+    assert _filter_gone(kube, fault_id), "the detached reaper reverted the fault"
+    history = get_target(kube.configuration()).fault_history(owner)
+    assert [(f["fault_id"], f["ended"]) for f in history] == [(fault_id, "expired")]
+    assert history[0]["ended_at"] <= deadline
+    stop = time.monotonic() + 3 * LOCAL_INTERVAL_S
+    while _reapers_of(owner) and time.monotonic() < stop:
+        time.sleep(0.2)
+    assert not _reapers_of(owner), "the reaper exits once its run is gone and nothing is left to reap"
+
+
+def test_two_reapers_at_once_revert_an_expired_fault_exactly_once(kube: KubeSandbox) -> None:
+    owner = f"no-reaper:{os.getpid()}"
+    process, fault_id = _inject(kube, 0.5, owner, wait=False, CHAOSMESH_QA_LOCAL_REAPER="0")
+    process.wait(30)
+    time.sleep(0.6)  # let the lease expire: nothing else reaps it
+    assert not _filter_gone(kube, fault_id), "without a reaper the fault stays past its TTL"
+    reap = [*CLI, "reap", "--kubeconfig", str(kube.kubeconfig)]
+    reapers = [subprocess.Popen(reap, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                stdin=subprocess.DEVNULL) for _ in range(2)]
+    outputs = [r.communicate(timeout=60) for r in reapers]
+    assert [r.returncode for r in reapers] == [0, 0], outputs
+    assert sum(out.count(f"reverted {fault_id}") for out, _ in outputs) == 1, outputs
+    assert _filter_gone(kube, fault_id)
+    (ended,) = get_target(kube.configuration()).fault_history(owner)
+    assert ended["ended"] == "expired"
+    again = subprocess.run([*reap, "--keep-history", "0"], capture_output=True, text=True, timeout=60)
+    assert again.returncode == 0 and f"deleted ended lease chaosmesh-qa-lease-{fault_id}" in again.stdout
+    assert get_target(kube.configuration()).fault_history(owner) == []
+
+
+def test_plan_prints_the_objects_and_changes_nothing(kube: KubeSandbox) -> None:
+    since = len(kube.call_log())
+    result = subprocess.run([*CLI, "plan", str(ROOT / "experiments" / "latency-circuit-breaker.json"),
+                             "--kubeconfig", str(kube.kubeconfig)], capture_output=True, text=True, timeout=60,
+                            cwd=ROOT, stdin=subprocess.DEVNULL)
+    assert result.returncode == 0, result.stderr
+    assert "kind: EnvoyFilter" in result.stdout and "fixed_delay: 3.000s" in result.stdout
+    assert "URI=spiffe://cluster.local/ns/default/sa/" in result.stdout, "an edge fault names the caller"
+    assert "kind: ConfigMap" in result.stdout, "the lease is part of the plan"
+    assert not [c for c in kube.call_log(since) if c["verb"] in WRITES]
+
+
+def test_dry_run_configuration_returns_the_plan_and_changes_nothing(kube: KubeSandbox) -> None:
+    since = len(kube.call_log())
+    record = actions.partition("frontend", "catalog", 10, direction="to", mode="drop", count=1,
+                               configuration=kube.configuration(chaosmesh_qa_dry_run=True))
+    assert record["dry_run"] is True
+    planned = [(p["verb"], p["kind"]) for p in record["planned"]]
+    assert planned == [("create", "ConfigMap"), ("patch", "Pod"), ("create", "NetworkPolicy"),
+                       ("update", "ConfigMap")]
+    assert not [c for c in kube.call_log(since) if c["verb"] in WRITES]
+    assert get_target(kube.configuration()).active_faults() == []
