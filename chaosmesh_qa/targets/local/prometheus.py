@@ -45,6 +45,7 @@ def find_prometheus() -> str:
 def write_config(path: Path, targets: list[ScrapeTarget]) -> None:
     config = {
         "global": {"scrape_interval": "1s", "scrape_timeout": "1s", "evaluation_interval": "1s"},
+        "rule_files": [str(path.parent / "rules" / "*.yml")],  # e.g. the Istio metric names (up --kube-api)
         "scrape_configs": [{
             "job_name": "envoy",
             "metrics_path": "/stats/prometheus",

@@ -33,6 +33,7 @@ from chaosmesh_qa.targets.local.controlplane import ControlPlane, PodPorts, PodS
 from chaosmesh_qa.targets.local.envoy.clusters import Endpoint
 from chaosmesh_qa.targets.local.envoy.common import INGRESS
 from chaosmesh_qa.targets.local.faults import DEFAULT_MAX_TTL_S, FaultManager
+from chaosmesh_qa.targets.local.kubeapi import istio_metrics
 from chaosmesh_qa.targets.local.kubeapi.server import KubeApi
 from chaosmesh_qa.targets.local.pki import MeshPKI
 from chaosmesh_qa.targets.local.pods import SERVING_STATES, Pod, app_command
@@ -243,6 +244,9 @@ class Supervisor:
         binary = prometheus.find_prometheus()
         self.prometheus_port = self.ports.allocate()
         self.paths.prometheus.mkdir(parents=True, exist_ok=True)
+        if self.kube_api_forbid is not None:
+            assert self.model is not None
+            istio_metrics.write_rules(self.model, self.paths.prometheus / "rules" / "istio.yml")
         prometheus.write_config(self.paths.prometheus_config, [_scrape_target(s) for s in specs])
         self.prometheus = await processes.spawn(
             prometheus.command(binary, self.paths.prometheus_config, self.paths.prometheus / "data",

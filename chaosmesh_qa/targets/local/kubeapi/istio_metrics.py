@@ -1,0 +1,129 @@
+"""Prometheus recording rules that give the sandbox Istio's standard metric names, from the Envoy stats.
+
+The supervisor calls ``write_rules`` before it starts Prometheus when ``up --kube-api`` is on (the
+Prometheus config loads ``<prometheus dir>/rules/*.yml``), so that the Istio dialect of the SLI
+catalog (``chaosmesh_qa/sli/istio.yaml``) answers in the sandbox as it would on a cluster.  The rules
+are generated from the mesh model, one per (caller workload, callee cluster) and per callee workload:
+
+* ``istio_requests_total`` and ``istio_request_duration_milliseconds_{bucket,sum,count}`` with
+  ``reporter="source"`` from each caller sidecar's outbound cluster stats (exact response codes of the
+  final attempt, as the caller saw them), and ``reporter="destination"`` from each callee sidecar's
+  inbound stats: requests its app answered (exact codes, response_flags "-") plus requests the
+  sidecar answered itself (RBAC denials: 403 / "RBAC"; injected aborts: response_code "5xx" / "FI",
+  the Envoy stats keep only the class).  Each reporter counts a request once; summing both counts it
+  twice, exactly as in Istio.
+* ``envoy_cluster_*`` retry / overflow / outlier / membership series again, with Istio's
+  ``cluster_name="outbound|<port>|<subset>|<svc>.<ns>.svc.cluster.local"`` instead of
+  ``envoy_cluster_name`` (what Istio exports when ``proxyStatsMatcher`` includes them).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from chaosmesh_qa.mesh.model import MeshModel
+from chaosmesh_qa.targets.local.envoy.common import INGRESS
+
+GATEWAY = "istio-ingressgateway"
+SCRAPE_LABELS = "instance, job, role, service, version"
+CLUSTER_STATS = ("envoy_cluster_upstream_rq_retry", "envoy_cluster_upstream_cx_overflow",
+                 "envoy_cluster_upstream_rq_pending_overflow", "envoy_cluster_outlier_detection_ejections_active",
+                 "envoy_cluster_outlier_detection_ejections_enforced_total", "envoy_cluster_membership_healthy",
+                 "envoy_cluster_membership_total")
+HISTOGRAM_PARTS = ("bucket", "sum", "count")
+
+
+def _sel(**labels: str) -> str:
+    return "{" + ",".join(f'{k}="{v}"' for k, v in labels.items()) + "}"
+
+
+def _source_labels(model: MeshModel, caller: str, version: str | None) -> dict[str, str]:
+    if caller == INGRESS:
+        return {"source_workload": GATEWAY, "source_workload_namespace": "istio-system", "source_app": GATEWAY,
+                "source_canonical_service": GATEWAY, "source_version": "unknown",
+                "source_principal": f"spiffe://cluster.local/ns/istio-system/sa/{GATEWAY}-service-account"}
+    svc = model.services[caller]
+    return {"source_workload": f"{caller}-{version}", "source_workload_namespace": svc.namespace,
+            "source_app": caller, "source_canonical_service": caller, "source_version": str(version),
+            "source_principal": svc.spiffe_id}
+
+
+def _destination_labels(model: MeshModel, service: str, version: str) -> dict[str, str]:
+    svc = model.services[service]
+    return {"destination_service_name": service, "destination_service_namespace": svc.namespace,
+            "destination_service": f"{service}.{svc.namespace}.svc.cluster.local",
+            "destination_workload": f"{service}-{version}" if version != "unknown" else "unknown",
+            "destination_workload_namespace": svc.namespace, "destination_app": service,
+            "destination_canonical_service": service, "destination_version": version,
+            "destination_principal": svc.spiffe_id}
+
+
+def _callers(model: MeshModel) -> list[tuple[str, str | None]]:
+    found: list[tuple[str, str | None]] = [(INGRESS, None)]
+    return found + [(s.name, v.name) for s in model.services.values() for v in s.versions if model.callees(s.name)]
+
+
+def _clusters(model: MeshModel, callee: str) -> list[tuple[str, str, str]]:
+    """(envoy cluster, subset or "", destination version or "unknown") of every caller-side cluster of callee."""
+    found = [(callee, "", "unknown")]
+    for subset in model.subsets.get(callee, {}).values():
+        found.append((f"{callee}_{subset.name}", subset.name, subset.labels.get("version", "unknown")))
+    return found
+
+
+def rules(model: MeshModel) -> dict[str, Any]:
+    recorded: list[dict[str, Any]] = []
+    for caller, version in _callers(model):
+        scrape = {"service": caller, **({"version": version} if version else {})}
+        callees = [model.ingress_service] if caller == INGRESS else model.callees(caller)
+        for callee in callees:
+            for cluster, subset, dest_version in _clusters(model, callee):
+                labels = {"reporter": "source", **_source_labels(model, caller, version),
+                          **_destination_labels(model, callee, dest_version), "response_flags": "-"}
+                selector = _sel(**scrape, envoy_cluster_name=cluster)
+                recorded.append({"record": "istio_requests_total", "labels": labels, "expr": (
+                    f"sum without ({SCRAPE_LABELS}, envoy_cluster_name, envoy_response_code) (label_replace("
+                    f'envoy_cluster_upstream_rq{selector}, "response_code", "$1", "envoy_response_code", "(.*)"))')})
+                for part in HISTOGRAM_PARTS:
+                    recorded.append({"record": f"istio_request_duration_milliseconds_{part}", "labels": labels,
+                                     "expr": f"sum without ({SCRAPE_LABELS}, envoy_cluster_name) "
+                                             f"(envoy_cluster_upstream_rq_time_{part}{selector})"})
+                svc = model.services[callee]
+                istio_cluster = f"outbound|{svc.port}|{subset}|{callee}.{svc.namespace}.svc.cluster.local"
+                for stat in CLUSTER_STATS:
+                    recorded.append({"record": stat, "labels": {"cluster_name": istio_cluster},
+                                     "expr": f"sum without (envoy_cluster_name) ({stat}{selector})"})
+    for svc in model.services.values():
+        for v in svc.versions:
+            scrape = {"service": svc.name, "version": v.name}
+            labels = {"reporter": "destination", "source_workload": "unknown", "source_app": "unknown",
+                      "source_canonical_service": "unknown", **_destination_labels(model, svc.name, v.name)}
+            app = _sel(**scrape, envoy_cluster_name="local_app")
+            inbound = _sel(**scrape, envoy_http_conn_manager_prefix="inbound")
+            recorded.append({"record": "istio_requests_total", "labels": {**labels, "response_flags": "-"},
+                             "expr": (
+                f"sum without ({SCRAPE_LABELS}, envoy_cluster_name, envoy_response_code) (label_replace("
+                f'envoy_cluster_upstream_rq{app}, "response_code", "$1", "envoy_response_code", "(.*)"))')})
+            for klass, code, flags in (("4", "403", "RBAC"), ("5", "5xx", "FI")):
+                of_class = f'envoy_response_code_class="{klass}"}}'
+                answered = f"sum by (pod) (envoy_http_downstream_rq_xx{inbound[:-1]},{of_class})"
+                by_app = f"sum by (pod) (envoy_cluster_upstream_rq_xx{app[:-1]},{of_class})"
+                recorded.append({"record": "istio_requests_total",
+                                 "labels": {**labels, "response_code": code, "response_flags": flags},
+                                 "expr": f"clamp_min({answered} - ({by_app} or {answered} * 0), 0)"})
+            for part in HISTOGRAM_PARTS:
+                recorded.append({"record": f"istio_request_duration_milliseconds_{part}", "labels": labels,
+                                 "expr": f"sum without ({SCRAPE_LABELS}, envoy_http_conn_manager_prefix) "
+                                         f"(envoy_http_downstream_rq_time_{part}{inbound})"})
+    return {"groups": [{"name": "chaosmesh-qa-istio-standard-metrics", "interval": "1s", "rules": recorded}]}
+
+
+def write_rules(model: MeshModel, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(yaml.safe_dump(rules(model), sort_keys=False, width=1000))
+    os.replace(tmp, path)
