@@ -12,6 +12,7 @@ import pytest
 from chaosmesh_qa import actions
 from chaosmesh_qa.errors import ChaosMeshQAError, FaultRejected, InvalidArgument
 from chaosmesh_qa.targets import get_target
+from chaosmesh_qa.targets.kubernetes.reaper import stop_local_reapers
 from chaosmesh_qa.targets.local.target import LocalTarget
 from tests.conftest import run_cli
 from tests.targets.kubernetes.conftest import KubeSandbox, start
@@ -26,6 +27,7 @@ def forbidden(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KubeSandbox]
     try:
         yield box
     finally:
+        stop_local_reapers()
         box.down()
 
 

@@ -47,7 +47,7 @@ def _filter_gone(kube: KubeSandbox, fault_id: str) -> bool:
 
 
 def _reapers_of(owner: str) -> list[str]:
-    ps = subprocess.run(["ps", "-eo", "pid,args"], capture_output=True, text=True, check=True).stdout
+    ps = subprocess.run(["ps", "-ww", "-eo", "pid,args"], capture_output=True, text=True, check=True).stdout
     return [line for line in ps.splitlines() if " reap " in line and owner in line]
 
 
@@ -56,9 +56,11 @@ def test_a_sigkilled_run_leaves_nothing_behind_longer_than_ttl_plus_interval(kub
                                                                              repetition: int) -> None:
     owner = f"sigkill-test:{os.getpid()}:{repetition}"
     process, fault_id = _inject(kube, 3.0, owner, wait=True)
-    (record,) = get_target(kube.configuration()).fault_history(owner)
-    os.killpg(process.pid, signal.SIGKILL)  # the run and its process group; its reaper has its own session
-    process.wait(10)
+    try:
+        (record,) = get_target(kube.configuration()).fault_history(owner)
+    finally:
+        os.killpg(process.pid, signal.SIGKILL)  # the run and its process group; its reaper has its own session
+        process.wait(10)
     deadline = record["expires_at"] + LOCAL_INTERVAL_S + 2.0  # TTL + interval, plus the API round trips
     while not _filter_gone(kube, fault_id) and time.time() < deadline:
         time.sleep(0.2)
