@@ -11,7 +11,7 @@ gateway).  A window that holds no request has no ratio or quantile: those probes
 import time
 from typing import Any
 
-from chaosmesh_qa.errors import InvalidArgument
+from chaosmesh_qa.errors import InvalidArgument, MeasurementFailed
 from chaosmesh_qa.probes.context import MeasureContext, window
 
 __all__ = ["circuit_breaker_overflows", "error_ratio", "healthy_endpoints", "latency_quantile",
@@ -22,6 +22,10 @@ POLICY_SLIS = {"outlier_ejection": ("outlier_ejections", False), "circuit_breake
                "retries": ("retries", True)}
 
 Configuration = dict[str, Any]
+PROXY_STATS_HINT = ("Istio's sidecars export them only when meshConfig.defaultConfig.proxyStatsMatcher "
+                    "(or the proxy.istio.io/config annotation) includes them, e.g. inclusionRegexps "
+                    "['.*outlier_detection.*', '.*upstream_rq_retry.*', '.*upstream_rq_pending_overflow.*', "
+                    "'.*membership_.*']")
 
 
 def error_ratio(service: str, window_s: float = 10, source: str | None = None,
@@ -103,7 +107,11 @@ def policy_engaged(policy: str, service: str, minimum: int = 1,
 def _count(ctx: MeasureContext, policy: str, service: str, span: str) -> int:
     """How many times ``policy`` acted toward ``service`` over ``span`` (rate SLIs times the span's seconds)."""
     sli, per_second = POLICY_SLIS[policy]
-    value = ctx.query(sli, service=service, window=span) or 0
+    value = ctx.query(sli, service=service, window=span)
+    if value is None and ctx.target.metrics_dialect == "istio":  # no such Envoy stat at all, not "none counted"
+        raise MeasurementFailed(f"{policy} on {service!r}: the cluster's Prometheus has no envoy_cluster_* stats "
+                                f"toward it; {PROXY_STATS_HINT}")
+    value = value or 0
     return round(value * _seconds(span) if per_second else value)
 
 

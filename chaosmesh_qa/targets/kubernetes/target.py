@@ -86,13 +86,15 @@ class KubernetesTarget:
         workload = found.service(service)
         victims = found.pick(workload, count, percent, version)
         names = [p["metadata"]["name"] for p in victims]
+        existing = {p["metadata"]["name"] for p in self.cluster.list_pods(workload.namespace,
+                                                                           workload.label_selector(version))}
         changes = [self._delete_pod(workload.namespace, n) for n in names]
         record = self._transaction("pod-kill", {"service": service, "version": version},
                                    {"service": service, "count": count, "percent": percent, "version": version,
                                     "restart_after_s": restart_after_s}, owner, restart_after_s, workload.namespace,
                                    changes, lambda: {"killed_pods": names, "grace_period_s": 0})
         if not self.cluster.dry_run:
-            replacements = self._replacements(workload, version, names, len(names))
+            replacements = self._replacements(workload, version, existing, len(names))
             record["changes"].update(replacement_pods=replacements,
                                      replacement_ready=len(replacements) >= len(names))
             self._save(record)
@@ -264,10 +266,8 @@ class KubernetesTarget:
         self._lease = leases.update_record(self.cluster, self._lease, {k: v for k, v in record.items()
                                                                          if k != "remaining_s"})
 
-    def _replacements(self, workload: Workload, version: str | None, killed: list[str], wanted: int) -> list[str]:
-        """Pods that were not there before and are ready: the ReplicaSet's answer to the kill (bounded wait)."""
-        before = set(killed) | {p["metadata"]["name"] for p in self.cluster.list_pods(
-            workload.namespace, workload.label_selector(version))}
+    def _replacements(self, workload: Workload, version: str | None, before: set[str], wanted: int) -> list[str]:
+        """Pods that were not there before the kill and are ready: the ReplicaSet's answer (bounded wait)."""
         ready: set[str] = set()
         deadline = time.monotonic() + REPLACEMENT_TIMEOUT_S
         while len(ready) < wanted and time.monotonic() < deadline:
