@@ -1,0 +1,71 @@
+"""The shipped RBAC (deploy/kubernetes/rbac.yaml) against the API calls the emulation logged: exact, both ways.
+
+The runner role must grant every call a run makes (every fault kind, heal, describe, bad input) and nothing
+it does not make; the reaper role the same for `chaosmesh-qa reap`.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from chaosmesh_qa import actions
+from chaosmesh_qa.errors import FaultRejected
+from chaosmesh_qa.targets import get_target
+from tests.conftest import CLI
+from tests.targets.kubernetes.conftest import KubeSandbox
+
+RBAC = Path(__file__).resolve().parents[3] / "deploy" / "kubernetes" / "rbac.yaml"
+Grant = tuple[str, str, str]  # (api group, resource, verb)
+
+
+def granted(role: str) -> set[Grant]:
+    (doc,) = [d for d in yaml.safe_load_all(RBAC.read_text()) if d["metadata"]["name"] == role]
+    return {(group, resource, verb) for rule in doc["rules"] for group in rule["apiGroups"]
+            for resource in rule["resources"] for verb in rule["verbs"]}
+
+
+def used(calls: list[dict[str, Any]]) -> set[Grant]:
+    return {(c["group"] or "", c["resource"], c["verb"]) for c in calls if c.get("resource")}
+
+
+def test_runner_role_is_exactly_what_a_run_uses(kube: KubeSandbox, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CHAOSMESH_QA_LOCAL_REAPER", "0")  # the reaper's calls are checked on their own below
+    cfg = kube.configuration()
+    since = len(kube.call_log())
+    get_target(cfg).describe()
+    actions.kill_pods("reviews", version="v2", restart_after_s=1, configuration=cfg)
+    actions.inject_abort("reviews", 503, 10, 30, source="frontend", configuration=cfg)
+    actions.partition("frontend", "catalog", 30, direction="to", mode="drop", count=1, configuration=cfg)
+    actions.partition("catalog", "inventory", 30, direction="both", mode="reject", configuration=cfg)
+    with pytest.raises(FaultRejected):
+        actions.inject_latency("nope", 100, 10, configuration=cfg)  # looks the namespace up
+    actions.heal(configuration=cfg)
+    calls = kube.call_log(since)
+    assert used(calls) <= granted("chaosmesh-qa-runner"), used(calls) - granted("chaosmesh-qa-runner")
+    # everything granted is used by a run or by the reaper-free paths above; `configmaps delete` is the
+    # rollback of a failed fault (tests/targets/kubernetes/test_bad_input.py) and the reaper's history trim
+    unused = granted("chaosmesh-qa-runner") - used(calls) - {("", "configmaps", "delete")}
+    assert not unused, f"granted but never used: {sorted(unused)}"
+
+
+def test_reaper_role_is_exactly_what_reap_uses(kube: KubeSandbox, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CHAOSMESH_QA_LOCAL_REAPER", "0")  # only the `reap` command below reverts these
+    cfg = kube.configuration()
+    actions.inject_latency("reviews", 100, 0.5, source="frontend", configuration=cfg)
+    actions.partition("frontend", "reviews", 0.5, direction="to", mode="reject", count=1, configuration=cfg)
+    actions.partition("frontend", "catalog", 0.5, direction="to", mode="drop", configuration=cfg)
+    time.sleep(0.6)
+    since = len(kube.call_log())
+    for extra in ((), ("--keep-history", "0")):
+        result = subprocess.run([*CLI, "reap", "--kubeconfig", str(kube.kubeconfig), *extra], capture_output=True,
+                                text=True, timeout=60, stdin=subprocess.DEVNULL)
+        assert result.returncode == 0, result.stderr
+    calls = kube.call_log(since)
+    assert used(calls) == granted("chaosmesh-qa-reaper"), (used(calls) ^ granted("chaosmesh-qa-reaper"))
+    assert get_target(cfg).active_faults() == []
