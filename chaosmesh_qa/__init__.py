@@ -15,7 +15,7 @@ def discover(discover_system: bool = True) -> dict[str, Any]:
 
     discovery: dict[str, Any] = initialize_discovery_result("chaosmesh-qa", __version__, "service-mesh")
     activities = [*discover_actions("chaosmesh_qa.actions"), *discover_actions("chaosmesh_qa.traffic.actions"),
-                  *(probe for module in ("prometheus", "recovery", "client")
+                  *(probe for module in ("prometheus", "recovery", "client", "routing", "mtls")
                     for probe in discover_probes(f"chaosmesh_qa.probes.{module}"))]
     for activity in activities:
         _name_optional_types(activity)

@@ -1,20 +1,27 @@
 """Chaos Toolkit actions: faults for the mesh, each a lease that expires on its own.
 
 Referenced from experiments as ``{"type": "python", "module": "chaosmesh_qa.actions",
-"func": ...}``.  Each function validates its arguments (one-line ``InvalidArgument``
-naming the argument; nothing is injected), calls the experiment's ``MeshTarget``, and
-returns the target's JSON record: fault id, kind, target, parameters, started_at,
-expires_at, and what actually changed (``changes.confirmed``: seen at the data plane).
+"func": ...}``.  Each function checks its arguments first (``chaosmesh_qa.checks``: one-line
+``InvalidArgument`` naming the argument, before the target is contacted, so nothing is
+injected), calls the experiment's ``MeshTarget``, and returns the target's JSON record: fault
+id, kind, target, parameters, started_at, expires_at, and what actually changed
+(``changes.confirmed``: seen at the data plane).  Names must be well-formed here (DNS-1123
+labels); whether a well-formed name exists is the target's answer (``FaultRejected``).
 """
 
 from typing import Any
 
+from chaosmesh_qa import checks
 from chaosmesh_qa.errors import InvalidArgument
 from chaosmesh_qa.targets import get_target, run_owner
 
 __all__ = ["fail_pods", "heal", "inject_abort", "inject_latency", "kill_app", "kill_pods", "partition"]
 
 Configuration = dict[str, Any]
+MAX_COUNT = 1000
+MAX_DELAY_MS = 600_000
+DIRECTIONS = ("both", "to", "from")
+MODES = ("drop", "reject")
 
 
 def kill_pods(service: str, count: int | None = None, percent: float | None = None, version: str | None = None,
@@ -25,48 +32,48 @@ def kill_pods(service: str, count: int | None = None, percent: float | None = No
     ``version``; replacements with new pod names start after ``restart_after_s``
     (or at ``heal``), and callers' endpoints follow.
     """
+    service, version = checks.name("service", service), checks.optional_name("version", version)
     count, percent = _selection(count, percent)
-    _positive("restart_after_s", restart_after_s)
-    return get_target(configuration).kill_pods(_name("service", service), count, percent, _opt_name("version", version),
-                                               float(restart_after_s), run_owner())
+    restart = checks.seconds("restart_after_s", restart_after_s)
+    return get_target(configuration).kill_pods(service, count, percent, version, restart, run_owner())
 
 
 def fail_pods(service: str, duration_s: float, count: int | None = None, percent: float | None = None,
               version: str | None = None, configuration: Configuration | None = None) -> dict[str, Any]:
     """Make pods of ``service`` unavailable for ``duration_s`` (pod failure); they come back under the same name."""
+    service, version = checks.name("service", service), checks.optional_name("version", version)
     count, percent = _selection(count, percent)
-    _positive("duration_s", duration_s)
-    return get_target(configuration).fail_pods(_name("service", service), float(duration_s), count, percent,
-                                               _opt_name("version", version), run_owner())
+    duration = checks.seconds("duration_s", duration_s)
+    return get_target(configuration).fail_pods(service, duration, count, percent, version, run_owner())
 
 
 def kill_app(service: str, count: int | None = None, percent: float | None = None, version: str | None = None,
              restart_after_s: float = 5.0, configuration: Configuration | None = None) -> dict[str, Any]:
     """Kill the app container only (container kill): the sidecar stays and answers 503 until the app is back."""
+    service, version = checks.name("service", service), checks.optional_name("version", version)
     count, percent = _selection(count, percent)
-    _positive("restart_after_s", restart_after_s)
-    return get_target(configuration).kill_app(_name("service", service), count, percent, _opt_name("version", version),
-                                              float(restart_after_s), run_owner())
+    restart = checks.seconds("restart_after_s", restart_after_s)
+    return get_target(configuration).kill_app(service, count, percent, version, restart, run_owner())
 
 
 def inject_latency(service: str, delay_ms: int, duration_s: float, percent: int = 100, source: str | None = None,
                    configuration: Configuration | None = None) -> dict[str, Any]:
     """Delay ``percent`` % of the requests into ``service`` by ``delay_ms`` (only those from ``source``, if given)."""
-    _whole("delay_ms", delay_ms, 1, 600_000)
-    _whole("percent", percent, 1, 100)
-    _positive("duration_s", duration_s)
-    return get_target(configuration).inject_latency(_name("service", service), int(delay_ms), int(percent),
-                                                    _opt_name("source", source), float(duration_s), run_owner())
+    service, source = checks.name("service", service), checks.optional_name("source", source)
+    delay = checks.whole("delay_ms", delay_ms, 1, MAX_DELAY_MS)
+    share = checks.whole("percent", percent, 1, 100)
+    duration = checks.seconds("duration_s", duration_s)
+    return get_target(configuration).inject_latency(service, delay, share, source, duration, run_owner())
 
 
 def inject_abort(service: str, http_status: int, percent: int, duration_s: float, source: str | None = None,
                  configuration: Configuration | None = None) -> dict[str, Any]:
     """Answer ``percent`` % of the requests into ``service`` with ``http_status`` (only from ``source``, if given)."""
-    _whole("http_status", http_status, 200, 599)
-    _whole("percent", percent, 1, 100)
-    _positive("duration_s", duration_s)
-    return get_target(configuration).inject_abort(_name("service", service), int(http_status), int(percent),
-                                                  _opt_name("source", source), float(duration_s), run_owner())
+    service, source = checks.name("service", service), checks.optional_name("source", source)
+    status = checks.whole("http_status", http_status, 200, 599)
+    share = checks.whole("percent", percent, 1, 100)
+    duration = checks.seconds("duration_s", duration_s)
+    return get_target(configuration).inject_abort(service, status, share, source, duration, run_owner())
 
 
 def partition(a: str, b: str, duration_s: float, direction: str = "both", mode: str = "drop",
@@ -79,63 +86,37 @@ def partition(a: str, b: str, duration_s: float, direction: str = "both", mode: 
     ``percent`` or ``version`` (direction ``to`` only) ``a`` loses only those pods of ``b``,
     like a partition of one replica set or zone: the rest is there to fail over to.
     """
-    if direction not in ("both", "to", "from"):
-        raise InvalidArgument(f"direction: {direction!r} is not one of both, to, from")
-    if mode not in ("drop", "reject"):
-        raise InvalidArgument(f"mode: {mode!r} is not one of drop, reject")
-    if _name("a", a) == _name("b", b):
+    a, b = checks.name("a", a), checks.name("b", b)
+    if a == b:
         raise InvalidArgument(f"b: cannot partition {a!r} from itself")
-    _positive("duration_s", duration_s)
-    if count is not None or percent is not None:
+    direction = checks.choice("direction", direction, DIRECTIONS)
+    mode = checks.choice("mode", mode, MODES)
+    duration = checks.seconds("duration_s", duration_s)
+    version = checks.optional_name("version", version)
+    some = count is not None or percent is not None
+    if some:
         count, percent = _selection(count, percent)
-    return get_target(configuration).partition(a, b, direction, mode, float(duration_s),  # type: ignore[arg-type]
-                                               run_owner(), count, percent, _opt_name("version", version))
+    if (some or version is not None) and direction != "to":
+        checks.fail("direction", "'to' when count/percent/version choose some of b's pods", direction)
+    return get_target(configuration).partition(a, b, direction, mode, duration,  # type: ignore[arg-type]
+                                               run_owner(), count, percent, version)
 
 
 def heal(fault_id: str | None = None, configuration: Configuration | None = None) -> dict[str, Any]:
     """Remove one fault, or (no id) every fault this experiment run injected; idempotent."""
-    owner = None if fault_id else run_owner()
-    healed = get_target(configuration).heal(_opt_name("fault_id", fault_id), owner)
+    fault = None if fault_id is None else checks.identifier("fault_id", fault_id, "a fault id")
+    owner = None if fault else run_owner()
+    healed = get_target(configuration).heal(fault, owner)
     return {"healed": healed, "count": len(healed)}
 
 
 # --------------------------------------------------------------------------- validation
 
 
-def _name(argument: str, value: Any) -> str:
-    if not isinstance(value, str) or not value.strip():
-        raise InvalidArgument(f"{argument}: expected a non-empty name, got {value!r}")
-    return value
-
-
-def _opt_name(argument: str, value: Any) -> str | None:
-    return None if value is None else _name(argument, value)
-
-
-def _number(argument: str, value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise InvalidArgument(f"{argument}: expected a number, got {value!r}")
-    return float(value)
-
-
-def _positive(argument: str, value: Any) -> None:
-    if _number(argument, value) <= 0:
-        raise InvalidArgument(f"{argument}: must be > 0, got {value!r}")
-
-
-def _whole(argument: str, value: Any, low: int, high: int) -> None:
-    number = _number(argument, value)
-    if number != int(number) or not low <= number <= high:
-        raise InvalidArgument(f"{argument}: expected a whole number in [{low}, {high}], got {value!r}")
-
-
 def _selection(count: Any, percent: Any) -> tuple[int | None, float | None]:
+    """``count`` (default 1) or ``percent`` of the pods, never both."""
     if count is not None and percent is not None:
         raise InvalidArgument("count/percent: give one of them, not both")
     if percent is not None:
-        if not 0 < _number("percent", percent) <= 100:
-            raise InvalidArgument(f"percent: {percent!r} is outside (0, 100]")
-        return None, float(percent)
-    count = 1 if count is None else count
-    _whole("count", count, 1, 1000)
-    return int(count), None
+        return None, checks.number("percent", percent, 0, 100, low_open=True)
+    return checks.whole("count", 1 if count is None else count, 1, MAX_COUNT), None

@@ -1,7 +1,15 @@
 """The ``chaosmesh-qa`` command: run and inspect the embedded sandbox.
 
-``up`` / ``status`` / ``heal`` / ``down`` / ``validate`` / ``verdict``.  Errors a user can cause print one
-line and exit 2, without a traceback; "no sandbox running" exits 1.
+``up`` / ``status`` / ``heal`` / ``down`` / ``validate`` / ``verdict``.  Every argument is checked
+before anything starts (paths the OS can take, finite numbers in range, well-formed fault ids).
+Exit codes, for every command:
+
+* 0 — done (``verdict``: the experiment passed);
+* 1 — ``verdict``: the experiment did not pass; ``status``: no sandbox running;
+* 2 — any error a user can cause: bad usage or option value (click), a ``ChaosMeshQAError`` (bad mesh,
+  bad argument, no sandbox to talk to, a fault rejected, ...) or an OS refusal (permission denied):
+  one line ``chaosmesh-qa: <reason>`` on stderr, never a traceback;
+* 130 — interrupted (Ctrl-C).
 """
 
 from __future__ import annotations
@@ -13,8 +21,11 @@ from typing import Any, NoReturn
 
 import click
 
-from chaosmesh_qa.errors import ChaosMeshQAError, TargetUnavailable
+from chaosmesh_qa import checks
+from chaosmesh_qa.errors import ChaosMeshQAError, TargetUnavailable, one_line
+from chaosmesh_qa.explain_command import explain_command
 from chaosmesh_qa.mesh import load_mesh
+from chaosmesh_qa.report.run import run as run_experiments
 from chaosmesh_qa.report.verdict import load_journal, summary
 from chaosmesh_qa.report.verdict import verdict as verdict_of
 from chaosmesh_qa.targets.local import sandbox
@@ -22,14 +33,41 @@ from chaosmesh_qa.targets.local.kubeapi import parse_forbid
 from chaosmesh_qa.targets.local.state import STATE_DIR_ENV, default_state_dir
 from chaosmesh_qa.targets.local.target import LocalTarget
 
-STATE_DIR = click.option("--state-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+
+class CheckedPath(click.Path):
+    """A ``click.Path`` the OS can take (``checks.file_path``: no NUL byte, within PATH_MAX / NAME_MAX)."""
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        try:
+            checks.file_path("path", value)
+        except ChaosMeshQAError as exc:
+            self.fail(str(exc).removeprefix("path: "), param, ctx)
+        return super().convert(value, param, ctx)
+
+
+class Seconds(click.ParamType):
+    """A finite number of seconds in ``[low, high]`` (click's FloatRange lets NaN through)."""
+
+    name = "seconds"
+
+    def __init__(self, low: float, high: float) -> None:
+        self.low, self.high = low, high
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        try:
+            return checks.number("seconds", float(value), self.low, self.high)
+        except (TypeError, ValueError, ChaosMeshQAError):
+            self.fail(f"expected a number in [{self.low:g}, {self.high:g}], got {checks.show(value)}", param, ctx)
+
+
+STATE_DIR = click.option("--state-dir", type=CheckedPath(file_okay=False, path_type=Path), default=None,
                          envvar=STATE_DIR_ENV, help="Sandbox state directory [default: ./.chaosmesh-qa].")
-MESH_DIR = click.option("--mesh", "mesh_dir", type=click.Path(path_type=Path), default=None,
+MESH_DIR = click.option("--mesh", "mesh_dir", type=CheckedPath(path_type=Path), default=None,
                         envvar="CHAOSMESH_QA_MESH", help="Mesh definition directory [default: built-in demo mesh].")
 
 
 def _fail(message: str, code: int = 2) -> NoReturn:
-    click.echo(f"chaosmesh-qa: {message}", err=True)
+    click.echo("chaosmesh-qa: " + one_line(message), err=True)
     sys.exit(code)
 
 
@@ -53,11 +91,11 @@ def _forbid_rules(ctx: click.Context, param: click.Parameter, rules: tuple[str, 
 @cli.command()
 @MESH_DIR
 @STATE_DIR
-@click.option("--timeout", type=click.FloatRange(min=1), default=sandbox.START_TIMEOUT_S, show_default=True,
+@click.option("--timeout", type=Seconds(1, 3600), default=sandbox.START_TIMEOUT_S, show_default=True,
               help="Seconds to wait for the whole mesh to be ready.")
-@click.option("--max-fault-ttl", type=click.FloatRange(min=1), default=3600.0, show_default=True,
-              help="Longest lease (seconds) any fault may have in this sandbox.")
-@click.option("--endpoint-delay", type=click.FloatRange(min=0), default=1.0, show_default=True,
+@click.option("--max-fault-ttl", type=Seconds(1, checks.MAX_SECONDS), default=3600.0, show_default=True,
+              help="Longest lease (seconds) any fault may have in this sandbox (at most a week).")
+@click.option("--endpoint-delay", type=Seconds(0, 600), default=1.0, show_default=True,
               help="Seconds before callers stop routing to a dead pod (Kubernetes endpoint propagation).")
 @click.option("--wait-metrics", is_flag=True,
               help="Also wait until Prometheus has scraped every Envoy (about 5 s after it starts).")
@@ -139,8 +177,10 @@ def down(state_dir: Path | None) -> None:
 @click.option("--all", "heal_all", is_flag=True, help="Heal every active fault, whoever injected it.")
 def heal(state_dir: Path | None, fault_id: str | None, heal_all: bool) -> None:
     """Remove one fault (FAULT_ID) or every fault (--all) from the sandbox; idempotent."""
-    if bool(fault_id) == heal_all:
+    if (fault_id is not None) == heal_all:
         raise click.UsageError("give a FAULT_ID or --all")
+    if fault_id is not None:
+        checks.identifier("FAULT_ID", fault_id, "a fault id")
     target = LocalTarget(state_dir or default_state_dir())
     healed = target.heal(fault_id, None)
     for record in healed:
@@ -150,7 +190,7 @@ def heal(state_dir: Path | None, fault_id: str | None, heal_all: bool) -> None:
 
 
 @cli.command()
-@click.argument("journal", type=click.Path(path_type=Path), default=Path("journal.json"))
+@click.argument("journal", type=CheckedPath(path_type=Path), default=Path("journal.json"))
 def verdict(journal: Path) -> None:
     """Judge a `chaos run` journal: print a summary, exit 0 only when the experiment passed."""
     result = verdict_of(load_journal(journal), journal)
@@ -170,6 +210,9 @@ def validate(mesh_dir: Path | None) -> None:
                f"{sum(v.replicas for s in model.services.values() for v in s.versions)} pods")
 
 
+cli.add_command(run_experiments)  # chaosmesh-qa run: chaosmesh_qa/report/run.py
+cli.add_command(explain_command)  # chaosmesh-qa explain: chaosmesh_qa/explain_command.py
+
 from chaosmesh_qa.targets.kubernetes.commands import plan, reap  # noqa: E402  (the Kubernetes target's commands)
 
 cli.add_command(reap)
@@ -177,13 +220,17 @@ cli.add_command(plan)
 
 
 def main() -> None:
+    """The console script: exit codes as the module docstring says, one line on stderr for every error."""
     try:
         cli.main(standalone_mode=False)
-    except click.exceptions.UsageError as exc:
-        _fail(exc.format_message().replace("\n", " "))
     except click.exceptions.Abort:
         _fail("aborted", code=130)
     except click.exceptions.Exit as exc:
         sys.exit(exc.exit_code)
+    except click.exceptions.ClickException as exc:  # usage errors and bad option values
+        _fail(exc.format_message())
     except ChaosMeshQAError as exc:
         _fail(str(exc))
+    except OSError as exc:  # the OS refused (permission denied, read-only file system, ...)
+        where = f"{checks.show(str(exc.filename))}: " if exc.filename is not None else ""
+        _fail(f"{where}{exc.strerror or type(exc).__name__}")

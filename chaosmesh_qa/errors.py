@@ -1,16 +1,48 @@
-"""Semantic exceptions shared by every layer.
+"""Semantic exceptions shared by every layer: the one error hierarchy of chaosmesh-qa.
 
 Anything a user can cause (a bad mesh file, a bad argument, a fault that cannot be
 applied) is one of these, with a one-line message that names the file, resource,
-field or argument at fault.  The CLI turns them into exit code 2 without a traceback;
-Chaos Toolkit shows their message as the activity's failure.
+field or argument at fault.  The CLI (``chaosmesh_qa.cli``) turns them into one line on
+stderr and exit code 2 without a traceback; Chaos Toolkit shows their message as the
+activity's failure.  Raised everywhere in the package; argument checks come from
+``chaosmesh_qa.checks``.
+
+::
+
+    ChaosMeshQAError                 anything a user may see, one line
+    ├── InvalidMeshConfig            a mesh definition (Mesh kind, Istio resource) is invalid
+    ├── InvalidArgument              an action/probe/CLI argument or a traffic profile field is invalid
+    ├── TargetUnavailable            the mesh target cannot be reached or is not running
+    ├── SandboxStartError            the embedded sandbox failed to start
+    │   └── ProcessNotReady          a child process died or never became ready (targets.local.processes)
+    ├── FaultRejected                a fault cannot be applied (conflict, unknown target, unconfirmed)
+    ├── TrafficError                 Locust traffic could not start or never settled
+    └── MeasurementFailed            a probe could not measure: never a silent pass
+        └── TimelineError            the client traffic timeline is missing or has nothing to measure
+
+Messages are kept to one line: a line break in a message (a user's value quoted in it,
+say) is shown escaped.
 """
 
 from __future__ import annotations
 
+__all__ = ["ChaosMeshQAError", "FaultRejected", "InvalidArgument", "InvalidMeshConfig", "MeasurementFailed",
+           "ProcessNotReady", "SandboxStartError", "TargetUnavailable", "TimelineError", "TrafficError", "one_line"]
+
+
+def one_line(text: str) -> str:
+    """``text`` on one line: every line break ``str.splitlines`` sees (\\n, \\r, \\f, \\v, ...) shown as ``\\n``."""
+    lines = text.splitlines()
+    return text if "".join(lines) == text else "\\n".join(lines)
+
 
 class ChaosMeshQAError(Exception):
-    """Base class: an error with a message fit to show a user as-is."""
+    """Base class: an error with a one-line message fit to show a user as-is."""
+
+    def __init__(self, *args: object) -> None:
+        if len(args) == 1 and isinstance(args[0], str):
+            args = (one_line(args[0]),)
+        super().__init__(*args)
 
 
 class InvalidMeshConfig(ChaosMeshQAError):
@@ -27,7 +59,7 @@ class InvalidMeshConfig(ChaosMeshQAError):
 
 
 class InvalidArgument(ChaosMeshQAError):
-    """A CLI or activity argument is out of range or names something unknown."""
+    """A CLI or activity argument, or a traffic profile field, is malformed, out of range or unknown."""
 
 
 class TargetUnavailable(ChaosMeshQAError):
@@ -38,9 +70,21 @@ class SandboxStartError(ChaosMeshQAError):
     """The embedded sandbox failed to start (a process died or never became ready)."""
 
 
+class ProcessNotReady(SandboxStartError):
+    """A child process of the sandbox exited before it became ready, or was not ready in time."""
+
+
 class FaultRejected(ChaosMeshQAError):
     """A fault cannot be applied: conflicting, unknown target, or not confirmed at the data plane."""
 
 
+class TrafficError(ChaosMeshQAError):
+    """Traffic could not start, or did not reach the profile's rate in time."""
+
+
 class MeasurementFailed(ChaosMeshQAError):
     """A probe could not measure (Prometheus unreachable, no timeline): never a silent pass."""
+
+
+class TimelineError(MeasurementFailed):
+    """The traffic timeline cannot be measured: missing, empty, or no requests where some were expected."""

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import socket
 import ssl
 from pathlib import Path
 from typing import Any
 
 import aiohttp
+
+from chaosmesh_qa.targets.local.envoy import admin
 
 
 def hops(tree: dict[str, Any]) -> list[dict[str, Any]]:
@@ -71,8 +72,6 @@ def plaintext_get(port: int) -> bytes:
     return data
 
 
-def admin_json(admin_port: int, path: str) -> Any:
-    import urllib.request
-
-    with urllib.request.urlopen(f"http://127.0.0.1:{admin_port}{path}", timeout=5) as response:
-        return json.loads(response.read())
+def admin_json(admin_socket: str, path: str) -> Any:
+    """GET a JSON admin path of a sandbox Envoy, over its owner-only Unix socket (``pod["admin_socket"]``)."""
+    return admin.get_json(admin_socket, path)

@@ -8,7 +8,8 @@ Declare it at the top level of an experiment::
 It runs after the experiment (and again at clean-up), including after an interrupted
 run; it is a second line of defence behind ``heal`` rollbacks, and the sandbox's lease
 expiry is the third (it holds even when the ``chaos`` process is SIGKILLed).  It also
-copies the recovery timelines measured by ``recovered_within`` into the journal.
+copies the recovery timelines measured by ``recovered_within`` during this run into the
+journal; before the experiment it resets per-run state (``chaosmesh_qa.controls.start_of_run``).
 """
 
 from __future__ import annotations
@@ -16,10 +17,11 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from chaosmesh_qa.controls import end_of_run, start_of_run
 from chaosmesh_qa.errors import ChaosMeshQAError
 from chaosmesh_qa.targets import get_target, run_owner
 
-__all__ = ["after_experiment_control", "cleanup_control", "configure_control"]
+__all__ = ["after_experiment_control", "before_experiment_control", "cleanup_control", "configure_control"]
 
 log = logging.getLogger("chaostoolkit")
 _configuration: dict[str, Any] = {}
@@ -30,6 +32,10 @@ def configure_control(configuration: dict[str, Any] | None = None, **_: Any) -> 
     _healed_after_experiment.clear()
     _configuration.clear()
     _configuration.update(configuration or {})
+
+
+def before_experiment_control(context: dict[str, Any], **_: Any) -> None:
+    start_of_run()
 
 
 def after_experiment_control(context: dict[str, Any], state: dict[str, Any],
@@ -44,8 +50,11 @@ def after_experiment_control(context: dict[str, Any], state: dict[str, Any],
 
 
 def cleanup_control() -> None:
-    if not _healed_after_experiment:
-        _heal_run_faults(_configuration)
+    try:
+        if not _healed_after_experiment:
+            _heal_run_faults(_configuration)
+    finally:
+        end_of_run()
 
 
 def _heal_run_faults(configuration: dict[str, Any]) -> list[dict[str, Any]]:

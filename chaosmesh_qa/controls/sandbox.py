@@ -10,7 +10,8 @@ the local target starts a sandbox in the configured state directory
 (``chaosmesh_qa_state_dir``) with the configured mesh (``chaosmesh_qa_mesh``, a directory;
 default: the built-in demo mesh) unless one already runs there; a cluster target has nothing
 to start.  At clean-up, after every other control's ``after`` hook, it releases only what it
-started.  A mesh that cannot start interrupts the run (nothing is injected).
+started.  A mesh that cannot start interrupts the run (nothing is injected).  Like every
+chaosmesh-qa control it starts the run's per-run state (``chaosmesh_qa.controls.start_of_run``).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from typing import Any
 
 from chaoslib.exceptions import InterruptExecution
 
+from chaosmesh_qa.controls import end_of_run, start_of_run
 from chaosmesh_qa.errors import ChaosMeshQAError
 from chaosmesh_qa.targets import get_target
 from chaosmesh_qa.targets.base import MeshTarget
@@ -38,6 +40,7 @@ def configure_control(configuration: dict[str, Any] | None = None, **_: Any) -> 
 
 
 def before_experiment_control(context: Any, configuration: dict[str, Any] | None = None, **_: Any) -> None:
+    start_of_run()
     configuration = configuration or _configuration
     try:
         target = get_target(configuration)
@@ -49,7 +52,10 @@ def before_experiment_control(context: Any, configuration: dict[str, Any] | None
 
 
 def cleanup_control() -> None:
-    while _provisioned:
-        target = _provisioned.pop()
-        target.release()
-        log.info("chaosmesh-qa: stopped the %s target's mesh", target.kind)
+    try:
+        while _provisioned:
+            target = _provisioned.pop()
+            target.release()
+            log.info("chaosmesh-qa: stopped the %s target's mesh", target.kind)
+    finally:
+        end_of_run()

@@ -13,6 +13,7 @@ experiment, whatever happened (failure, SIGINT, SIGTERM), it stops Locust and ad
 ``chaosmesh_qa.traffic`` to the journal: the timeline path and a summary per phase (before the
 first fault of this run, during faults, after the last heal).  ``cleanup_control`` stops again
 (idempotent); a SIGKILLed ``chaos`` is covered by the Locust processes' own parent watchdog.
+Before the experiment it also starts the run's per-run state (``chaosmesh_qa.controls.start_of_run``).
 Optional control arguments: ``profile`` (mapping or file, overrides the configuration) and ``host``.
 """
 
@@ -24,6 +25,7 @@ from typing import Any
 
 from chaoslib.exceptions import InterruptExecution
 
+from chaosmesh_qa.controls import end_of_run, start_of_run
 from chaosmesh_qa.errors import ChaosMeshQAError
 from chaosmesh_qa.targets import get_target, run_owner
 from chaosmesh_qa.traffic import runner, timeline
@@ -45,6 +47,7 @@ def configure_control(configuration: dict[str, Any] | None = None, **_: Any) -> 
 def before_experiment_control(context: dict[str, Any], configuration: dict[str, Any] | None = None,
                               profile: dict[str, Any] | str | None = None, host: str | None = None,
                               **_: Any) -> None:
+    start_of_run()
     configuration = configuration if configuration is not None else _configuration
     try:
         prepared = prepare(profile, host, configuration)
@@ -67,8 +70,11 @@ def after_experiment_control(context: dict[str, Any], state: dict[str, Any],
 
 
 def cleanup_control() -> None:
-    if _started.get("timeline"):
-        runner.stop(timeline_path(_configuration))
+    try:
+        if _started.get("timeline"):
+            runner.stop(timeline_path(_configuration))
+    finally:
+        end_of_run()
 
 
 def stop_and_summarise(configuration: dict[str, Any]) -> dict[str, Any]:

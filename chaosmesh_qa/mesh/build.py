@@ -35,7 +35,7 @@ from chaosmesh_qa.mesh.model import (
     default_retries,
     selects,
 )
-from chaosmesh_qa.mesh.schema import parse_duration
+from chaosmesh_qa.mesh.values import parse_duration
 
 if TYPE_CHECKING:
     from chaosmesh_qa.mesh.loader import Document
@@ -309,10 +309,16 @@ def _string_match(spec: schema.StringMatch) -> StringMatch:
 def _retries(spec: schema.HTTPRetry | None) -> RetryPolicy:
     if spec is None:
         return default_retries()
+    policies = (spec.retry_on or ISTIO_DEFAULT_RETRY_ON).split(",")
+    codes = tuple(dict.fromkeys(int(p) for p in policies if p.isdigit()))
+    named = [p for p in dict.fromkeys(policies) if not p.isdigit()]
+    if codes and "retriable-status-codes" not in named:
+        named.append("retriable-status-codes")  # as Istio turns status codes into Envoy's retry policy
     return RetryPolicy(
         attempts=spec.attempts,
-        retry_on=spec.retry_on or ISTIO_DEFAULT_RETRY_ON,
+        retry_on=",".join(named),
         per_try_timeout_s=parse_duration(spec.per_try_timeout) if spec.per_try_timeout else None,
+        retriable_status_codes=codes,
     )
 
 

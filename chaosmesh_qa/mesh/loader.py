@@ -1,9 +1,11 @@
 """Read a mesh directory: every ``*.yaml``/``*.yml`` file, every YAML document in it.
 
-``load_mesh`` is the entry point used by the CLI and the sandbox: it parses the
-files, validates each document against ``schema`` by kind, and hands the documents
-to ``model.build_model`` for cross-checks and Istio defaults.  Every problem is
-reported as ``<file>[:line]: <Kind>/<name>: <field path>: <reason>``.
+``load_mesh`` is the entry point used by the CLI and the sandbox: it reads the files
+through ``yamlfiles`` (bounded, duplicate keys refused), validates each document against
+``schema`` by kind, and hands the documents to ``build.build_model`` for cross-checks and
+Istio defaults.  Every problem is reported on one line as
+``<file>[:line]: <Kind>/<name>: <field path>: <reason>``; nothing but ``InvalidMeshConfig``
+ever leaves ``load_mesh``.
 """
 
 from __future__ import annotations
@@ -16,9 +18,11 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from chaosmesh_qa.errors import InvalidMeshConfig
-from chaosmesh_qa.mesh import schema
+from chaosmesh_qa.mesh import schema, yamlfiles
 from chaosmesh_qa.mesh.build import build_model
 from chaosmesh_qa.mesh.model import MeshModel
+from chaosmesh_qa.mesh.values import join_path, show
+from chaosmesh_qa.mesh.yamlfiles import FileProblem, mesh_files
 
 
 @dataclass(frozen=True)
@@ -46,21 +50,21 @@ class LoadedMesh:
 def load_mesh(directory: str | Path) -> LoadedMesh:
     """Load, validate and resolve the mesh definition in ``directory``.
 
-    Raises ``InvalidMeshConfig`` listing every problem; unsupported fields become
-    warnings in the result instead.
+    Raises ``InvalidMeshConfig`` listing every problem (and nothing else, whatever the input);
+    unsupported fields become warnings in the result instead.
     """
     root = Path(directory)
-    if not root.is_dir():
-        raise InvalidMeshConfig([f"{root}: mesh directory does not exist"])
-    files = sorted(p for p in root.iterdir() if p.suffix in (".yaml", ".yml") and p.is_file())
-    if not files:
+    try:
+        files, problems = mesh_files(root)
+    except FileProblem as exc:
+        raise InvalidMeshConfig(_single_lines([str(exc)])) from None
+    if not files and not problems:
         raise InvalidMeshConfig([f"{root}: no *.yaml files in mesh directory"])
-    problems: list[str] = []
     warnings: list[str] = []
     documents: list[Document] = []
     for path in files:
-        for index, raw in _documents(path, problems):
-            doc = _validate(path, index, raw, problems, warnings)
+        for parsed in _documents(path, problems):
+            doc = _validate(path, parsed, problems, warnings)
             if doc is not None:
                 documents.append(doc)
     if problems:
@@ -73,27 +77,30 @@ def load_mesh(directory: str | Path) -> LoadedMesh:
 
 def _single_lines(messages: list[str]) -> list[str]:
     """Each message on one line, even if a name or key taken from the input holds a line break."""
-    return [" ".join(part.strip() for part in m.splitlines()) if len(m.splitlines()) > 1 else m
-            for m in messages]
+    return [_printable(" ".join(m.split())) for m in messages]
 
 
-def _documents(path: Path, problems: list[str]) -> list[tuple[int, Any]]:
+def _printable(text: str) -> str:
+    return "".join(c if c.isprintable() else f"\\x{ord(c):02x}" if ord(c) < 256 else f"\\u{ord(c):04x}"
+                   for c in text)
+
+
+def _documents(path: Path, problems: list[str]) -> list[yamlfiles.Document]:
     text = ""
     try:
-        text = path.read_text(encoding="utf-8")
-        loaded = list(yaml.safe_load_all(text))
+        text = yamlfiles.read_text(path)
+        return yamlfiles.read_documents(text)
+    except FileProblem as exc:
+        problems.append(str(exc))
     except yaml.MarkedYAMLError as exc:
         problems.append(_syntax_error(path, exc))
-        return []
     except yaml.reader.ReaderError as exc:  # a character YAML does not allow; str() spans two lines
         line = text.count("\n", 0, exc.position) + 1
         problems.append(f"{path}:{line}: YAML syntax error: "
                         f"unacceptable character #x{exc.character:04x}: {exc.reason}")
-        return []
-    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
-        problems.append(f"{path}: cannot read: {_one_line(str(exc))}")
-        return []
-    return [(i, doc) for i, doc in enumerate(loaded) if doc is not None]
+    except (yaml.YAMLError, ValueError, RecursionError, MemoryError) as exc:
+        problems.append(f"{path}: cannot read YAML: {_one_line(str(exc))[:200]}")
+    return []
 
 
 def _syntax_error(path: Path, exc: yaml.MarkedYAMLError) -> str:
@@ -113,16 +120,27 @@ def _one_line(text: str) -> str:
 
 
 def _validate(
-    path: Path, index: int, raw: Any, problems: list[str], warnings: list[str]
+    path: Path, parsed: yamlfiles.Document, problems: list[str], warnings: list[str]
 ) -> Document | None:
-    where = f"{path}: document {index + 1}"
+    raw = parsed.data
+    where = f"{path}: document {parsed.index + 1}"
+    kind = raw.get("kind") if isinstance(raw, dict) else None
+    metadata = raw.get("metadata") if isinstance(raw, dict) else None
+    name = metadata.get("name") if isinstance(metadata, dict) else None
+    if parsed.problems:
+        kind, name = parsed.kind, parsed.name
+    if isinstance(kind, str) and isinstance(name, str) and name:
+        where = f"{path}: {_shown(kind)}/{_shown(name)}"
+    if parsed.problems:
+        problems.extend(_at(path, p.line, where.removeprefix(f"{path}: "), p.path or "(document)", p.reason)
+                        for p in parsed.problems)
+        return None
     if not isinstance(raw, dict):
         problems.append(f"{where}: expected a mapping with apiVersion, kind, metadata, spec")
         return None
-    kind = raw.get("kind")
-    name = (raw.get("metadata") or {}).get("name") if isinstance(raw.get("metadata"), dict) else None
-    if name:
-        where = f"{path}: {kind}/{name}"
+    if not isinstance(kind, str):
+        problems.append(f"{where}: kind: expected a string, got {_type_name(kind)}")
+        return None
     if kind == "Mesh":
         mesh = _model_or_problem(where, schema.MeshDoc, raw, "", problems)
         if mesh is None:
@@ -131,28 +149,49 @@ def _validate(
         return Document(str(path), "Mesh", mesh.metadata.name, mesh.metadata.namespace, mesh.spec)
     if kind not in schema.ISTIO_KINDS:
         supported = ", ".join(["Mesh", *schema.ISTIO_KINDS])
-        problems.append(f"{where}: kind: unknown kind {kind!r} (supported: {supported})")
+        problems.append(f"{where}: kind: unknown kind {show(kind)} (supported: {supported})")
         return None
     versions, spec_type = schema.ISTIO_KINDS[kind]
-    if raw.get("apiVersion") not in versions:
+    api_version = raw.get("apiVersion")
+    if not isinstance(api_version, str) or api_version not in versions:
         problems.append(
-            f"{where}: apiVersion: {raw.get('apiVersion')!r} is not a {kind} API version "
+            f"{where}: apiVersion: {show(api_version)} is not a {kind} API version "
             f"(expected one of {', '.join(versions)})"
         )
         return None
     envelope = _model_or_problem(where, schema.IstioDoc, raw, "", problems)
-    spec = _model_or_problem(where, spec_type, raw.get("spec") or {}, "spec", problems)
-    if envelope is None or spec is None:
+    if envelope is None:
         return None
-    _warn_unsupported(where, envelope, "", warnings)
+    spec = _model_or_problem(where, spec_type, envelope.spec, "spec", problems)
+    if spec is None:
+        return None
+    _warn_unsupported(where, envelope, "", warnings, skip=("spec",))
     _warn_unsupported(where, spec, "spec", warnings)
     return Document(str(path), kind, envelope.metadata.name, envelope.metadata.namespace, spec)
 
 
-def _warn_unsupported(where: str, model: BaseModel, prefix: str, warnings: list[str]) -> None:
+def _at(path: Path, line: int, resource: str, field: str, reason: str) -> str:
+    location = f"{path}:{line}" if line else str(path)
+    return f"{location}: {resource}: {field}: {reason}"
+
+
+def _shown(value: object) -> str:
+    """A name or kind from the input as-is when it is a plain word, else quoted and bounded."""
+    if isinstance(value, str) and value.isascii() and value.replace("-", "").replace(".", "").isalnum() \
+            and len(value) <= 253:
+        return value
+    return show(value)
+
+
+def _type_name(value: object) -> str:
+    return {dict: "a mapping", list: "a list", type(None): "nothing"}.get(type(value), type(value).__name__)
+
+
+def _warn_unsupported(where: str, model: BaseModel, prefix: str, warnings: list[str],
+                      skip: tuple[str, ...] = ()) -> None:
     warnings.extend(
         f"{where}: {field}: unsupported field, ignored"
-        for field in schema.unsupported_fields(model, prefix)
+        for field in schema.unsupported_fields(model, prefix, skip)
     )
 
 
@@ -162,7 +201,7 @@ def _model_or_problem(
     try:
         return model.model_validate(raw)
     except ValidationError as exc:
-        for error in exc.errors():
+        for error in exc.errors(include_url=False, include_input=False):
             field = _field_path(prefix, error["loc"])
             message = error["msg"].removeprefix("Value error, ")
             problems.append(f"{where}: {field or '(document)'}: {message}")
@@ -170,12 +209,15 @@ def _model_or_problem(
 
 
 def _field_path(prefix: str, loc: tuple[Any, ...]) -> str:
+    """pydantic's location as a field path: list positions as ``[i]``, map keys as ``.key``."""
     path = prefix
     for part in loc:
         if isinstance(part, int):
             path += f"[{part}]"
-        elif str(part).startswith(("function-after", "literal[", "constrained-")):
+        elif part == "[key]":
+            path += " (key)"
+        elif str(part).startswith(("function-after", "literal[", "constrained-", "union[", "nullable[")):
             continue
         else:
-            path = f"{path}.{part}" if path else str(part)
+            path = join_path(path, part)
     return path

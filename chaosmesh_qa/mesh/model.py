@@ -80,8 +80,9 @@ class WeightedDestination:
 @dataclass(frozen=True)
 class RetryPolicy:
     attempts: int
-    retry_on: str
+    retry_on: str  # Envoy's retry_on: named policies only
     per_try_timeout_s: float | None
+    retriable_status_codes: tuple[int, ...] = ()  # the status codes a VirtualService's retryOn listed
 
 
 @dataclass(frozen=True)

@@ -4,50 +4,53 @@
 then cross-checks the documents and applies Istio's defaults.  Every model accepts
 unknown keys (``extra="allow"``) so that ``unsupported_fields`` can report each one
 as a warning naming its field path: an Istio field we do not implement is never
-silently ignored, and never a hard error either.
+silently ignored, and never a hard error either.  Known fields are typed strictly (as
+Kubernetes reads them) with the value rules of ``values``.
 """
 
 from __future__ import annotations
 
-import re
 from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 from pydantic.alias_generators import to_camel
 
-DNS_LABEL = r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$"
-_DURATION = re.compile(r"^(\d+(?:\.\d+)?)(ms|s|m|h)$")
-_UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
-
-
-def parse_duration(value: str) -> float:
-    """Parse an Istio duration (``250ms``, ``1s``, ``1.5m``) into seconds."""
-    match = _DURATION.match(value.strip()) if isinstance(value, str) else None
-    if not match:
-        raise ValueError(f"malformed duration {value!r} (expected e.g. '250ms', '1s', '2m')")
-    return float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
-
-
-def _duration(value: str) -> str:
-    parse_duration(value)
-    return value
-
-
-Duration = Annotated[str, AfterValidator(_duration)]
-Name = Annotated[str, Field(pattern=DNS_LABEL)]
-Percent = Annotated[float, Field(ge=0, le=100)]
+from chaosmesh_qa.mesh.values import (
+    Duration,
+    HeaderName,
+    HttpPath,
+    Int32,
+    LabelMap,
+    Name,
+    Namespace,
+    NoNul,
+    Percent,
+    PositiveInt32,
+    Text,
+    UInt32,
+    envoy_regex,
+    is_http_path,
+    join_path,
+    retry_policies,
+    show,
+)
 
 
 class Spec(BaseModel):
-    """Base: camelCase aliases as in Istio's YAML, unknown keys kept for warnings."""
+    """Base: camelCase aliases as in Istio's YAML, unknown keys kept for warnings.
 
-    model_config = ConfigDict(extra="allow", alias_generator=to_camel, populate_by_name=True, frozen=True)
+    Strict like Kubernetes reading a typed field: no "8080" for a number, no 2.0 for an integer,
+    no "on" for a boolean, no NaN or infinity.
+    """
+
+    model_config = ConfigDict(extra="allow", alias_generator=to_camel, populate_by_name=True, frozen=True,
+                              strict=True, allow_inf_nan=False)
 
 
 class Metadata(Spec):
     name: Name
     namespace: Name = "default"
-    labels: dict[str, str] = Field(default_factory=dict)
+    labels: LabelMap = Field(default_factory=dict)
     annotations: dict[str, str] = Field(default_factory=dict)
 
 
@@ -56,7 +59,7 @@ class Metadata(Spec):
 
 class UpstreamCall(Spec):
     service: Name
-    path: str = Field(default="/", pattern=r"^/")
+    path: HttpPath = "/"
 
 
 class DemoApp(Spec):
@@ -68,14 +71,22 @@ class DemoApp(Spec):
     error_rate: Annotated[float, Field(ge=0, le=1)] | None = None
     error_status: Annotated[int, Field(ge=400, le=599)] | None = None
     response_bytes: Annotated[int, Field(ge=0, le=10_000_000)] | None = None
-    propagate_headers: list[str] | None = None
+    propagate_headers: list[HeaderName] | None = None
 
 
 class Version(Spec):
     name: Name
     replicas: Annotated[int, Field(ge=0, le=20)] = 1
-    labels: dict[str, str] = Field(default_factory=dict)
+    labels: LabelMap = Field(default_factory=dict)
     app: DemoApp | None = None
+
+    @model_validator(mode="after")
+    def _own_labels(self) -> Version:
+        taken = sorted({"app", "version"} & self.labels.keys())
+        if taken:
+            raise ValueError(f"labels: {', '.join(map(repr, taken))} cannot be redefined (the pod's 'app' is the "
+                             "service name, its 'version' the version name)")
+        return self
 
 
 class ServiceDef(Spec):
@@ -85,8 +96,8 @@ class ServiceDef(Spec):
     service_account: Name | None = None
     versions: list[Version] = Field(min_length=1)
     app: DemoApp | None = None
-    command: list[str] | None = Field(default=None, min_length=1)
-    health_path: str = Field(default="/healthz", pattern=r"^/")
+    command: list[NoNul] | None = Field(default=None, min_length=1)
+    health_path: HttpPath = "/healthz"
 
     @model_validator(mode="after")
     def _app_or_command(self) -> ServiceDef:
@@ -98,7 +109,7 @@ class ServiceDef(Spec):
 
 class Ingress(Spec):
     service: Name
-    paths: list[Annotated[str, Field(pattern=r"^/")]] = Field(default_factory=lambda: ["/"], min_length=1)
+    paths: list[HttpPath] = Field(default_factory=lambda: ["/"], min_length=1)
 
 
 class MeshSpec(Spec):
@@ -117,30 +128,34 @@ class MeshDoc(Spec):
 
 
 class StringMatch(Spec):
-    exact: str | None = None
-    prefix: str | None = None
-    regex: str | None = None
+    exact: Text | None = None
+    prefix: Annotated[Text, Field(min_length=1)] | None = None  # Envoy: a prefix is never empty
+    regex: Annotated[str, AfterValidator(envoy_regex)] | None = None
 
     @model_validator(mode="after")
     def _exactly_one(self) -> StringMatch:
         given = [k for k in ("exact", "prefix", "regex") if getattr(self, k) is not None]
         if len(given) != 1:
             raise ValueError("a string match needs exactly one of exact, prefix, regex")
-        if self.regex is not None:
-            try:
-                re.compile(self.regex)
-            except re.error as exc:
-                raise ValueError(f"invalid regex {self.regex!r}: {exc}") from None
         return self
 
 
 class HTTPMatchRequest(Spec):
     uri: StringMatch | None = None
-    headers: dict[str, StringMatch] = Field(default_factory=dict)
+    headers: dict[HeaderName, StringMatch] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _uri_is_a_path(self) -> HTTPMatchRequest:
+        uri = self.uri
+        for value in (uri.exact, uri.prefix) if uri is not None else ():
+            if value is not None and not is_http_path(value):
+                raise ValueError(f"uri: {show(value)} is not an HTTP path (starts with '/', no spaces or "
+                                 "control characters, other characters percent-encoded)")
+        return self
 
 
 class Destination(Spec):
-    host: str = Field(min_length=1)
+    host: str = Field(min_length=1, max_length=255)
     subset: Name | None = None
 
 
@@ -152,7 +167,14 @@ class HTTPRouteDestination(Spec):
 class HTTPRetry(Spec):
     attempts: Annotated[int, Field(ge=0, le=100)]
     per_try_timeout: Duration | None = None
-    retry_on: str | None = None
+    retry_on: Annotated[str, AfterValidator(retry_policies)] | None = None
+
+    @model_validator(mode="after")
+    def _disabled_means_no_policy(self) -> HTTPRetry:
+        if self.attempts == 0 and (self.per_try_timeout is not None or self.retry_on):
+            # as Istio: a policy given with attempts 0 (retries off) is a mistake, not something to ignore
+            raise ValueError("perTryTimeout or retryOn set while attempts is 0 (retries disabled)")
+        return self
 
 
 class FaultPercentage(Spec):
@@ -184,20 +206,20 @@ class HTTPRoute(Spec):
 
 
 class VirtualServiceSpec(Spec):
-    hosts: list[str] = Field(min_length=1)
+    hosts: list[Annotated[str, Field(min_length=1, max_length=255)]] = Field(min_length=1)
     http: list[HTTPRoute] = Field(min_length=1)
 
 
 class TCPSettings(Spec):
-    max_connections: Annotated[int, Field(ge=1)] | None = None
+    max_connections: PositiveInt32 | None = None
     connect_timeout: Duration | None = None
 
 
 class HTTPSettings(Spec):
-    http1_max_pending_requests: Annotated[int, Field(ge=1)] | None = None
-    http2_max_requests: Annotated[int, Field(ge=1)] | None = None
-    max_requests_per_connection: Annotated[int, Field(ge=0)] | None = None
-    max_retries: Annotated[int, Field(ge=0)] | None = None
+    http1_max_pending_requests: PositiveInt32 | None = None
+    http2_max_requests: PositiveInt32 | None = None
+    max_requests_per_connection: Int32 | None = None
+    max_retries: Int32 | None = None
 
 
 class ConnectionPool(Spec):
@@ -206,8 +228,8 @@ class ConnectionPool(Spec):
 
 
 class OutlierDetection(Spec):
-    consecutive_5xx_errors: Annotated[int, Field(ge=0)] | None = Field(default=None, alias="consecutive5xxErrors")
-    consecutive_gateway_errors: Annotated[int, Field(ge=0)] | None = None
+    consecutive_5xx_errors: UInt32 | None = Field(default=None, alias="consecutive5xxErrors")
+    consecutive_gateway_errors: UInt32 | None = None
     interval: Duration | None = None
     base_ejection_time: Duration | None = None
     max_ejection_percent: Annotated[int, Field(ge=0, le=100)] | None = None
@@ -230,12 +252,12 @@ class TrafficPolicy(Spec):
 
 class Subset(Spec):
     name: Name
-    labels: dict[str, str] = Field(min_length=1)
+    labels: Annotated[LabelMap, Field(min_length=1)]
     traffic_policy: TrafficPolicy | None = None
 
 
 class DestinationRuleSpec(Spec):
-    host: str = Field(min_length=1)
+    host: str = Field(min_length=1, max_length=255)
     traffic_policy: TrafficPolicy | None = None
     subsets: list[Subset] = Field(default_factory=list)
 
@@ -244,7 +266,7 @@ class DestinationRuleSpec(Spec):
 
 
 class WorkloadSelector(Spec):
-    match_labels: dict[str, str] = Field(default_factory=dict)
+    match_labels: LabelMap = Field(default_factory=dict)
 
 
 class PeerAuthMTLS(Spec):
@@ -257,13 +279,13 @@ class PeerAuthenticationSpec(Spec):
 
 
 class Source(Spec):
-    principals: list[str] = Field(default_factory=list)
-    namespaces: list[str] = Field(default_factory=list)
+    principals: list[Annotated[Text, Field(min_length=1)]] = Field(default_factory=list)
+    namespaces: list[Namespace] = Field(default_factory=list)  # a name, '*', or one '*' at either end
 
 
 class Operation(Spec):
-    paths: list[str] = Field(default_factory=list)
-    methods: list[str] = Field(default_factory=list)
+    paths: list[Annotated[Text, Field(min_length=1, pattern=r"^[^ ]*$")]] = Field(default_factory=list)
+    methods: list[HeaderName] = Field(default_factory=list)
 
 
 class RuleFrom(Spec):
@@ -289,7 +311,7 @@ class IstioDoc(Spec):
     api_version: str
     kind: str
     metadata: Metadata
-    spec: dict[str, Any]
+    spec: dict[str, Any]  # validated by the kind's own spec schema, never walked for warnings
 
 
 # kind -> (accepted apiVersions, spec schema)
@@ -307,15 +329,19 @@ ISTIO_KINDS: dict[str, tuple[tuple[str, ...], type[Spec]]] = {
 }
 
 
-def unsupported_fields(model: BaseModel, path: str) -> list[str]:
-    """Field paths of every key present in the input that the schema does not know."""
+def unsupported_fields(model: BaseModel, path: str, skip: tuple[str, ...] = ()) -> list[str]:
+    """Field paths of every key present in the input that the schema does not know.
+
+    ``skip`` names fields not to walk into (raw mappings another schema validates).
+    """
     found: list[str] = []
     for key in model.model_extra or {}:
-        found.append(f"{path}.{key}" if path else key)
+        found.append(join_path(path, key))
     for name, field in type(model).model_fields.items():
+        if name in skip:
+            continue
         value = getattr(model, name)
-        sub = f"{path}.{field.alias or name}" if path else (field.alias or name)
-        found.extend(_walk(value, sub))
+        found.extend(_walk(value, join_path(path, field.alias or name)))
     return found
 
 
@@ -325,5 +351,6 @@ def _walk(value: Any, path: str) -> list[str]:
     if isinstance(value, list):
         return [p for i, item in enumerate(value) for p in _walk(item, f"{path}[{i}]")]
     if isinstance(value, dict):
-        return [p for key, item in value.items() for p in _walk(item, f"{path}.{key}")]
+        return [p for key, item in value.items() if isinstance(item, BaseModel | list | dict)
+                for p in _walk(item, join_path(path, key))]
     return []

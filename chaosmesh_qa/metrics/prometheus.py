@@ -45,6 +45,16 @@ class PrometheusQuery:
         values = [v for v in values if not math.isnan(v)]
         return sum(values) if values else None
 
+    def by_label(self, promql: str, label: str) -> dict[str, float]:
+        """The query's value now per value of ``label`` (series summed per value, NaN dropped)."""
+        values: dict[str, float] = {}
+        for item in self._call(lambda: self._client.custom_query(promql)):
+            value = float(item["value"][1])
+            if not math.isnan(value):
+                key = str(item["metric"].get(label, ""))
+                values[key] = values.get(key, 0.0) + value
+        return values
+
     def series(self, promql: str, start: float, end: float, step_s: float = 1.0) -> list[tuple[float, float]]:
         """``(time, value)`` points of the query between ``start`` and ``end`` (epoch seconds), NaN dropped."""
         def query() -> list[dict[str, Any]]:

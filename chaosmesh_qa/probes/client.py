@@ -6,14 +6,16 @@ Each reads the timeline at ``configuration["chaosmesh_qa_timeline"]`` and return
 a ``range`` tolerance.  Select the seconds with ``window_s`` (the newest N seconds of the timeline)
 or ``phase`` (``before``/``during``/``after`` this run's faults, from the target's fault history);
 neither means every measured second.  Seconds of the warm-up and seconds cut short by a stop are
-never counted.  A probe raises only when it cannot measure (no timeline, no request in the window).
+never counted.  Arguments are checked first (``InvalidArgument``, one line); a probe raises
+otherwise only when it cannot measure (``MeasurementFailed``: no timeline, no request in the window).
 Before the run has injected any fault (a hypothesis checked before the method), ``phase="during"``
 or ``"after"`` has nothing to measure yet and answers 0.0, like ``recovered_within``.
 """
 
 from typing import Any
 
-from chaosmesh_qa.errors import ChaosMeshQAError, InvalidArgument, TargetUnavailable
+from chaosmesh_qa import checks
+from chaosmesh_qa.errors import InvalidArgument, TargetUnavailable
 from chaosmesh_qa.targets import get_target, run_owner
 from chaosmesh_qa.traffic import runner, timeline
 from chaosmesh_qa.traffic.actions import timeline_path
@@ -33,10 +35,9 @@ def client_error_ratio(window_s: float | None = None, phase: str | None = None,
 def client_latency(quantile: float, window_s: float | None = None, phase: str | None = None,
                    configuration: Configuration | None = None) -> float:
     """The ``quantile`` (e.g. 0.99) of client response times in ms, over the window or phase."""
-    if isinstance(quantile, bool) or not isinstance(quantile, int | float) or not 0 < quantile <= 1:
-        raise InvalidArgument(f"quantile: expected a number in (0, 1], got {quantile!r}")
+    q = checks.number("quantile", quantile, 0, 1, low_open=True)
     lines = _lines(window_s, phase, configuration)
-    return 0.0 if lines is None else timeline.latency(lines, float(quantile))
+    return 0.0 if lines is None else timeline.latency(lines, q)
 
 
 def client_throughput(window_s: float | None = None, phase: str | None = None,
@@ -51,19 +52,18 @@ def _lines(window_s: float | None, phase: str | None,
     """The selected seconds; ``None`` for a during/after phase of a run without any fault yet."""
     if window_s is not None and phase is not None:
         raise InvalidArgument("window_s/phase: give one of them, not both")
-    if window_s is not None and (isinstance(window_s, bool) or not isinstance(window_s, int | float)
-                                 or window_s <= 0):
-        raise InvalidArgument(f"window_s: expected a positive number of seconds, got {window_s!r}")
-    if phase is not None and phase not in timeline.PHASES:
-        raise InvalidArgument(f"phase: expected one of {', '.join(timeline.PHASES)}, got {phase!r}")
-    path = timeline_path(configuration)
-    lines = timeline.measured(timeline.read_timeline(path), runner.ready_at(path))
-    if window_s is not None:
-        return timeline.last_seconds(lines, float(window_s))
+    window = None if window_s is None else checks.seconds("window_s", window_s)
     if phase is not None:
+        checks.choice("phase", phase, timeline.PHASES)
+    path = timeline_path(configuration)
+    target = get_target(configuration) if phase is not None else None  # its configuration checked up front
+    lines = timeline.measured(timeline.read_timeline(path), runner.ready_at(path))
+    if window is not None:
+        return timeline.last_seconds(lines, window)
+    if phase is not None and target is not None:
         try:
-            faults = get_target(configuration).fault_history(run_owner())
-        except ChaosMeshQAError as exc:
+            faults = target.fault_history(run_owner())
+        except TargetUnavailable as exc:
             raise TargetUnavailable(f"phase: this run's fault history is unavailable ({exc})") from None
         if not faults and phase != "before":
             return None

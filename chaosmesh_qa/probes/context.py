@@ -1,8 +1,11 @@
 """What probes share: the target, its SLI catalog and Prometheus, and this run's reference times.
 
-Probe modules call ``MeasureContext.from_configuration(configuration)``; it checks service
-names against the target (an unknown service is an ``InvalidArgument``, never "no data")
-and resolves ``since`` ("fault_start", "last_heal" or seconds) from this run's fault leases.
+Probe modules check their arguments first, with ``check_since``/``window`` here and
+``chaosmesh_qa.checks`` (one-line ``InvalidArgument``, before any contact with the target), then
+call ``MeasureContext.from_configuration(configuration)``; it checks service names against the
+target (an unknown service is an ``InvalidArgument``, never "no data") and resolves ``since``
+("fault_start", "last_heal" or seconds) from this run's fault leases.  This module keeps no
+state between calls (nothing to reset between runs).
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+from chaosmesh_qa import checks
 from chaosmesh_qa.errors import InvalidArgument, MeasurementFailed
 from chaosmesh_qa.metrics.catalog import Catalog, load_catalog
 from chaosmesh_qa.metrics.prometheus import PrometheusQuery
@@ -51,12 +55,9 @@ class MeasureContext:
 
     def reference_time(self, since: Any) -> float:
         """Epoch seconds that ``since`` names: this run's latest fault start, its last heal, or ``since`` s ago."""
-        if isinstance(since, int | float) and not isinstance(since, bool):
-            if since <= 0:
-                raise InvalidArgument(f"since: must be > 0 seconds, got {since!r}")
-            return time.time() - float(since)
-        if since not in SINCE_CHOICES:
-            raise InvalidArgument(f"since: expected seconds or one of {', '.join(SINCE_CHOICES)}, got {since!r}")
+        since = check_since(since)
+        if not isinstance(since, str):
+            return time.time() - since
         faults = self.run_faults()
         if not faults:
             raise MeasurementFailed(f"since={since}: this run has injected no fault yet")
@@ -68,8 +69,20 @@ class MeasureContext:
         return max(ended)
 
 
+def check_since(since: Any) -> str | float:
+    """``since``: one of ``SINCE_CHOICES`` or a number of seconds ago (> 0, at most a week)."""
+    if isinstance(since, str):
+        return checks.choice("since", since, SINCE_CHOICES)
+    if not checks.is_number(since):
+        checks.fail("since", f"a number of seconds > 0 or one of {', '.join(SINCE_CHOICES)}", since)
+    return checks.seconds("since", since)
+
+
 def window(seconds: Any, argument: str = "window_s") -> str:
-    """A Prometheus range of at least 2 s (two 1-s scrapes), from a positive number of seconds."""
-    if isinstance(seconds, bool) or not isinstance(seconds, int | float) or seconds <= 0:
-        raise InvalidArgument(f"{argument}: expected a positive number of seconds, got {seconds!r}")
+    """A Prometheus range from a user's number of seconds > 0 (at most a week)."""
+    return span(checks.seconds(argument, seconds))
+
+
+def span(seconds: float) -> str:
+    """A Prometheus range of at least 2 s (two 1-s scrapes) covering ``seconds`` (already checked)."""
     return f"{max(2, math.ceil(seconds))}s"

@@ -9,7 +9,9 @@ scrapes (the front door by default: the ingress → front-service edge; see
 until it has held for ``stable_s``, and returns the time to recover in seconds.  When the
 budget runs out first it returns the time it waited, which fails the tolerance.  Each
 evaluation leaves its timeline (fault start, first breach, detection, recovery, heal) in
-``RECOVERIES``; the safety control copies it into the journal.
+``RECOVERIES``; the safety control copies it into the journal, and every experiment run starts
+with ``reset()`` (``chaosmesh_qa.controls.start_of_run``), so a journal holds only its own run's.
+Arguments are checked before the target is contacted; the wait is bounded (budget at most an hour).
 """
 
 import logging
@@ -18,14 +20,17 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from chaosmesh_qa.errors import InvalidArgument
+from chaosmesh_qa import checks
 from chaosmesh_qa.metrics import per_second
-from chaosmesh_qa.probes.context import MeasureContext
+from chaosmesh_qa.probes.context import MeasureContext, check_since
 
 __all__ = ["recovered_within"]
 
 log = logging.getLogger("chaostoolkit")
 SLO_KEYS = {"max_error_ratio": "error ratio", "max_p50_ms": "p50", "max_p95_ms": "p95", "max_p99_ms": "p99"}
+MEASURES = ("prometheus", "client")
+MAX_BUDGET_S = 3600.0  # the probe blocks for up to budget + stable time: keep it bounded
+MAX_LATENCY_MS = 3_600_000.0
 POLL_S = 0.5
 RECOVERIES: list[dict[str, Any]] = []
 Samples = list[tuple[float, bool]]  # (second, SLO held)
@@ -42,11 +47,12 @@ def recovered_within(budget_s: float, slo: dict[str, float], since: str = "fault
     ingress edge, or ``source`` → ``service``) or ``client`` (the Locust timeline).  Before the
     run has injected any fault (a hypothesis checked before the method) it answers 0.
     """
-    _positive("budget_s", budget_s)
-    _positive("stable_s", stable_s)
+    budget_s = checks.seconds("budget_s", budget_s, MAX_BUDGET_S)
+    stable_s = checks.seconds("stable_s", stable_s, MAX_BUDGET_S)
     objectives = _slo(slo)
-    if measure not in ("prometheus", "client"):
-        raise InvalidArgument(f"measure: expected 'prometheus' or 'client', got {measure!r}")
+    check_since(since)
+    measure = checks.choice("measure", measure, MEASURES)
+    service, source = checks.optional_name("service", service), checks.optional_name("source", source)
     ctx = MeasureContext.from_configuration(configuration)
     if not ctx.run_faults():
         return 0.0  # a steady-state hypothesis checked before the method: nothing to recover from yet
@@ -141,8 +147,10 @@ def _prometheus_samples(ctx: MeasureContext, objectives: dict[str, float], servi
 
 def _client_samples(objectives: dict[str, float],
                     configuration: dict[str, Any] | None) -> tuple[Callable[[float, float], Samples], float]:
+    from chaosmesh_qa.traffic.actions import timeline_path
     from chaosmesh_qa.traffic.timeline import slo_samples
 
+    timeline_path(configuration)  # a malformed configuration.chaosmesh_qa_timeline is an InvalidArgument
     return (lambda start, end: slo_samples(configuration, objectives, start, end)), 1.0
 
 
@@ -174,17 +182,18 @@ def _resolution_warnings(ctx: MeasureContext, objectives: dict[str, float]) -> l
     return found
 
 
+def reset() -> None:
+    """Forget the recovery timelines of earlier runs (called at the start of every experiment run)."""
+    RECOVERIES.clear()
+
+
 def _slo(slo: Any) -> dict[str, float]:
     if not isinstance(slo, dict) or not slo:
-        raise InvalidArgument(f"slo: expected a mapping such as {{'max_error_ratio': 0.01}}, got {slo!r}")
+        checks.fail("slo", "a non-empty mapping such as {'max_error_ratio': 0.01}", slo)
+    objectives = {}
     for key, value in slo.items():
         if key not in SLO_KEYS:
-            raise InvalidArgument(f"slo.{key}: unknown SLO key (known: {', '.join(SLO_KEYS)})")
-        if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
-            raise InvalidArgument(f"slo.{key}: expected a number >= 0, got {value!r}")
-    return {k: float(v) for k, v in slo.items()}
-
-
-def _positive(argument: str, value: Any) -> None:
-    if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
-        raise InvalidArgument(f"{argument}: must be a number > 0, got {value!r}")
+            checks.fail("slo", f"keys among {', '.join(SLO_KEYS)}", key)
+        high = 1.0 if key == "max_error_ratio" else MAX_LATENCY_MS
+        objectives[key] = checks.non_negative(f"slo.{key}", value, high)
+    return objectives

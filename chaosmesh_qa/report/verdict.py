@@ -1,8 +1,8 @@
 """A verdict CI can trust, from a Chaos Toolkit journal.
 
 ``chaos run`` exits 0 for several outcomes that are not a pass (baseline not met, a
-failing action, a deviation only seen during the method...; reference/chaostoolkit.md
-§1.9).  ``verdict(journal)`` classifies the run strictly — only ``passed`` is a pass — and
+failing action, a deviation only seen during the method...; docs/chaostoolkit-notes.md
+§1).  ``verdict(journal)`` classifies the run strictly — only ``passed`` is a pass — and
 ``summary`` renders what an SRE needs to see: outcome, time to recover, client-side error
 ratio and p99 per phase, the faults injected and how each ended.  ``chaosmesh-qa verdict``
 prints it and exits 0 only for ``passed``.
@@ -14,6 +14,8 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from pydantic import BaseModel, ConfigDict, ValidationError
 
 from chaosmesh_qa.errors import InvalidArgument
 
@@ -41,7 +43,84 @@ def load_journal(path: Path) -> dict[str, Any]:
         raise InvalidArgument(f"{path}: not a readable JSON journal ({str(exc).splitlines()[0]})") from None
     if not isinstance(journal, dict) or "status" not in journal or "experiment" not in journal:
         raise InvalidArgument(f"{path}: not a Chaos Toolkit journal (no 'status' or 'experiment')")
+    try:
+        _Journal.model_validate(journal)
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        where = ".".join(str(part) for part in error["loc"])
+        message = str(error["msg"]).split(" or instance of")[0]
+        raise InvalidArgument(f"{path}: malformed journal: {where}: {message}") from None
     return journal
+
+
+class _Loose(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+
+class _Activity(_Loose):
+    name: str
+
+
+class _ActivityRun(_Loose):
+    activity: _Activity
+    status: str | None = None
+    tolerance_met: bool | None = None
+
+
+class _Phase(_Loose):
+    steady_state_met: bool | None = None
+    probes: list[_ActivityRun] = []
+
+
+class _SteadyStates(_Loose):
+    before: _Phase | None = None
+    after: _Phase | None = None
+
+
+class _Recovery(_Loose):
+    measure: str
+    time_to_recover_s: float
+    budget_s: float
+    within_budget: bool
+
+
+class _Phases(_Loose):
+    requests: int | None = None
+    error_ratio: float | None = None
+    p99_ms: float | None = None
+
+
+class _FaultEnd(_Loose):
+    fault_id: str
+
+
+class _Traffic(_Loose):
+    phases: dict[str, _Phases | None] | None = None
+    faults: list[_FaultEnd] = []
+    timeline: str | None = None
+
+
+class _Extension(_Loose):
+    recovery: list[_Recovery] = []
+    traffic: _Traffic | None = None
+    healed_at_end: list[_FaultEnd] = []
+
+
+class _Experiment(_Loose):
+    title: str = ""
+
+
+class _Journal(_Loose):
+    """The parts of a journal that ``verdict`` and ``summary`` read, so a malformed one is one line, not a traceback."""
+
+    status: str | None
+    experiment: _Experiment
+    deviated: bool | None = None
+    duration: float | None = None
+    steady_states: _SteadyStates | None = None
+    run: list[_ActivityRun] = []
+    rollbacks: list[_ActivityRun] = []
+    chaosmesh_qa: _Extension | None = None
 
 
 def verdict(journal: dict[str, Any], path: Path | None = None) -> Verdict:
@@ -58,7 +137,7 @@ def verdict(journal: dict[str, Any], path: Path | None = None) -> Verdict:
     elif status == "aborted":
         outcome = "aborted"
     elif probe_errors:
-        outcome, reasons = "probe-error", [f"probe could not measure: {name}" for name in probe_errors]
+        outcome, reasons = "probe-error", [could_not_measure(name) for name in probe_errors]
     elif status != "completed":
         outcome = "failed"
     elif not hypothesis:
@@ -77,9 +156,17 @@ def verdict(journal: dict[str, Any], path: Path | None = None) -> Verdict:
 
 
 def _missed(phase: dict[str, Any]) -> list[str]:
-    return [f"{p['activity']['name']}: got {json.dumps(p.get('output'))}, tolerance "
-            f"{json.dumps(p['activity'].get('tolerance'))}" for p in phase.get("probes", [])
-            if not p.get("tolerance_met", True)]
+    return [tolerance_missed(p) for p in phase.get("probes", []) if not p.get("tolerance_met", True)]
+
+
+def tolerance_missed(probe_run: dict[str, Any]) -> str:
+    """Why one hypothesis probe run missed its tolerance: its name, the measured value, the tolerance."""
+    return (f"{probe_run['activity']['name']}: got {json.dumps(probe_run.get('output'))}, tolerance "
+            f"{json.dumps(probe_run['activity'].get('tolerance'))}")
+
+
+def could_not_measure(name: str) -> str:
+    return f"probe could not measure: {name}"
 
 
 def summary(result: Verdict) -> list[str]:
@@ -101,7 +188,7 @@ def summary(result: Verdict) -> list[str]:
             lines.append(f"  {name:<7} no requests")
     endings = _endings(journal)
     for fault in _faults(journal):
-        lines.append(f"  fault {fault['fault_id']}: {fault['kind']} on {_target(fault.get('target', {}))} — "
+        lines.append(f"  fault {fault['fault_id']}: {fault.get('kind')} on {_target(fault.get('target'))} — "
                      f"{endings.get(fault['fault_id'], 'end not recorded')}")
     if result.path:
         lines.append(f"  journal: {result.path}")
@@ -113,7 +200,7 @@ def summary(result: Verdict) -> list[str]:
 
 def _faults(journal: dict[str, Any]) -> list[dict[str, Any]]:
     return [r["output"] for r in journal.get("run", [])
-            if isinstance(r.get("output"), dict) and "fault_id" in r["output"]]
+            if isinstance(r.get("output"), dict) and isinstance(r["output"].get("fault_id"), str)]
 
 
 def _endings(journal: dict[str, Any]) -> dict[str, str]:
@@ -124,8 +211,9 @@ def _endings(journal: dict[str, Any]) -> dict[str, str]:
     for where in ("run", "rollbacks"):
         for record in journal.get(where, []):
             output = record.get("output")
-            for healed in output.get("healed", []) if isinstance(output, dict) else []:
-                if healed.get("ended") == "healed":
+            healed_list = output.get("healed") if isinstance(output, dict) else None
+            for healed in healed_list if isinstance(healed_list, list) else []:
+                if isinstance(healed, dict) and healed.get("ended") == "healed" and "fault_id" in healed:
                     step = "method" if where == "run" else "rollback"
                     endings[healed["fault_id"]] = f"healed by the {step} '{record['activity']['name']}'"
     for healed in extra.get("healed_at_end", []):
@@ -133,5 +221,7 @@ def _endings(journal: dict[str, Any]) -> dict[str, str]:
     return endings
 
 
-def _target(target: dict[str, Any]) -> str:
+def _target(target: Any) -> str:
+    if not isinstance(target, dict):
+        return str(target)
     return " ".join(f"{k}={v}" for k, v in target.items() if v is not None)

@@ -12,7 +12,10 @@ Every fault method returns a JSON-serialisable record for the journal: ``fault_i
 
 from __future__ import annotations
 
-from typing import Any, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol
+
+if TYPE_CHECKING:
+    from chaosmesh_qa.mesh.model import MeshModel
 
 Record = dict[str, Any]
 Direction = Literal["both", "to", "from"]
@@ -69,3 +72,43 @@ class MeshTarget(Protocol):
     def fault_history(self, owner: str | None) -> list[Record]:
         """Every fault still remembered (ended ones carry ``ended_at``), oldest first; for run phases."""
         ...
+
+    # ---- verdicts on the mesh's own promises (routing, mTLS): chaosmesh_qa.probes.routing / .mtls
+
+    def declared_mesh(self) -> MeshModel:
+        """The mesh as declared and resolved with Istio's defaults (routes, subsets, policies).
+
+        Local: the sandbox's mesh directory, loaded with ``chaosmesh_qa.mesh.load_mesh``.  A cluster
+        target: the services (Deployments' version labels and replicas) and the VirtualServices,
+        DestinationRules, PeerAuthentications and AuthorizationPolicies read from the API server,
+        resolved with ``chaosmesh_qa.mesh.build.build_model`` into the same ``MeshModel``.
+        """
+        ...
+
+    def check_plaintext_refused(self, service: str) -> list[Record]:
+        """Whether each running pod of ``service`` refuses a plaintext (non-mTLS) request on its inbound.
+
+        One record per pod: ``pod``, ``version``, ``refused`` (bool), ``detail`` (what happened).
+        Local: a plaintext HTTP request to the sidecar's inbound port (a STRICT listener closes the
+        connection at the TLS handshake; PERMISSIVE/DISABLE answer HTTP).  A cluster target: from a
+        pod outside the mesh (no sidecar) in the service's namespace, or, where it cannot run one,
+        the pod's effective PeerAuthentication mode (``refused`` only under STRICT) with ``detail``
+        saying which was done.
+        """
+        ...
+
+    def observed_edges(self, samples: int) -> list[Record]:
+        """Caller -> callee hops seen on live requests, with the identity the callee's proxy verified.
+
+        Records ``source`` (a service, or ``ingress``), ``destination``, ``principal`` (the caller's
+        SPIFFE id from its client certificate; ``None`` when the hop carried none, i.e. plaintext),
+        ``requests``; a hop whose workload cannot report the identity is left out.  Local: sends
+        ``samples`` requests through the ingress and reads the demo apps' call trees (each app
+        reports the caller its sidecar verified).  A cluster target: ``istio_requests_total``
+        with ``reporter="destination"`` over the last minute, grouped by
+        ``source_canonical_service``, ``destination_service_name``, ``source_principal`` and
+        ``connection_security_policy`` (``principal`` None unless it is ``mutual_tls``);
+        ``samples`` is ignored there.
+        """
+        ...
+

@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from chaosmesh_qa.errors import ChaosMeshQAError, InvalidArgument, TargetUnavailable
+from chaosmesh_qa.errors import InvalidArgument, TargetUnavailable, TrafficError
 from chaosmesh_qa.traffic import timeline as tl
 from chaosmesh_qa.traffic.profile import Profile
 
@@ -45,10 +45,6 @@ TERM_GRACE_S = 6.0
 WORKER_GRACE_S = 1.5  # workers quit on the master's message; signalled after this
 KILL_GRACE_S = 3.0
 POLL_S = 0.05
-
-
-class TrafficError(ChaosMeshQAError):
-    """Traffic could not start, or did not reach the profile's rate in time."""
 
 
 @dataclass

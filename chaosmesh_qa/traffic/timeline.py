@@ -34,7 +34,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from chaosmesh_qa.errors import ChaosMeshQAError, InvalidArgument
+from chaosmesh_qa.errors import InvalidArgument, TimelineError
 from chaosmesh_qa.traffic.profile import DEFAULT_TIMELINE, TIMELINE_KEY
 
 Line = dict[str, Any]
@@ -42,10 +42,6 @@ PHASES = ("before", "during", "after")
 HIST_BASE = 1.01
 _LOG_BASE = math.log(HIST_BASE)
 MIN_MS = 0.001
-
-
-class TimelineError(ChaosMeshQAError):
-    """The timeline cannot be measured: missing, empty, or no requests where some were expected."""
 
 
 # --------------------------------------------------------------------------- latency helpers (both sides)

@@ -30,13 +30,17 @@ BAD: list[tuple[str, Callable[..., Any], dict[str, Any], type[ChaosMeshQAError],
                                                 "duration_s": 5}, InvalidArgument, "percent:"),
     ("percent negative", actions.kill_pods, {"service": "reviews", "percent": -5}, InvalidArgument, "percent:"),
     ("zero duration", actions.inject_latency, {"service": "reviews", "delay_ms": 10, "duration_s": 0},
-     InvalidArgument, "duration_s: must be > 0"),
+     InvalidArgument, "duration_s: expected a number in (0, 604800], got 0"),
     ("negative duration", actions.fail_pods, {"service": "reviews", "duration_s": -1}, InvalidArgument,
      "duration_s:"),
-    ("over-maximum duration", actions.inject_latency, {"service": "reviews", "delay_ms": 10, "duration_s": 10**7},
+    ("over-maximum duration", actions.inject_latency, {"service": "reviews", "delay_ms": 10, "duration_s": 10**5},
      FaultRejected, "duration_s:"),
+    ("duration beyond a week", actions.inject_latency, {"service": "reviews", "delay_ms": 10, "duration_s": 10**7},
+     InvalidArgument, "duration_s: expected a number in (0, 604800], got 10000000"),
     ("duration not a number", actions.partition, {"a": "frontend", "b": "reviews", "duration_s": "5s"},
-     InvalidArgument, "duration_s: expected a number"),
+     InvalidArgument, "duration_s: expected a number in (0, 604800], got '5s'"),
+    ("partial partition both ways", actions.partition, {"a": "frontend", "b": "catalog", "duration_s": 5,
+                                                       "count": 1}, InvalidArgument, "direction: expected 'to'"),
     ("kill count above replicas", actions.kill_pods, {"service": "catalog", "count": 3}, FaultRejected,
      "count: 3 exceeds the 2 running pod(s)"),
     ("count and percent", actions.kill_app, {"service": "catalog", "count": 1, "percent": 50}, InvalidArgument,
@@ -80,3 +84,39 @@ def test_heal_is_idempotent(cfg: dict[str, Any]) -> None:
     assert actions.heal(record["fault_id"], configuration=cfg)["count"] == 1
     assert actions.heal(record["fault_id"], configuration=cfg)["count"] == 0
     assert actions.heal(configuration=cfg)["count"] == 0
+
+
+NO_SANDBOX_BAD: list[tuple[str, Callable[..., Any], dict[str, Any], str]] = [
+    ("nan count", actions.kill_pods, {"service": "catalog", "count": float("nan")}, "count:"),
+    ("huge count", actions.kill_app, {"service": "catalog", "count": 10**400}, "count:"),
+    ("infinite percent", actions.fail_pods, {"service": "catalog", "duration_s": 5, "percent": float("inf")},
+     "percent:"),
+    ("nan duration", actions.inject_latency, {"service": "catalog", "delay_ms": 5, "duration_s": float("nan")},
+     "duration_s:"),
+    ("infinite duration", actions.inject_abort, {"service": "catalog", "http_status": 503, "percent": 5,
+                                                 "duration_s": float("inf")}, "duration_s:"),
+    ("huge delay", actions.inject_latency, {"service": "catalog", "delay_ms": 10**30, "duration_s": 5}, "delay_ms:"),
+    ("nan status", actions.inject_abort, {"service": "catalog", "http_status": float("nan"), "percent": 5,
+                                          "duration_s": 5}, "http_status:"),
+    ("malformed service", actions.kill_pods, {"service": "Catalog Service"}, "service: expected a name"),
+    ("malformed source", actions.inject_abort, {"service": "catalog", "http_status": 503, "percent": 5,
+                                                "duration_s": 5, "source": "front end"}, "source: expected a name"),
+    ("malformed version", actions.kill_pods, {"service": "catalog", "version": "v1\n"}, "version: expected a name"),
+    ("malformed fault id", actions.heal, {"fault_id": "../x"}, "fault_id: expected a fault id"),
+]
+
+
+@pytest.mark.parametrize(("action", "arguments", "fragment"), [b[1:] for b in NO_SANDBOX_BAD],
+                         ids=[b[0] for b in NO_SANDBOX_BAD])
+def test_bad_argument_fails_before_contacting_the_target(tmp_path: Any, action: Callable[..., Any],
+                                                         arguments: dict[str, Any], fragment: str) -> None:
+    """Without any sandbox, the user sees their mistake, not "no sandbox answering"."""
+    with pytest.raises(InvalidArgument) as raised:
+        action(**arguments, configuration={"chaosmesh_qa_state_dir": str(tmp_path / "none")})
+    assert str(raised.value).startswith(fragment) and "\n" not in str(raised.value)
+
+
+@pytest.mark.parametrize("state_dir", [5, ["dir"], "a\0b", "x" * 300], ids=["int", "list", "nul", "long-component"])
+def test_malformed_state_dir_is_an_invalid_argument(state_dir: Any) -> None:
+    with pytest.raises(InvalidArgument, match=r"^configuration\.chaosmesh_qa_state_dir: expected a file system path"):
+        actions.heal(configuration={"chaosmesh_qa_state_dir": state_dir})

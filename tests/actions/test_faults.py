@@ -12,8 +12,9 @@ from typing import Any
 import pytest
 
 from chaosmesh_qa import actions
+from chaosmesh_qa.targets.local.sandbox import SandboxClient
 from tests.conftest import Sandbox
-from tests.mesh_client import get_many, hops, mesh_tls_get
+from tests.mesh_client import admin_json, get_many, hops, mesh_tls_get
 
 
 @pytest.fixture
@@ -25,6 +26,11 @@ def cfg(sandbox: Sandbox) -> Iterator[dict[str, Any]]:
 
 def _hop(tree: dict[str, Any], service: str) -> dict[str, Any]:
     return next(h for h in hops(tree) if h["service"] == service)
+
+
+def _pods(sandbox: Sandbox) -> list[dict[str, Any]]:
+    with SandboxClient(sandbox.state_dir) as client:
+        return list(client.status()["pods"])
 
 
 def _timed(url: str, count: int, headers: dict[str, str] | None = None) -> list[tuple[float, int, Any]]:
@@ -120,7 +126,8 @@ def test_kill_app_gives_503_from_that_pod_until_restart(sandbox: Sandbox, cfg: d
 
 
 def test_fail_pods_takes_pods_out_for_the_duration(sandbox: Sandbox, cfg: dict[str, Any]) -> None:
-    record = actions.fail_pods("reviews", duration_s=2, version="v2", configuration=cfg)
+    # 4 s: room for 20 requests through the mesh on a loaded machine before the pod is back
+    record = actions.fail_pods("reviews", duration_s=4, version="v2", configuration=cfg)
     failed = record["changes"]["failed_pods"]
     assert len(failed) == 1
     results = get_many(sandbox.ingress_url + "/", 20, headers={"x-canary": "true"})
@@ -130,3 +137,28 @@ def test_fail_pods_takes_pods_out_for_the_duration(sandbox: Sandbox, cfg: dict[s
         assert time.monotonic() < deadline, "failed pod did not recover under its name"
         time.sleep(0.1)
     assert actions.get_target(cfg).active_faults() == []
+
+
+def test_latency_over_a_failed_pod_composes_and_the_recovered_pod_inherits_it(sandbox: Sandbox,
+                                                                               cfg: dict[str, Any]) -> None:
+    failed = actions.fail_pods("catalog", duration_s=30, count=1, configuration=cfg)
+    name = failed["changes"]["failed_pods"][0]
+    # the confirmation reads only serving sidecars: the failed pod is skipped, and the record says so
+    latency = actions.inject_latency("catalog", delay_ms=50, duration_s=30, configuration=cfg)
+    assert latency["changes"]["confirmed"] is True and latency["changes"]["skipped_pods"] == {name: "failed"}
+    keys = latency["changes"]["runtime_keys"]
+
+    def runtime(pod_name: str) -> dict[str, Any]:
+        pod = next(p for p in _pods(sandbox) if p["name"] == pod_name)
+        entries = admin_json(pod["admin_socket"], "/runtime?format=json")["entries"]
+        return {k: e["final_value"] for k, e in entries.items()}
+
+    actions.heal(failed["fault_id"], configuration=cfg)  # back under its name, with a fresh sidecar...
+    deadline = time.monotonic() + 5
+    while runtime(name) != keys:  # ...that inherits the fault still active on its service
+        assert time.monotonic() < deadline, "the recovered pod never got the active latency"
+        time.sleep(0.02)
+    healed = actions.heal(latency["fault_id"], configuration=cfg)["healed"][0]
+    assert name in healed["reverted"]["pods_cleared"]
+    catalog = [p["name"] for p in _pods(sandbox) if p["service"] == "catalog"]
+    assert all(runtime(pod) == {} for pod in catalog), "no runtime key left behind"

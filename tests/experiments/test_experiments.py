@@ -27,6 +27,11 @@ CASES = [
     ("latency-circuit-breaker", "no-timeout-no-connection-pool", "deviated"),
     ("partition-failover", None, "passed"),
     ("partition-failover", "single-catalog-replica", "deviated"),
+    # a twin that breaks the mesh's own promise (routing, mTLS) is off its steady state before any fault
+    ("routing-canary", None, "passed"),
+    ("routing-canary", "canary-subset-wrong-pods", "baseline-not-met"),
+    ("mtls-strict", None, "passed"),
+    ("mtls-strict", "permissive-workload", "baseline-not-met"),
 ]
 
 
@@ -50,6 +55,9 @@ def test_experiment_verdict(name: str, mesh: str | None, expected: str, tmp_path
     assert not running, "the sandbox the run started is gone"
     result = verdict(load_journal(tmp_path / "journal.json"), tmp_path / "journal.json")
     assert result.outcome == expected, (result.reasons, (tmp_path / "chaos.log").read_text()[-3000:])
+    if expected == "baseline-not-met":
+        assert not _faults(result.journal), "nothing is injected into a mesh already off its steady state"
+        return
     extra = result.journal["chaosmesh_qa"]
     assert extra["traffic"]["phases"]["during"]["requests"] > 0, "traffic flowed through the fault"
     assert [f["kind"] for f in _faults(result.journal)], "the fault was injected"

@@ -81,3 +81,21 @@ def test_summary_says_how_each_fault_ended() -> None:
     text = "\n".join(summary(verdict(doc)))
     assert "fault abort-1: abort on service=reviews — healed by the rollback 'heal'" in text
     assert "fault latency-2: latency on service=catalog — lease expired" in text
+
+
+@pytest.mark.parametrize(("doc", "where"), [
+    ({"status": "completed", "experiment": {}, "run": [1]}, "run.0"),
+    ({"status": "completed", "experiment": {"title": 3}}, "experiment.title"),
+    ({"status": "completed", "experiment": {}, "steady_states": {"before": {"probes": [{"activity": 7}]}}},
+     "steady_states.before.probes.0.activity"),
+    ({"status": "completed", "experiment": {}, "chaosmesh_qa": {"recovery": [{}]}}, "chaosmesh_qa.recovery.0.measure"),
+    ({"status": "completed", "experiment": {}, "chaosmesh_qa": {"traffic": {"faults": [{"x": 1}]}}},
+     "chaosmesh_qa.traffic.faults.0.fault_id"),
+])
+def test_malformed_journal_is_one_line_naming_the_field(tmp_path: Path, doc: dict[str, Any], where: str) -> None:
+    path = tmp_path / "journal.json"
+    path.write_text(json.dumps(doc))
+    result = run_cli("verdict", str(path))
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr and len(result.stderr.strip().splitlines()) == 1
+    assert f"malformed journal: {where}" in result.stderr

@@ -208,7 +208,7 @@ def test_bad_profile_interrupts_chaos_run_before_anything_starts(box: Sandbox, t
     marker = uuid.uuid4().hex
     profile: dict[str, Any] = {"rate_rps": "fast"} if bad == "rate" else {
         "host": f"http://127.0.0.1:{closed_port()}"}
-    expected = ("traffic.rate_rps: expected a positive number, got 'fast'" if bad == "rate"
+    expected = ("traffic.rate_rps: expected a number in (0, 1000000], got 'fast'" if bad == "rate"
                 else "traffic.host: cannot connect to http://127.0.0.1:")
     body = experiment({"chaosmesh_qa_state_dir": str(box.state_dir), "chaosmesh_qa_traffic": profile},
                       method=[{"type": "action", "name": "abort-reviews",

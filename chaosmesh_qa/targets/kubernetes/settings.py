@@ -14,6 +14,7 @@ cannot take an explicit kubeconfig path, while this target needs one self-contai
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -50,7 +51,7 @@ class KubeSettings:
     dry_run: bool = False
 
     @classmethod
-    def from_configuration(cls, configuration: dict[str, Any] | None, **overrides: Any) -> KubeSettings:
+    def from_configuration(cls, configuration: Mapping[str, Any] | None, **overrides: Any) -> KubeSettings:
         configuration = configuration or {}
 
         def value(key: str) -> Any:

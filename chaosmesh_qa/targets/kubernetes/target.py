@@ -16,7 +16,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from chaosmesh_qa.errors import ChaosMeshQAError, FaultRejected, TargetUnavailable
+from chaosmesh_qa.errors import ChaosMeshQAError, FaultRejected, MeasurementFailed, TargetUnavailable
+from chaosmesh_qa.mesh.model import MeshModel
 from chaosmesh_qa.targets.base import Direction, PartitionMode, Record
 from chaosmesh_qa.targets.kubernetes import leases, objects
 from chaosmesh_qa.targets.kubernetes.cluster import Cluster
@@ -155,6 +156,18 @@ class KubernetesTarget:
                                  changes, lambda: {"edges": edges, "mode": mode, "pods": [
                                      p["metadata"]["name"] for p in marked] if some else "all"},
                                  fault_id=fault_id, expires_at=expires_at)
+
+    # ------------------------------------------------------------------ mesh QA verdicts (not yet on clusters)
+
+    def declared_mesh(self) -> MeshModel:
+        raise MeasurementFailed("the kubernetes target does not read the declared mesh yet: give routing_matches "
+                                "an 'expected' share per version")
+
+    def check_plaintext_refused(self, service: str) -> list[Record]:
+        raise MeasurementFailed("the kubernetes target cannot try plaintext requests yet (mtls_enforced is local-only)")
+
+    def observed_edges(self, samples: int) -> list[Record]:
+        raise MeasurementFailed("the kubernetes target does not list observed edges yet (mtls_enforced is local-only)")
 
     def heal(self, fault_id: str | None, owner: str | None) -> list[Record]:
         healed = []

@@ -6,7 +6,8 @@ The supervisor owns one ``ControlPlane``.  Layout under ``<state>/xds``:
   shared by all its replicas (``ingress`` is a caller too);
 * ``<caller>/eds/<cluster>.json``: that caller's view of a cluster's endpoints, rewritten
   whenever pods come and go (and, for partitions, re-pointed for one caller only);
-* ``pods/<pod>/bootstrap.json`` and ``lds.json``: one sidecar's bootstrap and listeners.
+* ``pods/<pod>/bootstrap.json`` and ``lds.json``: one sidecar's bootstrap and listeners
+  (its admin API is a Unix socket outside ``xds``, ``PodSpec.admin_socket``).
 
 Envoy reloads a file-xDS document only when a file is *renamed* over it, so every write
 goes to a temporary file in the same directory and is renamed into place.
@@ -33,7 +34,7 @@ ENDPOINT_TYPE = "config.endpoint.v3.ClusterLoadAssignment"
 
 @dataclass
 class PodPorts:
-    admin: int
+    stats: int  # read-only listener: /stats/prometheus and /healthz/ready (the admin API is a Unix socket)
     inbound: int = 0  # sidecars only
     outbound: int = 0  # sidecar outbound listener, or the ingress listener
     app: int = 0
@@ -47,6 +48,7 @@ class PodSpec:
     service: str  # "ingress" for the gateway
     version: str
     ports: PodPorts
+    admin_socket: Path  # the Envoy's admin API, owner-only (envoy.admin)
     labels: dict[str, str] = field(default_factory=dict)
 
 
@@ -140,12 +142,14 @@ class ControlPlane:
         if not cds_path.exists():  # a leaf service calls nobody: an empty CDS document
             atomic_write_json(cds_path, discovery_response(CLUSTER_TYPE, [], self._next()))
         bootstrap = listeners.bootstrap(
-            node_id=pod.name, node_cluster=pod.service, admin_port=pod.ports.admin,
+            node_id=pod.name, node_cluster=pod.service, admin_socket=str(pod.admin_socket),
+            stats_port=pod.ports.stats,
             lds_path=str(lds_path), cds_path=str(cds_path),
             app_port=None if pod.service == INGRESS else pod.ports.app,
         )
         path = pod_dir / "bootstrap.json"
         atomic_write_json(path, bootstrap)
+        pod.admin_socket.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         return path
 
     def remove_pod(self, name: str) -> None:

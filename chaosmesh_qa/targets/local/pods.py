@@ -1,7 +1,8 @@
 """A pod of the embedded mesh: one app process and its sidecar Envoy, started and watched together.
 
 The supervisor creates ``Pod`` objects (and one for the ingress gateway, which has no
-app).  A pod is *ready* when its sidecar answers ``/ready`` and its app answers its
+app).  A pod is *ready* when its sidecar answers ``/ready`` on its admin socket
+(``pod.admin``, also what fault code uses to reach that Envoy) and its app answers its
 health path; the supervisor publishes only ready pods as endpoints.  A container that
 exits on its own is restarted in place (same pod, restart count + 1), as the kubelet
 would, unless a fault holds it down; a pod that is *killed* is gone for good and the
@@ -22,9 +23,11 @@ from typing import Any, Literal
 
 import aiohttp
 
+from chaosmesh_qa.errors import ProcessNotReady
 from chaosmesh_qa.mesh.model import MeshModel
 from chaosmesh_qa.targets.local import processes
 from chaosmesh_qa.targets.local.controlplane import PodSpec
+from chaosmesh_qa.targets.local.envoy.admin import EnvoyAdmin
 
 PodState = Literal["starting", "ready", "degraded", "failed", "terminated"]
 Container = Literal["app", "envoy"]
@@ -53,6 +56,10 @@ class Pod:
     held: set[Container] = field(default_factory=set)  # containers a fault keeps down
     _wake: asyncio.Event = field(default_factory=asyncio.Event)
     _tasks: set[asyncio.Task[Any]] = field(default_factory=set)
+    admin: EnvoyAdmin = field(init=False)  # the sidecar's admin API (owner-only Unix socket)
+
+    def __post_init__(self) -> None:
+        self.admin = EnvoyAdmin(self.spec.admin_socket)
 
     @property
     def name(self) -> str:
@@ -64,6 +71,7 @@ class Pod:
             "state": self.state, "restarts": self.restarts, "started_at": self.started_at,
             "pids": {"app": _pid(self.app), "sidecar": _pid(self.envoy)},
             "ports": {k: v for k, v in vars(self.spec.ports).items() if v},
+            "admin_socket": str(self.spec.admin_socket),
             "labels": self.spec.labels,
         }
 
@@ -83,8 +91,7 @@ class Pod:
     async def _wait_ready(self, session: aiohttp.ClientSession) -> None:
         ports = self.spec.ports
         checks = [processes.wait_until(
-            lambda: processes.http_ok(session, f"http://127.0.0.1:{ports.admin}/ready"), READY_TIMEOUT_S,
-            f"pod {self.name}: sidecar", alive=lambda: _running(self.envoy))]
+            self.admin.ready, READY_TIMEOUT_S, f"pod {self.name}: sidecar", alive=lambda: _running(self.envoy))]
         if self.app_argv is not None:
             checks.append(processes.wait_until(
                 lambda: processes.http_ok(session, f"http://127.0.0.1:{ports.app}{self.health_path}"),
@@ -98,6 +105,10 @@ class Pod:
             task.cancel()
         processes.kill(self.app)
         processes.kill(self.envoy)
+        with contextlib.suppress(RuntimeError):  # no running loop: nothing to close
+            closing = asyncio.get_running_loop().create_task(self.admin.close())
+            self._tasks.add(closing)
+            closing.add_done_callback(self._tasks.discard)
 
     async def recover(self, session: aiohttp.ClientSession) -> None:
         """Bring a failed pod back under the same name (restart count + 1)."""
@@ -121,6 +132,7 @@ class Pod:
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(processes.stop(self.app), processes.stop(self.envoy))
+        await self.admin.close()
 
     async def reap(self) -> None:
         for process in (self.app, self.envoy):
@@ -155,7 +167,7 @@ class Pod:
             self.envoy = await processes.spawn(processes.envoy_command(self.bootstrap), self.logs / "envoy.log")
         async with aiohttp.ClientSession() as session:
             # on failure, the watcher below sees the exit again and retries after the delay
-            with contextlib.suppress(TimeoutError, RuntimeError):
+            with contextlib.suppress(ProcessNotReady):
                 await self._wait_ready(session)
         self._watch(container)
         if self.state == "degraded" and _running(self.app) and _running(self.envoy):

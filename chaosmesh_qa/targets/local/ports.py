@@ -1,7 +1,7 @@
 """Loopback port allocation that never hands out the same port twice in one sandbox.
 
 Envoy binds with ``enable_reuse_port: false`` so a collision with another process fails
-loudly; this allocator makes sure we never collide with ourselves (reference/envoy.md §0).
+loudly; this allocator makes sure we never collide with ourselves (docs/envoy-notes.md §1).
 """
 
 from __future__ import annotations

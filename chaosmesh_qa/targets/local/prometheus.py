@@ -1,8 +1,12 @@
 """Run Debian's Prometheus as a plain child process scraping every Envoy at 1 s.
 
-The supervisor calls ``write_config`` whenever the set of Envoys changes and then
-``reload`` (``POST /-/reload``), so new pods are scraped at once instead of after the
-~5 s service-discovery throttle that file_sd would add (reference/envoy.md §7).
+Each target is an Envoy's read-only stats listener (``ScrapeTarget.port``, serving only
+``/stats/prometheus``), never its admin API, which is an owner-only Unix socket
+(docs/envoy-notes.md §2).  The supervisor calls ``write_config`` whenever the set of
+Envoys changes and then sends Prometheus SIGHUP (no lifecycle API: no other local user can make it
+reload or quit), so new pods are scraped at once
+instead of after the ~5 s service-discovery throttle that file_sd would add
+(docs/envoy-notes.md §7).
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ PROMETHEUS_ENV = "CHAOSMESH_QA_PROMETHEUS"
 
 @dataclass(frozen=True)
 class ScrapeTarget:
-    port: int
+    port: int  # the Envoy's stats listener on 127.0.0.1
     labels: dict[str, str]
 
 
@@ -67,7 +71,6 @@ def command(binary: str, config: Path, data_dir: Path, port: int) -> list[str]:
         f"--storage.tsdb.path={data_dir}",
         f"--web.listen-address=127.0.0.1:{port}",
         "--storage.tsdb.retention.time=2h",
-        "--web.enable-lifecycle",
         "--log.level=warn",
         # hidden flag (Prometheus >= 2.41): apply target changes at once, not after a 5 s throttle
         "--scrape.discovery-reload-interval=100ms",

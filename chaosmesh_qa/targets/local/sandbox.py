@@ -21,7 +21,7 @@ from typing import Any
 import httpx
 
 import chaosmesh_qa
-from chaosmesh_qa.errors import FaultRejected, SandboxStartError, TargetUnavailable
+from chaosmesh_qa.errors import FaultRejected, InvalidArgument, SandboxStartError, TargetUnavailable
 from chaosmesh_qa.mesh import LoadedMesh, load_mesh
 from chaosmesh_qa.targets.local.prometheus import find_prometheus
 from chaosmesh_qa.targets.local.state import SandboxPaths
@@ -51,22 +51,32 @@ class SandboxClient:
         self._client.close()
 
     def _request(self, method: str, path: str, **kwargs: Any) -> Any:
+        """One control request; the status is checked before the body is read as JSON.
+
+        400 is ``FaultRejected``; any other error status, a transport failure or a body that
+        is not JSON is ``TargetUnavailable``; arguments JSON cannot carry (NaN, infinity) are
+        ``InvalidArgument``; each with one line.
+        """
         try:
             response = self._client.request(method, path, **kwargs)
+        except (ValueError, TypeError) as exc:  # raised while encoding the JSON body: nothing was sent
+            raise InvalidArgument(f"arguments cannot be sent to the sandbox: {exc}") from None
+        except httpx.TimeoutException:
+            raise TargetUnavailable(f"sandbox at {self.paths.socket} did not answer {method} {path} in time") from None
         except httpx.TransportError as exc:
             raise TargetUnavailable(f"no sandbox answering at {self.paths.socket} ({exc})") from None
-        body: Any = response.json()
         if response.status_code == 400:
-            raise FaultRejected(body.get("error") or "fault rejected by the sandbox")
+            raise FaultRejected(_error_of(response) or "fault rejected by the sandbox")
         if response.status_code >= 400:
-            raise TargetUnavailable(body.get("error") or f"sandbox answered {response.status_code}")
-        return body
+            raise TargetUnavailable(f"sandbox answered {response.status_code} to {method} {path}: "
+                                    f"{_error_of(response) or response.reason_phrase}")
+        try:
+            return response.json()
+        except ValueError:
+            raise TargetUnavailable(f"sandbox answered {method} {path} with a body that is not JSON") from None
 
     def status(self) -> dict[str, Any]:
         return dict(self._request("GET", "/status"))
-
-    def kill_pod(self, name: str, restart_after_s: float = 0.0) -> dict[str, Any]:
-        return dict(self._request("POST", f"/pods/{name}/kill", json={"restart_after_s": restart_after_s}))
 
     def shutdown(self) -> None:
         self._request("POST", "/shutdown")
@@ -85,6 +95,16 @@ class SandboxClient:
         return list(self._request("POST", "/faults/heal", json={"fault_id": fault_id, "owner": owner}))
 
 
+def _error_of(response: httpx.Response) -> str:
+    """The one-line error of a failed control request: its JSON ``error``, else its first line of text."""
+    try:
+        body = response.json()
+    except ValueError:
+        body = None
+    text = str(body.get("error") or "") if isinstance(body, dict) else response.text.strip().split("\n", 1)[0]
+    return " ".join(text.split())[:500]
+
+
 def up(mesh_dir: Path, state_dir: Path, timeout_s: float = START_TIMEOUT_S, max_fault_ttl_s: float | None = None,
        endpoint_delay_s: float | None = None, wait_metrics: bool = False,
        kube_api_forbid: tuple[str, ...] | None = None) -> tuple[dict[str, Any], LoadedMesh]:
@@ -98,6 +118,7 @@ def up(mesh_dir: Path, state_dir: Path, timeout_s: float = START_TIMEOUT_S, max_
     paths = SandboxPaths(state_dir)
     if is_running(paths):
         raise SandboxStartError(f"a sandbox is already running in {state_dir} (chaosmesh-qa down first)")
+    paths.make_private()  # 0700: the control and admin sockets are the owner's alone
     _clear(paths)
     paths.logs.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()

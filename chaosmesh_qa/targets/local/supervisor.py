@@ -25,16 +25,19 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
-from chaosmesh_qa.errors import FaultRejected
+from chaosmesh_qa.errors import FaultRejected, ProcessNotReady
 from chaosmesh_qa.mesh import load_mesh
 from chaosmesh_qa.mesh.model import MeshModel
 from chaosmesh_qa.targets.local import processes, prometheus
+from chaosmesh_qa.targets.local.control_api import json_body, one_line_errors
 from chaosmesh_qa.targets.local.controlplane import ControlPlane, PodPorts, PodSpec
+from chaosmesh_qa.targets.local.envoy import admin
 from chaosmesh_qa.targets.local.envoy.clusters import Endpoint
 from chaosmesh_qa.targets.local.envoy.common import INGRESS
 from chaosmesh_qa.targets.local.faults import DEFAULT_MAX_TTL_S, FaultManager
 from chaosmesh_qa.targets.local.kubeapi import istio_metrics
 from chaosmesh_qa.targets.local.kubeapi.server import KubeApi
+from chaosmesh_qa.targets.local.leases import TEST_HOOKS_ENV, Redirect
 from chaosmesh_qa.targets.local.pki import MeshPKI
 from chaosmesh_qa.targets.local.pods import SERVING_STATES, Pod, app_command
 from chaosmesh_qa.targets.local.ports import PortAllocator
@@ -107,7 +110,8 @@ class Supervisor:
         loaded = load_mesh(self.mesh_dir)
         self.model = model = loaded.model
         ingress_spec = PodSpec("istio-ingressgateway", INGRESS, "", PodPorts(
-            admin=self.ports.allocate(), outbound=self.ports.allocate()))
+            stats=self.ports.allocate(), outbound=self.ports.allocate()),
+            admin.socket_path(self.paths.admin, "istio-ingressgateway"))
         replicas = [(s.name, v.name) for s in model.services.values() for v in s.versions for _ in range(v.replicas)]
         pod_specs = [self._new_pod_spec(service, version) for service, version in replicas]
         # Prometheus first, already knowing every target: its service discovery hands targets to
@@ -128,7 +132,7 @@ class Supervisor:
         """Prometheus hands new targets to its scrapers on a 5 s tick: the mesh need not wait for it."""
         try:
             await self._wait_scraped()
-        except (TimeoutError, RuntimeError) as exc:
+        except ProcessNotReady as exc:
             self.metrics_error = str(exc)
             log.error("prometheus never scraped every envoy: %s", exc)
             return
@@ -149,9 +153,10 @@ class Supervisor:
         assert self.model is not None
         name = f"{service}-{version}-{secrets.token_hex(3)}"
         calls_out = bool(self.model.callees(service))
-        ports = PodPorts(admin=self.ports.allocate(), inbound=self.ports.allocate(),
+        ports = PodPorts(stats=self.ports.allocate(), inbound=self.ports.allocate(),
                          outbound=self.ports.allocate() if calls_out else 0, app=self.ports.allocate())
-        return PodSpec(name, service, version, ports, self.model.workload_labels(service, version))
+        return PodSpec(name, service, version, ports, admin.socket_path(self.paths.admin, name),
+                       self.model.workload_labels(service, version))
 
     def _make_pod(self, spec: PodSpec) -> Pod:
         assert self.control_plane is not None and self.model is not None
@@ -205,7 +210,7 @@ class Supervisor:
         pod = self._make_pod(self._new_pod_spec(dead.spec.service, dead.spec.version))
         try:
             await pod.start(self.http())
-        except (TimeoutError, RuntimeError) as exc:
+        except ProcessNotReady as exc:
             log.error("replacement %s failed: %s", pod.name, exc)
             pod.kill()
             self.pods.pop(pod.name, None)
@@ -217,20 +222,21 @@ class Supervisor:
         await pod.reap()
         try:
             await pod.recover(self.http())
-        except (TimeoutError, RuntimeError) as exc:
+        except ProcessNotReady as exc:
             log.error("recovery of %s failed: %s", pod.name, exc)
 
-    async def _kill_then_replace(self, name: str, delay_s: float) -> dict[str, Any]:
-        pod = self.kill_pod(name)
+    def callees_of(self, caller: str) -> list[str]:
+        assert self.control_plane is not None
+        return self.control_plane.callees_of(caller)
 
-        async def later() -> None:
-            await asyncio.sleep(delay_s)
-            await self.replace_pod(pod)
-
-        self._background(later())
-        await pod.reap()
-        return {"killed": name, "service": pod.spec.service, "version": pod.spec.version,
-                "replacement_after_s": delay_s}
+    def redirect(self, edge: tuple[str, str], to: Redirect | None) -> None:
+        """Re-point ``edge``'s endpoints at a sink (a partition), or back (``None``); rewrites EDS."""
+        assert self.control_plane is not None
+        if to is None:
+            self.control_plane.redirects.pop(edge, None)
+        else:
+            self.control_plane.redirects[edge] = to
+        self.publish_endpoints()
 
     def _background(self, coro: Any) -> asyncio.Task[Any]:
         task = asyncio.get_running_loop().create_task(coro)
@@ -261,9 +267,10 @@ class Supervisor:
         return [_scrape_target(p.spec) for p in pods]
 
     async def _reload_prometheus(self) -> None:
+        # SIGHUP, not POST /-/reload: the lifecycle API would let any local user reload or stop Prometheus.
         prometheus.write_config(self.paths.prometheus_config, self._scrape_targets())
-        async with self.http().post(f"http://127.0.0.1:{self.prometheus_port}/-/reload") as response:
-            response.raise_for_status()
+        if self.prometheus is not None and self.prometheus.returncode is None:
+            self.prometheus.send_signal(signal.SIGHUP)
 
     async def _wait_scraped(self) -> None:
         expected = len(self._scrape_targets())
@@ -289,7 +296,7 @@ class Supervisor:
             "mesh": self.model.name if self.model else None, "mesh_dir": str(self.mesh_dir),
             "started_at": self.started_at, "ready_at": self.ready_at, "timings": self.timings,
             "ingress_url": f"http://127.0.0.1:{ingress_port}" if ingress_port else None,
-            "ingress_admin_url": f"http://127.0.0.1:{self.ingress.spec.ports.admin}" if self.ingress else None,
+            "ingress_admin_socket": str(self.ingress.spec.admin_socket) if self.ingress else None,
             "prometheus_url": f"http://127.0.0.1:{self.prometheus_port}" if self.prometheus_port else None,
             "metrics_ready": self.metrics_ready, "metrics_error": self.metrics_error,
             "ingress_service": self.model.ingress_service if self.model else None,
@@ -310,14 +317,15 @@ class Supervisor:
                 for name, svc in model.services.items()}
 
     async def _serve_api(self) -> web.AppRunner:
-        app = web.Application()
+        app = web.Application(middlewares=[one_line_errors])
         app.router.add_get("/status", self._api_status)
-        app.router.add_post("/pods/{name}/kill", self._api_kill_pod)
         app.router.add_post("/shutdown", self._api_shutdown)
         app.router.add_post("/faults", self._api_inject)
         app.router.add_get("/faults", self._api_faults)
         app.router.add_get("/faults/history", self._api_fault_history)
         app.router.add_post("/faults/heal", self._api_heal)
+        if os.environ.get(TEST_HOOKS_ENV) == "1":  # tests only: see leases' module docstring
+            app.router.add_post("/debug/fail-change", self._api_fail_change)
         runner = web.AppRunner(app, access_log=None)
         await runner.setup()
         self.paths.socket.unlink(missing_ok=True)
@@ -328,26 +336,17 @@ class Supervisor:
     async def _api_status(self, request: web.Request) -> web.Response:
         return web.json_response(self.status())
 
-    async def _api_kill_pod(self, request: web.Request) -> web.Response:
-        name = request.match_info["name"]
-        body = await request.json() if request.can_read_body else {}
-        if name not in self.pods:
-            return web.json_response({"error": f"pod {name!r} not found"}, status=404)
-        if self.state != "ready":
-            return web.json_response({"error": f"sandbox is {self.state}"}, status=409)
-        record = await self._kill_then_replace(name, float(body.get("restart_after_s", 0.0)))
-        return web.json_response(record)
-
     async def _api_inject(self, request: web.Request) -> web.Response:
-        body = await request.json()
+        body = await json_body(request)
         if self.state != "ready":
             return web.json_response({"error": f"sandbox is {self.state}"}, status=409)
-        try:
-            record = await self.faults.inject(body["kind"], body.get("parameters", {}), body.get("owner", "unknown"),
-                                              float(body["ttl_s"]))
-        except FaultRejected as exc:
-            return web.json_response({"error": str(exc)}, status=400)
-        return web.json_response(record)
+        kind, parameters, owner, ttl_s = (body.get("kind"), body.get("parameters") or {}, body.get("owner", "unknown"),
+                                          body.get("ttl_s"))
+        if not isinstance(kind, str) or not isinstance(parameters, dict) or not isinstance(owner, str):
+            raise FaultRejected("request: expected kind (string), parameters (mapping) and owner (string)")
+        if isinstance(ttl_s, bool) or not isinstance(ttl_s, int | float):
+            raise FaultRejected(f"duration_s: expected a number of seconds, got {ttl_s!r}")
+        return web.json_response(await self.faults.inject(kind, parameters, owner, float(ttl_s)))
 
     async def _api_faults(self, request: web.Request) -> web.Response:
         return web.json_response(self.faults.active())
@@ -356,9 +355,17 @@ class Supervisor:
         return web.json_response(self.faults.history(request.query.get("owner")))
 
     async def _api_heal(self, request: web.Request) -> web.Response:
-        body = await request.json() if request.can_read_body else {}
+        body = await json_body(request)
         healed = await self.faults.heal(body.get("fault_id"), body.get("owner"))
         return web.json_response(healed)
+
+    async def _api_fail_change(self, request: web.Request) -> web.Response:
+        """Test hook: the next fault's N-th change fails before it is applied (``{"change": N}``)."""
+        change = (await json_body(request)).get("change")
+        if isinstance(change, bool) or not isinstance(change, int) or change < 1:
+            raise FaultRejected(f"change: expected a whole number >= 1, got {change!r}")
+        self.faults.book.fail_change_at = change
+        return web.json_response({"fail_change_at": change})
 
     async def _api_shutdown(self, request: web.Request) -> web.Response:
         self.shutdown_requested.set()
@@ -370,7 +377,7 @@ class Supervisor:
 
 
 def _scrape_target(spec: PodSpec) -> prometheus.ScrapeTarget:
-    return prometheus.ScrapeTarget(spec.ports.admin, {
+    return prometheus.ScrapeTarget(spec.ports.stats, {
         "service": spec.service, "version": spec.version, "pod": spec.name,
         "role": "gateway" if spec.service == INGRESS else "sidecar"})
 

@@ -1,7 +1,9 @@
 """``LocalTarget``: the ``MeshTarget`` over the embedded sandbox's control API.
 
 Built by ``chaosmesh_qa.targets.get_target`` from an experiment's configuration; every
-call is one request to the supervisor, which applies, confirms and expires the fault.
+call is one request to the supervisor, which applies the fault as one transaction (all of
+it or, after a rollback, none of it: ``targets.local.leases``), confirms and expires it.
+Killing a pod is the ``kill_pods`` fault: there is no way around the leases.
 """
 
 from __future__ import annotations
@@ -9,11 +11,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from chaosmesh_qa.mesh import load_mesh
+from chaosmesh_qa.mesh.model import MeshModel
 from chaosmesh_qa.targets.base import Direction, PartitionMode, Record
+from chaosmesh_qa.targets.local import verify
 from chaosmesh_qa.targets.local.sandbox import SandboxClient, default_mesh_dir, down, is_running, up, wait_for_metrics
 from chaosmesh_qa.targets.local.state import SandboxPaths
-
-POD_FAULT_LEASE_S = 3600.0  # cap on how long a killed pod may stay down if nobody heals it
 
 
 class LocalTarget:
@@ -88,6 +91,18 @@ class LocalTarget:
     def fault_history(self, owner: str | None) -> list[Record]:
         with self._client() as client:
             return client.fault_history(owner)
+
+
+    # ---- verdicts (chaosmesh_qa.probes.routing / .mtls): chaosmesh_qa/targets/local/verify.py
+
+    def declared_mesh(self) -> MeshModel:
+        return load_mesh(self.describe()["mesh_dir"]).model
+
+    def check_plaintext_refused(self, service: str) -> list[Record]:
+        return verify.plaintext_refused(self.describe(), service)
+
+    def observed_edges(self, samples: int) -> list[Record]:
+        return verify.call_tree_edges(self.describe(), samples)
 
 
 def _pods(service: str, count: int | None, percent: float | None, version: str | None) -> dict[str, Any]:

@@ -5,13 +5,13 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from chaosmesh_qa.targets.local.sandbox import SandboxClient
+from chaosmesh_qa.targets.local.target import LocalTarget
 from tests.conftest import Sandbox
 from tests.mesh_client import admin_json, get_many, hops
 
 
-def _endpoint_ports(admin_port: int, cluster: str) -> set[int]:
-    clusters = admin_json(admin_port, "/clusters?format=json")["cluster_statuses"]
+def _endpoint_ports(admin_socket: str, cluster: str) -> set[int]:
+    clusters = admin_json(admin_socket, "/clusters?format=json")["cluster_statuses"]
     found = next(c for c in clusters if c["name"] == cluster)
     return {h["address"]["socket_address"]["port_value"] for h in found.get("host_statuses", [])}
 
@@ -28,12 +28,13 @@ def test_killed_pod_leaves_endpoints_and_replacement_is_routed_to(sandbox: Sandb
     status = sandbox.status()
     frontend = next(p for p in status["pods"] if p["service"] == "frontend")
     victim = next(p for p in status["pods"] if p["service"] == "catalog")
-    caller_admin = frontend["ports"]["admin"]
+    caller_admin = frontend["admin_socket"]
     assert victim["ports"]["inbound"] in _endpoint_ports(caller_admin, "catalog")
 
-    with SandboxClient(sandbox.state_dir) as client:
-        record = client.kill_pod(victim["name"], restart_after_s=1.0)
-    assert record["killed"] == victim["name"]
+    # the only way to kill a pod is the kill_pods fault: a lease (replacement at its expiry) with history
+    target = LocalTarget(sandbox.state_dir)
+    record = target.kill_pods("catalog", 1, None, None, 1.0, "test_pods")
+    assert record["changes"]["killed_pods"] == [victim["name"]], "a pod fault picks pods by name"
 
     gone_after = _wait_for(lambda: victim["ports"]["inbound"] not in _endpoint_ports(caller_admin, "catalog"),
                            3.0, "the killed pod's endpoint to leave the caller's cluster")
@@ -53,6 +54,15 @@ def test_killed_pod_leaves_endpoints_and_replacement_is_routed_to(sandbox: Sandb
     served_by = {h["pod"] for _, tree in get_many(sandbox.ingress_url + "/", 40)
                  for h in hops(tree) if h["service"] == "catalog"}
     assert new_pod["name"] in served_by
+
+    def ended() -> dict[str, Any] | None:
+        return next((f for f in target.fault_history("test_pods")
+                     if f["fault_id"] == record["fault_id"] and "ended_at" in f), None)
+
+    _wait_for(lambda: ended() is not None, 5.0, "the kill's lease to end")
+    final = ended()
+    assert final is not None and final["ended"] == "expired"
+    assert final["reverted"]["replacement_pods"] == [new_pod["name"]]
 
 
 def test_crashed_container_restarts_in_place(sandbox: Sandbox) -> None:

@@ -35,7 +35,7 @@ def test_status_lists_every_pod_ready(sandbox: Sandbox) -> None:
     for pod in status["pods"]:
         assert pod["pids"]["app"] and pod["pids"]["sidecar"]
         calls_out = pod["service"] in ("frontend", "catalog")
-        assert set(pod["ports"]) == {"admin", "inbound", "app", *(["outbound"] if calls_out else [])}
+        assert set(pod["ports"]) == {"stats", "inbound", "app", *(["outbound"] if calls_out else [])}
 
 
 def test_weighted_split_follows_virtualservice_weights(sandbox: Sandbox) -> None:

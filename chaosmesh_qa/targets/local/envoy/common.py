@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 TYPE = "@type"
@@ -11,6 +12,7 @@ INGRESS = "ingress"  # the ingress gateway's name as a caller / node cluster
 INGRESS_SPIFFE = "spiffe://cluster.local/ns/istio-system/sa/istio-ingressgateway-service-account"
 
 JSON = dict[str, Any]
+MAX_DURATION_S = 9_223_372_035.999  # measured: Envoy takes 9223372035.999999999s, not 9223372036s
 
 
 def address(port: int, host: str = "127.0.0.1") -> JSON:
@@ -18,7 +20,16 @@ def address(port: int, host: str = "127.0.0.1") -> JSON:
 
 
 def duration(seconds: float) -> str:
-    return f"{seconds:.3f}s"
+    """A protobuf JSON duration, exact to the millisecond (the mesh only holds whole milliseconds).
+
+    Never rounds a positive value to ``0s``, which Envoy reads as "no timeout" for route timeouts;
+    refuses what Envoy cannot take (negative, not finite, beyond ``MAX_DURATION_S``).
+    """
+    if not math.isfinite(seconds) or seconds < 0 or seconds > MAX_DURATION_S:
+        raise ValueError(f"duration {seconds!r} s cannot be given to Envoy (0 to {MAX_DURATION_S} s)")
+    ms = max(round(seconds * 1000), 1 if seconds > 0 else 0)
+    whole, rest = divmod(ms, 1000)
+    return f"{whole}.{rest:03d}s" if rest else f"{whole}s"
 
 
 def file_source(path: str) -> JSON:

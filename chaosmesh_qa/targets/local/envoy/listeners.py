@@ -3,7 +3,9 @@
 The inbound listener terminates mTLS per the workload's PeerAuthentication mode,
 enforces AuthorizationPolicies with the HTTP RBAC filter, and carries the runtime-driven
 fault filter that fault actions steer through ``/runtime_modify``; the outbound listener
-routes the app's calls by ``Host`` through RDS.  Called by ``controlplane``.
+routes the app's calls by ``Host`` through RDS.  The admin API listens on an owner-only
+Unix socket; the static stats listener serves only ``/stats/prometheus`` and a readiness
+path from it, read-only, on 127.0.0.1 (as Istio's sidecars do).  Called by ``controlplane``.
 """
 
 from __future__ import annotations
@@ -15,6 +17,11 @@ from chaosmesh_qa.targets.local.envoy.common import API, JSON, TYPE, address, fi
 from chaosmesh_qa.targets.local.envoy.routes import FAULT_FILTER, OUTBOUND_ROUTE_CONFIG
 
 LOCAL_APP_CLUSTER = "local_app"
+# starts with "_": no DNS-1123 service name (and so no SLI's cluster-name pattern) can match it
+ADMIN_CLUSTER = "_admin"
+STATS_PATH = "/stats/prometheus"
+READY_PATH = "/healthz/ready"  # -> the admin API's /ready
+ADMIN_SOCKET_MODE = 0o600
 HCM = "envoy.filters.network.http_connection_manager"
 # Fine latency buckets (ms) so that SLOs such as "p99 <= 300 ms" are resolvable (Envoy's
 # defaults jump from 250 to 500 ms).
@@ -30,9 +37,9 @@ class PodIdentity:
     ca: str
 
 
-def bootstrap(node_id: str, node_cluster: str, admin_port: int, lds_path: str, cds_path: str,
-              app_port: int | None) -> JSON:
-    static_clusters = []
+def bootstrap(node_id: str, node_cluster: str, admin_socket: str, stats_port: int, lds_path: str,
+              cds_path: str, app_port: int | None) -> JSON:
+    static_clusters = [_admin_cluster(admin_socket)]
     if app_port is not None:
         static_clusters.append({
             "name": LOCAL_APP_CLUSTER,
@@ -45,13 +52,13 @@ def bootstrap(node_id: str, node_cluster: str, admin_port: int, lds_path: str, c
         })
     return {
         "node": {"id": node_id, "cluster": node_cluster},
-        "admin": {"address": address(admin_port)},
+        "admin": {"address": _pipe(admin_socket)},
         "layered_runtime": {"layers": [
             {"name": "static", "static_layer": {}},
             {"name": "admin", "admin_layer": {}},
         ]},
         "dynamic_resources": {"lds_config": file_source(lds_path), "cds_config": file_source(cds_path)},
-        "static_resources": {"clusters": static_clusters},
+        "static_resources": {"listeners": [stats_listener(stats_port)], "clusters": static_clusters},
         # histograms reach /stats/prometheus at each stats flush: every second, not Envoy's default 5 s
         "stats_flush_interval": "1s",
         "stats_config": {"histogram_bucket_settings": [
@@ -65,6 +72,43 @@ def bootstrap(node_id: str, node_cluster: str, admin_port: int, lds_path: str, c
             },
         }]},
     }
+
+
+def stats_listener(port: int) -> JSON:
+    """Read-only view of the admin API on 127.0.0.1: ``GET /stats/prometheus`` (any query) and
+    ``GET /healthz/ready`` (admin ``/ready``); every other request is answered 404 here."""
+    get = [{"name": ":method", "string_match": {"exact": "GET"}}]
+    return {
+        "name": "stats",
+        "address": address(port),
+        "enable_reuse_port": False,
+        "filter_chains": [{"filters": [_hcm("stats", {
+            "route_config": {"name": "stats", "virtual_hosts": [{
+                "name": "stats", "domains": ["*"],
+                "routes": [
+                    {"match": {"path": STATS_PATH, "headers": get}, "route": {"cluster": ADMIN_CLUSTER}},
+                    {"match": {"path": READY_PATH, "headers": get},
+                     "route": {"cluster": ADMIN_CLUSTER, "prefix_rewrite": "/ready"}},
+                    {"match": {"prefix": "/"}, "direct_response": {"status": 404}},
+                ],
+            }]},
+            "http_filters": [_router()],
+        })]}],
+    }
+
+
+def _admin_cluster(admin_socket: str) -> JSON:
+    return {
+        "name": ADMIN_CLUSTER,
+        "type": "STATIC",
+        "connect_timeout": "1s",
+        "load_assignment": {"cluster_name": ADMIN_CLUSTER, "endpoints": [
+            {"lb_endpoints": [{"endpoint": {"address": {"pipe": {"path": admin_socket}}}}]}]},
+    }
+
+
+def _pipe(path: str) -> JSON:
+    return {"pipe": {"path": path, "mode": ADMIN_SOCKET_MODE}}
 
 
 def outbound_listener(name: str, port: int, stat_prefix: str, rds_path: str) -> JSON:
@@ -139,7 +183,7 @@ def _router() -> JSON:
 
 
 def _fault_filter() -> JSON:
-    """Inert until runtime keys ``fault.http[.<caller>].{delay,abort}.*`` are set (see reference §2)."""
+    """Inert until runtime keys ``fault.http[.<caller>].{delay,abort}.*`` are set (docs/envoy-notes.md §4)."""
     return {
         TYPE: f"{API}.extensions.filters.http.fault.v3.HTTPFault",
         "delay": {"fixed_delay": "0.001s", "percentage": {"numerator": 0, "denominator": "HUNDRED"}},
@@ -200,9 +244,14 @@ def _source(principals: tuple[str, ...], namespaces: tuple[str, ...]) -> JSON:
         ids.append({"or_ids": {"ids": [_principal(p) for p in principals]}})
     if namespaces:
         ids.append({"or_ids": {"ids": [
-            {"authenticated": {"principal_name": {"safe_regex": {"regex": f"spiffe://[^/]+/ns/{ns}/.*"}}}}
+            {"authenticated": {"principal_name": {"safe_regex": {"regex": f"spiffe://[^/]+/ns/{_ns_regex(ns)}/.*"}}}}
             for ns in namespaces]}})
     return {"and_ids": {"ids": ids}} if ids else {"any": True}
+
+
+def _ns_regex(namespace: str) -> str:
+    """Istio's namespace match (a name, ``*``, or ``*`` at one end; checked by the schema) as RE2."""
+    return "[^/]+" if namespace == "*" else namespace.replace("*", "[^/]*")
 
 
 def _principal(principal: str) -> JSON:

@@ -2,7 +2,7 @@
 
 Called by ``controlplane`` for each calling service's sidecars and for the ingress
 gateway.  Every route stamps the caller's name into ``x-envoy-downstream-service-cluster``
-(via the router, after the filters, see reference/envoy.md §2) so that the callee's
+(by the router, after the HTTP filters have run) so that the callee's
 fault filter can target one caller→callee edge through its per-caller runtime keys.
 """
 
@@ -86,7 +86,8 @@ def _match(match: RouteMatch) -> JSON:
 
 
 def _action(route: Route) -> JSON:
-    action: JSON = {"timeout": duration(route.timeout_s or 0)}
+    # "0s" turns Envoy's 15 s default route timeout off: Istio's default is no timeout
+    action: JSON = {"timeout": "0s" if route.timeout_s is None else duration(route.timeout_s)}
     if len(route.destinations) == 1:
         only = route.destinations[0]
         action["cluster"] = cluster_name(only.service, only.subset)
@@ -108,6 +109,8 @@ def _action(route: Route) -> JSON:
         }
         if retries.per_try_timeout_s:
             policy["per_try_timeout"] = duration(retries.per_try_timeout_s)
+        if retries.retriable_status_codes:
+            policy["retriable_status_codes"] = list(retries.retriable_status_codes)
         action["retry_policy"] = policy
     return action
 

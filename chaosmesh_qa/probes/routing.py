@@ -1,0 +1,128 @@
+"""Routing verdict: do a service's versions serve the shares its VirtualService declares?
+
+Referenced from experiments as ``{"module": "chaosmesh_qa.probes.routing", "func": "routing_matches"}``.
+The expected shares come from the declared mesh (``MeshTarget.declared_mesh`` resolved by
+``chaosmesh_qa.mesh.routing``: the route that takes requests with ``headers``, its weights, the
+subsets' labels) or from ``expected``, the team's intent; the observed ones from the requests each
+version actually served in the last ``window_s`` (SLI ``version_requests`` of the target's
+catalog).  A chi-square goodness-of-fit test (``chaosmesh_qa.metrics.shares``) decides.
+
+The result is a mapping whose ``status`` Chaos Toolkit compares with a list tolerance
+(``"tolerance": ["pass"]``): ``pass``; ``deviates`` (the deviation is significant at
+``confidence`` *and* some share is more than ``tolerance`` off, or a version the declaration
+sends nothing to served requests, or the declaration cannot be served); ``not-enough-traffic``
+(no decisive deviation, but fewer requests than needed to see a ``tolerance``-sized one:
+never a pass).  ``summary``
+says it in one line (also logged), with every share, its interval and the p-value.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from chaosmesh_qa import checks
+from chaosmesh_qa.errors import InvalidArgument
+from chaosmesh_qa.mesh.routing import expected_shares
+from chaosmesh_qa.metrics.shares import ShareTest, compare_shares
+from chaosmesh_qa.probes.context import MeasureContext, window
+
+__all__ = ["routing_matches"]
+
+log = logging.getLogger("chaostoolkit")
+SUM_SLACK = 1e-6
+MAX_REQUESTS = 1_000_000_000
+
+Configuration = dict[str, Any]
+
+
+def routing_matches(service: str, expected: dict[str, float] | None = None, min_requests: int | None = None,
+                    confidence: float = 0.99, window_s: float = 30, headers: dict[str, str] | None = None,
+                    tolerance: float = 0.05, path: str | None = None,
+                    configuration: Configuration | None = None) -> dict[str, Any]:
+    """Do ``service``'s versions serve the declared (or ``expected``) shares of its requests?
+
+    ``expected``: ``{version: share}`` summing to 1 (default: from the VirtualService and
+    DestinationRule); ``headers``/``path``: what the traffic in the window carries, to pick the
+    declared route (a header route expects all of it on its subset); ``min_requests``: the sample
+    below which the answer is ``not-enough-traffic`` (default: computed from ``confidence`` and
+    ``tolerance``).  Returns ``{"status", "summary", ...}``; use ``"tolerance": ["pass"]``.
+    """
+    service = checks.name("service", service)
+    level = checks.number("confidence", confidence, 0, 1, low_open=True, high_open=True)
+    slack = checks.number("tolerance", tolerance, 0, 1, low_open=True, high_open=True)
+    span = window(window_s)
+    least = None if min_requests is None else checks.whole("min_requests", min_requests, 1, MAX_REQUESTS)
+    request_headers = _headers(headers)
+    request_path = None if path is None else checks.text("path", path, 2048)
+    intent = None if expected is None else _expected(expected)
+
+    ctx = MeasureContext.from_configuration(configuration)
+    ctx.service(service)
+    versions = [str(v) for v in ctx.description["services"][service]["versions"]]
+    problems: tuple[str, ...] = ()
+    if intent is None:
+        declared = expected_shares(ctx.target.declared_mesh(), service, request_headers, request_path)
+        intent, problems = declared.shares, declared.problems
+    unknown = sorted(set(intent) - set(versions))
+    if unknown:
+        raise InvalidArgument(f"expected: {', '.join(map(repr, unknown))} is not a version of {service!r} "
+                              f"(versions: {', '.join(versions)})")
+    raw = ctx.prometheus.by_label(ctx.catalog.render("version_requests", service=service, window=span), "version")
+    counts = {version: round(value) for version, value in raw.items() if round(value) > 0}
+    test = compare_shares(counts, intent, level, slack, least)
+    result = _result(service, span, test, slack, problems, request_headers)
+    log.info("routing_matches: %s", result["summary"])
+    return result
+
+
+def _result(service: str, span: str, test: ShareTest, tolerance: float, problems: tuple[str, ...],
+            headers: dict[str, str]) -> dict[str, Any]:
+    alpha = 1 - test.confidence
+    if problems or (test.p_value < alpha and (test.max_deviation > tolerance
+                                              or any(s.expected == 0 and s.count for s in test.shares))):
+        status = "deviates"  # decisive whatever the sample size
+    elif test.requests < test.min_requests:
+        status = "not-enough-traffic"  # would pass, but too few requests to see a tolerance-sized deviation
+    else:
+        status = "pass"
+    level = f"{test.confidence * 100:g}%"
+    shares = ", ".join(f"{s.version} {s.observed:.1%} [{s.low:.1%}, {s.high:.1%}] (expected {s.expected:.1%})"
+                       for s in test.shares)
+    scope = f" with {headers}" if headers else ""
+    summary = (f"{status}: {service}{scope}: {shares or 'no version served a request'}; {test.requests} requests "
+               f"in {span}, chi-square p={test.p_value:.3g} ({level} intervals, tolerance {tolerance:g})")
+    if status == "not-enough-traffic":
+        summary += f"; need at least {test.min_requests} requests to tell a {tolerance:g} deviation"
+    if problems:
+        summary += "; " + "; ".join(problems)
+    return {
+        "status": status, "summary": summary, "service": service, "window": span, "requests": test.requests,
+        "min_requests": test.min_requests, "p_value": test.p_value, "confidence": test.confidence,
+        "shares": {s.version: {"count": s.count, "observed": round(s.observed, 4), "expected": round(s.expected, 4),
+                               "low": round(s.low, 4), "high": round(s.high, 4)} for s in test.shares},
+        "problems": list(problems),
+    }
+
+
+def _expected(expected: Any) -> dict[str, float]:
+    shares = checks.mapping("expected", expected, "a mapping of version to share, e.g. {\"v1\": 0.9, \"v2\": 0.1}")
+    if not shares:
+        checks.fail("expected", "at least one version", expected)
+    result = {checks.name(checks.field("expected", k), k): checks.number(checks.field("expected", k), v, 0, 1)
+              for k, v in shares.items()}
+    total = sum(result.values())
+    if abs(total - 1) > SUM_SLACK:
+        raise InvalidArgument(f"expected: shares sum to {total:g}, not 1")
+    return result
+
+
+def _headers(headers: Any) -> dict[str, str]:
+    if headers is None:
+        return {}
+    given = checks.mapping("headers", headers, "a mapping of header name to value")
+    result = {}
+    for key, value in given.items():
+        where = checks.field("headers", key)
+        result[checks.text(where, key, 256).lower()] = checks.text(where, value, 4096) if value != "" else ""
+    return result
