@@ -65,6 +65,10 @@ def sandbox() -> Iterator[Sandbox]:
         assert stopped.returncode == 0, f"down failed: {stopped.stderr.strip()}"
 
 
+# SLIs answering one series per version (routing shares): summed here, so "answers" means one number
+PER_VERSION = {"version_requests"}
+
+
 def queries(catalog: Catalog, status: dict[str, Any]) -> dict[str, str]:
     """Every SLI, rendered for every service (and version / subset / fault kind) or every edge."""
     versions: dict[str, set[str]] = {}
@@ -84,6 +88,8 @@ def queries(catalog: Catalog, status: dict[str, Any]) -> dict[str, str]:
             elif "fault" in sli.params:
                 for fault in dict(catalog.params["fault"].choices):
                     rendered[f"{name}({service},{fault})"] = catalog.render(name, service=service, fault=fault)
+            elif name in PER_VERSION:
+                rendered[f"{name}({service})"] = f"sum({catalog.render(name, service=service)})"
             else:
                 rendered[f"{name}({service})"] = catalog.render(name, service=service)
         if "subset" in sli.params:
