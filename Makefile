@@ -12,7 +12,7 @@ PYTHON ?= $(shell for c in python3.12 python3.13 python3.14 python3; do \
           for p in $$(ls -d $$root/versions/3.1[2-9]*/bin/python3 2>/dev/null | sort -V); do \
             $$p -c 'import sys; sys.exit(sys.version_info < (3, 12))' 2>/dev/null && { echo $$p; exit; }; done)
 
-.PHONY: setup demo test lint unit bench clean down chromium
+.PHONY: setup demo test lint unit bench clean down test-tools
 
 setup: $(STAMP) prometheus
 
@@ -35,23 +35,26 @@ prometheus:
 	  echo "error: Prometheus not found. Install Debian's 'prometheus' package (sudo apt-get install prometheus)" \
 	       "or set CHAOSMESH_QA_PROMETHEUS=/path/to/prometheus"; exit 1; fi
 
-# The report tests open the HTML report in a real browser: Debian's chromium (not needed by `make demo`).
-chromium:
-	@if command -v chromium >/dev/null; then exit 0; fi; \
+# Tools the tests drive, from Debian (not needed by `make demo`): headless Chromium opens the HTML report,
+# kubectl talks to the Kubernetes API emulation.  Only what is missing is installed.
+test-tools:
+	@missing=""; command -v chromium >/dev/null || missing="$$missing chromium"; \
+	command -v kubectl >/dev/null || missing="$$missing kubernetes-client"; \
+	if [ -z "$$missing" ]; then exit 0; fi; \
 	if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
-	  echo "installing Debian's chromium package (the HTML report tests use it)"; \
-	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium) >/dev/null; \
+	  echo "installing Debian's$$missing (the tests use them)"; \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing) >/dev/null; \
 	else \
-	  echo "error: chromium not found. Install Debian's 'chromium' package (sudo apt-get install chromium)"; exit 1; fi
+	  echo "error: missing$$missing. Install Debian's packages: sudo apt-get install$$missing"; exit 1; fi
 
 lint: setup
 	$(VENV)/bin/ruff check chaosmesh_qa tests bench
 	$(VENV)/bin/mypy
 
-test: setup chromium lint
+test: setup test-tools lint
 	$(VENV)/bin/pytest -q -m "not slow" -p no:cacheprovider
 
-test-all: setup chromium lint
+test-all: setup test-tools lint
 	$(VENV)/bin/pytest -q -p no:cacheprovider
 
 bench: setup
