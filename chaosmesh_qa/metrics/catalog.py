@@ -37,6 +37,7 @@ class Param:
     default: str | None = None  # None: required; "" (kind name only): optional, renders as ""
     format: str = "{}"  # applied to a non-empty value, e.g. "_{}" for a cluster-name suffix
     choices: tuple[tuple[str, str], ...] = ()  # kind "choice": accepted value -> text in the query
+    aliases: tuple[tuple[str, str], ...] = ()  # kind "name": the dialect's own name for a value ("ingress")
 
 
 @dataclass(frozen=True)
@@ -124,7 +125,7 @@ def parse_catalog(doc: Any, path: Path, dialect: str) -> Catalog:
 
 
 def _param(key: str, raw: Any, where: str) -> Param:
-    spec = _mapping(raw, where, {"kind", "description", "default", "format", "choices"})
+    spec = _mapping(raw, where, {"kind", "description", "default", "format", "choices", "aliases"})
     kind, fmt = spec.get("kind"), spec.get("format", "{}")
     if kind not in KINDS:
         raise InvalidArgument(f"{where}: 'kind' must be one of {', '.join(KINDS)}, got {kind!r}")
@@ -136,8 +137,12 @@ def _param(key: str, raw: Any, where: str) -> Param:
         choices = tuple((str(k), str(v)) for k, v in raw_choices.items())
         if not all(IDENT_RE.fullmatch(v.lower()) for _, v in choices):
             raise InvalidArgument(f"{where}: 'choices' must map values to identifiers")
+    aliases = tuple((str(k), str(v)) for k, v in _mapping(spec["aliases"], f"{where}: aliases").items()) \
+        if "aliases" in spec else ()
+    if aliases and (kind != "name" or not all(NAME_RE.fullmatch(k) and NAME_RE.fullmatch(v) for k, v in aliases)):
+        raise InvalidArgument(f"{where}: 'aliases' (kind name only) must map names to names")
     default = None if spec.get("default") is None else str(spec["default"])
-    param = Param(key, kind, _text(spec, "description", where), default, fmt, choices)
+    param = Param(key, kind, _text(spec, "description", where), default, fmt, choices, aliases)
     if param.default is not None:
         check_value(param, param.default, f"{where}: default")
     return param
@@ -172,6 +177,7 @@ def check_value(param: Param, value: Any, where: str) -> str:
     if param.kind == "name":
         if not (text == "" == param.default or (isinstance(value, str) and NAME_RE.fullmatch(text))):
             raise InvalidArgument(f"{where}: {value!r} is not a DNS-1123 name (lowercase letters, digits, '-')")
+        text = dict(param.aliases).get(text, text)
     elif param.kind == "duration":
         if not DURATION_RE.fullmatch(text) or seconds(text) <= 0:
             raise InvalidArgument(f"{where}: {value!r} is not a Prometheus duration such as 10s or 1m")

@@ -78,3 +78,8 @@ def test_every_istio_sli_answers_and_no_request_is_counted_twice(kube_sandbox: K
     empty = [name for name, sli in catalog.slis.items()
              if not _query(prometheus, catalog.render(name, **{p: PARAMS[p] for p in sli.params}))]
     assert empty == [], f"these Istio SLIs return no data in the sandbox: {empty}"
+    # the probes' front door ("ingress", e.g. recovered_within's default edge) is Istio's ingress gateway
+    front = {"source": "ingress", "service": "frontend"}
+    empty = [name for name in ("edge_responses", "edge_latency_buckets", "edge_request_rate")
+             if not _query(prometheus, catalog.render(name, **front))]
+    assert empty == [], f"the ingress edge has no data on the Istio dialect: {empty}"
