@@ -38,7 +38,10 @@ def test_runner_role_is_exactly_what_a_run_uses(kube: KubeSandbox, monkeypatch: 
     monkeypatch.setenv("CHAOSMESH_QA_LOCAL_REAPER", "0")  # the reaper's calls are checked on their own below
     cfg = kube.configuration()
     since = len(kube.call_log())
-    get_target(cfg).describe()
+    target = get_target(cfg)
+    target.describe()
+    target.declared_mesh()  # routing_matches / mtls_enforced: Services, pods and the mesh's Istio objects
+    target.check_plaintext_refused("reviews")
     actions.kill_pods("reviews", version="v2", restart_after_s=1, configuration=cfg)
     actions.inject_abort("reviews", 503, 10, 30, source="frontend", configuration=cfg)
     actions.partition("frontend", "catalog", 30, direction="to", mode="drop", count=1, configuration=cfg)

@@ -11,7 +11,8 @@ are generated from the mesh model, one per (caller workload, callee cluster) and
   inbound stats: requests its app answered (exact codes, response_flags "-") plus requests the
   sidecar answered itself (RBAC denials: 403 / "RBAC"; injected aborts: response_code "5xx" / "FI",
   the Envoy stats keep only the class).  Each reporter counts a request once; summing both counts it
-  twice, exactly as in Istio.
+  twice, exactly as in Istio.  The destination series name the caller (source_*, source_principal,
+  connection_security_policy) only where the mesh gives the callee a single caller (``_peer_labels``).
 * ``envoy_cluster_*`` retry / overflow / outlier / membership series again, with Istio's
   ``cluster_name="outbound|<port>|<subset>|<svc>.<ns>.svc.cluster.local"`` instead of
   ``envoy_cluster_name`` (what Istio exports when ``proxyStatsMatcher`` includes them).
@@ -62,6 +63,30 @@ def _destination_labels(model: MeshModel, service: str, version: str) -> dict[st
             "destination_principal": svc.spiffe_id}
 
 
+def _peer_labels(model: MeshModel, service: str, version: str) -> dict[str, str]:
+    """The caller as the callee's proxy reports it: named only when the mesh gives the service one caller.
+
+    The inbound stats do not say which caller a request came from, so with several callers the source is
+    "unknown" (as Istio reports a peer without metadata); ``connection_security_policy`` is what the
+    sandbox's configuration makes of the hop (the DestinationRule's tls mode and the callee's
+    PeerAuthentication mode), ``source_principal`` the caller's SPIFFE id on a mutual-TLS hop.
+    """
+    mutual = model.policies[service].tls_mode == "ISTIO_MUTUAL" and model.mtls_mode(service, version) != "DISABLE"
+    callers = model.callers(service)
+    unknown = {"source_workload": "unknown", "source_app": "unknown", "source_canonical_service": "unknown",
+               "source_principal": "unknown"}
+    if len(callers) != 1:
+        return {**unknown, "connection_security_policy": "mutual_tls" if mutual else "none"}
+    caller = callers[0]
+    versions = [None] if caller == INGRESS else [v.name for v in model.services[caller].versions]
+    found = _source_labels(model, caller, versions[0] if len(versions) == 1 else None)
+    if len(versions) != 1:
+        found.update(source_workload="unknown", source_version="unknown")
+    if not mutual:
+        found["source_principal"] = "unknown"
+    return {**found, "connection_security_policy": "mutual_tls" if mutual else "none"}
+
+
 def _callers(model: MeshModel) -> list[tuple[str, str | None]]:
     found: list[tuple[str, str | None]] = [(INGRESS, None)]
     return found + [(s.name, v.name) for s in model.services.values() for v in s.versions if model.callees(s.name)]
@@ -100,8 +125,8 @@ def rules(model: MeshModel) -> dict[str, Any]:
     for svc in model.services.values():
         for v in svc.versions:
             scrape = {"service": svc.name, "version": v.name}
-            labels = {"reporter": "destination", "source_workload": "unknown", "source_app": "unknown",
-                      "source_canonical_service": "unknown", **_destination_labels(model, svc.name, v.name)}
+            labels = {"reporter": "destination", **_peer_labels(model, svc.name, v.name),
+                      **_destination_labels(model, svc.name, v.name)}
             app = _sel(**scrape, envoy_cluster_name="local_app")
             inbound = _sel(**scrape, envoy_http_conn_manager_prefix="inbound")
             recorded.append({"record": "istio_requests_total", "labels": {**labels, "response_flags": "-"},

@@ -49,6 +49,8 @@ RESOURCES: tuple[Resource, ...] = (
     Resource("networking.istio.io", ISTIO_NET, "virtualservices", "VirtualService", True, READ, ("vs",)),
     Resource("networking.istio.io", ISTIO_NET, "destinationrules", "DestinationRule", True, READ, ("dr",)),
     Resource("networking.istio.io", ISTIO_NET, "envoyfilters", "EnvoyFilter", True, CRUD, applied=True),
+    Resource("security.istio.io", ("v1", "v1beta1"), "peerauthentications", "PeerAuthentication", True, READ,
+             ("pa",)),
     Resource("security.istio.io", ("v1", "v1beta1"), "authorizationpolicies", "AuthorizationPolicy", True, CRUD,
              ("ap",), applied=True),
     Resource("networking.k8s.io", ("v1",), "networkpolicies", "NetworkPolicy", True, CRUD, ("netpol",),

@@ -43,6 +43,7 @@ USER = "chaosmesh-qa"
 POLL_S = 0.1  # how often the pod view is diffed for watches
 MAX_WATCH_S = 1800.0
 MERGE_PATCHES = ("application/merge-patch+json", "application/strategic-merge-patch+json")
+MESH_OBJECTS = ("virtualservices", "destinationrules", "peerauthentications", "authorizationpolicies")
 
 
 class KubeApi:
@@ -113,8 +114,8 @@ class KubeApi:
             self.workloads.refresh()
 
     def _seed_mesh_objects(self) -> None:
-        """The mesh definition's VirtualServices and DestinationRules, read-only."""
-        wanted = {r.kind: r for r in resources.RESOURCES if r.name in ("virtualservices", "destinationrules")}
+        """The mesh definition's own Istio objects (VS, DR, PeerAuthentication, AuthorizationPolicy), read-only."""
+        wanted = {r.kind: r for r in resources.RESOURCES if r.name in MESH_OBJECTS}
         for path in sorted(self.supervisor.mesh_dir.glob("*.y*ml")):
             with contextlib.suppress(OSError, yaml.YAMLError):
                 for doc in yaml.safe_load_all(path.read_text()):

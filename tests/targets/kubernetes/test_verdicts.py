@@ -1,0 +1,80 @@
+"""The mesh QA verdicts on the kubernetes target: the declared mesh read from the API, routing and mTLS.
+
+Against the emulation (`up --kube-api`): the mesh rebuilt from Services, pods and the mesh's own Istio
+objects must resolve to the mesh directory's model; routing_matches and mtls_enforced must pass on the
+default mesh through the API and the Istio metric names, exactly as on the local target.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from chaosmesh_qa.mesh import load_mesh
+from chaosmesh_qa.probes.mtls import mtls_enforced
+from chaosmesh_qa.probes.routing import routing_matches
+from chaosmesh_qa.targets import get_target
+from tests.mesh_client import get_many
+from tests.targets.kubernetes.conftest import KubeSandbox
+
+DEFAULT_MESH = Path(__file__).resolve().parents[3] / "chaosmesh_qa" / "default_mesh"
+
+
+def _plain(value: Any) -> Any:
+    """A model part without where it was read from (file names differ between a directory and the API)."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: _plain(getattr(value, f.name)) for f in dataclasses.fields(value) if f.name != "where"}
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    return value
+
+
+def _destination_requests(prometheus: str, service: str) -> float:
+    query = f'sum(istio_requests_total{{reporter="destination",destination_service_name="{service}"}})'
+    result = httpx.get(f"{prometheus}/api/v1/query", params={"query": query}, timeout=10).json()["data"]["result"]
+    return float(result[0]["value"][1]) if result else 0.0
+
+
+def test_declared_mesh_read_from_the_api_resolves_like_the_mesh_directory(kube: KubeSandbox) -> None:
+    declared = get_target(kube.configuration()).declared_mesh()
+    expected = load_mesh(DEFAULT_MESH).model
+    for part in ("routes", "policies", "subsets", "peer_auth", "authz", "ingress_service"):
+        assert _plain(getattr(declared, part)) == _plain(getattr(expected, part)), part
+    assert {name: (s.namespace, s.port, s.spiffe_id, sorted((v.name, v.replicas) for v in s.versions))
+            for name, s in declared.services.items()} == \
+           {name: (s.namespace, s.port, s.spiffe_id, sorted((v.name, v.replicas) for v in s.versions))
+            for name, s in expected.services.items()}
+
+
+def test_routing_matches_and_mtls_enforced_pass_on_the_kubernetes_target(kube: KubeSandbox) -> None:
+    cfg = kube.configuration()
+    prometheus = cfg["chaosmesh_qa_prometheus_url"]
+    before = _destination_requests(prometheus, "reviews")
+    start = time.time()
+    sent = 700
+    statuses = [status for status, _ in get_many(kube.status()["ingress_url"] + "/", sent)]
+    assert statuses.count(200) == sent
+    deadline = time.monotonic() + 20
+    while _destination_requests(prometheus, "reviews") - before < sent:  # scraped and recorded (bounded)
+        assert time.monotonic() < deadline, "the Istio metrics did not count the requests"
+        time.sleep(0.2)
+    routed = routing_matches("reviews", window_s=int(time.time() - start) + 2, configuration=cfg)
+    assert routed["status"] == "pass", routed["summary"]
+    assert routed["requests"] >= sent and routed["shares"]["v1"]["expected"] == 0.8
+    wrong = routing_matches("reviews", expected={"v1": 0.95, "v2": 0.05}, window_s=int(time.time() - start) + 2,
+                            configuration=cfg)
+    assert wrong["status"] == "deviates", wrong["summary"]
+
+    mtls = mtls_enforced(configuration=cfg)
+    assert mtls["status"] == "pass", mtls["summary"]
+    assert {(e["source"], e["destination"]) for e in mtls["edges"]} == {
+        ("ingress", "frontend"), ("frontend", "catalog"), ("frontend", "reviews"), ("catalog", "inventory")}
+    assert all(e["principal"].startswith("spiffe://cluster.local/") for e in mtls["edges"])
+    pods = [p for w in mtls["workloads"] for p in w["pods"]]
+    assert pods and all(p["refused"] and "effective PeerAuthentication mode STRICT" in p["detail"] for p in pods)
