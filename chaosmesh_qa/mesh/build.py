@@ -7,6 +7,7 @@ line naming file, resource and field, so the user sees them all at once.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from chaosmesh_qa.mesh import schema
@@ -35,6 +36,7 @@ from chaosmesh_qa.mesh.model import (
     default_retries,
     selects,
 )
+from chaosmesh_qa.mesh.sidecars import sidecar_scopes, visibility_warnings
 from chaosmesh_qa.mesh.values import parse_duration
 
 if TYPE_CHECKING:
@@ -75,7 +77,8 @@ def build_model(
         for d in documents if d.kind == "PeerAuthentication"
     )
     authz = tuple(_authorization_policy(d) for d in documents if d.kind == "AuthorizationPolicy")
-    return MeshModel(
+    sidecars = sidecar_scopes(documents, services, problems, warnings)
+    model = MeshModel(
         name=mesh_doc.name,
         services=services,
         ingress_service=mesh_spec.ingress.service,
@@ -85,7 +88,11 @@ def build_model(
         subsets=subsets,
         peer_auth=peer_auth,
         authz=authz,
+        sidecars=sidecars,
     )
+    if not problems:
+        visibility_warnings(model, warnings)
+    return model
 
 
 def _empty() -> MeshModel:
@@ -110,7 +117,8 @@ def _services(doc: Document, spec: schema.MeshSpec, problems: list[str]) -> dict
         services[svc.name] = ServiceModel(
             name=svc.name, namespace=svc.namespace, port=svc.port,
             service_account=svc.service_account or svc.name, versions=tuple(versions),
-            command=tuple(svc.command) if svc.command else None, health_path=svc.health_path,
+            command=_command(svc.command, doc.file), health_path=svc.health_path,
+            **({"ready_timeout_s": parse_duration(svc.ready_timeout)} if svc.ready_timeout else {}),
         )
     for i, svc in enumerate(spec.services):
         # the service-level app, then each version's override
@@ -124,6 +132,15 @@ def _services(doc: Document, spec: schema.MeshSpec, problems: list[str]) -> dict
     if cycle:
         problems.append(f"{doc.where}: spec.services: call cycle {' -> '.join(cycle)} (requests would loop)")
     return services
+
+
+def _command(command: list[str] | None, mesh_file: str) -> tuple[str, ...] | None:
+    """A ``command`` with ``{mesh}`` replaced by the mesh directory (absolute), so that a program
+    shipped next to its mesh starts whatever the current directory; ``{port}`` stays for the pod."""
+    if not command:
+        return None
+    mesh_dir = str(Path(mesh_file).parent.absolute())
+    return tuple(arg.replace("{mesh}", mesh_dir) for arg in command)
 
 
 def _behaviour(base: schema.DemoApp | None, override: schema.DemoApp | None) -> AppBehaviour:

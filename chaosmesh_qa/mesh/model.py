@@ -47,8 +47,13 @@ class ServiceModel:
     port: int
     service_account: str
     versions: tuple[VersionModel, ...]
-    command: tuple[str, ...] | None
+    command: tuple[str, ...] | None  # "{mesh}" already replaced by the mesh directory
     health_path: str
+    ready_timeout_s: float = 30.0  # how long a pod may take to become ready
+
+    @property
+    def fqdn(self) -> str:
+        return f"{self.name}.{self.namespace}.svc.{TRUST_DOMAIN}"
 
     @property
     def spiffe_id(self) -> str:
@@ -175,6 +180,30 @@ class PeerAuthPolicy:
 
 
 @dataclass(frozen=True)
+class EgressHost:
+    """One Sidecar ``egress.hosts`` entry: a namespace (``*``, ``~`` or a name) and ``*``, ``*.suffix`` or an FQDN."""
+
+    namespace: str
+    host: str
+
+    def matches(self, namespace: str, fqdn: str) -> bool:
+        if self.namespace not in ("*", namespace):
+            return False
+        return self.host in ("*", fqdn) or (self.host.startswith("*.") and fqdn.endswith(self.host[1:]))
+
+
+@dataclass(frozen=True)
+class SidecarScope:
+    """An Istio ``Sidecar`` resource: which services the selected workloads' sidecars know."""
+
+    name: str
+    namespace: str
+    selector: dict[str, str] | None
+    hosts: tuple[EgressHost, ...] | None  # None: no egress given, every service (Istio's default)
+    where: str = ""  # "<file>: Sidecar/<name>", for messages
+
+
+@dataclass(frozen=True)
 class MeshModel:
     name: str
     services: dict[str, ServiceModel]
@@ -185,6 +214,7 @@ class MeshModel:
     subsets: dict[str, dict[str, SubsetModel]]
     peer_auth: tuple[PeerAuthPolicy, ...]
     authz: tuple[AuthzPolicy, ...]
+    sidecars: tuple[SidecarScope, ...] = ()
 
     def workload_labels(self, service: str, version: str) -> dict[str, str]:
         return {"app": service, "version": version, **self.services[service].version(version).labels}
@@ -225,9 +255,36 @@ class MeshModel:
         ]
 
     def callees(self, service: str) -> list[str]:
-        """Services that ``service`` calls (demo app calls, for any of its versions)."""
+        """Services that ``service`` calls: its demo app's calls (for any of its versions); for a
+        ``command`` service, whose calls are its own code's business, every other service its
+        sidecar knows (``egress``)."""
+        if self.services[service].command is not None:
+            return [name for name in self.egress(service) if name != service]
         names = {callee for v in self.services[service].versions for callee, _ in v.behaviour.calls}
         return sorted(names)
+
+    def sidecar_for(self, service: str) -> SidecarScope | None:
+        """The Sidecar resource that applies to ``service``'s workloads, by Istio's precedence: one
+        whose selector picks them in their namespace, else their namespace's selector-less one,
+        else the root namespace's.  ``build`` makes sure a selector picks all of a service's
+        versions or none, and that the choice is never ambiguous."""
+        svc = self.services[service]
+        labels = [self.workload_labels(service, v.name) for v in svc.versions]
+        ranked = sorted(
+            ((2 if s.selector else 1 if s.namespace == svc.namespace else 0), s.name, s) for s in self.sidecars
+            if (s.selector and s.namespace == svc.namespace and all(selects(s.selector, la) for la in labels))
+            or (not s.selector and s.namespace in (svc.namespace, ROOT_NAMESPACE))
+        )
+        return ranked[-1][2] if ranked else None
+
+    def egress(self, service: str) -> list[str]:
+        """Services whose routes and clusters ``service``'s sidecars get: every service, as in
+        Istio, unless a Sidecar resource's ``egress.hosts`` scopes it down."""
+        scope = self.sidecar_for(service)
+        if scope is None or scope.hosts is None:
+            return sorted(self.services)
+        return sorted(name for name, svc in self.services.items()
+                      if any(h.matches(svc.namespace, svc.fqdn) for h in scope.hosts))
 
     def callers(self, service: str) -> list[str]:
         found = [s for s in self.services if service in self.callees(s)]

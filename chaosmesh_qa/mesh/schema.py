@@ -17,6 +17,7 @@ from pydantic.alias_generators import to_camel
 
 from chaosmesh_qa.mesh.values import (
     Duration,
+    EgressHost,
     HeaderName,
     HttpPath,
     Int32,
@@ -31,9 +32,12 @@ from chaosmesh_qa.mesh.values import (
     envoy_regex,
     is_http_path,
     join_path,
+    parse_duration,
     retry_policies,
     show,
 )
+
+MAX_READY_TIMEOUT_S = 600.0
 
 
 class Spec(BaseModel):
@@ -98,6 +102,14 @@ class ServiceDef(Spec):
     app: DemoApp | None = None
     command: list[NoNul] | None = Field(default=None, min_length=1)
     health_path: HttpPath = "/healthz"
+    ready_timeout: Duration | None = None
+
+    @model_validator(mode="after")
+    def _ready_timeout_bounded(self) -> ServiceDef:
+        if self.ready_timeout is not None and parse_duration(self.ready_timeout) > MAX_READY_TIMEOUT_S:
+            raise ValueError(f"readyTimeout: {self.ready_timeout!r} is longer than {MAX_READY_TIMEOUT_S:.0f}s "
+                             "(a pod that takes longer to start is a broken pod)")
+        return self
 
     @model_validator(mode="after")
     def _app_or_command(self) -> ServiceDef:
@@ -262,6 +274,19 @@ class DestinationRuleSpec(Spec):
     subsets: list[Subset] = Field(default_factory=list)
 
 
+class SidecarWorkloadSelector(Spec):
+    labels: Annotated[LabelMap, Field(min_length=1)]
+
+
+class IstioEgressListener(Spec):
+    hosts: list[EgressHost] = Field(min_length=1)
+
+
+class SidecarSpec(Spec):
+    workload_selector: SidecarWorkloadSelector | None = None
+    egress: list[IstioEgressListener] = Field(default_factory=list)
+
+
 # --------------------------------------------------------------------------- security.istio.io
 
 
@@ -323,6 +348,10 @@ ISTIO_KINDS: dict[str, tuple[tuple[str, ...], type[Spec]]] = {
     "DestinationRule": (
         ("networking.istio.io/v1", "networking.istio.io/v1beta1", "networking.istio.io/v1alpha3"),
         DestinationRuleSpec,
+    ),
+    "Sidecar": (
+        ("networking.istio.io/v1", "networking.istio.io/v1beta1", "networking.istio.io/v1alpha3"),
+        SidecarSpec,
     ),
     "PeerAuthentication": (("security.istio.io/v1", "security.istio.io/v1beta1"), PeerAuthenticationSpec),
     "AuthorizationPolicy": (("security.istio.io/v1", "security.istio.io/v1beta1"), AuthorizationPolicySpec),

@@ -155,6 +155,24 @@ def _namespace(value: str) -> str:
     return value
 
 
+def _egress_host(value: str) -> str:
+    """A Sidecar ``egress.hosts`` entry, as Istio checks it: ``namespace/dnsName``.
+
+    The namespace is a name, ``*`` (any), ``.`` (the Sidecar's own) or ``~`` (none); the DNS
+    name is ``*``, ``*.suffix`` or a lower-case DNS name (matched against a service's FQDN).
+    """
+    namespace, slash, host = value.partition("/")
+    if not slash:
+        raise ValueError(f"{show(value)} is not of the form 'namespace/dnsName' (e.g. './catalog.default.svc."
+                         "cluster.local', 'istio-system/*', '*/*')")
+    if namespace not in ("*", ".", "~") and not re.fullmatch(DNS_LABEL, namespace):
+        raise ValueError(f"{show(value)}: namespace {show(namespace)} is not a namespace name, '*', '.' or '~'")
+    name = host[2:] if host.startswith("*.") else host
+    if host != "*" and (len(host) > 253 or not _DNS_SUBDOMAIN.fullmatch(name)):
+        raise ValueError(f"{show(value)}: {show(host)} is not '*', '*.<suffix>' or a lower-case DNS name")
+    return value
+
+
 def _no_nul(value: str) -> str:
     if "\x00" in value:
         raise ValueError(f"{show(value)} contains a NUL character")
@@ -179,6 +197,7 @@ Text = Annotated[str, AfterValidator(_no_control)]
 LabelMap = Annotated[dict[str, str], AfterValidator(_labels)]
 Namespace = Annotated[str, AfterValidator(_namespace)]
 NoNul = Annotated[str, AfterValidator(_no_nul)]
+EgressHost = Annotated[str, AfterValidator(_egress_host)]
 
 
 _PLAIN_KEY = re.compile(r"[A-Za-z0-9_-]+", re.ASCII)

@@ -14,14 +14,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
 import aiohttp
+import psutil
 
 from chaosmesh_qa.errors import ProcessNotReady
 from chaosmesh_qa.mesh.model import MeshModel
@@ -37,6 +39,7 @@ Container = Literal["app", "envoy"]
 SERVING_STATES = ("ready", "degraded")
 CONTAINER_RESTART_DELAY_S = 1.0
 READY_TIMEOUT_S = 30.0
+NO_PROXY = ("localhost", "127.0.0.1", "::1")  # a program's own loopback calls never go through the proxy
 
 
 @dataclass
@@ -48,6 +51,7 @@ class Pod:
     app_env: dict[str, str]
     health_path: str
     on_change: Callable[[Pod], None]
+    ready_timeout_s: float = READY_TIMEOUT_S  # for the app (the service's readyTimeout)
     state: PodState = "starting"
     started_at: float = field(default_factory=time.time)
     restarts: int = 0
@@ -89,14 +93,32 @@ class Pod:
         self._set_state("ready")
 
     async def _wait_ready(self, session: aiohttp.ClientSession) -> None:
-        ports = self.spec.ports
-        checks = [processes.wait_until(
-            self.admin.ready, READY_TIMEOUT_S, f"pod {self.name}: sidecar", alive=lambda: _running(self.envoy))]
+        checks = [self._ready("envoy", self.admin.ready, READY_TIMEOUT_S)]
         if self.app_argv is not None:
-            checks.append(processes.wait_until(
-                lambda: processes.http_ok(session, f"http://127.0.0.1:{ports.app}{self.health_path}"),
-                READY_TIMEOUT_S, f"pod {self.name}: app", alive=lambda: _running(self.app)))
+            url = f"http://127.0.0.1:{self.spec.ports.app}{self.health_path}"
+            checks.append(self._ready("app", lambda: processes.http_ok(session, url), self.ready_timeout_s))
         await asyncio.gather(*checks)
+
+    async def _ready(self, container: Container, check: Callable[[], Awaitable[bool]], timeout_s: float) -> None:
+        """Wait for one container; on failure one line naming the pod, what went wrong and its log."""
+        def current() -> asyncio.subprocess.Process | None:
+            return self.app if container == "app" else self.envoy
+
+        try:
+            await processes.wait_until(check, timeout_s, f"pod {self.name}: {container}",
+                                       alive=lambda: _running(current()))
+        except ProcessNotReady:
+            process = current()
+            if process is not None and process.returncode is not None:
+                why = f"exited with status {process.returncode} before it was ready"
+            elif container == "app":
+                why = (f"not healthy after {timeout_s:g} s: GET {self.health_path} on its port "
+                       f"{self.spec.ports.app} never answered 200{_listening_hint(process, self.spec.ports.app)}")
+            else:
+                why = f"not ready after {timeout_s:g} s"
+            log = self.logs / f"{container}.log"
+            raise ProcessNotReady(f"pod {self.name}: {'app' if container == 'app' else 'sidecar'} {why} "
+                                  f"(log: {log})") from None
 
     def kill(self, state: PodState = "terminated") -> None:
         """SIGKILL both containers: a pod deletion with grace period 0 (or a pod failure)."""
@@ -186,6 +208,7 @@ def app_command(model: MeshModel, spec: PodSpec, python: str = sys.executable) -
     env = {
         "PORT": str(ports.app), "CHAOSMESH_SERVICE": svc.name, "CHAOSMESH_VERSION": spec.version,
         "CHAOSMESH_POD": spec.name, "CHAOSMESH_OUTBOUND": f"http://127.0.0.1:{ports.outbound}",
+        **proxy_env(ports.outbound),
     }
     if svc.command is not None:
         return [arg.replace("{port}", str(ports.app)) for arg in svc.command], env
@@ -201,6 +224,35 @@ def app_command(model: MeshModel, spec: PodSpec, python: str = sys.executable) -
     }
     env["CHAOSMESH_APP"] = json.dumps(config)
     return [python, "-m", "chaosmesh_qa.apps.demo"], env
+
+
+def proxy_env(outbound_port: int) -> dict[str, str]:
+    """How an unchanged program reaches the mesh by Kubernetes names: its sidecar's outbound listener
+    as the HTTP proxy (routed by the request's authority), loopback excluded (docs/own-services.md)."""
+    proxy, direct = f"http://127.0.0.1:{outbound_port}", ",".join(NO_PROXY)
+    return {
+        "HTTP_PROXY": proxy, "http_proxy": proxy, "NO_PROXY": direct, "no_proxy": direct,
+        # the JVM reads no proxy variable; its standard system properties, through the variable it reads
+        "JAVA_TOOL_OPTIONS": " ".join(filter(None, (
+            os.environ.get("JAVA_TOOL_OPTIONS", ""), f"-Dhttp.proxyHost=127.0.0.1 -Dhttp.proxyPort={outbound_port}",
+            "-Dhttp.nonProxyHosts=" + "|".join(NO_PROXY)))),
+        "NODE_USE_ENV_PROXY": "1",  # Node.js >= 24: fetch and http honour HTTP_PROXY with this set
+    }
+
+
+def _listening_hint(process: asyncio.subprocess.Process | None, port: int) -> str:
+    """``" (it listens on 9999 instead)"`` when the app (or a child of it) listens on other ports."""
+    if process is None:
+        return ""
+    try:
+        root = psutil.Process(process.pid)
+        found = sorted({c.laddr.port for p in (root, *root.children(recursive=True))
+                        for c in p.net_connections(kind="tcp") if c.status == psutil.CONN_LISTEN})
+    except psutil.Error:
+        return ""
+    if not found or port in found:
+        return ""
+    return f" (it listens on {', '.join(map(str, found))} instead: use {{port}} or $PORT)"
 
 
 def _pid(process: asyncio.subprocess.Process | None) -> int | None:
