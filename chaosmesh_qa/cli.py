@@ -25,6 +25,7 @@ from chaosmesh_qa import checks
 from chaosmesh_qa.errors import ChaosMeshQAError, TargetUnavailable, one_line
 from chaosmesh_qa.explain_command import explain_command
 from chaosmesh_qa.mesh import load_mesh
+from chaosmesh_qa.report.gameday import gameday as gameday_command
 from chaosmesh_qa.report.run import run as run_experiments
 from chaosmesh_qa.report.verdict import load_journal, summary
 from chaosmesh_qa.report.verdict import verdict as verdict_of
@@ -212,6 +213,7 @@ def validate(mesh_dir: Path | None) -> None:
 
 cli.add_command(run_experiments)  # chaosmesh-qa run: chaosmesh_qa/report/run.py
 cli.add_command(explain_command)  # chaosmesh-qa explain: chaosmesh_qa/explain_command.py
+cli.add_command(gameday_command)  # chaosmesh-qa gameday: chaosmesh_qa/report/gameday.py
 
 from chaosmesh_qa.targets.kubernetes.commands import plan, reap  # noqa: E402  (the Kubernetes target's commands)
 

@@ -5,19 +5,23 @@ reference to anything outside the file, so it opens from a CI artefact with the 
 experiment: the verdict and why, the client timeline plot (throughput, error ratio, p50/p99, fault
 windows, recovery marks), time to recover against budget, the per-phase client figures, the
 faults and how each ended, and the probe table (before and after the method, measured value,
-tolerance, result).  Rendered with Jinja2 (autoescaped) from ``report.html.j2`` next to this module.
+tolerance, result).  With ``--gate``: the regression gate per experiment (every figure compared, its
+bounds and allowance, the context changes); for a game day: its status, the stop record and the
+resilience score with its formula.  Rendered with Jinja2 (autoescaped) from ``report.html.j2``.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from markupsafe import Markup
 
-from chaosmesh_qa.report.model import ExperimentReport, as_json
+from chaosmesh_qa.report.baseline import Gate
+from chaosmesh_qa.report.model import DaySummary, ExperimentReport, as_json
 from chaosmesh_qa.report.plots import MARKS, timeline_svg
 from chaosmesh_qa.traffic import timeline
 
@@ -25,16 +29,37 @@ _ENV = Environment(loader=FileSystemLoader(Path(__file__).parent), autoescape=se
                    trim_blocks=True, lstrip_blocks=True)
 
 
-def write_html(reports: list[ExperimentReport], path: Path, title: str = "chaosmesh-qa run") -> None:
+def write_html(reports: list[ExperimentReport], path: Path, title: str = "chaosmesh-qa run",
+               gates: Sequence[Gate] = (), day: DaySummary | None = None) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(render_html(reports, title), encoding="utf-8")
+    path.write_text(render_html(reports, title, gates, day), encoding="utf-8")
 
 
-def render_html(reports: list[ExperimentReport], title: str = "chaosmesh-qa run") -> str:
+def render_html(reports: list[ExperimentReport], title: str = "chaosmesh-qa run", gates: Sequence[Gate] = (),
+                day: DaySummary | None = None) -> str:
     generated = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+    if day is not None and title == "chaosmesh-qa run":
+        title = f"chaosmesh-qa game day {day.name}"
+    passed = all(r.passed for r in reports) and bool(reports) and all(g.passed for g in gates)
     return _ENV.get_template("report.html.j2").render(
-        title=title, generated=generated, passed=all(r.passed for r in reports) and bool(reports),
-        experiments=[_experiment(r) for r in reports])
+        title=title, generated=generated, passed=passed if day is None else day.status == "passed",
+        experiments=[_experiment(r) for r in reports], gates=[_gate(g) for g in gates], day=day)
+
+
+def _gate(gate: Gate) -> dict[str, Any]:
+    rows = []
+    for check in gate.checks:
+        b = check.bounds
+        rows.append({"key": check.key, "status": check.status, "note": check.note,
+                     "baseline": check.value(b.baseline if b else None),
+                     "current": check.value(b.current if b else None),
+                     "worse": check.value(b.worse if b else None),
+                     "bounds": f"{check.value(b.lower)} .. {check.value(b.upper)}" if b else "—",
+                     "allowance": check.value(check.allowance) if b and check.status != "info" else "—"})
+    return {"experiment": gate.experiment, "passed": gate.passed, "error": gate.error, "rows": rows,
+            "baseline": str(gate.baseline_path), "baseline_runs": gate.baseline_runs,
+            "current_runs": gate.current_runs, "changes": gate.context_changes(),
+            "confidence": f"{gate.checks[0].confidence:.0%}" if gate.checks else ""}
 
 
 def _experiment(report: ExperimentReport) -> dict[str, Any]:

@@ -184,6 +184,37 @@ def _strip_ansi(text: str) -> str:
     return re.sub(r"\x1b\[[0-9;]*m", "", text).strip()
 
 
+@dataclass
+class EntryScore:
+    """One game-day entry's part of the resilience score (``report.gameday``)."""
+
+    name: str
+    severity: int
+    hypothesis_share: float  # hypothesis checks that held / checks declared (before and after)
+    recovery_factor: float  # mean of min(1, budget / time to recover); 1 when nothing was timed
+    outcome: str
+
+    @property
+    def score(self) -> float:
+        return self.hypothesis_share * self.recovery_factor
+
+
+@dataclass
+class DaySummary:
+    """A whole game day, for the report writers: status, why it ended, stop record and score."""
+
+    name: str
+    suite: Path
+    status: str  # passed | failed | stopped | interrupted
+    reason: str
+    score: float  # 0..100
+    formula: str
+    entries: list[EntryScore] = field(default_factory=list)
+    stop: dict[str, Any] | None = None  # condition, tripped_at, healed fault ids, heal_s, skipped entries
+    started: str = ""
+    ended: str = ""
+
+
 def load_reports(directories: list[Path]) -> list[ExperimentReport]:
     """Reports for run directories written earlier (each holds ``journal.json`` and ``timeline.jsonl``)."""
     return [ExperimentReport.from_directory(d) for d in directories]

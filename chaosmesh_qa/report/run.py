@@ -11,6 +11,10 @@ and the client timeline.  Progress comes from ``report.progress``; verdicts from
 ``report.verdict``; ``--junit/--html/--markdown`` from the writers next to this module.  The exit
 code is the verdict: 0 only when every experiment passed, 1 otherwise.  SIGINT/SIGTERM stop the
 current experiment with SIGTERM (its rollbacks play), skip the rest and still write the reports.
+``--repeat N`` runs each experiment N times (``<out>/<name>/run-<i>``); ``--baseline DIR`` records
+their figures, ``--baseline DIR --gate`` compares them with the recorded ones (``report.baseline``)
+and a significant regression fails the run too.  ``chaosmesh-qa gameday`` (``report.gameday``)
+runs its experiments through ``run_one`` with a ``watch`` callback for its stop conditions.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
@@ -33,6 +38,7 @@ import click
 import yaml
 
 from chaosmesh_qa.errors import InvalidArgument
+from chaosmesh_qa.report import baseline as baselines
 from chaosmesh_qa.report.model import EVENTS, EXPERIMENT, JOURNAL, LOG, OUTPUT, TIMELINE, ExperimentReport
 from chaosmesh_qa.report.progress import LiveView, Monitor, PlainView, RunState, View
 
@@ -61,44 +67,95 @@ class Prepared:
 @click.option("--markdown", type=click.Path(dir_okay=False, path_type=Path), help="Write a Markdown summary.")
 @click.option("--timeout", type=click.FloatRange(min=1), default=1800.0, show_default=True,
               help="Seconds an experiment may run before it is stopped (SIGTERM: its rollbacks still play).")
+@click.option("--repeat", type=click.IntRange(1, 100), default=1, show_default=True,
+              help="Run each experiment N times (its figures are recorded or compared over all N).")
+@click.option("--baseline", "baseline_dir", type=click.Path(file_okay=False, path_type=Path),
+              help="Record each experiment's figures in DIR/<experiment>.json (with --gate: compare with them).")
+@click.option("--gate", is_flag=True,
+              help="With --baseline: compare with the recorded figures; a significant regression fails the run.")
+@click.option("--thresholds", type=click.Path(dir_okay=False, path_type=Path),
+              help="With --gate: a YAML/JSON file of allowances per figure and the confidence.")
 def run(experiments: tuple[Path, ...], out_dir: Path, target: str | None, junit: Path | None, html: Path | None,
-        markdown: Path | None, timeout: float) -> None:
+        markdown: Path | None, timeout: float, repeat: int, baseline_dir: Path | None, gate: bool,
+        thresholds: Path | None) -> None:
     """Run experiments with `chaos`, judge each, write reports; exit 0 only when every experiment passed."""
+    if gate and baseline_dir is None:
+        raise click.BadParameter("needs --baseline DIR", param_hint="'--gate'")
+    if thresholds is not None and not gate:
+        raise click.BadParameter("needs --gate", param_hint="'--thresholds'")
+    allowances = baselines.load_thresholds(thresholds) if gate else None
     prepared = _prepare_all(list(experiments), target)
-    chaos = _chaos_executable()
+    chaos = chaos_executable()
     out_dir.mkdir(parents=True, exist_ok=True)
     if junit or html or markdown:  # import matplotlib and Jinja2 while the first experiment runs, not after
-        threading.Thread(target=_import_writers, name="import-report-writers", daemon=True).start()
+        threading.Thread(target=import_writers, name="import-report-writers", daemon=True).start()
     view: View = LiveView() if sys.stdout.isatty() else PlainView()
-    stopper = _Stopper()
+    stopper = Stopper()
     reports: list[ExperimentReport] = []
+    by_experiment: dict[str, list[ExperimentReport]] = {}
+    total = len(prepared) * repeat
     try:
-        for index, item in enumerate(prepared, 1):
+        for index, (item, attempt) in enumerate(((i, r) for i in prepared for r in range(1, repeat + 1)), 1):
+            name = item.name if repeat == 1 else f"{item.name}#{attempt}"
+            directory = out_dir / item.name if repeat == 1 else out_dir / item.name / f"run-{attempt}"
             if stopper.signal_name:
-                reports.append(_skipped(item, out_dir, f"not run: chaosmesh-qa run stopped by {stopper.signal_name}"))
-                continue
-            for note in item.notes:
-                view.line(f"{item.name}: {note}")
-            report = _run_one(item, out_dir / item.name, chaos, view, RunState(item.name, index, len(prepared)),
-                              timeout, stopper)
+                report = ExperimentReport(name, directory, None, f"not run: chaosmesh-qa run stopped by "
+                                          f"{stopper.signal_name}", item.notes, skipped=True)
+            else:
+                for note in item.notes if attempt == 1 else []:
+                    view.line(f"{item.name}: {note}")
+                report = run_one(item, directory, chaos, view, RunState(name, index, total), timeout, stopper)
+                report.name = name
+                view.line(f"[{index}/{total}] {name}: {report.outcome.upper()}"
+                          + (f" — {'; '.join(report.reasons)}" if report.reasons else ""))
             reports.append(report)
-            view.line(f"[{index}/{len(prepared)}] {item.name}: {report.outcome.upper()}"
-                      + (f" — {'; '.join(report.reasons)}" if report.reasons else ""))
+            by_experiment.setdefault(item.name, []).append(report)
     finally:
         view.close()
         stopper.restore()
     for report in reports:
         for line in report.summary_lines():
             click.echo(line)
-    write_html, write_junit, write_markdown = _import_writers()
+    gates = _baselines(prepared, by_experiment, baseline_dir, allowances, target)
+    write_html, write_junit, write_markdown = import_writers()
     for option, writer, path in (("junit", write_junit, junit), ("html", write_html, html),
                                  ("markdown", write_markdown, markdown)):
         if path is not None:
-            writer(reports, path)
+            writer(reports, path, gates=gates)
             click.echo(f"{option} report: {path}")
     passed = sum(r.passed for r in reports)
-    click.echo(f"{passed} of {len(reports)} experiment(s) passed; run directory {out_dir}")
-    sys.exit(0 if passed == len(reports) else 1)
+    gates_passed = all(g.passed for g in gates)
+    click.echo(f"{passed} of {len(reports)} experiment(s) passed"
+               + (f"; regression gate {'passed' if gates_passed else 'FAILED'}" if gates else "")
+               + f"; run directory {out_dir}")
+    sys.exit(0 if passed == len(reports) and gates_passed else 1)
+
+
+def _baselines(prepared: list[Prepared], runs: dict[str, list[ExperimentReport]], directory: Path | None,
+               allowances: baselines.Thresholds | None, target: str | None) -> list[baselines.Gate]:
+    """Record the figures (no ``--gate``) or compare them with the baseline; print what was done."""
+    if directory is None:
+        return []
+    gates = []
+    for item in prepared:
+        context = baselines.run_context(item.experiment, target)
+        if allowances is None:
+            path = baselines.record(directory, item.name, runs[item.name], context)
+            click.echo(f"baseline: {item.name}: " + (f"{len(runs[item.name])} run(s) recorded in {path}" if path
+                                                     else "nothing recorded (no run measured traffic)"))
+            continue
+        result = baselines.gate(directory, item.name, runs[item.name], context, allowances)
+        gates.append(result)
+        if result.error:
+            click.echo(f"regression gate: {item.name}: not compared — {result.error}")
+            continue
+        click.echo(f"regression gate: {item.name}: {'PASSED' if result.passed else 'FAILED'} "
+                   f"({result.current_runs} run(s) against {result.baseline_runs} in {result.baseline_path})")
+        for check in result.regressions:
+            click.echo(f"  regression: {check.message()}")
+        for change in result.context_changes():
+            click.echo(f"  context changed since the baseline: {change}")
+    return gates
 
 
 # --------------------------------------------------------------------------- preparing
@@ -159,7 +216,7 @@ def safe_copy(experiment: dict[str, Any], target: str | None) -> tuple[dict[str,
     return result, notes
 
 
-def _import_writers() -> tuple[Any, Any, Any]:
+def import_writers() -> tuple[Any, Any, Any]:
     from chaosmesh_qa.report.html import write_html  # matplotlib and Jinja2: only when a report is asked for
     from chaosmesh_qa.report.junit import write_junit
     from chaosmesh_qa.report.markdown import write_markdown
@@ -167,7 +224,7 @@ def _import_writers() -> tuple[Any, Any, Any]:
     return write_html, write_junit, write_markdown
 
 
-def _chaos_executable() -> str:
+def chaos_executable() -> str:
     beside = Path(sys.executable).with_name("chaos")
     found = str(beside) if beside.exists() else shutil.which("chaos")
     if not found:
@@ -178,7 +235,7 @@ def _chaos_executable() -> str:
 # --------------------------------------------------------------------------- running
 
 
-class _Stopper:
+class Stopper:
     """SIGINT/SIGTERM while running: remember it; the loop stops the current `chaos` and skips the rest."""
 
     def __init__(self) -> None:
@@ -193,8 +250,12 @@ class _Stopper:
             signal.signal(sig, handler)
 
 
-def _run_one(item: Prepared, directory: Path, chaos: str, view: View, state: RunState, timeout: float,
-             stopper: _Stopper) -> ExperimentReport:
+Watch = Callable[[Monitor, list[dict[str, Any]]], str]
+
+
+def run_one(item: Prepared, directory: Path, chaos: str, view: View, state: RunState, timeout: float,
+            stopper: Stopper, watch: Watch | None = None) -> ExperimentReport:
+    """Run one experiment in a child ``chaos``; ``watch(monitor, new events)`` returning a reason stops it."""
     directory.mkdir(parents=True, exist_ok=True)
     for stale in (JOURNAL, TIMELINE, LOG, EVENTS, OUTPUT):
         (directory / stale).unlink(missing_ok=True)
@@ -217,22 +278,20 @@ def _run_one(item: Prepared, directory: Path, chaos: str, view: View, state: Run
                 returncode: int | None = process.wait(timeout=POLL_S)
             except subprocess.TimeoutExpired:
                 returncode = None
-            view.update(monitor, monitor.poll())
+            events = monitor.poll()
+            view.update(monitor, events)
             if returncode is not None:
                 break
             overdue = time.monotonic() - started > timeout
-            if (stopper.signal_name or overdue) and stopping_since is None:
-                view.line(f"{item.name}: stopping chaos ({stopper.signal_name or f'timeout {timeout:g} s'}); "
-                          "its rollbacks play")
+            watched = watch(monitor, events) if watch is not None and stopping_since is None else ""
+            if (stopper.signal_name or overdue or watched) and stopping_since is None:
+                why = stopper.signal_name or watched or f"timeout {timeout:g} s"
+                view.line(f"{item.name}: stopping chaos ({why}); its rollbacks play")
                 process.send_signal(signal.SIGTERM)
                 stopping_since = time.monotonic()
             elif stopping_since is not None and time.monotonic() - stopping_since > STOP_GRACE_S:
                 process.kill()  # the sandbox's fault leases still end every fault
     return ExperimentReport.from_directory(directory, item.name, item.notes, returncode, time.monotonic() - started)
-
-
-def _skipped(item: Prepared, out_dir: Path, why: str) -> ExperimentReport:
-    return ExperimentReport(item.name, out_dir / item.name, None, why, item.notes, skipped=True)
 
 
 def _first_line(exc: BaseException) -> str:
