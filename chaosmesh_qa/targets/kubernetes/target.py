@@ -61,7 +61,16 @@ class KubernetesTarget:
     # ------------------------------------------------------------------ MeshTarget: the mesh
 
     def provision(self, mesh: str | None) -> bool:
-        return False  # the cluster is there or not; nothing to start
+        """Nothing to start (the cluster is there or not), but before the run's traffic starts: check that the
+        API answers (one line if not) and pay the client's one-time cost (~1.5 CPU-s: imports, first calls),
+        and start this run's detached reaper, so that neither lands inside a fault's measured window."""
+        self.describe()
+        if not self.cluster.dry_run:
+            from chaosmesh_qa.targets import run_owner
+            from chaosmesh_qa.targets.kubernetes.reaper import ensure_local_reaper
+
+            ensure_local_reaper(self.settings, run_owner())
+        return False
 
     def release(self) -> None:
         return None

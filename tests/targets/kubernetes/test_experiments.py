@@ -1,15 +1,21 @@
 """The shipped experiments on the kubernetes target, unchanged: only the environment switches the target.
 
-Each case starts the embedded mesh (default or broken twin) with the Kubernetes API emulation, then runs the
-real `chaos` CLI with CHAOSMESH_QA_TARGET=kubernetes and the emulation's kubeconfig: faults go through the
-API as EnvoyFilters / NetworkPolicies / pod deletes, probes read the Istio metric names.  Each must pass on
-the default mesh and deviate on its twin, exactly as on the local target (tests/experiments/).
+Each case runs the real `chaos` CLI with CHAOSMESH_QA_TARGET=kubernetes and the emulation's kubeconfig
+against an embedded mesh (default or broken twin) serving the Kubernetes API emulation: faults go through
+the API as EnvoyFilters / NetworkPolicies / AuthorizationPolicies / pod deletes, probes read the Istio
+metric names.  Each must pass on the default mesh and deviate on its twin (or miss its baseline), exactly
+as on the local target (tests/experiments/), and `chaosmesh-qa verdict` reads the journal the same way.
+
+The three resilience experiments share one default-mesh sandbox (they run one after the other on it,
+as experiments do on a cluster) and are in `make test`; the mesh QA experiments (routing-canary,
+mtls-strict) are in the slow suite.
 """
 
 from __future__ import annotations
 
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -17,38 +23,67 @@ import pytest
 from chaosmesh_qa.report.verdict import load_journal, verdict
 from chaosmesh_qa.targets.kubernetes.reaper import stop_local_reapers
 from tests.experiments.test_experiments import CASES
-from tests.targets.kubernetes.conftest import start
+from tests.targets.kubernetes.conftest import KubeSandbox, start
 
-# Slow for now: partition-failover passes on the default mesh and deviates on its twin, but under heavy load
-# (2 shared cores, load ~17) pod-kill-failover and latency-circuit-breaker deviated on the default mesh too
-# (see the report of issue 9); move back into `make test` once they pass on a quiet machine.
-pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[3]
 CHAOS = str(Path(sys.executable).with_name("chaos"))
+RESILIENCE = ("pod-kill-failover", "latency-circuit-breaker", "partition-failover")
+DEFAULT = [c for c in CASES if c[0] in RESILIENCE and c[1] is None]
+TWINS = [c for c in CASES if c[0] in RESILIENCE and c[1] is not None]
+MESH_QA = [pytest.param(*c, marks=pytest.mark.slow) for c in CASES if c[0] not in RESILIENCE]
 
 
-@pytest.mark.parametrize(("name", "mesh", "expected"), CASES,
-                         ids=[f"{n}-on-{m or 'default-mesh'}" for n, m, _ in CASES])
-def test_experiment_on_the_kubernetes_target(name: str, mesh: str | None, expected: str, tmp_path: Path) -> None:
+def _ids(cases: list[tuple[str, str | None, str]]) -> list[str]:
+    return [f"{n}-on-{m or 'default-mesh'}" for n, m, _ in cases]
+
+
+@pytest.fixture(scope="module")
+def default_mesh(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KubeSandbox]:
+    box = start(tmp_path_factory.mktemp("kube-experiments") / "state")
+    try:
+        yield box
+    finally:
+        stop_local_reapers()
+        box.down()
+
+
+@pytest.mark.parametrize(("name", "mesh", "expected"), DEFAULT, ids=_ids(DEFAULT))
+def test_resilience_experiment_passes_on_the_default_mesh(default_mesh: KubeSandbox, name: str, mesh: None,
+                                                          expected: str, tmp_path: Path) -> None:
+    _run_and_judge(default_mesh, name, expected, tmp_path)
+
+
+@pytest.mark.parametrize(("name", "mesh", "expected"), TWINS + MESH_QA,
+                         ids=_ids(TWINS) + [f"{p.values[0]}-on-{p.values[1] or 'default-mesh'}" for p in MESH_QA])
+def test_experiment_on_its_own_mesh(name: str, mesh: str | None, expected: str, tmp_path: Path) -> None:
     extra = ("--mesh", str(ROOT / "experiments" / "meshes" / mesh)) if mesh else ()
     kube = start(tmp_path / "state", *extra)
     try:
-        env = {**kube.env(), "CHAOSMESH_QA_TIMELINE": str(tmp_path / "timeline.jsonl"), "CHAOSMESH_QA_MESH": ""}
-        subprocess.run([CHAOS, "--no-version-check", "--log-file", str(tmp_path / "chaos.log"), "run",
-                        "--journal-path", str(tmp_path / "journal.json"),
-                        str(ROOT / "experiments" / f"{name}.json")],
-                       cwd=ROOT, env=env, capture_output=True, text=True, timeout=240, stdin=subprocess.DEVNULL)
-        leftovers = kube.kubectl("get", "envoyfilters,authorizationpolicies,networkpolicies", "-l",
-                                 "app.kubernetes.io/managed-by=chaosmesh-qa", "-o", "name")
+        _run_and_judge(kube, name, expected, tmp_path)
     finally:
         stop_local_reapers()
         kube.down()
+
+
+def _run_and_judge(kube: KubeSandbox, name: str, expected: str, work: Path) -> None:
+    env = {**kube.env(), "CHAOSMESH_QA_TIMELINE": str(work / "timeline.jsonl"), "CHAOSMESH_QA_MESH": ""}
+    subprocess.run([CHAOS, "--no-version-check", "--log-file", str(work / "chaos.log"), "run",
+                    "--journal-path", str(work / "journal.json"), str(ROOT / "experiments" / f"{name}.json")],
+                   cwd=ROOT, env=env, capture_output=True, text=True, timeout=240, stdin=subprocess.DEVNULL)
+    leftovers = kube.kubectl("get", "envoyfilters,authorizationpolicies,networkpolicies", "-l",
+                             "app.kubernetes.io/managed-by=chaosmesh-qa", "-o", "name")
     assert leftovers.returncode == 0 and leftovers.stdout.strip() == "", leftovers.stdout
-    result = verdict(load_journal(tmp_path / "journal.json"), tmp_path / "journal.json")
-    assert result.outcome == expected, (result.reasons, (tmp_path / "chaos.log").read_text()[-3000:])
-    extra_state = result.journal["chaosmesh_qa"]
-    assert extra_state["traffic"]["phases"]["during"]["requests"] > 0, "traffic flowed through the fault"
+    result = verdict(load_journal(work / "journal.json"), work / "journal.json")
+    assert result.outcome == expected, (result.reasons, (work / "chaos.log").read_text()[-3000:])
+    verdict_cli = subprocess.run([sys.executable, "-m", "chaosmesh_qa", "verdict", str(work / "journal.json")],
+                                 capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)
+    assert verdict_cli.returncode == (0 if expected == "passed" else 1), verdict_cli.stdout + verdict_cli.stderr
     faults = [r["output"] for r in result.journal["run"]
               if isinstance(r.get("output"), dict) and "fault_id" in r["output"]]
+    if expected == "baseline-not-met":
+        assert not faults, "nothing is injected into a mesh already off its steady state"
+        return
+    extra_state = result.journal["chaosmesh_qa"]
+    assert extra_state["traffic"]["phases"]["during"]["requests"] > 0, "traffic flowed through the fault"
     assert faults and all(f["namespace"] == "default" and "lease" in f for f in faults), "kubernetes records"
     assert extra_state["healed_at_end"] == [], "rollbacks healed everything before the safety control looked"
