@@ -121,8 +121,11 @@ def _prometheus_samples(ctx: MeasureContext, objectives: dict[str, float], servi
     def evaluate(start: float, end: float) -> Samples:
         first, last = math.floor(start), math.floor(end) - 1  # the last whole second is still being scraped
         fetch_from = first - 2  # a sample before the range, to measure the first increase
-        requests = per_second.totals(per_second.spread_increases(
-            ctx.prometheus.raw(selectors["responses"], fetch_from, end), first, last))
+        responses = ctx.prometheus.raw(selectors["responses"], fetch_from, end)
+        newest = max((float(t) for item in responses for t, _ in item["values"]), default=None)
+        if newest is not None:  # seconds after the newest sample are not known yet (scrape interval, or the
+            last = min(last, math.floor(newest))  # recording rules of a dialect such as the emulation's Istio names)
+        requests = per_second.totals(per_second.spread_increases(responses, first, last))
         errors = per_second.totals(per_second.spread_increases(
             ctx.prometheus.raw(selectors["error_responses"], fetch_from, end), first, last))
         latency = {}

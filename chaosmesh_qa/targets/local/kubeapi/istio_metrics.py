@@ -15,7 +15,9 @@ are generated from the mesh model, one per (caller workload, callee cluster) and
   connection_security_policy) only where the mesh gives the callee a single caller (``_peer_labels``).
 * ``envoy_cluster_*`` retry / overflow / outlier / membership series again, with Istio's
   ``cluster_name="outbound|<port>|<subset>|<svc>.<ns>.svc.cluster.local"`` instead of
-  ``envoy_cluster_name`` (what Istio exports when ``proxyStatsMatcher`` includes them).
+  ``envoy_cluster_name`` (what Istio exports when ``proxyStatsMatcher`` includes them), at 0 before their
+  first count: the sandbox scrapes Envoy's ``usedonly`` stats, where a counter is born at its first count
+  and ``increase()`` would miss that count.
 """
 
 from __future__ import annotations
@@ -119,9 +121,11 @@ def rules(model: MeshModel) -> dict[str, Any]:
                                              f"(envoy_cluster_upstream_rq_time_{part}{selector})"})
                 svc = model.services[callee]
                 istio_cluster = f"outbound|{svc.port}|{subset}|{callee}.{svc.namespace}.svc.cluster.local"
-                for stat in CLUSTER_STATS:
+                members = f"envoy_cluster_membership_total{selector}"
+                for stat in CLUSTER_STATS:  # at 0 from the start, as Istio's proxies export them (not "usedonly")
                     recorded.append({"record": stat, "labels": {"cluster_name": istio_cluster},
-                                     "expr": f"sum without (envoy_cluster_name) ({stat}{selector})"})
+                                     "expr": f"sum without (envoy_cluster_name) ({stat}{selector}) or "
+                                             f"0 * sum without (envoy_cluster_name) ({members})"})
     for svc in model.services.values():
         for v in svc.versions:
             scrape = {"service": svc.name, "version": v.name}
