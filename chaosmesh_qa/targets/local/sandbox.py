@@ -23,6 +23,7 @@ import httpx
 import chaosmesh_qa
 from chaosmesh_qa.errors import FaultRejected, InvalidArgument, SandboxStartError, TargetUnavailable
 from chaosmesh_qa.mesh import LoadedMesh, load_mesh
+from chaosmesh_qa.targets.local import preflight
 from chaosmesh_qa.targets.local.prometheus import find_prometheus
 from chaosmesh_qa.targets.local.state import SandboxPaths
 
@@ -115,6 +116,8 @@ def up(mesh_dir: Path, state_dir: Path, timeout_s: float = START_TIMEOUT_S, max_
     """
     loaded = load_mesh(mesh_dir)  # raises InvalidMeshConfig before anything starts
     find_prometheus()  # raises SandboxStartError naming the package / env var
+    preflight.raise_open_files_limit()  # inherited by the supervisor, and by every Envoy and app from it
+    preflight.check(loaded.model)  # an OS limit too short for this mesh: one line, nothing started
     paths = SandboxPaths(state_dir)
     if is_running(paths):
         raise SandboxStartError(f"a sandbox is already running in {state_dir} (chaosmesh-qa down first)")

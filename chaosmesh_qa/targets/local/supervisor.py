@@ -1,9 +1,10 @@
 """The sandbox supervisor: one background process that owns every child of an embedded mesh.
 
 ``chaosmesh-qa up`` starts it as ``python -m chaosmesh_qa.targets.local.supervisor``.
-It renders the Envoy configuration, starts Prometheus, the ingress gateway and every
-pod (reporting ``ready`` once they serve, and ``metrics_ready`` once Prometheus has
-scraped every Envoy), keeps each caller's endpoint files true to the pods that are running and ready,
+It renders the Envoy configuration and serves it over ADS (``xds.server``), starts
+Prometheus, the ingress gateway and every pod, a few at a time (reporting ``ready`` once
+they serve, and ``metrics_ready`` once Prometheus has scraped every Envoy), keeps each
+caller's endpoints true to the pods that are running and ready,
 replaces killed pods, and serves a control API (HTTP over the Unix socket
 ``<state>/control.sock``) that the CLI, the target and the fault actions use.  Its
 children die with it (``processes``).
@@ -28,7 +29,7 @@ from aiohttp import web
 from chaosmesh_qa.errors import FaultRejected, ProcessNotReady
 from chaosmesh_qa.mesh import load_mesh
 from chaosmesh_qa.mesh.model import MeshModel
-from chaosmesh_qa.targets.local import processes, prometheus
+from chaosmesh_qa.targets.local import preflight, processes, prometheus
 from chaosmesh_qa.targets.local.control_api import json_body, one_line_errors
 from chaosmesh_qa.targets.local.controlplane import ControlPlane, PodPorts, PodSpec
 from chaosmesh_qa.targets.local.envoy import admin
@@ -39,9 +40,10 @@ from chaosmesh_qa.targets.local.kubeapi import istio_metrics
 from chaosmesh_qa.targets.local.kubeapi.server import KubeApi
 from chaosmesh_qa.targets.local.leases import TEST_HOOKS_ENV, Redirect
 from chaosmesh_qa.targets.local.pki import MeshPKI
-from chaosmesh_qa.targets.local.pods import SERVING_STATES, Pod, app_command
+from chaosmesh_qa.targets.local.pods import READY_TIMEOUT_S, SERVING_STATES, Pod, app_command
 from chaosmesh_qa.targets.local.ports import PortAllocator
 from chaosmesh_qa.targets.local.state import SandboxPaths
+from chaosmesh_qa.targets.local.xds.server import AdsServer
 
 log = logging.getLogger("chaosmesh_qa.supervisor")
 PROMETHEUS_READY_TIMEOUT_S = 20.0
@@ -49,6 +51,7 @@ PROMETHEUS_READY_TIMEOUT_S = 20.0
 # this long (kubelet -> endpoints controller -> istiod push); it is when retries and outlier
 # detection earn their keep.
 DEFAULT_ENDPOINT_DELAY_S = 1.0
+START_CONCURRENCY_PER_CPU = 6  # pods starting at once, per CPU (each is an Envoy and a Python app)
 
 
 class Supervisor:
@@ -61,6 +64,7 @@ class Supervisor:
         self.mesh_dir = mesh_dir
         self.model: MeshModel | None = None
         self.control_plane: ControlPlane | None = None
+        self.xds: AdsServer | None = None  # every Envoy's configuration, over gRPC (ADS)
         self.ports = PortAllocator()
         self.pods: dict[str, Pod] = {}
         self.ingress: Pod | None = None
@@ -110,7 +114,7 @@ class Supervisor:
         loaded = load_mesh(self.mesh_dir)
         self.model = model = loaded.model
         ingress_spec = PodSpec("istio-ingressgateway", INGRESS, "", PodPorts(
-            stats=self.ports.allocate(), outbound=self.ports.allocate()),
+            stats=self.ports.allocate(hold=True), outbound=self.ports.allocate(hold=True)),
             admin.socket_path(self.paths.admin, "istio-ingressgateway"))
         replicas = [(s.name, v.name) for s in model.services.values() for v in s.versions for _ in range(v.replicas)]
         pod_specs = [self._new_pod_spec(service, version) for service, version in replicas]
@@ -120,9 +124,19 @@ class Supervisor:
         self.control_plane = cp = ControlPlane(model, self.paths.root, MeshPKI.create(self.paths.pki))
         cp.write_caller_configs()
         cp.write_endpoints([], {})
+        self.xds = AdsServer(cp.store, cp.ads_socket)
+        await self.xds.start()
         pods = [self._make_pod(spec) for spec in [ingress_spec, *pod_specs]]
-        await asyncio.gather(*(p.start(self.http()) for p in pods))
-        self.publish_endpoints()
+        # a bounded number of pods starting at once: a 60-pod mesh started all together starved
+        # Prometheus (not ready after 20 s) and every readiness check on two cores
+        gate = asyncio.Semaphore(START_CONCURRENCY_PER_CPU * (os.cpu_count() or 2))
+
+        async def start(pod: Pod) -> None:
+            async with gate:
+                await self._start_pod(pod)
+
+        await asyncio.gather(*(start(p) for p in pods))
+        self.publish_endpoints()  # once for all of them (_pod_changed does not while starting)
         self.timings["pods_ready_s"] = round(time.time() - self.started_at, 3)
         await prometheus_started
         self.timings["prometheus_ready_s"] = round(time.time() - self.started_at, 3)
@@ -146,24 +160,34 @@ class Supervisor:
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*(p.stop() for p in pods), processes.stop(self.prometheus))
+        if self.xds is not None:
+            await self.xds.stop()
+        self.ports.release_all()
 
     # ------------------------------------------------------------------ pods
 
     def _new_pod_spec(self, service: str, version: str) -> PodSpec:
         assert self.model is not None
         name = f"{service}-{version}-{secrets.token_hex(3)}"
-        calls_out = bool(self.model.callees(service))
-        ports = PodPorts(stats=self.ports.allocate(), inbound=self.ports.allocate(),
-                         outbound=self.ports.allocate() if calls_out else 0, app=self.ports.allocate())
+        # every pod has an outbound side
+        ports = PodPorts(stats=self.ports.allocate(hold=True), inbound=self.ports.allocate(hold=True),
+                         outbound=self.ports.allocate(hold=True), app=self.ports.allocate(hold=True))
         return PodSpec(name, service, version, ports, admin.socket_path(self.paths.admin, name),
                        self.model.workload_labels(service, version))
+
+    async def _start_pod(self, pod: Pod) -> None:
+        """Start a pod, its ports held until now (``PortAllocator.allocate(hold=True)``)."""
+        ports = pod.spec.ports
+        self.ports.release(ports.stats, ports.inbound, ports.outbound, ports.app)
+        await pod.start(self.http())
 
     def _make_pod(self, spec: PodSpec) -> Pod:
         assert self.control_plane is not None and self.model is not None
         bootstrap = self.control_plane.write_pod(spec)
         argv, env = (None, {}) if spec.service == INGRESS else app_command(self.model, spec)
         health = "/healthz" if spec.service == INGRESS else self.model.services[spec.service].health_path
-        pod = Pod(spec, bootstrap, self.paths.logs / spec.name, argv, env, health, self._pod_changed)
+        timeout = READY_TIMEOUT_S if spec.service == INGRESS else self.model.services[spec.service].ready_timeout_s
+        pod = Pod(spec, bootstrap, self.paths.logs / spec.name, argv, env, health, self._pod_changed, timeout)
         if spec.service == INGRESS:
             self.ingress = pod
         else:
@@ -177,7 +201,8 @@ class Supervisor:
             asyncio.get_running_loop().call_later(self.endpoint_delay_s, self._departed, pod.name)
         else:
             self._departing.pop(pod.name, None)
-        self.publish_endpoints()
+        if self.state != "starting":  # while starting, _start_mesh publishes once every pod is up
+            self.publish_endpoints()
         if pod.state == "ready" and self.state == "ready":
             self._background(self.faults.pod_ready(pod))
 
@@ -209,7 +234,7 @@ class Supervisor:
         self.control_plane.remove_pod(dead.name)
         pod = self._make_pod(self._new_pod_spec(dead.spec.service, dead.spec.version))
         try:
-            await pod.start(self.http())
+            await self._start_pod(pod)
         except ProcessNotReady as exc:
             log.error("replacement %s failed: %s", pod.name, exc)
             pod.kill()
@@ -230,7 +255,7 @@ class Supervisor:
         return self.control_plane.callees_of(caller)
 
     def redirect(self, edge: tuple[str, str], to: Redirect | None) -> None:
-        """Re-point ``edge``'s endpoints at a sink (a partition), or back (``None``); rewrites EDS."""
+        """Re-point ``edge``'s endpoints at a sink (a partition), or back (``None``); pushes EDS."""
         assert self.control_plane is not None
         if to is None:
             self.control_plane.redirects.pop(edge, None)
@@ -304,6 +329,7 @@ class Supervisor:
             "pods": [p.describe() for p in sorted(self.pods.values(), key=lambda p: p.name)],
             "ingress": self.ingress.describe() if self.ingress else None,
             "faults": self.faults.active(),
+            "xds": self.xds.describe() if self.xds else None,
             **(self.kube_api.status() if self.kube_api else {}),
         }
 
@@ -392,6 +418,7 @@ def main() -> None:
     parser.add_argument("--kube-api-forbid", action="append", default=[], help="VERB:RESOURCE answered 403")
     args = parser.parse_args()
     paths = SandboxPaths(args.state_dir)
+    preflight.raise_open_files_limit()  # `up` judged the limits after raising its own; started otherwise, do it here
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     supervisor = Supervisor(paths, args.mesh, args.max_fault_ttl, args.endpoint_delay,
                             tuple(args.kube_api_forbid) if args.kube_api else None)

@@ -16,9 +16,9 @@ from chaosmesh_qa.targets.local.envoy.common import (
     JSON,
     TYPE,
     address,
+    ads_source,
     cluster_name,
     duration,
-    file_source,
 )
 
 _LB_POLICY = {"ROUND_ROBIN": "ROUND_ROBIN", "LEAST_REQUEST": "LEAST_REQUEST", "RANDOM": "RANDOM",
@@ -52,14 +52,14 @@ def caller_clusters(model: MeshModel, callees: Iterable[str]) -> list[ClusterSpe
     return specs
 
 
-def cluster(spec: ClusterSpec, eds_path: str, identity: tuple[str, str], ca_path: str,
+def cluster(spec: ClusterSpec, identity: tuple[str, str], ca_path: str,
             callee_spiffe: str) -> JSON:
     policy = spec.policy
     breaker = policy.circuit_breaker
     result: JSON = {
         "name": spec.name,
         "type": "EDS",
-        "eds_cluster_config": {"service_name": spec.name, "eds_config": file_source(eds_path)},
+        "eds_cluster_config": {"service_name": spec.name, "eds_config": ads_source()},
         "connect_timeout": duration(policy.connect_timeout_s),
         "lb_policy": _LB_POLICY[policy.load_balancer],
         "circuit_breakers": {"thresholds": [{

@@ -32,8 +32,9 @@ def duration(seconds: float) -> str:
     return f"{whole}.{rest:03d}s" if rest else f"{whole}s"
 
 
-def file_source(path: str) -> JSON:
-    return {"resource_api_version": "V3", "path_config_source": {"path": path}}
+def ads_source() -> JSON:
+    """A config source served over the bootstrap's ADS stream (``xds.server``)."""
+    return {"resource_api_version": "V3", "ads": {}}
 
 
 def discovery_response(type_url: str, resources: list[JSON], version: int) -> JSON:

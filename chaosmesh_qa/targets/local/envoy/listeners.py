@@ -13,12 +13,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from chaosmesh_qa.mesh.model import AuthzPolicy, AuthzRule
-from chaosmesh_qa.targets.local.envoy.common import API, JSON, TYPE, address, file_source
+from chaosmesh_qa.targets.local.envoy.common import API, JSON, TYPE, address, ads_source
 from chaosmesh_qa.targets.local.envoy.routes import FAULT_FILTER, OUTBOUND_ROUTE_CONFIG
 
 LOCAL_APP_CLUSTER = "local_app"
 # starts with "_": no DNS-1123 service name (and so no SLI's cluster-name pattern) can match it
 ADMIN_CLUSTER = "_admin"
+ADS_CLUSTER = "_xds"
 STATS_PATH = "/stats/prometheus"
 READY_PATH = "/healthz/ready"  # -> the admin API's /ready
 ADMIN_SOCKET_MODE = 0o600
@@ -37,9 +38,10 @@ class PodIdentity:
     ca: str
 
 
-def bootstrap(node_id: str, node_cluster: str, admin_socket: str, stats_port: int, lds_path: str,
-              cds_path: str, app_port: int | None) -> JSON:
-    static_clusters = [_admin_cluster(admin_socket)]
+def bootstrap(node_id: str, node_cluster: str, admin_socket: str, stats_port: int, ads_socket: str,
+              app_port: int | None) -> JSON:
+    """Everything but the static stats listener and local clusters comes over ADS (``xds.server``)."""
+    static_clusters = [_admin_cluster(admin_socket), _ads_cluster(ads_socket)]
     if app_port is not None:
         static_clusters.append({
             "name": LOCAL_APP_CLUSTER,
@@ -57,7 +59,11 @@ def bootstrap(node_id: str, node_cluster: str, admin_socket: str, stats_port: in
             {"name": "static", "static_layer": {}},
             {"name": "admin", "admin_layer": {}},
         ]},
-        "dynamic_resources": {"lds_config": file_source(lds_path), "cds_config": file_source(cds_path)},
+        "dynamic_resources": {
+            "ads_config": {"api_type": "GRPC", "transport_api_version": "V3", "set_node_on_first_message_only": True,
+                           "grpc_services": [{"envoy_grpc": {"cluster_name": ADS_CLUSTER}}]},
+            "lds_config": ads_source(), "cds_config": ads_source(),
+        },
         "static_resources": {"listeners": [stats_listener(stats_port)], "clusters": static_clusters},
         # histograms reach /stats/prometheus at each stats flush: every second, not Envoy's default 5 s
         "stats_flush_interval": "1s",
@@ -107,11 +113,26 @@ def _admin_cluster(admin_socket: str) -> JSON:
     }
 
 
+def _ads_cluster(ads_socket: str) -> JSON:
+    """The control plane's gRPC server: HTTP/2 over the supervisor's owner-only Unix socket."""
+    return {
+        "name": ADS_CLUSTER,
+        "type": "STATIC",
+        "connect_timeout": "1s",
+        "load_assignment": {"cluster_name": ADS_CLUSTER, "endpoints": [
+            {"lb_endpoints": [{"endpoint": {"address": {"pipe": {"path": ads_socket}}}}]}]},
+        "typed_extension_protocol_options": {"envoy.extensions.upstreams.http.v3.HttpProtocolOptions": {
+            TYPE: f"{API}.extensions.upstreams.http.v3.HttpProtocolOptions",
+            "explicit_http_config": {"http2_protocol_options": {}},
+        }},
+    }
+
+
 def _pipe(path: str) -> JSON:
     return {"pipe": {"path": path, "mode": ADMIN_SOCKET_MODE}}
 
 
-def outbound_listener(name: str, port: int, stat_prefix: str, rds_path: str) -> JSON:
+def outbound_listener(name: str, port: int, stat_prefix: str) -> JSON:
     """Plaintext HTTP listener for an app's (or the outside world's) calls into the mesh."""
     return {
         "name": name,
@@ -119,7 +140,7 @@ def outbound_listener(name: str, port: int, stat_prefix: str, rds_path: str) -> 
         "enable_reuse_port": False,
         "traffic_direction": "OUTBOUND",
         "filter_chains": [{"filters": [_hcm(stat_prefix, {
-            "rds": {"route_config_name": OUTBOUND_ROUTE_CONFIG, "config_source": file_source(rds_path)},
+            "rds": {"route_config_name": OUTBOUND_ROUTE_CONFIG, "config_source": ads_source()},
             "http_filters": [
                 {"name": FAULT_FILTER, "disabled": True, "typed_config": _fault_filter()},
                 _router(),

@@ -1,0 +1,1 @@
+"""The embedded mesh's xDS server: Envoy configuration over gRPC (ADS), as istiod serves it."""
