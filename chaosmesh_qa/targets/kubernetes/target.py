@@ -20,7 +20,7 @@ from chaosmesh_qa.errors import ChaosMeshQAError, FaultRejected, MeasurementFail
 from chaosmesh_qa.mesh.model import MeshModel
 from chaosmesh_qa.targets.base import Direction, PartitionMode, Record
 from chaosmesh_qa.targets.kubernetes import leases, objects, verdicts
-from chaosmesh_qa.targets.kubernetes.cluster import Cluster
+from chaosmesh_qa.targets.kubernetes.cluster import Cluster, Conflict
 from chaosmesh_qa.targets.kubernetes.settings import KubeSettings, api_client
 from chaosmesh_qa.targets.kubernetes.workloads import Workload, Workloads, is_serving
 
@@ -290,8 +290,19 @@ class KubernetesTarget:
         return record
 
     def _save(self, record: Record) -> None:
-        self._lease = leases.update_record(self.cluster, self._lease, {k: v for k, v in record.items()
-                                                                         if k != "remaining_s"})
+        """Update the lease's record; if a heal or reaper ended the lease meanwhile (kill_pods waits for the
+        replacement, which may take longer than the lease's TTL), that end stands and nothing is written."""
+        body = {k: v for k, v in record.items() if k != "remaining_s"}
+        metadata = self._lease["metadata"]
+        for _ in range(leases.MAX_CONFLICT_RETRIES):
+            try:
+                self._lease = leases.update_record(self.cluster, self._lease, body)
+                return
+            except Conflict:
+                current = self.cluster.get(objects.CONFIGMAP, metadata["namespace"], metadata["name"])
+                if current is None or leases.is_ended(current):
+                    return
+                self._lease = current
 
     def _replacements(self, workload: Workload, version: str | None, before: set[str], wanted: int) -> list[str]:
         """Pods that were not there before the kill and are ready: the ReplicaSet's answer (bounded wait)."""
