@@ -13,15 +13,19 @@ mtls-strict) are in the slow suite.
 
 from __future__ import annotations
 
+import contextlib
+import os
+import signal
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from chaosmesh_qa.report.verdict import load_journal, verdict
-from chaosmesh_qa.targets.kubernetes.reaper import stop_local_reapers
+from chaosmesh_qa.targets.kubernetes.reaper import LOCAL_INTERVAL_S, stop_local_reapers
 from tests.experiments.test_experiments import CASES
 from tests.targets.kubernetes.conftest import KubeSandbox, start
 
@@ -72,6 +76,7 @@ def _run_and_judge(kube: KubeSandbox, name: str, expected: str, work: Path) -> N
                    cwd=ROOT, env=env, capture_output=True, text=True, timeout=240, stdin=subprocess.DEVNULL)
     leftovers = kube.kubectl("get", "envoyfilters,authorizationpolicies,networkpolicies", "-l",
                              "app.kubernetes.io/managed-by=chaosmesh-qa", "-o", "name")
+    _wait_for_run_reapers(kube)
     assert leftovers.returncode == 0 and leftovers.stdout.strip() == "", leftovers.stdout
     result = verdict(load_journal(work / "journal.json"), work / "journal.json")
     assert result.outcome == expected, (result.reasons, (work / "chaos.log").read_text()[-3000:])
@@ -87,3 +92,19 @@ def _run_and_judge(kube: KubeSandbox, name: str, expected: str, work: Path) -> N
     assert extra_state["traffic"]["phases"]["during"]["requests"] > 0, "traffic flowed through the fault"
     assert faults and all(f["namespace"] == "default" and "lease" in f for f in faults), "kubernetes records"
     assert extra_state["healed_at_end"] == [], "rollbacks healed everything before the safety control looked"
+
+
+def _wait_for_run_reapers(kube: KubeSandbox) -> None:
+    """The run's detached reaper exits by itself once the run is gone and nothing is active (within one
+    interval); wait for that before the sandbox goes (else it would retry an absent API), then stop stragglers."""
+    def reapers() -> list[int]:
+        ps = subprocess.run(["ps", "-ww", "-eo", "pid,args"], capture_output=True, text=True, check=True).stdout
+        return [int(line.split()[0]) for line in ps.splitlines() if " reap " in line and str(kube.kubeconfig) in line]
+
+    deadline = time.monotonic() + 3 * LOCAL_INTERVAL_S
+    while reapers() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    for pid in reapers():
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGTERM)
+
