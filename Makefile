@@ -52,7 +52,7 @@ lint: setup
 	$(VENV)/bin/mypy
 
 test: setup test-tools lint
-	$(VENV)/bin/pytest -q -m "not slow" -p no:cacheprovider
+	$(VENV)/bin/pytest -q -m "not slow" -p no:cacheprovider --durations=25
 
 test-all: setup test-tools lint
 	$(VENV)/bin/pytest -q -p no:cacheprovider

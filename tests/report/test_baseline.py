@@ -50,6 +50,7 @@ def _run(state: Path, out: Path, experiment: Path, *args: str) -> subprocess.Com
                    timeout=240)
 
 
+@pytest.mark.slow  # real runs (~2 min on 2 cores): kept out of make test's time budget
 def test_the_baseline_holds_figures_and_context(baseline: Path) -> None:
     document = json.loads((baseline / "steady.json").read_text())
     assert document["format"] == 1 and len(document["runs"]) == 2
@@ -64,6 +65,7 @@ def test_the_baseline_holds_figures_and_context(baseline: Path) -> None:
         assert 0 < overall["figures"]["p50_ms"] <= overall["figures"]["p99_ms"]
 
 
+@pytest.mark.slow  # real runs (~2 min on 2 cores): kept out of make test's time budget
 def test_unchanged_repeats_pass_the_gate(state: Path, baseline: Path, tmp_path: Path) -> None:
     process = _run(state, tmp_path / "runs", STEADY, "--repeat", "2", "--baseline", str(baseline), "--gate",
                    "--junit", str(tmp_path / "j.xml"), "--markdown", str(tmp_path / "s.md"))
@@ -78,6 +80,7 @@ def test_unchanged_repeats_pass_the_gate(state: Path, baseline: Path, tmp_path: 
     assert "#### ✅ regression gate: steady — 0 significant regression(s)" in (tmp_path / "s.md").read_text()
 
 
+@pytest.mark.slow  # real runs (~2 min on 2 cores): kept out of make test's time budget
 def test_100ms_on_catalog_fails_the_p99_gate(state: Path, baseline: Path, tmp_path: Path) -> None:
     process = _run(state, tmp_path / "runs", SLOW, "--baseline", str(baseline), "--gate", "--junit",
                    str(tmp_path / "j.xml"), "--markdown", str(tmp_path / "s.md"), "--html", str(tmp_path / "r.html"))
