@@ -5,10 +5,12 @@ from __future__ import annotations
 import asyncio
 import socket
 import ssl
+import time
 from pathlib import Path
 from typing import Any
 
 import aiohttp
+import httpx
 
 from chaosmesh_qa.targets.local.envoy import admin
 
@@ -75,3 +77,15 @@ def plaintext_get(port: int) -> bytes:
 def admin_json(admin_socket: str, path: str) -> Any:
     """GET a JSON admin path of a sandbox Envoy, over its owner-only Unix socket (``pod["admin_socket"]``)."""
     return admin.get_json(admin_socket, path)
+
+
+def first_showing(http: httpx.Client, url: str, callee: str, failing: bool, since: float) -> float:
+    """Milliseconds from ``since`` to the sending of the first request whose ``callee`` hop shows the
+    partition (``failing``) or its end; bounded to 5 s."""
+    deadline = time.perf_counter() + 5
+    while time.perf_counter() < deadline:
+        sent = time.perf_counter()
+        hops = {u["service"]: u["status"] for u in http.get(url).json()["upstreams"]}
+        if (hops[callee] >= 500) == failing:
+            return (sent - since) * 1000
+    raise AssertionError(f"{callee}: the partition's {'start' if failing else 'end'} never showed within 5 s")

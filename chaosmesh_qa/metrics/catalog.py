@@ -47,6 +47,7 @@ class SLI:
     unit: str
     params: tuple[str, ...]
     query: str  # str.format template
+    when_absent: str = ""  # no series at all is a failed measurement, and this says why (not "none counted")
 
 
 @dataclass(frozen=True)
@@ -149,7 +150,7 @@ def _param(key: str, raw: Any, where: str) -> Param:
 
 
 def _sli(key: str, raw: Any, params: dict[str, Param], where: str) -> SLI:
-    spec = _mapping(raw, where, {"description", "unit", "params", "query"})
+    spec = _mapping(raw, where, {"description", "unit", "params", "query", "when_absent"})
     names = spec.get("params")
     if not isinstance(names, list) or not all(isinstance(n, str) and n in params for n in names) \
             or len(set(names)) != len(names):
@@ -166,7 +167,8 @@ def _sli(key: str, raw: Any, params: dict[str, Param], where: str) -> SLI:
     used = {derived.get(f, f) for f, _, _ in fields}
     if used != set(names):
         raise InvalidArgument(f"{where}: query placeholders {sorted(used)} do not match params {sorted(names)}")
-    return SLI(key, _text(spec, "description", where), _text(spec, "unit", where), tuple(names), query)
+    when_absent = _text(spec, "when_absent", where) if "when_absent" in spec else ""
+    return SLI(key, _text(spec, "description", where), _text(spec, "unit", where), tuple(names), query, when_absent)
 
 
 def check_value(param: Param, value: Any, where: str) -> str:

@@ -25,10 +25,6 @@ POLICY_SLIS = {"outlier_ejection": ("outlier_ejections", False), "circuit_breake
 MAX_MINIMUM = 1_000_000_000
 
 Configuration = dict[str, Any]
-PROXY_STATS_HINT = ("Istio's sidecars export them only when meshConfig.defaultConfig.proxyStatsMatcher "
-                    "(or the proxy.istio.io/config annotation) includes them, e.g. inclusionRegexps "
-                    "['.*outlier_detection.*', '.*upstream_rq_retry.*', '.*upstream_rq_pending_overflow.*', "
-                    "'.*membership_.*']")
 
 
 def error_ratio(service: str, window_s: float = 10, source: str | None = None,
@@ -115,9 +111,9 @@ def _count(ctx: MeasureContext, policy: str, service: str, span_: str) -> int:
     """How many times ``policy`` acted toward ``service`` over ``span_`` (rate SLIs times the span's seconds)."""
     sli, per_second = POLICY_SLIS[policy]
     value = ctx.query(sli, service=service, window=span_)
-    if value is None and ctx.target.metrics_dialect == "istio":  # no such Envoy stat at all, not "none counted"
-        raise MeasurementFailed(f"{policy} on {service!r}: the cluster's Prometheus has no envoy_cluster_* stats "
-                                f"toward it; {PROXY_STATS_HINT}")
+    absent = ctx.catalog.slis[sli].when_absent  # the dialect's catalog says when no series is no measurement
+    if value is None and absent:
+        raise MeasurementFailed(f"{policy} on {service!r}: {absent}")
     value = value or 0
     return round(value * _seconds(span_) if per_second else value)
 

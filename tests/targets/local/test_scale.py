@@ -28,6 +28,7 @@ import pytest
 from chaosmesh_qa.mesh.generate import service_name, write_tree
 from chaosmesh_qa.targets.local.envoy import admin
 from chaosmesh_qa.targets.local.sandbox import SandboxClient, down
+from tests.mesh_client import first_showing
 
 DEFAULT_INOTIFY_INSTANCES = 128
 SERVICES, REPLICAS = 20, 3
@@ -79,18 +80,6 @@ def _descendants(pid: int) -> list[int]:
         found.append(current)
         todo.extend(children.get(current, []))
     return found
-
-
-def first_showing(http: httpx.Client, url: str, callee: str, failing: bool, since: float) -> float:
-    """Milliseconds from ``since`` to the sending of the first request whose ``callee`` hop shows the
-    partition (``failing``) or its end; bounded to 5 s."""
-    deadline = time.perf_counter() + 5
-    while time.perf_counter() < deadline:
-        sent = time.perf_counter()
-        hops = {u["service"]: u["status"] for u in http.get(url).json()["upstreams"]}
-        if (hops[callee] >= 500) == failing:
-            return (sent - since) * 1000
-    raise AssertionError(f"{callee}: the partition's {'start' if failing else 'end'} never showed within 5 s")
 
 
 @pytest.fixture(scope="module")

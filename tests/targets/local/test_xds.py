@@ -15,6 +15,7 @@ import httpx
 from chaosmesh_qa.targets.local.envoy import admin
 from chaosmesh_qa.targets.local.sandbox import SandboxClient
 from tests.conftest import Sandbox
+from tests.mesh_client import first_showing
 
 LATENCY_GOAL_MS = 50.0
 ROUNDS = 7
@@ -32,18 +33,6 @@ def _update_successes(envoys: list[dict[str, Any]], cluster: str) -> dict[str, i
         stats = admin.get_json(envoy["admin_socket"], path)
         counts[envoy["name"]] = sum(int(s["value"]) for s in stats["stats"])
     return counts
-
-
-def first_showing(http: httpx.Client, url: str, callee: str, failing: bool, since: float) -> float:
-    """Milliseconds from ``since`` to the sending of the first request whose ``callee`` hop shows the
-    partition (``failing``) or its end; bounded to 5 s."""
-    deadline = time.perf_counter() + 5
-    while time.perf_counter() < deadline:
-        sent = time.perf_counter()
-        hops = {u["service"]: u["status"] for u in http.get(url).json()["upstreams"]}
-        if (hops[callee] >= 500) == failing:
-            return (sent - since) * 1000
-    raise AssertionError(f"{callee}: the partition's {'start' if failing else 'end'} never showed within 5 s")
 
 
 def test_every_envoy_is_served_over_an_owner_only_socket_and_watches_no_file(sandbox: Sandbox) -> None:
