@@ -1,4 +1,10 @@
-"""Shared fixtures: the real CLI, and one embedded sandbox for the whole session."""
+"""Shared fixtures: the real CLI, one embedded sandbox for the whole session, and two real pod-kill runs.
+
+The runs are `chaosmesh-qa run experiments/pod-kill-failover.json` on the default mesh (passes) and on its
+broken twin (no retries, no outlier detection: deviates), each with its own sandbox started and stopped by the
+experiment's sandbox control.  The experiment, report and explain tests all judge these same two runs, so
+the suite runs the experiment twice, not six times (``tests.report.runs.real_run``).
+"""
 
 from __future__ import annotations
 
@@ -10,6 +16,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
+from tests.report.runs import BROKEN_MESH, Run, real_run
 
 CLI = [sys.executable, "-m", "chaosmesh_qa"]
 
@@ -50,3 +58,13 @@ def sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sandbox]:
         yield box
     finally:
         box.down()
+
+
+@pytest.fixture(scope="session")
+def passing_run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Run]:
+    yield from real_run(tmp_path_factory.mktemp("passing-run"), None)
+
+
+@pytest.fixture(scope="session")
+def broken_run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Run]:
+    yield from real_run(tmp_path_factory.mktemp("broken-run"), BROKEN_MESH)

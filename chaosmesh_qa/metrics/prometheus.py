@@ -16,6 +16,7 @@ from typing import Any, TypeVar
 import requests
 from prometheus_api_client import PrometheusApiClientException, PrometheusConnect
 from tenacity import retry, retry_if_exception, stop_after_attempt, wait_fixed
+from urllib3.util.retry import Retry
 
 from chaosmesh_qa.errors import MeasurementFailed
 
@@ -36,7 +37,9 @@ _retrying = retry(retry=retry_if_exception(_transient), stop=stop_after_attempt(
 class PrometheusQuery:
     def __init__(self, url: str) -> None:
         self.url = url
-        self._client = PrometheusConnect(url=url, disable_ssl=True, timeout=TIMEOUT_S)
+        # tenacity (below) is the one retry layer: the client's own urllib3 retries (5, with back-off) would
+        # stack on it and turn "Prometheus unreachable" into an 18 s wait.
+        self._client = PrometheusConnect(url=url, disable_ssl=True, timeout=TIMEOUT_S, retry=Retry(total=0))
 
     def value(self, promql: str) -> float | None:
         """The query's single value now (summed if it returns several series); ``None``: no data or NaN."""

@@ -2,6 +2,8 @@
 
 Each run brings up its own sandbox through the sandbox control (and tears it down), drives Locust
 traffic through the traffic control, injects its fault, and is judged by `chaosmesh-qa verdict`.
+pod-kill-failover's two runs are the session's `passing_run` / `broken_run` (`chaosmesh-qa run`, which
+runs the same `chaos` CLI underneath), shared with the report and explain tests.
 An experiment that passes on a mesh without the policy it relies on is a bug.
 """
 
@@ -17,6 +19,7 @@ import pytest
 from chaosmesh_qa.report.verdict import load_journal, verdict
 from chaosmesh_qa.targets.local.sandbox import down, is_running
 from chaosmesh_qa.targets.local.state import SandboxPaths
+from tests.report.runs import Run
 
 ROOT = Path(__file__).resolve().parents[2]
 CHAOS = str(Path(sys.executable).with_name("chaos"))
@@ -46,15 +49,21 @@ def run_experiment(name: str, mesh: str | None, work: Path) -> subprocess.Comple
 
 @pytest.mark.parametrize(("name", "mesh", "expected"), CASES,
                          ids=[f"{n}-on-{m or 'default-mesh'}" for n, m, _ in CASES])
-def test_experiment_verdict(name: str, mesh: str | None, expected: str, tmp_path: Path) -> None:
-    try:
-        run_experiment(name, mesh, tmp_path)
-    finally:
-        running = is_running(SandboxPaths(tmp_path / "state"))
-        down(tmp_path / "state")  # whatever happened to the run, leave no sandbox behind
+def test_experiment_verdict(name: str, mesh: str | None, expected: str, tmp_path: Path,
+                            request: pytest.FixtureRequest) -> None:
+    if name == "pod-kill-failover":
+        shared: Run = request.getfixturevalue("broken_run" if mesh else "passing_run")
+        running, journal, log = shared.sandbox_left_running, shared.journal, shared.directory / "chaostoolkit.log"
+    else:
+        journal, log = tmp_path / "journal.json", tmp_path / "chaos.log"
+        try:
+            run_experiment(name, mesh, tmp_path)
+        finally:
+            running = is_running(SandboxPaths(tmp_path / "state"))
+            down(tmp_path / "state")  # whatever happened to the run, leave no sandbox behind
     assert not running, "the sandbox the run started is gone"
-    result = verdict(load_journal(tmp_path / "journal.json"), tmp_path / "journal.json")
-    assert result.outcome == expected, (result.reasons, (tmp_path / "chaos.log").read_text()[-3000:])
+    result = verdict(load_journal(journal), journal)
+    assert result.outcome == expected, (result.reasons, log.read_text()[-3000:])
     if expected == "baseline-not-met":
         assert not _faults(result.journal), "nothing is injected into a mesh already off its steady state"
         return

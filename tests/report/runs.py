@@ -9,7 +9,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from chaosmesh_qa.targets.local.sandbox import down
+from chaosmesh_qa.targets.local.sandbox import down, is_running
+from chaosmesh_qa.targets.local.state import SandboxPaths
 
 ROOT = Path(__file__).resolve().parents[2]
 EXPERIMENT = ROOT / "experiments" / "pod-kill-failover.json"
@@ -20,6 +21,15 @@ BROKEN_MESH = ROOT / "experiments" / "meshes" / "no-retries-no-outlier-detection
 class Run:
     out: Path
     process: subprocess.CompletedProcess[str]
+    sandbox_left_running: bool  # the run's sandbox control should have stopped what it started
+
+    @property
+    def journal(self) -> Path:
+        return self.directory / "journal.json"
+
+    @property
+    def timeline(self) -> Path:
+        return self.directory / "timeline.jsonl"
 
     @property
     def junit(self) -> Path:
@@ -50,7 +60,8 @@ def real_run(out: Path, mesh: Path | None) -> Iterator[Run]:
     try:
         process = run_cli(["run", str(EXPERIMENT), "--out", str(out / "runs"), "--junit", str(out / "report.xml"),
                            "--html", str(out / "report.html"), "--markdown", str(out / "summary.md")], env)
+        left_running = is_running(SandboxPaths(state))
     finally:
         down(state)  # whatever happened to the run, leave no sandbox behind
-    yield Run(out, process)
+    yield Run(out, process, left_running)
 
