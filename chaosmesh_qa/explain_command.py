@@ -25,10 +25,15 @@ from chaosmesh_qa.targets.local.sandbox import default_mesh_dir
               help="Requests per second into the ingress: predict what killing one pod of each service costs.")
 @click.option("--endpoint-delay", type=click.FloatRange(min=0, max=600), default=DEFAULT_ENDPOINT_DELAY_S,
               show_default=True, help="Seconds until a dead pod leaves its callers' endpoints (for --rps).")
-def explain_command(mesh_dir: Path | None, as_json: bool, rps: float | None, endpoint_delay: float) -> None:
+@click.option("--experiment", "experiments", multiple=True, type=click.Path(path_type=Path, dir_okay=False),
+              help="Also check this experiment's latency SLOs against the metrics' histogram (repeatable).")
+@click.option("--dialect", type=click.Choice(["envoy", "istio"]), default="envoy", show_default=True,
+              help="Metric dialect whose histogram buckets --experiment is checked against (istio: a cluster).")
+def explain_command(mesh_dir: Path | None, as_json: bool, rps: float | None, endpoint_delay: float,
+                    experiments: tuple[Path, ...], dialect: str) -> None:
     """Which resilience settings of the mesh cannot work, and the experiment that would show it."""
     try:
-        result = explain(mesh_dir or default_mesh_dir(), rps, endpoint_delay)
+        result = explain(mesh_dir or default_mesh_dir(), rps, endpoint_delay, list(experiments), dialect)
     except ChaosMeshQAError as exc:
         click.echo("chaosmesh-qa: " + one_line(str(exc)), err=True)
         sys.exit(2)
@@ -39,8 +44,9 @@ def explain_command(mesh_dir: Path | None, as_json: bool, rps: float | None, end
         click.echo(f"warning: {warning}", err=True)
     click.echo(f"mesh {result['mesh']!r}: {len(result['findings'])} findings")
     for f in result["findings"]:
+        shown_by = f["experiment"] if "/" in f["experiment"] else f"experiments/{f['experiment']}.json"
         click.echo(f"{f['code']} {f['severity']}: {f['message']}\n    at {f['location']}\n    why: {f['why']}\n"
-                   f"    shown by: experiments/{f['experiment']}.json")
+                   f"    shown by: {shown_by}")
     for p in result.get("pod_kill", []):
         eject = "never ejected" if p["ejection_s"] is None else f"ejected after {p['ejection_s'] * 1000:.0f} ms"
         tail = "; no other pod: down until replaced" if p["sole_pod"] else ""

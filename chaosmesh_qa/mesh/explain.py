@@ -2,8 +2,9 @@
 
 ``explain(directory, rps)`` loads the mesh (``load_mesh``), reads each Istio resource's file and
 name back from the YAML (``mesh.yamlfiles``) so every finding names file, resource and field, and
-returns findings with stable codes (``CMQ-<area><nnn>``, never renumbered), why each matters and
-the shipped experiment that would show it.  With a request rate it predicts, per service, what
+returns findings (``mesh.findings``) with stable codes (``CMQ-<area><nnn>``, never renumbered), why
+each matters and the shipped experiment that would show it; given experiments, also their latency
+SLOs the histograms cannot resolve (``mesh.explain_slos``).  With a request rate it predicts, per service, what
 killing one pod costs (``predict_pod_kill``).  Called by ``chaosmesh_qa.explain_command``.
 """
 
@@ -16,21 +17,13 @@ from typing import Any
 
 from chaosmesh_qa.errors import InvalidArgument
 from chaosmesh_qa.mesh import load_mesh, yamlfiles
+from chaosmesh_qa.mesh.explain_slos import slo_findings
+from chaosmesh_qa.mesh.findings import Finding
 from chaosmesh_qa.mesh.model import ISTIO_UNLIMITED, MeshModel, Route, TrafficPolicy, default_retries, selects
 from chaosmesh_qa.mesh.routing import expected_shares
 
 RETRIED_ON_CONNECT_FAILURE = ("connect-failure", "5xx", "gateway-error", "reset")
 DEFAULT_ENDPOINT_DELAY_S = 1.0  # the sandbox's default; Kubernetes + istiod take about as long
-
-
-@dataclass(frozen=True)
-class Finding:
-    code: str
-    severity: str  # "warning" (a setting that cannot do what it seems to) or "info"
-    location: str  # file: Kind/name: field
-    message: str
-    why: str
-    experiment: str
 
 
 @dataclass(frozen=True)
@@ -79,13 +72,17 @@ class _Sources:
         return f"{where}: {field}"
 
 
-def explain(directory: str | Path, rps: float | None = None,
-            endpoint_delay_s: float = DEFAULT_ENDPOINT_DELAY_S) -> dict[str, Any]:
-    """Findings (and, with ``rps``, pod-kill predictions) for the mesh in ``directory``."""
+def explain(directory: str | Path, rps: float | None = None, endpoint_delay_s: float = DEFAULT_ENDPOINT_DELAY_S,
+            experiments: list[Path] | None = None, dialect: str = "envoy") -> dict[str, Any]:
+    """Findings (and, with ``rps``, pod-kill predictions) for the mesh in ``directory``.
+
+    ``experiments``: also check their latency SLOs against ``dialect``'s histogram buckets.
+    """
     loaded = load_mesh(directory)
     model = loaded.model
     src = _Sources(Path(directory), model)
-    findings = [*_routes(model, src), *_policies(model, src), *_security(model, src)]
+    findings = [*_routes(model, src), *_policies(model, src), *_security(model, src),
+                *slo_findings(experiments or [], dialect)]
     result: dict[str, Any] = {"mesh": model.name, "directory": str(directory), "warnings": loaded.warnings,
                               "findings": [asdict(f) for f in findings]}
     if rps is not None:

@@ -8,6 +8,7 @@ Parameters are checked by kind first (names must be DNS-1123 labels), so no valu
 
 from __future__ import annotations
 
+import math
 import os
 import re
 import string
@@ -59,6 +60,18 @@ class Catalog:
     slis: dict[str, SLI]
     path: Path
     latency_buckets_ms: tuple[float, ...]  # histogram bucket bounds: what latency SLOs can resolve
+
+    def bucket_gap(self, limit_ms: float) -> tuple[float, float] | None:
+        """The buckets ``(lower, upper)`` around a latency threshold they cannot resolve, else ``None``.
+
+        ``histogram_quantile`` interpolates linearly inside a bucket: a threshold on a bucket bound is
+        measured; one inside a bucket wider than a quarter of the threshold is mostly interpolation.
+        """
+        if limit_ms in self.latency_buckets_ms:
+            return None
+        lower = max((b for b in self.latency_buckets_ms if b < limit_ms), default=0.0)
+        upper = min((b for b in self.latency_buckets_ms if b > limit_ms), default=math.inf)
+        return (lower, upper) if upper - lower > 0.25 * limit_ms else None
 
     def render(self, name: str, **params: Any) -> str:
         """The PromQL of SLI ``name``; defaults fill omitted parameters, unknown ones are refused."""

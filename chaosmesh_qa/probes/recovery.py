@@ -172,15 +172,11 @@ def _detection(ctx: MeasureContext, faults: list[dict[str, Any]], start: float, 
 
 def _resolution_warnings(ctx: MeasureContext, objectives: dict[str, float]) -> list[str]:
     """Latency thresholds that fall far between two histogram buckets of the target's dialect."""
-    bounds = ctx.catalog.latency_buckets_ms
     found = []
     for key, limit in objectives.items():
-        if not key.endswith("_ms") or limit in bounds:
-            continue
-        lower = max((b for b in bounds if b < limit), default=0)
-        upper = min((b for b in bounds if b > limit), default=math.inf)
-        if upper - lower > 0.25 * limit:
-            found.append(f"slo.{key}={limit:g} ms lies between histogram buckets {lower:g} and {upper:g} ms: "
+        gap = ctx.catalog.bucket_gap(limit) if key.endswith("_ms") else None
+        if gap is not None:
+            found.append(f"slo.{key}={limit:g} ms lies between histogram buckets {gap[0]:g} and {gap[1]:g} ms: "
                          "the quantile there is interpolated, not measured")
     return found
 

@@ -9,8 +9,10 @@ import pytest
 
 from chaosmesh_qa.mesh.explain import explain
 from chaosmesh_qa.report.verdict import load_journal
-from chaosmesh_qa.targets.local.sandbox import default_mesh_dir
+from chaosmesh_qa.targets.local.sandbox import default_mesh_dir, down
 from tests.conftest import run_cli
+from tests.experiments.test_experiments import run_experiment
+from tests.mesh.editing import mesh_with, replace
 from tests.report.runs import Run
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -70,3 +72,84 @@ def test_pod_kill_prediction_matches_the_measured_experiment(broken_run: Run) ->
     # the default mesh: retries hide the kill and outlier detection ejects well inside the endpoint delay
     default = {p["service"]: p for p in explain(default_mesh_dir(), rps=100)["pod_kill"]}["catalog"]
     assert default["retried"] and default["failed_requests"] == 0 and default["ejection_s"] < 1
+
+
+def _experiment(tmp_path: Path, slo_ms: float, tolerance: object, measure: str = "prometheus") -> Path:
+    path = tmp_path / "mine.json"
+    path.write_text(json.dumps({"title": "t", "description": "d", "steady-state-hypothesis": {"title": "h", "probes": [
+        {"type": "probe", "name": "recovered", "tolerance": True, "provider": {
+            "type": "python", "module": "chaosmesh_qa.probes.recovery", "func": "recovered_within",
+            "arguments": {"budget_s": 5, "measure": measure, "slo": {"max_error_ratio": 0.01, "max_p99_ms": slo_ms}}}},
+        {"type": "probe", "name": "p99", "tolerance": tolerance, "provider": {
+            "type": "python", "module": "chaosmesh_qa.probes.prometheus", "func": "latency_quantile",
+            "arguments": {"service": "frontend"}}}]}, "method": []}))
+    return path
+
+
+def test_slo_thresholds_inside_a_histogram_bucket_are_found(tmp_path: Path) -> None:
+    """Envoy's buckets here: ..., 250, 300, 400, 500, 750, ..., 2000, 3000; Istio's: ..., 250, 500, 1000, 2500, ..."""
+    mine = _experiment(tmp_path, 600, {"type": "range", "range": [0, 2100]})
+    found = [f for f in explain(default_mesh_dir(), experiments=[mine])["findings"] if f["code"] == "CMQ-M001"]
+    assert sorted(f["location"].split(": ", 1)[1] for f in found) == [
+        "steady-state-hypothesis.probes[0] (recovered): arguments.slo.max_p99_ms",
+        "steady-state-hypothesis.probes[1] (p99): tolerance.range[1]"]
+    assert "buckets 500 and 750 ms" in found[0]["message"] or "buckets 500 and 750 ms" in found[1]["message"]
+    assert all(f["experiment"] == str(mine) for f in found)
+    on_bounds = _experiment(tmp_path, 300, 3000)
+    assert not [f for f in explain(default_mesh_dir(), experiments=[on_bounds])["findings"] if f["code"] == "CMQ-M001"]
+    istio = explain(default_mesh_dir(), experiments=[on_bounds], dialect="istio")["findings"]
+    assert {f["message"].split(" lies")[0] for f in istio if f["code"] == "CMQ-M001"} == {
+        "latency threshold 300 ms", "latency threshold 3000 ms"}
+    client = _experiment(tmp_path, 600, 300, measure="client")  # the client timeline has 1 % buckets
+    assert not [f for f in explain(default_mesh_dir(), experiments=[client])["findings"] if f["code"] == "CMQ-M001"]
+
+
+def test_shipped_experiments_slos_are_resolvable_in_the_sandbox() -> None:
+    shipped = sorted((ROOT / "experiments").glob("*.json"))
+    assert not [f for f in explain(default_mesh_dir(), experiments=shipped)["findings"] if f["code"] == "CMQ-M001"]
+
+
+def test_cli_explain_experiment_bad_input(tmp_path: Path) -> None:
+    (tmp_path / "bad.json").write_text("{not json")
+    for args, word in ((["--experiment", str(tmp_path / "absent.json")], "absent.json"),
+                       (["--experiment", str(tmp_path / "bad.json")], "bad.json"),
+                       (["--dialect", "datadog"], "--dialect")):
+        result = run_cli("explain", *args)
+        assert result.returncode == 2 and result.stderr.count("\n") == 1 and word in result.stderr, result.stderr
+
+
+def test_time_to_ejection_prediction_matches_a_measured_pod_kill(tmp_path: Path) -> None:
+    """pod-kill-failover on a mesh whose catalog has outlier detection (20 consecutive errors) but no retries.
+
+    Predicted at 100 rps: catalog's one caller pod sends 50 rps to the killed pod, so it is ejected after
+    20 errors, 0.4 s, before its endpoint leaves (1 s): ~20 failed client requests where a mesh without
+    outlier detection loses ~50.  The measured time to ejection is the failed requests over the rate
+    into the dead pod (every request to it fails until it is ejected).  Tolerance: ±40 % (the kill lands
+    at a random moment, requests in flight fail too, the rate holds within a few requests per second).
+    """
+    mesh = mesh_with(tmp_path, replace("traffic.yaml", """    retries:
+      attempts: 3
+      perTryTimeout: 500ms
+      retryOn: connect-failure,refused-stream,unavailable,reset,5xx
+    timeout: 2s""", """    retries: {attempts: 0}
+    timeout: 2s"""), replace("traffic.yaml", """      consecutive5xxErrors: 3
+      consecutiveGatewayErrors: 3""", """      consecutive5xxErrors: 20
+      consecutiveGatewayErrors: 20"""))
+    predicted = {p["service"]: p for p in explain(mesh, rps=100)["pod_kill"]}["catalog"]
+    assert predicted["ejection_s"] == pytest.approx(0.4) and predicted["failed_requests"] == pytest.approx(20)
+    # the shipped experiment's method and traffic, without its hypothesis: a busy host's baseline p99 must not
+    # keep the kill from happening
+    experiment = json.loads((ROOT / "experiments" / "pod-kill-failover.json").read_text())
+    del experiment["steady-state-hypothesis"]
+    (tmp_path / "pod-kill-measured.json").write_text(json.dumps(experiment))
+    try:
+        run_experiment(str(tmp_path / "pod-kill-measured"), str(mesh), tmp_path)
+    finally:
+        down(tmp_path / "state")
+    journal = load_journal(tmp_path / "journal.json")
+    assert [r["output"]["kind"] for r in journal["run"] if "fault_id" in (r.get("output") or {})] == ["pod-kill"]
+    assert journal["chaosmesh_qa"]["traffic"]["phases"]["before"]["failures"] == 0
+    seconds = [json.loads(line) for line in (tmp_path / "timeline.jsonl").read_text().splitlines() if line.strip()]
+    measured = sum(s["failures"] for s in seconds)
+    measured_ejection_s = measured / (predicted["rps_into_service"] * predicted["pod_share"])
+    assert measured_ejection_s == pytest.approx(predicted["ejection_s"], rel=0.4), (measured, predicted)

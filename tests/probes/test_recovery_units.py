@@ -5,6 +5,7 @@ from __future__ import annotations
 from types import SimpleNamespace
 
 from chaosmesh_qa.metrics import per_second
+from chaosmesh_qa.metrics.catalog import load_catalog
 from chaosmesh_qa.probes.recovery import _recovery, _resolution_warnings
 
 
@@ -16,11 +17,11 @@ def test_recovery_is_the_end_of_the_last_breached_second() -> None:
 
 
 def test_latency_slo_between_coarse_buckets_warns() -> None:
-    istio_like = SimpleNamespace(catalog=SimpleNamespace(latency_buckets_ms=(100.0, 250.0, 500.0, 1000.0)))
-    warnings = _resolution_warnings(istio_like, {"max_p99_ms": 300.0, "max_error_ratio": 0.01})  # type: ignore[arg-type]
+    istio = SimpleNamespace(catalog=load_catalog("istio"))  # ..., 250, 500, ...
+    warnings = _resolution_warnings(istio, {"max_p99_ms": 300.0, "max_error_ratio": 0.01})  # type: ignore[arg-type]
     assert len(warnings) == 1 and "between histogram buckets 250 and 500 ms" in warnings[0]
-    fine = SimpleNamespace(catalog=SimpleNamespace(latency_buckets_ms=(250.0, 300.0, 400.0)))
-    assert _resolution_warnings(fine, {"max_p99_ms": 300.0}) == []  # type: ignore[arg-type]
+    envoy = SimpleNamespace(catalog=load_catalog("envoy"))  # ..., 250, 300, 400, ...
+    assert _resolution_warnings(envoy, {"max_p99_ms": 300.0}) == []  # type: ignore[arg-type]
 
 
 def test_increases_are_spread_over_the_scrape_interval() -> None:
