@@ -73,7 +73,7 @@ class MeshTarget(Protocol):
         """Every fault still remembered (ended ones carry ``ended_at``), oldest first; for run phases."""
         ...
 
-    # ---- verdicts on the mesh's own promises (routing, mTLS): chaosmesh_qa.probes.routing / .mtls
+    # ---- verdicts on the mesh's own promises (routing, mTLS, tracing): chaosmesh_qa.probes.*
 
     def declared_mesh(self) -> MeshModel:
         """The mesh as declared and resolved with Istio's defaults (routes, subsets, policies).
@@ -109,6 +109,15 @@ class MeshTarget(Protocol):
         ``source_canonical_service``, ``destination_service_name``, ``source_principal`` and
         ``connection_security_policy`` (``principal`` None unless it is ``mutual_tls``);
         ``samples`` is ignored there.
+        """
+        ...
+
+    def trace_query_url(self, configured: str | None) -> str:
+        """Base URL of a Zipkin v2 query API (``GET /api/v2/traces``) holding this mesh's spans.
+
+        Local: the sandbox's own receiver (``targets.local.tracing.collector``; ``configured`` is
+        ignored).  A cluster target: ``configured`` (``configuration.chaosmesh_qa_tracing_url``),
+        a ``TargetUnavailable`` line when it is not set.  Used by ``chaosmesh_qa.probes.tracing``.
         """
         ...
 

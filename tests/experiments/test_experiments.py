@@ -35,6 +35,8 @@ CASES = [
     ("routing-canary", "canary-subset-wrong-pods", "baseline-not-met"),
     ("mtls-strict", None, "passed"),
     ("mtls-strict", "permissive-workload", "baseline-not-met"),
+    ("tracing-complete", None, "passed"),
+    ("tracing-complete", "drops-trace-headers", "baseline-not-met"),
 ]
 
 

@@ -183,6 +183,13 @@ class KubernetesTarget:
     def observed_edges(self, samples: int) -> list[Record]:
         return verdicts.observed_edges(self.prometheus_url(), set(self.workloads().describe()["services"]))
 
+    def trace_query_url(self, configured: str | None) -> str:
+        if not configured:
+            raise TargetUnavailable("configuration.chaosmesh_qa_tracing_url: not set (the base URL of a Zipkin v2 "
+                                    "query API that receives the mesh's spans, such as Istio's Zipkin addon "
+                                    "http://zipkin.istio-system:9411; see docs/tracing.md)")
+        return configured
+
     def heal(self, fault_id: str | None, owner: str | None) -> list[Record]:
         healed = []
         for lease in leases.list_leases(self.cluster, self.settings.namespaces, owner):

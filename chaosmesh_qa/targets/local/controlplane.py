@@ -69,6 +69,8 @@ class ControlPlane:
         self._eds_written: dict[tuple[str, str], Any] = {}
         # partitions: (caller, callee) -> (sink port, the callee pods it applies to; None: all of them)
         self.redirects: dict[tuple[str, str], tuple[int, frozenset[str] | None]] = {}
+        # the trace receiver's port (tracing.collector): every listener is traced when it is set
+        self.trace_port: int | None = None
 
     # ------------------------------------------------------------------ callers
 
@@ -134,21 +136,23 @@ class ControlPlane:
     def write_pod(self, pod: PodSpec) -> Path:
         """Publish a pod's (or the ingress's) listeners and write its bootstrap; returns the bootstrap path."""
         pod_dir = self.root / "pods" / pod.name
+        traced = self.trace_port is not None
         if pod.service == INGRESS:
-            docs = [listeners.outbound_listener("ingress", pod.ports.outbound, "ingress")]
+            docs = [listeners.outbound_listener("ingress", pod.ports.outbound, "ingress", traced)]
         else:
             svc = self.model.services[pod.service]
             files = self.pki.identity(svc.spiffe_id, f"{svc.name}.{svc.namespace}.svc")
             identity = listeners.PodIdentity(files.spiffe_id, files.cert, files.key, self.pki.ca_path)
             docs = [listeners.inbound_listener(pod.ports.inbound, self.model.mtls_mode(pod.service, pod.version),
-                                               identity, self.model.authz_for(pod.service, pod.version))]
-            docs.append(listeners.outbound_listener("outbound", pod.ports.outbound, "outbound"))
+                                               identity, self.model.authz_for(pod.service, pod.version),
+                                               traced)]
+            docs.append(listeners.outbound_listener("outbound", pod.ports.outbound, "outbound", traced))
         self.store.put(_pod_group(pod.name), LISTENER, docs)
         self.store.add_node(pod.name, [_caller_group(pod.service), _pod_group(pod.name)])
         bootstrap = listeners.bootstrap(
             node_id=pod.name, node_cluster=pod.service, admin_socket=str(pod.admin_socket),
             stats_port=pod.ports.stats, ads_socket=str(self.ads_socket),
-            app_port=None if pod.service == INGRESS else pod.ports.app,
+            app_port=None if pod.service == INGRESS else pod.ports.app, trace_port=self.trace_port,
         )
         path = pod_dir / "bootstrap.json"
         atomic_write_json(path, bootstrap)

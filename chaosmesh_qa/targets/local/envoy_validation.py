@@ -177,6 +177,7 @@ def render_plane(model: MeshModel, root: Path, pki: MeshPKI) -> tuple[ControlPla
     plane.ads_socket = root.parent / "xds" / "ads.sock"  # one path for every render: equal configs stay equal
     plane.write_caller_configs()
     ports = iter(range(10001, 60000))
+    plane.trace_port = next(ports)  # the tracer and its collector cluster are judged too
     socket = root.parent / "admin" / "envoy.sock"  # one path for every pod: equal configs stay equal
     specs = [PodSpec("istio-ingressgateway", INGRESS, "", PodPorts(stats=next(ports), outbound=next(ports)), socket)]
     for service in model.services.values():
@@ -264,6 +265,8 @@ def _rename_clusters(value: Any, names: dict[str, str]) -> Any:
                 route["cluster"] = names.get(route["cluster"], route["cluster"])
             for weighted in route.get("weighted_clusters", {}).get("clusters", []):
                 weighted["name"] = names.get(weighted["name"], weighted["name"])
+        if isinstance(value.get("collector_cluster"), str):  # a tracer's
+            value["collector_cluster"] = names.get(value["collector_cluster"], value["collector_cluster"])
         for item in value.values():
             _rename_clusters(item, names)
     elif isinstance(value, list):

@@ -43,6 +43,7 @@ from chaosmesh_qa.targets.local.pki import MeshPKI
 from chaosmesh_qa.targets.local.pods import READY_TIMEOUT_S, SERVING_STATES, Pod, app_command
 from chaosmesh_qa.targets.local.ports import PortAllocator
 from chaosmesh_qa.targets.local.state import SandboxPaths
+from chaosmesh_qa.targets.local.tracing.collector import TraceCollector
 from chaosmesh_qa.targets.local.xds.server import AdsServer
 
 log = logging.getLogger("chaosmesh_qa.supervisor")
@@ -70,6 +71,7 @@ class Supervisor:
         self.ingress: Pod | None = None
         self.prometheus: asyncio.subprocess.Process | None = None
         self.prometheus_port = 0
+        self.traces = TraceCollector()  # Zipkin-v2-compatible receiver every Envoy reports spans to
         self.state = "starting"
         self.error: str | None = None
         self.started_at = time.time()
@@ -122,6 +124,8 @@ class Supervisor:
         # the scrapers on a fixed 5 s tick from process start, so every second counts.
         prometheus_started = self._background(self._start_prometheus([ingress_spec, *pod_specs]))
         self.control_plane = cp = ControlPlane(model, self.paths.root, MeshPKI.create(self.paths.pki))
+        await self.traces.start(self.ports.allocate())
+        cp.trace_port = self.traces.port
         cp.write_caller_configs()
         cp.write_endpoints([], {})
         self.xds = AdsServer(cp.store, cp.ads_socket)
@@ -167,6 +171,7 @@ class Supervisor:
         await asyncio.gather(*(p.stop() for p in pods), processes.stop(self.prometheus))
         if self.xds is not None:
             await self.xds.stop()
+        await self.traces.close()
         self.ports.release_all()
 
     # ------------------------------------------------------------------ pods
@@ -328,6 +333,7 @@ class Supervisor:
             "ingress_url": f"http://127.0.0.1:{ingress_port}" if ingress_port else None,
             "ingress_admin_socket": str(self.ingress.spec.admin_socket) if self.ingress else None,
             "prometheus_url": f"http://127.0.0.1:{self.prometheus_port}" if self.prometheus_port else None,
+            "tracing": self.traces.describe() if self.traces.port else None,
             "metrics_ready": self.metrics_ready, "metrics_error": self.metrics_error,
             "ingress_service": self.model.ingress_service if self.model else None,
             "services": self._describe_services(),

@@ -11,6 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from chaosmesh_qa.errors import TargetUnavailable
 from chaosmesh_qa.mesh import load_mesh
 from chaosmesh_qa.mesh.model import MeshModel
 from chaosmesh_qa.targets.base import Direction, PartitionMode, Record
@@ -103,6 +104,12 @@ class LocalTarget:
 
     def observed_edges(self, samples: int) -> list[Record]:
         return verify.call_tree_edges(self.describe(), samples)
+
+    def trace_query_url(self, configured: str | None) -> str:
+        tracing = self.describe().get("tracing")
+        if not tracing:
+            raise TargetUnavailable(f"the sandbox in {self.state_dir} runs no trace receiver")
+        return str(tracing["url"])
 
 
 def _pods(service: str, count: int | None, percent: float | None, version: str | None) -> dict[str, Any]:

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from chaosmesh_qa.mesh.model import AuthzPolicy, AuthzRule
 from chaosmesh_qa.targets.local.envoy.common import API, JSON, TYPE, address, ads_source
 from chaosmesh_qa.targets.local.envoy.routes import FAULT_FILTER, OUTBOUND_ROUTE_CONFIG
+from chaosmesh_qa.targets.local.tracing import envoy as tracing
 
 LOCAL_APP_CLUSTER = "local_app"
 # starts with "_": no DNS-1123 service name (and so no SLI's cluster-name pattern) can match it
@@ -39,9 +40,14 @@ class PodIdentity:
 
 
 def bootstrap(node_id: str, node_cluster: str, admin_socket: str, stats_port: int, ads_socket: str,
-              app_port: int | None) -> JSON:
-    """Everything but the static stats listener and local clusters comes over ADS (``xds.server``)."""
+              app_port: int | None, trace_port: int | None = None) -> JSON:
+    """Everything but the static stats listener and local clusters comes over ADS (``xds.server``).
+
+    ``trace_port``: the trace receiver's port (``tracing.collector``), for listeners rendered with tracing.
+    """
     static_clusters = [_admin_cluster(admin_socket), _ads_cluster(ads_socket)]
+    if trace_port is not None:
+        static_clusters.append(tracing.collector_cluster(trace_port))
     if app_port is not None:
         static_clusters.append({
             "name": LOCAL_APP_CLUSTER,
@@ -56,7 +62,7 @@ def bootstrap(node_id: str, node_cluster: str, admin_socket: str, stats_port: in
         "node": {"id": node_id, "cluster": node_cluster},
         "admin": {"address": _pipe(admin_socket)},
         "layered_runtime": {"layers": [
-            {"name": "static", "static_layer": {}},
+            {"name": "static", "static_layer": tracing.RUNTIME if trace_port is not None else {}},
             {"name": "admin", "admin_layer": {}},
         ]},
         "dynamic_resources": {
@@ -132,8 +138,11 @@ def _pipe(path: str) -> JSON:
     return {"pipe": {"path": path, "mode": ADMIN_SOCKET_MODE}}
 
 
-def outbound_listener(name: str, port: int, stat_prefix: str) -> JSON:
-    """Plaintext HTTP listener for an app's (or the outside world's) calls into the mesh."""
+def outbound_listener(name: str, port: int, stat_prefix: str, traced: bool = False) -> JSON:
+    """Plaintext HTTP listener for an app's (or the outside world's) calls into the mesh.
+
+    ``traced``: each request is a CLIENT span (the bootstrap must have the collector cluster).
+    """
     return {
         "name": name,
         "address": address(port),
@@ -145,13 +154,15 @@ def outbound_listener(name: str, port: int, stat_prefix: str) -> JSON:
                 {"name": FAULT_FILTER, "disabled": True, "typed_config": _fault_filter()},
                 _router(),
             ],
+            **({"tracing": tracing.hcm_tracing()} if traced else {}),
         })]}],
     }
 
 
 def inbound_listener(port: int, mtls_mode: str, identity: PodIdentity,
-                     policies: list[AuthzPolicy]) -> JSON:
-    """The sidecar's inbound listener: mTLS per PeerAuthentication, RBAC, runtime faults."""
+                     policies: list[AuthzPolicy], traced: bool = False) -> JSON:
+    """The sidecar's inbound listener: mTLS per PeerAuthentication, RBAC, runtime faults;
+    ``traced``: each request is a SERVER span."""
     http_filters = [*_rbac_filters(policies), {"name": FAULT_FILTER, "typed_config": _fault_filter()},
                     _router()]
     hcm = _hcm("inbound", {
@@ -162,6 +173,7 @@ def inbound_listener(port: int, mtls_mode: str, identity: PodIdentity,
         "http_filters": http_filters,
         "forward_client_cert_details": "SANITIZE_SET",
         "set_current_client_cert_details": {"uri": True},
+        **({"tracing": tracing.hcm_tracing()} if traced else {}),
     })
     tls_chain: JSON = {"filters": [hcm], "transport_socket": _downstream_tls(identity)}
     plain_chain: JSON = {"filters": [hcm]}

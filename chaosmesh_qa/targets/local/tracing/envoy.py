@@ -1,0 +1,51 @@
+"""Envoy's Zipkin tracer for every sidecar listener and the ingress of the embedded mesh.
+
+``chaosmesh_qa.targets.local.envoy.listeners`` adds ``hcm_tracing()`` to the inbound, outbound and
+ingress HTTP connection managers (not to the stats listener), and ``bootstrap`` adds the static
+``collector_cluster`` and the ``RUNTIME`` flush settings.  Spans go as Zipkin v2 JSON to the
+supervisor's receiver (``tracing.collector``) on 127.0.0.1.  Facts relied on are in docs/tracing.md.
+"""
+
+from __future__ import annotations
+
+from chaosmesh_qa.targets.local.envoy.common import API, JSON, TYPE, address
+
+COLLECTOR_CLUSTER = "_zipkin"  # starts with "_": never a DNS-1123 service name
+SPANS_PATH = "/api/v2/spans"
+# Envoy batches 5 spans or 5 s by default: a short experiment would see traces half reported.
+# Half a second (or 50 spans) keeps the receiver's POSTs few under load and every trace whole
+# a second after its request ended.
+RUNTIME = {"tracing.zipkin.min_flush_spans": 50, "tracing.zipkin.flush_interval_ms": 500}
+SAMPLING_PERCENT = 100.0
+
+
+def collector_cluster(port: int) -> JSON:
+    """The static cluster the tracer POSTs span batches to (plain HTTP/1.1 on loopback)."""
+    return {
+        "name": COLLECTOR_CLUSTER,
+        "type": "STATIC",
+        "connect_timeout": "1s",
+        "load_assignment": {"cluster_name": COLLECTOR_CLUSTER, "endpoints": [
+            {"lb_endpoints": [{"endpoint": {"address": address(port)}}]}]},
+    }
+
+
+def hcm_tracing() -> JSON:
+    """An HTTP connection manager's ``tracing``: every request sampled, one span per Envoy hop.
+
+    ``shared_span_context: false``: a caller's CLIENT span and the callee's SERVER span are two
+    spans (the callee's a child of the caller's), so the tree shows each hop on both sides.
+    """
+    return {
+        "random_sampling": {"value": SAMPLING_PERCENT},
+        "provider": {
+            "name": "envoy.tracers.zipkin",
+            "typed_config": {
+                TYPE: f"{API}.config.trace.v3.ZipkinConfig",
+                "collector_cluster": COLLECTOR_CLUSTER,
+                "collector_endpoint": SPANS_PATH,
+                "collector_endpoint_version": "HTTP_JSON",
+                "shared_span_context": False,
+            },
+        },
+    }
