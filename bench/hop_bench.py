@@ -1,0 +1,93 @@
+"""What one mesh hop costs: the same app called directly and through its sidecars, side by side.
+
+The mesh is ``ingress -> leaf`` (``bench/meshes/one-hop``): a request through the ingress crosses one
+hop, two Envoy passes (the ingress plays the caller's outbound sidecar; the leaf's inbound sidecar
+terminates mTLS), as a hop between two meshed services does in Istio.  Requests are sequential
+(one keep-alive client: latency without queueing), in alternating blocks so drift on a shared
+machine falls on both sides.  Prints added p50/p99 per hop, Envoy CPU per request per pass (from
+/proc of the two Envoys), next to the figures Istio publishes for its sidecar.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import psutil
+
+from bench.sandbox_bench import _cli
+
+MESH = Path(__file__).parent / "meshes" / "one-hop"
+BLOCKS, BLOCK = 10, 200  # 2,000 requests each way
+ISTIO_CPU_MS_PER_REQUEST = 0.20  # 0.20 vCPU per 1,000 rps per sidecar (Istio's performance page)
+ISTIO_P99_MS_PER_HOP = 2.7
+
+
+def _timed(http: httpx.Client, url: str, n: int) -> list[float]:
+    out = []
+    for _ in range(n):
+        started = time.perf_counter()
+        response = http.get(url)
+        out.append((time.perf_counter() - started) * 1000)
+        if response.status_code != 200:
+            raise RuntimeError(f"{url}: {response.status_code}")
+    return out
+
+
+def _cpu_s(pids: list[int]) -> float:
+    return sum(sum(psutil.Process(pid).cpu_times()[:2]) for pid in pids)
+
+
+def run() -> dict[str, Any]:
+    with tempfile.TemporaryDirectory(prefix="chaosmesh-hop-") as tmp:
+        state = str(Path(tmp) / "state")
+        _cli("up", "--mesh", str(MESH), "--state-dir", state)
+        try:
+            status = json.loads(_cli("status", "--json", "--state-dir", state))
+            leaf = next(p for p in status["pods"] if p["service"] == "leaf")
+            envoys = [status["ingress"]["pids"]["sidecar"], leaf["pids"]["sidecar"]]
+            direct_url, mesh_url = f"http://127.0.0.1:{leaf['ports']['app']}/", status["ingress_url"] + "/"
+            direct: list[float] = []
+            meshed: list[float] = []
+            envoy_cpu = 0.0
+            with httpx.Client(timeout=10) as http:
+                _timed(http, direct_url, 100)  # connections up, caches warm
+                _timed(http, mesh_url, 100)
+                for _ in range(BLOCKS):
+                    direct += _timed(http, direct_url, BLOCK)
+                    before = _cpu_s(envoys)
+                    meshed += _timed(http, mesh_url, BLOCK)
+                    envoy_cpu += _cpu_s(envoys) - before
+        finally:
+            _cli("down", "--state-dir", state)
+
+    def q(values: list[float], p: float) -> float:
+        return statistics.quantiles(values, n=100)[int(p) - 1]
+
+    return {"direct_p50": statistics.median(direct), "direct_p99": q(direct, 99),
+            "mesh_p50": statistics.median(meshed), "mesh_p99": q(meshed, 99),
+            "cpu_ms_per_pass": envoy_cpu * 1000 / len(meshed) / 2, "requests": len(meshed)}
+
+
+def main() -> None:
+    f = run()
+    print(f"sidecar cost per hop: ingress -> leaf, {f['requests']} sequential requests each way, interleaved:")
+    rows = [
+        ("p50 direct to the app / through one hop", f"{f['direct_p50']:.2f} / {f['mesh_p50']:.2f} ms",
+         f"+{f['mesh_p50'] - f['direct_p50']:.2f} ms per hop", ""),
+        ("p99 direct to the app / through one hop", f"{f['direct_p99']:.2f} / {f['mesh_p99']:.2f} ms",
+         f"+{f['mesh_p99'] - f['direct_p99']:.2f} ms per hop", f"Istio: +{ISTIO_P99_MS_PER_HOP} ms p99 per hop"),
+        ("Envoy CPU per request per pass", f"{f['cpu_ms_per_pass']:.3f} ms", "",
+         f"Istio: {ISTIO_CPU_MS_PER_REQUEST:.2f} ms (0.20 vCPU per 1,000 rps per sidecar)"),
+    ]
+    for row in rows:
+        print(f"  {row[0]:<44} {row[1]:>18}  {row[2]:<20} {row[3]}")
+
+
+if __name__ == "__main__":
+    main()
