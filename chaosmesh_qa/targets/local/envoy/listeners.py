@@ -11,6 +11,7 @@ path from it, read-only, on 127.0.0.1 (as Istio's sidecars do).  Called by ``con
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from chaosmesh_qa.mesh.model import AuthzPolicy, AuthzRule
 from chaosmesh_qa.targets.local.envoy.common import API, JSON, TYPE, address, ads_source
@@ -46,18 +47,11 @@ def bootstrap(node_id: str, node_cluster: str, admin_socket: str, stats_port: in
     ``trace_port``: the trace receiver's port (``tracing.collector``), for listeners rendered with tracing.
     """
     static_clusters = [_admin_cluster(admin_socket), _ads_cluster(ads_socket)]
-    if trace_port is not None:
-        static_clusters.append(tracing.collector_cluster(trace_port))
+    if trace_port is not None:  # where the tracer POSTs its span batches (plain HTTP/1.1)
+        static_clusters.append(_static_cluster(tracing.COLLECTOR_CLUSTER, address(trace_port)))
     if app_port is not None:
-        static_clusters.append({
-            "name": LOCAL_APP_CLUSTER,
-            "type": "STATIC",
-            "connect_timeout": "1s",
-            "load_assignment": {"cluster_name": LOCAL_APP_CLUSTER, "endpoints": [
-                {"lb_endpoints": [{"endpoint": {"address": address(app_port)}}]}]},
-            "circuit_breakers": {"thresholds": [{"max_connections": 100000, "max_pending_requests": 100000,
-                                                 "max_requests": 100000}]},
-        })
+        static_clusters.append(_static_cluster(LOCAL_APP_CLUSTER, address(app_port), circuit_breakers={
+            "thresholds": [{"max_connections": 100000, "max_pending_requests": 100000, "max_requests": 100000}]}))
     return {
         "node": {"id": node_id, "cluster": node_cluster},
         "admin": {"address": _pipe(admin_socket)},
@@ -109,29 +103,29 @@ def stats_listener(port: int) -> JSON:
     }
 
 
-def _admin_cluster(admin_socket: str) -> JSON:
+def _static_cluster(name: str, endpoint: JSON, **extra: Any) -> JSON:
+    """A bootstrap cluster of one fixed endpoint (a socket address or a Unix socket ``pipe``)."""
     return {
-        "name": ADMIN_CLUSTER,
+        "name": name,
         "type": "STATIC",
         "connect_timeout": "1s",
-        "load_assignment": {"cluster_name": ADMIN_CLUSTER, "endpoints": [
-            {"lb_endpoints": [{"endpoint": {"address": {"pipe": {"path": admin_socket}}}}]}]},
+        "load_assignment": {"cluster_name": name,
+                            "endpoints": [{"lb_endpoints": [{"endpoint": {"address": endpoint}}]}]},
+        **extra,
     }
+
+
+def _admin_cluster(admin_socket: str) -> JSON:
+    return _static_cluster(ADMIN_CLUSTER, {"pipe": {"path": admin_socket}})
 
 
 def _ads_cluster(ads_socket: str) -> JSON:
     """The control plane's gRPC server: HTTP/2 over the supervisor's owner-only Unix socket."""
-    return {
-        "name": ADS_CLUSTER,
-        "type": "STATIC",
-        "connect_timeout": "1s",
-        "load_assignment": {"cluster_name": ADS_CLUSTER, "endpoints": [
-            {"lb_endpoints": [{"endpoint": {"address": {"pipe": {"path": ads_socket}}}}]}]},
-        "typed_extension_protocol_options": {"envoy.extensions.upstreams.http.v3.HttpProtocolOptions": {
+    return _static_cluster(ADS_CLUSTER, {"pipe": {"path": ads_socket}}, typed_extension_protocol_options={
+        "envoy.extensions.upstreams.http.v3.HttpProtocolOptions": {
             TYPE: f"{API}.extensions.upstreams.http.v3.HttpProtocolOptions",
             "explicit_http_config": {"http2_protocol_options": {}},
-        }},
-    }
+        }})
 
 
 def _pipe(path: str) -> JSON:

@@ -1,14 +1,15 @@
 """Envoy's Zipkin tracer for every sidecar listener and the ingress of the embedded mesh.
 
 ``chaosmesh_qa.targets.local.envoy.listeners`` adds ``hcm_tracing()`` to the inbound, outbound and
-ingress HTTP connection managers (not to the stats listener), and ``bootstrap`` adds the static
-``collector_cluster`` and the ``RUNTIME`` flush settings.  Spans go as Zipkin v2 JSON to the
-supervisor's receiver (``tracing.collector``) on 127.0.0.1.  Facts relied on are in docs/tracing.md.
+ingress HTTP connection managers (not to the stats listener), and its ``bootstrap`` adds the static
+cluster ``COLLECTOR_CLUSTER`` (127.0.0.1, the receiver's port) and the ``RUNTIME`` flush settings.
+Spans go as Zipkin v2 JSON to the supervisor's receiver (``tracing.collector``).  Facts relied on
+are in docs/tracing.md.
 """
 
 from __future__ import annotations
 
-from chaosmesh_qa.targets.local.envoy.common import API, JSON, TYPE, address
+from chaosmesh_qa.targets.local.envoy.common import API, JSON, TYPE
 
 COLLECTOR_CLUSTER = "_zipkin"  # starts with "_": never a DNS-1123 service name
 SPANS_PATH = "/api/v2/spans"
@@ -17,17 +18,6 @@ SPANS_PATH = "/api/v2/spans"
 # a second after its request ended.
 RUNTIME = {"tracing.zipkin.min_flush_spans": 50, "tracing.zipkin.flush_interval_ms": 500}
 SAMPLING_PERCENT = 100.0
-
-
-def collector_cluster(port: int) -> JSON:
-    """The static cluster the tracer POSTs span batches to (plain HTTP/1.1 on loopback)."""
-    return {
-        "name": COLLECTOR_CLUSTER,
-        "type": "STATIC",
-        "connect_timeout": "1s",
-        "load_assignment": {"cluster_name": COLLECTOR_CLUSTER, "endpoints": [
-            {"lb_endpoints": [{"endpoint": {"address": address(port)}}]}]},
-    }
 
 
 def hcm_tracing() -> JSON:
