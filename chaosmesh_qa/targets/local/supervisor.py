@@ -36,6 +36,7 @@ from chaosmesh_qa.targets.local.envoy import admin
 from chaosmesh_qa.targets.local.envoy.clusters import Endpoint
 from chaosmesh_qa.targets.local.envoy.common import INGRESS
 from chaosmesh_qa.targets.local.faults import DEFAULT_MAX_TTL_S, FaultManager
+from chaosmesh_qa.targets.local.forkserver import ForkServer
 from chaosmesh_qa.targets.local.kubeapi import istio_metrics
 from chaosmesh_qa.targets.local.kubeapi.server import KubeApi
 from chaosmesh_qa.targets.local.leases import TEST_HOOKS_ENV, Redirect
@@ -72,6 +73,7 @@ class Supervisor:
         self.prometheus: asyncio.subprocess.Process | None = None
         self.prometheus_port = 0
         self.traces = TraceCollector()  # Zipkin-v2-compatible receiver every Envoy reports spans to
+        self.forkserver: ForkServer | None = None  # forks the built-in demo app for each pod
         self.state = "starting"
         self.error: str | None = None
         self.started_at = time.time()
@@ -130,6 +132,7 @@ class Supervisor:
         cp.write_endpoints([], {})
         self.xds = AdsServer(cp.store, cp.ads_socket)
         await self.xds.start()
+        self.forkserver = ForkServer(self.paths.logs / "forkserver.log")
         pods = [self._make_pod(spec) for spec in [ingress_spec, *pod_specs]]
         # a bounded number of pods starting at once: a 60-pod mesh started all together starved
         # Prometheus (not ready after 20 s) and every readiness check on two cores
@@ -169,6 +172,8 @@ class Supervisor:
             if pod.spec.service == INGRESS or (self.model and self.model.services[pod.spec.service].command is None):
                 pod.kill()
         await asyncio.gather(*(p.stop() for p in pods), processes.stop(self.prometheus))
+        if self.forkserver is not None:
+            await self.forkserver.close()
         if self.xds is not None:
             await self.xds.stop()
         await self.traces.close()
@@ -197,7 +202,8 @@ class Supervisor:
         argv, env = (None, {}) if spec.service == INGRESS else app_command(self.model, spec)
         health = "/healthz" if spec.service == INGRESS else self.model.services[spec.service].health_path
         timeout = READY_TIMEOUT_S if spec.service == INGRESS else self.model.services[spec.service].ready_timeout_s
-        pod = Pod(spec, bootstrap, self.paths.logs / spec.name, argv, env, health, self._pod_changed, timeout)
+        pod = Pod(spec, bootstrap, self.paths.logs / spec.name, argv, env, health, self._pod_changed, timeout,
+                  forkserver=self.forkserver)
         if spec.service == INGRESS:
             self.ingress = pod
         else:
