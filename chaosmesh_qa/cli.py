@@ -72,7 +72,9 @@ def _fail(message: str, code: int = 2) -> NoReturn:
     sys.exit(code)
 
 
-def _warn(warnings: list[str]) -> None:
+def _warn(warnings: list[str], notes: list[str] | None = None) -> None:
+    for note in notes or []:
+        click.echo(f"note: {note}", err=True)
     for warning in warnings:
         click.echo(f"warning: {warning}", err=True)
 
@@ -111,7 +113,7 @@ def up(mesh_dir: Path | None, state_dir: Path | None, timeout: float, max_fault_
         raise click.BadParameter("needs --kube-api", param_hint="'--kube-api-forbid'")
     status, loaded = sandbox.up(mesh_dir or sandbox.default_mesh_dir(), state_dir or default_state_dir(), timeout,
                                 max_fault_ttl, endpoint_delay, wait_metrics, kube_api_forbid if kube_api else None)
-    _warn(loaded.warnings)
+    _warn(loaded.warnings, loaded.notes)
     click.echo(f"sandbox {status['mesh']!r} ready in {status['startup_s']:.2f} s: "
                f"{len(status['pods'])} pods")
     click.echo(f"  ingress:    {status['ingress_url']}")
@@ -205,7 +207,7 @@ def verdict(journal: Path) -> None:
 def validate(mesh_dir: Path | None) -> None:
     """Check a mesh definition without starting anything."""
     loaded = load_mesh(mesh_dir or sandbox.default_mesh_dir())
-    _warn(loaded.warnings)
+    _warn(loaded.warnings, loaded.notes)
     model = loaded.model
     click.echo(f"mesh {model.name!r} is valid: {len(model.services)} services, "
                f"{sum(v.replicas for s in model.services.values() for v in s.versions)} pods")

@@ -36,7 +36,7 @@ def _remove_yaml(root: Path) -> None:
 
 
 BAD_MESHES = [
-    pytest.param(edited("weight: 20", "weight: 30"), "spec.http[1].route: weights sum to 110", id="weights"),
+    pytest.param(edited("weight: 20", "weight: -20"), "spec.http[1].route[1].weight", id="weights"),
     pytest.param(edited("timeout: 1s", "timeout: 2 seconds"), "spec.http[0].timeout: malformed duration",
                  id="duration"),
     pytest.param(edited("{service: inventory, path: /stock}", "{service: payments}", "mesh.yaml"),
@@ -88,7 +88,7 @@ def test_up_on_bad_mesh_exits_2_with_one_line(tmp_path: Path, edit: Callable[[Pa
 def test_validate_on_bad_mesh_exits_2(tmp_path: Path) -> None:
     mesh = tmp_path / "mesh"
     shutil.copytree(default_mesh_dir(), mesh)
-    edited("weight: 80", "weight: 180")(mesh)
+    edited("weight: 80", "weight: -80")(mesh)
     result = run("validate", "--mesh", str(mesh), cwd=tmp_path)
     assert_one_line_failure(result, "spec.http[1].route[0].weight")
 
@@ -126,8 +126,9 @@ def test_validate_default_mesh_exits_0(tmp_path: Path) -> None:
 def test_validate_prints_warnings_but_succeeds(tmp_path: Path) -> None:
     mesh = tmp_path / "mesh"
     shutil.copytree(default_mesh_dir(), mesh)
-    edited("    timeout: 1s\n", "    timeout: 1s\n    mirror: {host: catalog}\n")(mesh)
+    edited("    timeout: 1s\n", "    timeout: 1s\n    corsPolicy: {allowOrigins: [{exact: x}]}\n")(mesh)
     result = run("validate", "--mesh", str(mesh), cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert result.stderr.splitlines() == [
-        f"warning: {mesh / 'traffic.yaml'}: VirtualService/inventory: spec.http[0].mirror: unsupported field, ignored"]
+        f"warning: {mesh / 'traffic.yaml'}: VirtualService/inventory: spec.http[0].corsPolicy: "
+        "unsupported field, ignored"]

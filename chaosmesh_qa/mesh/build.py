@@ -7,22 +7,22 @@ line naming file, resource and field, so the user sees them all at once.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from chaosmesh_qa.mesh import schema
+from chaosmesh_qa.mesh import gateways, manifests, schema
+from chaosmesh_qa.mesh.authz import authorization_policies, selection_warnings
+from chaosmesh_qa.mesh.callers import source_problems
+from chaosmesh_qa.mesh.documents import latest_documents
 from chaosmesh_qa.mesh.model import (
     ISTIO_DEFAULT_RETRY_ON,
     TRUST_DOMAIN,
     AppBehaviour,
-    AuthzOperation,
-    AuthzPolicy,
-    AuthzRule,
-    AuthzSource,
     CircuitBreaker,
     MeshModel,
+    Mirror,
     OutlierPolicy,
-    PeerAuthPolicy,
     RetryPolicy,
     Route,
     RouteMatch,
@@ -36,8 +36,9 @@ from chaosmesh_qa.mesh.model import (
     default_retries,
     selects,
 )
+from chaosmesh_qa.mesh.peerauth import peer_authentications, tls_warnings
 from chaosmesh_qa.mesh.sidecars import sidecar_scopes, visibility_warnings
-from chaosmesh_qa.mesh.values import parse_duration
+from chaosmesh_qa.mesh.values import DNS_LABEL, UINT32_MAX, parse_duration
 
 if TYPE_CHECKING:
     from chaosmesh_qa.mesh.loader import Document
@@ -50,7 +51,11 @@ def build_model(
 
     ``source`` names the mesh directory in the problem raised when it holds no Mesh document.
     """
+    documents = latest_documents(documents, warnings)
     meshes = [d for d in documents if d.kind == "Mesh"]
+    workloads = manifests.workloads(documents, problems, warnings)
+    if not meshes and workloads:  # manifests alone: every service runs the demo app's defaults
+        meshes = [_no_overlay(source)]
     if not meshes:
         problems.append(f"{source}: kind: no 'kind: Mesh' document found (expected exactly one)")
         return _empty()
@@ -60,38 +65,49 @@ def build_model(
         return _empty()
     mesh_doc = meshes[0]
     mesh_spec: schema.MeshSpec = mesh_doc.spec  # type: ignore[assignment]
-    services = _services(mesh_doc, mesh_spec, problems)
+    services = _services(mesh_doc, mesh_spec, problems, workloads)
     resolver = _HostResolver(services)
-    if mesh_spec.ingress.service not in services:
+    ingress = gateways.Ingress(documents, problems, warnings)
+    if mesh_spec.ingress is not None and mesh_spec.ingress.service not in services:
         problems.append(f"{mesh_doc.where}: spec.ingress.service: unknown service {mesh_spec.ingress.service!r}")
 
     policies: dict[str, TrafficPolicy] = {}
     subsets: dict[str, dict[str, SubsetModel]] = {}
-    for doc in (d for d in documents if d.kind == "DestinationRule"):
+    # a rule for a service's own host wins over a wildcard one; a longer wildcard over a shorter one
+    rules = sorted((d for d in documents if d.kind == "DestinationRule"),
+                   key=lambda d: _HostResolver.specificity(d.spec.host))  # type: ignore[attr-defined]
+    for doc in rules:
         _destination_rule(doc, resolver, services, policies, subsets, problems, warnings)
     routes: dict[str, tuple[Route, ...]] = {}
-    for doc in (d for d in documents if d.kind == "VirtualService"):
-        _virtual_service(doc, resolver, subsets, routes, problems)
-    peer_auth = tuple(
-        PeerAuthPolicy(d.namespace, _selector(d.spec), d.spec.mtls.mode if d.spec.mtls else "UNSET")  # type: ignore[attr-defined]
-        for d in documents if d.kind == "PeerAuthentication"
-    )
-    authz = tuple(_authorization_policy(d) for d in documents if d.kind == "AuthorizationPolicy")
+    virtual = sorted((d for d in documents if d.kind == "VirtualService"),
+                     key=lambda d: min(_HostResolver.specificity(h) for h in d.spec.hosts))  # type: ignore[attr-defined]
+    for doc in virtual:
+        _virtual_service(doc, resolver, services, subsets, routes, problems, ingress)
+    ingress.add_http_routes(documents, services, problems)
+    gateway_hosts = gateways.hosts(ingress, warnings)
+    front, paths = gateways.front(mesh_doc, mesh_spec.ingress, gateway_hosts, problems)
+    peer_auth = peer_authentications(documents, services, problems, warnings)
+    authz = authorization_policies(documents, warnings)
     sidecars = sidecar_scopes(documents, services, problems, warnings)
     model = MeshModel(
         name=mesh_doc.name,
         services=services,
-        ingress_service=mesh_spec.ingress.service,
-        ingress_paths=tuple(mesh_spec.ingress.paths),
+        ingress_service=front,
+        ingress_paths=paths,
         routes=routes,
         policies={name: policies.get(name, TrafficPolicy()) for name in services},
         subsets=subsets,
         peer_auth=peer_auth,
         authz=authz,
         sidecars=sidecars,
+        gateway_hosts=gateway_hosts,
     )
     if not problems:
+        problems.extend(source_problems(model))
+    if not problems:
         visibility_warnings(model, warnings)
+        selection_warnings(model, documents, warnings)
+        tls_warnings(model, warnings)
     return model
 
 
@@ -99,12 +115,33 @@ def _empty() -> MeshModel:
     return MeshModel("", {}, "", (), {}, {}, {}, (), ())
 
 
-def _services(doc: Document, spec: schema.MeshSpec, problems: list[str]) -> dict[str, ServiceModel]:
+def _no_overlay(source: str) -> Document:
+    """A stand-in for the Mesh document when manifests alone describe the mesh."""
+    from chaosmesh_qa.mesh.loader import Document
+
+    name = Path(source).name
+    return Document(source, "Mesh", name if re.fullmatch(DNS_LABEL, name) else "mesh", "default", schema.MeshSpec())
+
+
+def _services(doc: Document, spec: schema.MeshSpec, problems: list[str],
+              workloads: dict[str, manifests.Workload]) -> dict[str, ServiceModel]:
     services: dict[str, ServiceModel] = {}
+    if not spec.services and not workloads:
+        problems.append(f"{doc.where}: spec.services: at least one service is needed (or Deployments and Services "
+                        "in the mesh directory)")
     for i, svc in enumerate(spec.services):
         where = f"{doc.where}: spec.services[{i}]"
         if svc.name in services:
             problems.append(f"{where}.name: duplicate service {svc.name!r}")
+            continue
+        workload = workloads.get(svc.name)
+        if workload is not None:
+            manifests.check_overlay(workload, svc, where, problems)
+            services[svc.name] = _from_workload(workload, svc, doc.file)
+            continue
+        if not svc.versions:
+            problems.append(f"{where}.versions: required (no Deployment or StatefulSet with a Service named "
+                            f"{svc.name!r} in the mesh directory)")
             continue
         seen: set[str] = set()
         versions = []
@@ -120,6 +157,9 @@ def _services(doc: Document, spec: schema.MeshSpec, problems: list[str]) -> dict
             command=_command(svc.command, doc.file), health_path=svc.health_path,
             **({"ready_timeout_s": parse_duration(svc.ready_timeout)} if svc.ready_timeout else {}),
         )
+    for name, workload in workloads.items():
+        if name not in services:
+            services[name] = _from_workload(workload, None, doc.file)
     for i, svc in enumerate(spec.services):
         # the service-level app, then each version's override
         apps = [("app", svc.app), *((f"versions[{j}].app", v.app) for j, v in enumerate(svc.versions))]
@@ -132,6 +172,21 @@ def _services(doc: Document, spec: schema.MeshSpec, problems: list[str]) -> dict
     if cycle:
         problems.append(f"{doc.where}: spec.services: call cycle {' -> '.join(cycle)} (requests would loop)")
     return services
+
+
+def _from_workload(workload: manifests.Workload, overlay: schema.ServiceDef | None, mesh_file: str) -> ServiceModel:
+    """A manifest-defined service, with the Mesh overlay's behaviour (if any) for it."""
+    apps = {v.name: v.app for v in overlay.versions} if overlay else {}
+    versions = tuple(VersionModel(v.name, v.replicas, dict(v.labels),
+                                  _behaviour(overlay.app if overlay else None, apps.get(v.name)))
+                     for v in workload.versions)
+    timeout = {"ready_timeout_s": parse_duration(overlay.ready_timeout)} if overlay and overlay.ready_timeout else {}
+    return ServiceModel(
+        name=workload.name, namespace=workload.namespace, port=workload.port,
+        service_account=workload.service_account, versions=versions,
+        command=_command(overlay.command, mesh_file) if overlay else None,
+        health_path=overlay.health_path if overlay else "/healthz", **timeout,
+    )
 
 
 def _command(command: list[str] | None, mesh_file: str) -> tuple[str, ...] | None:
@@ -176,10 +231,12 @@ def _call_cycle(services: dict[str, ServiceModel]) -> list[str]:
 
 
 class _HostResolver:
-    """Maps Istio host names (short, ``name.ns``, FQDN) to service names."""
+    """Maps Istio host names (short, ``name.ns``, FQDN) to service names, and wildcard hosts
+    (``*``, ``*.ns.svc.cluster.local``, ``*.local``) to the services whose FQDN they match."""
 
     def __init__(self, services: dict[str, ServiceModel]) -> None:
         self.by_host: dict[str, str] = {}
+        self.fqdns = {svc.fqdn: svc.name for svc in services.values()}
         for svc in services.values():
             for host in (svc.name, f"{svc.name}.{svc.namespace}", f"{svc.name}.{svc.namespace}.svc",
                          f"{svc.name}.{svc.namespace}.svc.{TRUST_DOMAIN}"):
@@ -188,8 +245,22 @@ class _HostResolver:
     def resolve(self, host: str) -> str | None:
         return self.by_host.get(host)
 
+    def matching(self, host: str) -> list[str] | None:
+        """The services a host names: one for a service's name, every match for a wildcard; None
+        when a concrete host names no service."""
+        if host.startswith("*"):
+            return sorted(name for fqdn, name in self.fqdns.items() if fqdn.endswith(host[1:]))
+        found = self.resolve(host)
+        return None if found is None else [found]
 
-def _traffic_policy(spec: schema.TrafficPolicy | None, base: TrafficPolicy) -> TrafficPolicy:
+    @staticmethod
+    def specificity(host: str) -> tuple[int, int]:
+        """Sort key: concrete hosts first, then wildcards from the longest suffix to the shortest."""
+        return (1, -len(host)) if host.startswith("*") else (0, 0)
+
+
+def _traffic_policy(spec: schema.TrafficPolicy | schema.PortTrafficPolicy | None,
+                    base: TrafficPolicy) -> TrafficPolicy:
     """Resolve a ``trafficPolicy`` over ``base`` (Istio's defaults, or the top level for a subset).
 
     As Istio merges a subset's policy: each of loadBalancer, connectionPool, outlierDetection
@@ -230,7 +301,20 @@ def _traffic_policy(spec: schema.TrafficPolicy | None, base: TrafficPolicy) -> T
             max_ejection_percent=10 if od.max_ejection_percent is None else od.max_ejection_percent,
         )
     tls_mode = spec.tls.mode if spec.tls else base.tls_mode
-    return TrafficPolicy(lb, breaker, connect_timeout, outlier, tls_mode)
+    return TrafficPolicy(lb, breaker, connect_timeout, outlier, tls_mode, spec.tls is not None or base.tls_explicit)
+
+
+def _port_level(spec: schema.TrafficPolicy | None, policy: TrafficPolicy, port: int, where: str,
+                warnings: list[str]) -> TrafficPolicy:
+    """Apply the ``portLevelSettings`` entry for the service's port over ``policy`` (as Istio: a
+    port's settings override the destination's, section by section); others are warned."""
+    for i, entry in enumerate(spec.port_level_settings if spec else []):
+        if entry.port.number == port:
+            policy = _traffic_policy(entry, policy)
+        else:
+            warnings.append(f"{where}.portLevelSettings[{i}].port.number: the service has no port "
+                            f"{entry.port.number} (its port is {port}): this setting has no effect")
+    return policy
 
 
 def _destination_rule(
@@ -239,61 +323,78 @@ def _destination_rule(
     problems: list[str], warnings: list[str],
 ) -> None:
     spec: schema.DestinationRuleSpec = doc.spec  # type: ignore[assignment]
-    service = resolver.resolve(spec.host)
-    if service is None:
+    chosen = resolver.matching(spec.host)
+    if chosen is None:
         problems.append(f"{doc.where}: spec.host: unknown host {spec.host!r} (no such service in the Mesh)")
         return
-    if service in policies:
-        problems.append(f"{doc.where}: spec.host: a second DestinationRule for {spec.host!r}")
-        return
-    top = _traffic_policy(spec.traffic_policy, TrafficPolicy())
-    policies[service] = top
-    found: dict[str, SubsetModel] = {}
-    for i, subset in enumerate(spec.subsets):
-        if subset.name in found:
-            problems.append(f"{doc.where}: spec.subsets[{i}].name: duplicate subset {subset.name!r}")
+    wildcard = spec.host.startswith("*")
+    if wildcard and not chosen:
+        warnings.append(f"{doc.where}: spec.host: {spec.host!r} matches no service of the mesh: this rule has "
+                        "no effect")
+    for service in chosen:
+        if service in policies:
+            if not wildcard:  # a wildcard rule only applies where no more specific one does
+                problems.append(f"{doc.where}: spec.host: a second DestinationRule for {spec.host!r}")
             continue
-        found[subset.name] = SubsetModel(subset.name, dict(subset.labels),
-                                         _traffic_policy(subset.traffic_policy, top))
         svc = services[service]
-        if not any(selects(subset.labels, {"app": service, "version": v.name, **v.labels})
-                   for v in svc.versions):
-            warnings.append(f"{doc.where}: spec.subsets[{i}].labels: selects no version of {service!r}")
-    subsets[service] = found
+        top = _traffic_policy(spec.traffic_policy, TrafficPolicy())
+        top = _port_level(spec.traffic_policy, top, svc.port, f"{doc.where}: spec.trafficPolicy", warnings)
+        policies[service] = top
+        found: dict[str, SubsetModel] = {}
+        for i, subset in enumerate(spec.subsets):
+            if subset.name in found:
+                problems.append(f"{doc.where}: spec.subsets[{i}].name: duplicate subset {subset.name!r}")
+                continue
+            policy = _port_level(subset.traffic_policy, _traffic_policy(subset.traffic_policy, top), svc.port,
+                                 f"{doc.where}: spec.subsets[{i}].trafficPolicy", warnings)
+            found[subset.name] = SubsetModel(subset.name, dict(subset.labels), policy)
+            if not any(selects(subset.labels, {"app": service, "version": v.name, **v.labels})
+                       for v in svc.versions):
+                warnings.append(f"{doc.where}: spec.subsets[{i}].labels: selects no version of {service!r}")
+        subsets[service] = found
 
 
 def _virtual_service(
-    doc: Document, resolver: _HostResolver, subsets: dict[str, dict[str, SubsetModel]],
-    routes: dict[str, tuple[Route, ...]], problems: list[str],
+    doc: Document, resolver: _HostResolver, services: dict[str, ServiceModel],
+    subsets: dict[str, dict[str, SubsetModel]], routes: dict[str, tuple[Route, ...]], problems: list[str],
+    ingress: gateways.Ingress,
 ) -> None:
     spec: schema.VirtualServiceSpec = doc.spec  # type: ignore[assignment]
+    mesh_bound, bound = ingress.bindings(doc, spec.gateways, problems)  # gateways absent: [mesh]
     targets = []
-    for i, host in enumerate(spec.hosts):
-        service = resolver.resolve(host)
-        if service is None:
+    for i, host in enumerate(spec.hosts if mesh_bound else ()):
+        if host == "*":  # Istio's own validation
+            problems.append(f"{doc.where}: spec.hosts[{i}]: '*' is not allowed in a VirtualService bound to the "
+                            "mesh (as in Istio); name the services, or '*.<namespace>.svc.cluster.local'")
+            continue
+        chosen = resolver.matching(host)
+        if chosen is None and bound and ingress.serves(bound, host):
+            continue  # the mixed form: a gateway's external host, not a mesh service
+        if chosen is None:
             problems.append(f"{doc.where}: spec.hosts[{i}]: unknown host {host!r} (no such service in the Mesh)")
-        elif service in routes:
-            problems.append(f"{doc.where}: spec.hosts[{i}]: host {host!r} already has a VirtualService")
-        else:
-            targets.append(service)
+            continue
+        for service in chosen:
+            if service not in routes:
+                targets.append(service)
+            elif not host.startswith("*"):  # a wildcard host yields to a more specific VirtualService
+                problems.append(f"{doc.where}: spec.hosts[{i}]: host {host!r} already has a VirtualService")
     built: list[Route] = []
     for i, http in enumerate(spec.http):
         where = f"{doc.where}: spec.http[{i}]"
         destinations = []
         for j, dest in enumerate(http.route):
-            service = resolver.resolve(dest.destination.host)
-            if service is None:
-                problems.append(f"{where}.route[{j}].destination.host: unknown host {dest.destination.host!r}")
+            found = _destination(dest.destination, f"{where}.route[{j}].destination", resolver, services, subsets,
+                                 problems)
+            if found is None:
                 continue
-            subset = dest.destination.subset
-            if subset is not None and subset not in subsets.get(service, {}):
-                problems.append(f"{where}.route[{j}].destination.subset: subset {subset!r} is not defined "
-                                f"in a DestinationRule for {service!r}")
+            service, subset = found
             weight = dest.weight if dest.weight is not None else (100 if len(http.route) == 1 else 0)
             destinations.append(WeightedDestination(service, subset, weight))
         total = sum(d.weight for d in destinations)
-        if len(http.route) > 1 and len(destinations) == len(http.route) and total != 100:
-            problems.append(f"{where}.route: weights sum to {total}, expected 100")
+        if len(http.route) > 1 and len(destinations) == len(http.route) and total == 0:
+            problems.append(f"{where}.route: every weight is 0 (or missing): no destination would receive traffic")
+        if total > UINT32_MAX:
+            problems.append(f"{where}.route: weights sum to {total}, more than Envoy takes ({UINT32_MAX})")
         if len(http.route) == 1 and destinations and destinations[0].weight != 100:
             # a lone destination takes all the traffic whatever its weight (even 0), as in Istio
             destinations[0] = WeightedDestination(destinations[0].service, destinations[0].subset, 100)
@@ -303,15 +404,60 @@ def _virtual_service(
             retries=_retries(http.retries),
             timeout_s=parse_duration(http.timeout) if http.timeout else None,
             fault=_static_fault(http.fault),
+            mirrors=_mirrors(http, where, resolver, services, subsets, problems),
+            where=where,
         ))
     for service in targets:
         routes[service] = tuple(built)
+    if bound:
+        ingress.add_virtual_service(doc, spec.hosts, bound, tuple(built), problems, mesh_bound)
+
+
+def _destination(
+    dest: schema.Destination, where: str, resolver: _HostResolver, services: dict[str, ServiceModel],
+    subsets: dict[str, dict[str, SubsetModel]], problems: list[str],
+) -> tuple[str, str | None] | None:
+    """A route or mirror destination as (service, subset); None (with a problem) if it names none."""
+    service = resolver.resolve(dest.host)
+    if service is None:
+        problems.append(f"{where}.host: unknown host {dest.host!r}")
+        return None
+    if dest.subset is not None and dest.subset not in subsets.get(service, {}):
+        problems.append(f"{where}.subset: subset {dest.subset!r} is not defined in a DestinationRule for "
+                        f"{service!r}")
+    if dest.port is not None and dest.port.number != services[service].port:
+        problems.append(f"{where}.port.number: {service!r} has no port {dest.port.number} (its port is "
+                        f"{services[service].port})")
+    return service, dest.subset
+
+
+def _mirrors(
+    http: schema.HTTPRoute, where: str, resolver: _HostResolver, services: dict[str, ServiceModel],
+    subsets: dict[str, dict[str, SubsetModel]], problems: list[str],
+) -> tuple[Mirror, ...]:
+    """``mirror`` (with ``mirrorPercentage`` or the deprecated ``mirrorPercent``) and ``mirrors``;
+    Istio mirrors every request when no percentage is given."""
+    found: list[Mirror] = []
+    if http.mirror is not None:
+        dest = _destination(http.mirror, f"{where}.mirror", resolver, services, subsets, problems)
+        percent = (http.mirror_percentage.value if http.mirror_percentage is not None
+                   else float(http.mirror_percent) if http.mirror_percent is not None else 100.0)
+        if dest is not None:
+            found.append(Mirror(dest[0], dest[1], percent))
+    for k, policy in enumerate(http.mirrors):
+        dest = _destination(policy.destination, f"{where}.mirrors[{k}].destination", resolver, services, subsets,
+                            problems)
+        if dest is not None:
+            found.append(Mirror(dest[0], dest[1], policy.percentage.value if policy.percentage else 100.0))
+    return tuple(found)
 
 
 def _match(spec: schema.HTTPMatchRequest) -> RouteMatch:
     return RouteMatch(
         uri=_string_match(spec.uri) if spec.uri else None,
         headers=tuple((name.lower(), _string_match(m)) for name, m in spec.headers.items()),
+        source_labels=tuple(sorted((spec.source_labels or {}).items())),
+        source_namespace=spec.source_namespace,
     )
 
 
@@ -345,27 +491,17 @@ def _static_fault(spec: schema.HTTPFaultInjection | None) -> StaticFault | None:
     delay, abort = spec.delay, spec.abort
     return StaticFault(
         delay_s=parse_duration(delay.fixed_delay) if delay else None,
-        delay_percent=(delay.percentage.value if delay and delay.percentage else 100.0) if delay else 0.0,
+        delay_percent=_delay_percent(delay),
         abort_status=abort.http_status if abort else None,
         abort_percent=(abort.percentage.value if abort and abort.percentage else 100.0) if abort else 0.0,
     )
 
 
-def _selector(spec: object) -> dict[str, str] | None:
-    selector = getattr(spec, "selector", None)
-    return dict(selector.match_labels) if selector and selector.match_labels else None
-
-
-def _authorization_policy(doc: Document) -> AuthzPolicy:
-    spec: schema.AuthorizationPolicySpec = doc.spec  # type: ignore[assignment]
-    rules = tuple(
-        AuthzRule(
-            sources=tuple(AuthzSource(tuple(f.source.principals), tuple(f.source.namespaces))
-                          for f in rule.from_),
-            operations=tuple(AuthzOperation(tuple(t.operation.paths), tuple(t.operation.methods))
-                             for t in rule.to),
-        )
-        for rule in spec.rules
-    )
-    return AuthzPolicy(doc.name, doc.namespace, _selector(spec), spec.action, rules)
+def _delay_percent(delay: schema.FaultDelay | None) -> float:
+    """``percentage.value``, else the deprecated integer ``percent`` (still honoured by Istio), else 100."""
+    if delay is None:
+        return 0.0
+    if delay.percentage is not None:
+        return delay.percentage.value
+    return float(delay.percent) if delay.percent is not None else 100.0
 

@@ -81,7 +81,7 @@ def explain(directory: str | Path, rps: float | None = None, endpoint_delay_s: f
     loaded = load_mesh(directory)
     model = loaded.model
     src = _Sources(Path(directory), model)
-    findings = [*_routes(model, src), *_policies(model, src), *_security(model, src),
+    findings = [*_routes(model, src), *_policies(model, src), *_security(model, src), *_tracing(model, src),
                 *slo_findings(experiments or [], dialect)]
     result: dict[str, Any] = {"mesh": model.name, "directory": str(directory), "warnings": loaded.warnings,
                               "findings": [asdict(f) for f in findings]}
@@ -216,6 +216,17 @@ def _security(model: MeshModel, src: _Sources) -> list[Finding]:
                                  "a rule with no source (or principal '*') and no operation matches every "
                                  "request: the policy restricts nothing", "mtls-strict"))
     return found
+
+
+def _tracing(model: MeshModel, src: _Sources) -> list[Finding]:
+    """A team's own program in the call path: the mesh cannot say whether it forwards trace context."""
+    return [Finding("CMQ-P001", "info", src.at("Mesh", "", f"spec.services[{name}].command"),
+                    f"{name}: a team's own program in the call path ({' '.join(model.services[name].command or [])})",
+                    "Envoy starts and ends spans, but only the app copies the trace headers from its request to "
+                    "its calls: if this program does not, every trace breaks at it (the built-in app does)",
+                    "tracing-complete")
+            for name in sorted(model.services)
+            if model.services[name].command is not None and model.callers(name)]
 
 
 def predict_pod_kill(model: MeshModel, rps: float, endpoint_delay_s: float) -> list[PodKillPrediction]:

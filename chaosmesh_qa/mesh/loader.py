@@ -10,7 +10,8 @@ ever leaves ``load_mesh``.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections import Counter
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +19,7 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from chaosmesh_qa.errors import InvalidMeshConfig
-from chaosmesh_qa.mesh import schema, yamlfiles
+from chaosmesh_qa.mesh import gateways, manifests, schema, yamlfiles
 from chaosmesh_qa.mesh.build import build_model
 from chaosmesh_qa.mesh.model import MeshModel
 from chaosmesh_qa.mesh.values import join_path, show
@@ -45,6 +46,7 @@ class LoadedMesh:
     model: MeshModel
     warnings: list[str]
     files: list[str]
+    notes: list[str] = field(default_factory=list)  # e.g. the Kubernetes kinds ignored, on one line
 
 
 def load_mesh(directory: str | Path) -> LoadedMesh:
@@ -62,9 +64,10 @@ def load_mesh(directory: str | Path) -> LoadedMesh:
         raise InvalidMeshConfig([f"{root}: no *.yaml files in mesh directory"])
     warnings: list[str] = []
     documents: list[Document] = []
+    ignored: list[str] = []
     for path in files:
         for parsed in _documents(path, problems):
-            doc = _validate(path, parsed, problems, warnings)
+            doc = _validate(path, parsed, problems, warnings, ignored)
             if doc is not None:
                 documents.append(doc)
     if problems:
@@ -72,7 +75,11 @@ def load_mesh(directory: str | Path) -> LoadedMesh:
     model = build_model(documents, problems, warnings, source=str(root))
     if problems:
         raise InvalidMeshConfig(_single_lines(problems))
-    return LoadedMesh(model=model, warnings=_single_lines(warnings), files=[str(p) for p in files])
+    notes = [f"{root}: ignored, they do not shape the mesh: "
+             + ", ".join(f"{kind} x{n}" if n > 1 else kind for kind, n in sorted(Counter(ignored).items()))
+             ] if ignored else []
+    return LoadedMesh(model=model, warnings=_single_lines(warnings), files=[str(p) for p in files],
+                      notes=_single_lines(notes))
 
 
 def _single_lines(messages: list[str]) -> list[str]:
@@ -120,8 +127,10 @@ def _one_line(text: str) -> str:
 
 
 def _validate(
-    path: Path, parsed: yamlfiles.Document, problems: list[str], warnings: list[str]
+    path: Path, parsed: yamlfiles.Document, problems: list[str], warnings: list[str],
+    ignored: list[str] | None = None,
 ) -> Document | None:
+    ignored = [] if ignored is None else ignored  # the Kubernetes kinds skipped, for one note
     raw = parsed.data
     where = f"{path}: document {parsed.index + 1}"
     kind = raw.get("kind") if isinstance(raw, dict) else None
@@ -147,18 +156,31 @@ def _validate(
             return None
         _warn_unsupported(where, mesh, "", warnings)
         return Document(str(path), "Mesh", mesh.metadata.name, mesh.metadata.namespace, mesh.spec)
-    if kind not in schema.ISTIO_KINDS:
-        supported = ", ".join(["Mesh", *schema.ISTIO_KINDS])
+    treatment = manifests.kubernetes_kind(raw)
+    if treatment is not None:
+        return _kubernetes(path, where, raw, kind, treatment, problems, warnings, ignored)
+    gateway = gateways.spec_for(kind, raw.get("apiVersion"))
+    if gateway == "ignored":
+        ignored.append(kind)
+        return None
+    if isinstance(gateway, str):
+        problems.append(f"{where}: {gateway if gateway.startswith('apiVersion:') else 'kind: ' + gateway}")
+        return None
+    if gateway is not None:
+        spec_type: type[BaseModel] = gateway
+    elif kind not in schema.ISTIO_KINDS:
+        supported = ", ".join(["Mesh", *schema.ISTIO_KINDS, "Gateway", "HTTPRoute", *manifests.KINDS])
         problems.append(f"{where}: kind: unknown kind {show(kind)} (supported: {supported})")
         return None
-    versions, spec_type = schema.ISTIO_KINDS[kind]
-    api_version = raw.get("apiVersion")
-    if not isinstance(api_version, str) or api_version not in versions:
-        problems.append(
-            f"{where}: apiVersion: {show(api_version)} is not a {kind} API version "
-            f"(expected one of {', '.join(versions)})"
-        )
-        return None
+    else:
+        versions, spec_type = schema.ISTIO_KINDS[kind]
+        api_version = raw.get("apiVersion")
+        if not isinstance(api_version, str) or api_version not in versions:
+            problems.append(
+                f"{where}: apiVersion: {show(api_version)} is not a {kind} API version "
+                f"(expected one of {', '.join(versions)})"
+            )
+            return None
     envelope = _model_or_problem(where, schema.IstioDoc, raw, "", problems)
     if envelope is None:
         return None
@@ -167,6 +189,33 @@ def _validate(
         return None
     _warn_unsupported(where, envelope, "", warnings, skip=("spec",))
     _warn_unsupported(where, spec, "spec", warnings)
+    return Document(str(path), kind, envelope.metadata.name, envelope.metadata.namespace, spec)
+
+
+def _kubernetes(path: Path, where: str, raw: dict[str, Any], kind: str, treatment: str, problems: list[str],
+                warnings: list[str], ignored: list[str]) -> Document | None:
+    """A document of Kubernetes' own API groups: read (``manifests.KINDS``), ignored, warned or refused.
+    Only the fields ``manifests`` reads are checked; the rest of a manifest is not used."""
+    if treatment == "ignored":
+        ignored.append(kind)
+        return None
+    if treatment == "refused":
+        problems.append(f"{where}: kind: {kind}: {manifests.refusal(kind)}")
+        return None
+    if treatment == "warned":
+        warnings.append(f"{where}: kind: {kind} is {manifests.warning(kind)}")
+        return None
+    wrong = manifests.problem_in_version(kind, raw.get("apiVersion"))
+    if wrong:
+        problems.append(f"{where}: {wrong}")
+        return None
+    envelope = _model_or_problem(where, manifests.K8sDoc, raw, "", problems)
+    if envelope is None:
+        return None
+    raw_spec = {"labels": envelope.metadata.labels} if kind == "Namespace" else envelope.spec  # its labels matter
+    spec = _model_or_problem(where, manifests.SPECS[kind], raw_spec, "spec", problems)
+    if spec is None:
+        return None
     return Document(str(path), kind, envelope.metadata.name, envelope.metadata.namespace, spec)
 
 

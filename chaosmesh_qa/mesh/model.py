@@ -73,6 +73,10 @@ class StringMatch:
 class RouteMatch:
     uri: StringMatch | None
     headers: tuple[tuple[str, StringMatch], ...]
+    # conditions on the caller (``sourceLabels``, ``sourceNamespace``): resolved per caller by
+    # ``mesh.callers`` before a caller's routes are rendered
+    source_labels: tuple[tuple[str, str], ...] = ()
+    source_namespace: str | None = None
 
 
 @dataclass(frozen=True)
@@ -101,12 +105,33 @@ class StaticFault:
 
 
 @dataclass(frozen=True)
+class Mirror:
+    """A VirtualService ``mirror``/``mirrors`` entry: a copy of the request, its answer dropped."""
+
+    service: str
+    subset: str | None
+    percent: float  # Istio's default: 100
+
+
+@dataclass(frozen=True)
 class Route:
     matches: tuple[RouteMatch, ...]  # empty: matches everything
     destinations: tuple[WeightedDestination, ...]
     retries: RetryPolicy
     timeout_s: float | None  # None: no timeout (Istio's default)
     fault: StaticFault | None
+    mirrors: tuple[Mirror, ...] = ()
+    where: str = field(default="", compare=False)  # "<file>: VirtualService/<name>: spec.http[i]", for messages
+    headers: HeaderChanges | None = None  # request headers changed before forwarding (HTTPRoute filter)
+
+
+@dataclass(frozen=True)
+class HeaderChanges:
+    """Request headers set (replacing), added (appended) and removed on a route, names lower-case."""
+
+    set: tuple[tuple[str, str], ...] = ()
+    add: tuple[tuple[str, str], ...] = ()
+    remove: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -134,6 +159,9 @@ class TrafficPolicy:
     connect_timeout_s: float = 10.0
     outlier: OutlierPolicy | None = None
     tls_mode: Literal["ISTIO_MUTUAL", "DISABLE"] = "ISTIO_MUTUAL"
+    # False: no DestinationRule set tls.mode, so Istio's auto mTLS decides per endpoint (plaintext
+    # toward a workload whose PeerAuthentication mode is DISABLE, mTLS toward the others)
+    tls_explicit: bool = False
 
 
 @dataclass(frozen=True)
@@ -145,22 +173,42 @@ class SubsetModel:
 
 @dataclass(frozen=True)
 class AuthzSource:
-    principals: tuple[str, ...]  # Istio form, without "spiffe://"; '*' prefix/suffix wildcards
+    """Every value is an Istio string match: exact, ``prefix*``, ``*suffix`` or ``*`` (present)."""
+
+    principals: tuple[str, ...]  # Istio form, without "spiffe://"
     namespaces: tuple[str, ...]
+    not_principals: tuple[str, ...] = ()
+    not_namespaces: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
 class AuthzOperation:
     paths: tuple[str, ...]
     methods: tuple[str, ...]
+    hosts: tuple[str, ...] = ()  # matched against the authority, ignoring case
+    not_paths: tuple[str, ...] = ()
+    not_methods: tuple[str, ...] = ()
+    not_hosts: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class AuthzCondition:
+    """A ``rules[].when`` entry the sandbox evaluates: ``request.headers[<name>]``,
+    ``source.principal`` or ``source.namespace``."""
+
+    key: str
+    values: tuple[str, ...]
+    not_values: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
 class AuthzRule:
-    """Matches when any source matches and any operation matches (an empty list matches all)."""
+    """Matches when any source matches, any operation matches (an empty list matches all) and
+    every condition holds."""
 
     sources: tuple[AuthzSource, ...]
     operations: tuple[AuthzOperation, ...]
+    conditions: tuple[AuthzCondition, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -177,6 +225,7 @@ class PeerAuthPolicy:
     namespace: str
     selector: dict[str, str] | None
     mode: str
+    port_modes: tuple[tuple[int, str], ...] = ()  # portLevelMtls (honoured with a selector, as in Istio)
 
 
 @dataclass(frozen=True)
@@ -204,6 +253,17 @@ class SidecarScope:
 
 
 @dataclass(frozen=True)
+class GatewayHost:
+    """One virtual host of the ingress gateway: a host it serves and the gateway routes for it
+    (a Gateway-bound VirtualService's, or the HTTPRoutes' merged by precedence), apart from the
+    mesh routes as in Istio."""
+
+    name: str
+    domains: tuple[str, ...]
+    routes: tuple[Route, ...]
+
+
+@dataclass(frozen=True)
 class MeshModel:
     name: str
     services: dict[str, ServiceModel]
@@ -215,6 +275,13 @@ class MeshModel:
     peer_auth: tuple[PeerAuthPolicy, ...]
     authz: tuple[AuthzPolicy, ...]
     sidecars: tuple[SidecarScope, ...] = ()
+    gateway_hosts: tuple[GatewayHost, ...] = ()  # empty: the ingress fronts ingress_service
+
+    def ingress_services(self) -> list[str]:
+        """The services the ingress gateway sends traffic to."""
+        if not self.gateway_hosts:
+            return [self.ingress_service]
+        return sorted({d.service for h in self.gateway_hosts for r in h.routes for d in r.destinations})
 
     def workload_labels(self, service: str, version: str) -> dict[str, str]:
         return {"app": service, "version": version, **self.services[service].version(version).labels}
@@ -231,10 +298,13 @@ class MeshModel:
         labels = self.workload_labels(service, version)
         ranked: list[tuple[int, str]] = []
         for policy in self.peer_auth:
-            if policy.mode == "UNSET":
+            selected = bool(policy.selector) and policy.namespace == svc.namespace \
+                and selects(policy.selector or {}, labels)
+            port_mode = dict(policy.port_modes).get(svc.port, "UNSET") if selected else "UNSET"
+            if policy.mode == "UNSET" and port_mode == "UNSET":
                 continue
-            if policy.selector and policy.namespace == svc.namespace and selects(policy.selector, labels):
-                ranked.append((3, policy.mode))
+            if selected:
+                ranked.append((3, port_mode if port_mode != "UNSET" else policy.mode))
             elif not policy.selector and policy.namespace == svc.namespace:
                 ranked.append((2, policy.mode))
             elif not policy.selector and policy.namespace == ROOT_NAMESPACE:
@@ -288,7 +358,7 @@ class MeshModel:
 
     def callers(self, service: str) -> list[str]:
         found = [s for s in self.services if service in self.callees(s)]
-        if service == self.ingress_service:
+        if service in self.ingress_services():
             found.append("ingress")
         return sorted(found)
 

@@ -13,6 +13,7 @@ import re
 from dataclasses import dataclass
 
 from chaosmesh_qa.errors import InvalidArgument
+from chaosmesh_qa.mesh.callers import routes_seen_by
 from chaosmesh_qa.mesh.model import MeshModel, Route, RouteMatch, StringMatch
 
 
@@ -27,12 +28,32 @@ def expected_shares(model: MeshModel, service: str, headers: dict[str, str] | No
                     path: str | None = None) -> Expectation:
     headers = {k.lower(): v for k, v in (headers or {}).items()}
     routes = model.routes_for(service)
+    if any(m.source_labels or m.source_namespace for r in routes for m in r.matches):
+        return _per_caller(model, service, headers, path)
     declared = service in model.routes
     for index, route in enumerate(routes):
         if _takes(route, headers, path, service, index):
             return _split(model, service, route, index if declared else -1)
     raise InvalidArgument(f"headers: no route of {service!r}'s VirtualService takes a request with "
                           f"{headers or 'no headers'} (Istio answers 404)")
+
+
+def _per_caller(model: MeshModel, service: str, headers: dict[str, str], path: str | None) -> Expectation:
+    """Routes that match on the caller (``sourceLabels``): one expectation if every caller gets
+    the same split, else the caller mix decides and only the user can say what to expect."""
+    found: dict[str, Expectation] = {}
+    for caller in model.callers(service):
+        for index, route in enumerate(routes_seen_by(model, service, caller)):
+            if _takes(route, headers, path, service, index):
+                declared = next(i for i, r in enumerate(model.routes[service]) if r.where == route.where)
+                found[caller] = _split(model, service, route, declared)
+                break
+    splits = {tuple(sorted(e.shares.items())) for e in found.values()}
+    if len(splits) != 1:
+        raise InvalidArgument(f"expected: the routes toward {service!r} match on the caller (sourceLabels), and "
+                              f"its callers {', '.join(sorted(found)) or '(none)'} get different splits; the "
+                              "share to expect depends on their traffic mix, so give 'expected'")
+    return next(iter(found.values()))
 
 
 def _takes(route: Route, headers: dict[str, str], path: str | None, service: str, index: int) -> bool:

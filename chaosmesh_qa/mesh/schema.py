@@ -56,6 +56,13 @@ class Metadata(Spec):
     namespace: Name = "default"
     labels: LabelMap = Field(default_factory=dict)
     annotations: dict[str, str] = Field(default_factory=dict)
+    # what `kubectl get -o yaml` adds: the server's bookkeeping, accepted and not used (nothing is lost)
+    creation_timestamp: Any = None
+    resource_version: Any = None
+    uid: Any = None
+    generation: Any = None
+    managed_fields: Any = None
+    self_link: Any = None
 
 
 # --------------------------------------------------------------------------- Mesh kind
@@ -98,7 +105,7 @@ class ServiceDef(Spec):
     namespace: Name = "default"
     port: Annotated[int, Field(ge=1, le=65535)] = 8080
     service_account: Name | None = None
-    versions: list[Version] = Field(min_length=1)
+    versions: list[Version] = Field(default_factory=list)  # required unless manifests define the service
     app: DemoApp | None = None
     command: list[NoNul] | None = Field(default=None, min_length=1)
     health_path: HttpPath = "/healthz"
@@ -125,8 +132,8 @@ class Ingress(Spec):
 
 
 class MeshSpec(Spec):
-    services: list[ServiceDef] = Field(min_length=1)
-    ingress: Ingress
+    services: list[ServiceDef] = Field(default_factory=list)  # build requires services (or manifests)
+    ingress: Ingress | None = None  # build requires it unless a Gateway drives the ingress
 
 
 class MeshDoc(Spec):
@@ -155,6 +162,8 @@ class StringMatch(Spec):
 class HTTPMatchRequest(Spec):
     uri: StringMatch | None = None
     headers: dict[HeaderName, StringMatch] = Field(default_factory=dict)
+    source_labels: LabelMap | None = None  # the caller's pod labels (resolved per caller)
+    source_namespace: Name | None = None
 
     @model_validator(mode="after")
     def _uri_is_a_path(self) -> HTTPMatchRequest:
@@ -166,14 +175,20 @@ class HTTPMatchRequest(Spec):
         return self
 
 
+class PortSelector(Spec):
+    number: Annotated[int, Field(ge=1, le=65535)]
+
+
 class Destination(Spec):
     host: str = Field(min_length=1, max_length=255)
     subset: Name | None = None
+    port: PortSelector | None = None  # must be the service's port
 
 
 class HTTPRouteDestination(Spec):
     destination: Destination
-    weight: Annotated[int, Field(ge=0, le=100)] | None = None
+    # relative: a destination gets weight / (sum of the route's weights), as Istio documents it
+    weight: Int32 | None = None
 
 
 class HTTPRetry(Spec):
@@ -196,6 +211,7 @@ class FaultPercentage(Spec):
 class FaultDelay(Spec):
     fixed_delay: Duration
     percentage: FaultPercentage | None = None
+    percent: Annotated[int, Field(ge=0, le=100)] | None = None  # deprecated in Istio, still honoured
 
 
 class FaultAbort(Spec):
@@ -208,6 +224,11 @@ class HTTPFaultInjection(Spec):
     abort: FaultAbort | None = None
 
 
+class HTTPMirrorPolicy(Spec):
+    destination: Destination
+    percentage: FaultPercentage | None = None
+
+
 class HTTPRoute(Spec):
     name: str | None = None
     match: list[HTTPMatchRequest] = Field(default_factory=list)
@@ -215,10 +236,15 @@ class HTTPRoute(Spec):
     retries: HTTPRetry | None = None
     timeout: Duration | None = None
     fault: HTTPFaultInjection | None = None
+    mirror: Destination | None = None
+    mirror_percentage: FaultPercentage | None = None
+    mirror_percent: Annotated[int, Field(ge=0, le=100)] | None = None  # deprecated in Istio, still honoured
+    mirrors: list[HTTPMirrorPolicy] = Field(default_factory=list)
 
 
 class VirtualServiceSpec(Spec):
     hosts: list[Annotated[str, Field(min_length=1, max_length=255)]] = Field(min_length=1)
+    gateways: list[Annotated[str, Field(min_length=1, max_length=253)]] | None = None  # None: [mesh]
     http: list[HTTPRoute] = Field(min_length=1)
 
 
@@ -255,11 +281,20 @@ class ClientTLS(Spec):
     mode: Literal["ISTIO_MUTUAL", "DISABLE"]
 
 
+class PortTrafficPolicy(Spec):
+    port: PortSelector
+    load_balancer: LoadBalancer | None = None
+    connection_pool: ConnectionPool | None = None
+    outlier_detection: OutlierDetection | None = None
+    tls: ClientTLS | None = None
+
+
 class TrafficPolicy(Spec):
     load_balancer: LoadBalancer | None = None
     connection_pool: ConnectionPool | None = None
     outlier_detection: OutlierDetection | None = None
     tls: ClientTLS | None = None
+    port_level_settings: list[PortTrafficPolicy] = Field(default_factory=list)
 
 
 class Subset(Spec):
@@ -301,16 +336,38 @@ class PeerAuthMTLS(Spec):
 class PeerAuthenticationSpec(Spec):
     selector: WorkloadSelector | None = None
     mtls: PeerAuthMTLS | None = None
+    port_level_mtls: dict[str, PeerAuthMTLS] = Field(default_factory=dict)  # keys: the workload's port numbers
+
+
+AuthzValue = Annotated[Text, Field(min_length=1)]  # exact, 'prefix*', '*suffix' or '*' (present), as Istio
 
 
 class Source(Spec):
-    principals: list[Annotated[Text, Field(min_length=1)]] = Field(default_factory=list)
+    principals: list[AuthzValue] = Field(default_factory=list)
     namespaces: list[Namespace] = Field(default_factory=list)  # a name, '*', or one '*' at either end
+    not_principals: list[AuthzValue] = Field(default_factory=list)
+    not_namespaces: list[Namespace] = Field(default_factory=list)
+    # known to Istio, not evaluated here: ``mesh.authz`` says what the rule does instead
+    ip_blocks: list[Text] = Field(default_factory=list)
+    not_ip_blocks: list[Text] = Field(default_factory=list)
+    remote_ip_blocks: list[Text] = Field(default_factory=list)
+    not_remote_ip_blocks: list[Text] = Field(default_factory=list)
+    request_principals: list[Text] = Field(default_factory=list)
+    not_request_principals: list[Text] = Field(default_factory=list)
+
+
+AuthzPath = Annotated[Text, Field(min_length=1, pattern=r"^[^ ]*$")]
 
 
 class Operation(Spec):
-    paths: list[Annotated[Text, Field(min_length=1, pattern=r"^[^ ]*$")]] = Field(default_factory=list)
+    paths: list[AuthzPath] = Field(default_factory=list)
     methods: list[HeaderName] = Field(default_factory=list)
+    hosts: list[AuthzValue] = Field(default_factory=list)
+    not_paths: list[AuthzPath] = Field(default_factory=list)
+    not_methods: list[HeaderName] = Field(default_factory=list)
+    not_hosts: list[AuthzValue] = Field(default_factory=list)
+    ports: list[Text] = Field(default_factory=list)  # not evaluated (see ``mesh.authz``)
+    not_ports: list[Text] = Field(default_factory=list)
 
 
 class RuleFrom(Spec):
@@ -321,9 +378,22 @@ class RuleTo(Spec):
     operation: Operation
 
 
+class Condition(Spec):
+    key: AuthzValue
+    values: list[AuthzValue] = Field(default_factory=list)
+    not_values: list[AuthzValue] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _some_value(self) -> Condition:
+        if not self.values and not self.not_values:
+            raise ValueError("a condition needs values or notValues (as Istio requires)")
+        return self
+
+
 class Rule(Spec):
     from_: list[RuleFrom] = Field(default_factory=list, alias="from")
     to: list[RuleTo] = Field(default_factory=list)
+    when: list[Condition] = Field(default_factory=list)
 
 
 class AuthorizationPolicySpec(Spec):
@@ -337,6 +407,7 @@ class IstioDoc(Spec):
     kind: str
     metadata: Metadata
     spec: dict[str, Any]  # validated by the kind's own spec schema, never walked for warnings
+    status: Any = None  # written by the cluster (`kubectl get -o yaml`): accepted, not used
 
 
 # kind -> (accepted apiVersions, spec schema)

@@ -70,11 +70,15 @@ class FileProblem(Exception):
 
 
 def mesh_files(root: Path) -> tuple[list[Path], list[str]]:
-    """The ``*.yaml``/``*.yml`` entries of ``root`` that are usable files, and one problem per other one."""
+    """The ``*.yaml``/``*.yml`` entries under ``root`` that are usable files, and one problem per other one.
+
+    Subdirectories are read too, each in name order, as ``kubectl apply -f DIR -R`` walks them
+    (a symbolic link to a directory is not followed, as kubectl does not).
+    """
     try:
         if not root.is_dir():
             raise FileProblem(f"{root}: mesh directory does not exist")
-        entries = sorted(p for p in root.iterdir() if p.suffix in (".yaml", ".yml"))
+        entries = _walk(root, root, 0)
     except OSError as exc:
         raise FileProblem(f"{root}: cannot read mesh directory: {_reason(exc)}") from None
     if len(entries) > MAX_FILES:
@@ -88,6 +92,20 @@ def mesh_files(root: Path) -> tuple[list[Path], list[str]]:
         else:
             problems.append(f"{path}: {problem}")
     return files, problems
+
+
+def _walk(root: Path, directory: Path, depth: int) -> list[Path]:
+    found: list[Path] = []
+    for path in sorted(directory.iterdir()):
+        if path.suffix in (".yaml", ".yml"):
+            found.append(path)  # a directory named *.yaml is reported by _unusable, not walked
+        elif path.is_dir() and not path.is_symlink():
+            if depth >= MAX_DEPTH:
+                raise FileProblem(f"{path}: directories nested deeper than {MAX_DEPTH} levels")
+            found.extend(_walk(root, path, depth + 1))
+        if len(found) > MAX_FILES:
+            raise FileProblem(f"{root}: more than {MAX_FILES} *.yaml files in the mesh directory")
+    return found
 
 
 def _unusable(path: Path) -> str | None:

@@ -24,6 +24,7 @@ DEFECTS = {
     "single-catalog-replica": ("CMQ-O002", "catalog"),
     "canary-subset-wrong-pods": ("CMQ-R002", "reviews"),
     "permissive-workload": ("CMQ-S001", "reviews"),
+    "drops-trace-headers": ("CMQ-P001", "relay"),
 }
 
 

@@ -44,9 +44,10 @@ CASES = [
     Case("route-destination-unknown-host",
          replace("traffic.yaml", "destination: {host: catalog}", "destination: {host: payments}"),
          "traffic.yaml", "spec.http[0].route[0].destination.host:", "unknown host 'payments'"),
-    Case("weights-not-100",
-         replace("traffic.yaml", "weight: 20", "weight: 30"),
-         "traffic.yaml", "VirtualService/reviews: spec.http[1].route:", "weights sum to 110, expected 100"),
+    Case("weights-all-zero",  # weights are relative (Istio); all zero would send nothing anywhere
+         replace("traffic.yaml", "weight: 80\n    - destination: {host: reviews, subset: v2}\n      weight: 20",
+                 "weight: 0\n    - destination: {host: reviews, subset: v2}\n      weight: 0"),
+         "traffic.yaml", "VirtualService/reviews: spec.http[1].route:", "every weight is 0"),
     Case("subset-not-in-destinationrule",
          replace("traffic.yaml", "subset: v2}\n      weight: 20", "subset: v3}\n      weight: 20"),
          "traffic.yaml", "spec.http[1].route[1].destination.subset:", "subset 'v3' is not defined"),
@@ -78,8 +79,8 @@ CASES = [
          replace("mesh.yaml", "service: frontend\n", "service: gateway\n"),
          "mesh.yaml", "spec.ingress.service:", "unknown service 'gateway'"),
     Case("weight-out-of-range",
-         replace("traffic.yaml", "weight: 80", "weight: 180"),
-         "traffic.yaml", "spec.http[1].route[0].weight:", "less than or equal to 100"),
+         replace("traffic.yaml", "weight: 80", "weight: -1"),
+         "traffic.yaml", "spec.http[1].route[0].weight:", "greater than or equal to 0"),
     Case("fault-percent-out-of-range",
          replace("traffic.yaml", "timeout: 1s",
                  "timeout: 1s\n    fault: {abort: {httpStatus: 503, percentage: {value: 120}}}"),
@@ -191,13 +192,14 @@ def test_missing_directory(tmp_path: Path) -> None:
 
 
 def test_several_problems_are_all_listed_but_shown_as_one_line(tmp_path: Path) -> None:
-    root = mesh_with(tmp_path, replace("traffic.yaml", "weight: 20", "weight: 30"),
+    unknown_subset = replace("traffic.yaml", "subset: v2}\n      weight: 20", "subset: v3}\n      weight: 20")
+    root = mesh_with(tmp_path, unknown_subset,
                      replace("traffic.yaml", "timeout: 1s", "timeout: 1 second"))
     with pytest.raises(InvalidMeshConfig) as info:
         load_mesh(root)
     problems = info.value.problems
     assert len(problems) == 1  # the bad duration fails schema validation, before cross-checks
-    root = mesh_with(tmp_path / "b", replace("traffic.yaml", "weight: 20", "weight: 30"),
+    root = mesh_with(tmp_path / "b", unknown_subset,
                      replace("traffic.yaml", "hosts: [inventory]", "hosts: [payments]"))
     with pytest.raises(InvalidMeshConfig) as info:
         load_mesh(root)
@@ -216,23 +218,24 @@ def test_line_break_in_a_name_stays_on_one_line(tmp_path: Path) -> None:
 
 
 UNSUPPORTED = [
-    pytest.param(replace("traffic.yaml", "    timeout: 1s\n", "    timeout: 1s\n    mirror: {host: catalog}\n"),
-                 "traffic.yaml", "VirtualService/inventory", "spec.http[0].mirror", id="vs-mirror"),
+    pytest.param(replace("traffic.yaml", "    timeout: 1s\n", "    timeout: 1s\n    rewrite: {uri: /v2}\n"),
+                 "traffic.yaml", "VirtualService/inventory", "spec.http[0].rewrite", id="vs-rewrite"),
     pytest.param(replace("traffic.yaml", "    loadBalancer: {simple: ROUND_ROBIN}\n",
                          "    loadBalancer: {simple: ROUND_ROBIN}\n    tls: {mode: ISTIO_MUTUAL, sni: catalog}\n"),
                  "traffic.yaml", "DestinationRule/catalog", "spec.trafficPolicy.tls.sni", id="dr-tls-sni"),
     pytest.param(replace("traffic.yaml", "  - name: v2\n    labels: {version: v2}\n",
                          "  - name: v2\n    labels: {version: v2}\n    trafficPolicy:\n"
-                         "      portLevelSettings: [{port: {number: 8080}}]\n"),
-                 "traffic.yaml", "DestinationRule/reviews", "spec.subsets[1].trafficPolicy.portLevelSettings",
-                 id="dr-subset-port-level-settings"),
+                         "      loadBalancer: {consistentHash: {httpHeaderName: x-user}}\n"),
+                 "traffic.yaml", "DestinationRule/reviews", "spec.subsets[1].trafficPolicy.loadBalancer.consistentHash",
+                 id="dr-subset-consistent-hash"),
     pytest.param(replace("security.yaml", "        principals: [cluster.local/ns/default/sa/catalog]\n",
                          "        principals: [cluster.local/ns/default/sa/catalog]\n"
-                         "    when: [{key: 'request.headers[x-team]', values: [shop]}]\n"),
-                 "security.yaml", "AuthorizationPolicy/inventory-callers", "spec.rules[0].when", id="authz-when"),
+                         "      name: callers\n"),
+                 "security.yaml", "AuthorizationPolicy/inventory-callers", "spec.rules[0].from[0].name",
+                 id="authz-from-unknown-key"),
     pytest.param(replace("security.yaml", "  mtls: {mode: STRICT}\n",
-                         "  mtls: {mode: STRICT}\n  portLevelMtls: {'8080': {mode: DISABLE}}\n"),
-                 "security.yaml", "PeerAuthentication/default", "spec.portLevelMtls", id="peerauth-port-level"),
+                         "  mtls: {mode: STRICT}\n  targetRef: {kind: Service, name: inventory}\n"),
+                 "security.yaml", "PeerAuthentication/default", "spec.targetRef", id="peerauth-target-ref"),
     pytest.param(replace("mesh.yaml", "  - name: catalog\n", "  - name: catalog\n    replicas: 3\n"),
                  "mesh.yaml", "Mesh/shop", "spec.services[1].replicas", id="mesh-service-replicas"),
 ]

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from chaosmesh_qa.mesh.authz import enforced_at_ingress
 from chaosmesh_qa.mesh.model import MeshModel
 from chaosmesh_qa.targets.local.envoy import clusters, listeners, routes
 from chaosmesh_qa.targets.local.envoy.common import INGRESS, INGRESS_SPIFFE
@@ -80,7 +81,7 @@ class ControlPlane:
 
     def callees_of(self, caller: str) -> list[str]:
         """The services ``caller`` sends traffic to (what a partition can cut)."""
-        return [self.model.ingress_service] if caller == INGRESS else self.model.callees(caller)
+        return self.model.ingress_services() if caller == INGRESS else self.model.callees(caller)
 
     def visible_to(self, caller: str) -> list[str]:
         """The services whose routes and clusters ``caller``'s Envoys get: every service, as Istio
@@ -138,7 +139,8 @@ class ControlPlane:
         pod_dir = self.root / "pods" / pod.name
         traced = self.trace_port is not None
         if pod.service == INGRESS:
-            docs = [listeners.outbound_listener("ingress", pod.ports.outbound, "ingress", traced)]
+            docs = [listeners.outbound_listener("ingress", pod.ports.outbound, "ingress", traced, strip_port=True,
+                                                policies=enforced_at_ingress(self.model))]
         else:
             svc = self.model.services[pod.service]
             files = self.pki.identity(svc.spiffe_id, f"{svc.name}.{svc.namespace}.svc")

@@ -21,6 +21,7 @@ from chaosmesh_qa.targets.local.envoy.common import (
     duration,
 )
 
+TLS_MODE_KEY = "tlsMode"  # the endpoint metadata key auto mTLS matches on (Istio's own name for it)
 _LB_POLICY = {"ROUND_ROBIN": "ROUND_ROBIN", "LEAST_REQUEST": "LEAST_REQUEST", "RANDOM": "RANDOM",
               "LEAST_CONN": "LEAST_REQUEST"}
 
@@ -40,16 +41,25 @@ class ClusterSpec:
     service: str
     subset_labels: dict[str, str]
     policy: TrafficPolicy
+    # versions whose PeerAuthentication mode is DISABLE: auto mTLS sends them plaintext
+    plaintext_versions: frozenset[str] = frozenset()
 
 
 def caller_clusters(model: MeshModel, callees: Iterable[str]) -> list[ClusterSpec]:
     """The clusters a caller needs: each callee as a whole, plus one per DestinationRule subset."""
     specs = []
     for callee in callees:
-        specs.append(ClusterSpec(cluster_name(callee), callee, {}, model.policies[callee]))
+        plain = frozenset(v.name for v in model.services[callee].versions
+                          if model.mtls_mode(callee, v.name) == "DISABLE")
+        specs.append(ClusterSpec(cluster_name(callee), callee, {}, model.policies[callee], plain))
         for subset in model.subsets.get(callee, {}).values():
-            specs.append(ClusterSpec(cluster_name(callee, subset.name), callee, subset.labels, subset.policy))
+            specs.append(ClusterSpec(cluster_name(callee, subset.name), callee, subset.labels, subset.policy, plain))
     return specs
+
+
+def _auto_mtls(spec: ClusterSpec) -> bool:
+    """Istio's auto mTLS applies (no DestinationRule tls.mode) and some endpoints take plaintext only."""
+    return spec.policy.tls_mode == "ISTIO_MUTUAL" and not spec.policy.tls_explicit and bool(spec.plaintext_versions)
 
 
 def cluster(spec: ClusterSpec, identity: tuple[str, str], ca_path: str,
@@ -93,7 +103,13 @@ def cluster(spec: ClusterSpec, identity: tuple[str, str], ca_path: str,
             "base_ejection_time": duration(od.base_ejection_time_s),
             "max_ejection_percent": od.max_ejection_percent,
         }
-    if policy.tls_mode == "ISTIO_MUTUAL":
+    if _auto_mtls(spec):
+        # per endpoint, as Istio's auto mTLS: mTLS to the endpoints labelled for it, plaintext to the rest
+        result["transport_socket_matches"] = [{
+            "name": "tlsMode-istio", "match": {TLS_MODE_KEY: "istio"},
+            "transport_socket": upstream_tls(identity, ca_path, callee_spiffe, spec.service),
+        }]
+    elif policy.tls_mode == "ISTIO_MUTUAL":
         result["transport_socket"] = upstream_tls(identity, ca_path, callee_spiffe, spec.service)
     return result
 
@@ -120,9 +136,13 @@ def upstream_tls(identity: tuple[str, str], ca_path: str, callee_spiffe: str, sn
 
 def load_assignment(spec: ClusterSpec, endpoints: Iterable[Endpoint]) -> JSON:
     chosen = [e for e in endpoints if all(e.labels.get(k) == v for k, v in spec.subset_labels.items())]
+    auto = _auto_mtls(spec)
     return {
         "cluster_name": spec.name,
         "endpoints": [{"lb_endpoints": [
-            {"endpoint": {"address": address(e.port), "hostname": e.pod}} for e in chosen
+            {"endpoint": {"address": address(e.port), "hostname": e.pod},
+             **({"metadata": {"filter_metadata": {"envoy.transport_socket_match": {TLS_MODE_KEY: "istio"}}}}
+                if auto and e.labels.get("version") not in spec.plaintext_versions else {})}
+            for e in chosen
         ]}],
     }

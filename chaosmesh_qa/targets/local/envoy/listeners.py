@@ -13,8 +13,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from chaosmesh_qa.mesh.model import AuthzPolicy, AuthzRule
+from chaosmesh_qa.mesh.model import AuthzPolicy
 from chaosmesh_qa.targets.local.envoy.common import API, JSON, TYPE, address, ads_source
+from chaosmesh_qa.targets.local.envoy.rbac import rbac_filters
 from chaosmesh_qa.targets.local.envoy.routes import FAULT_FILTER, OUTBOUND_ROUTE_CONFIG
 from chaosmesh_qa.targets.local.tracing import envoy as tracing
 
@@ -132,10 +133,14 @@ def _pipe(path: str) -> JSON:
     return {"pipe": {"path": path, "mode": ADMIN_SOCKET_MODE}}
 
 
-def outbound_listener(name: str, port: int, stat_prefix: str, traced: bool = False) -> JSON:
+def outbound_listener(name: str, port: int, stat_prefix: str, traced: bool = False, strip_port: bool = False,
+                      policies: list[AuthzPolicy] | None = None) -> JSON:
     """Plaintext HTTP listener for an app's (or the outside world's) calls into the mesh.
 
+    ``policies``: AuthorizationPolicies enforced here (the ingress gateway's, ``mesh.authz``).
+
     ``traced``: each request is a CLIENT span (the bootstrap must have the collector cluster).
+    ``strip_port``: hosts are matched without their port (the ingress: a Gateway's hosts have none).
     """
     return {
         "name": name,
@@ -145,10 +150,12 @@ def outbound_listener(name: str, port: int, stat_prefix: str, traced: bool = Fal
         "filter_chains": [{"filters": [_hcm(stat_prefix, {
             "rds": {"route_config_name": OUTBOUND_ROUTE_CONFIG, "config_source": ads_source()},
             "http_filters": [
+                *rbac_filters(policies or []),
                 {"name": FAULT_FILTER, "disabled": True, "typed_config": _fault_filter()},
                 _router(),
             ],
             **({"tracing": tracing.hcm_tracing()} if traced else {}),
+            **({"strip_any_host_port": True} if strip_port else {}),
         })]}],
     }
 
@@ -157,7 +164,7 @@ def inbound_listener(port: int, mtls_mode: str, identity: PodIdentity,
                      policies: list[AuthzPolicy], traced: bool = False) -> JSON:
     """The sidecar's inbound listener: mTLS per PeerAuthentication, RBAC, runtime faults;
     ``traced``: each request is a SERVER span."""
-    http_filters = [*_rbac_filters(policies), {"name": FAULT_FILTER, "typed_config": _fault_filter()},
+    http_filters = [*rbac_filters(policies), {"name": FAULT_FILTER, "typed_config": _fault_filter()},
                     _router()]
     hcm = _hcm("inbound", {
         "route_config": {"name": "inbound", "virtual_hosts": [{
@@ -235,77 +242,3 @@ def _downstream_tls(identity: PodIdentity) -> JSON:
             },
         },
     }
-
-
-# --------------------------------------------------------------------------- authorization
-
-
-def _rbac_filters(policies: list[AuthzPolicy]) -> list[JSON]:
-    """DENY policies first, then ALLOW ones; as in Istio, any ALLOW policy makes the rest denied."""
-    filters = []
-    for action in ("DENY", "ALLOW"):
-        chosen = [p for p in policies if p.action == action]
-        if not chosen:
-            continue
-        rules = {
-            f"{p.namespace}.{p.name}[{i}]": _rbac_policy(rule)
-            for p in chosen for i, rule in enumerate(p.rules)
-        }
-        filters.append({"name": "envoy.filters.http.rbac", "typed_config": {
-            TYPE: f"{API}.extensions.filters.http.rbac.v3.RBAC",
-            "rules": {"action": action, "policies": rules},
-            "rules_stat_prefix": f"authz_{action.lower()}_",
-        }})
-    return filters
-
-
-def _rbac_policy(rule: AuthzRule) -> JSON:
-    principals = [_source(s.principals, s.namespaces) for s in rule.sources] or [{"any": True}]
-    permissions = [_operation(o.paths, o.methods) for o in rule.operations] or [{"any": True}]
-    return {"permissions": permissions, "principals": principals}
-
-
-def _source(principals: tuple[str, ...], namespaces: tuple[str, ...]) -> JSON:
-    ids: list[JSON] = []
-    if principals:
-        ids.append({"or_ids": {"ids": [_principal(p) for p in principals]}})
-    if namespaces:
-        ids.append({"or_ids": {"ids": [
-            {"authenticated": {"principal_name": {"safe_regex": {"regex": f"spiffe://[^/]+/ns/{_ns_regex(ns)}/.*"}}}}
-            for ns in namespaces]}})
-    return {"and_ids": {"ids": ids}} if ids else {"any": True}
-
-
-def _ns_regex(namespace: str) -> str:
-    """Istio's namespace match (a name, ``*``, or ``*`` at one end; checked by the schema) as RE2."""
-    return "[^/]+" if namespace == "*" else namespace.replace("*", "[^/]*")
-
-
-def _principal(principal: str) -> JSON:
-    if principal == "*":
-        return {"authenticated": {"principal_name": {"safe_regex": {"regex": ".+"}}}}
-    if principal.startswith("*"):
-        return {"authenticated": {"principal_name": {"suffix": principal[1:]}}}
-    if principal.endswith("*"):
-        return {"authenticated": {"principal_name": {"prefix": f"spiffe://{principal[:-1]}"}}}
-    return {"authenticated": {"principal_name": {"exact": f"spiffe://{principal}"}}}
-
-
-def _operation(paths: tuple[str, ...], methods: tuple[str, ...]) -> JSON:
-    rules: list[JSON] = []
-    if paths:
-        rules.append({"or_rules": {"rules": [{"url_path": {"path": _path(p)}} for p in paths]}})
-    if methods:
-        rules.append({"or_rules": {"rules": [
-            {"header": {"name": ":method", "string_match": {"exact": m}}} for m in methods]}})
-    return {"and_rules": {"rules": rules}} if rules else {"any": True}
-
-
-def _path(path: str) -> JSON:
-    if path == "*":
-        return {"safe_regex": {"regex": ".*"}}
-    if path.endswith("*"):
-        return {"prefix": path[:-1]}
-    if path.startswith("*"):
-        return {"suffix": path[1:]}
-    return {"exact": path}

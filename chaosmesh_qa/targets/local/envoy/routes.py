@@ -8,6 +8,7 @@ fault filter can target one caller→callee edge through its per-caller runtime 
 
 from __future__ import annotations
 
+from chaosmesh_qa.mesh.callers import as_seen_by, routes_seen_by
 from chaosmesh_qa.mesh.model import MeshModel, Route, RouteMatch
 from chaosmesh_qa.targets.local.envoy.common import (
     API,
@@ -42,7 +43,7 @@ def outbound_route_config(model: MeshModel, caller: str, callees: list[str]) -> 
             {
                 "name": callee,
                 "domains": service_domains(model, callee),
-                "routes": [r for route in model.routes_for(callee) for r in envoy_routes(route, caller)],
+                "routes": [r for route in routes_seen_by(model, callee, caller) for r in envoy_routes(route, caller)],
             }
             for callee in callees
         ],
@@ -58,14 +59,20 @@ def ingress_route_config(model: MeshModel) -> JSON:
     front = model.ingress_service
     routes: list[JSON] = []
     for prefix in model.ingress_paths:
-        for route in model.routes_for(front):
+        for route in routes_seen_by(model, front, "ingress"):
             for envoy_route in envoy_routes(route, "ingress"):
                 if "prefix" in envoy_route["match"] and envoy_route["match"]["prefix"] == "/":
                     envoy_route["match"]["prefix"] = prefix
                 routes.append(envoy_route)
+    virtual_hosts = [{"name": "ingress", "domains": ["*"], "routes": routes}]
+    if model.gateway_hosts:  # a Gateway's hosts, each with its gateway-bound routes only (not the mesh's)
+        virtual_hosts = [{"name": host.name, "domains": list(host.domains),
+                          "routes": [r for route in as_seen_by(model, host.routes, "ingress")
+                                     for r in envoy_routes(route, "ingress")]}
+                         for host in model.gateway_hosts]
     return {
         "name": OUTBOUND_ROUTE_CONFIG,
-        "virtual_hosts": [{"name": "ingress", "domains": ["*"], "routes": routes}],
+        "virtual_hosts": virtual_hosts,
         # nobody outside the mesh may steer Envoy's header-driven fault filter
         "request_headers_to_remove": ["x-envoy-fault-delay-request", "x-envoy-fault-abort-request",
                                       "x-envoy-fault-abort-request-percentage",
@@ -77,7 +84,22 @@ def ingress_route_config(model: MeshModel) -> JSON:
 def envoy_routes(route: Route, caller: str) -> list[JSON]:
     """One Envoy route per match (Istio ORs a route's matches); first match wins, as in Istio."""
     matches = route.matches or (RouteMatch(None, ()),)
-    return [{"match": _match(m), "route": _action(route), **_fault(route)} for m in matches]
+    return [{"match": _match(m), "route": _action(route), **_fault(route), **_headers(route)} for m in matches]
+
+
+def _headers(route: Route) -> JSON:
+    """An HTTPRoute's RequestHeaderModifier, applied by the router before the request is forwarded."""
+    changes = route.headers
+    if changes is None:
+        return {}
+    found: JSON = {}
+    added = [{"header": {"key": k, "value": v}, "append_action": "OVERWRITE_IF_EXISTS_OR_ADD"} for k, v in changes.set]
+    added += [{"header": {"key": k, "value": v}, "append_action": "APPEND_IF_EXISTS_OR_ADD"} for k, v in changes.add]
+    if added:
+        found["request_headers_to_add"] = added
+    if changes.remove:
+        found["request_headers_to_remove"] = list(changes.remove)
+    return found
 
 
 def _match(match: RouteMatch) -> JSON:
@@ -103,6 +125,12 @@ def _action(route: Route) -> JSON:
             {"name": cluster_name(d.service, d.subset), "weight": d.weight}
             for d in route.destinations if d.weight > 0
         ]}
+    if route.mirrors:  # as Istio: a copy of the request (Host suffixed "-shadow"), its answer dropped
+        action["request_mirror_policies"] = [
+            {"cluster": cluster_name(m.service, m.subset),
+             "runtime_fraction": {"default_value": _percent(m.percent)}}
+            for m in route.mirrors
+        ]
     retries = route.retries
     if retries.attempts > 0:
         policy: JSON = {

@@ -106,7 +106,7 @@ def rules(model: MeshModel) -> dict[str, Any]:
     recorded: list[dict[str, Any]] = []
     for caller, version in _callers(model):
         scrape = {"service": caller, **({"version": version} if version else {})}
-        callees = [model.ingress_service] if caller == INGRESS else model.callees(caller)
+        callees = model.ingress_services() if caller == INGRESS else model.callees(caller)
         for callee in callees:
             for cluster, subset, dest_version in _clusters(model, callee):
                 labels = {"reporter": "source", **_source_labels(model, caller, version),

@@ -1,0 +1,149 @@
+"""AuthorizationPolicy documents to ``AuthzPolicy``: what the sandbox enforces, and what it says it cannot.
+
+``build.build_model`` calls ``authorization_policies``.  Principals, namespaces, paths, methods and
+hosts (and their ``not`` forms) keep Istio's string matching (exact, ``prefix*``, ``*suffix``,
+``*`` = present); ``rules[].when`` is evaluated for ``request.headers[<name>]``,
+``source.principal`` and ``source.namespace``.  A condition the sandbox cannot evaluate (IP
+blocks, JWT principals and claims, ports, SNI...) is never silently dropped: as Istio does for a
+rule it cannot apply, an ALLOW rule that needs one is left out (it allows nothing: fail closed)
+and a DENY rule ignores it (it denies every request its other conditions match), each with a
+warning saying so.  ``selection_warnings`` names policies that select no workload, and ones that
+select the ingress gateway (``enforced_at_ingress`` gives those the sandbox's ingress enforces).
+"""
+
+from __future__ import annotations
+
+import re
+from typing import TYPE_CHECKING
+
+from chaosmesh_qa.mesh import schema
+from chaosmesh_qa.mesh.callers import INGRESS_LABELS, INGRESS_NAMESPACE
+from chaosmesh_qa.mesh.model import (
+    ROOT_NAMESPACE,
+    AuthzCondition,
+    AuthzOperation,
+    AuthzPolicy,
+    AuthzRule,
+    AuthzSource,
+    MeshModel,
+    selects,
+)
+
+if TYPE_CHECKING:
+    from chaosmesh_qa.mesh.loader import Document
+
+_HEADER_KEY = re.compile(r"request\.headers\[([!#$%&'*+\-.^_`|~0-9A-Za-z]+)\]", re.ASCII)
+EVALUATED_KEYS = ("request.headers[<name>]", "source.principal", "source.namespace")
+# fields Istio knows that the sandbox does not evaluate (the sandbox has no client IPs, JWTs or ports to test)
+_UNEVALUATED_SOURCE = ("ip_blocks", "not_ip_blocks", "remote_ip_blocks", "not_remote_ip_blocks",
+                       "request_principals", "not_request_principals")
+_UNEVALUATED_OPERATION = ("ports", "not_ports")
+
+
+def authorization_policies(documents: list[Document], warnings: list[str]) -> tuple[AuthzPolicy, ...]:
+    return tuple(_policy(d, warnings) for d in documents if d.kind == "AuthorizationPolicy")
+
+
+def _policy(doc: Document, warnings: list[str]) -> AuthzPolicy:
+    spec: schema.AuthorizationPolicySpec = doc.spec  # type: ignore[assignment]
+    rules: list[AuthzRule] = []
+    for i, rule in enumerate(spec.rules):
+        where = f"{doc.where}: spec.rules[{i}]"
+        unevaluated = _unevaluated(rule, where)
+        conditions = []
+        for k, cond in enumerate(rule.when):
+            key = _condition_key(cond.key)
+            if key is None:
+                unevaluated.append(f"{where}.when[{k}].key: {cond.key!r}")
+            else:
+                conditions.append(AuthzCondition(key, tuple(cond.values), tuple(cond.not_values)))
+        if unevaluated and spec.action == "ALLOW":
+            warnings.extend(f"{field} cannot be evaluated by the sandbox (it evaluates "
+                            f"{', '.join(EVALUATED_KEYS)}, principals, namespaces, paths, methods and hosts): "
+                            "this ALLOW rule is left out, so requests only it would allow are denied (fail closed)"
+                            for field in unevaluated)
+            continue
+        warnings.extend(f"{field} cannot be evaluated by the sandbox: this DENY rule ignores that condition "
+                        "and denies every request its other conditions match (fail closed)"
+                        for field in unevaluated)
+        rules.append(AuthzRule(
+            sources=tuple(_source(f.source) for f in rule.from_),
+            operations=tuple(_operation(t.operation) for t in rule.to),
+            conditions=tuple(conditions),
+        ))
+    selector = dict(spec.selector.match_labels) if spec.selector and spec.selector.match_labels else None
+    return AuthzPolicy(doc.name, doc.namespace, selector, spec.action, tuple(rules))
+
+
+def _unevaluated(rule: schema.Rule, where: str) -> list[str]:
+    found = []
+    for j, entry in enumerate(rule.from_):
+        for name in _UNEVALUATED_SOURCE:
+            if getattr(entry.source, name):
+                found.append(f"{where}.from[{j}].source.{_camel(name)}")
+    for j, target in enumerate(rule.to):
+        for name in _UNEVALUATED_OPERATION:
+            if getattr(target.operation, name):
+                found.append(f"{where}.to[{j}].operation.{_camel(name)}")
+    return found
+
+
+def _camel(name: str) -> str:
+    head, *rest = name.split("_")
+    return head + "".join(part.title() for part in rest)
+
+
+def _condition_key(key: str) -> str | None:
+    """The evaluated form of a ``when`` key (a header name lower-cased), or None."""
+    if key in ("source.principal", "source.namespace"):
+        return key
+    match = _HEADER_KEY.fullmatch(key)
+    return f"request.headers[{match.group(1).lower()}]" if match else None
+
+
+def _source(source: schema.Source) -> AuthzSource:
+    return AuthzSource(tuple(source.principals), tuple(source.namespaces),
+                       tuple(source.not_principals), tuple(source.not_namespaces))
+
+
+def _operation(op: schema.Operation) -> AuthzOperation:
+    return AuthzOperation(tuple(op.paths), tuple(op.methods), tuple(op.hosts),
+                          tuple(op.not_paths), tuple(op.not_methods), tuple(op.not_hosts))
+
+
+def enforced_at_ingress(model: MeshModel) -> list[AuthzPolicy]:
+    """The policies Istio would apply to its ingress gateway: the gateway's namespace's (the root
+    namespace's) whose selector is absent or matches the gateway's labels."""
+    return [p for p in model.authz
+            if p.namespace == INGRESS_NAMESPACE and (not p.selector or selects(p.selector, INGRESS_LABELS))]
+
+
+def selection_warnings(model: MeshModel, documents: list[Document], warnings: list[str]) -> None:
+    """A policy with a selector that picks no workload has no effect: say so, and say when it is the
+    ingress gateway that it picks."""
+    for doc in documents:
+        if doc.kind not in ("AuthorizationPolicy", "PeerAuthentication"):
+            continue
+        selector_spec = getattr(doc.spec, "selector", None)
+        selector = dict(selector_spec.match_labels) if selector_spec and selector_spec.match_labels else None
+        if not selector:
+            continue
+        picks_ingress = selects(selector, INGRESS_LABELS)
+        picks_workload = any(
+            (doc.namespace in (ROOT_NAMESPACE, svc.namespace) if doc.kind == "AuthorizationPolicy"
+             else doc.namespace == svc.namespace)
+            and selects(selector, model.workload_labels(name, v.name))
+            for name, svc in model.services.items() for v in svc.versions
+        )
+        if picks_workload:
+            continue
+        if picks_ingress and doc.namespace != INGRESS_NAMESPACE:
+            warnings.append(f"{doc.where}: spec.selector: selects the ingress gateway's labels, but the gateway "
+                            f"runs in namespace {INGRESS_NAMESPACE!r}, not {doc.namespace!r}: this policy applies "
+                            "to no workload and has no effect")
+        elif picks_ingress and doc.kind == "PeerAuthentication":
+            warnings.append(f"{doc.where}: spec.selector: selects the ingress gateway, which takes plaintext "
+                            "from outside the mesh and has no inbound mTLS to set: this policy has no effect")
+        elif not picks_ingress:
+            warnings.append(f"{doc.where}: spec.selector: {selector} matches no workload of the mesh "
+                            f"(in namespace {doc.namespace!r}): this policy has no effect")

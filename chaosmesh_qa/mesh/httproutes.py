@@ -1,0 +1,262 @@
+"""Gateway API ``HTTPRoute`` rules as the sandbox's routes, and the Gateway API schemas.
+
+``loader`` validates Gateway API ``Gateway`` and ``HTTPRoute`` documents with the schemas here
+(through ``gateways.spec_for``); ``gateways.Ingress`` calls ``rules`` for each HTTPRoute it
+attaches: matches (path by whole segments for ``PathPrefix``, headers, method), weighted
+Service backends (relative weights as whole percents), ``timeouts.request`` and the one filter
+supported, ``RequestHeaderModifier``; everything else is refused on one line.  Each route comes
+with its Gateway API precedence key, so that several HTTPRoutes for one host can be merged.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import TYPE_CHECKING, Annotated, Any, Literal
+
+from pydantic import AfterValidator, Field
+
+from chaosmesh_qa.mesh import schema
+from chaosmesh_qa.mesh.model import (
+    HeaderChanges,
+    Route,
+    RouteMatch,
+    ServiceModel,
+    StringMatch,
+    WeightedDestination,
+    default_retries,
+)
+from chaosmesh_qa.mesh.values import (
+    Duration,
+    HeaderName,
+    Text,
+    envoy_regex,
+    is_http_path,
+    parse_duration,
+    show,
+)
+
+if TYPE_CHECKING:
+    from chaosmesh_qa.mesh.loader import Document
+
+_HOST = re.compile(r"\*|(\*\.)?[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*", re.ASCII)
+
+
+def host_name(value: str) -> str:
+    if len(value) > 253 or not _HOST.fullmatch(value):
+        raise ValueError(f"{show(value)} is not a host name: '*', '*.<domain>' or a lower-case DNS name")
+    return value
+
+
+Host = Annotated[str, AfterValidator(host_name)]
+
+
+class RouteNamespaces(schema.Spec):
+    from_: Literal["Same", "All"] = Field(default="Same", alias="from")
+
+
+class AllowedRoutes(schema.Spec):
+    namespaces: RouteNamespaces | None = None
+
+
+class Listener(schema.Spec):
+    name: str = Field(min_length=1)
+    hostname: Host | None = None
+    port: Annotated[int, Field(ge=1, le=65535)]
+    protocol: str
+    allowed_routes: AllowedRoutes | None = None
+    tls: dict[str, Any] | None = None
+
+
+class K8sGatewaySpec(schema.Spec):
+    gateway_class_name: str = Field(min_length=1)
+    listeners: list[Listener] = Field(min_length=1)
+
+
+class ParentRef(schema.Spec):
+    name: str = Field(min_length=1)
+    namespace: str | None = None
+    section_name: str | None = None
+    port: Annotated[int, Field(ge=1, le=65535)] | None = None
+    group: str | None = None
+    kind: str | None = None
+
+
+class PathMatch(schema.Spec):
+    type: Literal["Exact", "PathPrefix", "RegularExpression"] = "PathPrefix"
+    value: str = "/"
+
+
+class HeaderMatch(schema.Spec):
+    type: Literal["Exact", "RegularExpression"] = "Exact"
+    name: HeaderName
+    value: str = Field(max_length=4096)
+
+
+class HTTPRouteMatch(schema.Spec):
+    path: PathMatch = Field(default_factory=PathMatch)
+    headers: list[HeaderMatch] = Field(default_factory=list)
+    method: Literal["GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH"] | None = None
+    query_params: list[dict[str, Any]] | None = None
+
+
+class HTTPHeader(schema.Spec):
+    name: HeaderName
+    value: Annotated[Text, Field(max_length=4096)]
+
+
+class HeaderModifier(schema.Spec):
+    set: list[HTTPHeader] = Field(default_factory=list)
+    add: list[HTTPHeader] = Field(default_factory=list)
+    remove: list[HeaderName] = Field(default_factory=list)
+
+
+class Filter(schema.Spec):
+    type: str
+    request_header_modifier: HeaderModifier | None = None
+
+
+class BackendRef(schema.Spec):
+    name: str = Field(min_length=1)
+    namespace: str | None = None
+    port: Annotated[int, Field(ge=1, le=65535)] | None = None
+    weight: Annotated[int, Field(ge=0, le=1_000_000)] = 1
+    kind: str | None = None
+    group: str | None = None
+
+
+class Timeouts(schema.Spec):
+    request: Duration | None = None
+
+
+class HTTPRouteRule(schema.Spec):
+    matches: list[HTTPRouteMatch] = Field(default_factory=lambda: [HTTPRouteMatch()])
+    filters: list[Filter] = Field(default_factory=list)
+    backend_refs: list[BackendRef] = Field(default_factory=list)
+    timeouts: Timeouts | None = None
+
+
+class HTTPRouteSpec(schema.Spec):
+    parent_refs: list[ParentRef] = Field(min_length=1)
+    hostnames: list[Host] = Field(default_factory=list)
+    rules: list[HTTPRouteRule] = Field(default_factory=lambda: [HTTPRouteRule()])
+
+
+def rules(doc: Document, spec: HTTPRouteSpec, services: dict[str, ServiceModel],
+          problems: list[str]) -> list[tuple[tuple[Any, ...], Route]] | None:
+    """An HTTPRoute's routes, one per match, each with its precedence key; None if it has problems."""
+    built: list[tuple[tuple[Any, ...], Route]] = []
+    before = len(problems)
+    for i, rule in enumerate(spec.rules):
+        where = f"{doc.where}: spec.rules[{i}]"
+        headers = _filters(where, rule.filters, problems)
+        destinations = _backends(doc, where, rule.backend_refs, services, problems)
+        timeout = parse_duration(rule.timeouts.request) if rule.timeouts and rule.timeouts.request else None
+        for j, match in enumerate(rule.matches):
+            route_match, key = _match(f"{where}.matches[{j}]", match, problems)
+            route = Route((route_match,), destinations, default_retries(), timeout, None, headers=headers)
+            built.append(((*key, doc.namespace, doc.name, i, j), route))
+    return None if len(problems) > before else built
+
+
+
+def _backends(doc: Document, where: str, refs: list[BackendRef], services: dict[str, ServiceModel],
+              problems: list[str]) -> tuple[WeightedDestination, ...]:
+    if not refs:
+        problems.append(f"{where}.backendRefs: none given (the gateway would answer 500)")
+        return ()
+    chosen: list[tuple[str, int]] = []
+    for k, ref in enumerate(refs):
+        path = f"{where}.backendRefs[{k}]"
+        svc = services.get(ref.name)
+        if (ref.kind or "Service") != "Service" or ref.group not in (None, ""):
+            problems.append(f"{path}.kind: only Service backends are supported")
+        elif (ref.namespace or doc.namespace) != doc.namespace:
+            problems.append(f"{path}.namespace: a backend in another namespace needs a ReferenceGrant, "
+                            "which the sandbox does not support")
+        elif svc is None or svc.namespace != doc.namespace:
+            problems.append(f"{path}.name: no service {ref.name!r} in namespace {doc.namespace!r}")
+        elif ref.port is None:
+            problems.append(f"{path}.port: required for a Service backend (Gateway API)")
+        elif ref.port != svc.port:
+            problems.append(f"{path}.port: {ref.port} is not the port of service {ref.name!r} ({svc.port})")
+        else:
+            chosen.append((ref.name, ref.weight))
+    if len(chosen) < len(refs):
+        return ()
+    total = sum(w for _, w in chosen)
+    if total == 0:
+        problems.append(f"{where}.backendRefs: every weight is 0 (the gateway would answer 500)")
+        return ()
+    return tuple(WeightedDestination(name, None, share) for (name, _), share in
+                 zip(chosen, percents([w for _, w in chosen]), strict=True))
+
+
+def _filters(where: str, filters: list[Filter], problems: list[str]) -> HeaderChanges | None:
+    """The one filter supported: RequestHeaderModifier (at most once per rule, as Gateway API requires)."""
+    changes: HeaderChanges | None = None
+    for k, flt in enumerate(filters):
+        path = f"{where}.filters[{k}]"
+        if flt.type != "RequestHeaderModifier":
+            problems.append(f"{path}.type: {flt.type!r} is not supported by the sandbox (supported: "
+                            "RequestHeaderModifier); the route would behave differently")
+        elif flt.request_header_modifier is None:
+            problems.append(f"{path}.requestHeaderModifier: required for type RequestHeaderModifier")
+        elif changes is not None:
+            problems.append(f"{path}.type: RequestHeaderModifier given twice in one rule (Gateway API allows one)")
+        else:
+            spec = flt.request_header_modifier
+            names = [h.name.lower() for h in (*spec.set, *spec.add)] + [n.lower() for n in spec.remove]
+            if "host" in names or len(set(names)) < len(names):
+                problems.append(f"{path}.requestHeaderModifier: each header once, and not 'host' (a rewrite of "
+                                "the host is URLRewrite, not supported)")
+            changes = HeaderChanges(tuple((h.name.lower(), h.value) for h in spec.set),
+                                    tuple((h.name.lower(), h.value) for h in spec.add),
+                                    tuple(n.lower() for n in spec.remove))
+    return changes
+
+
+
+def percents(weights: list[int]) -> list[int]:
+    """Relative weights as whole percents summing to 100 (largest remainders get the rest)."""
+    total = sum(weights)
+    exact = [w * 100 / total for w in weights]
+    shares = [int(e) for e in exact]
+    for i in sorted(range(len(weights)), key=lambda i: exact[i] - shares[i], reverse=True)[:100 - sum(shares)]:
+        shares[i] += 1
+    return shares
+
+
+def _match(where: str, match: HTTPRouteMatch, problems: list[str]) -> tuple[RouteMatch, tuple[Any, ...]]:
+    """A Gateway API match, and its precedence key (exact path, longest prefix, method, most headers)."""
+    if match.query_params:
+        problems.append(f"{where}.queryParams: not supported by the sandbox (the route would match every query)")
+    path, uri = match.path, None
+    if path.type == "RegularExpression":
+        try:
+            uri = StringMatch("regex", envoy_regex(path.value))
+        except ValueError as exc:
+            problems.append(f"{where}.path.value: {exc}")
+    elif not path.value.startswith("/") or not is_http_path(path.value):
+        problems.append(f"{where}.path.value: {show(path.value)} is not an HTTP path")
+    elif path.type == "Exact":
+        uri = StringMatch("exact", path.value)
+    elif path.value.rstrip("/"):
+        # PathPrefix matches whole path segments: "/api" takes "/api" and "/api/x", not "/apix"
+        uri = StringMatch("regex", f"{re.escape(path.value.rstrip('/'))}(/.*)?")
+    headers: list[tuple[str, StringMatch]] = []
+    for k, header in enumerate(match.headers):
+        name = header.name.lower()
+        if any(name == seen for seen, _ in headers):
+            problems.append(f"{where}.headers[{k}].name: {header.name!r} is matched twice")
+            continue
+        try:
+            value = envoy_regex(header.value) if header.type == "RegularExpression" else header.value
+        except ValueError as exc:
+            problems.append(f"{where}.headers[{k}].value: {exc}")
+            continue
+        headers.append((name, StringMatch("regex" if header.type == "RegularExpression" else "exact", value)))
+    if match.method:
+        headers.append((":method", StringMatch("exact", match.method)))
+    rank = {"Exact": 0, "PathPrefix": 1, "RegularExpression": 2}[path.type]
+    key = (rank, -len(path.value), 0 if match.method else 1, -len(match.headers))
+    return RouteMatch(uri, tuple(headers)), key

@@ -1,0 +1,288 @@
+"""Workloads from Kubernetes manifests: Deployment, StatefulSet, Service, ServiceAccount, Namespace.
+
+``loader`` calls ``validate`` for each document of one of those kinds (and ``ignored`` for the
+Kubernetes kinds that do not shape the mesh); ``build`` calls ``workloads`` to turn the validated
+documents into one ``Workload`` per Service (its namespace, port, service account and one
+version per Deployment or StatefulSet it selects), and ``check_overlay`` to make sure the
+``Mesh`` document's entry for a manifest-defined service gives only behaviour.  Only the fields
+listed in docs/mesh-reference.md are read; images, resources, env, volumes and probes are not
+used (the pod runs the overlay's demo app or command).  Problems are one line each, appended.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Annotated, Any
+
+from pydantic import Field
+
+from chaosmesh_qa.mesh import schema
+from chaosmesh_qa.mesh.values import LabelMap, Name, show
+
+if TYPE_CHECKING:
+    from chaosmesh_qa.mesh.loader import Document
+
+WORKLOAD_KINDS = ("Deployment", "StatefulSet")
+KINDS: dict[str, str] = {  # kind -> its apiVersion
+    "Deployment": "apps/v1", "StatefulSet": "apps/v1",
+    "Service": "v1", "ServiceAccount": "v1", "Namespace": "v1",
+}
+# API groups of Kubernetes itself: a kind of theirs we do not use is listed once as ignored
+_KUBERNETES_GROUPS = frozenset({
+    "", "apps", "extensions", "batch", "autoscaling", "policy", "rbac.authorization.k8s.io", "networking.k8s.io",
+    "storage.k8s.io", "scheduling.k8s.io", "coordination.k8s.io", "discovery.k8s.io", "node.k8s.io",
+    "apiextensions.k8s.io", "admissionregistration.k8s.io", "certificates.k8s.io", "events.k8s.io",
+    "flowcontrol.apiserver.k8s.io", "monitoring.coreos.com",
+})
+# Kubernetes kinds that run pods or shape traffic: ignoring them would change what the mesh does
+_REFUSED = {
+    "Pod": "a bare Pod is not run: the sandbox builds workloads from Deployments and StatefulSets",
+    "ReplicaSet": "not run: the sandbox builds workloads from Deployments and StatefulSets",
+    "DaemonSet": "not run: the sandbox builds workloads from Deployments and StatefulSets",
+}
+_WARNED = {
+    "NetworkPolicy": "not enforced by the sandbox: traffic it would block still flows",
+    "Ingress": "not served: the sandbox's ingress is driven by an Istio or Gateway API Gateway",
+}
+DEFAULT_VERSION = "latest"  # Istio's canonical revision of a pod without a 'version' label
+_OVERLAY_FIELDS = "app, command, healthPath, readyTimeout and versions[].app"
+
+
+class Selector(schema.Spec):
+    match_labels: LabelMap = Field(default_factory=dict)
+
+
+class ContainerPort(schema.Spec):
+    container_port: Annotated[int, Field(ge=1, le=65535)]
+
+
+class Container(schema.Spec):
+    name: str = ""
+    ports: list[ContainerPort] = Field(default_factory=list)
+
+
+class PodSpec(schema.Spec):
+    service_account_name: Name | None = None
+    service_account: Name | None = None  # the deprecated spelling, still read by Kubernetes
+    containers: list[Container] = Field(min_length=1)
+
+
+class TemplateMeta(schema.Spec):
+    labels: LabelMap = Field(default_factory=dict)
+    annotations: dict[str, str] = Field(default_factory=dict)
+
+
+class PodTemplate(schema.Spec):
+    metadata: TemplateMeta = Field(default_factory=TemplateMeta)
+    spec: PodSpec
+
+
+class WorkloadSpec(schema.Spec):
+    replicas: Annotated[int, Field(ge=0, le=20)] = 1
+    selector: Selector
+    template: PodTemplate
+
+
+class ServicePort(schema.Spec):
+    name: str = ""
+    port: Annotated[int, Field(ge=1, le=65535)]
+
+
+class ServiceSpec(schema.Spec):
+    selector: LabelMap | None = None
+    ports: list[ServicePort] = Field(default_factory=list)
+    type: str = "ClusterIP"
+
+
+class Empty(schema.Spec):
+    """ServiceAccount: only its name matters."""
+
+
+class NamespaceSpec(schema.Spec):
+    """A Namespace's labels (``loader`` passes them as its spec): they decide sidecar injection."""
+
+    labels: dict[str, str] = Field(default_factory=dict)
+
+
+class K8sDoc(schema.Spec):
+    api_version: str
+    kind: str
+    metadata: schema.Metadata
+    spec: dict[str, Any] = Field(default_factory=dict)
+
+
+SPECS: dict[str, type[schema.Spec]] = {
+    "Deployment": WorkloadSpec, "StatefulSet": WorkloadSpec, "Service": ServiceSpec,
+    "ServiceAccount": Empty, "Namespace": NamespaceSpec,
+}
+
+
+def kubernetes_kind(raw: dict[str, Any]) -> str | None:
+    """How ``loader`` treats a document of a Kubernetes API group: ``"read"`` (one of ``KINDS``),
+    ``"ignored"``, ``"warned"``, ``"refused"``, or None (not Kubernetes' own)."""
+    kind, api_version = raw.get("kind"), raw.get("apiVersion")
+    if kind in KINDS:
+        return "read"  # a wrong apiVersion is then named as such, not as an unknown kind
+    if not isinstance(api_version, str) or not isinstance(kind, str):
+        return None
+    group = api_version.rpartition("/")[0] if "/" in api_version else ""
+    if group not in _KUBERNETES_GROUPS:
+        return None
+    if kind in KINDS:
+        return "read"
+    return "refused" if kind in _REFUSED else "warned" if kind in _WARNED else "ignored"
+
+
+def refusal(kind: str) -> str:
+    return _REFUSED[kind]
+
+
+def warning(kind: str) -> str:
+    return _WARNED[kind]
+
+
+def problem_in_version(kind: str, api_version: object) -> str | None:
+    expected = KINDS[kind]
+    if api_version != expected:
+        return f"apiVersion: {show(api_version)} is not a {kind} API version (expected {expected})"
+    return None
+
+
+@dataclass(frozen=True)
+class WorkloadVersion:
+    name: str
+    replicas: int
+    labels: dict[str, str]
+    where: str
+
+
+@dataclass
+class Workload:
+    """A Service and the Deployments/StatefulSets it selects."""
+
+    name: str
+    namespace: str
+    port: int
+    service_account: str
+    where: str
+    versions: list[WorkloadVersion] = field(default_factory=list)
+
+
+def workloads(documents: list[Document], problems: list[str], warnings: list[str]) -> dict[str, Workload]:
+    """One ``Workload`` per Service that selects at least one Deployment or StatefulSet."""
+    pods = [d for d in documents if d.kind in WORKLOAD_KINDS]
+    accounts = {(d.namespace, d.name) for d in documents if d.kind == "ServiceAccount"}
+    for doc in pods:
+        spec: WorkloadSpec = doc.spec  # type: ignore[assignment]
+        labels = spec.template.metadata.labels
+        if not spec.selector.match_labels or any(labels.get(k) != v for k, v in spec.selector.match_labels.items()):
+            problems.append(f"{doc.where}: spec.selector.matchLabels: does not match spec.template.metadata."
+                            "labels (Kubernetes refuses such a workload)")
+    _injection_warnings(documents, pods, warnings)
+    owner: dict[int, Document] = {}
+    found: dict[str, Workload] = {}
+    for svc in (d for d in documents if d.kind == "Service"):
+        sspec: ServiceSpec = svc.spec  # type: ignore[assignment]
+        if not sspec.selector:
+            warnings.append(f"{svc.where}: spec.selector: none: no pods are run for this Service")
+            continue
+        chosen = [d for d in pods if d.namespace == svc.namespace and all(
+            d.spec.template.metadata.labels.get(k) == v for k, v in sspec.selector.items())]  # type: ignore[attr-defined]
+        if not chosen:
+            warnings.append(f"{svc.where}: spec.selector: selects no Deployment or StatefulSet: no pods are run "
+                            "for this Service (calls to it fail)")
+            continue
+        if svc.name in found:
+            problems.append(f"{svc.where}: metadata.name: a second Service named {svc.name!r} (service names are "
+                            f"unique across the sandbox's mesh; the first is {found[svc.name].where})")
+            continue
+        workload = _workload(svc, sspec, chosen, accounts, owner, problems, warnings)
+        if workload is not None:
+            found[svc.name] = workload
+    for doc in pods:
+        if id(doc) not in owner:
+            warnings.append(f"{doc.where}: spec.template.metadata.labels: no Service selects these pods: they are "
+                            "not run (nothing could call them)")
+    return found
+
+
+def _injection_warnings(documents: list[Document], pods: list[Document], warnings: list[str]) -> None:
+    """Pods Istio would start without a sidecar: the sandbox gives every pod one, so say so."""
+    namespaces = {d.name: d for d in documents if d.kind == "Namespace"}
+    for name, doc in namespaces.items():
+        labels = doc.spec.labels  # type: ignore[attr-defined]
+        if labels.get("istio-injection") != "enabled" and "istio.io/rev" not in labels and any(
+                p.namespace == name for p in pods):
+            warnings.append(f"{doc.where}: metadata.labels: no istio-injection=enabled (or istio.io/rev): Istio "
+                            "would start its pods without a sidecar; the sandbox gives every pod one")
+    for doc in pods:
+        meta = doc.spec.template.metadata  # type: ignore[attr-defined]
+        if "false" in (meta.labels.get("sidecar.istio.io/inject"), meta.annotations.get("sidecar.istio.io/inject")):
+            warnings.append(f"{doc.where}: spec.template.metadata: sidecar.istio.io/inject is 'false': Istio would "
+                            "start these pods without a sidecar; the sandbox gives every pod one")
+
+
+def _workload(svc: Document, spec: ServiceSpec, chosen: list[Document], accounts: set[tuple[str, str]],
+              owner: dict[int, Document], problems: list[str], warnings: list[str]) -> Workload | None:
+    if not spec.ports:
+        problems.append(f"{svc.where}: spec.ports: at least one port is needed for the pods to be called")
+        return None
+    port = next((p for p in spec.ports if p.name == "http" or p.name.startswith("http-")), spec.ports[0])
+    if len(spec.ports) > 1:
+        warnings.append(f"{svc.where}: spec.ports: only port {port.port} is served (the sandbox runs one HTTP "
+                        "port per service); calls to the others fail")
+    versions: dict[str, WorkloadVersion] = {}
+    account_of: dict[str, str] = {}
+    for doc in chosen:
+        if id(doc) in owner:
+            problems.append(f"{svc.where}: spec.selector: selects {doc.kind}/{doc.name}, which "
+                            f"{owner[id(doc)].where} selects too (the sandbox runs each pod under one Service)")
+            continue
+        owner[id(doc)] = svc
+        wspec: WorkloadSpec = doc.spec  # type: ignore[assignment]
+        labels = dict(wspec.template.metadata.labels)
+        app = labels.pop("app", svc.name)
+        if app != svc.name:
+            warnings.append(f"{doc.where}: spec.template.metadata.labels.app: {app!r} differs from the name of "
+                            f"Service/{svc.name}: the sandbox labels these pods app={svc.name}")
+        version = labels.pop("version", DEFAULT_VERSION)
+        if version in versions:
+            problems.append(f"{doc.where}: spec.template.metadata.labels.version: {version!r} is also the version "
+                            f"of {versions[version].where} (each version of Service/{svc.name} is one workload)")
+            continue
+        versions[version] = WorkloadVersion(version, wspec.replicas, labels, doc.where)
+        pod = wspec.template.spec
+        account_of[doc.where] = pod.service_account_name or pod.service_account or "default"
+    if not versions:
+        return None
+    names = sorted(set(account_of.values()))
+    if len(names) > 1:
+        problems.append(f"{svc.where}: spec.selector: its pods run as different service accounts "
+                        f"({', '.join(names)}); the sandbox gives a service one identity")
+        return None
+    account = names[0]
+    if account != "default" and (svc.namespace, account) not in accounts:
+        warnings.append(f"{svc.where}: ServiceAccount {account!r} is not in the mesh directory (kubectl "
+                        "would start no pod until it exists; the sandbox uses its identity anyway)")
+    return Workload(svc.name, svc.namespace, port.port, account, svc.where, list(versions.values()))
+
+
+def check_overlay(workload: Workload, entry: schema.ServiceDef, where: str, problems: list[str]) -> None:
+    """The ``Mesh`` entry for a manifest-defined service may give only behaviour, for versions it has."""
+    given = entry.model_fields_set
+    for key, alias in (("port", "port"), ("service_account", "serviceAccount")):
+        if key in given:
+            problems.append(f"{where}.{alias}: set by {workload.where}; the Mesh overlay gives only "
+                            f"{_OVERLAY_FIELDS}")
+    if "namespace" in given and entry.namespace != workload.namespace:
+        problems.append(f"{where}.namespace: {entry.namespace!r}, but {workload.where} is in namespace "
+                        f"{workload.namespace!r}")
+    known = [v.name for v in workload.versions]
+    for j, version in enumerate(entry.versions):
+        if version.name not in known:
+            problems.append(f"{where}.versions[{j}].name: service {workload.name!r} has no version "
+                            f"{version.name!r} (its workloads' versions: {', '.join(known)})")
+        for key in ("replicas", "labels"):
+            if key in version.model_fields_set:
+                problems.append(f"{where}.versions[{j}].{key}: set by the Deployment or StatefulSet; the Mesh "
+                                f"overlay gives only {_OVERLAY_FIELDS}")
