@@ -48,6 +48,7 @@ from chaosmesh_qa.targets.local.tracing.collector import TraceCollector
 from chaosmesh_qa.targets.local.xds.server import AdsServer
 
 log = logging.getLogger("chaosmesh_qa.supervisor")
+ORPHAN_CHECK_S = 2.0
 PROMETHEUS_READY_TIMEOUT_S = 20.0
 # Seconds between a pod's death and its endpoint leaving callers' config: Kubernetes needs about
 # this long (kubelet -> endpoints controller -> istiod push); it is when retries and outlier
@@ -105,6 +106,7 @@ class Supervisor:
             log.exception("sandbox failed to start")
         self.paths.write_status(self.status())
         if self.state == "ready":
+            self._background(self._stop_when_orphaned())
             await self.shutdown_requested.wait()
         if self.kube_api is not None:
             await self.kube_api.close()
@@ -148,6 +150,15 @@ class Supervisor:
         await prometheus_started
         self.timings["prometheus_ready_s"] = round(time.time() - self.started_at, 3)
         self._background(self._note_scraping())
+
+    async def _stop_when_orphaned(self) -> None:
+        """Stop the mesh once its state directory is gone (deleted by hand, or a test's temporary
+        directory cleaned up): nobody could reach it with ``down`` any more, so it would run forever."""
+        while not self.shutdown_requested.is_set():
+            await asyncio.sleep(ORPHAN_CHECK_S)
+            if not self.paths.pid_file.exists():
+                log.error("state directory %s is gone: stopping the sandbox", self.paths.root)
+                self.shutdown_requested.set()
 
     async def _note_scraping(self) -> None:
         """Prometheus hands new targets to its scrapers on a 5 s tick: the mesh need not wait for it."""

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import socket
 import time
 from pathlib import Path
 from typing import Any
 
+from chaosmesh_qa.targets.local.supervisor import ORPHAN_CHECK_S
 from tests.conftest import Sandbox
 
 
@@ -83,3 +85,17 @@ def _bound_addresses(ports: set[int]) -> list[str]:
             octets = [str(int(address[i:i + 2], 16)) for i in (6, 4, 2, 0)]
             found.append(".".join(octets))
     return found
+
+
+def test_a_sandbox_whose_state_directory_is_deleted_stops_itself(tmp_path: Path) -> None:
+    """Nobody can `down` a sandbox once its state directory is gone (a test's temporary directory cleaned
+    up): it notices within ORPHAN_CHECK_S and stops every process instead of running forever."""
+    box = Sandbox(tmp_path / "state")
+    box.up()
+    pids = _pids(box.status())
+    shutil.rmtree(tmp_path / "state")
+    left = _wait_gone(pids, timeout_s=ORPHAN_CHECK_S + 8)
+    if left:
+        for pid in left:
+            os.kill(pid, signal.SIGKILL)
+    assert left == set(), "the orphaned sandbox kept running"
