@@ -133,4 +133,4 @@ def test_validate_prints_warnings_but_succeeds(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     assert result.stderr.splitlines() == [
         f"warning: {mesh / 'traffic.yaml'}: VirtualService/inventory: spec.http[0].corsPolicy: "
-        "unsupported field, ignored"]
+        "unsupported field, ignored: no CORS response headers are added"]

@@ -10,6 +10,7 @@ ever leaves ``load_mesh``.
 
 from __future__ import annotations
 
+import re
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -236,12 +237,26 @@ def _type_name(value: object) -> str:
     return {dict: "a mapping", list: "a list", type(None): "nothing"}.get(type(value), type(value).__name__)
 
 
+# What the sandbox does instead, for fields Istio reads that it does not: the warning says the consequence
+UNSUPPORTED_CONSEQUENCES = {
+    "spec.http[].match[].gateways": "the match applies wherever the VirtualService is bound (mesh and gateways)",
+    "spec.http[].match[].method": "the route matches requests of every method",
+    "spec.http[].match[].queryParams": "the route matches whatever the query string",
+    "spec.http[].match[].ignoreUriCase": "uri is matched case-sensitively",
+    "spec.http[].match[].port": "the route matches requests on every port",
+    "spec.http[].match[].withoutHeaders": "the route also matches requests that carry those headers",
+    "spec.http[].rewrite": "requests are forwarded with their original path and authority",
+    "spec.http[].headers": "no request or response header is added, set or removed",
+    "spec.http[].corsPolicy": "no CORS response headers are added",
+    "spec.exportTo": "the resource applies in every namespace",
+}
+
+
 def _warn_unsupported(where: str, model: BaseModel, prefix: str, warnings: list[str],
                       skip: tuple[str, ...] = ()) -> None:
-    warnings.extend(
-        f"{where}: {field}: unsupported field, ignored"
-        for field in schema.unsupported_fields(model, prefix, skip)
-    )
+    for path in schema.unsupported_fields(model, prefix, skip):
+        consequence = UNSUPPORTED_CONSEQUENCES.get(re.sub(r"\[\d+\]", "[]", path))
+        warnings.append(f"{where}: {path}: unsupported field, ignored" + (f": {consequence}" if consequence else ""))
 
 
 def _model_or_problem(

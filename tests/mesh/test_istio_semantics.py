@@ -298,6 +298,14 @@ CORPUS = [
          warning="every call to it fails, as in Istio"),
     Case("duplicate-virtual-service-name", SUBSETS + _vs(TO_V1) + _vs(TO_V1.replace("v1", "v2")),
          warning="keeps that later one and ignores this one"),
+    # fields Istio reads and the sandbox does not: the warning says what happens instead
+    Case("match-gateways-warns-its-consequence",
+         SUBSETS + _vs("  - match: [{gateways: [mesh], headers: {x: {exact: 'y'}}}]\n" + THEN_V2 + TO_V1),
+         warning="match[0].gateways: unsupported field, ignored: the match applies wherever the VirtualService "
+                 "is bound"),
+    Case("match-method-warns-its-consequence",
+         SUBSETS + _vs("  - match: [{method: {exact: POST}}]\n" + THEN_V2 + TO_V1),
+         warning="match[0].method: unsupported field, ignored: the route matches requests of every method"),
 ]
 
 
