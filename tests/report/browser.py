@@ -10,10 +10,12 @@ PNG screenshot.  Every wait is bounded; the browser is killed at the end whateve
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import os
 import select
 import shutil
+import signal
 import subprocess
 import tempfile
 import time
@@ -62,17 +64,32 @@ def visit(url: str, expression: str = "null", width: int = 1280) -> PageVisit:
              "--remote-debugging-pipe", f"--user-data-dir={profile}", f"--window-size={width},1000",
              "--proxy-server=127.0.0.1:9", "about:blank"],  # never a request to anywhere
             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-            preexec_fn=wire_pipes, pass_fds=(3, 4))  # kept open after wire_pipes
+            preexec_fn=wire_pipes, pass_fds=(3, 4),  # kept open after wire_pipes
+            start_new_session=True)  # its own process group: the renderer and helpers go with it
         os.close(to_browser_r)
         os.close(from_browser_w)
         try:
             _Session(to_browser_w, from_browser_r, result).run(url, expression, width)
         finally:
-            process.kill()
-            process.wait(timeout=10)
+            _kill_group(process)
             os.close(to_browser_w)
             os.close(from_browser_r)
     return result
+
+
+def _kill_group(process: subprocess.Popen[bytes]) -> None:
+    """SIGKILL the browser and every process of its group, and wait until none is left: a renderer still
+    writing into the profile directory made its removal fail ("Directory not empty")."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGKILL)
+    process.wait(timeout=10)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        try:
+            os.killpg(process.pid, 0)
+        except ProcessLookupError:
+            return
+        time.sleep(0.02)
 
 
 class _Session:

@@ -37,7 +37,8 @@ from tests.traffic.helpers import (
     wait_no_marked_processes,
 )
 
-RATE = 200
+# at 200 rps Locust, the demo apps and the traced Envoys need more than 2 cores: timings would measure saturation
+RATE = 120
 FAULT_S = 8
 
 
