@@ -86,6 +86,7 @@ def _median_s(url: str, count: int = 20) -> float:
     return statistics.median(times)
 
 
+@pytest.mark.slow  # the same data-plane effect through KubernetesTarget: tests/targets/kubernetes/test_faults.py
 def test_envoyfilter_abort_on_one_edge_matches_percent(kube_sandbox: KubeSandbox, k8s: client.ApiClient) -> None:
     custom = client.CustomObjectsApi(k8s)
     body = envoy_filter("abort-edge", "reviews", {"abort": {"http_status": 503, "percentage": {
@@ -111,6 +112,7 @@ def test_envoyfilter_abort_on_one_edge_matches_percent(kube_sandbox: KubeSandbox
     assert healed[-1]["healed"] == {"fault_id": applied["faultId"], "ended": "healed"}
 
 
+@pytest.mark.slow  # the same data-plane effect through KubernetesTarget: tests/targets/kubernetes/test_faults.py
 def test_envoyfilter_delay_on_one_service_adds_200ms(kube_sandbox: KubeSandbox, k8s: client.ApiClient) -> None:
     custom = client.CustomObjectsApi(k8s)
     url = kube_sandbox.ingress_url + "/"
