@@ -14,19 +14,17 @@ Exit codes, for every command:
 
 from __future__ import annotations
 
+import importlib
 import json
 import sys
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any, ClassVar, NoReturn
 
 import click
 
 from chaosmesh_qa import checks
 from chaosmesh_qa.errors import ChaosMeshQAError, TargetUnavailable, one_line
-from chaosmesh_qa.explain_command import explain_command
 from chaosmesh_qa.mesh import load_mesh
-from chaosmesh_qa.report.gameday import gameday as gameday_command
-from chaosmesh_qa.report.run import run as run_experiments
 from chaosmesh_qa.report.verdict import load_journal, summary
 from chaosmesh_qa.report.verdict import verdict as verdict_of
 from chaosmesh_qa.targets.local import sandbox
@@ -79,7 +77,31 @@ def _warn(warnings: list[str], notes: list[str] | None = None) -> None:
         click.echo(f"warning: {warning}", err=True)
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class LazyGroup(click.Group):
+    """Commands kept in their own modules are imported when used: `up` need not load the report
+    stack (numpy, Jinja2) or the Kubernetes client, and every sandbox start begins with this CLI."""
+
+    LAZY: ClassVar[dict[str, str]] = {
+        "run": "chaosmesh_qa.report.run:run",  # chaosmesh-qa run: chaosmesh_qa/report/run.py
+        "gameday": "chaosmesh_qa.report.gameday:gameday",  # chaosmesh_qa/report/gameday.py
+        "explain": "chaosmesh_qa.explain_command:explain_command",  # chaosmesh_qa/explain_command.py
+        "reap": "chaosmesh_qa.targets.kubernetes.commands:reap",  # the Kubernetes target's commands
+        "plan": "chaosmesh_qa.targets.kubernetes.commands:plan",
+    }
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted([*super().list_commands(ctx), *self.LAZY])
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        if name in self.LAZY:
+            module, attribute = self.LAZY[name].split(":")
+            command = getattr(importlib.import_module(module), attribute)
+            assert isinstance(command, click.Command)
+            return command
+        return super().get_command(ctx, name)
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
 def cli() -> None:
     """Chaos engineering for service meshes: an embedded Envoy mesh, faults and verdicts."""
 
@@ -211,16 +233,6 @@ def validate(mesh_dir: Path | None) -> None:
     model = loaded.model
     click.echo(f"mesh {model.name!r} is valid: {len(model.services)} services, "
                f"{sum(v.replicas for s in model.services.values() for v in s.versions)} pods")
-
-
-cli.add_command(run_experiments)  # chaosmesh-qa run: chaosmesh_qa/report/run.py
-cli.add_command(explain_command)  # chaosmesh-qa explain: chaosmesh_qa/explain_command.py
-cli.add_command(gameday_command)  # chaosmesh-qa gameday: chaosmesh_qa/report/gameday.py
-
-from chaosmesh_qa.targets.kubernetes.commands import plan, reap  # noqa: E402  (the Kubernetes target's commands)
-
-cli.add_command(reap)
-cli.add_command(plan)
 
 
 def main() -> None:
