@@ -17,6 +17,7 @@ import yaml
 from chaosmesh_qa import actions
 from chaosmesh_qa.errors import FaultRejected
 from chaosmesh_qa.targets import get_target
+from chaosmesh_qa.targets.kubernetes.reaper import stop_local_reapers
 from tests.conftest import CLI
 from tests.targets.kubernetes.conftest import KubeSandbox
 
@@ -59,6 +60,7 @@ def test_runner_role_is_exactly_what_a_run_uses(kube: KubeSandbox, monkeypatch: 
 
 def test_reaper_role_is_exactly_what_reap_uses(kube: KubeSandbox, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("CHAOSMESH_QA_LOCAL_REAPER", "0")  # only the `reap` command below reverts these
+    stop_local_reapers()  # nor a reaper an earlier test of this process started (it would race the `reap`)
     cfg = kube.configuration()
     actions.inject_latency("reviews", 100, 0.5, source="frontend", configuration=cfg)
     actions.partition("frontend", "reviews", 0.5, direction="to", mode="reject", count=1, configuration=cfg)
