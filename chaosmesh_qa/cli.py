@@ -24,9 +24,6 @@ import click
 
 from chaosmesh_qa import checks
 from chaosmesh_qa.errors import ChaosMeshQAError, TargetUnavailable, one_line
-from chaosmesh_qa.mesh import load_mesh
-from chaosmesh_qa.report.verdict import load_journal, summary
-from chaosmesh_qa.report.verdict import verdict as verdict_of
 from chaosmesh_qa.targets.local import sandbox
 from chaosmesh_qa.targets.local.kubeapi import parse_forbid
 from chaosmesh_qa.targets.local.state import STATE_DIR_ENV, default_state_dir
@@ -218,6 +215,9 @@ def heal(state_dir: Path | None, fault_id: str | None, heal_all: bool) -> None:
 @click.argument("journal", type=CheckedPath(path_type=Path), default=Path("journal.json"))
 def verdict(journal: Path) -> None:
     """Judge a `chaos run` journal: print a summary, exit 0 only when the experiment passed."""
+    from chaosmesh_qa.report.verdict import load_journal, summary  # here: pydantic only for this command
+    from chaosmesh_qa.report.verdict import verdict as verdict_of
+
     result = verdict_of(load_journal(journal), journal)
     for line in summary(result):
         click.echo(line)
@@ -228,6 +228,8 @@ def verdict(journal: Path) -> None:
 @MESH_DIR
 def validate(mesh_dir: Path | None) -> None:
     """Check a mesh definition without starting anything."""
+    from chaosmesh_qa.mesh import load_mesh  # here: every other command starts without the mesh schema
+
     loaded = load_mesh(mesh_dir or sandbox.default_mesh_dir())
     _warn(loaded.warnings, loaded.notes)
     model = loaded.model

@@ -27,9 +27,12 @@ import os
 import resource
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from chaosmesh_qa.errors import SandboxStartError
-from chaosmesh_qa.mesh.model import MeshModel
+
+if TYPE_CHECKING:
+    from chaosmesh_qa.mesh.model import MeshModel
 
 # Measured on the 20 x 3 tree (docs/envoy-notes.md §1); rounded up with headroom.
 SUPERVISOR_FDS_BASE = 96  # its sockets, Prometheus, the control API, Python itself

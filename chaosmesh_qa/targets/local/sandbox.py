@@ -16,16 +16,18 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 
 import chaosmesh_qa
 from chaosmesh_qa.errors import FaultRejected, InvalidArgument, SandboxStartError, TargetUnavailable
-from chaosmesh_qa.mesh import LoadedMesh, load_mesh
 from chaosmesh_qa.targets.local import preflight
 from chaosmesh_qa.targets.local.prometheus import find_prometheus
 from chaosmesh_qa.targets.local.state import SandboxPaths
+
+if TYPE_CHECKING:
+    from chaosmesh_qa.mesh import LoadedMesh
 
 START_TIMEOUT_S = 60.0
 STOP_TIMEOUT_S = 15.0
@@ -114,6 +116,8 @@ def up(mesh_dir: Path, state_dir: Path, timeout_s: float = START_TIMEOUT_S, max_
     Prometheus is up by then; ``wait_metrics`` also waits until it has scraped every Envoy
     (about 5 s after it started: its service discovery ticks every 5 s).
     """
+    from chaosmesh_qa.mesh import load_mesh  # here: `down`, `status` and the actions never need the schema
+
     loaded = load_mesh(mesh_dir)  # raises InvalidMeshConfig before anything starts
     find_prometheus()  # raises SandboxStartError naming the package / env var
     preflight.raise_open_files_limit()  # inherited by the supervisor, and by every Envoy and app from it

@@ -9,15 +9,16 @@ Killing a pod is the ``kill_pods`` fault: there is no way around the leases.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from chaosmesh_qa.errors import TargetUnavailable
-from chaosmesh_qa.mesh import load_mesh
-from chaosmesh_qa.mesh.model import MeshModel
 from chaosmesh_qa.targets.base import Direction, PartitionMode, Record
 from chaosmesh_qa.targets.local import verify
 from chaosmesh_qa.targets.local.sandbox import SandboxClient, default_mesh_dir, down, is_running, up, wait_for_metrics
 from chaosmesh_qa.targets.local.state import SandboxPaths
+
+if TYPE_CHECKING:
+    from chaosmesh_qa.mesh.model import MeshModel
 
 
 class LocalTarget:
@@ -97,6 +98,8 @@ class LocalTarget:
     # ---- verdicts (chaosmesh_qa.probes.routing / .mtls): chaosmesh_qa/targets/local/verify.py
 
     def declared_mesh(self) -> MeshModel:
+        from chaosmesh_qa.mesh import load_mesh  # only the mesh QA probes need the declared mesh
+
         return load_mesh(self.describe()["mesh_dir"]).model
 
     def check_plaintext_refused(self, service: str) -> list[Record]:
