@@ -169,8 +169,8 @@ def test_frontend_delay_raises_p99_by_its_value_during_the_window_only(
     # the p99 of each second moves by the delay ± 30 ms; over a whole phase one scheduling hiccup of this
     # shared 2-core box (other sandboxes, tests) can dominate a p99, so the median of the per-second p99s
     # is the robust reading of "p99 + 200 ms".  The tail only grows under load (a loaded rehearsal read +261 ms
-    # while its p50 moved by exactly the delay), so the upper bound leaves it 60 ms; the lower one stays tight
-    assert 170 <= per_second["during"] - per_second["before"] <= 260, (per_second, p99)
+    # while its p50 moved by exactly the delay), so the upper bound leaves it 70 ms; the lower one stays tight
+    assert 170 <= per_second["during"] - per_second["before"] <= 270, (per_second, p99)
     # the delay is gone after the heal: less than the 200 ms delay above `before` (a loaded machine's tail after
     # a fault stays above its quiet `before` for a while: a rehearsal read 106 ms before, 246 ms after)
     assert per_second["after"] < per_second["before"] + 150, per_second
