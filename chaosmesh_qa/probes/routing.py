@@ -87,8 +87,11 @@ def _result(service: str, span: str, test: ShareTest, tolerance: float, problems
     else:
         status = "pass"
     level = f"{test.confidence * 100:g}%"
-    shares = ", ".join(f"{s.version} {s.observed:.1%} [{s.low:.1%}, {s.high:.1%}] (expected {s.expected:.1%})"
-                       for s in test.shares)
+    recorded = {s.version: {"count": s.count, "observed": round(s.observed, 4), "expected": round(s.expected, 4),
+                            "low": round(s.low, 4), "high": round(s.high, 4)} for s in test.shares}
+    # the summary says the recorded (rounded) figures: 0.23345 is "23.4%" in both, never "23.3%" in one
+    shares = ", ".join(f"{version} {r['observed']:.1%} [{r['low']:.1%}, {r['high']:.1%}] (expected {r['expected']:.1%})"
+                       for version, r in recorded.items())
     scope = f" with {headers}" if headers else ""
     summary = (f"{status}: {service}{scope}: {shares or 'no version served a request'}; {test.requests} requests "
                f"in {span}, chi-square p={test.p_value:.3g} ({level} intervals, tolerance {tolerance:g})")
@@ -99,8 +102,7 @@ def _result(service: str, span: str, test: ShareTest, tolerance: float, problems
     return {
         "status": status, "summary": summary, "service": service, "window": span, "requests": test.requests,
         "min_requests": test.min_requests, "p_value": test.p_value, "confidence": test.confidence,
-        "shares": {s.version: {"count": s.count, "observed": round(s.observed, 4), "expected": round(s.expected, 4),
-                               "low": round(s.low, 4), "high": round(s.high, 4)} for s in test.shares},
+        "shares": recorded,
         "problems": list(problems),
     }
 

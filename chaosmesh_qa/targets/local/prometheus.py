@@ -6,7 +6,8 @@ Each target is an Envoy's read-only stats listener (``ScrapeTarget.port``, servi
 Envoys changes and then sends Prometheus SIGHUP (no lifecycle API: no other local user can make it
 reload or quit), so new pods are scraped at once
 instead of after the ~5 s service-discovery throttle that file_sd would add
-(docs/envoy-notes.md §7).
+(docs/envoy-notes.md §7).  Two jobs scrape each Envoy: ``envoy`` (only the stats that have
+counted, ``usedonly``) and ``envoy-inbound-requests`` (the inbound request counters, from 0).
 """
 
 from __future__ import annotations
@@ -46,17 +47,35 @@ def find_prometheus() -> str:
     return found
 
 
+# The inbound request counters, by response class: every request SLI and routing verdict counts
+# them.  Scraped apart, without ``usedonly``, so that each pod's series exists at 0 from its first
+# scrape: under ``usedonly`` a counter is born at its first request, and a window that opens
+# between that request and the counter's first scrape counted the requests before it (a routing
+# verdict read 42 % on a 36 % canary when traffic had started 1.2 s before its 5 s window).
+INBOUND_REQUESTS_JOB = "envoy-inbound-requests"
+INBOUND_REQUESTS_FILTER = r"^http\.inbound\.downstream_rq_[1-5]xx$"
+INBOUND_REQUESTS_METRIC = "envoy_http_downstream_rq_xx"
+
+
 def write_config(path: Path, targets: list[ScrapeTarget]) -> None:
+    static = [{"targets": [f"127.0.0.1:{t.port}"], "labels": t.labels} for t in targets]
     config = {
         "global": {"scrape_interval": "1s", "scrape_timeout": "1s", "evaluation_interval": "1s"},
         "rule_files": [str(path.parent / "rules" / "*.yml")],  # e.g. the Istio metric names (up --kube-api)
         "scrape_configs": [{
             "job_name": "envoy",
             "metrics_path": "/stats/prometheus",
-            "params": {"usedonly": [""]},
-            "static_configs": [
-                {"targets": [f"127.0.0.1:{t.port}"], "labels": t.labels} for t in targets
-            ],
+            "params": {"usedonly": [""]},  # thousands of never-used stats per Envoy stay out
+            "static_configs": static,
+            "metric_relabel_configs": [{  # the other job has these, from 0
+                "source_labels": ["__name__", "envoy_http_conn_manager_prefix"],
+                "regex": f"{INBOUND_REQUESTS_METRIC};inbound", "action": "drop",
+            }],
+        }, {
+            "job_name": INBOUND_REQUESTS_JOB,
+            "metrics_path": "/stats/prometheus",
+            "params": {"filter": [INBOUND_REQUESTS_FILTER]},
+            "static_configs": static,
         }],
     }
     tmp = path.with_name(f".{path.name}.tmp")

@@ -325,12 +325,12 @@ class Supervisor:
             self.prometheus.send_signal(signal.SIGHUP)
 
     async def _wait_scraped(self) -> None:
-        expected = len(self._scrape_targets())
+        expected = 2 * len(self._scrape_targets())  # both jobs (targets/local/prometheus.py) have scraped each
         url = f"http://127.0.0.1:{self.prometheus_port}/api/v1/query"
 
         async def all_up() -> bool:
             try:
-                async with self.http().get(url, params={"query": 'count(up{job="envoy"} == 1)'}) as response:
+                async with self.http().get(url, params={"query": "count(up == 1)"}) as response:
                     result = (await response.json())["data"]["result"]
                     return bool(result) and int(float(result[0]["value"][1])) >= expected
             except (aiohttp.ClientError, KeyError, ValueError):
