@@ -8,7 +8,8 @@ Declare it at the top level of an experiment::
 It runs after the experiment (and again at clean-up), including after an interrupted
 run; it is a second line of defence behind ``heal`` rollbacks, and the sandbox's lease
 expiry is the third (it holds even when the ``chaos`` process is SIGKILLed).  It also
-copies the recovery timelines measured by ``recovered_within`` during this run into the
+names the run's target in the journal (``chaosmesh_qa.target``: kind, context, API server, whether it is the
+Kubernetes API emulation), copies the recovery timelines measured by ``recovered_within`` during this run into the
 journal; before the experiment it resets per-run state (``chaosmesh_qa.controls.start_of_run``).
 """
 
@@ -45,6 +46,7 @@ def after_experiment_control(context: dict[str, Any], state: dict[str, Any],
     healed = _heal_run_faults(configuration or _configuration)
     _healed_after_experiment.append(True)
     extra = state.setdefault("chaosmesh_qa", {})
+    extra["target"] = _identity(configuration or _configuration)
     extra["healed_at_end"] = healed
     extra["recovery"] = list(RECOVERIES)
 
@@ -55,6 +57,15 @@ def cleanup_control() -> None:
             _heal_run_faults(_configuration)
     finally:
         end_of_run()
+
+
+def _identity(configuration: dict[str, Any]) -> dict[str, Any] | None:
+    """Which target, context and API server this run used (``MeshTarget.identity``), for the journal."""
+    try:
+        return get_target(configuration).identity()
+    except ChaosMeshQAError as exc:
+        log.warning("chaosmesh-qa safety: could not name the run's target: %s", exc)
+        return None
 
 
 def _heal_run_faults(configuration: dict[str, Any]) -> list[dict[str, Any]]:

@@ -77,6 +77,8 @@ def _experiment(report: ExperimentReport) -> dict[str, Any]:
 
     return {
         "name": report.name, "title": report.title, "outcome": report.outcome, "passed": report.passed,
+        "target": f"{(report.extra.get('target') or {}).get('kind', '')}: "
+                  f"{(report.extra.get('target') or {}).get('name', '')}" if report.extra.get("target") else "",
         "reasons": report.reasons, "summary": report.summary_lines(), "notes": report.notes,
         "directory": str(report.directory), "timeline": str(report.timeline_path()),
         "svg": Markup(timeline_svg(lines, faults, recoveries)),

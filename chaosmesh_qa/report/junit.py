@@ -57,7 +57,10 @@ def _suite(report: ExperimentReport) -> ET.Element:
     suite.set("hostname", str(journal.get("node") or socket.gethostname()))
     properties = ET.SubElement(suite, "properties")
     for name, value in (("title", report.title), ("outcome", report.outcome),
-                        ("chaos-status", journal.get("status")), ("directory", report.directory),
+                        ("chaos-status", journal.get("status")),
+                        *((f"target-{k}", v) for k, v in sorted((report.extra.get("target") or {}).items())
+                          if isinstance(v, str | bool)),
+                        ("directory", report.directory),
                         ("journal", report.directory / "journal.json"), ("timeline", report.timeline_path()),
                         *(("note", note) for note in report.notes)):
         if value not in (None, ""):

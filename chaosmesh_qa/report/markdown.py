@@ -28,8 +28,11 @@ def render_markdown(reports: list[ExperimentReport], gates: Sequence[Gate] = (),
     passed = sum(r.passed for r in reports)
     icon = "✅" if passed == len(reports) and reports else "❌"
     lines = _day(day) if day else []
-    lines += [f"### {icon} chaosmesh-qa: {passed} of {len(reports)} experiment(s) passed", "",
-             "| experiment | verdict | time to recover (budget) | why |", "|---|---|---|---|"]
+    lines += [f"### {icon} chaosmesh-qa: {passed} of {len(reports)} experiment(s) passed", ""]
+    targets = sorted({f"{t.get('kind')}: {t.get('name')}" for r in reports
+                      if isinstance(t := r.extra.get("target"), dict)})
+    lines += [f"Target: {_cell(', '.join(targets))}", ""] if targets else []
+    lines += ["| experiment | verdict | time to recover (budget) | why |", "|---|---|---|---|"]
     for report in reports:
         lines.append(f"| {_cell(report.name)} | {'✅' if report.passed else '❌'} {report.outcome} | "
                      f"{_cell(_recovery(report))} | {_cell(_why(report))} |")

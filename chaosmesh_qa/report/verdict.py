@@ -175,6 +175,8 @@ def summary(result: Verdict) -> list[str]:
              f"  chaos status: {journal.get('status')}, deviated: {journal.get('deviated')}, "
              f"duration: {journal.get('duration', 0):.1f} s"]
     lines += [f"  why: {reason}" for reason in result.reasons]
+    if isinstance(extra.get("target"), dict):
+        lines.append(f"  target: {extra['target'].get('kind')}: {extra['target'].get('name')}")
     for recovery in extra.get("recovery", []):
         lines.append(f"  time to recover ({recovery['measure']}): {recovery['time_to_recover_s']:.2f} s "
                      f"(budget {recovery['budget_s']:g} s, {'within' if recovery['within_budget'] else 'OVER'})")

@@ -44,6 +44,13 @@ class MeshTarget(Protocol):
         """``services`` (versions, subsets, callers, callees), ``ingress_service``, pods, URLs, active faults."""
         ...
 
+    def identity(self) -> dict[str, Any]:
+        """What a run was pointed at, for the journal and every report: ``kind``, ``name`` (one line a person
+        reads: the sandbox's state directory, or the kube context and API server) and ``emulation`` (True
+        when the "cluster" is the sandbox's Kubernetes API emulation, not a cluster).  Never raises for an
+        unreachable mesh: it says so in ``name`` instead."""
+        ...
+
     def kill_pods(self, service: str, count: int | None, percent: float | None, version: str | None,
                   restart_after_s: float, owner: str) -> Record: ...
 

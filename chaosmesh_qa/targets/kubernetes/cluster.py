@@ -10,7 +10,9 @@ field they do not expect (an API server newer, or older, than the client).
 
 from __future__ import annotations
 
+import email.utils
 import json
+import time
 from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 
@@ -24,6 +26,9 @@ from chaosmesh_qa.targets.kubernetes.settings import REQUEST_TIMEOUT_S
 
 T = TypeVar("T")
 MERGE_PATCH = "application/merge-patch+json"
+# The API server's ``Date`` header has a resolution of one second: a local clock within this of it is taken
+# as in step (the header cannot tell better), a clock further off is corrected by the measured offset.
+CLOCK_RESOLUTION_S = 1.5
 
 
 class NotFound(Exception):
@@ -41,10 +46,44 @@ class Cluster:
         self.custom: Any = client.CustomObjectsApi(api)
         self.dry_run = dry_run
         self.planned: list[dict[str, Any]] = []
+        self._clock_offset_s: float | None = None
 
     @property
     def host(self) -> str:
         return str(self.api.configuration.host)
+
+    # ------------------------------------------------------------------ the cluster's clock
+
+    def now(self) -> float:
+        """The API server's time (epoch s): what every lease's start, expiry and end are written in.
+
+        A runner's laptop and the in-cluster reaper may disagree by minutes; both measure the API server's
+        ``Date`` header once and write and judge expiry in its time, so a lease expires when its TTL says
+        whoever reaps it.
+        """
+        return time.time() + self.clock_offset_s()
+
+    def server_version(self) -> str:
+        """The API server's ``gitVersion`` (``/version``)."""
+        response = self._call("get", "version", None, lambda: client.VersionApi(self.api).get_code(**_T))
+        return str(self._dict(response).get("gitVersion") or "unknown")
+
+    def clock_offset_s(self) -> float:
+        """The API server's clock minus this machine's (0 within ``CLOCK_RESOLUTION_S``), measured once."""
+        if self._clock_offset_s is None:
+            before = time.time()
+            response = self._call("get", "version", None, lambda: client.VersionApi(self.api).get_code(**_T))
+            after = time.time()
+            date = response.headers.get("Date") if hasattr(response, "headers") else None
+            offset = 0.0
+            if date:
+                try:
+                    server = email.utils.parsedate_to_datetime(date).timestamp() + 0.5  # mid of its second
+                    offset = server - (before + after) / 2
+                except (TypeError, ValueError):
+                    offset = 0.0
+            self._clock_offset_s = round(offset, 3) if abs(offset) > CLOCK_RESOLUTION_S else 0.0
+        return self._clock_offset_s
 
     # ------------------------------------------------------------------ reads
 

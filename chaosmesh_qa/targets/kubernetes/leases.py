@@ -6,6 +6,10 @@ Ending a lease reverts its undo list (idempotent: a missing object counts as del
 restored) and then marks it ended with an update guarded by ``resourceVersion``, so two reapers, or a reaper
 and a heal, racing on one lease revert it harmlessly twice and record it once.  Ended leases stay as the
 run's fault history and are deleted (with a resourceVersion precondition) a day later.
+
+Every time here is the API server's (``Cluster.now``), so a runner and a reaper whose clocks disagree still
+agree on when a lease expires.  One lease that cannot be reverted (a 403, an object in a namespace the reaper
+may not touch) does not stop a pass: the others are reverted, and the pass reports it under ``failed``.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ import json
 import time
 from typing import Any
 
+from chaosmesh_qa.errors import ChaosMeshQAError
 from chaosmesh_qa.targets.kubernetes.cluster import Cluster, Conflict
 from chaosmesh_qa.targets.kubernetes.objects import (
     CONFIGMAP,
@@ -41,10 +46,12 @@ def update_record(cluster: Cluster, lease: dict[str, Any], record: dict[str, Any
     return cluster.replace_configmap(body)
 
 
-def record_of(lease: dict[str, Any]) -> dict[str, Any]:
+def record_of(lease: dict[str, Any], now: float | None = None) -> dict[str, Any]:
+    """The lease's fault record; ``now`` (the API server's time) gives an active one its ``remaining_s``."""
     record = dict(json.loads(lease.get("data", {}).get("record.json", "{}")))
     if "ended_at" not in record:
-        record["remaining_s"] = round(max(0.0, float(record.get("expires_at", 0)) - time.time()), 3)
+        now = time.time() if now is None else now
+        record["remaining_s"] = round(max(0.0, float(record.get("expires_at", 0)) - now), 3)
     return record
 
 
@@ -69,20 +76,30 @@ def list_leases(cluster: Cluster, namespaces: list[str], owner: str | None = Non
     return sorted(leases, key=lambda cm: float(record_of(cm).get("started_at", 0)))
 
 
+class RevertIncomplete(ChaosMeshQAError):
+    """Some steps of a lease's undo list failed; the others were done, and the lease stays active."""
+
+
 def revert(cluster: Cluster, undo: list[dict[str, Any]], fault_id: str) -> dict[str, Any]:
-    """Undo in reverse order; every step is idempotent."""
-    deleted, restored = [], []
+    """Undo in reverse order; every step is idempotent and is tried even when an earlier one failed."""
+    deleted, restored, failed = [], [], []
     for step in reversed(undo):
         kind = KINDS[step["kind"]]
-        if step["op"] == "delete":
-            if cluster.delete(kind, step["namespace"], step["name"]):
-                deleted.append(f"{kind.kind}/{step['name']}")
-        elif step["op"] == "restore-pod":
-            pod = cluster.get(POD, step["namespace"], step["name"])
-            patch = None if pod is None else restore_pod_patch(pod.get("metadata", {}), fault_id, step["original"])
-            if patch is not None:
-                cluster.patch_pod(step["namespace"], step["name"], patch)
-                restored.append(f"Pod/{step['name']}")
+        try:
+            if step["op"] == "delete":
+                if cluster.delete(kind, step["namespace"], step["name"]):
+                    deleted.append(f"{kind.kind}/{step['name']}")
+            elif step["op"] == "restore-pod":
+                pod = cluster.get(POD, step["namespace"], step["name"])
+                patch = None if pod is None else restore_pod_patch(pod.get("metadata", {}), fault_id,
+                                                                   step["original"])
+                if patch is not None:
+                    cluster.patch_pod(step["namespace"], step["name"], patch)
+                    restored.append(f"Pod/{step['name']}")
+        except ChaosMeshQAError as exc:
+            failed.append(f"{kind.kind}/{step['namespace']}/{step['name']}: {exc}")
+    if failed:
+        raise RevertIncomplete(f"{fault_id}: {len(failed)} change(s) not reverted: {'; '.join(failed)}")
     return {"deleted": deleted, "restored": restored}
 
 
@@ -96,7 +113,7 @@ def end_lease(cluster: Cluster, namespace: str, name: str, how: str) -> dict[str
         if is_ended(lease):
             return {**record, "ended": "already-ended"}
         reverted = revert(cluster, undo_of(lease), record["fault_id"])
-        ended_at = time.time()
+        ended_at = cluster.now()
         record = {**record, "ended": how, "ended_at": ended_at, "reverted": reverted}
         record.pop("remaining_s", None)
         metadata = lease["metadata"]
@@ -117,9 +134,13 @@ def discard(cluster: Cluster, lease: dict[str, Any]) -> None:
 
 def reap(cluster: Cluster, namespaces: list[str], owner: str | None = None, now: float | None = None,
          keep_history_s: float = HISTORY_KEEP_S) -> dict[str, Any]:
-    """End every expired lease, delete ended leases older than ``keep_history_s``; returns what it did."""
-    now = time.time() if now is None else now
-    expired, forgotten, active = [], [], 0
+    """End every expired lease, delete ended leases older than ``keep_history_s``; returns what it did.
+
+    ``failed`` lists the expired leases this pass could not end (each with its one-line reason): they stay
+    active, so the next pass tries them again.
+    """
+    now = cluster.now() if now is None else now
+    expired, forgotten, failed, active = [], [], [], 0
     for lease in list_leases(cluster, namespaces, owner):
         metadata = lease["metadata"]
         if is_ended(lease):
@@ -135,7 +156,11 @@ def reap(cluster: Cluster, namespaces: list[str], owner: str | None = None, now:
         if expires_at(lease) > now:
             active += 1
             continue
-        record = end_lease(cluster, metadata["namespace"], metadata["name"], "expired")
+        try:
+            record = end_lease(cluster, metadata["namespace"], metadata["name"], "expired")
+        except ChaosMeshQAError as exc:
+            failed.append({"lease": f"{metadata['namespace']}/{metadata['name']}", "error": str(exc)})
+            continue
         if record is not None and record.get("ended") == "expired":
             expired.append(record)
-    return {"expired": expired, "forgotten": forgotten, "active": active}
+    return {"expired": expired, "forgotten": forgotten, "failed": failed, "active": active}

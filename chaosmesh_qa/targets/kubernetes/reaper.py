@@ -6,6 +6,10 @@ opens a lease: it starts ``chaosmesh-qa reap --watch`` for this run's owner in i
 SIGKILL of ``chaos run`` or of its process group does not reach it), which keeps reaping this owner's
 leases every ``LOCAL_INTERVAL_S`` (at niceness ``LOCAL_NICENESS``) and exits once the run's process is gone
 and none of its leases is active.
+
+A pass that could not revert an expired lease goes on with the others; ``reap_loop`` then raises
+``ReapIncomplete`` (the command exits non-zero, so a CronJob whose reaper is forbidden something shows it)
+when the last pass still had such a lease.
 """
 
 from __future__ import annotations
@@ -32,30 +36,42 @@ UNREACHABLE_GIVE_UP_S = 600.0  # a local reaper whose run is gone stops trying a
 _local: dict[tuple[str | None, str | None, str], subprocess.Popen[bytes]] = {}
 
 
+class ReapIncomplete(ChaosMeshQAError):
+    """Expired leases that could not be reverted (each named with its reason); the others were."""
+
+
 def reap_loop(cluster: Cluster, namespaces: list[str], watch: bool, interval_s: float, until: float | None,
               owner: str | None = None, while_pid: int | None = None,
               report: Callable[[dict[str, Any]], None] = lambda _: None,
               keep_history_s: float = leases.HISTORY_KEEP_S) -> int:
     """Reap once, or (``watch``) every ``interval_s`` until ``until`` (epoch s) or, with ``while_pid``,
-    until that process is gone and no lease is active.  Returns how many leases it ended."""
+    until that process is gone and no lease is active.  Returns how many leases it ended; raises
+    ``ReapIncomplete`` when the last pass left expired leases it could not revert."""
     ended, failing_since = 0, None
+    problems: list[str] = []  # what the last pass could not do: leases it could not revert, or the pass itself
     while True:
         try:
             result = leases.reap(cluster, namespaces, owner, keep_history_s=keep_history_s)
-            failing_since = None
             ended += len(result["expired"])
+            problems = [f"{f['lease']}: {f['error']}" for f in result["failed"]]
             report(result)
-            if while_pid is not None and result["active"] == 0 and not _alive(while_pid):
+            for problem in problems:
+                log.warning("reap: %s", problem)
+            finished = while_pid is not None and result["active"] == 0 and not _alive(while_pid)
+            if finished and not problems:
                 return ended
         except ChaosMeshQAError as exc:
             if not watch:
                 raise
-            failing_since = failing_since or time.monotonic()
+            problems = [str(exc)]
             log.warning("reap: %s", exc)
-            if while_pid is not None and not _alive(while_pid) \
-                    and time.monotonic() - failing_since > UNREACHABLE_GIVE_UP_S:
-                return ended
-        if not watch or (until is not None and time.time() + interval_s > until):
+            finished = while_pid is not None and not _alive(while_pid)
+        failing_since = (failing_since or time.monotonic()) if problems else None
+        gave_up = finished and failing_since is not None and time.monotonic() - failing_since > UNREACHABLE_GIVE_UP_S
+        if gave_up or not watch or (until is not None and time.time() + interval_s > until):
+            if problems:
+                raise ReapIncomplete(f"reap: the last pass left {len(problems)} problem(s) ({ended} lease(s) "
+                                     f"reverted in all): " + "; ".join(problems))
             return ended
         time.sleep(interval_s)
 

@@ -91,6 +91,15 @@ class KubeSettings:
         context = self._context()
         return str(context.get("context", {}).get("namespace") or "default")
 
+    def current_context_name(self) -> str | None:
+        """The kubeconfig's context in use (None in cluster, or when the kubeconfig cannot be read)."""
+        if self.kubeconfig is None:
+            return None
+        try:
+            return str(self._context().get("name") or "") or None
+        except InvalidArgument:
+            return None
+
     def _context(self) -> dict[str, Any]:
         try:
             contexts, current = config.list_kube_config_contexts(config_file=self.kubeconfig)

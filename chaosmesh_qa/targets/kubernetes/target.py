@@ -75,6 +75,23 @@ class KubernetesTarget:
     def release(self) -> None:
         return None
 
+    def identity(self) -> dict[str, Any]:
+        """The kube context, the API server and its version; ``emulation`` when the server says it is
+        chaosmesh-qa's Kubernetes API emulation (its ``/version`` carries ``chaosmesh-qa-emulation``)."""
+        context = self.settings.context or self.settings.current_context_name()
+        found: dict[str, Any] = {"kind": self.kind, "context": context, "api_server": None,
+                                 "server_version": None, "emulation": False,
+                                 "namespaces": list(self.settings.namespaces)}
+        try:
+            found["api_server"] = self.cluster.host
+            found["server_version"] = self.cluster.server_version()
+        except ChaosMeshQAError as exc:
+            found["unreachable"] = str(exc)
+        found["emulation"] = "chaosmesh-qa-emulation" in str(found["server_version"] or "")
+        what = "Kubernetes API emulation of chaosmesh-qa" if found["emulation"] else "cluster"
+        found["name"] = f"{what} {found['api_server'] or '(unreachable)'} (context {context or 'in-cluster'})"
+        return found
+
     def prometheus_url(self) -> str:
         if not self.settings.prometheus_url:
             raise TargetUnavailable("configuration.chaosmesh_qa_prometheus_url: not set (a Prometheus that scrapes "
@@ -142,9 +159,15 @@ class KubernetesTarget:
         some = any(v is not None for v in (count, percent, version))
         if some and direction != "to":
             raise FaultRejected("direction: choosing some of b's pods (count/percent/version) needs direction='to'")
+        homes = sorted({side[callee_key].namespace for _, callee_key, _ in wanted})
+        if len(homes) > 1:
+            raise FaultRejected(f"partition: {a!r} ({side['a'].namespace}) and {b!r} ({side['b'].namespace}) are in "
+                                "different namespaces: direction 'both' needs a policy in each, while a fault's lease "
+                                "(and the in-cluster reaper that reverts it) lives in one; run one partition per "
+                                "direction ('to' and 'from')")
         self._conflict("partition", lambda t: {t.get("a"), t.get("b")} == {a, b} and (
             direction == "both" or t.get("direction") in ("both", direction)))
-        fault_id, expires_at = self._new_id("partition"), time.time() + self._ttl(duration_s)
+        fault_id, expires_at = self._new_id("partition"), self.cluster.now() + self._ttl(duration_s)
         marked = found.pick(side["b"], count, percent if count is not None or percent is not None else 100.0,
                             version, "b") if some else []
         label = {objects.partition_label(fault_id): "true"}
@@ -161,7 +184,7 @@ class KubernetesTarget:
         edges = [[side[c].name, side[e].name] for c, e, _ in wanted]
         return self._transaction("partition", {"a": a, "b": b, "direction": direction},
                                  {"a": a, "b": b, "direction": direction, "mode": mode, "count": count,
-                                  "percent": percent, "version": version}, owner, duration_s, side["b"].namespace,
+                                  "percent": percent, "version": version}, owner, duration_s, homes[0],
                                  changes, lambda: {"edges": edges, "mode": mode, "pods": [
                                      p["metadata"]["name"] for p in marked] if some else "all"},
                                  fault_id=fault_id, expires_at=expires_at)
@@ -191,22 +214,34 @@ class KubernetesTarget:
         return configured
 
     def heal(self, fault_id: str | None, owner: str | None) -> list[Record]:
-        healed = []
+        """End the matching active leases; one that cannot be reverted does not stop the others (it stays
+        active, for the reaper to retry) and is named in the one-line error raised after them."""
+        healed, failed = [], []
         for lease in leases.list_leases(self.cluster, self.settings.namespaces, owner):
             metadata = lease["metadata"]
             if leases.is_ended(lease) or (fault_id is not None and leases.record_of(lease)["fault_id"] != fault_id):
                 continue
-            record = leases.end_lease(self.cluster, metadata["namespace"], metadata["name"], "healed")
+            try:
+                record = leases.end_lease(self.cluster, metadata["namespace"], metadata["name"], "healed")
+            except ChaosMeshQAError as exc:
+                failed.append(str(exc))
+                continue
             if record is not None:
                 healed.append(record)
+        if failed:
+            raise FaultRejected(f"heal: {len(failed)} fault(s) not reverted ({len(healed)} were; the reaper retries "
+                                f"at expiry): {'; '.join(failed)}")
         return healed
 
     def active_faults(self) -> list[Record]:
-        return [leases.record_of(lease) for lease in leases.list_leases(self.cluster, self.settings.namespaces)
+        now = self.cluster.now()
+        return [leases.record_of(lease, now) for lease in leases.list_leases(self.cluster, self.settings.namespaces)
                 if not leases.is_ended(lease)]
 
     def fault_history(self, owner: str | None) -> list[Record]:
-        return [leases.record_of(lease) for lease in leases.list_leases(self.cluster, self.settings.namespaces, owner)]
+        now = self.cluster.now()
+        return [leases.record_of(lease, now)
+                for lease in leases.list_leases(self.cluster, self.settings.namespaces, owner)]
 
     # ------------------------------------------------------------------ faults: building blocks
 
@@ -218,7 +253,7 @@ class KubernetesTarget:
         principals = found.principals(found.service(source, "source"), "source") if source is not None else [None]
         self._conflict(kind, lambda t: t.get("service") == service and (
             source is None or t.get("source") in (None, source)))
-        fault_id, expires_at = self._new_id(kind), time.time() + self._ttl(duration_s)
+        fault_id, expires_at = self._new_id(kind), self.cluster.now() + self._ttl(duration_s)
         changes = []
         for index, principal in enumerate(principals):
             body = objects.envoy_filter(fault_id, expires_at, callee.namespace, callee.app, fault,
@@ -263,7 +298,7 @@ class KubernetesTarget:
     def _transaction(self, kind: str, target: dict[str, Any], parameters: dict[str, Any], owner: str,
                      duration_s: float, namespace: str, changes: list[_Change], summary: Callable[[], dict[str, Any]],
                      fault_id: str | None = None, expires_at: float | None = None) -> Record:
-        now = time.time()
+        now = self.cluster.now()
         fault_id = fault_id or self._new_id(kind)
         record: Record = {"fault_id": fault_id, "kind": kind, "owner": owner, "target": target,
                           "parameters": parameters, "started_at": now,
@@ -290,7 +325,7 @@ class KubernetesTarget:
                 raise
             raise FaultRejected(f"{kind}: {type(exc).__name__}: {' '.join(str(exc).split())[:300]} "
                                 "(rolled back)") from None
-        record["remaining_s"] = round(max(0.0, record["expires_at"] - time.time()), 3)
+        record["remaining_s"] = round(max(0.0, record["expires_at"] - self.cluster.now()), 3)
         if self.cluster.dry_run:
             record["dry_run"] = True
             record["planned"] = list(self.cluster.planned)

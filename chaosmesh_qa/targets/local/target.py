@@ -39,6 +39,10 @@ class LocalTarget:
         with self._client() as client:
             return client.status()
 
+    def identity(self) -> dict[str, Any]:
+        return {"kind": self.kind, "name": f"embedded mesh ({self.state_dir})", "state_dir": str(self.state_dir),
+                "emulation": False}
+
     def provision(self, mesh: str | None) -> bool:
         if is_running(SandboxPaths(self.state_dir)):
             return False
