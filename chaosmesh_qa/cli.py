@@ -23,9 +23,9 @@ from typing import Any, ClassVar, NoReturn
 import click
 
 from chaosmesh_qa import checks
+from chaosmesh_qa.emulation.kubeapi import parse_forbid, supervisor_entry
 from chaosmesh_qa.errors import ChaosMeshQAError, TargetUnavailable, one_line
 from chaosmesh_qa.targets.local import sandbox
-from chaosmesh_qa.targets.local.kubeapi import parse_forbid
 from chaosmesh_qa.targets.local.state import STATE_DIR_ENV, default_state_dir
 from chaosmesh_qa.targets.local.target import LocalTarget
 
@@ -130,8 +130,9 @@ def up(mesh_dir: Path | None, state_dir: Path | None, timeout: float, max_fault_
     """Start the sandbox in the background; return when every pod and the ingress serve and Prometheus is up."""
     if kube_api_forbid and not kube_api:
         raise click.BadParameter("needs --kube-api", param_hint="'--kube-api-forbid'")
+    entry = supervisor_entry(kube_api_forbid) if kube_api else sandbox.SUPERVISOR_ENTRY  # the emulation: wired here
     status, loaded = sandbox.up(mesh_dir or sandbox.default_mesh_dir(), state_dir or default_state_dir(), timeout,
-                                max_fault_ttl, endpoint_delay, wait_metrics, kube_api_forbid if kube_api else None)
+                                max_fault_ttl, endpoint_delay, wait_metrics, entry)
     _warn(loaded.warnings, loaded.notes)
     click.echo(f"sandbox {status['mesh']!r} ready in {status['startup_s']:.2f} s: "
                f"{len(status['pods'])} pods")

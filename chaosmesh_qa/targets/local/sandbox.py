@@ -15,6 +15,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -32,6 +33,7 @@ if TYPE_CHECKING:
 START_TIMEOUT_S = 60.0
 STOP_TIMEOUT_S = 15.0
 POLL_S = 0.02
+SUPERVISOR_ENTRY = ("-m", "chaosmesh_qa.targets.local.supervisor")  # how `up` starts the supervisor by default
 
 
 def default_mesh_dir() -> Path:
@@ -110,11 +112,14 @@ def _error_of(response: httpx.Response) -> str:
 
 def up(mesh_dir: Path, state_dir: Path, timeout_s: float = START_TIMEOUT_S, max_fault_ttl_s: float | None = None,
        endpoint_delay_s: float | None = None, wait_metrics: bool = False,
-       kube_api_forbid: tuple[str, ...] | None = None) -> tuple[dict[str, Any], LoadedMesh]:
+       entry: Sequence[str] = SUPERVISOR_ENTRY) -> tuple[dict[str, Any], LoadedMesh]:
     """Start a sandbox for ``mesh_dir`` in ``state_dir``; return its status once the mesh serves.
 
     Prometheus is up by then; ``wait_metrics`` also waits until it has scraped every Envoy
-    (about 5 s after it started: its service discovery ticks every 5 s).
+    (about 5 s after it started: its service discovery ticks every 5 s).  ``entry``: the supervisor
+    process's arguments after ``python``, before the supervisor's own options: the plain supervisor, or
+    an entry point above the targets that adds extensions to it (``up --kube-api`` passes the Kubernetes
+    API emulation's, ``chaosmesh_qa.emulation.kubeapi.supervisor_entry``).
     """
     from chaosmesh_qa.mesh import load_mesh  # here: `down`, `status` and the actions never need the schema
 
@@ -131,12 +136,10 @@ def up(mesh_dir: Path, state_dir: Path, timeout_s: float = START_TIMEOUT_S, max_
     started = time.monotonic()
     with open(paths.logs / "supervisor.log", "ab") as log:
         process = subprocess.Popen(
-            [sys.executable, "-m", "chaosmesh_qa.targets.local.supervisor",
+            [sys.executable, *entry,
              "--state-dir", str(state_dir), "--mesh", str(mesh_dir.absolute()),
              *(["--max-fault-ttl", str(max_fault_ttl_s)] if max_fault_ttl_s else []),
-             *(["--endpoint-delay", str(endpoint_delay_s)] if endpoint_delay_s is not None else []),
-             *(["--kube-api"] if kube_api_forbid is not None else []),
-             *(f"--kube-api-forbid={rule}" for rule in kube_api_forbid or ())],
+             *(["--endpoint-delay", str(endpoint_delay_s)] if endpoint_delay_s is not None else [])],
             stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True,
         )
     paths.pid_file.write_text(str(process.pid))

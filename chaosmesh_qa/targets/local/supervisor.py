@@ -8,6 +8,10 @@ caller's endpoints true to the pods that are running and ready,
 replaces killed pods, and serves a control API (HTTP over the Unix socket
 ``<state>/control.sock``) that the CLI, the target and the fault actions use.  Its
 children die with it (``processes``).
+
+Extensions (``SupervisorExtension``) serve more next to the mesh.  The supervisor knows none by name:
+an entry point above the targets constructs it with their factories and calls ``main`` (the Kubernetes
+API emulation's is ``python -m chaosmesh_qa.emulation.kubeapi``, which ``up --kube-api`` starts).
 """
 
 from __future__ import annotations
@@ -20,8 +24,9 @@ import os
 import secrets
 import signal
 import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import aiohttp
 from aiohttp import web
@@ -37,8 +42,6 @@ from chaosmesh_qa.targets.local.envoy.clusters import Endpoint
 from chaosmesh_qa.targets.local.envoy.common import INGRESS
 from chaosmesh_qa.targets.local.faults import DEFAULT_MAX_TTL_S, FaultManager
 from chaosmesh_qa.targets.local.forkserver import ForkServer
-from chaosmesh_qa.targets.local.kubeapi import istio_metrics
-from chaosmesh_qa.targets.local.kubeapi.server import KubeApi
 from chaosmesh_qa.targets.local.leases import TEST_HOOKS_ENV, Redirect
 from chaosmesh_qa.targets.local.pki import MeshPKI
 from chaosmesh_qa.targets.local.pods import READY_TIMEOUT_S, SERVING_STATES, Pod, app_command
@@ -57,13 +60,35 @@ DEFAULT_ENDPOINT_DELAY_S = 1.0
 START_CONCURRENCY_PER_CPU = 6  # pods starting at once, per CPU (each is an Envoy and a Python app)
 
 
+class SupervisorExtension(Protocol):
+    """Something more a supervisor serves next to the mesh, in its process (e.g. the Kubernetes API emulation)."""
+
+    def write_prometheus_rules(self, directory: Path) -> None:
+        """Write any recording-rule files Prometheus should load into ``directory``: the mesh model is
+        loaded, Prometheus not yet started."""
+        ...
+
+    async def start(self) -> None:
+        """Start serving: the mesh is ready (the sandbox reports ``ready`` only after this returns)."""
+        ...
+
+    async def close(self) -> None:
+        """Stop, before the mesh stops."""
+        ...
+
+    def status(self) -> dict[str, Any]:
+        """Keys merged into the sandbox's status once started."""
+        ...
+
+
+ExtensionFactory = Callable[["Supervisor"], SupervisorExtension]
+
+
 class Supervisor:
     def __init__(self, paths: SandboxPaths, mesh_dir: Path, max_fault_ttl_s: float = DEFAULT_MAX_TTL_S,
                  endpoint_delay_s: float = DEFAULT_ENDPOINT_DELAY_S,
-                 kube_api_forbid: tuple[str, ...] | None = None) -> None:
+                 extensions: Sequence[ExtensionFactory] = ()) -> None:
         self.paths = paths
-        self.kube_api_forbid = kube_api_forbid  # None: no Kubernetes API emulation (up --kube-api)
-        self.kube_api: KubeApi | None = None
         self.mesh_dir = mesh_dir
         self.model: MeshModel | None = None
         self.control_plane: ControlPlane | None = None
@@ -88,6 +113,20 @@ class Supervisor:
         self._departing: dict[str, PodSpec] = {}  # dead pods callers still route to (propagation delay)
         self._session: aiohttp.ClientSession | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
+        self.extensions = [make(self) for make in extensions]  # last: each may read the above
+        self._started: list[SupervisorExtension] = []
+
+    @property
+    def state_dir(self) -> Path:
+        return self.paths.root
+
+    @property
+    def pki(self) -> MeshPKI:
+        assert self.control_plane is not None
+        return self.control_plane.pki
+
+    def allocate_port(self) -> int:
+        return self.ports.allocate()
 
     # ------------------------------------------------------------------ main
 
@@ -96,9 +135,9 @@ class Supervisor:
         self._session = aiohttp.ClientSession()
         try:
             await self._start_mesh()
-            if self.kube_api_forbid is not None:
-                self.kube_api = KubeApi(self, self.kube_api_forbid)
-                await self.kube_api.start()
+            for extension in self.extensions:
+                self._started.append(extension)  # closed even if its start fails part-way
+                await extension.start()
             self.state, self.ready_at = "ready", time.time()
             log.warning("sandbox ready in %.2f s", self.ready_at - self.started_at)
         except Exception as exc:
@@ -108,8 +147,8 @@ class Supervisor:
         if self.state == "ready":
             self._background(self._stop_when_orphaned())
             await self.shutdown_requested.wait()
-        if self.kube_api is not None:
-            await self.kube_api.close()
+        for extension in reversed(self._started):
+            await extension.close()
         await self._stop_mesh()
         await self._session.close()
         await runner.cleanup()
@@ -302,9 +341,8 @@ class Supervisor:
         binary = prometheus.find_prometheus()
         self.prometheus_port = self.ports.allocate()
         self.paths.prometheus.mkdir(parents=True, exist_ok=True)
-        if self.kube_api_forbid is not None:
-            assert self.model is not None
-            istio_metrics.write_rules(self.model, self.paths.prometheus / "rules" / "istio.yml")
+        for extension in self.extensions:
+            extension.write_prometheus_rules(self.paths.prometheus / "rules")
         prometheus.write_config(self.paths.prometheus_config, [_scrape_target(s) for s in specs])
         self.prometheus = await processes.spawn(
             prometheus.command(binary, self.paths.prometheus_config, self.paths.prometheus / "data",
@@ -358,7 +396,7 @@ class Supervisor:
             "ingress": self.ingress.describe() if self.ingress else None,
             "faults": self.faults.active(),
             "xds": self.xds.describe() if self.xds else None,
-            **(self.kube_api.status() if self.kube_api else {}),
+            **{k: v for extension in self._started for k, v in extension.status().items()},
         }
 
     def _describe_services(self) -> dict[str, Any]:
@@ -436,20 +474,18 @@ def _scrape_target(spec: PodSpec) -> prometheus.ScrapeTarget:
         "role": "gateway" if spec.service == INGRESS else "sidecar"})
 
 
-def main() -> None:
+def main(extensions: Sequence[ExtensionFactory] = (), argv: Sequence[str] | None = None) -> None:
+    """The supervisor process (``python -m``); an entry point above the targets may add ``extensions``."""
     parser = argparse.ArgumentParser(description="chaosmesh-qa sandbox supervisor (started by `chaosmesh-qa up`)")
     parser.add_argument("--state-dir", required=True, type=Path)
     parser.add_argument("--mesh", required=True, type=Path)
     parser.add_argument("--max-fault-ttl", type=float, default=DEFAULT_MAX_TTL_S)
     parser.add_argument("--endpoint-delay", type=float, default=DEFAULT_ENDPOINT_DELAY_S)
-    parser.add_argument("--kube-api", action="store_true", help="also serve the Kubernetes API emulation")
-    parser.add_argument("--kube-api-forbid", action="append", default=[], help="VERB:RESOURCE answered 403")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     paths = SandboxPaths(args.state_dir)
     preflight.raise_open_files_limit()  # `up` judged the limits after raising its own; started otherwise, do it here
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-    supervisor = Supervisor(paths, args.mesh, args.max_fault_ttl, args.endpoint_delay,
-                            tuple(args.kube_api_forbid) if args.kube_api else None)
+    supervisor = Supervisor(paths, args.mesh, args.max_fault_ttl, args.endpoint_delay, extensions)
 
     async def serve() -> None:
         loop = asyncio.get_running_loop()

@@ -5,11 +5,13 @@ from __future__ import annotations
 import math
 from typing import Any
 
+# the ingress gateway as a caller / node cluster, and its identity: the mesh's names, re-exported
+from chaosmesh_qa.mesh.callers import INGRESS as INGRESS
+from chaosmesh_qa.mesh.callers import INGRESS_SPIFFE as INGRESS_SPIFFE
+
 TYPE = "@type"
 API = "type.googleapis.com/envoy"
 CALLER_HEADER = "x-envoy-downstream-service-cluster"
-INGRESS = "ingress"  # the ingress gateway's name as a caller / node cluster
-INGRESS_SPIFFE = "spiffe://cluster.local/ns/istio-system/sa/istio-ingressgateway-service-account"
 
 JSON = dict[str, Any]
 MAX_DURATION_S = 9_223_372_035.999  # measured: Envoy takes 9223372035.999999999s, not 9223372036s

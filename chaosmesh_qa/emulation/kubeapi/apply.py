@@ -23,17 +23,17 @@ import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from chaosmesh_qa.emulation.kubeapi.resources import Resource
+from chaosmesh_qa.emulation.kubeapi.selectors import SelectorError, match_labels
+from chaosmesh_qa.emulation.kubeapi.status import invalid, status_body
+from chaosmesh_qa.emulation.kubeapi.store import ObjectStore
 from chaosmesh_qa.errors import FaultRejected
-from chaosmesh_qa.targets.local.envoy.common import INGRESS, INGRESS_SPIFFE
-from chaosmesh_qa.targets.local.kubeapi.resources import Resource
-from chaosmesh_qa.targets.local.kubeapi.selectors import SelectorError, match_labels
-from chaosmesh_qa.targets.local.kubeapi.status import invalid, status_body
-from chaosmesh_qa.targets.local.kubeapi.store import ObjectStore
+from chaosmesh_qa.mesh.callers import INGRESS, INGRESS_SPIFFE
 from chaosmesh_qa.targets.local.pods import SERVING_STATES
 
 if TYPE_CHECKING:
-    from chaosmesh_qa.targets.local.kubeapi.workloads import Workloads
-    from chaosmesh_qa.targets.local.supervisor import Supervisor
+    from chaosmesh_qa.emulation.kubeapi.sandbox import Sandbox
+    from chaosmesh_qa.emulation.kubeapi.workloads import Workloads
 
 MANAGED_BY = "app.kubernetes.io/managed-by"
 FAULT_ID = "chaosmesh-qa.io/fault-id"
@@ -54,8 +54,8 @@ class Applied:
 
 
 class Applier:
-    def __init__(self, supervisor: Supervisor, workloads: Workloads) -> None:
-        self.supervisor = supervisor
+    def __init__(self, sandbox: Sandbox, workloads: Workloads) -> None:
+        self.sandbox = sandbox
         self.workloads = workloads
         self.applied: dict[tuple[str, str, str], Applied] = {}
         self.warnings: list[str] = []
@@ -83,7 +83,7 @@ class Applier:
         if kind is not None:
             owner = f"kube-api:{labels.get(FAULT_ID) or name}"
             try:
-                record = await self.supervisor.faults.inject(kind, parameters, owner, ttl_s)
+                record = await self.sandbox.faults.inject(kind, parameters, owner, ttl_s)
             except FaultRejected as exc:
                 store.delete(resource, namespace, name)
                 raise invalid(resource.kind, name, f"the sandbox cannot apply it: {exc}") from None
@@ -100,7 +100,7 @@ class Applier:
         obj = store.delete(resource, namespace, name, preconditions)
         applied = self.applied.pop((resource.name, namespace, name), None)
         if applied is not None and applied.fault_id is not None:
-            healed = await self.supervisor.faults.heal(applied.fault_id)
+            healed = await self.sandbox.faults.heal(applied.fault_id)
             entry["healed"] = {"fault_id": applied.fault_id,
                                "ended": healed[0]["ended"] if healed else "already-ended"}
         if resource.name == "configmaps":
@@ -115,7 +115,7 @@ class Applier:
             return obj
         info: dict[str, Any] = {"applied": applied.fault_id is not None, "note": applied.note}
         if applied.fault_id is not None:
-            record = next((r for r in self.supervisor.faults.history() if r["fault_id"] == applied.fault_id), None)
+            record = next((r for r in self.sandbox.faults.history() if r["fault_id"] == applied.fault_id), None)
             info.update(faultId=applied.fault_id, state=(record or {}).get("ended") or "active",
                         expiresAt=(record or {}).get("expires_at"))
         return {**obj, "status": {**(obj.get("status") or {}), "chaosmeshQaEmulation": info}}
@@ -134,7 +134,7 @@ class Applier:
         except ValueError:
             raise invalid(resource.kind, name, f"metadata.annotations[{EXPIRES_AT}]: {raw!r} is not epoch "
                                                f"seconds (a managed object needs its expiry)") from None
-        max_ttl = self.supervisor.faults.max_ttl_s
+        max_ttl = self.sandbox.faults.max_ttl_s
         if not 0 < ttl <= max_ttl:
             raise invalid(resource.kind, name, f"metadata.annotations[{EXPIRES_AT}]: expires in {ttl:.1f} s, "
                                                f"outside (0, {max_ttl:g}] (the sandbox's max TTL)")
@@ -150,7 +150,7 @@ class Applier:
         return planners[resource.name](namespace, name, spec)
 
     def _service(self, kind: str, name: str, namespace: str, app: Any, where: str) -> str:
-        model = self.supervisor.model
+        model = self.sandbox.model
         assert model is not None
         svc = model.services.get(str(app))
         if svc is None or svc.namespace != namespace:
@@ -158,7 +158,7 @@ class Applier:
         return svc.name
 
     def _principal_service(self, kind: str, name: str, principal: str, where: str) -> str:
-        model = self.supervisor.model
+        model = self.sandbox.model
         assert model is not None
         spiffe = principal if principal.startswith("spiffe://") else f"spiffe://{principal}"
         if spiffe == INGRESS_SPIFFE:
@@ -170,7 +170,7 @@ class Applier:
         return found[0]
 
     def _app_service(self, kind: str, name: str, app: str, where: str) -> str:
-        model = self.supervisor.model
+        model = self.sandbox.model
         assert model is not None
         if app == "istio-ingressgateway":
             return INGRESS
@@ -282,14 +282,12 @@ class Applier:
 
     def _partition(self, kind: str, name: str, caller: str, callee: str, selector: dict[str, Any],
                    mode: str) -> tuple[str | None, dict[str, Any], str]:
-        cp = self.supervisor.control_plane
-        assert cp is not None
         params: dict[str, Any] = {"a": caller, "b": callee, "direction": "to", "mode": mode}
-        if callee not in cp.callees_of(caller):
+        if callee not in self.sandbox.callees_of(caller):
             return None, params, f"not applied: {caller} does not call {callee} in this sandbox, nothing to cut"
         if set(selector.get("matchLabels") or {}) - {"app"} or selector.get("matchExpressions"):
             try:
-                chosen = sorted(p.name for p in self.supervisor.pods.values() if p.spec.service == callee
+                chosen = sorted(p.name for p in self.sandbox.pods.values() if p.spec.service == callee
                                 and p.state in SERVING_STATES
                                 and match_labels(selector, self.workloads.pod_labels(p.name)))
             except SelectorError as exc:

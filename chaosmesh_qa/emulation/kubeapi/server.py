@@ -1,7 +1,9 @@
 """The HTTPS server of the Kubernetes API emulation, run inside the sandbox supervisor (``up --kube-api``).
 
-The supervisor calls ``KubeApi.start`` once the mesh is ready and ``close`` before it stops the
-mesh.  ``start`` issues a serving certificate from the mesh CA (IP SAN 127.0.0.1), writes a
+``KubeApi`` is a supervisor extension (``targets.local.supervisor.SupervisorExtension``), wired in by
+``kubeapi.__main__``: the supervisor calls ``write_prometheus_rules`` before it starts Prometheus,
+``start`` once the mesh is ready and ``close`` before it stops the mesh; it reaches the sandbox only
+through ``sandbox.Sandbox``.  ``start`` issues a serving certificate from the mesh CA (IP SAN 127.0.0.1), writes a
 random bearer token and ``<state-dir>/kubeconfig`` (both 0600), and serves on a free loopback
 port.  Each request is authenticated, mapped to an RBAC verb and resource, appended to
 ``<state-dir>/kube-api-calls.jsonl`` and answered from ``workloads`` (live sandbox views),
@@ -26,17 +28,17 @@ from typing import TYPE_CHECKING, Any
 import yaml
 from aiohttp import web
 
-from chaosmesh_qa.targets.local.kubeapi import resources
-from chaosmesh_qa.targets.local.kubeapi.apply import Applier
-from chaosmesh_qa.targets.local.kubeapi.resources import Resource
-from chaosmesh_qa.targets.local.kubeapi.selectors import SelectorError, field_matcher, label_matcher
-from chaosmesh_qa.targets.local.kubeapi.status import ApiError, not_implemented, status_body
-from chaosmesh_qa.targets.local.kubeapi.store import ObjectStore
-from chaosmesh_qa.targets.local.kubeapi.tables import to_table
-from chaosmesh_qa.targets.local.kubeapi.workloads import Workloads
+from chaosmesh_qa.emulation.kubeapi import istio_metrics, resources
+from chaosmesh_qa.emulation.kubeapi.apply import Applier
+from chaosmesh_qa.emulation.kubeapi.resources import Resource
+from chaosmesh_qa.emulation.kubeapi.selectors import SelectorError, field_matcher, label_matcher
+from chaosmesh_qa.emulation.kubeapi.status import ApiError, not_implemented, status_body
+from chaosmesh_qa.emulation.kubeapi.store import ObjectStore
+from chaosmesh_qa.emulation.kubeapi.tables import to_table
+from chaosmesh_qa.emulation.kubeapi.workloads import Workloads
 
 if TYPE_CHECKING:
-    from chaosmesh_qa.targets.local.supervisor import Supervisor
+    from chaosmesh_qa.emulation.kubeapi.sandbox import Sandbox
 
 log = logging.getLogger("chaosmesh_qa.kubeapi")
 USER = "chaosmesh-qa"
@@ -47,18 +49,18 @@ MESH_OBJECTS = ("virtualservices", "destinationrules", "peerauthentications", "a
 
 
 class KubeApi:
-    def __init__(self, supervisor: Supervisor, forbid: tuple[str, ...] = ()) -> None:
-        self.supervisor = supervisor
+    def __init__(self, sandbox: Sandbox, forbid: tuple[str, ...] = ()) -> None:
+        self.sandbox = sandbox
         self.forbid = {tuple(rule.split(":", 1)) for rule in forbid}
-        root = supervisor.paths.root
+        root = sandbox.state_dir
         self.kubeconfig = root / "kubeconfig"
         self.call_log = root / "kube-api-calls.jsonl"
         self.token_file = root / "kube-api" / "token"
         self.token = secrets.token_urlsafe(32)
         self.rv = 1
-        self.workloads = Workloads(supervisor, self.next_rv)
+        self.workloads = Workloads(sandbox, self.next_rv)
         self.store = ObjectStore(root / "kube-api" / "objects.json", self.next_rv)
-        self.applier = Applier(supervisor, self.workloads)
+        self.applier = Applier(sandbox, self.workloads)
         self.port = 0
         self._runner: web.AppRunner | None = None
         self._poller: asyncio.Task[None] | None = None
@@ -73,10 +75,14 @@ class KubeApi:
 
     # ------------------------------------------------------------------ lifecycle
 
+    def write_prometheus_rules(self, directory: Path) -> None:
+        """Istio's standard metric names as recording rules (``istio_metrics``): the model is loaded by now."""
+        assert self.sandbox.model is not None
+        istio_metrics.write_rules(self.sandbox.model, directory / "istio.yml")
+
     async def start(self) -> None:
-        cp = self.supervisor.control_plane
-        assert cp is not None
-        files = cp.pki.identity("spiffe://cluster.local/ns/default/sa/kube-apiserver", "kubernetes.default.svc",
+        pki = self.sandbox.pki
+        files = pki.identity("spiffe://cluster.local/ns/default/sa/kube-apiserver", "kubernetes.default.svc",
                                 ip_addresses=("127.0.0.1",))
         context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         context.load_cert_chain(files.cert, files.key)
@@ -87,9 +93,9 @@ class KubeApi:
         app.router.add_route("*", "/{tail:.*}", self._handle)
         self._runner = web.AppRunner(app, access_log=None, handler_cancellation=True)
         await self._runner.setup()
-        self.port = self.supervisor.ports.allocate()
+        self.port = self.sandbox.allocate_port()
         await web.TCPSite(self._runner, "127.0.0.1", self.port, ssl_context=context).start()
-        ca = Path(cp.pki.ca_path).read_bytes()
+        ca = Path(pki.ca_path).read_bytes()
         _private(self.kubeconfig, yaml.safe_dump(_kubeconfig(self.url, ca, self.token), sort_keys=False))
         self.workloads.refresh()
         self._poller = asyncio.get_running_loop().create_task(self._poll())
@@ -116,7 +122,7 @@ class KubeApi:
     def _seed_mesh_objects(self) -> None:
         """The mesh definition's own Istio objects (VS, DR, PeerAuthentication, AuthorizationPolicy), read-only."""
         wanted = {r.kind: r for r in resources.RESOURCES if r.name in MESH_OBJECTS}
-        for path in sorted(self.supervisor.mesh_dir.glob("*.y*ml")):
+        for path in sorted(self.sandbox.mesh_dir.glob("*.y*ml")):
             with contextlib.suppress(OSError, yaml.YAMLError):
                 for doc in yaml.safe_load_all(path.read_text()):
                     if isinstance(doc, dict) and doc.get("kind") in wanted and isinstance(doc.get("metadata"), dict):

@@ -25,12 +25,12 @@ import uuid
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from chaosmesh_qa.targets.local.kubeapi.status import ApiError, invalid, not_found
-from chaosmesh_qa.targets.local.kubeapi.store import merge_patch
+from chaosmesh_qa.emulation.kubeapi.status import ApiError, invalid, not_found
+from chaosmesh_qa.emulation.kubeapi.store import merge_patch
 from chaosmesh_qa.targets.local.pods import SERVING_STATES, Pod
 
 if TYPE_CHECKING:
-    from chaosmesh_qa.targets.local.supervisor import Supervisor
+    from chaosmesh_qa.emulation.kubeapi.sandbox import Sandbox
 
 NODE = "chaosmesh-qa-sandbox"
 POD_IP = "127.0.0.1"  # every pod of the sandbox listens on loopback, on its own ports
@@ -63,8 +63,8 @@ def template_hash(service: str, version: str) -> str:
 
 
 class Workloads:
-    def __init__(self, supervisor: Supervisor, next_rv: Callable[[], int]) -> None:
-        self.supervisor = supervisor
+    def __init__(self, sandbox: Sandbox, next_rv: Callable[[], int]) -> None:
+        self.sandbox = sandbox
         self.next_rv = next_rv
         self.pods: dict[str, dict[str, Any]] = {}  # name -> last published pod object
         self.overlay: dict[str, dict[str, dict[str, str]]] = {}  # pod -> {"labels": ..., "annotations": ...}
@@ -76,7 +76,7 @@ class Workloads:
     # ------------------------------------------------------------------ namespaces and services
 
     def namespaces(self) -> list[str]:
-        model = self.supervisor.model
+        model = self.sandbox.model
         found = {"default", "istio-system", *(s.namespace for s in model.services.values())} if model else set()
         return sorted(found)
 
@@ -85,13 +85,13 @@ class Workloads:
             raise not_found("namespaces", name)
         return {"apiVersion": "v1", "kind": "Namespace",
                 "metadata": {"name": name, "uid": _uid("ns", name), "resourceVersion": "1",
-                             "creationTimestamp": _ts(self.supervisor.started_at),
+                             "creationTimestamp": _ts(self.sandbox.started_at),
                              "labels": {"kubernetes.io/metadata.name": name,
                                         **({"istio-injection": "enabled"} if name != "istio-system" else {})}},
                 "spec": {"finalizers": ["kubernetes"]}, "status": {"phase": "Active"}}
 
     def services(self, namespace: str | None) -> list[dict[str, Any]]:
-        model = self.supervisor.model
+        model = self.sandbox.model
         if model is None:
             return []
         found = [self._service(name) for name, svc in sorted(model.services.items())
@@ -99,11 +99,11 @@ class Workloads:
         return found
 
     def _service(self, name: str) -> dict[str, Any]:
-        assert self.supervisor.model is not None
-        svc = self.supervisor.model.services[name]
+        assert self.sandbox.model is not None
+        svc = self.sandbox.model.services[name]
         return {"apiVersion": "v1", "kind": "Service",
                 "metadata": {"name": name, "namespace": svc.namespace, "uid": _uid("svc", svc.namespace, name),
-                             "resourceVersion": "1", "creationTimestamp": _ts(self.supervisor.started_at),
+                             "resourceVersion": "1", "creationTimestamp": _ts(self.sandbox.started_at),
                              "labels": {"app": name, "service": name}},
                 "spec": {"selector": {"app": name}, "type": "ClusterIP", "clusterIP": POD_IP,
                          "ports": [{"name": "http", "port": svc.port, "targetPort": svc.port, "protocol": "TCP"}]},
@@ -121,7 +121,7 @@ class Workloads:
         result = []
         for service in self.services(namespace):
             meta = service["metadata"]
-            pods = sorted((p for p in self.supervisor.pods.values() if p.spec.service == meta["name"]),
+            pods = sorted((p for p in self.sandbox.pods.values() if p.spec.service == meta["name"]),
                           key=lambda p: p.name)
             subsets = []
             for pod in pods:
@@ -143,7 +143,7 @@ class Workloads:
 
     def refresh(self) -> None:
         """Diff the supervisor's pods against the last view; publish watch events for what changed."""
-        current = {name: self._pod(pod) for name, pod in sorted(self.supervisor.pods.items())}
+        current = {name: self._pod(pod) for name, pod in sorted(self.sandbox.pods.items())}
         for name in [n for n in self.pods if n not in current]:
             gone = self.pods.pop(name)
             self.overlay.pop(name, None)
@@ -172,9 +172,9 @@ class Workloads:
 
     def delete_pod(self, namespace: str, name: str) -> dict[str, Any]:
         obj = copy.deepcopy(self.get_pod(namespace, name))
-        if self.supervisor.state != "ready":
-            raise ApiError(503, "ServiceUnavailable", f"the sandbox is {self.supervisor.state}")
-        dead = self.supervisor.kill_pod(name)
+        if self.sandbox.state != "ready":
+            raise ApiError(503, "ServiceUnavailable", f"the sandbox is {self.sandbox.state}")
+        dead = self.sandbox.kill_pod(name)
         task = asyncio.get_running_loop().create_task(self._replace(dead))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
@@ -186,9 +186,9 @@ class Workloads:
     async def _replace(self, dead: Pod) -> None:
         await asyncio.sleep(REPLACEMENT_START_DELAY_S)
         niced: set[int] = set()
-        lowering = asyncio.get_running_loop().create_task(self._lower_starting(set(self.supervisor.pods), niced))
+        lowering = asyncio.get_running_loop().create_task(self._lower_starting(set(self.sandbox.pods), niced))
         try:
-            pod = await self.supervisor.replace_pod(dead)
+            pod = await self.sandbox.replace_pod(dead)
         finally:
             lowering.cancel()
         for pid in niced:  # Ready: back to the priority of every other pod (needs CAP_SYS_NICE; else stays)
@@ -200,7 +200,7 @@ class Workloads:
     async def _lower_starting(self, before: set[str], niced: set[int]) -> None:
         """Lower the CPU priority of the replacement's processes as soon as they exist (until cancelled)."""
         while True:
-            for name, pod in list(self.supervisor.pods.items()):
+            for name, pod in list(self.sandbox.pods.items()):
                 for process in (pod.envoy, pod.app) if name not in before else ():
                     if process is not None and process.pid not in niced and _set_niceness(process.pid,
                                                                                           STARTING_NICENESS):
@@ -219,7 +219,7 @@ class Workloads:
             if field == "labels" and any(k in IDENTITY_LABELS for k in changes):
                 raise invalid("Pod", name, f"metadata.labels: {', '.join(IDENTITY_LABELS)} are the sandbox "
                                            f"workload's identity and cannot be patched in the emulation")
-            base = self._base_meta(self.supervisor.pods[name])[field]
+            base = self._base_meta(self.sandbox.pods[name])[field]
             merged = merge_patch({**base, **overlay[field]}, changes)
             removed = [k for k in base if k not in merged]
             if removed:
@@ -243,7 +243,7 @@ class Workloads:
         return {"labels": labels, "annotations": annotations}
 
     def _pod(self, pod: Pod) -> dict[str, Any]:
-        model = self.supervisor.model
+        model = self.sandbox.model
         assert model is not None
         spec, svc = pod.spec, model.services[pod.spec.service]
         base, overlay = self._base_meta(pod), self.overlay.get(pod.name, {})

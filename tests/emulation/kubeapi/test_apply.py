@@ -14,8 +14,8 @@ from kubernetes import client, config
 from kubernetes.client.rest import ApiException
 from kubernetes.dynamic import DynamicClient
 
+from tests.emulation.kubeapi.conftest import KubeSandbox
 from tests.mesh_client import get_many, hops
-from tests.targets.local.kubeapi.conftest import KubeSandbox
 
 MANAGED = {"app.kubernetes.io/managed-by": "chaosmesh-qa"}
 ISTIO_NET = ("networking.istio.io", "v1")

@@ -20,8 +20,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from chaosmesh_qa.targets.local.kubeapi.resources import Resource
-from chaosmesh_qa.targets.local.kubeapi.status import ApiError, invalid, not_found
+from chaosmesh_qa.emulation.kubeapi.resources import Resource
+from chaosmesh_qa.emulation.kubeapi.status import ApiError, invalid, not_found
 
 Key = tuple[str, str, str]  # (resource plural, namespace, name)
 

@@ -13,8 +13,8 @@ from kubernetes import client, config, watch
 from kubernetes.client.rest import ApiException
 
 from tests.conftest import run_cli
+from tests.emulation.kubeapi.conftest import KubeSandbox
 from tests.mesh_client import get_many, hops
-from tests.targets.local.kubeapi.conftest import KubeSandbox
 
 
 def api(box: KubeSandbox) -> client.ApiClient:

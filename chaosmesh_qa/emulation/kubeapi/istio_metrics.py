@@ -1,8 +1,9 @@
 """Prometheus recording rules that give the sandbox Istio's standard metric names, from the Envoy stats.
 
-The supervisor calls ``write_rules`` before it starts Prometheus when ``up --kube-api`` is on (the
-Prometheus config loads ``<prometheus dir>/rules/*.yml``), so that the Istio dialect of the SLI
-catalog (``chaosmesh_qa/sli/istio.yaml``) answers in the sandbox as it would on a cluster.  The rules
+``server.KubeApi.write_prometheus_rules`` calls ``write_rules`` before the supervisor starts
+Prometheus when ``up --kube-api`` is on (the Prometheus config loads ``<prometheus dir>/rules/*.yml``),
+so that the Istio dialect of the SLI catalog (``chaosmesh_qa/sli/istio.yaml``) answers in the sandbox
+as it would on a cluster.  The rules
 are generated from the mesh model, one per (caller workload, callee cluster) and per callee workload:
 
 * ``istio_requests_total`` and ``istio_request_duration_milliseconds_{bucket,sum,count}`` with
@@ -28,8 +29,8 @@ from typing import Any
 
 import yaml
 
+from chaosmesh_qa.mesh.callers import INGRESS
 from chaosmesh_qa.mesh.model import MeshModel
-from chaosmesh_qa.targets.local.envoy.common import INGRESS
 
 GATEWAY = "istio-ingressgateway"
 SCRAPE_LABELS = "instance, job, role, service, version"

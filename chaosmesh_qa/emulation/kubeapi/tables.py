@@ -9,7 +9,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from chaosmesh_qa.targets.local.kubeapi.resources import Resource
+from chaosmesh_qa.emulation.kubeapi.resources import Resource
 
 
 def _age(timestamp: str | None) -> str:

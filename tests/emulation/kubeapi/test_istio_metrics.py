@@ -9,9 +9,9 @@ import httpx
 from kubernetes import client, config
 
 from chaosmesh_qa.metrics.catalog import load_catalog
+from tests.emulation.kubeapi.conftest import KubeSandbox
+from tests.emulation.kubeapi.test_apply import envoy_filter
 from tests.mesh_client import get_many, hops
-from tests.targets.local.kubeapi.conftest import KubeSandbox
-from tests.targets.local.kubeapi.test_apply import envoy_filter
 
 PARAMS = {"service": "reviews", "source": "frontend", "version": "v1", "subset": "v1", "window": "30s",
           "quantile": "0.99", "fault": "aborts"}

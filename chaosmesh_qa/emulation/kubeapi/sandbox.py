@@ -1,0 +1,98 @@
+"""What the Kubernetes API emulation needs of the sandbox it dresses as a cluster: all of it, and nothing more.
+
+The local target's supervisor satisfies ``Sandbox`` structurally (mypy checks it where the emulation is
+wired in, ``kubeapi.__main__``); the emulation never names the supervisor.  From ``targets.local`` it
+imports only the pod handle ``Pod`` and ``SERVING_STATES``, which it reads as data.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Protocol
+
+from chaosmesh_qa.mesh.model import MeshModel
+from chaosmesh_qa.targets.local.pods import Pod
+
+
+class Identity(Protocol):
+    """A certificate and its key, as files (PEM)."""
+
+    @property
+    def cert(self) -> str: ...
+
+    @property
+    def key(self) -> str: ...
+
+
+class CertificateAuthority(Protocol):
+    """The sandbox's throw-away mesh CA: it signs the emulation's serving certificate and goes in the kubeconfig."""
+
+    @property
+    def ca_path(self) -> str: ...
+
+    def identity(self, spiffe_id: str, dns_name: str, ip_addresses: tuple[str, ...] = ()) -> Identity: ...
+
+
+class Faults(Protocol):
+    """The sandbox's fault leases: a managed Istio/NetworkPolicy object becomes one of these."""
+
+    @property
+    def max_ttl_s(self) -> float: ...
+
+    async def inject(self, kind: str, parameters: dict[str, Any], owner: str, ttl_s: float) -> dict[str, Any]: ...
+
+    async def heal(self, fault_id: str | None = None, owner: str | None = None) -> list[dict[str, Any]]: ...
+
+    def history(self, owner: str | None = None) -> list[dict[str, Any]]: ...
+
+
+class Sandbox(Protocol):
+    """A running embedded mesh, as the emulation sees it."""
+
+    @property
+    def state_dir(self) -> Path:
+        """Where the kubeconfig, the token, the call log and the stored objects go."""
+        ...
+
+    @property
+    def mesh_dir(self) -> Path:
+        """The mesh definition's YAML, whose own Istio objects the emulation serves read-only."""
+        ...
+
+    @property
+    def model(self) -> MeshModel | None: ...
+
+    @property
+    def pods(self) -> dict[str, Pod]:
+        """The running pods by name (not the ingress gateway)."""
+        ...
+
+    @property
+    def state(self) -> str:
+        """``starting``, ``ready``, ``stopping`` or ``failed``."""
+        ...
+
+    @property
+    def started_at(self) -> float: ...
+
+    @property
+    def faults(self) -> Faults: ...
+
+    @property
+    def pki(self) -> CertificateAuthority: ...
+
+    def allocate_port(self) -> int:
+        """A free loopback port for the emulation to listen on."""
+        ...
+
+    def callees_of(self, caller: str) -> list[str]:
+        """The services ``caller`` sends traffic to in this sandbox."""
+        ...
+
+    def kill_pod(self, name: str) -> Pod:
+        """Delete a pod (SIGKILL app and sidecar); it leaves the endpoint set."""
+        ...
+
+    async def replace_pod(self, dead: Pod) -> Pod | None:
+        """Start a pod with a new name in place of a deleted one; ``None`` if it failed to start."""
+        ...
