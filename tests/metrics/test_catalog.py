@@ -198,7 +198,10 @@ def test_istio_renderings() -> None:
     assert 'reporter="destination",destination_service_name="reviews"' in istio.render("error_ratio", service="reviews")
     edge = istio.render("edge_request_rate", source="frontend", service="reviews")
     assert 'reporter="source",source_canonical_service="frontend"' in edge
-    assert 'response_flags=~"(.*,)?DI(,.*)?"' in istio.render("injected_faults", service="reviews", fault="delays")
+    faults = istio.render("injected_faults", service="reviews", fault="delays")
+    assert 'response_flags=~"(.*,)?DI(,.*)?"' in faults
+    # issue 18 point 9: the kubernetes target injects at the callee, whose proxy records the FI/DI flag
+    assert 'reporter="destination"' in faults and 'reporter="source"' not in faults
     assert r"outbound\\|[0-9]+\\|v1\\|reviews\\..+" in istio.render("healthy_endpoints", service="reviews", subset="v1")
 
 
