@@ -55,7 +55,7 @@ def reap_loop(cluster: Cluster, namespaces: list[str], watch: bool, interval_s: 
             ended += len(result["expired"])
             problems = [f"{f['lease']}: {f['error']}" for f in result["failed"]]
             report(result)
-            for problem in problems:
+            for problem in problems if watch else ():  # one pass: the ReapIncomplete line below says it all
                 log.warning("reap: %s", problem)
             finished = while_pid is not None and result["active"] == 0 and not _alive(while_pid)
             if finished and not problems:
