@@ -12,7 +12,7 @@ PYTHON ?= $(shell for c in python3.12 python3.13 python3.14 python3; do \
           for p in $$(ls -d $$root/versions/3.1[2-9]*/bin/python3 2>/dev/null | sort -V); do \
             $$p -c 'import sys; sys.exit(sys.version_info < (3, 12))' 2>/dev/null && { echo $$p; exit; }; done)
 
-.PHONY: setup demo test lint unit bench clean down test-tools
+.PHONY: setup demo test lint unit slow test-all bench clean down test-tools
 
 setup: $(STAMP) prometheus
 
@@ -51,11 +51,18 @@ lint: setup
 	$(VENV)/bin/ruff check chaosmesh_qa tests bench
 	$(VENV)/bin/mypy
 
+# The fast lane: every test that starts no process (tests.support.lanes makes any process start fail the test).
+unit: $(STAMP)
+	CHAOSMESH_QA_TEST_LANE=unit $(VENV)/bin/pytest -q -m "not processes and not slow" --durations=10
+
 test: setup test-tools lint
-	$(VENV)/bin/pytest -q -m "not slow" -p no:cacheprovider --durations=25
+	$(VENV)/bin/pytest -q -m "not slow" --durations=25
+
+slow: setup test-tools
+	$(VENV)/bin/pytest -q -m slow --durations=25
 
 test-all: setup test-tools lint
-	$(VENV)/bin/pytest -q -p no:cacheprovider
+	$(VENV)/bin/pytest -q
 
 bench: setup
 	$(PY) -m bench

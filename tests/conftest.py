@@ -3,51 +3,24 @@
 The runs are `chaosmesh-qa run experiments/pod-kill-failover.json` on the default mesh (passes) and on its
 broken twin (no retries, no outlier detection: deviates), each with its own sandbox started and stopped by the
 experiment's sandbox control.  The experiment, report and explain tests all judge these same two runs, so
-the suite runs the experiment twice, not six times (``tests.report.runs.real_run``).
+the suite runs the experiment twice, not six times (``tests.support.runs.real_run``).
+
+The helpers live in ``tests.support``; the lanes (``make unit``: no process may start) in ``tests.support.lanes``.
 """
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
 from collections.abc import Iterator
-from pathlib import Path
-from typing import Any
 
 import pytest
 
-from tests.report.runs import BROKEN_MESH, Run, real_run
-
-CLI = [sys.executable, "-m", "chaosmesh_qa"]
-
-
-def run_cli(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([*CLI, *args], capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL)
+from tests.support.lanes import LanePlugin
+from tests.support.runs import BROKEN_MESH, Run, real_run
+from tests.support.sandbox import Sandbox
 
 
-class Sandbox:
-    """A running sandbox started with `chaosmesh-qa up`, stopped with `down`."""
-
-    def __init__(self, state_dir: Path) -> None:
-        self.state_dir = state_dir
-
-    def up(self, *extra: str) -> None:
-        result = run_cli("up", "--state-dir", str(self.state_dir), *extra)
-        assert result.returncode == 0, result.stderr
-
-    def down(self) -> None:
-        result = run_cli("down", "--state-dir", str(self.state_dir))
-        assert result.returncode == 0, result.stderr
-
-    def status(self) -> dict[str, Any]:
-        result = run_cli("status", "--json", "--state-dir", str(self.state_dir))
-        assert result.returncode == 0, result.stderr
-        return dict(json.loads(result.stdout))
-
-    @property
-    def ingress_url(self) -> str:
-        return str(self.status()["ingress_url"])
+def pytest_configure(config: pytest.Config) -> None:
+    config.pluginmanager.register(LanePlugin(config), "chaosmesh-qa-lanes")
 
 
 @pytest.fixture(scope="session")

@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import pytest
+
 from chaosmesh_qa import actions
-from tests.conftest import Sandbox, run_cli
+from tests.support.cli import run_cli
+from tests.support.sandbox import Sandbox
+
+pytestmark = pytest.mark.processes
 
 
 def test_status_lists_faults_and_heal_removes_them(sandbox: Sandbox) -> None:

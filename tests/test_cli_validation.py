@@ -15,7 +15,9 @@ from pathlib import Path
 import pytest
 
 from chaosmesh_qa.targets.local.sandbox import default_mesh_dir
-from tests.mesh.editing import replace
+from tests.support.editing import replace
+
+pytestmark = pytest.mark.processes
 
 CLI = Path(sys.executable).parent / "chaosmesh-qa"
 PREFIX = "chaosmesh-qa: "

@@ -4,8 +4,13 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 from pathlib import Path
+
+import pytest
+
+from tests.support.cli import CHAOS
+
+pytestmark = pytest.mark.processes
 
 EXPECTED = {
     "kill_pods": {"service": "string", "count": "integer", "percent": "number", "version": "string",
@@ -25,8 +30,7 @@ EXPECTED = {
 
 
 def test_chaos_discover_lists_every_action_with_types(tmp_path: Path) -> None:
-    chaos = str(Path(sys.executable).with_name("chaos"))
-    subprocess.run([chaos, "--no-version-check", "--no-log-file", "discover", "chaosmesh-qa", "--no-install"],
+    subprocess.run([CHAOS, "--no-version-check", "--no-log-file", "discover", "chaosmesh-qa", "--no-install"],
                    cwd=tmp_path, check=True, capture_output=True, timeout=120)
     discovery = json.loads((tmp_path / "discovery.json").read_text())
     actions = {a["name"]: a for a in discovery["activities"] if a["type"] == "action"}

@@ -19,7 +19,7 @@ from hypothesis import event, given
 from hypothesis import strategies as st
 
 from chaosmesh_qa.cli import main
-from tests.fuzz_inputs import fuzz, numbers, texts
+from tests.support.fuzz import fuzz, numbers, texts
 
 
 def run_main(args: list[str], cwd: Path) -> tuple[int, str, str]:
@@ -99,6 +99,7 @@ SUBPROCESS_CASES = [
 ]
 
 
+@pytest.mark.processes
 @pytest.mark.timeout(120)
 @pytest.mark.parametrize(("args", "fragment"), SUBPROCESS_CASES, ids=[" ".join(a)[:40] for a, _ in SUBPROCESS_CASES])
 def test_cli_through_the_real_console_script(tmp_path: Path, args: list[str], fragment: str) -> None:

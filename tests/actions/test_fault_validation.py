@@ -9,7 +9,7 @@ import pytest
 
 from chaosmesh_qa import actions
 from chaosmesh_qa.errors import ChaosMeshQAError, FaultRejected, InvalidArgument
-from tests.conftest import Sandbox
+from tests.support.sandbox import Sandbox
 
 
 @pytest.fixture

@@ -13,8 +13,10 @@ import pytest
 
 from chaosmesh_qa import actions
 from chaosmesh_qa.targets.local.sandbox import SandboxClient
-from tests.conftest import Sandbox
-from tests.mesh_client import admin_json, get_many, hops, mesh_tls_get
+from tests.support.client import admin_json, get_many, hops, mesh_tls_get
+from tests.support.sandbox import Sandbox
+
+pytestmark = pytest.mark.processes
 
 
 @pytest.fixture

@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 from chaosmesh_qa import actions
 from chaosmesh_qa.errors import TargetUnavailable
-from tests.fuzz_inputs import (
+from tests.support.fuzz import (
     NAMES,
     WEEK,
     assert_outcome,

@@ -6,7 +6,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -14,10 +13,12 @@ from typing import Any
 import pytest
 
 from chaosmesh_qa.targets import get_target
-from tests.conftest import Sandbox
+from tests.support.cli import CHAOS
+from tests.support.sandbox import Sandbox
+
+pytestmark = pytest.mark.processes
 
 TTL_S = 5.0
-CHAOS = str(Path(sys.executable).with_name("chaos"))
 
 
 def write_experiment(directory: Path, state_dir: Path) -> Path:

@@ -15,7 +15,9 @@ from chaoslib.experiment import run_experiment
 
 from chaosmesh_qa import targets
 from chaosmesh_qa.probes import recovery
-from tests.conftest import Sandbox
+from tests.support.sandbox import Sandbox
+
+pytestmark = pytest.mark.processes
 
 CONTROLS = [{"name": name, "provider": {"type": "python", "module": f"chaosmesh_qa.controls.{name}"}}
             for name in ("sandbox", "safety")]

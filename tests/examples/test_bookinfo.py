@@ -30,7 +30,9 @@ import httpx
 import pytest
 
 from chaosmesh_qa.targets.local.verify import plaintext_refused
-from tests.mesh.corpus import Served, serve
+from tests.support.sandbox import Served, serve
+
+pytestmark = pytest.mark.processes
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "bookinfo" / "mesh"
 REQUESTS = 1000

@@ -11,7 +11,6 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -19,9 +18,11 @@ import pytest
 from chaosmesh_qa.report.verdict import load_journal, verdict
 from chaosmesh_qa.targets.local.sandbox import down, is_running
 from chaosmesh_qa.targets.local.state import SandboxPaths
+from tests.support.cli import CHAOS
+
+pytestmark = pytest.mark.processes
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "own-service"
-CHAOS = str(Path(sys.executable).with_name("chaos"))
 COMMAND = 'command: [python3, "{mesh}/../storefront.py", "{port}"]'
 
 

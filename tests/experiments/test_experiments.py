@@ -9,9 +9,6 @@ An experiment that passes on a mesh without the policy it relies on is a bug.
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -19,34 +16,9 @@ import pytest
 from chaosmesh_qa.report.verdict import load_journal, verdict
 from chaosmesh_qa.targets.local.sandbox import down, is_running
 from chaosmesh_qa.targets.local.state import SandboxPaths
-from tests.report.runs import Run
+from tests.support.runs import CASES, Run, run_experiment
 
-ROOT = Path(__file__).resolve().parents[2]
-CHAOS = str(Path(sys.executable).with_name("chaos"))
-CASES = [
-    ("pod-kill-failover", None, "passed"),
-    ("pod-kill-failover", "no-retries-no-outlier-detection", "deviated"),
-    ("latency-circuit-breaker", None, "passed"),
-    ("latency-circuit-breaker", "no-timeout-no-connection-pool", "deviated"),
-    ("partition-failover", None, "passed"),
-    ("partition-failover", "single-catalog-replica", "deviated"),
-    # a twin that breaks the mesh's own promise (routing, mTLS) is off its steady state before any fault
-    ("routing-canary", None, "passed"),
-    ("routing-canary", "canary-subset-wrong-pods", "baseline-not-met"),
-    ("mtls-strict", None, "passed"),
-    ("mtls-strict", "permissive-workload", "baseline-not-met"),
-    ("tracing-complete", None, "passed"),
-    ("tracing-complete", "drops-trace-headers", "baseline-not-met"),
-]
-
-
-def run_experiment(name: str, mesh: str | None, work: Path) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "CHAOSMESH_QA_STATE_DIR": str(work / "state"),
-           "CHAOSMESH_QA_TIMELINE": str(work / "timeline.jsonl"),
-           "CHAOSMESH_QA_MESH": str(ROOT / "experiments" / "meshes" / mesh) if mesh else ""}
-    return subprocess.run([CHAOS, "--no-version-check", "--log-file", str(work / "chaos.log"), "run",
-                           "--journal-path", str(work / "journal.json"), str(ROOT / "experiments" / f"{name}.json")],
-                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=240, stdin=subprocess.DEVNULL)
+pytestmark = pytest.mark.processes
 
 
 @pytest.mark.parametrize(("name", "mesh", "expected"), CASES,

@@ -10,10 +10,9 @@ import pytest
 from chaosmesh_qa.mesh.explain import explain
 from chaosmesh_qa.report.verdict import load_journal
 from chaosmesh_qa.targets.local.sandbox import default_mesh_dir, down
-from tests.conftest import run_cli
-from tests.experiments.test_experiments import run_experiment
-from tests.mesh.editing import mesh_with, replace
-from tests.report.runs import Run
+from tests.support.cli import run_cli
+from tests.support.editing import mesh_with, replace
+from tests.support.runs import Run, run_experiment
 
 ROOT = Path(__file__).resolve().parents[2]
 MESHES = ROOT / "experiments" / "meshes"
@@ -44,6 +43,7 @@ def test_explain_finds_each_twins_defect(twin: str) -> None:
         "the default mesh does not have the twin's defect"
 
 
+@pytest.mark.processes
 def test_cli_json_and_bad_input() -> None:
     ok = run_cli("explain", "--mesh", str(MESHES / "permissive-workload"), "--json", "--rps", "100")
     assert ok.returncode == 0, ok.stderr
@@ -110,6 +110,7 @@ def test_shipped_experiments_slos_are_resolvable_in_the_sandbox() -> None:
     assert not [f for f in explain(default_mesh_dir(), experiments=shipped)["findings"] if f["code"] == "CMQ-M001"]
 
 
+@pytest.mark.processes
 def test_cli_explain_experiment_bad_input(tmp_path: Path) -> None:
     (tmp_path / "bad.json").write_text("{not json")
     for args, word in ((["--experiment", str(tmp_path / "absent.json")], "absent.json"),
@@ -119,6 +120,7 @@ def test_cli_explain_experiment_bad_input(tmp_path: Path) -> None:
         assert result.returncode == 2 and result.stderr.count("\n") == 1 and word in result.stderr, result.stderr
 
 
+@pytest.mark.processes
 def test_time_to_ejection_prediction_matches_a_measured_pod_kill(tmp_path: Path) -> None:
     """pod-kill-failover on a mesh whose catalog has outlier detection (20 consecutive errors) but no retries.
 

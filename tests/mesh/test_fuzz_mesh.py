@@ -310,14 +310,17 @@ def _run(verdicts: Verdicts, strategy: st.SearchStrategy[Any], quota: int) -> No
           f"(CPU: {loading:.1f} s generating and loading, {time.process_time() - started - loading:.1f} s rendering)")
 
 
+@pytest.mark.processes
 def test_structural_mutations(verdicts: Verdicts) -> None:
     _run(verdicts, structural(), QUOTA["structural"])
 
 
+@pytest.mark.processes
 def test_targeted_values(verdicts: Verdicts) -> None:
     _run(verdicts, targeted(), QUOTA["targeted"])
 
 
+@pytest.mark.processes
 def test_textual_mutations(verdicts: Verdicts) -> None:
     _run(verdicts, textual(), QUOTA["textual"])
 

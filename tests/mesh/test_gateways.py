@@ -18,19 +18,9 @@ from chaosmesh_qa.mesh import load_mesh
 from chaosmesh_qa.mesh.loader import LoadedMesh
 from chaosmesh_qa.mesh.model import HeaderChanges, StringMatch
 from chaosmesh_qa.targets.local.envoy_validation import validate_with_envoy
-from tests.mesh.corpus import Case, Check, judge, write
-from tests.mesh.test_manifests import BOOKINFO
-from tests.mesh.test_manifests import CASES as MANIFEST_CASES
+from tests.support.corpus import BOOKINFO, WEB_SUBSETS, Case, Check, judge, write
+from tests.support.manifests import CASES as MANIFEST_CASES
 
-WEB_SUBSETS = """apiVersion: networking.istio.io/v1
-kind: DestinationRule
-metadata: {name: web}
-spec:
-  host: web
-  subsets:
-  - {name: v1, labels: {version: v1}}
-  - {name: v2, labels: {version: v2}}
-"""
 MESH = """apiVersion: chaosmesh-qa.io/v1alpha1
 kind: Mesh
 metadata: {name: gw}
@@ -324,6 +314,7 @@ def test_gateway_corpus(case: Case, tmp_path: Path) -> None:
     judge(case, tmp_path / "mesh")
 
 
+@pytest.mark.processes
 def test_every_accepted_case_passes_envoy(tmp_path: Path) -> None:
     """What the control plane renders for each accepted case (and bookinfo) is taken by the real Envoy."""
     models = [("bookinfo", load_mesh(BOOKINFO).model)]

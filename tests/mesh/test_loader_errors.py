@@ -14,7 +14,7 @@ import pytest
 from chaosmesh_qa.errors import InvalidMeshConfig
 from chaosmesh_qa.mesh import load_mesh
 from chaosmesh_qa.targets.local.sandbox import default_mesh_dir
-from tests.mesh.editing import Edit, append, copy_file, mesh_with, remove_all_yaml, replace
+from tests.support.editing import Edit, append, copy_file, mesh_with, remove_all_yaml, replace
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,7 @@ import pytest
 
 from chaosmesh_qa.errors import InvalidMeshConfig
 from chaosmesh_qa.mesh import load_mesh
-from tests.mesh.editing import append, mesh_with, replace
+from tests.support.editing import append, mesh_with, replace
 
 EVERY = ["catalog", "frontend", "inventory", "reviews"]
 

@@ -19,7 +19,7 @@ import pytest
 from chaosmesh_qa.errors import InvalidMeshConfig
 from chaosmesh_qa.mesh import load_mesh
 from chaosmesh_qa.targets.local.envoy import common
-from tests.mesh.editing import Edit, append, mesh_with, replace
+from tests.support.editing import Edit, append, mesh_with, replace
 
 ALIAS_BOMB = "".join([
     "  bomb0: &b0 [1, 1, 1, 1, 1, 1, 1, 1, 1, 1]\n",
@@ -226,6 +226,7 @@ def _one_line_exit_2(result: subprocess.CompletedProcess[str]) -> str:
     return lines[0]
 
 
+@pytest.mark.processes
 @pytest.mark.parametrize("case_id", CLI_CASES)
 def test_validate_exits_2_with_one_line(tmp_path: Path, case_id: str) -> None:
     case = next(c for c in CASES if c.id == case_id)
@@ -234,6 +235,7 @@ def test_validate_exits_2_with_one_line(tmp_path: Path, case_id: str) -> None:
     assert case.reason in line, line
 
 
+@pytest.mark.processes
 @pytest.mark.parametrize("case_id", ["alias-bomb-in-spec", "duplicate-kind"])
 def test_up_starts_nothing(tmp_path: Path, case_id: str) -> None:
     case = next(c for c in CASES if c.id == case_id)
@@ -244,6 +246,7 @@ def test_up_starts_nothing(tmp_path: Path, case_id: str) -> None:
     assert not state.exists() or list(state.iterdir()) == []
 
 
+@pytest.mark.processes
 def test_cli_path_component_over_255_characters(tmp_path: Path) -> None:
     line = _one_line_exit_2(_cli("validate", "--mesh", str(tmp_path / ("m" * 300)), cwd=tmp_path))
     assert "File name too long" in line or "at most 255" in line, line  # the loader's check, or the CLI's own

@@ -34,7 +34,8 @@ REQUESTS = 200
 
 HAVE_PROMETHEUS = bool(os.environ.get("CHAOSMESH_QA_PROMETHEUS") or shutil.which("prometheus")
                        or Path("/usr/bin/prometheus").exists())
-pytestmark = pytest.mark.skipif(not HAVE_PROMETHEUS, reason="needs Debian's prometheus (or CHAOSMESH_QA_PROMETHEUS)")
+pytestmark = [pytest.mark.processes,
+              pytest.mark.skipif(not HAVE_PROMETHEUS, reason="needs Debian's prometheus (or CHAOSMESH_QA_PROMETHEUS)")]
 
 
 def cli(*args: str) -> subprocess.CompletedProcess[str]:

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from chaosmesh_qa.errors import MeasurementFailed, TargetUnavailable
 from chaosmesh_qa.probes import client, prometheus, recovery
-from tests.fuzz_inputs import (
+from tests.support.fuzz import (
     NAMES,
     WEEK,
     assert_outcome,

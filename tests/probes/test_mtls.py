@@ -10,7 +10,9 @@ import pytest
 from chaosmesh_qa.errors import InvalidArgument
 from chaosmesh_qa.probes.mtls import mtls_enforced
 from chaosmesh_qa.targets.local.target import LocalTarget
-from tests.conftest import Sandbox
+from tests.support.sandbox import Sandbox
+
+pytestmark = pytest.mark.processes
 
 
 @pytest.fixture

@@ -12,8 +12,8 @@ from chaosmesh_qa.errors import InvalidArgument, MeasurementFailed
 from chaosmesh_qa.metrics.prometheus import PrometheusQuery
 from chaosmesh_qa.probes import prometheus, recovery
 from chaosmesh_qa.targets import OWNER_ENV
-from tests.conftest import Sandbox
-from tests.mesh_client import get_many
+from tests.support.client import get_many
+from tests.support.sandbox import Sandbox
 
 
 @pytest.fixture

@@ -5,10 +5,14 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+import pytest
+
 from chaosmesh_qa import actions
 from chaosmesh_qa.probes import recovery
 from chaosmesh_qa.traffic.actions import start_traffic, stop_traffic
-from tests.conftest import Sandbox
+from tests.support.sandbox import Sandbox
+
+pytestmark = pytest.mark.processes
 
 SLO = {"max_error_ratio": 0.01}
 

@@ -13,8 +13,8 @@ from chaosmesh_qa.metrics.prometheus import PrometheusQuery
 from chaosmesh_qa.metrics.shares import chi_square_sf, min_sample, wilson
 from chaosmesh_qa.probes.routing import routing_matches
 from chaosmesh_qa.targets.local.target import LocalTarget
-from tests.conftest import Sandbox
-from tests.mesh_client import get_many
+from tests.support.client import get_many
+from tests.support.sandbox import Sandbox
 
 
 def test_statistics_against_known_values() -> None:

@@ -17,8 +17,8 @@ from chaosmesh_qa.probes import tracing
 from chaosmesh_qa.probes.tracing import traces_complete
 from chaosmesh_qa.targets.kubernetes.settings import KubeSettings
 from chaosmesh_qa.targets.kubernetes.target import KubernetesTarget
-from tests.conftest import Sandbox
-from tests.mesh_client import get_many
+from tests.support.client import get_many
+from tests.support.sandbox import Sandbox
 
 TWIN = Path(__file__).resolve().parents[2] / "experiments" / "meshes" / "drops-trace-headers"
 REQUESTS = 60
@@ -71,6 +71,7 @@ def test_default_mesh_traces_span_every_hop(sandbox: Sandbox) -> None:
     assert scarce["status"] == "not-enough-traces" and scarce["ratio"] >= 0.99, scarce["summary"]
 
 
+@pytest.mark.processes
 def test_twin_that_drops_trace_headers_breaks_every_trace_at_that_service(twin: Sandbox) -> None:
     # per request: ingress + relay's inbound (trace 1); relay's call and frontend's subtree (trace 2)
     cfg, window = _traffic(twin, REQUESTS * (2 + SPANS_PER_REQUEST))

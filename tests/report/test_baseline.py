@@ -19,7 +19,9 @@ import xmlschema
 from junitparser import Failure, JUnitXml, Skipped
 
 from chaosmesh_qa.targets.local.sandbox import default_mesh_dir, down, up
-from tests.report.runs import run_cli
+from tests.support.cli import run_cli
+
+pytestmark = pytest.mark.processes
 
 HERE = Path(__file__).parent / "experiments"
 STEADY, SLOW = HERE / "steady.json", HERE / "slow" / "steady.json"
@@ -46,7 +48,7 @@ def baseline(state: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def _run(state: Path, out: Path, experiment: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return run_cli(["run", str(experiment), "--out", str(out), *args], {"CHAOSMESH_QA_STATE_DIR": str(state)},
+    return run_cli("run", str(experiment), "--out", str(out), *args, env={"CHAOSMESH_QA_STATE_DIR": str(state)},
                    timeout=240)
 
 
@@ -122,7 +124,7 @@ def test_gate_options_are_checked_before_anything_runs(tmp_path: Path) -> None:
         ("--repeat", "0"): "--repeat",
     }
     for args, message in cases.items():
-        process = run_cli(["run", str(STEADY), "--out", str(tmp_path / "out"), *args], timeout=60)
+        process = run_cli("run", str(STEADY), "--out", str(tmp_path / "out"), *args, timeout=60)
         assert process.returncode == 2, (args, process.stdout, process.stderr)
         assert process.stderr.count("\n") == 1 and message in process.stderr, process.stderr
         assert not (tmp_path / "out").exists()

@@ -23,7 +23,7 @@ from chaosmesh_qa.errors import InvalidArgument
 from chaosmesh_qa.report.gameday import FORMULA, load_suite
 from chaosmesh_qa.targets.local.sandbox import default_mesh_dir, down, up
 from chaosmesh_qa.targets.local.target import LocalTarget
-from tests.report.runs import ROOT, run_cli
+from tests.support.cli import ROOT, run_cli
 
 SUITES = Path(__file__).parent / "suites"
 SCHEMA = xmlschema.XMLSchema(Path(__file__).with_name("junit.xsd"))
@@ -44,8 +44,8 @@ def day(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Day]:
     out = tmp_path_factory.mktemp("gameday")
     try:
         status, _ = up(default_mesh_dir(), state)
-        process = run_cli(["gameday", str(SUITES / "stops-mid-day.yaml"), "--out", str(out)],
-                          {"CHAOSMESH_QA_STATE_DIR": str(state)}, timeout=240)
+        process = run_cli("gameday", str(SUITES / "stops-mid-day.yaml"), "--out", str(out),
+                          env={"CHAOSMESH_QA_STATE_DIR": str(state)}, timeout=240)
         faults = LocalTarget(state).fault_history(None)
         active = LocalTarget(state).active_faults()
         answer = httpx.get(status["ingress_url"], timeout=5).status_code  # no fault left behind
@@ -54,6 +54,7 @@ def day(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Day]:
         down(state)
 
 
+@pytest.mark.processes
 def test_stop_condition_heals_everything_within_2s_and_skips_the_rest(day: Day) -> None:
     out, process, faults, active, answer = day.out, day.process, day.faults, day.active, day.answer
     assert process.returncode == 3, process.stdout[-3000:] + process.stderr[-2000:]
@@ -84,6 +85,7 @@ def test_stop_condition_heals_everything_within_2s_and_skips_the_rest(day: Day) 
     assert "not run: the game day stopped" in html
 
 
+@pytest.mark.processes
 def test_score_follows_the_formula(day: Day) -> None:
     out = day.out
     markdown = (out / "summary.md").read_text()
@@ -130,9 +132,10 @@ def test_bad_suite_is_one_line(tmp_path: Path, text: str, message: str) -> None:
     assert message in str(raised.value) and "\n" not in str(raised.value), str(raised.value)
 
 
+@pytest.mark.processes
 def test_bad_suite_on_the_command_line_is_exit_2_and_nothing_runs(tmp_path: Path) -> None:
     (tmp_path / "bad.yaml").write_text("name: x\nexperiments:\n  - {experiment: steady.json, severity: 9}\n")
-    process = run_cli(["gameday", str(tmp_path / "bad.yaml"), "--out", str(tmp_path / "out")], timeout=60)
+    process = run_cli("gameday", str(tmp_path / "bad.yaml"), "--out", str(tmp_path / "out"), timeout=60)
     assert process.returncode == 2, (process.stdout, process.stderr)
     assert process.stderr.count("\n") == 1 and "bad.yaml: experiments[0].severity: Input should be less than or " \
         "equal to 5" in process.stderr, process.stderr

@@ -14,11 +14,14 @@ from html.parser import HTMLParser
 from pathlib import Path
 
 import numpy as np
+import pytest
 from PIL import Image
 
 from chaosmesh_qa.report.plots import FAULT_COLOUR
-from tests.report.browser import visit
-from tests.report.runs import Run
+from tests.support.browser import visit
+from tests.support.runs import Run
+
+pytestmark = pytest.mark.processes
 
 COUNT_PLOTS = "JSON.stringify({svg: document.querySelectorAll('.plot svg').length, text: document.body.innerText})"
 

@@ -9,11 +9,14 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 import xmlschema
 from junitparser import Error, Failure, JUnitXml, Skipped
 
 from chaosmesh_qa.report.verdict import load_journal, verdict
-from tests.report.runs import Run
+from tests.support.runs import Run
+
+pytestmark = pytest.mark.processes
 
 SCHEMA = xmlschema.XMLSchema(Path(__file__).with_name("junit.xsd"))
 PROBES = ["recovered-within-1s", "outlier-detection-ejected-the-dead-pod", "client-error-ratio-last-5s",

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import pytest
+
 from chaosmesh_qa.report.verdict import load_journal
-from tests.report.runs import Run
+from tests.support.runs import Run
+
+pytestmark = pytest.mark.processes
 
 
 def test_passing_summary(passing_run: Run) -> None:

@@ -15,8 +15,11 @@ import time
 from pathlib import Path
 from statistics import median
 
+import pytest
+
 from chaosmesh_qa.report.run import SAFETY_MODULE, safe_copy
-from tests.report.runs import ROOT, Run, run_cli
+from tests.support.cli import ROOT, run_cli
+from tests.support.runs import Run
 
 STAMPED = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ \[1/1\] pod-kill-failover: ")
 
@@ -77,10 +80,11 @@ def _process_experiment(path: Path, seconds: float = 0) -> Path:
     return path
 
 
+@pytest.mark.processes
 def test_run_says_what_it_added_and_judges_strictly(tmp_path: Path) -> None:
     experiment = _process_experiment(tmp_path / "no-hypothesis.json")
-    out = run_cli(["run", str(experiment), "--out", str(tmp_path / "out"), "--junit", str(tmp_path / "j.xml")],
-                  {"CHAOSMESH_QA_STATE_DIR": str(tmp_path / "state")}, timeout=60)
+    out = run_cli("run", str(experiment), "--out", str(tmp_path / "out"), "--junit", str(tmp_path / "j.xml"),
+                  env={"CHAOSMESH_QA_STATE_DIR": str(tmp_path / "state")}, timeout=60)
     assert out.returncode == 1, out.stdout + out.stderr  # chaos exits 0, but no hypothesis is no pass
     assert "no-hypothesis: added the chaosmesh-qa-safety control" in out.stdout
     assert "runtime.rollbacks.strategy set to 'always'" in out.stdout
@@ -90,6 +94,7 @@ def test_run_says_what_it_added_and_judges_strictly(tmp_path: Path) -> None:
     assert 'name="verdict"' in (tmp_path / "j.xml").read_text()
 
 
+@pytest.mark.processes
 def test_sigterm_stops_the_current_experiment_and_skips_the_rest(tmp_path: Path) -> None:
     first = _process_experiment(tmp_path / "first.json", 30)
     second = _process_experiment(tmp_path / "second.json", 30)
@@ -112,6 +117,7 @@ def test_sigterm_stops_the_current_experiment_and_skips_the_rest(tmp_path: Path)
     assert not (tmp_path / "out" / "second").exists()
 
 
+@pytest.mark.processes
 def test_bad_input_is_one_line_exit_2_and_nothing_runs(tmp_path: Path) -> None:
     good = _process_experiment(tmp_path / "good.json")
     (tmp_path / "broken.json").write_text('{"title": ')
@@ -124,9 +130,9 @@ def test_bad_input_is_one_line_exit_2_and_nothing_runs(tmp_path: Path) -> None:
         "list.yaml": "list.yaml: not a Chaos Toolkit experiment",
     }
     for name, message in cases.items():
-        out = run_cli(["run", str(good), str(tmp_path / name), "--out", str(tmp_path / "out")], timeout=60)
+        out = run_cli("run", str(good), str(tmp_path / name), "--out", str(tmp_path / "out"), timeout=60)
         assert out.returncode == 2, (name, out.stdout, out.stderr)
         assert out.stderr.count("\n") == 1 and message in out.stderr and "Traceback" not in out.stderr, out.stderr
         assert out.stdout == "" and not (tmp_path / "out").exists(), "nothing ran, not even the good experiment"
-    out = run_cli(["run", str(good), "--target", "mars"], timeout=60)
+    out = run_cli("run", str(good), "--target", "mars", timeout=60)
     assert out.returncode == 2 and out.stderr.count("\n") == 1 and "--target" in out.stderr

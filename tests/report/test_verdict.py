@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from chaosmesh_qa.report.verdict import verdict
-from tests.conftest import run_cli
+from tests.support.cli import run_cli
 
 HYPOTHESIS = {"title": "ok", "probes": [{"name": "p", "tolerance": True}]}
 
@@ -48,6 +48,7 @@ def test_outcomes(doc: dict[str, Any], outcome: str) -> None:
     assert verdict(doc).outcome == outcome
 
 
+@pytest.mark.processes
 @pytest.mark.parametrize(("doc", "code"), [(journal(), 0), (journal(before=False, after=None), 1),
                                            (journal(run=[action("failed")]), 1)], ids=["passed", "baseline", "action"])
 def test_exit_code_is_zero_only_for_passed(tmp_path: Path, doc: dict[str, Any], code: int) -> None:
@@ -58,6 +59,7 @@ def test_exit_code_is_zero_only_for_passed(tmp_path: Path, doc: dict[str, Any], 
     assert result.stdout.startswith("verdict: ")
 
 
+@pytest.mark.processes
 @pytest.mark.parametrize("content", [None, "{not json", json.dumps({"no": "journal"})],
                          ids=["missing", "broken", "other"])
 def test_unreadable_journal_is_one_line_exit_2(tmp_path: Path, content: str | None) -> None:
@@ -83,6 +85,7 @@ def test_summary_says_how_each_fault_ended() -> None:
     assert "fault latency-2: latency on service=catalog — lease expired" in text
 
 
+@pytest.mark.processes
 @pytest.mark.parametrize(("doc", "where"), [
     ({"status": "completed", "experiment": {}, "run": [1]}, "run.0"),
     ({"status": "completed", "experiment": {"title": 3}}, "experiment.title"),

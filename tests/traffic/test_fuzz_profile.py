@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 from chaosmesh_qa.errors import ChaosMeshQAError, InvalidArgument, TargetUnavailable
 from chaosmesh_qa.traffic import actions as traffic_actions
 from chaosmesh_qa.traffic.profile import KEYS, Profile, load_profile, parse_profile
-from tests.fuzz_inputs import fuzz, is_number, no_sandbox, number_in, scalars, texts, value, wild
+from tests.support.fuzz import fuzz, is_number, no_sandbox, number_in, scalars, texts, value, wild
 
 
 @pytest.fixture(scope="module")

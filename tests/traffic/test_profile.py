@@ -10,7 +10,7 @@ import pytest
 from chaosmesh_qa.errors import ChaosMeshQAError, InvalidArgument, TargetUnavailable
 from chaosmesh_qa.traffic import actions
 from chaosmesh_qa.traffic.profile import Profile, Route, load_profile, parse_profile
-from tests.traffic.helpers import closed_port, marked_processes, traffic_marker
+from tests.support.traffic import closed_port, marked_processes, traffic_marker
 
 ROOT = Path(__file__).parents[2]
 

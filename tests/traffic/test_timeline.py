@@ -111,6 +111,7 @@ def test_slo_samples_for_recovery(tmp_path: Path) -> None:
     assert samples == [(T0 + 1, True), (T0 + 2, False), (T0 + 3, False), (T0 + 4, False)]
 
 
+@pytest.mark.processes
 def test_chaos_side_modules_never_import_locust_or_gevent() -> None:
     code = ("import sys; import chaosmesh_qa.controls.traffic, chaosmesh_qa.traffic.actions, "
             "chaosmesh_qa.probes.client, chaosmesh_qa.traffic.runner; "

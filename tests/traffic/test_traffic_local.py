@@ -16,7 +16,9 @@ from chaosmesh_qa.errors import InvalidArgument
 from chaosmesh_qa.traffic import actions, runner
 from chaosmesh_qa.traffic import timeline as tl
 from chaosmesh_qa.traffic.profile import load_profile
-from tests.traffic.helpers import marked_processes, stub_server, traffic_marker, wait_no_marked_processes
+from tests.support.traffic import marked_processes, stub_server, traffic_marker, wait_no_marked_processes
+
+pytestmark = pytest.mark.processes
 
 RATE = 50
 

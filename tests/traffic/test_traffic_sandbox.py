@@ -21,9 +21,9 @@ from chaosmesh_qa.probes import client
 from chaosmesh_qa.targets import OWNER_ENV
 from chaosmesh_qa.traffic import actions, runner
 from chaosmesh_qa.traffic import timeline as tl
-from tests.conftest import Sandbox
-from tests.traffic.helpers import (
-    CHAOS,
+from tests.support.cli import CHAOS
+from tests.support.sandbox import Sandbox
+from tests.support.traffic import (
     MARKER_ENV,
     client_probe,
     closed_port,
@@ -36,6 +36,8 @@ from tests.traffic.helpers import (
     wait_for_log,
     wait_no_marked_processes,
 )
+
+pytestmark = pytest.mark.processes
 
 # at 200 rps Locust, the demo apps and the traced Envoys need more than 2 cores: timings would measure saturation
 RATE = 120

@@ -2,33 +2,13 @@
 
 from __future__ import annotations
 
-import json
-import subprocess
 from collections.abc import Iterator
-from pathlib import Path
-from typing import Any
 
 import pytest
 
-from tests.conftest import Sandbox
+from tests.support.kube import KubeSandbox
 
 FORBIDDEN = "update:configmaps"  # the 403 test hook, on a verb no other test of the module needs
-
-
-class KubeSandbox(Sandbox):
-    @property
-    def kubeconfig(self) -> Path:
-        return Path(self.status()["kubeconfig"])
-
-    def kubectl(self, *args: str, check: bool = True, timeout: float = 60) -> subprocess.CompletedProcess[str]:
-        result = subprocess.run(["kubectl", "--kubeconfig", str(self.kubeconfig), *args], capture_output=True,
-                                text=True, timeout=timeout, stdin=subprocess.DEVNULL)
-        assert not check or result.returncode == 0, result.stderr
-        return result
-
-    def calls(self) -> list[dict[str, Any]]:
-        path = self.state_dir / "kube-api-calls.jsonl"
-        return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
 @pytest.fixture(scope="session")

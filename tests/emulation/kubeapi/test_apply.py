@@ -14,48 +14,13 @@ from kubernetes import client, config
 from kubernetes.client.rest import ApiException
 from kubernetes.dynamic import DynamicClient
 
-from tests.emulation.kubeapi.conftest import KubeSandbox
-from tests.mesh_client import get_many, hops
+from tests.support.client import get_many, hops
+from tests.support.kube import KubeSandbox, deny_policy, drop_policy, envoy_filter
 
-MANAGED = {"app.kubernetes.io/managed-by": "chaosmesh-qa"}
+pytestmark = pytest.mark.processes
+
 ISTIO_NET = ("networking.istio.io", "v1")
 ISTIO_SEC = ("security.istio.io", "v1")
-SA = "cluster.local/ns/default/sa/{}"
-
-
-def _meta(name: str, ttl_s: float = 60) -> dict[str, Any]:
-    return {"name": name, "labels": {**MANAGED, "chaosmesh-qa.io/fault-id": name},
-            "annotations": {"chaosmesh-qa.io/expires-at": f"{time.time() + ttl_s:.3f}"}}
-
-
-def envoy_filter(name: str, callee: str, fault: dict[str, Any], caller_sa: str | None = None,
-                 ttl_s: float = 60) -> dict[str, Any]:
-    typed = {"@type": "type.googleapis.com/envoy.extensions.filters.http.fault.v3.HTTPFault", **fault}
-    if caller_sa:
-        typed["headers"] = [{"name": "x-forwarded-client-cert",
-                             "string_match": {"contains": f"URI=spiffe://{SA.format(caller_sa)}"}}]
-    return {"apiVersion": "networking.istio.io/v1", "kind": "EnvoyFilter", "metadata": _meta(name, ttl_s),
-            "spec": {"workloadSelector": {"labels": {"app": callee}}, "configPatches": [{
-                "applyTo": "HTTP_FILTER",
-                "match": {"context": "SIDECAR_INBOUND", "listener": {"filterChain": {"filter": {
-                    "name": "envoy.filters.network.http_connection_manager",
-                    "subFilter": {"name": "envoy.filters.http.router"}}}}},
-                "patch": {"operation": "INSERT_BEFORE",
-                          "value": {"name": "envoy.filters.http.fault", "typed_config": typed}}}]}}
-
-
-def deny_policy(name: str, caller_sa: str, callee: str) -> dict[str, Any]:
-    return {"apiVersion": "security.istio.io/v1", "kind": "AuthorizationPolicy", "metadata": _meta(name),
-            "spec": {"action": "DENY", "selector": {"matchLabels": {"app": callee}},
-                     "rules": [{"from": [{"source": {"principals": [SA.format(caller_sa)]}}]}]}}
-
-
-def drop_policy(name: str, caller: str, callee: str) -> dict[str, Any]:
-    not_caller = {"matchExpressions": [{"key": "app", "operator": "NotIn", "values": [caller]}]}
-    return {"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy", "metadata": _meta(name),
-            "spec": {"podSelector": {"matchLabels": {"app": callee}}, "policyTypes": ["Ingress"],
-                     "ingress": [{"from": [{"podSelector": not_caller},
-                                           {"namespaceSelector": {}, "podSelector": not_caller}]}]}}
 
 
 @pytest.fixture
@@ -108,7 +73,7 @@ def test_envoyfilter_abort_on_one_edge_matches_percent(kube_sandbox: KubeSandbox
     assert kube_sandbox.status()["faults"] == []
     results = get_many(kube_sandbox.ingress_url + "/", 100, concurrency=8)
     assert all(_hop(tree, "reviews")["status"] == 200 for _, tree in results), "DELETE heals"
-    healed = [c for c in kube_sandbox.calls() if c.get("verb") == "delete" and c.get("name") == "abort-edge"]
+    healed = [c for c in kube_sandbox.call_log() if c.get("verb") == "delete" and c.get("name") == "abort-edge"]
     assert healed[-1]["healed"] == {"fault_id": applied["faultId"], "ended": "healed"}
 
 

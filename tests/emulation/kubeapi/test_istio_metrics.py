@@ -6,12 +6,14 @@ import time
 from typing import Any
 
 import httpx
+import pytest
 from kubernetes import client, config
 
 from chaosmesh_qa.metrics.catalog import load_catalog
-from tests.emulation.kubeapi.conftest import KubeSandbox
-from tests.emulation.kubeapi.test_apply import envoy_filter
-from tests.mesh_client import get_many, hops
+from tests.support.client import get_many, hops
+from tests.support.kube import KubeSandbox, envoy_filter
+
+pytestmark = pytest.mark.processes
 
 PARAMS = {"service": "reviews", "source": "frontend", "version": "v1", "subset": "v1", "window": "30s",
           "quantile": "0.99", "fault": "aborts"}

@@ -12,9 +12,11 @@ import pytest
 from kubernetes import client, config, watch
 from kubernetes.client.rest import ApiException
 
-from tests.conftest import run_cli
-from tests.emulation.kubeapi.conftest import KubeSandbox
-from tests.mesh_client import get_many, hops
+from tests.support.cli import run_cli
+from tests.support.client import get_many, hops
+from tests.support.kube import KubeSandbox
+
+pytestmark = pytest.mark.processes
 
 
 def api(box: KubeSandbox) -> client.ApiClient:
@@ -150,7 +152,7 @@ def test_call_log_names_verb_resource_namespace_and_name(kube_sandbox: KubeSandb
     core = client.CoreV1Api(api(kube_sandbox))
     name = core.list_namespaced_pod("default", label_selector="app=reviews").items[0].metadata.name
     core.read_namespaced_pod(name, "default")
-    calls = kube_sandbox.calls()
+    calls = kube_sandbox.call_log()
     assert {"verb": "list", "group": "", "version": "v1", "resource": "pods", "subresource": None,
             "namespace": "default", "name": None} in [{k: c.get(k) for k in (
                 "verb", "group", "version", "resource", "subresource", "namespace", "name")} for c in calls]

@@ -14,8 +14,10 @@ from chaosmesh_qa.errors import ChaosMeshQAError, FaultRejected, InvalidArgument
 from chaosmesh_qa.targets import get_target
 from chaosmesh_qa.targets.kubernetes.reaper import stop_local_reapers
 from chaosmesh_qa.targets.local.target import LocalTarget
-from tests.conftest import run_cli
-from tests.targets.kubernetes.conftest import KubeSandbox, start
+from tests.support.cli import run_cli
+from tests.support.kube import KubeSandbox, start
+
+pytestmark = pytest.mark.processes
 
 WRITES = {"create", "update", "patch", "delete", "deletecollection"}
 

@@ -27,11 +27,13 @@ import pytest
 
 from chaosmesh_qa.report.verdict import load_journal, verdict
 from chaosmesh_qa.targets.kubernetes.reaper import LOCAL_INTERVAL_S, stop_local_reapers
-from tests.experiments.test_experiments import CASES
-from tests.targets.kubernetes.conftest import KubeSandbox, start
+from tests.support.cli import CHAOS
+from tests.support.kube import KubeSandbox, start
+from tests.support.runs import CASES
+
+pytestmark = pytest.mark.processes
 
 ROOT = Path(__file__).resolve().parents[3]
-CHAOS = str(Path(sys.executable).with_name("chaos"))
 RESILIENCE = ("pod-kill-failover", "latency-circuit-breaker", "partition-failover")
 DEFAULT = [pytest.param(*c, id=f"{c[0]}-on-default-mesh") for c in CASES if c[0] in RESILIENCE and c[1] is None]
 OWN_MESH = [pytest.param(*c, id=f"{c[0]}-on-{c[1] or 'default-mesh'}",
@@ -72,7 +74,7 @@ def _run_and_judge(kube: KubeSandbox, name: str, expected: str, work: Path) -> N
                     "--journal-path", str(work / "journal.json"), str(ROOT / "experiments" / f"{name}.json")],
                    cwd=ROOT, env=env, capture_output=True, text=True, timeout=240, stdin=subprocess.DEVNULL)
     leftovers = kube.kubectl("get", "envoyfilters,authorizationpolicies,networkpolicies", "-l",
-                             "app.kubernetes.io/managed-by=chaosmesh-qa", "-o", "name")
+                             "app.kubernetes.io/managed-by=chaosmesh-qa", "-o", "name", check=False)
     _wait_for_run_reapers(kube)
     assert leftovers.returncode == 0 and leftovers.stdout.strip() == "", leftovers.stdout
     result = verdict(load_journal(work / "journal.json"), work / "journal.json")

@@ -17,8 +17,10 @@ import pytest
 from chaosmesh_qa import actions
 from chaosmesh_qa.targets import get_target
 from chaosmesh_qa.targets.kubernetes.objects import MANAGED_SELECTOR
-from tests.mesh_client import get_many, hops
-from tests.targets.kubernetes.conftest import KubeSandbox
+from tests.support.client import get_many, hops
+from tests.support.kube import KubeSandbox
+
+pytestmark = pytest.mark.processes
 
 
 @pytest.fixture

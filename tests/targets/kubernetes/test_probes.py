@@ -6,9 +6,11 @@ import pytest
 
 from chaosmesh_qa.errors import MeasurementFailed
 from chaosmesh_qa.probes import prometheus
-from tests.conftest import Sandbox
-from tests.mesh_client import get_many
-from tests.targets.kubernetes.conftest import KubeSandbox
+from tests.support.client import get_many
+from tests.support.kube import KubeSandbox
+from tests.support.sandbox import Sandbox
+
+pytestmark = pytest.mark.processes
 
 
 def test_istio_dialect_probes_measure_the_emulated_cluster(kube: KubeSandbox) -> None:

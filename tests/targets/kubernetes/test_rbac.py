@@ -18,8 +18,10 @@ from chaosmesh_qa import actions
 from chaosmesh_qa.errors import FaultRejected
 from chaosmesh_qa.targets import get_target
 from chaosmesh_qa.targets.kubernetes.reaper import stop_local_reapers
-from tests.conftest import CLI
-from tests.targets.kubernetes.conftest import KubeSandbox
+from tests.support.cli import CLI
+from tests.support.kube import KubeSandbox
+
+pytestmark = pytest.mark.processes
 
 RBAC = Path(__file__).resolve().parents[3] / "deploy" / "kubernetes" / "rbac.yaml"
 Grant = tuple[str, str, str]  # (api group, resource, verb)

@@ -16,8 +16,10 @@ from chaosmesh_qa import actions
 from chaosmesh_qa.targets import get_target
 from chaosmesh_qa.targets.kubernetes.objects import ENVOYFILTER
 from chaosmesh_qa.targets.kubernetes.reaper import LOCAL_INTERVAL_S
-from tests.conftest import CLI
-from tests.targets.kubernetes.conftest import KubeSandbox
+from tests.support.cli import CLI
+from tests.support.kube import KubeSandbox
+
+pytestmark = pytest.mark.processes
 
 ROOT = Path(__file__).resolve().parents[3]
 WRITES = {"create", "update", "patch", "delete", "deletecollection"}

@@ -13,7 +13,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -22,10 +21,10 @@ import pytest
 
 from chaosmesh_qa.targets import get_target
 from chaosmesh_qa.targets.kubernetes.reaper import LOCAL_INTERVAL_S
-from tests.targets.kubernetes.conftest import KubeSandbox
+from tests.support.cli import CHAOS
+from tests.support.kube import KubeSandbox
 
-pytestmark = pytest.mark.slow
-CHAOS = str(Path(sys.executable).with_name("chaos"))
+pytestmark = [pytest.mark.processes, pytest.mark.slow]
 REPETITIONS = int(os.environ.get("CHAOSMESH_QA_SIGKILL_REPETITIONS", "20"))
 TTL_S = 4.0
 SLACK_S = 2.0  # API round trips of the reaper's pass (list, revert, end the lease)

@@ -13,13 +13,16 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 
 from chaosmesh_qa.mesh import load_mesh
 from chaosmesh_qa.probes.mtls import mtls_enforced
 from chaosmesh_qa.probes.routing import routing_matches
 from chaosmesh_qa.targets import get_target
-from tests.mesh_client import get_many
-from tests.targets.kubernetes.conftest import KubeSandbox
+from tests.support.client import get_many
+from tests.support.kube import KubeSandbox
+
+pytestmark = pytest.mark.processes
 
 DEFAULT_MESH = Path(__file__).resolve().parents[3] / "chaosmesh_qa" / "default_mesh"
 

@@ -29,8 +29,9 @@ import pytest
 from chaosmesh_qa.errors import SandboxStartError
 from chaosmesh_qa.targets.local.envoy import admin
 from chaosmesh_qa.targets.local.state import SandboxPaths
-from tests.conftest import Sandbox, run_cli
-from tests.mesh_client import get
+from tests.support.cli import run_cli
+from tests.support.client import get
+from tests.support.sandbox import Sandbox
 
 # what a local attacker would send to an Envoy admin API; "probe" is a runtime key nobody else sets
 ATTACKS = [("POST", "/runtime_modify?chaosmesh_qa_isolation_probe=1"), ("POST", "/healthcheck/fail"),
@@ -132,6 +133,7 @@ def _envoy_state(status: dict[str, Any]) -> dict[str, Any]:
     return state
 
 
+@pytest.mark.processes
 def test_no_loopback_port_of_the_sandbox_obeys_admin_commands(box: Sandbox) -> None:
     status = box.status()
     before = _envoy_state(status)
@@ -152,6 +154,7 @@ def test_no_loopback_port_of_the_sandbox_obeys_admin_commands(box: Sandbox) -> N
     assert code == 200, "every listener on the request path still serves"
 
 
+@pytest.mark.processes
 def test_admin_and_control_sockets_are_the_owners_alone(box: Sandbox) -> None:
     status = box.status()
     state_dir = box.state_dir
@@ -168,6 +171,7 @@ def test_admin_and_control_sockets_are_the_owners_alone(box: Sandbox) -> None:
     assert stat.S_IMODE(admin_dir.st_mode) == 0o700
 
 
+@pytest.mark.processes
 def test_stats_listener_serves_metrics_and_readiness_only(box: Sandbox) -> None:
     for envoy in _envoys(box.status()):
         port = envoy["ports"]["stats"]
@@ -211,6 +215,7 @@ def _connect_as(user: str | None, paths: list[str]) -> dict[str, str]:
     return dict(json.loads(result.stdout))
 
 
+@pytest.mark.processes
 @pytest.mark.skipif(os.geteuid() != 0, reason="needs root to run a process as another user")
 def test_another_user_cannot_connect_to_admin_or_control_sockets(box: Sandbox) -> None:
     status = box.status()
@@ -247,6 +252,7 @@ def test_state_directory_is_made_owner_only_or_refused(tmp_path: Path) -> None:
             SandboxPaths(theirs).make_private()
 
 
+@pytest.mark.processes
 def test_up_in_a_shared_directory_is_one_line_and_starts_nothing() -> None:
     result = run_cli("up", "--state-dir", "/tmp")
     assert result.returncode == 2

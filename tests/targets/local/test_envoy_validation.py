@@ -27,6 +27,8 @@ from chaosmesh_qa.targets.local.pki import MeshPKI
 from chaosmesh_qa.targets.local.sandbox import default_mesh_dir
 from chaosmesh_qa.targets.local.xds.resources import CLUSTER
 
+pytestmark = pytest.mark.processes
+
 REPO = Path(__file__).resolve().parents[3]
 TWINS = sorted(p for p in (REPO / "experiments" / "meshes").iterdir() if p.is_dir())
 

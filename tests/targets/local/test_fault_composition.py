@@ -25,8 +25,10 @@ from chaosmesh_qa.targets.local.leases import TEST_HOOKS_ENV
 from chaosmesh_qa.targets.local.sandbox import SandboxClient
 from chaosmesh_qa.targets.local.state import SandboxPaths
 from chaosmesh_qa.targets.local.target import LocalTarget
-from tests.conftest import Sandbox
-from tests.mesh_client import admin_json, get_many, hops
+from tests.support.client import admin_json, get_many, hops
+from tests.support.sandbox import Sandbox
+
+pytestmark = pytest.mark.processes
 
 # Read by the supervisor when it starts: modules are imported at collection, before the session
 # sandbox is started, so this enables its /debug/fail-change route (and nothing else).

@@ -15,8 +15,11 @@ from pathlib import Path
 
 import aiohttp
 import psutil
+import pytest
 
 from chaosmesh_qa.targets.local.forkserver import LOST_STATUS, ForkServer
+
+pytestmark = pytest.mark.processes
 
 
 def _free_port() -> int:

@@ -17,8 +17,10 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.mesh.corpus import Served, serve, write
-from tests.mesh.test_gateways import WEB_SUBSETS
+from tests.support.corpus import WEB_SUBSETS, write
+from tests.support.sandbox import Served, serve
+
+pytestmark = pytest.mark.processes
 
 
 def _workload(name: str, version: str) -> str:

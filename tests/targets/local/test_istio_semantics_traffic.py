@@ -19,9 +19,11 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.conftest import Sandbox
-from tests.mesh.test_istio_semantics import SEMANTICS, write_mesh
-from tests.mesh_client import admin_json, get, get_many, plaintext_get
+from tests.support.client import admin_json, get, get_many, plaintext_get
+from tests.support.sandbox import Sandbox
+from tests.support.semantics import SEMANTICS, write_mesh
+
+pytestmark = pytest.mark.processes
 
 
 class Box(Sandbox):

@@ -10,8 +10,12 @@ import time
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from chaosmesh_qa.targets.local.supervisor import ORPHAN_CHECK_S
-from tests.conftest import Sandbox
+from tests.support.sandbox import Sandbox
+
+pytestmark = pytest.mark.processes
 
 
 def _pids(status: dict[str, Any]) -> set[int]:

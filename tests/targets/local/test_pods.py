@@ -5,9 +5,13 @@ from __future__ import annotations
 import time
 from typing import Any
 
+import pytest
+
 from chaosmesh_qa.targets.local.target import LocalTarget
-from tests.conftest import Sandbox
-from tests.mesh_client import admin_json, get_many, hops
+from tests.support.client import admin_json, get_many, hops
+from tests.support.sandbox import Sandbox
+
+pytestmark = pytest.mark.processes
 
 
 def _endpoint_ports(admin_socket: str, cluster: str) -> set[int]:

@@ -5,8 +5,12 @@ from __future__ import annotations
 from collections import Counter
 from pathlib import Path
 
-from tests.conftest import Sandbox
-from tests.mesh_client import get, get_many, hops, mesh_tls_get, plaintext_get
+import pytest
+
+from tests.support.client import get, get_many, hops, mesh_tls_get, plaintext_get
+from tests.support.sandbox import Sandbox
+
+pytestmark = pytest.mark.processes
 
 SPIFFE = "spiffe://cluster.local/ns/{ns}/sa/{sa}"
 

@@ -28,7 +28,9 @@ import pytest
 from chaosmesh_qa.mesh.generate import service_name, write_tree
 from chaosmesh_qa.targets.local.envoy import admin
 from chaosmesh_qa.targets.local.sandbox import SandboxClient, down
-from tests.mesh_client import first_showing
+from tests.support.client import first_showing
+
+pytestmark = pytest.mark.processes
 
 DEFAULT_INOTIFY_INSTANCES = 128
 SERVICES, REPLICAS = 20, 3

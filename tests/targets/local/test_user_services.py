@@ -24,9 +24,12 @@ import pytest
 from chaosmesh_qa.targets.local.sandbox import is_running
 from chaosmesh_qa.targets.local.state import SandboxPaths
 from chaosmesh_qa.targets.local.target import LocalTarget
-from tests.conftest import Sandbox, run_cli
-from tests.mesh.editing import append, replace
-from tests.mesh_client import get
+from tests.support.cli import run_cli
+from tests.support.client import get
+from tests.support.editing import append, replace
+from tests.support.sandbox import Sandbox
+
+pytestmark = pytest.mark.processes
 
 ROOT = Path(__file__).resolve().parents[3]
 EXAMPLE = ROOT / "examples" / "own-service"

@@ -11,11 +11,14 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 
 from chaosmesh_qa.targets.local.envoy import admin
 from chaosmesh_qa.targets.local.sandbox import SandboxClient
-from tests.conftest import Sandbox
-from tests.mesh_client import first_showing
+from tests.support.client import first_showing
+from tests.support.sandbox import Sandbox
+
+pytestmark = pytest.mark.processes
 
 LATENCY_GOAL_MS = 50.0
 ROUNDS = 7

@@ -1,15 +1,15 @@
-"""Expectation corpus helpers: a mesh directory written from text, loaded, and judged; or served.
+"""Expectation corpus helpers: a mesh directory written from text, loaded, and judged against its expected result.
 
 Used by tests/mesh/test_gateways.py and tests/mesh/test_manifests.py: each case is a set of files
 in the shapes real repositories use (written for these tests) with its expected result: accepted
 (with exactly the expected warnings), or refused with one line naming file, resource and field.
-``serve`` starts a sandbox on such a directory for a module's traffic tests
-(tests/targets/local/test_gateway_traffic.py, tests/examples/test_bookinfo.py).
+``WEB_SUBSETS`` is the gateway corpus's DestinationRule, which tests/targets/local/test_gateway_traffic.py
+serves too (``tests.support.sandbox.serve``); ``BOOKINFO`` is the bookinfo example's mesh directory.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -18,9 +18,19 @@ import pytest
 from chaosmesh_qa.errors import InvalidMeshConfig
 from chaosmesh_qa.mesh import load_mesh
 from chaosmesh_qa.mesh.loader import LoadedMesh
-from tests.conftest import Sandbox
+from tests.support.cli import ROOT
 
 Check = Callable[[LoadedMesh], None]
+BOOKINFO = ROOT / "examples" / "bookinfo" / "mesh"
+WEB_SUBSETS = """apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: web}
+spec:
+  host: web
+  subsets:
+  - {name: v1, labels: {version: v1}}
+  - {name: v2, labels: {version: v2}}
+"""
 
 
 @dataclass(frozen=True)
@@ -61,18 +71,3 @@ def judge(case: Case, root: Path) -> None:
         assert any(fragment in n for n in loaded.notes), f"no note with {fragment!r} in {loaded.notes}"
     if case.check is not None:
         case.check(loaded)
-
-
-class Served(Sandbox):
-    url = ""  # the ingress URL, read once at start
-
-
-def serve(mesh: Path, state: Path) -> Iterator[Served]:
-    """A sandbox up on ``mesh`` for as long as the generator runs (a module fixture's body)."""
-    sandbox = Served(state)
-    sandbox.up("--mesh", str(mesh))
-    try:
-        sandbox.url = sandbox.ingress_url
-        yield sandbox
-    finally:
-        sandbox.down()

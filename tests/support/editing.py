@@ -1,4 +1,8 @@
-"""Editing a copy of the default mesh: shared by the mesh validation and CLI tests."""
+"""Editing a copy of the default mesh: copy it, then replace or append text in its files.
+
+Shared by the mesh validation tests (tests/mesh: loader errors, strict input, sidecars, explain), the CLI
+validation tests and tests/targets/local/test_user_services.py.
+"""
 
 from __future__ import annotations
 

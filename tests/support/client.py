@@ -1,4 +1,8 @@
-"""Test helpers that talk to a running sandbox like a client or a mesh workload would."""
+"""Test helpers that talk to a running sandbox like a client or a mesh workload would.
+
+Plain and mTLS requests, many requests at once, a sidecar's admin JSON, the first request that shows a
+partition.  Used by the probe, action, target and emulation tests that send traffic through a sandbox.
+"""
 
 from __future__ import annotations
 

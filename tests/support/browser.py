@@ -5,6 +5,7 @@ Talks the DevTools protocol over ``--remote-debugging-pipe`` (NUL-separated JSON
 the page opens with the network off.  Collects console messages, uncaught exceptions, log entries
 (failed loads) and every request the page made, evaluates an expression, and takes a full-page
 PNG screenshot.  Every wait is bounded; the browser is killed at the end whatever happened.
+Used by tests/report/test_html.py.
 """
 
 from __future__ import annotations

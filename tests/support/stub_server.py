@@ -1,5 +1,7 @@
 """A stub HTTP server for the traffic tests (``python stub_server.py PORT``), on 127.0.0.1 only.
 
+Started by ``tests.support.traffic.stub_server`` (a script, never imported).
+
 ``/`` answers 200 at once; ``/hang`` answers after 10 s (so clients time out first); ``/canary`` answers
 200 only with the headers ``x-canary: true`` and ``x-team: qa``, else 400.
 """

@@ -1,4 +1,8 @@
-"""Helpers for the traffic tests: process markers, a stub HTTP server, chaos runs, timeline windows."""
+"""Helpers for the traffic tests: process markers, a stub HTTP server, chaos runs, timeline windows.
+
+Used by tests/traffic (test_profile, test_traffic_local, test_traffic_sandbox).  The stub server is
+``stub_server.py`` next to this module, run as a script.
+"""
 
 from __future__ import annotations
 
@@ -17,9 +21,9 @@ from typing import Any
 import pytest
 
 from chaosmesh_qa.traffic import timeline as tl
+from tests.support.cli import CHAOS
 
 MARKER_ENV = "CHAOSMESH_QA_TEST_MARKER"
-CHAOS = str(Path(sys.executable).with_name("chaos"))
 STUB = Path(__file__).with_name("stub_server.py")
 
 
