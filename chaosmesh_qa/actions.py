@@ -13,7 +13,8 @@ from typing import Any
 
 from chaosmesh_qa import checks
 from chaosmesh_qa.errors import InvalidArgument
-from chaosmesh_qa.targets import get_target, run_owner
+from chaosmesh_qa.targets.factory import get_target
+from chaosmesh_qa.targets.run import run_owner
 
 __all__ = ["fail_pods", "heal", "inject_abort", "inject_latency", "kill_app", "kill_pods", "partition"]
 

@@ -2,7 +2,7 @@
 
 Every control's ``before_experiment_control`` calls ``start_of_run()`` and its ``cleanup_control``
 calls ``end_of_run()``: the first control to start a run gives it a fresh fault owner
-(``chaosmesh_qa.targets.begin_run``) and clears what earlier runs in the same Python process left
+(``chaosmesh_qa.targets.run.begin_run``) and clears what earlier runs in the same Python process left
 in module state (the recovery timelines of ``chaosmesh_qa.probes.recovery``), so a process that
 runs several experiments never copies one run's measurements into another's journal.
 """
@@ -13,7 +13,7 @@ from __future__ import annotations
 def start_of_run() -> bool:
     """Reset per-run state once per experiment run (later calls in the same run do nothing)."""
     from chaosmesh_qa.probes import recovery
-    from chaosmesh_qa.targets import begin_run
+    from chaosmesh_qa.targets.run import begin_run
 
     if not begin_run():
         return False
@@ -22,6 +22,6 @@ def start_of_run() -> bool:
 
 
 def end_of_run() -> None:
-    from chaosmesh_qa.targets import end_run
+    from chaosmesh_qa.targets.run import end_run
 
     end_run()

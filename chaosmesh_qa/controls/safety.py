@@ -20,7 +20,8 @@ from typing import Any
 
 from chaosmesh_qa.controls import end_of_run, start_of_run
 from chaosmesh_qa.errors import ChaosMeshQAError
-from chaosmesh_qa.targets import get_target, run_owner
+from chaosmesh_qa.targets.factory import get_target
+from chaosmesh_qa.targets.run import run_owner
 
 __all__ = ["after_experiment_control", "before_experiment_control", "cleanup_control", "configure_control"]
 

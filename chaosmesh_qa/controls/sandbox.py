@@ -23,8 +23,8 @@ from chaoslib.exceptions import InterruptExecution
 
 from chaosmesh_qa.controls import end_of_run, start_of_run
 from chaosmesh_qa.errors import ChaosMeshQAError
-from chaosmesh_qa.targets import get_target
 from chaosmesh_qa.targets.base import MeshTarget
+from chaosmesh_qa.targets.factory import get_target
 
 __all__ = ["before_experiment_control", "cleanup_control", "configure_control"]
 

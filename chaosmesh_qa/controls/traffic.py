@@ -27,7 +27,8 @@ from chaoslib.exceptions import InterruptExecution
 
 from chaosmesh_qa.controls import end_of_run, start_of_run
 from chaosmesh_qa.errors import ChaosMeshQAError
-from chaosmesh_qa.targets import get_target, run_owner
+from chaosmesh_qa.targets.factory import get_target
+from chaosmesh_qa.targets.run import run_owner
 from chaosmesh_qa.traffic import runner, timeline
 from chaosmesh_qa.traffic.actions import prepare, timeline_path
 

@@ -14,10 +14,10 @@ select the ingress gateway (``enforced_at_ingress`` gives those the sandbox's in
 from __future__ import annotations
 
 import re
-from typing import TYPE_CHECKING
 
 from chaosmesh_qa.mesh import schema
 from chaosmesh_qa.mesh.callers import INGRESS_LABELS, INGRESS_NAMESPACE
+from chaosmesh_qa.mesh.documents import Document
 from chaosmesh_qa.mesh.model import (
     ROOT_NAMESPACE,
     AuthzCondition,
@@ -28,9 +28,6 @@ from chaosmesh_qa.mesh.model import (
     MeshModel,
     selects,
 )
-
-if TYPE_CHECKING:
-    from chaosmesh_qa.mesh.loader import Document
 
 _HEADER_KEY = re.compile(r"request\.headers\[([!#$%&'*+\-.^_`|~0-9A-Za-z]+)\]", re.ASCII)
 EVALUATED_KEYS = ("request.headers[<name>]", "source.principal", "source.namespace")

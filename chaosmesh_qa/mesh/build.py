@@ -9,12 +9,11 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from chaosmesh_qa.mesh import gateways, manifests, schema
 from chaosmesh_qa.mesh.authz import authorization_policies, selection_warnings
 from chaosmesh_qa.mesh.callers import source_problems
-from chaosmesh_qa.mesh.documents import latest_documents
+from chaosmesh_qa.mesh.documents import Document, latest_documents
 from chaosmesh_qa.mesh.model import (
     ISTIO_DEFAULT_RETRY_ON,
     TRUST_DOMAIN,
@@ -39,9 +38,6 @@ from chaosmesh_qa.mesh.model import (
 from chaosmesh_qa.mesh.peerauth import peer_authentications, tls_warnings
 from chaosmesh_qa.mesh.sidecars import sidecar_scopes, visibility_warnings
 from chaosmesh_qa.mesh.values import DNS_LABEL, UINT32_MAX, parse_duration
-
-if TYPE_CHECKING:
-    from chaosmesh_qa.mesh.loader import Document
 
 
 def build_model(
@@ -117,8 +113,6 @@ def _empty() -> MeshModel:
 
 def _no_overlay(source: str) -> Document:
     """A stand-in for the Mesh document when manifests alone describe the mesh."""
-    from chaosmesh_qa.mesh.loader import Document
-
     name = Path(source).name
     return Document(source, "Mesh", name if re.fullmatch(DNS_LABEL, name) else "mesh", "default", schema.MeshSpec())
 

@@ -1,6 +1,10 @@
-"""Which of the documents read stand, as ``kubectl apply -f DIR`` would leave them.
+"""The validated documents of a mesh directory (``Document``), and which of them stand, as
+``kubectl apply -f DIR`` would leave them.
 
-``build.build_model`` calls ``latest_documents`` first: two Istio resources of the same kind,
+``loader.validate_document`` makes a ``Document`` of each YAML document read; every module that
+reads one (``build`` and the per-kind modules below it) imports it from here, so the mesh package
+depends downward only: ``loader`` -> ``build`` -> per-kind modules -> ``documents`` / ``schema`` /
+``model``.  ``build.build_model`` calls ``latest_documents`` first: two Istio resources of the same kind,
 namespace and name are one object in a cluster, and applying the directory keeps the last one
 read (file-name order, then document order).  The earlier one is dropped with a warning naming
 both places, instead of both being enforced.
@@ -8,13 +12,27 @@ both places, instead of both being enforced.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from dataclasses import dataclass
 
-if TYPE_CHECKING:
-    from chaosmesh_qa.mesh.loader import Document
+from pydantic import BaseModel
 
 # the tool's own kind is checked separately (exactly one Mesh document)
 OWN_KINDS = frozenset({"Mesh"})
+
+
+@dataclass(frozen=True)
+class Document:
+    """One validated YAML document and where it came from."""
+
+    file: str
+    kind: str
+    name: str
+    namespace: str
+    spec: BaseModel
+
+    @property
+    def where(self) -> str:
+        return f"{self.file}: {self.kind}/{self.name}"
 
 
 def latest_documents(documents: list[Document], warnings: list[str]) -> list[Document]:

@@ -5,7 +5,7 @@ name back from the YAML (``mesh.yamlfiles``) so every finding names file, resour
 returns findings (``mesh.findings``) with stable codes (``CMQ-<area><nnn>``, never renumbered), why
 each matters and the shipped experiment that would show it; given experiments, also their latency
 SLOs the histograms cannot resolve (``mesh.explain_slos``).  With a request rate it predicts, per service, what
-killing one pod costs (``predict_pod_kill``).  Called by ``chaosmesh_qa.explain_command``.
+killing one pod costs (``predict_pod_kill``).  Called by ``chaosmesh_qa.cli.explain``.
 """
 
 from __future__ import annotations

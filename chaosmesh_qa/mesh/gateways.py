@@ -14,17 +14,15 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import Annotated, Any
 
 from pydantic import AfterValidator, Field
 
 from chaosmesh_qa.mesh import schema
+from chaosmesh_qa.mesh.documents import Document
 from chaosmesh_qa.mesh.httproutes import HTTPRouteSpec, K8sGatewaySpec, host_name, rules
 from chaosmesh_qa.mesh.model import GatewayHost, Route, ServiceModel
 from chaosmesh_qa.mesh.values import LabelMap, show
-
-if TYPE_CHECKING:
-    from chaosmesh_qa.mesh.loader import Document
 
 ISTIO_VERSIONS = ("networking.istio.io/v1", "networking.istio.io/v1beta1", "networking.istio.io/v1alpha3")
 K8S_GROUP = "gateway.networking.k8s.io"

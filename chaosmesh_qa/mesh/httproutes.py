@@ -11,11 +11,12 @@ with its Gateway API precedence key, so that several HTTPRoutes for one host can
 from __future__ import annotations
 
 import re
-from typing import TYPE_CHECKING, Annotated, Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, Field
 
 from chaosmesh_qa.mesh import schema
+from chaosmesh_qa.mesh.documents import Document
 from chaosmesh_qa.mesh.model import (
     HeaderChanges,
     Route,
@@ -34,9 +35,6 @@ from chaosmesh_qa.mesh.values import (
     parse_duration,
     show,
 )
-
-if TYPE_CHECKING:
-    from chaosmesh_qa.mesh.loader import Document
 
 _HOST = re.compile(r"\*|(\*\.)?[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*", re.ASCII)
 

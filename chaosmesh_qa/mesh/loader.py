@@ -1,9 +1,10 @@
-"""Read a mesh directory: every ``*.yaml``/``*.yml`` file, every YAML document in it.
+r"""Read a mesh directory: every ``*.yaml``/``*.yml`` file, every YAML document in it.
 
 ``load_mesh`` is the entry point used by the CLI and the sandbox: it reads the files
 through ``yamlfiles`` (bounded, duplicate keys refused), validates each document against
-``schema`` by kind, and hands the documents to ``build.build_model`` for cross-checks and
-Istio defaults.  Every problem is reported on one line as
+``schema`` by kind (``validate_document``, also used on its own for documents that do not come
+from a file: the Kubernetes target's verdicts), and hands the ``documents.Document``\ s to
+``build.build_model`` for cross-checks and Istio defaults.  Every problem is reported on one line as
 ``<file>[:line]: <Kind>/<name>: <field path>: <reason>``; nothing but ``InvalidMeshConfig``
 ever leaves ``load_mesh``.
 """
@@ -22,24 +23,10 @@ from pydantic import BaseModel, ValidationError
 from chaosmesh_qa.errors import InvalidMeshConfig
 from chaosmesh_qa.mesh import gateways, manifests, schema, yamlfiles
 from chaosmesh_qa.mesh.build import build_model
+from chaosmesh_qa.mesh.documents import Document
 from chaosmesh_qa.mesh.model import MeshModel
 from chaosmesh_qa.mesh.values import join_path, show
 from chaosmesh_qa.mesh.yamlfiles import FileProblem, mesh_files
-
-
-@dataclass(frozen=True)
-class Document:
-    """One validated YAML document and where it came from."""
-
-    file: str
-    kind: str
-    name: str
-    namespace: str
-    spec: BaseModel
-
-    @property
-    def where(self) -> str:
-        return f"{self.file}: {self.kind}/{self.name}"
 
 
 @dataclass(frozen=True)
@@ -68,7 +55,7 @@ def load_mesh(directory: str | Path) -> LoadedMesh:
     ignored: list[str] = []
     for path in files:
         for parsed in _documents(path, problems):
-            doc = _validate(path, parsed, problems, warnings, ignored)
+            doc = validate_document(path, parsed, problems, warnings, ignored)
             if doc is not None:
                 documents.append(doc)
     if problems:
@@ -127,10 +114,15 @@ def _one_line(text: str) -> str:
     return " ".join(text.split())
 
 
-def _validate(
+def validate_document(
     path: Path, parsed: yamlfiles.Document, problems: list[str], warnings: list[str],
     ignored: list[str] | None = None,
 ) -> Document | None:
+    """One YAML document of ``path`` (as ``yamlfiles`` read it) checked against its kind's schema.
+
+    The ``Document``, or ``None`` with the reason appended to ``problems`` (refused) or the kind to
+    ``ignored`` (a Kubernetes kind that does not shape the mesh); unsupported fields are ``warnings``.
+    """
     ignored = [] if ignored is None else ignored  # the Kubernetes kinds skipped, for one note
     raw = parsed.data
     where = f"{path}: document {parsed.index + 1}"

@@ -12,15 +12,13 @@ used (the pod runs the overlay's demo app or command).  Problems are one line ea
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import Annotated, Any
 
 from pydantic import Field
 
 from chaosmesh_qa.mesh import schema
+from chaosmesh_qa.mesh.documents import Document
 from chaosmesh_qa.mesh.values import LabelMap, Name, show
-
-if TYPE_CHECKING:
-    from chaosmesh_qa.mesh.loader import Document
 
 WORKLOAD_KINDS = ("Deployment", "StatefulSet")
 KINDS: dict[str, str] = {  # kind -> its apiVersion

@@ -9,13 +9,9 @@ here: that is a warning naming the workloads.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from chaosmesh_qa.mesh import schema
+from chaosmesh_qa.mesh.documents import Document
 from chaosmesh_qa.mesh.model import MeshModel, PeerAuthPolicy, ServiceModel, TrafficPolicy, selects
-
-if TYPE_CHECKING:
-    from chaosmesh_qa.mesh.loader import Document
 
 
 def peer_authentications(documents: list[Document], services: dict[str, ServiceModel], problems: list[str],

@@ -8,13 +8,9 @@ Without any Sidecar every sidecar knows every service, as in Istio.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from chaosmesh_qa.mesh import schema
+from chaosmesh_qa.mesh.documents import Document
 from chaosmesh_qa.mesh.model import EgressHost, MeshModel, ServiceModel, SidecarScope, selects
-
-if TYPE_CHECKING:
-    from chaosmesh_qa.mesh.loader import Document
 
 
 def sidecar_scopes(documents: list[Document], services: dict[str, ServiceModel], problems: list[str],

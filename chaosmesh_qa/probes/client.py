@@ -16,7 +16,8 @@ from typing import Any
 
 from chaosmesh_qa import checks
 from chaosmesh_qa.errors import InvalidArgument, TargetUnavailable
-from chaosmesh_qa.targets import get_target, run_owner
+from chaosmesh_qa.targets.factory import get_target
+from chaosmesh_qa.targets.run import run_owner
 from chaosmesh_qa.traffic import runner, timeline
 from chaosmesh_qa.traffic.actions import timeline_path
 

@@ -19,8 +19,9 @@ from chaosmesh_qa import checks
 from chaosmesh_qa.errors import InvalidArgument, MeasurementFailed
 from chaosmesh_qa.metrics.catalog import Catalog, load_catalog
 from chaosmesh_qa.metrics.prometheus import PrometheusQuery
-from chaosmesh_qa.targets import get_target, run_owner
 from chaosmesh_qa.targets.base import MeshTarget
+from chaosmesh_qa.targets.factory import get_target
+from chaosmesh_qa.targets.run import run_owner
 
 SINCE_CHOICES = ("fault_start", "last_heal")
 

@@ -36,7 +36,7 @@ import httpx
 from chaosmesh_qa import checks
 from chaosmesh_qa.errors import MeasurementFailed
 from chaosmesh_qa.mesh.model import MeshModel
-from chaosmesh_qa.targets import get_target
+from chaosmesh_qa.targets.factory import get_target
 
 __all__ = ["TraceVerdict", "judge_traces", "traces_complete"]
 

@@ -15,7 +15,7 @@ from typing import Any
 
 from chaosmesh_qa import checks
 from chaosmesh_qa.errors import ChaosMeshQAError, TargetUnavailable
-from chaosmesh_qa.targets import get_target
+from chaosmesh_qa.targets.factory import get_target
 from chaosmesh_qa.traffic import runner, timeline
 from chaosmesh_qa.traffic.profile import PROFILE_KEY, TIMELINE_KEY, Profile, check_url, load_profile
 

@@ -39,7 +39,7 @@ def experiment(state_dir: str, method: list[dict[str, Any]]) -> dict[str, Any]:
 def test_second_run_in_the_same_process_starts_clean(sandbox: Sandbox, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv(targets.OWNER_ENV, raising=False)
     for key in ("number", "open"):  # leave this process's owner as it was for the tests that follow
-        monkeypatch.setitem(targets._run, key, targets._run[key])
+        monkeypatch.setitem(targets.run._run, key, targets.run._run[key])
     monkeypatch.setattr(recovery, "RECOVERIES", recovery.RECOVERIES)
     state_dir = str(sandbox.state_dir)
     first = run_experiment(experiment(state_dir, [

@@ -1,6 +1,6 @@
 """Reaping expired fault leases: one pass, a watch loop, and the detached local reaper of a run.
 
-``chaosmesh-qa reap`` (chaosmesh_qa.targets.kubernetes.commands) calls ``reap_loop``; the in-cluster CronJob
+``chaosmesh-qa reap`` (chaosmesh_qa.cli.kubernetes) calls ``reap_loop``; the in-cluster CronJob
 of deploy/kubernetes/ runs that command.  ``KubernetesTarget`` calls ``ensure_local_reaper`` when a run
 opens a lease: it starts ``chaosmesh-qa reap --watch`` for this run's owner in its own session (so a
 SIGKILL of ``chaos run`` or of its process group does not reach it), which keeps reaping this owner's

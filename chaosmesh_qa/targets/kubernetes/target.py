@@ -66,8 +66,8 @@ class KubernetesTarget:
         and start this run's detached reaper, so that neither lands inside a fault's measured window."""
         self.describe()
         if not self.cluster.dry_run:
-            from chaosmesh_qa.targets import run_owner
             from chaosmesh_qa.targets.kubernetes.reaper import ensure_local_reaper
+            from chaosmesh_qa.targets.run import run_owner
 
             ensure_local_reaper(self.settings, run_owner())
         return False

@@ -21,8 +21,8 @@ import httpx
 from chaosmesh_qa.errors import MeasurementFailed
 from chaosmesh_qa.mesh import yamlfiles
 from chaosmesh_qa.mesh.build import build_model
-from chaosmesh_qa.mesh.loader import Document
-from chaosmesh_qa.mesh.loader import _validate as validate_document  # one document, as a mesh file's
+from chaosmesh_qa.mesh.documents import Document
+from chaosmesh_qa.mesh.loader import validate_document  # one document, as a mesh file's
 from chaosmesh_qa.mesh.model import ROOT_NAMESPACE, MeshModel
 from chaosmesh_qa.targets.base import Record
 from chaosmesh_qa.targets.kubernetes.cluster import Cluster, NotFound

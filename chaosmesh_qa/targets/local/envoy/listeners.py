@@ -14,10 +14,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from chaosmesh_qa.mesh.model import AuthzPolicy
+from chaosmesh_qa.targets.local.envoy import tracing
 from chaosmesh_qa.targets.local.envoy.common import API, JSON, TYPE, address, ads_source
 from chaosmesh_qa.targets.local.envoy.rbac import rbac_filters
 from chaosmesh_qa.targets.local.envoy.routes import FAULT_FILTER, OUTBOUND_ROUTE_CONFIG
-from chaosmesh_qa.targets.local.tracing import envoy as tracing
 
 LOCAL_APP_CLUSTER = "local_app"
 # starts with "_": no DNS-1123 service name (and so no SLI's cluster-name pattern) can match it

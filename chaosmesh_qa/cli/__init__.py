@@ -1,6 +1,9 @@
 """The ``chaosmesh-qa`` command: run and inspect the embedded sandbox.
 
-``up`` / ``status`` / ``heal`` / ``down`` / ``validate`` / ``verdict``.  Every argument is checked
+The CLI layer, the top of the package: every module that uses click is in this package (``make lint``
+enforces the layers below it).  Here: ``up`` / ``status`` / ``heal`` / ``down`` / ``validate`` /
+``verdict``; in their own modules, imported when used (``LazyGroup``): ``run``, ``gameday``,
+``explain`` and the Kubernetes target's ``reap`` and ``plan``.  Every argument is checked
 before anything starts (paths the OS can take, finite numbers in range, well-formed fault ids).
 Exit codes, for every command:
 
@@ -79,11 +82,11 @@ class LazyGroup(click.Group):
     stack (numpy, Jinja2) or the Kubernetes client, and every sandbox start begins with this CLI."""
 
     LAZY: ClassVar[dict[str, str]] = {
-        "run": "chaosmesh_qa.report.run:run",  # chaosmesh-qa run: chaosmesh_qa/report/run.py
+        "run": "chaosmesh_qa.cli.run:run",  # chaosmesh-qa run: chaosmesh_qa/cli/run.py
         "gameday": "chaosmesh_qa.report.gameday:gameday",  # chaosmesh_qa/report/gameday.py
-        "explain": "chaosmesh_qa.explain_command:explain_command",  # chaosmesh_qa/explain_command.py
-        "reap": "chaosmesh_qa.targets.kubernetes.commands:reap",  # the Kubernetes target's commands
-        "plan": "chaosmesh_qa.targets.kubernetes.commands:plan",
+        "explain": "chaosmesh_qa.cli.explain:explain_command",  # chaosmesh_qa/cli/explain.py
+        "reap": "chaosmesh_qa.cli.kubernetes:reap",  # the Kubernetes target's commands: cli/kubernetes.py
+        "plan": "chaosmesh_qa.cli.kubernetes:plan",
     }
 
     def list_commands(self, ctx: click.Context) -> list[str]:

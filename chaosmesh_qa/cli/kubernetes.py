@@ -1,8 +1,9 @@
 """``chaosmesh-qa reap`` and ``chaosmesh-qa plan``: the Kubernetes target's commands.
 
-Registered on the main CLI group by ``chaosmesh_qa.cli``.  ``reap`` reverts expired fault leases (once, or
-``--watch``); ``plan EXPERIMENT.json`` runs the experiment's fault actions against the cluster in dry-run
-mode and prints every object and patch they would apply, touching nothing.
+Registered on the main CLI group by ``chaosmesh_qa.cli``; here, above the activities, because ``plan``
+runs the fault actions (``chaosmesh_qa.actions``), which no target may import.  ``reap`` reverts expired
+fault leases (once, or ``--watch``); ``plan EXPERIMENT.json`` runs the experiment's fault actions against
+the cluster in dry-run mode and prints every object and patch they would apply, touching nothing.
 """
 
 from __future__ import annotations
@@ -77,7 +78,7 @@ def plan(experiment: Path, kubeconfig: str | None, context: str | None, namespac
     from chaoslib.loader import load_experiment
 
     from chaosmesh_qa import actions
-    from chaosmesh_qa.targets import TARGET_ENV
+    from chaosmesh_qa.targets.factory import TARGET_ENV
 
     try:
         loaded = load_experiment(str(experiment))
