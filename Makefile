@@ -47,9 +47,11 @@ test-tools:
 	else \
 	  echo "error: missing$$missing. Install Debian's packages: sudo apt-get install$$missing"; exit 1; fi
 
+# lint-imports: the package's layers and the contracts of [tool.importlinter] (pyproject.toml; docs/architecture.md)
 lint: setup
 	$(VENV)/bin/ruff check chaosmesh_qa tests bench
 	$(VENV)/bin/mypy
+	$(VENV)/bin/lint-imports
 
 # The fast lane: every test that starts no process (tests.support.lanes makes any process start fail the test).
 unit: $(STAMP)
