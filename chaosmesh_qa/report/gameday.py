@@ -9,8 +9,12 @@ target, mesh, traffic profile and recovery budget.  While an entry runs, ``StopW
 client timeline and the run's events: when a stop condition trips (client error ratio above X for Y
 consecutive seconds; any probe that could not measure) it heals every active fault through the
 target at once (``heal(None, None)``), stops ``chaos`` (its rollbacks play), skips the remaining
-entries, and the day ends *stopped*.  The combined JUnit/HTML/Markdown reports carry the day's status
-and the resilience score (``score``; its formula is ``FORMULA`` and is printed in every report).
+entries, and the day ends *stopped*.  An entry whose experiment fails clients by design declares its
+own ``stop.client_error_ratio`` (it replaces the suite's for that entry only; an entry cannot switch
+the safety net off), sized from the experiment: how long its fault fails clients plus its own
+recovery budget, so the stop trips on nothing the experiment itself accepts and still trips when a
+heal does not take or the mesh does not come back.  The combined JUnit/HTML/Markdown reports carry
+the day's status and the resilience score (``score``; its formula is ``FORMULA`` and is printed in every report).
 Exit code: 0 passed, 1 an experiment did not pass, 3 stopped by a stop condition, 2 bad input.
 """
 
@@ -21,7 +25,7 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 import click
 import yaml
@@ -60,6 +64,18 @@ class StopConditions(_Strict):
     client_error_ratio: ErrorRatioStop | None = None
     probe_failure: bool = True
 
+    def describe(self) -> str:
+        rule = self.client_error_ratio
+        parts = [f"client error ratio above {rule.above:g} for {rule.for_s} s"] if rule else []
+        parts += ["a probe that cannot measure"] if self.probe_failure else []
+        return "; ".join(parts) or "none"
+
+
+class EntryStop(_Strict):
+    """An entry's own error-ratio stop: for an experiment that fails clients by design, sized from it."""
+
+    client_error_ratio: ErrorRatioStop
+
 
 class Overrides(_Strict):
     target: Literal["local", "kubernetes"] | None = None
@@ -73,6 +89,7 @@ class Overrides(_Strict):
 class Entry(Overrides):
     experiment: str = Field(min_length=1)
     name: str | None = Field(default=None, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
+    stop: EntryStop | None = None  # replaces the suite's client_error_ratio for this entry only
 
 
 class Suite(_Strict):
@@ -83,8 +100,18 @@ class Suite(_Strict):
     experiments: list[Entry] = Field(min_length=1, max_length=100)
 
 
-def load_suite(path: Path) -> tuple[Suite, list[tuple[Prepared, int, float | None, float]]]:
-    """The suite and, per entry, the prepared experiment, its severity, budget and timeout; one line on error."""
+class Planned(NamedTuple):
+    """One entry, ready to run: the prepared experiment, its severity, budget, timeout and stop conditions."""
+
+    prepared: Prepared
+    severity: int
+    budget_s: float | None
+    timeout_s: float
+    stop: StopConditions
+
+
+def load_suite(path: Path) -> tuple[Suite, list[Planned]]:
+    """The suite and, per entry, the prepared experiment, its severity, budget, timeout and stop; one line on error."""
     try:
         raw = yaml.safe_load(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
@@ -134,8 +161,10 @@ def load_suite(path: Path) -> tuple[Suite, list[tuple[Prepared, int, float | Non
         if "budget_s" in merged:
             _set_budget(experiment, float(merged["budget_s"]))
         prepared = Prepared(name, source, *safe_copy(experiment, merged.get("target")))
-        plan.append((prepared, int(merged.get("severity", 1)), merged.get("budget_s"),
-                     float(merged.get("timeout_s", 1800))))
+        stop = suite.stop if entry.stop is None else suite.stop.model_copy(
+            update={"client_error_ratio": entry.stop.client_error_ratio})
+        plan.append(Planned(prepared, int(merged.get("severity", 1)), merged.get("budget_s"),
+                            float(merged.get("timeout_s", 1800)), stop))
     return suite, plan
 
 
@@ -165,7 +194,10 @@ class StopWatch:
         self._breach = 0
         self._configuration: dict[str, Any] = {}
 
-    def start(self, experiment: dict[str, Any]) -> None:
+    def start(self, experiment: dict[str, Any], conditions: StopConditions | None = None) -> None:
+        """A new entry: its own stop conditions (the suite's unless it declares its own), a fresh breach count."""
+        if conditions is not None:
+            self.conditions = conditions
         self._breach = 0
         self._configuration = {key: _resolve(value) for key, value in (experiment.get("configuration") or {}).items()}
 
@@ -259,13 +291,15 @@ def gameday(suite_path: Path, out_dir: Path, junit: Path | None, html: Path | No
     stopper, watch = Stopper(), StopWatch(suite.stop)
     reports: list[ExperimentReport] = []
     try:
-        for index, (item, _, _, timeout) in enumerate(plan, 1):
+        for index, (item, _, _, timeout, conditions) in enumerate(plan, 1):
             why = (f"not run: the game day stopped: {watch.record['condition']}" if watch.record else
                    f"not run: the game day was stopped by {stopper.signal_name}" if stopper.signal_name else "")
             if why:
                 reports.append(ExperimentReport(item.name, out_dir / item.name, None, why, item.notes, skipped=True))
                 continue
-            watch.start(item.experiment)
+            watch.start(item.experiment, conditions)
+            own = " (this entry's own)" if conditions is not suite.stop else ""
+            view.line(f"[{index}/{len(plan)}] {item.name}: stop conditions{own}: {conditions.describe()}")
             report = run_one(item, out_dir / item.name, chaos, view, RunState(item.name, index, len(plan)), timeout,
                              stopper, watch)
             reports.append(report)
@@ -291,9 +325,9 @@ def gameday(suite_path: Path, out_dir: Path, junit: Path | None, html: Path | No
     sys.exit({"passed": 0, "stopped": EXIT_STOPPED}.get(day.status, 1))
 
 
-def _summary(suite: Suite, path: Path, plan: list[tuple[Prepared, int, float | None, float]],
+def _summary(suite: Suite, path: Path, plan: list[Planned],
              reports: list[ExperimentReport], watch: StopWatch, stopper: Stopper, started: str) -> DaySummary:
-    entries = [entry_score(report, severity) for report, (_, severity, _, _) in zip(reports, plan, strict=True)]
+    entries = [entry_score(report, planned.severity) for report, planned in zip(reports, plan, strict=True)]
     skipped = [r.name for r in reports if r.skipped]
     if watch.record:
         stop = {**watch.record, "skipped": skipped}
