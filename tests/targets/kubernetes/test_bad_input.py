@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -24,8 +25,10 @@ WRITES = {"create", "update", "patch", "delete", "deletecollection"}
 
 @pytest.fixture(scope="module")
 def forbidden(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KubeSandbox]:
-    """A second emulation whose API answers 403 to creating EnvoyFilters (as a too-narrow Role would)."""
-    box = start(tmp_path_factory.mktemp("forbidden") / "state", "--kube-api-forbid", "create:envoyfilters")
+    """A second emulation whose API answers 403 to creating EnvoyFilters and to deleting NetworkPolicies (as a
+    too-narrow Role would)."""
+    box = start(tmp_path_factory.mktemp("forbidden") / "state", "--kube-api-forbid", "create:envoyfilters",
+                "--kube-api-forbid", "delete:networkpolicies")
     try:
         yield box
     finally:
@@ -95,9 +98,30 @@ def test_a_403_part_way_rolls_back_the_lease(forbidden: KubeSandbox) -> None:
         actions.inject_abort("reviews", 503, 30, 10, configuration=forbidden.configuration())
     assert _one_line(raised.value).startswith("kubernetes: forbidden to create envoyfilters in namespace "
                                               "'default' (403)")
-    calls = [(c["verb"], c["resource"]) for c in forbidden.call_log(since)]
+    calls = [(c["verb"], c.get("resource")) for c in forbidden.call_log(since)]
     assert ("create", "configmaps") in calls and ("delete", "configmaps") in calls, "the lease came and went"
     _nothing_changed(forbidden, since)
+
+
+def test_point4_a_lease_the_reaper_cannot_revert_does_not_stop_it_and_fails_the_command(
+        forbidden: KubeSandbox, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Issue 18 point 4: one lease whose revert is forbidden (403) leaves the other expired leases reverted, and
+    `reap` (once, and `--watch` as the CronJob runs it) exits non-zero naming it, so the CronJob shows it."""
+    monkeypatch.setenv("CHAOSMESH_QA_LOCAL_REAPER", "0")  # the reaper under test is the command below
+    stop_local_reapers()  # earlier tests' reapers reap this process's owner too: they would race the command
+    cfg = forbidden.configuration()
+    stuck = actions.partition("frontend", "catalog", 1.0, direction="to", mode="drop", configuration=cfg)
+    fine = actions.partition("catalog", "inventory", 1.0, direction="to", mode="reject", configuration=cfg)
+    time.sleep(1.5)  # both leases have expired (TTL 1 s)
+    once = run_cli("reap", "--kubeconfig", str(forbidden.kubeconfig))
+    assert once.returncode == 2 and once.stderr.count("\n") == 1, once.stderr
+    assert f"chaosmesh-qa-lease-{stuck['fault_id']}" in once.stderr and "(403)" in once.stderr, once.stderr
+    assert "1 lease(s) reverted" in once.stderr, once.stderr
+    watch = run_cli("reap", "--kubeconfig", str(forbidden.kubeconfig), "--watch", "--interval", "0.5", "--until", "1")
+    assert watch.returncode == 2 and stuck["fault_id"] in watch.stderr, watch.stderr
+    history = {f["fault_id"]: f for f in get_target(cfg).fault_history(None)}
+    assert history[fine["fault_id"]]["ended"] == "expired", "the revertable lease was reverted"
+    assert "ended" not in history[stuck["fault_id"]], "the stuck lease stays active, for the next pass to retry"
 
 
 def test_unreachable_cluster_and_bad_cli_arguments_exit_2_with_one_line(tmp_path: Path) -> None:

@@ -88,6 +88,11 @@ def _run_and_judge(kube: KubeSandbox, name: str, expected: str, work: Path) -> N
         assert not faults, "nothing is injected into a mesh already off its steady state"
         return
     extra_state = result.journal["chaosmesh_qa"]
+    # issue 18 point 14: the journal names the target, its context and API server, and says "emulation"
+    named = extra_state["target"]
+    assert named["kind"] == "kubernetes" and named["emulation"] is True, named
+    assert named["api_server"].startswith("https://127.0.0.1:") and "emulation" in named["name"], named
+    assert f"target: kubernetes: {named['name']}" in verdict_cli.stdout
     assert extra_state["traffic"]["phases"]["during"]["requests"] > 0, "traffic flowed through the fault"
     assert faults and all(f["namespace"] == "default" and "lease" in f for f in faults), "kubernetes records"
     assert extra_state["healed_at_end"] == [], "rollbacks healed everything before the safety control looked"

@@ -96,6 +96,42 @@ def test_two_reapers_at_once_revert_an_expired_fault_exactly_once(kube: KubeSand
     assert get_target(kube.configuration()).fault_history(owner) == []
 
 
+SKEWED = """
+import json, sys, time
+real = time.time
+time.time = lambda: real() + float(sys.argv[3])  # this runner's clock is off by argv[3] seconds
+from chaosmesh_qa.targets import get_target
+target = get_target(json.loads(sys.argv[1]))
+record = target.inject_abort("reviews", 503, 50, None, float(sys.argv[2]), "skewed-runner")
+print(json.dumps(record), flush=True)
+"""
+
+
+@pytest.mark.parametrize("skew_s", [-300.0, 300.0])
+def test_point5_expiry_is_the_api_servers_clock_not_the_runners(kube: KubeSandbox, skew_s: float) -> None:
+    """Issue 18 point 5: a runner whose clock is five minutes off writes the lease in the API server's time
+    (measured from its Date header), so a reaper with a right clock ends it at its TTL, not five minutes early
+    (the fault would be cut short) or late (it would outlive its lease)."""
+    ttl_s = 5.0
+    injected = subprocess.run([sys.executable, "-c", SKEWED, json.dumps(kube.configuration()), str(ttl_s),
+                               str(skew_s)], capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL,
+                              env={**os.environ, "CHAOSMESH_QA_LOCAL_REAPER": "0"})
+    assert injected.returncode == 0, injected.stderr
+    record = json.loads(injected.stdout)
+    # the Date header has one-second resolution: the recorded expiry is the server's now + TTL within 1.5 s
+    assert abs(record["expires_at"] - (time.time() + ttl_s)) < 1.5 + ttl_s, record
+    reap = [*CLI, "reap", "--kubeconfig", str(kube.kubeconfig), "--owner", "skewed-runner"]
+    early = subprocess.run(reap, capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)
+    assert early.returncode == 0, early.stderr
+    if time.time() < record["expires_at"]:  # the pass surely ran before the expiry (a 300 s skew would not)
+        assert record["fault_id"] not in early.stdout, "not reverted before its TTL"
+        assert not _filter_gone(kube, record["fault_id"])
+    time.sleep(max(0.0, record["expires_at"] - time.time()) + 0.2)
+    due = subprocess.run(reap, capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)
+    assert due.returncode == 0 and f"reverted {record['fault_id']}" in due.stdout, due.stdout + due.stderr
+    assert _filter_gone(kube, record["fault_id"])
+
+
 def test_plan_prints_the_objects_and_changes_nothing(kube: KubeSandbox) -> None:
     since = len(kube.call_log())
     result = subprocess.run([*CLI, "plan", str(ROOT / "experiments" / "latency-circuit-breaker.json"),
