@@ -112,9 +112,17 @@ class KubernetesTarget:
         found = self.workloads()
         workload = found.service(service)
         victims = found.pick(workload, count, percent, version)
+        orphans = [p["metadata"]["name"] for p in victims
+                   if not any(o.get("controller") for o in p["metadata"].get("ownerReferences") or [])]
+        if orphans:
+            raise FaultRejected(f"kill_pods: pod(s) {', '.join(orphans)} of {service!r} have no controller "
+                                "(no ReplicaSet, StatefulSet, DaemonSet or Job owns them): deleted, they would be "
+                                "gone for good, not replaced; run the workload under a controller, or choose pods "
+                                "with version/count")
         names = [p["metadata"]["name"] for p in victims]
-        existing = {p["metadata"]["name"] for p in self.cluster.list_pods(workload.namespace,
-                                                                           workload.label_selector(version))}
+        # by uid, not name: a StatefulSet's replacement keeps the name of the pod it replaces
+        existing = {p["metadata"]["uid"] for p in self.cluster.list_pods(workload.namespace,
+                                                                          workload.label_selector(version))}
         changes = [self._delete_pod(workload.namespace, n) for n in names]
         record = self._transaction("pod-kill", {"service": service, "version": version},
                                    {"service": service, "count": count, "percent": percent, "version": version,
@@ -347,14 +355,15 @@ class KubernetesTarget:
                 self._lease = current
 
     def _replacements(self, workload: Workload, version: str | None, before: set[str], wanted: int) -> list[str]:
-        """Pods that were not there before the kill and are ready: the ReplicaSet's answer (bounded wait)."""
+        """Pods (uids not in ``before``) that were not there before the kill and are ready: the controller's
+        answer (bounded wait).  A StatefulSet's replacement has the old name and a new uid."""
         ready: set[str] = set()
         deadline = time.monotonic() + REPLACEMENT_TIMEOUT_S
         while len(ready) < wanted and time.monotonic() < deadline:
             timeout = max(1, int(deadline - time.monotonic()))
             for event, pod in self.cluster.watch_pods(workload.namespace, workload.label_selector(version), timeout):
                 name = pod["metadata"]["name"]
-                if event != "DELETED" and name not in before and is_serving(pod):
+                if event != "DELETED" and pod["metadata"].get("uid") not in before and is_serving(pod):
                     ready.add(name)
                 if len(ready) >= wanted:
                     break
