@@ -83,7 +83,7 @@ class LazyGroup(click.Group):
 
     LAZY: ClassVar[dict[str, str]] = {
         "run": "chaosmesh_qa.cli.run:run",  # chaosmesh-qa run: chaosmesh_qa/cli/run.py
-        "gameday": "chaosmesh_qa.report.gameday:gameday",  # chaosmesh_qa/report/gameday.py
+        "gameday": "chaosmesh_qa.cli.gameday:gameday",  # chaosmesh_qa/cli/gameday.py
         "explain": "chaosmesh_qa.cli.explain:explain_command",  # chaosmesh_qa/cli/explain.py
         "reap": "chaosmesh_qa.cli.kubernetes:reap",  # the Kubernetes target's commands: cli/kubernetes.py
         "plan": "chaosmesh_qa.cli.kubernetes:plan",

@@ -1,9 +1,10 @@
-"""``chaosmesh-qa gameday SUITE.yaml``: an ordered suite of experiments run as one game day, with a stop button.
+"""Game days: an ordered suite of experiments run as one day, with a stop button (``chaosmesh-qa gameday
+SUITE.yaml``: the command, its options and output, is ``chaosmesh_qa.cli.gameday``).
 
-Registered on the CLI group in ``chaosmesh_qa/cli.py``.  The suite file (``Suite``) is checked strictly
-before anything starts — unknown keys, types, ranges, every experiment file (Chaos Toolkit's
-validator), every mesh directory (``load_mesh``) and traffic profile (``load_profile``) — and any
-problem is one line naming the file and the field (exit 2).  Entries run in order through
+The suite file (``Suite``) is checked strictly before anything starts — unknown keys, types, ranges,
+every experiment file (Chaos Toolkit's validator), every mesh directory (``load_mesh``) and traffic
+profile (``load_profile``) — and any problem is one line naming the file and the field (exit 2).
+Entries run in order through
 ``report.run.run_one`` (a child ``chaos run`` each, safe defaults) with per-entry overrides of the
 target, mesh, traffic profile and recovery budget.  While an entry runs, ``StopWatch`` reads the live
 client timeline and the run's events: when a stop condition trips (client error ratio above X for Y
@@ -14,33 +15,28 @@ own ``stop.client_error_ratio`` (it replaces the suite's for that entry only; an
 the safety net off), sized from the experiment: how long its fault fails clients plus its own
 recovery budget, so the stop trips on nothing the experiment itself accepts and still trips when a
 heal does not take or the mesh does not come back.  The combined JUnit/HTML/Markdown reports carry
-the day's status and the resilience score (``score``; its formula is ``FORMULA`` and is printed in every report).
-Exit code: 0 passed, 1 an experiment did not pass, 3 stopped by a stop condition, 2 bad input.
+the day's status and the resilience score (``score``; its formula is ``FORMULA`` and is printed in
+every report).  Exit code (the command's): 0 passed, 1 an experiment did not pass, 3 stopped by a stop
+condition (``EXIT_STOPPED``), 2 bad input.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import sys
-import threading
 import time
 from pathlib import Path
 from typing import Any, Literal, NamedTuple
 
-import click
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from chaosmesh_qa.errors import ChaosMeshQAError, InvalidArgument
 from chaosmesh_qa.report.model import DaySummary, EntryScore, ExperimentReport
-from chaosmesh_qa.report.progress import LiveView, Monitor, PlainView, RunState, View
+from chaosmesh_qa.report.progress import Monitor
 from chaosmesh_qa.report.run import (
     Prepared,
     Stopper,
-    chaos_executable,
-    import_writers,
     load_experiment,
-    run_one,
     safe_copy,
 )
 
@@ -271,62 +267,9 @@ def score(entries: list[EntryScore]) -> float:
     return 100.0 * sum(e.severity * e.score for e in entries) / weights if weights else 0.0
 
 
-@click.command("gameday")
-@click.argument("suite_path", metavar="SUITE.yaml", type=click.Path(dir_okay=False, path_type=Path))
-@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path),
-              default=Path("chaosmesh-qa-gameday"), show_default=True,
-              help="Output directory: one sub-directory per entry, and the reports.")
-@click.option("--junit", type=click.Path(dir_okay=False, path_type=Path), help="JUnit XML [default: OUT/junit.xml].")
-@click.option("--html", type=click.Path(dir_okay=False, path_type=Path), help="HTML report [default: OUT/report.html].")
-@click.option("--markdown", type=click.Path(dir_okay=False, path_type=Path),
-              help="Markdown summary [default: OUT/summary.md].")
-def gameday(suite_path: Path, out_dir: Path, junit: Path | None, html: Path | None, markdown: Path | None) -> None:
-    """Run a game day: the suite's experiments in order, stop conditions, combined reports and a resilience score."""
-    suite, plan = load_suite(suite_path)
-    chaos = chaos_executable()
-    out_dir.mkdir(parents=True, exist_ok=True)
-    threading.Thread(target=import_writers, name="import-report-writers", daemon=True).start()
-    started = _now()
-    view: View = LiveView() if sys.stdout.isatty() else PlainView()
-    stopper, watch = Stopper(), StopWatch(suite.stop)
-    reports: list[ExperimentReport] = []
-    try:
-        for index, (item, _, _, timeout, conditions) in enumerate(plan, 1):
-            why = (f"not run: the game day stopped: {watch.record['condition']}" if watch.record else
-                   f"not run: the game day was stopped by {stopper.signal_name}" if stopper.signal_name else "")
-            if why:
-                reports.append(ExperimentReport(item.name, out_dir / item.name, None, why, item.notes, skipped=True))
-                continue
-            watch.start(item.experiment, conditions)
-            own = " (this entry's own)" if conditions is not suite.stop else ""
-            view.line(f"[{index}/{len(plan)}] {item.name}: stop conditions{own}: {conditions.describe()}")
-            report = run_one(item, out_dir / item.name, chaos, view, RunState(item.name, index, len(plan)), timeout,
-                             stopper, watch)
-            reports.append(report)
-            view.line(f"[{index}/{len(plan)}] {item.name}: {report.outcome.upper()}"
-                      + (f" — {'; '.join(report.reasons)}" if report.reasons else ""))
-            if watch.record:
-                view.line(f"game day STOPPED: {watch.record['condition']}; healed "
-                          f"{len(watch.record['healed'])} fault(s) in {watch.record['heal_s']:.2f} s")
-                watch.heal_all()  # whatever the stopped run injected after the trip: none may outlive the day
-    finally:
-        view.close()
-        stopper.restore()
-    day = _summary(suite, suite_path, plan, reports, watch, stopper, started)
-    for line in [f"game day {suite.name}: {day.status.upper()} — {day.reason}",
-                 f"resilience score {day.score:.1f} / 100 ({FORMULA})"]:
-        click.echo(line)
-    write_html, write_junit, write_markdown = import_writers()
-    for option, writer, path in (("junit", write_junit, junit or out_dir / "junit.xml"),
-                                 ("html", write_html, html or out_dir / "report.html"),
-                                 ("markdown", write_markdown, markdown or out_dir / "summary.md")):
-        writer(reports, path, day=day)
-        click.echo(f"{option} report: {path}")
-    sys.exit({"passed": 0, "stopped": EXIT_STOPPED}.get(day.status, 1))
-
-
-def _summary(suite: Suite, path: Path, plan: list[Planned],
-             reports: list[ExperimentReport], watch: StopWatch, stopper: Stopper, started: str) -> DaySummary:
+def day_summary(suite: Suite, path: Path, plan: list[Planned],
+                reports: list[ExperimentReport], watch: StopWatch, stopper: Stopper, started: str) -> DaySummary:
+    """The day's status, reason, score and stop record, from its entries' reports."""
     entries = [entry_score(report, planned.severity) for report, planned in zip(reports, plan, strict=True)]
     skipped = [r.name for r in reports if r.skipped]
     if watch.record:
@@ -342,10 +285,10 @@ def _summary(suite: Suite, path: Path, plan: list[Planned],
         passed = sum(r.passed for r in reports)
         status, stop = ("passed" if passed == len(reports) else "failed"), None
         reason = f"{passed} of {len(reports)} experiment(s) passed"
-    return DaySummary(suite.name, path, status, reason, score(entries), FORMULA, entries, stop, started, _now())
+    return DaySummary(suite.name, path, status, reason, score(entries), FORMULA, entries, stop, started, now())
 
 
-def _now() -> str:
+def now() -> str:
     return dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
