@@ -14,7 +14,11 @@ import pytest
 from chaosmesh_qa import actions
 from chaosmesh_qa.targets.local.sandbox import SandboxClient
 from tests.support.client import admin_json, get_many, hops, mesh_tls_get
+from tests.support.latency import assert_delay_effect, assert_fails_fast
 from tests.support.sandbox import Sandbox
+
+DELAY_MS = 200
+CONNECT_TIMEOUT_S = 1.0  # the default mesh's connectTimeout for reviews (mesh/traffic.yaml)
 
 pytestmark = pytest.mark.processes
 
@@ -46,21 +50,29 @@ def _timed(url: str, count: int, headers: dict[str, str] | None = None) -> list[
 
 def test_latency_on_one_edge_adds_the_delay_there_only(sandbox: Sandbox, cfg: dict[str, Any]) -> None:
     url = sandbox.ingress_url + "/"
-    baseline = statistics.median(t for t, _, _ in _timed(url, 20))
-    record = actions.inject_latency("reviews", delay_ms=200, duration_s=30, source="frontend", configuration=cfg)
-    assert record["changes"]["confirmed"] is True
-    assert record["target"] == {"service": "reviews", "source": "frontend"}
-    faulted = statistics.median(t for t, _, _ in _timed(url, 20))
-    assert abs((faulted - baseline) * 1000 - 200) <= 20, (baseline, faulted)
-    # the same callee reached over another edge (a caller that names no mesh service) is not delayed
     pki = Path(sandbox.state_dir) / "pki"
     reviews = next(p for p in sandbox.status()["pods"] if p["service"] == "reviews")
-    started = time.monotonic()
-    assert mesh_tls_get(reviews["ports"]["inbound"], pki, "default-sa-frontend", "/reviews") == 200
-    assert time.monotonic() - started < 0.1
+
+    def other_edge() -> float:
+        """The fastest of 3 calls to reviews from a caller that names no mesh service (another edge)."""
+        times = []
+        for _ in range(3):
+            started = time.monotonic()
+            assert mesh_tls_get(reviews["ports"]["inbound"], pki, "default-sa-frontend", "/reviews") == 200
+            times.append(time.monotonic() - started)
+        return min(times)
+
+    baseline, other_before = [t for t, _, _ in _timed(url, 20)], other_edge()
+    record = actions.inject_latency("reviews", delay_ms=DELAY_MS, duration_s=30, source="frontend",
+                                    configuration=cfg)
+    assert record["changes"]["confirmed"] is True
+    assert record["target"] == {"service": "reviews", "source": "frontend"}
+    faulted = [t for t, _, _ in _timed(url, 20)]
+    # the same callee reached over another edge is not held: nearer its own baseline than baseline + delay
+    other_during = other_edge()
+    assert other_during < other_before + DELAY_MS / 1000 / 2, (other_before, other_during)
     actions.heal(record["fault_id"], configuration=cfg)
-    healed = statistics.median(t for t, _, _ in _timed(url, 20))
-    assert abs(healed - baseline) < 0.02
+    assert_delay_effect(baseline, faulted, [t for t, _, _ in _timed(url, 20)], DELAY_MS)
 
 
 def test_abort_share_matches_percent(sandbox: Sandbox, cfg: dict[str, Any]) -> None:
@@ -76,6 +88,7 @@ def test_abort_share_matches_percent(sandbox: Sandbox, cfg: dict[str, Any]) -> N
 
 def test_partition_drop_times_out_and_reject_fails_fast(sandbox: Sandbox, cfg: dict[str, Any]) -> None:
     url = sandbox.ingress_url + "/"
+    baseline = statistics.median(t for t, _, _ in _timed(url, 5))
     record = actions.partition("frontend", "reviews", duration_s=30, direction="to", mode="drop", configuration=cfg)
     assert record["changes"]["confirmed"] is True
     for elapsed, _, tree in _timed(url, 2):
@@ -87,7 +100,7 @@ def test_partition_drop_times_out_and_reject_fails_fast(sandbox: Sandbox, cfg: d
     actions.partition("frontend", "reviews", duration_s=30, direction="to", mode="reject", configuration=cfg)
     for elapsed, _, tree in _timed(url, 10):
         assert _hop(tree, "reviews")["status"] == 503
-        assert elapsed < 0.2, "refused connections fail fast"
+        assert_fails_fast(elapsed, baseline, CONNECT_TIMEOUT_S)  # refused connections do not wait for the timeout
         assert _hop(tree, "catalog")["status"] == 200
     actions.heal(configuration=cfg)
     assert all(code == 200 for _, code, _ in _timed(url, 5))

@@ -9,6 +9,7 @@ module by topic.  Fixtures stay in the conftest files (which import these helper
 - ``runs``: the shipped experiments' cases, one ``chaos run`` of them, and the ``chaosmesh-qa run`` of pod-kill.
 - ``client``: talking to a running sandbox like a client or a mesh workload would.
 - ``traffic``: Locust process markers, the stub HTTP server (``stub_server.py``), chaos runs, timeline waits.
+- ``latency``: what a delay fault does to sequential requests, bounded half-way between the outcomes (both targets).
 - ``browser``: headless Chromium over the DevTools pipe, for the HTML report.
 - ``corpus``, ``manifests``, ``semantics``, ``editing``: mesh inputs written for the tests and how they are judged.
 - ``fuzz``: strategies and the independent oracle of the input fuzz tests.

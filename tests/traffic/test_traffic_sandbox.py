@@ -5,6 +5,7 @@ and no Locust process left behind when ``chaos run`` is killed or interrupted.
 from __future__ import annotations
 
 import json
+import math
 import os
 import signal
 import statistics
@@ -43,6 +44,7 @@ pytestmark = pytest.mark.processes
 RATE = 120
 SATURATED_P50_MS = 50.0
 FAULT_S = 8
+DELAY_MS = 200
 
 
 @pytest.fixture(scope="module")
@@ -143,40 +145,112 @@ def test_abort_on_one_backend_shows_in_its_window_only(box: Sandbox, tmp_path: P
     assert probe["activity"]["name"] == "errors-during" and probe["output"] == phases["during"]["error_ratio"]
 
 
+def _bucket(lines: list[dict[str, Any]], quantile: float | None = None) -> tuple[float, float]:
+    """The timeline histogram bucket ``[low, high)`` ms that holds ``quantile`` of ``lines`` (None: the fastest
+    request).  Buckets are 1 % wide (2 ms at 200 ms): a bound is only failed when the whole bucket is past it."""
+    hist = tl.merged_hist(lines)
+    keys = sorted(hist)
+    key = keys[0]
+    if quantile is not None:
+        rank, seen = max(1, math.ceil(quantile * sum(hist.values()))), 0
+        for key in keys:
+            seen += hist[key]
+            if seen >= rank:
+                break
+    return tl.HIST_BASE ** key, tl.HIST_BASE ** (key + 1)
+
+
 def test_frontend_delay_raises_p99_by_its_value_during_the_window_only(
         box: Sandbox, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, owner: str) -> None:
+    """A 200 ms delay on every frontend request, read off the client timeline against the baseline measured
+    just before it in the same run.  Bounds come from what the fault filter does, never from this machine's
+    speed: each is stated next to its assertion."""
     traffic_marker(monkeypatch)
     cfg = configuration(box, tmp_path)
+    path = Path(cfg["chaosmesh_qa_timeline"])
     actions.start_traffic(configuration=cfg)
     try:
-        time.sleep(3)
-        record = faults.inject_latency("frontend", 200, FAULT_S, configuration=cfg)
+        time.sleep(4)  # a baseline of ~4 whole seconds (~500 requests) before the fault
+        record = faults.inject_latency("frontend", DELAY_MS, FAULT_S, configuration=cfg)
+        confirmed = time.time()  # every frontend sidecar holds the fault's runtime keys (read back)
         time.sleep(FAULT_S + 0.5)
-        wait_until = record["expires_at"] + 5
-        while tl.read_timeline(Path(cfg["chaosmesh_qa_timeline"]))[-1]["t"] < wait_until:
+        while tl.read_timeline(path)[-1]["t"] < record["expires_at"] + 5:
             time.sleep(0.2)
-        p99 = {phase: client.client_latency(0.99, phase=phase, configuration=cfg)
-               for phase in ("before", "during", "after")}
-        p50 = {phase: client.client_latency(0.5, phase=phase, configuration=cfg) for phase in ("before", "during")}
-        lines = tl.measured(tl.read_timeline(Path(cfg["chaosmesh_qa_timeline"])), runner.ready_at(
-            Path(cfg["chaosmesh_qa_timeline"])))
+        p50_probe = client.client_latency(0.5, phase="before", configuration=cfg)
+        p99_probe = client.client_latency(0.99, phase="during", configuration=cfg)
+        lines = tl.measured(tl.read_timeline(path), runner.ready_at(path))
         history = faults.get_target(cfg).fault_history(owner)
     finally:
         actions.stop_traffic(configuration=cfg)
     assert [f["fault_id"] for f in history] == [record["fault_id"]]
-    skip_if_saturated(None, p50["before"])
-    per_second = {phase: statistics.median(x["p99"] for x in tl.phase_lines(lines, history, phase))
-                  for phase in ("before", "during", "after")}
-    assert 170 <= p50["during"] - p50["before"] <= 230, p50
-    # the p99 of each second moves by the delay ± 30 ms; over a whole phase one scheduling hiccup of this
-    # shared 2-core box (other sandboxes, tests) can dominate a p99, so the median of the per-second p99s
-    # is the robust reading of "p99 + 200 ms".  The tail only grows under load (a loaded rehearsal read +261 ms
-    # while its p50 moved by exactly the delay), so the upper bound leaves it 70 ms; the lower one stays tight
-    assert 170 <= per_second["during"] - per_second["before"] <= 270, (per_second, p99)
-    # the delay is gone after the heal: less than the 200 ms delay above `before` (a loaded machine's tail after
-    # a fault stays above its quiet `before` for a while: a rehearsal read 106 ms before, 246 ms after)
-    assert per_second["after"] < per_second["before"] + 150, per_second
-    assert p99["during"] >= 200, p99
+    before, after = tl.phase_lines(lines, history, "before"), tl.phase_lines(lines, history, "after")
+    # The seconds whose every request met the fault: sent from 1 s after the keys were confirmed (the sidecar's
+    # workers pick the runtime change up within milliseconds) to 1 s before the expiry (a request sent just
+    # before it still has to cross the ingress to reach the frontend's sidecar).
+    held = tl.between(lines, confirmed + 1, record["expires_at"] - 1)
+    assert len(held) >= FAULT_S - 4 and len(before) >= 2 and len(after) >= 2, (len(before), len(held), len(after))
+    p50_before = tl.latency(before, 0.5)
+    skip_if_saturated(tl.throughput(before), p50_before)
+    for window, seconds in (("during the fault", held), ("after the heal", after)):
+        if tl.throughput(seconds) < 0.9 * RATE:  # the rate says nothing about the delay: skipping masks no bug
+            pytest.skip(f"machine saturated: {tl.throughput(seconds):.0f} of {RATE} rps {window}; not measurable")
+    assert p50_probe == p50_before  # the client probe reads the same phase off the same timeline
+    # No test of the machine below: every bound is the fault's own (the delay, held or not held) or the baseline
+    # measured in this run; the numbers quoted were measured on this 2-core host to show the room they leave.
+
+    fastest_before = _bucket(before)[0]
+    # The spread of the baseline, measured in this run: the p99 of a typical second before the fault (the median
+    # over its seconds, so that one stalled second -- a loaded rehearsal saw one at 408 ms -- does not count).
+    typical_p99_before = statistics.median(x["p99"] for x in before)
+    # A request held by the fault takes the delay plus its path (no less than the fastest request before); one the
+    # fault missed takes its path (about p50_before).  Half-way between the two tells held from not held, with
+    # ~100 ms of room either side whatever the machine's load.
+    held_threshold = (p50_before + DELAY_MS + fastest_before) / 2
+
+    # 1. Every request is held: Envoy's fault filter delays each one (percentage 100).  Half-way, not the delay
+    # itself: measured by the client, a held request can come back a little short of the delay -- the sidecar arms
+    # its timer from the event loop's cached clock (libevent), which lags by as long as the loop iteration has
+    # run, and a busy core stretches iterations over scheduler slices.  Measured here: the fastest of ~600 held
+    # requests in [197, 199) ms in 6 of 26 runs (all with a core kept busy), once 1 % of them, never below.
+    assert _bucket(held)[1] > held_threshold, (_bucket(held), held_threshold)
+    # 2. The median rises by at least the delay less the baseline median (~196 ms here; at least 150 ms at the
+    # saturation limit): the median held request waits the whole delay (the early ones above are a few, never half).
+    p50_during = _bucket(held, 0.5)
+    rise = p50_during[1] - p50_before
+    assert rise >= DELAY_MS - p50_before, (p50_during, p50_before)
+    # 3. The p99 of a typical second rises by the delay at least: its request is held the whole delay, and its path
+    # is no faster than the fastest request before.  No upper bound on the p99: the held requests' tail is not the
+    # baseline's tail moved by 200 ms -- each is released by a timer, with ~24 requests in flight instead of under
+    # one (120 rps x 0.2 s) -- and measured here it grew beyond the delay by up to 3.5 times the baseline's
+    # typical p99 (69 vs 20 ms): a bound on it would assert how this machine schedules timers, not what the
+    # fault does.
+    typical_p99_during = statistics.median(x["p99"] for x in held)
+    assert typical_p99_during >= DELAY_MS + fastest_before, (typical_p99_during, fastest_before)
+    assert p99_probe >= DELAY_MS  # the probe's "during" phase (from the fault's records) sees it too
+
+    # 4. After the heal no request is held any more (the fastest is back below half-way).
+    assert _bucket(after)[0] < held_threshold, (_bucket(after), held_threshold)
+
+    # 5. The median rises by no more than the delay plus the baseline's spread: the typical held request, less
+    # the delay, is no slower than a typical second's p99 before plus one more baseline spread (that p99 less the
+    # baseline median) for the one scheduling wait a held request has that a baseline request had not: the
+    # timer that releases it.  A delay applied twice (two filters, or a retry of a delayed request) would put the
+    # median at two delays or more -- which this bound tells apart only while it stays below that; on a machine
+    # noisier than that, neither 5 nor 6 can be read.
+    spread_before = typical_p99_before - p50_before
+    median_bound = DELAY_MS + typical_p99_before + spread_before
+    if median_bound >= 2 * DELAY_MS + fastest_before:
+        pytest.skip(f"machine too noisy: a typical second's p99 was {typical_p99_before:.0f} ms before the fault "
+                    f"(median {p50_before:.0f} ms): the delay applied once or twice cannot be told apart")
+    assert p50_during[0] <= median_bound, (p50_during, typical_p99_before, p50_before)
+    # 6. After the heal latency is back in the baseline's distribution: the median request is no slower than a
+    # typical second's p99 before (a delay left on over half of the requests would put it ~200 ms above), and a
+    # typical second's p99 is nearer the baseline's than the delay's (a delay left on over 1 % of the requests
+    # would put it at delay + path).
+    assert _bucket(after, 0.5)[0] <= typical_p99_before, (_bucket(after, 0.5), typical_p99_before)
+    typical_p99_after = statistics.median(x["p99"] for x in after)
+    assert typical_p99_after < (typical_p99_before + DELAY_MS + fastest_before) / 2, (
+        typical_p99_after, typical_p99_before)
 
 
 def sleeping_experiment(box: Sandbox, workers: int) -> dict[str, Any]:
