@@ -58,20 +58,31 @@ def test_declared_mesh_read_from_the_api_resolves_like_the_mesh_directory(kube: 
 def test_routing_matches_and_mtls_enforced_pass_on_the_kubernetes_target(kube: KubeSandbox) -> None:
     cfg = kube.configuration()
     prometheus = cfg["chaosmesh_qa_prometheus_url"]
-    before = _destination_requests(prometheus, "reviews")
-    start = time.time() + 1  # the window below starts a second before: no earlier test's traffic in it
+    # No earlier test's traffic may land in the window.  A request shows in istio_requests_total up to one
+    # scrape (1 s) plus one recording-rule evaluation (1 s) after it was sent, so the count must stand still
+    # for longer than both (2.5 s) before the window opens; the window reaches back up to 2 s (whole seconds
+    # plus a second of margin), so it opens 2 s after that.
+    before, still_since = _destination_requests(prometheus, "reviews"), time.monotonic()
+    deadline = still_since + 30
+    while time.monotonic() - still_since < 2.5:
+        assert time.monotonic() < deadline, "reviews never stopped receiving earlier tests' traffic"
+        time.sleep(0.25)
+        now = _destination_requests(prometheus, "reviews")
+        if now != before:
+            before, still_since = now, time.monotonic()
+    time.sleep(2)
+    start = time.time()
     sent = 700
-    time.sleep(1)  # (the window is whole seconds: it may reach back up to one second before `start`)
     statuses = [status for status, _ in get_many(kube.status()["ingress_url"] + "/", sent)]
     assert statuses.count(200) == sent
     deadline = time.monotonic() + 20
     while _destination_requests(prometheus, "reviews") - before < sent:  # scraped and recorded (bounded)
         assert time.monotonic() < deadline, "the Istio metrics did not count the requests"
         time.sleep(0.2)
-    routed = routing_matches("reviews", window_s=int(time.time() - start) + 2, configuration=cfg)
+    routed = routing_matches("reviews", window_s=int(time.time() - start) + 1, configuration=cfg)
     assert routed["status"] == "pass", routed["summary"]
     assert routed["requests"] >= sent and routed["shares"]["v1"]["expected"] == 0.8
-    wrong = routing_matches("reviews", expected={"v1": 0.95, "v2": 0.05}, window_s=int(time.time() - start) + 2,
+    wrong = routing_matches("reviews", expected={"v1": 0.95, "v2": 0.05}, window_s=int(time.time() - start) + 1,
                             configuration=cfg)
     assert wrong["status"] == "deviates", wrong["summary"]
 
