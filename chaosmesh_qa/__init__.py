@@ -4,9 +4,13 @@ Faults (pod kills, L7 latency and aborts, partitions) go through a ``MeshTarget`
 the embedded local target runs the team's Istio YAML on real Envoy sidecars.
 """
 
+from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
-__version__ = "0.1.0"
+try:
+    __version__ = version("chaosmesh-qa")  # written once, in pyproject.toml
+except PackageNotFoundError:  # imported from a source tree that was never installed
+    __version__ = "0+unknown"
 
 
 def discover(discover_system: bool = True) -> dict[str, Any]:

@@ -34,6 +34,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from chaosmesh_qa.errors import InvalidArgument, TargetUnavailable, TrafficError
+from chaosmesh_qa.files import atomic_write_json
 from chaosmesh_qa.traffic import timeline as tl
 from chaosmesh_qa.traffic.profile import Profile
 
@@ -68,10 +69,7 @@ class TrafficRun:
         return [self.master_pid, *self.worker_pids]
 
     def save(self) -> None:
-        path = state_file(Path(self.timeline))
-        tmp = path.with_name(".state.json.tmp")
-        tmp.write_text(json.dumps(asdict(self), indent=1))
-        os.replace(tmp, path)
+        atomic_write_json(state_file(Path(self.timeline)), asdict(self))
 
 
 _children: dict[int, subprocess.Popen[bytes]] = {}  # pid -> process, to reap what we started

@@ -23,12 +23,12 @@ are generated from the mesh model, one per (caller workload, callee cluster) and
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from chaosmesh_qa.files import atomic_write_text
 from chaosmesh_qa.mesh.callers import INGRESS
 from chaosmesh_qa.mesh.model import MeshModel
 
@@ -153,7 +153,4 @@ def rules(model: MeshModel) -> dict[str, Any]:
 
 
 def write_rules(model: MeshModel, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(yaml.safe_dump(rules(model), sort_keys=False, width=1000))
-    os.replace(tmp, path)
+    atomic_write_text(path, yaml.safe_dump(rules(model), sort_keys=False, width=1000))

@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import copy
 import datetime as dt
-import json
-import os
 import secrets
 import uuid
 from collections.abc import Callable
@@ -22,6 +20,7 @@ from typing import Any
 
 from chaosmesh_qa.emulation.kubeapi.resources import Resource
 from chaosmesh_qa.emulation.kubeapi.status import ApiError, invalid, not_found
+from chaosmesh_qa.files import atomic_write_json
 
 Key = tuple[str, str, str]  # (resource plural, namespace, name)
 
@@ -165,9 +164,5 @@ class ObjectStore:
                                          f"and try again", {"name": name, "kind": resource.name})
 
     def _save(self) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_name(f".{self.path.name}.tmp")
         kept = [obj for key, obj in sorted(self.objects.items()) if key not in self.read_only]
-        tmp.write_text(json.dumps(kept, indent=1))
-        tmp.chmod(0o600)
-        os.replace(tmp, self.path)
+        atomic_write_json(self.path, kept, mode=0o600)

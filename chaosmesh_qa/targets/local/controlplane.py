@@ -16,12 +16,11 @@ start; the admin API is a Unix socket outside ``xds`` (``PodSpec.admin_socket``)
 
 from __future__ import annotations
 
-import json
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from chaosmesh_qa.files import atomic_write_json
 from chaosmesh_qa.mesh.authz import enforced_at_ingress
 from chaosmesh_qa.mesh.model import MeshModel
 from chaosmesh_qa.targets.local.envoy import clusters, listeners, routes
@@ -51,13 +50,6 @@ class PodSpec:
     ports: PodPorts
     admin_socket: Path  # the Envoy's admin API, owner-only (envoy.admin)
     labels: dict[str, str] = field(default_factory=dict)
-
-
-def atomic_write_json(path: Path, document: Any) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(document, indent=1))
-    os.replace(tmp, path)
 
 
 class ControlPlane:

@@ -20,6 +20,7 @@ from pathlib import Path
 import yaml
 
 from chaosmesh_qa.errors import SandboxStartError
+from chaosmesh_qa.files import atomic_write_text
 
 PROMETHEUS_ENV = "CHAOSMESH_QA_PROMETHEUS"
 
@@ -78,9 +79,7 @@ def write_config(path: Path, targets: list[ScrapeTarget]) -> None:
             "static_configs": static,
         }],
     }
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(yaml.safe_dump(config, sort_keys=False))
-    os.replace(tmp, path)
+    atomic_write_text(path, yaml.safe_dump(config, sort_keys=False))
 
 
 def command(binary: str, config: Path, data_dir: Path, port: int) -> list[str]:

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from chaosmesh_qa.errors import SandboxStartError
+from chaosmesh_qa.files import atomic_write_json
 
 STATE_DIR_ENV = "CHAOSMESH_QA_STATE_DIR"
 DEFAULT_STATE_DIR = ".chaosmesh-qa"
@@ -86,9 +87,7 @@ class SandboxPaths:
             os.chmod(self.root, 0o700)
 
     def write_status(self, status: dict[str, Any]) -> None:
-        tmp = self.status_file.with_name(".status.json.tmp")
-        tmp.write_text(json.dumps(status, indent=1))
-        os.replace(tmp, self.status_file)
+        atomic_write_json(self.status_file, status)
 
     def read_status(self) -> dict[str, Any] | None:
         try:
