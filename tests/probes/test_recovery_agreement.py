@@ -30,7 +30,8 @@ def test_prometheus_and_client_agree_on_time_to_recover(sandbox: Sandbox, tmp_pa
         actions.get_target(cfg).heal(None, None)
     print(f"time to recover: prometheus {on_prometheus:.2f} s, client {on_client:.2f} s")
     assert 2.5 <= on_client <= 4.5, "the 3 s abort, then the SLO holds again"
-    assert abs(on_prometheus - on_client) <= 1.0, (on_prometheus, on_client)
+    # within one scrape interval (1 s); the 1e-9 is float arithmetic (4.714 - 3.714 is 1.0000000000000004)
+    assert abs(on_prometheus - on_client) <= 1.0 + 1e-9, (on_prometheus, on_client)
     timeline = recovery.RECOVERIES[-1]["timeline"]
     assert timeline["first_breach"] is not None and timeline["recovered"] is not None
     assert timeline["heal"] is not None and timeline["heal"] <= time.time()
