@@ -65,14 +65,13 @@ class Cluster:
 
     def server_version(self) -> str:
         """The API server's ``gitVersion`` (``/version``)."""
-        response = self._call("get", "version", None, lambda: client.VersionApi(self.api).get_code(**_T))
-        return str(self._dict(response).get("gitVersion") or "unknown")
+        return str(self._dict(self._get_version()).get("gitVersion") or "unknown")
 
     def clock_offset_s(self) -> float:
         """The API server's clock minus this machine's (0 within ``CLOCK_RESOLUTION_S``), measured once."""
         if self._clock_offset_s is None:
             before = time.time()
-            response = self._call("get", "version", None, lambda: client.VersionApi(self.api).get_code(**_T))
+            response = self._get_version()
             after = time.time()
             date = response.headers.get("Date") if hasattr(response, "headers") else None
             offset = 0.0
@@ -84,6 +83,10 @@ class Cluster:
                     offset = 0.0
             self._clock_offset_s = round(offset, 3) if abs(offset) > CLOCK_RESOLUTION_S else 0.0
         return self._clock_offset_s
+
+    def _get_version(self) -> Any:
+        """``GET /version``: its body names the server, its ``Date`` header tells the server's clock."""
+        return self._call("get", "version", None, lambda: client.VersionApi(self.api).get_code(**_T))
 
     # ------------------------------------------------------------------ reads
 
