@@ -14,6 +14,7 @@ from typing import Any
 from chaosmesh_qa import checks
 from chaosmesh_qa.errors import InvalidArgument
 from chaosmesh_qa.targets.factory import get_target
+from chaosmesh_qa.targets.policy import FaultRecord
 from chaosmesh_qa.targets.run import run_owner
 
 __all__ = ["fail_pods", "heal", "inject_abort", "inject_latency", "kill_app", "kill_pods", "partition"]
@@ -26,7 +27,7 @@ MODES = ("drop", "reject")
 
 
 def kill_pods(service: str, count: int | None = None, percent: float | None = None, version: str | None = None,
-              restart_after_s: float = 1.0, configuration: Configuration | None = None) -> dict[str, Any]:
+              restart_after_s: float = 1.0, configuration: Configuration | None = None) -> FaultRecord:
     """Kill pods of ``service`` like a pod deletion (app and sidecar, SIGKILL).
 
     Give ``count`` (default 1) or ``percent`` of the running pods, optionally of one
@@ -40,7 +41,7 @@ def kill_pods(service: str, count: int | None = None, percent: float | None = No
 
 
 def fail_pods(service: str, duration_s: float, count: int | None = None, percent: float | None = None,
-              version: str | None = None, configuration: Configuration | None = None) -> dict[str, Any]:
+              version: str | None = None, configuration: Configuration | None = None) -> FaultRecord:
     """Make pods of ``service`` unavailable for ``duration_s`` (pod failure); they come back under the same name."""
     service, version = checks.name("service", service), checks.optional_name("version", version)
     count, percent = _selection(count, percent)
@@ -49,7 +50,7 @@ def fail_pods(service: str, duration_s: float, count: int | None = None, percent
 
 
 def kill_app(service: str, count: int | None = None, percent: float | None = None, version: str | None = None,
-             restart_after_s: float = 5.0, configuration: Configuration | None = None) -> dict[str, Any]:
+             restart_after_s: float = 5.0, configuration: Configuration | None = None) -> FaultRecord:
     """Kill the app container only (container kill): the sidecar stays and answers 503 until the app is back."""
     service, version = checks.name("service", service), checks.optional_name("version", version)
     count, percent = _selection(count, percent)
@@ -58,7 +59,7 @@ def kill_app(service: str, count: int | None = None, percent: float | None = Non
 
 
 def inject_latency(service: str, delay_ms: int, duration_s: float, percent: int = 100, source: str | None = None,
-                   configuration: Configuration | None = None) -> dict[str, Any]:
+                   configuration: Configuration | None = None) -> FaultRecord:
     """Delay ``percent`` % of the requests into ``service`` by ``delay_ms`` (only those from ``source``, if given)."""
     service, source = checks.name("service", service), checks.optional_name("source", source)
     delay = checks.whole("delay_ms", delay_ms, 1, MAX_DELAY_MS)
@@ -68,7 +69,7 @@ def inject_latency(service: str, delay_ms: int, duration_s: float, percent: int 
 
 
 def inject_abort(service: str, http_status: int, percent: int, duration_s: float, source: str | None = None,
-                 configuration: Configuration | None = None) -> dict[str, Any]:
+                 configuration: Configuration | None = None) -> FaultRecord:
     """Answer ``percent`` % of the requests into ``service`` with ``http_status`` (only from ``source``, if given)."""
     service, source = checks.name("service", service), checks.optional_name("source", source)
     status = checks.whole("http_status", http_status, 200, 599)
@@ -79,7 +80,7 @@ def inject_abort(service: str, http_status: int, percent: int, duration_s: float
 
 def partition(a: str, b: str, duration_s: float, direction: str = "both", mode: str = "drop",
               count: int | None = None, percent: float | None = None, version: str | None = None,
-              configuration: Configuration | None = None) -> dict[str, Any]:
+              configuration: Configuration | None = None) -> FaultRecord:
     """Cut the traffic between ``a`` and ``b`` (``direction``: both, to = a→b, from = b→a).
 
     ``mode="drop"`` blackholes it (callers see timeouts); ``mode="reject"`` refuses

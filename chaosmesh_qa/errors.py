@@ -27,13 +27,31 @@ say) is shown escaped.
 from __future__ import annotations
 
 __all__ = ["ChaosMeshQAError", "FaultRejected", "InvalidArgument", "InvalidMeshConfig", "MeasurementFailed",
-           "ProcessNotReady", "SandboxStartError", "TargetUnavailable", "TimelineError", "TrafficError", "one_line"]
+           "ProcessNotReady", "SandboxStartError", "TargetUnavailable", "TimelineError", "TrafficError",
+           "collapsed", "error_line", "one_line"]
 
 
 def one_line(text: str) -> str:
     """``text`` on one line: every line break ``str.splitlines`` sees (\\n, \\r, \\f, \\v, ...) shown as ``\\n``."""
     lines = text.splitlines()
     return text if "".join(lines) == text else "\\n".join(lines)
+
+
+def collapsed(text: str | bytes) -> str:
+    """``text`` with every run of whitespace, line breaks included, as one space: another program's
+    message (YAML's, Envoy's, the API server's) quoted inside one of ours."""
+    if isinstance(text, bytes):
+        text = text.decode("utf-8", "replace")
+    return " ".join(text.split())
+
+
+def error_line(exc: BaseException | str, limit: int = 500) -> str:
+    """An error as one line of at most ``limit`` characters; an exception that is not one of ours is
+    prefixed by its type (``TimeoutError`` says more than its empty message)."""
+    text = collapsed(str(exc)) or type(exc).__name__
+    if isinstance(exc, BaseException) and not isinstance(exc, ChaosMeshQAError) and type(exc).__name__ not in text:
+        text = f"{type(exc).__name__}: {text}"
+    return text[:limit]
 
 
 class ChaosMeshQAError(Exception):

@@ -1,4 +1,5 @@
-"""Shared fixtures: the real CLI, one embedded sandbox for the whole session, and two real pod-kill runs.
+"""Shared fixtures: the real CLI, one embedded sandbox (and one with the Kubernetes API emulation) for the whole
+session, and two real pod-kill runs.
 
 The runs are `chaosmesh-qa run experiments/pod-kill-failover.json` on the default mesh (passes) and on its
 broken twin (no retries, no outlier detection: deviates), each with its own sandbox started and stopped by the
@@ -14,6 +15,8 @@ from collections.abc import Iterator
 
 import pytest
 
+from chaosmesh_qa.targets.kubernetes.reaper import stop_local_reapers
+from tests.support.kube import KubeSandbox, start
 from tests.support.lanes import LanePlugin
 from tests.support.runs import BROKEN_MESH, Run, real_run
 from tests.support.sandbox import Sandbox
@@ -30,6 +33,18 @@ def sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sandbox]:
     try:
         yield box
     finally:
+        box.down()
+
+
+@pytest.fixture(scope="session")
+def kube(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KubeSandbox]:
+    """A sandbox serving the Kubernetes API emulation (``up --kube-api``): the Kubernetes target's cluster, and
+    a local target's sandbox too (tests/targets/test_fault_contract.py holds both to one contract on it)."""
+    box = start(tmp_path_factory.mktemp("kube") / "state")
+    try:
+        yield box
+    finally:
+        stop_local_reapers()
         box.down()
 
 

@@ -21,6 +21,7 @@ from typing import Any
 from chaosmesh_qa.controls import end_of_run, start_of_run
 from chaosmesh_qa.errors import ChaosMeshQAError
 from chaosmesh_qa.targets.factory import get_target
+from chaosmesh_qa.targets.policy import FaultRecord
 from chaosmesh_qa.targets.run import run_owner
 
 __all__ = ["after_experiment_control", "before_experiment_control", "cleanup_control", "configure_control"]
@@ -69,7 +70,7 @@ def _identity(configuration: dict[str, Any]) -> dict[str, Any] | None:
         return None
 
 
-def _heal_run_faults(configuration: dict[str, Any]) -> list[dict[str, Any]]:
+def _heal_run_faults(configuration: dict[str, Any]) -> list[FaultRecord]:
     try:
         healed = get_target(configuration).heal(None, run_owner())
     except ChaosMeshQAError as exc:

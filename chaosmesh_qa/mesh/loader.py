@@ -20,7 +20,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ValidationError
 
-from chaosmesh_qa.errors import InvalidMeshConfig
+from chaosmesh_qa.errors import InvalidMeshConfig, collapsed
 from chaosmesh_qa.mesh import gateways, manifests, schema, yamlfiles
 from chaosmesh_qa.mesh.build import build_model
 from chaosmesh_qa.mesh.documents import Document
@@ -94,7 +94,7 @@ def _documents(path: Path, problems: list[str]) -> list[yamlfiles.Document]:
         problems.append(f"{path}:{line}: YAML syntax error: "
                         f"unacceptable character #x{exc.character:04x}: {exc.reason}")
     except (yaml.YAMLError, ValueError, RecursionError, MemoryError) as exc:
-        problems.append(f"{path}: cannot read YAML: {_one_line(str(exc))[:200]}")
+        problems.append(f"{path}: cannot read YAML: {collapsed(str(exc))[:200]}")
     return []
 
 
@@ -102,16 +102,12 @@ def _syntax_error(path: Path, exc: yaml.MarkedYAMLError) -> str:
     """``file:line: YAML syntax error: <problem>``, plus where an unclosed construct started."""
     mark = exc.problem_mark or exc.context_mark
     line = f":{mark.line + 1}" if mark is not None else ""
-    message = _one_line(exc.problem or exc.context or "invalid YAML")
+    message = collapsed(exc.problem or exc.context or "invalid YAML")
     context = exc.context_mark
     if exc.problem and exc.context and context is not None and mark is not None and context.line != mark.line:
         # e.g. an unclosed quote or bracket: the parser notices at a later line, name where it began
-        message += f" ({_one_line(exc.context)} started at line {context.line + 1})"
+        message += f" ({collapsed(exc.context)} started at line {context.line + 1})"
     return f"{path}{line}: YAML syntax error: {message}"
-
-
-def _one_line(text: str) -> str:
-    return " ".join(text.split())
 
 
 def validate_document(

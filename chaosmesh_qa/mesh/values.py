@@ -14,6 +14,8 @@ from typing import Annotated
 import re2
 from pydantic import AfterValidator, Field
 
+from chaosmesh_qa.errors import collapsed
+
 DNS_LABEL = r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$"
 INT32_MAX = 2**31 - 1  # Istio's int32 fields (Kubernetes rejects larger numbers)
 UINT32_MAX = 2**32 - 1  # Istio's UInt32Value fields, and Envoy's counters
@@ -97,20 +99,13 @@ def envoy_regex(value: str) -> str:
         program = re2.compile(value, options).programsize
     except re2.error as exc:
         raise ValueError(f"invalid regex {show(value)} (RE2 syntax, as Envoy uses): "
-                         f"{_one_line(exc)}") from None
+                         f"{collapsed(exc.args[0] if exc.args else str(exc))}") from None
     except (TypeError, ValueError) as exc:
-        raise ValueError(f"invalid regex {show(value)}: {_one_line(exc)}") from None
+        raise ValueError(f"invalid regex {show(value)}: {collapsed(exc.args[0] if exc.args else str(exc))}") from None
     if program > ENVOY_MAX_REGEX_PROGRAM:
         raise ValueError(f"regex {show(value)} is too complex for Envoy (RE2 program size {program} > "
                          f"{ENVOY_MAX_REGEX_PROGRAM})")
     return value
-
-
-def _one_line(exc: BaseException) -> str:
-    text = exc.args[0] if exc.args else str(exc)
-    if isinstance(text, bytes):
-        text = text.decode("utf-8", "replace")
-    return " ".join(str(text).split())
 
 
 def _labels(labels: dict[str, str]) -> dict[str, str]:

@@ -21,6 +21,7 @@ from chaosmesh_qa.metrics.catalog import Catalog, load_catalog
 from chaosmesh_qa.metrics.prometheus import PrometheusQuery
 from chaosmesh_qa.targets.base import MeshTarget
 from chaosmesh_qa.targets.factory import get_target
+from chaosmesh_qa.targets.policy import FaultRecord
 from chaosmesh_qa.targets.run import run_owner
 
 SINCE_CHOICES = ("fault_start", "last_heal")
@@ -51,7 +52,7 @@ class MeasureContext:
     def query(self, sli: str, **params: Any) -> float | None:
         return self.prometheus.value(self.catalog.render(sli, **params))
 
-    def run_faults(self) -> list[dict[str, Any]]:
+    def run_faults(self) -> list[FaultRecord]:
         return self.target.fault_history(run_owner())
 
     def reference_time(self, since: Any) -> float:

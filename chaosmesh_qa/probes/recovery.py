@@ -17,7 +17,7 @@ Arguments are checked before the target is contacted; the wait is bounded (budge
 import logging
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from chaosmesh_qa import checks
@@ -157,7 +157,7 @@ def _client_samples(objectives: dict[str, float],
     return (lambda start, end: slo_samples(configuration, objectives, start, end)), 1.0
 
 
-def _detection(ctx: MeasureContext, faults: list[dict[str, Any]], start: float, end: float) -> float | None:
+def _detection(ctx: MeasureContext, faults: Sequence[Mapping[str, Any]], start: float, end: float) -> float | None:
     """First moment a resilience policy visibly engaged (ejection or breaker overflow) for a faulted service."""
     services = {f["target"].get("service") or f["target"].get("b") for f in faults} - {None}
     seen: list[float] = []

@@ -5,9 +5,10 @@ and never branch on the target kind.  ``chaosmesh_qa.targets.local.target.LocalT
 realises it over the embedded sandbox; a Kubernetes + Istio target will implement the
 same methods with pods, VirtualService faults and AuthorizationPolicies.
 
-Every fault method returns a JSON-serialisable record for the journal: ``fault_id``,
-``kind``, ``target``, ``parameters``, ``started_at``/``expires_at`` (epoch seconds),
-``changes`` (what was actually changed, with ``confirmed``: the data plane shows it).
+Every fault method returns a JSON-serialisable record for the journal, a
+``targets.policy.FaultRecord`` (its schema, with what each field means); the rules that decide
+whether a fault may be injected and on what (ids, TTL, pod selection, edges, conflicts) are in
+``targets.policy`` too, for every target alike.
 """
 
 from __future__ import annotations
@@ -17,8 +18,9 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol
 if TYPE_CHECKING:
     from chaosmesh_qa.mesh.model import MeshModel
 
-Record = dict[str, Any]
-Direction = Literal["both", "to", "from"]
+from chaosmesh_qa.targets.policy import Direction, FaultRecord
+
+Record = dict[str, Any]  # a verdict's observation (a pod's mTLS answer, an observed edge)
 PartitionMode = Literal["drop", "reject"]
 
 
@@ -52,31 +54,31 @@ class MeshTarget(Protocol):
         ...
 
     def kill_pods(self, service: str, count: int | None, percent: float | None, version: str | None,
-                  restart_after_s: float, owner: str) -> Record: ...
+                  restart_after_s: float, owner: str) -> FaultRecord: ...
 
     def fail_pods(self, service: str, duration_s: float, count: int | None, percent: float | None,
-                  version: str | None, owner: str) -> Record: ...
+                  version: str | None, owner: str) -> FaultRecord: ...
 
     def kill_app(self, service: str, count: int | None, percent: float | None, version: str | None,
-                 restart_after_s: float, owner: str) -> Record: ...
+                 restart_after_s: float, owner: str) -> FaultRecord: ...
 
     def inject_latency(self, service: str, delay_ms: int, percent: int, source: str | None,
-                       duration_s: float, owner: str) -> Record: ...
+                       duration_s: float, owner: str) -> FaultRecord: ...
 
     def inject_abort(self, service: str, http_status: int, percent: int, source: str | None,
-                     duration_s: float, owner: str) -> Record: ...
+                     duration_s: float, owner: str) -> FaultRecord: ...
 
     def partition(self, a: str, b: str, direction: Direction, mode: PartitionMode, duration_s: float,
                   owner: str, count: int | None = None, percent: float | None = None,
-                  version: str | None = None) -> Record: ...
+                  version: str | None = None) -> FaultRecord: ...
 
-    def heal(self, fault_id: str | None, owner: str | None) -> list[Record]:
+    def heal(self, fault_id: str | None, owner: str | None) -> list[FaultRecord]:
         """Revert one fault, every fault of ``owner``, or every fault; idempotent."""
         ...
 
-    def active_faults(self) -> list[Record]: ...
+    def active_faults(self) -> list[FaultRecord]: ...
 
-    def fault_history(self, owner: str | None) -> list[Record]:
+    def fault_history(self, owner: str | None) -> list[FaultRecord]:
         """Every fault still remembered (ended ones carry ``ended_at``), oldest first; for run phases."""
         ...
 

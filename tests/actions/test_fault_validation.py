@@ -70,22 +70,6 @@ def test_bad_argument_is_one_line_and_injects_nothing(
     assert actions.get_target(cfg).active_faults() == []
 
 
-def test_conflicting_fault_is_rejected_and_first_stays(cfg: dict[str, Any]) -> None:
-    first = actions.inject_latency("reviews", delay_ms=50, duration_s=30, configuration=cfg)
-    with pytest.raises(FaultRejected, match=f"conflicts with active fault {first['fault_id']}"):
-        actions.inject_latency("reviews", delay_ms=80, duration_s=30, source="frontend", configuration=cfg)
-    # a different kind on the same service composes
-    actions.inject_abort("reviews", http_status=500, percent=1, duration_s=30, configuration=cfg)
-    assert [f["kind"] for f in actions.get_target(cfg).active_faults()] == ["latency", "abort"]
-
-
-def test_heal_is_idempotent(cfg: dict[str, Any]) -> None:
-    record = actions.inject_abort("catalog", http_status=500, percent=1, duration_s=30, configuration=cfg)
-    assert actions.heal(record["fault_id"], configuration=cfg)["count"] == 1
-    assert actions.heal(record["fault_id"], configuration=cfg)["count"] == 0
-    assert actions.heal(configuration=cfg)["count"] == 0
-
-
 NO_SANDBOX_BAD: list[tuple[str, Callable[..., Any], dict[str, Any], str]] = [
     ("nan count", actions.kill_pods, {"service": "catalog", "count": float("nan")}, "count:"),
     ("huge count", actions.kill_app, {"service": "catalog", "count": 10**400}, "count:"),

@@ -88,6 +88,16 @@ class Guard:
 GUARD = Guard()
 
 
+def _warm_up_libraries() -> None:
+    """One-time set-up of third-party libraries that start a process, done before the guard is installed.
+
+    matplotlib (the HTML report's figures) builds its font cache at first import on a machine that has none
+    (a fresh clone's first ``make unit``), and that build runs ``fc-list``: the library's one-time cost, not the
+    code under test starting a process.
+    """
+    import matplotlib.font_manager  # noqa: F401
+
+
 @contextlib.contextmanager
 def expect_refusal(what: str) -> Iterator[None]:
     """For tests/test_lanes.py: the block must be refused by the guard, first for calling ``what``."""
@@ -103,6 +113,7 @@ class LanePlugin:
     def __init__(self, config: pytest.Config) -> None:
         self.active = unit_lane()
         if self.active:
+            _warm_up_libraries()
             GUARD.install()
 
     def pytest_unconfigure(self, config: pytest.Config) -> None:

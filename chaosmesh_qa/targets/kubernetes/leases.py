@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Mapping
 from typing import Any
 
 from chaosmesh_qa.errors import ChaosMeshQAError
@@ -37,11 +38,12 @@ HISTORY_KEEP_S = 24 * 3600.0
 MAX_CONFLICT_RETRIES = 5
 
 
-def open_lease(cluster: Cluster, record: dict[str, Any], undo: list[dict[str, Any]], namespace: str) -> dict[str, Any]:
+def open_lease(cluster: Cluster, record: Mapping[str, Any], undo: list[dict[str, Any]],
+               namespace: str) -> dict[str, Any]:
     return cluster.create(lease_configmap(record, undo, namespace))
 
 
-def update_record(cluster: Cluster, lease: dict[str, Any], record: dict[str, Any]) -> dict[str, Any]:
+def update_record(cluster: Cluster, lease: dict[str, Any], record: Mapping[str, Any]) -> dict[str, Any]:
     body = {**lease, "data": {**lease.get("data", {}), "record.json": json.dumps(record, sort_keys=True)}}
     return cluster.replace_configmap(body)
 

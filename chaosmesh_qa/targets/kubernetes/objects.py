@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -65,7 +66,7 @@ def fault_metadata(name: str, namespace: str, fault_id: str, expires_at: float,
             "annotations": {EXPIRES_AT: repr(float(expires_at))}}
 
 
-def lease_configmap(record: dict[str, Any], undo: list[dict[str, Any]], namespace: str) -> dict[str, Any]:
+def lease_configmap(record: Mapping[str, Any], undo: list[dict[str, Any]], namespace: str) -> dict[str, Any]:
     """The lease: created before any change, so a reaper can undo whatever part of the fault was applied."""
     metadata = fault_metadata(lease_name(record["fault_id"]), namespace, record["fault_id"], record["expires_at"],
                               {OWNER_HASH: owner_hash(record["owner"])})

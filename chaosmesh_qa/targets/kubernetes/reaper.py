@@ -24,6 +24,7 @@ from collections.abc import Callable
 from typing import Any
 
 from chaosmesh_qa.errors import ChaosMeshQAError
+from chaosmesh_qa.pids import alive
 from chaosmesh_qa.targets.kubernetes import leases
 from chaosmesh_qa.targets.kubernetes.cluster import Cluster
 from chaosmesh_qa.targets.kubernetes.settings import KubeSettings
@@ -57,7 +58,7 @@ def reap_loop(cluster: Cluster, namespaces: list[str], watch: bool, interval_s: 
             report(result)
             for problem in problems if watch else ():  # one pass: the ReapIncomplete line below says it all
                 log.warning("reap: %s", problem)
-            finished = while_pid is not None and result["active"] == 0 and not _alive(while_pid)
+            finished = while_pid is not None and result["active"] == 0 and not alive(while_pid)
             if finished and not problems:
                 return ended
         except ChaosMeshQAError as exc:
@@ -65,7 +66,7 @@ def reap_loop(cluster: Cluster, namespaces: list[str], watch: bool, interval_s: 
                 raise
             problems = [str(exc)]
             log.warning("reap: %s", exc)
-            finished = while_pid is not None and not _alive(while_pid)
+            finished = while_pid is not None and not alive(while_pid)
         failing_since = (failing_since or time.monotonic()) if problems else None
         gave_up = finished and failing_since is not None and time.monotonic() - failing_since > UNREACHABLE_GIVE_UP_S
         if gave_up or not watch or (until is not None and time.time() + interval_s > until):
@@ -111,17 +112,3 @@ def stop_local_reapers(timeout_s: float = 5.0) -> None:
                 process.kill()
                 process.wait(timeout_s)
         del _local[key]
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:  # a zombie (our parent died, nobody reaped it) is gone for our purposes
-        with open(f"/proc/{pid}/stat") as stat:
-            return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return True

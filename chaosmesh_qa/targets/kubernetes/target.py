@@ -11,18 +11,19 @@ docs/kubernetes-target.md says how each fault maps to the cluster and how it dif
 from __future__ import annotations
 
 import contextlib
-import secrets
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
-from chaosmesh_qa.errors import ChaosMeshQAError, FaultRejected, MeasurementFailed, TargetUnavailable
+from chaosmesh_qa.errors import ChaosMeshQAError, FaultRejected, MeasurementFailed, TargetUnavailable, error_line
 from chaosmesh_qa.mesh.model import MeshModel
+from chaosmesh_qa.targets import policy
 from chaosmesh_qa.targets.base import Direction, PartitionMode, Record
 from chaosmesh_qa.targets.kubernetes import leases, objects, verdicts
 from chaosmesh_qa.targets.kubernetes.cluster import Cluster, Conflict
 from chaosmesh_qa.targets.kubernetes.settings import KubeSettings, api_client
 from chaosmesh_qa.targets.kubernetes.workloads import Workload, Workloads, is_serving
+from chaosmesh_qa.targets.policy import FaultRecord
 
 MAX_TTL_S = 24 * 3600.0
 REPLACEMENT_TIMEOUT_S = 60  # how long kill_pods waits to name the ReplicaSet's replacement
@@ -108,7 +109,7 @@ class KubernetesTarget:
     # ------------------------------------------------------------------ MeshTarget: faults
 
     def kill_pods(self, service: str, count: int | None, percent: float | None, version: str | None,
-                  restart_after_s: float, owner: str) -> Record:
+                  restart_after_s: float, owner: str) -> FaultRecord:
         found = self.workloads()
         workload = found.service(service)
         victims = found.pick(workload, count, percent, version)
@@ -136,48 +137,46 @@ class KubernetesTarget:
         return record
 
     def fail_pods(self, service: str, duration_s: float, count: int | None, percent: float | None,
-                  version: str | None, owner: str) -> Record:
+                  version: str | None, owner: str) -> FaultRecord:
         raise FaultRejected(f"fail_pods: not available on the kubernetes target: {FAITHLESS['fail_pods']}")
 
     def kill_app(self, service: str, count: int | None, percent: float | None, version: str | None,
-                 restart_after_s: float, owner: str) -> Record:
+                 restart_after_s: float, owner: str) -> FaultRecord:
         raise FaultRejected(f"kill_app: not available on the kubernetes target: {FAITHLESS['kill_app']}")
 
     def inject_latency(self, service: str, delay_ms: int, percent: int, source: str | None,
-                       duration_s: float, owner: str) -> Record:
+                       duration_s: float, owner: str) -> FaultRecord:
         return self._l7("latency", service, source, objects.delay_fault(delay_ms, percent),
                         {"service": service, "delay_ms": delay_ms, "percent": percent, "source": source},
                         duration_s, owner)
 
     def inject_abort(self, service: str, http_status: int, percent: int, source: str | None,
-                     duration_s: float, owner: str) -> Record:
+                     duration_s: float, owner: str) -> FaultRecord:
         return self._l7("abort", service, source, objects.abort_fault(http_status, percent),
                         {"service": service, "http_status": http_status, "percent": percent, "source": source},
                         duration_s, owner)
 
     def partition(self, a: str, b: str, direction: Direction, mode: PartitionMode, duration_s: float,
                   owner: str, count: int | None = None, percent: float | None = None,
-                  version: str | None = None) -> Record:
+                  version: str | None = None) -> FaultRecord:
         found = self.workloads()
         side = {"a": found.service(a, "a"), "b": found.service(b, "b")}
         for argument, workload in side.items():
             found.running_pods(workload, argument=argument)
+        policy.partition_edges(a, b, direction)
         wanted = {"both": [("a", "b", "to"), ("b", "a", "from")], "to": [("a", "b", "to")],
                   "from": [("b", "a", "from")]}[direction]
         some = any(v is not None for v in (count, percent, version))
-        if some and direction != "to":
-            raise FaultRejected("direction: choosing some of b's pods (count/percent/version) needs direction='to'")
+        policy.check_partition_scope(direction, some)
         homes = sorted({side[callee_key].namespace for _, callee_key, _ in wanted})
         if len(homes) > 1:
             raise FaultRejected(f"partition: {a!r} ({side['a'].namespace}) and {b!r} ({side['b'].namespace}) are in "
                                 "different namespaces: direction 'both' needs a policy in each, while a fault's lease "
                                 "(and the in-cluster reaper that reverts it) lives in one; run one partition per "
                                 "direction ('to' and 'from')")
-        self._conflict("partition", lambda t: {t.get("a"), t.get("b")} == {a, b} and (
-            direction == "both" or t.get("direction") in ("both", direction)))
-        fault_id, expires_at = self._new_id("partition"), self.cluster.now() + self._ttl(duration_s)
-        marked = found.pick(side["b"], count, percent if count is not None or percent is not None else 100.0,
-                            version, "b") if some else []
+        policy.check_conflicts("partition", {"a": a, "b": b, "direction": direction}, self.active_faults())
+        fault_id, expires_at = policy.new_fault_id("partition"), self.cluster.now() + self._ttl(duration_s)
+        marked = found.pick(side["b"], count, percent, version, "b") if some else []
         label = {objects.partition_label(fault_id): "true"}
         changes = [self._mark(side["b"].namespace, pod, fault_id, label) for pod in marked]
         for caller_key, callee_key, suffix in wanted:
@@ -221,7 +220,7 @@ class KubernetesTarget:
                                     "http://zipkin.istio-system:9411; see docs/tracing.md)")
         return configured
 
-    def heal(self, fault_id: str | None, owner: str | None) -> list[Record]:
+    def heal(self, fault_id: str | None, owner: str | None) -> list[FaultRecord]:
         """End the matching active leases; one that cannot be reverted does not stop the others (it stays
         active, for the reaper to retry) and is named in the one-line error raised after them."""
         healed, failed = [], []
@@ -235,33 +234,32 @@ class KubernetesTarget:
                 failed.append(str(exc))
                 continue
             if record is not None:
-                healed.append(record)
+                healed.append(cast(FaultRecord, record))
         if failed:
             raise FaultRejected(f"heal: {len(failed)} fault(s) not reverted ({len(healed)} were; the reaper retries "
                                 f"at expiry): {'; '.join(failed)}")
         return healed
 
-    def active_faults(self) -> list[Record]:
+    def active_faults(self) -> list[FaultRecord]:
         now = self.cluster.now()
-        return [leases.record_of(lease, now) for lease in leases.list_leases(self.cluster, self.settings.namespaces)
-                if not leases.is_ended(lease)]
+        return [cast(FaultRecord, leases.record_of(lease, now))
+                for lease in leases.list_leases(self.cluster, self.settings.namespaces) if not leases.is_ended(lease)]
 
-    def fault_history(self, owner: str | None) -> list[Record]:
+    def fault_history(self, owner: str | None) -> list[FaultRecord]:
         now = self.cluster.now()
-        return [leases.record_of(lease, now)
+        return [cast(FaultRecord, leases.record_of(lease, now))
                 for lease in leases.list_leases(self.cluster, self.settings.namespaces, owner)]
 
     # ------------------------------------------------------------------ faults: building blocks
 
     def _l7(self, kind: str, service: str, source: str | None, fault: dict[str, Any], parameters: dict[str, Any],
-            duration_s: float, owner: str) -> Record:
+            duration_s: float, owner: str) -> FaultRecord:
         found = self.workloads()
         callee = found.service(service)
         pods = [p["metadata"]["name"] for p in found.running_pods(callee)]
         principals = found.principals(found.service(source, "source"), "source") if source is not None else [None]
-        self._conflict(kind, lambda t: t.get("service") == service and (
-            source is None or t.get("source") in (None, source)))
-        fault_id, expires_at = self._new_id(kind), self.cluster.now() + self._ttl(duration_s)
+        policy.check_conflicts(kind, {"service": service, "source": source}, self.active_faults())
+        fault_id, expires_at = policy.new_fault_id(kind), self.cluster.now() + self._ttl(duration_s)
         changes = []
         for index, principal in enumerate(principals):
             body = objects.envoy_filter(fault_id, expires_at, callee.namespace, callee.app, fault,
@@ -305,10 +303,10 @@ class KubernetesTarget:
 
     def _transaction(self, kind: str, target: dict[str, Any], parameters: dict[str, Any], owner: str,
                      duration_s: float, namespace: str, changes: list[_Change], summary: Callable[[], dict[str, Any]],
-                     fault_id: str | None = None, expires_at: float | None = None) -> Record:
+                     fault_id: str | None = None, expires_at: float | None = None) -> FaultRecord:
         now = self.cluster.now()
-        fault_id = fault_id or self._new_id(kind)
-        record: Record = {"fault_id": fault_id, "kind": kind, "owner": owner, "target": target,
+        fault_id = fault_id or policy.new_fault_id(kind)
+        record: FaultRecord = {"fault_id": fault_id, "kind": policy.check_kind(kind), "owner": owner, "target": target,
                           "parameters": parameters, "started_at": now,
                           "expires_at": expires_at or now + self._ttl(duration_s), "changes": {},
                           "namespace": namespace}
@@ -331,15 +329,14 @@ class KubernetesTarget:
                                                                   lease["metadata"]["name"]) or lease)
             if isinstance(exc, ChaosMeshQAError | KeyboardInterrupt | SystemExit):
                 raise
-            raise FaultRejected(f"{kind}: {type(exc).__name__}: {' '.join(str(exc).split())[:300]} "
-                                "(rolled back)") from None
+            raise FaultRejected(f"{kind}: {error_line(exc, 300)} (rolled back)") from None
         record["remaining_s"] = round(max(0.0, record["expires_at"] - self.cluster.now()), 3)
         if self.cluster.dry_run:
             record["dry_run"] = True
             record["planned"] = list(self.cluster.planned)
         return record
 
-    def _save(self, record: Record) -> None:
+    def _save(self, record: FaultRecord) -> None:
         """Update the lease's record; if a heal or reaper ended the lease meanwhile (kill_pods waits for the
         replacement, which may take longer than the lease's TTL), that end stands and nothing is written."""
         body = {k: v for k, v in record.items() if k != "remaining_s"}
@@ -369,17 +366,6 @@ class KubernetesTarget:
                     break
         return sorted(ready)
 
-    def _conflict(self, kind: str, clashes: Callable[[dict[str, Any]], bool]) -> None:
-        for record in self.active_faults():
-            if record.get("kind") == kind and clashes(record.get("target") or {}):
-                raise FaultRejected(f"conflicts with active fault {record['fault_id']} ({kind} on "
-                                    f"{record['target']}); heal it first")
-
-    def _ttl(self, duration_s: float) -> float:
-        if not 0 < duration_s <= MAX_TTL_S:
-            raise FaultRejected(f"duration_s: {duration_s:g} is outside (0, {MAX_TTL_S:g}]")
-        return duration_s
-
     @staticmethod
-    def _new_id(kind: str) -> str:
-        return f"{kind}-{secrets.token_hex(4)}"
+    def _ttl(duration_s: float) -> float:
+        return policy.check_ttl(duration_s, MAX_TTL_S, "the kubernetes target's max TTL")

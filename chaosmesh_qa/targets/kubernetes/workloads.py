@@ -8,13 +8,13 @@ with no running pod.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Any
 
 from chaosmesh_qa.errors import FaultRejected, InvalidArgument
 from chaosmesh_qa.targets.kubernetes.cluster import Cluster
 from chaosmesh_qa.targets.kubernetes.objects import Kind, spiffe_principal
+from chaosmesh_qa.targets.policy import select_pods
 
 DESTINATIONRULE = Kind("DestinationRule", "networking.istio.io", "v1", "destinationrules")
 VIRTUALSERVICE = Kind("VirtualService", "networking.istio.io", "v1", "virtualservices")
@@ -71,14 +71,8 @@ class Workloads:
 
     def pick(self, workload: Workload, count: int | None, percent: float | None,
              version: str | None, argument: str = "service") -> list[dict[str, Any]]:
-        """The first ``count`` (or ``percent`` %, rounded up) running pods, like the local target."""
-        pods = self.running_pods(workload, version, argument)
-        if count is None:
-            count = max(1, math.ceil(len(pods) * float(percent or 100) / 100))
-        if count > len(pods):
-            raise FaultRejected(f"count: {count} exceeds the {len(pods)} running pod(s) of {workload.name!r}"
-                                + (f" version {version!r}" if version else ""))
-        return pods[:count]
+        """The running pods ``count``/``percent`` choose (``targets.policy.select_pods``)."""
+        return select_pods(self.running_pods(workload, version, argument), count, percent, workload.name, version)
 
     def principals(self, workload: Workload, argument: str) -> list[str]:
         """SPIFFE identities (without scheme) of the workload's running pods: what mTLS shows its callees."""

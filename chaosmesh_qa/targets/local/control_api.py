@@ -15,8 +15,7 @@ from typing import Any
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
-from chaosmesh_qa.errors import ChaosMeshQAError, FaultRejected, InvalidArgument
-from chaosmesh_qa.targets.local.leases import one_line
+from chaosmesh_qa.errors import ChaosMeshQAError, FaultRejected, InvalidArgument, error_line
 
 log = logging.getLogger("chaosmesh_qa.supervisor")
 
@@ -42,9 +41,9 @@ async def one_line_errors(request: web.Request, handler: Handler) -> web.StreamR
     except web.HTTPException:
         raise
     except (FaultRejected, InvalidArgument) as exc:
-        return web.json_response({"error": one_line(exc)}, status=400)
+        return web.json_response({"error": error_line(exc)}, status=400)
     except ChaosMeshQAError as exc:
-        return web.json_response({"error": one_line(exc)}, status=503)
+        return web.json_response({"error": error_line(exc)}, status=503)
     except Exception as exc:
         log.exception("control API %s %s failed", request.method, request.path)
-        return web.json_response({"error": f"sandbox error: {one_line(exc)}"}, status=500)
+        return web.json_response({"error": f"sandbox error: {error_line(exc)}"}, status=500)

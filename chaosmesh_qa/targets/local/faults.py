@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import math
 import socket
 import time
 from collections.abc import Awaitable, Callable
@@ -38,14 +37,14 @@ from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
 
-from chaosmesh_qa.errors import FaultRejected, TargetUnavailable
+from chaosmesh_qa.errors import FaultRejected, TargetUnavailable, error_line
+from chaosmesh_qa.targets import policy
 from chaosmesh_qa.targets.local.envoy.common import INGRESS
-from chaosmesh_qa.targets.local.leases import FaultHost, Lease, LeaseBook, one_line
+from chaosmesh_qa.targets.local.leases import FaultHost, Lease, LeaseBook
 from chaosmesh_qa.targets.local.pods import SERVING_STATES, Pod
 
 log = logging.getLogger("chaosmesh_qa.faults")
 DEFAULT_MAX_TTL_S = 3600.0
-L7_KINDS = ("latency", "abort")
 CONFIRM_TIMEOUT_S = 5.0
 
 
@@ -83,11 +82,8 @@ class FaultManager:
         """Check, open the lease, apply; raises one line (``FaultRejected``/``TargetUnavailable``) after a rollback."""
         planners = {"latency": self._l7, "abort": self._l7, "pod-kill": self._pod_kill,
                     "pod-failure": self._pod_failure, "app-kill": self._app_kill, "partition": self._partition}
-        if kind not in planners:
-            raise FaultRejected(f"kind: unknown fault kind {kind!r}")
-        if not 0 < ttl_s <= self.max_ttl_s:
-            raise FaultRejected(f"duration_s: {ttl_s:g} is outside (0, {self.max_ttl_s:g}] (the sandbox's max TTL)")
-        plan = planners[kind](kind, parameters)
+        policy.check_ttl(ttl_s, self.max_ttl_s, "the sandbox's max TTL")
+        plan = planners[policy.check_kind(kind)](kind, parameters)
         # no await between the conflict checks of planning and the registration of the lease
         lease = self.book.open(kind, owner, plan.target, parameters, ttl_s, plan.changes, plan.holds)
         await self.book.apply(lease, plan.apply)
@@ -100,7 +96,7 @@ class FaultManager:
     async def pod_ready(self, pod: Pod) -> None:
         """A new or restarted pod inherits the active L7 faults on its service."""
         for lease in list(self.leases.values()):
-            if lease.kind not in L7_KINDS or lease.target["service"] != pod.spec.service:
+            if lease.kind not in policy.L7_KINDS or lease.target["service"] != pod.spec.service:
                 continue
             async with lease.lock:
                 if lease.state != "active" or pod.name not in self.supervisor.pods or not _sidecar_up(pod):
@@ -110,7 +106,7 @@ class FaultManager:
                 try:
                     await self._runtime_modify([pod], keys)
                 except Exception as exc:
-                    log.error("fault %s: could not apply to new pod %s: %s", lease.id, pod.name, one_line(exc))
+                    log.error("fault %s: could not apply to new pod %s: %s", lease.id, pod.name, error_line(exc))
 
     async def close(self) -> None:
         await self.heal()
@@ -119,11 +115,9 @@ class FaultManager:
 
     # ------------------------------------------------------------------ selection helpers
 
-    def _conflict(self, kind: str, clashes: Callable[[Lease], bool]) -> None:
-        for lease in self.leases.values():
-            if lease.kind == kind and clashes(lease):
-                raise FaultRejected(f"conflicts with active fault {lease.id} ({kind} on {lease.target}); "
-                                    f"heal it first")
+    def _conflict(self, kind: str, target: dict[str, Any]) -> None:
+        policy.check_conflicts(kind, target, ({"fault_id": lease.id, "kind": lease.kind, "target": lease.target}
+                                              for lease in self.leases.values()))
 
     def _service(self, name: str, argument: str = "service") -> str:
         model = self.supervisor.model
@@ -149,17 +143,8 @@ class FaultManager:
             if missing or not names:
                 raise FaultRejected(f"pods: {', '.join(missing) or 'none'} not running pods of {service!r}")
             return [p for p in pods if p.name in names]
-        count = parameters.get("count")
-        if count is None:
-            percent = float(parameters.get("percent") or 0)
-            count = max(1, math.ceil(len(pods) * percent / 100)) if percent > 0 else 0
-        if count < 1:
-            raise FaultRejected("count: must select at least one pod")
-        if count > len(pods):
-            raise FaultRejected(f"count: {count} exceeds the {len(pods)} running pod(s) of {service!r}"
-                                + (f" version {version!r}" if version else "")
-                                + (" that no other fault holds" if held else ""))
-        return pods[:count]
+        return policy.select_pods(pods, parameters.get("count"), parameters.get("percent"), service, version,
+                                  held_excluded=bool(held))
 
     def _serving(self, pods: list[Pod]) -> tuple[list[Pod], dict[str, str]]:
         """The pods whose sidecar answers, and the others with their state (skipped, and said so)."""
@@ -177,8 +162,7 @@ class FaultManager:
         callers = model.callers(service)
         if source is not None and source not in callers:
             raise FaultRejected(f"source: {source!r} does not call {service!r} (callers: {', '.join(callers)})")
-        self._conflict(kind, lambda other: other.target["service"] == service and (
-            source is None or other.target.get("source") in (None, source)))
+        self._conflict(kind, {"service": service, "source": source})
         percent = p["percent"]
         prefixes = [f"fault.http.{caller}." for caller in ([source] if source else callers)]
         if source is None:
@@ -324,20 +308,15 @@ class FaultManager:
         if a != INGRESS:
             self._service(a, "a")
         self._service(b, "b")
-        if a == b:
-            raise FaultRejected(f"b: cannot partition {a!r} from itself")
-        wanted = {"both": [(a, b), (b, a)], "to": [(a, b)], "from": [(b, a)]}[direction]
+        wanted = policy.partition_edges(a, b, direction)
         edges = [(caller, callee) for caller, callee in wanted if callee in self.supervisor.callees_of(caller)]
         if not edges:
             raise FaultRejected(f"a/b: no traffic flows {direction!r} between {a!r} and {b!r}, nothing to partition")
-        chosen: frozenset[str] | None = None
-        if any(p.get(k) is not None for k in ("count", "percent", "version", "pods")):
-            if direction != "to":
-                raise FaultRejected("direction: choosing some of b's pods (count/percent/version) needs direction='to'")
-            everyone = {"percent": 100} if p.get("count") is None and p.get("percent") is None else {}
-            chosen = frozenset(pod.name for pod in self._pick_pods({**p, "service": b, **everyone},
-                                                                   exclude_held=False))
-        self._conflict("partition", lambda other: bool(set(map(tuple, other.changes["edges"])) & set(edges)))
+        some = any(p.get(k) is not None for k in ("count", "percent", "version", "pods"))
+        policy.check_partition_scope(direction, some)
+        chosen = frozenset(pod.name for pod in self._pick_pods({**p, "service": b}, exclude_held=False)) if some \
+            else None
+        self._conflict("partition", {"a": a, "b": b, "direction": direction})
         port = self._sink(mode)
 
         async def apply(lease: Lease) -> None:

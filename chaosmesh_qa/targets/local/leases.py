@@ -26,13 +26,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import secrets
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
-from chaosmesh_qa.errors import ChaosMeshQAError, FaultRejected, TargetUnavailable
+from chaosmesh_qa.errors import FaultRejected, TargetUnavailable, error_line
+from chaosmesh_qa.targets.policy import new_fault_id
 
 if TYPE_CHECKING:
     from chaosmesh_qa.mesh.model import MeshModel
@@ -144,7 +144,7 @@ class Lease:
                     _merge(merged, await undo() or {})
             except Exception as exc:
                 log.exception("fault %s: undo of %r failed", self.id, what)
-                errors.append(f"undo of {what}: {one_line(exc)}")
+                errors.append(f"undo of {what}: {error_line(exc)}")
         return merged, errors
 
 
@@ -172,7 +172,7 @@ class LeaseBook:
         with respect to other injections.
         """
         now = time.time()
-        lease = Lease(f"{kind}-{secrets.token_hex(4)}", kind, owner, target, parameters, now, now + ttl_s,
+        lease = Lease(new_fault_id(kind), kind, owner, target, parameters, now, now + ttl_s,
                       dict(changes or {}), holds, fail_at=self.fail_change_at)
         self.fail_change_at = None
         self.leases[lease.id] = lease
@@ -186,10 +186,10 @@ class LeaseBook:
                 await apply(lease)
             except BaseException as exc:
                 applied = lease.applied
-                record = await self._finish(lease, "rolled-back", error=one_line(exc))
+                record = await self._finish(lease, "rolled-back", error=error_line(exc))
                 if not isinstance(exc, Exception):
                     raise  # cancelled: rolled back all the same
-                message = (f"{lease.kind} fault not applied, {applied} change(s) rolled back: {one_line(exc)}"
+                message = (f"{lease.kind} fault not applied, {applied} change(s) rolled back: {error_line(exc)}"
                            + (f" (rollback incomplete: {record['undo_errors'][0]})" if "undo_errors" in record
                               else ""))
                 raise (FaultRejected if isinstance(exc, FaultRejected) else TargetUnavailable)(message) from None
@@ -219,7 +219,7 @@ class LeaseBook:
             try:
                 report = await lease.report()
             except Exception as exc:  # a report is informative only: never block the undo
-                log.warning("fault %s: report failed: %s", lease.id, one_line(exc))
+                log.warning("fault %s: report failed: %s", lease.id, error_line(exc))
         reverted, errors = await lease.undo_all()
         lease.state = "ended"
         self.leases.pop(lease.id, None)
@@ -234,14 +234,6 @@ class LeaseBook:
             record["undo_errors"] = errors
         self.ended = [*self.ended[-(self.max_history - 1):], record]
         return record
-
-
-def one_line(exc: BaseException | str) -> str:
-    """An error as one line, whatever the text it carries (an Envoy answer may span lines)."""
-    text = " ".join(str(exc).split()) or type(exc).__name__
-    if isinstance(exc, BaseException) and not isinstance(exc, ChaosMeshQAError) and type(exc).__name__ not in text:
-        text = f"{type(exc).__name__}: {text}"
-    return text[:500]
 
 
 def _merge(into: dict[str, Any], more: dict[str, Any]) -> None:

@@ -23,6 +23,7 @@ import httpx
 
 import chaosmesh_qa
 from chaosmesh_qa.errors import FaultRejected, InvalidArgument, SandboxStartError, TargetUnavailable
+from chaosmesh_qa.pids import alive
 from chaosmesh_qa.targets.local import preflight
 from chaosmesh_qa.targets.local.prometheus import find_prometheus
 from chaosmesh_qa.targets.local.state import SandboxPaths
@@ -186,7 +187,7 @@ def down(state_dir: Path, timeout_s: float = STOP_TIMEOUT_S) -> bool:
     """Stop the sandbox in ``state_dir``; idempotent.  Returns whether one was running."""
     paths = SandboxPaths(state_dir)
     pid = paths.read_pid()
-    if pid is None or not _alive(pid):
+    if pid is None or not alive(pid):
         paths.remove_runtime_files()
         return False
     try:
@@ -195,7 +196,7 @@ def down(state_dir: Path, timeout_s: float = STOP_TIMEOUT_S) -> bool:
     except TargetUnavailable:
         _signal(pid, signal.SIGTERM)
     deadline = time.monotonic() + timeout_s
-    while _alive(pid):
+    while alive(pid):
         if time.monotonic() > deadline:
             _signal(pid, signal.SIGKILL)  # children die with it (PR_SET_PDEATHSIG)
             deadline += timeout_s
@@ -206,17 +207,7 @@ def down(state_dir: Path, timeout_s: float = STOP_TIMEOUT_S) -> bool:
 
 def is_running(paths: SandboxPaths) -> bool:
     pid = paths.read_pid()
-    return pid is not None and _alive(pid)
-
-
-def _alive(pid: int) -> bool:
-    with contextlib.suppress(ChildProcessError):
-        os.waitpid(pid, os.WNOHANG)  # reap it if it is our own child
-    try:
-        with open(f"/proc/{pid}/stat") as stat:
-            return stat.read().rsplit(")", 1)[1].split()[0] not in ("Z", "X")
-    except (OSError, IndexError):
-        return False
+    return pid is not None and alive(pid)
 
 
 def _signal(pid: int, sig: signal.Signals) -> None:
@@ -227,7 +218,7 @@ def _signal(pid: int, sig: signal.Signals) -> None:
 def _terminate(pid: int) -> None:
     _signal(pid, signal.SIGTERM)
     deadline = time.monotonic() + STOP_TIMEOUT_S
-    while _alive(pid) and time.monotonic() < deadline:
+    while alive(pid) and time.monotonic() < deadline:
         time.sleep(POLL_S)
     _signal(pid, signal.SIGKILL)
 

@@ -9,13 +9,14 @@ Killing a pod is the ``kill_pods`` fault: there is no way around the leases.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from chaosmesh_qa.errors import TargetUnavailable
 from chaosmesh_qa.targets.base import Direction, PartitionMode, Record
 from chaosmesh_qa.targets.local import verify
 from chaosmesh_qa.targets.local.sandbox import SandboxClient, default_mesh_dir, down, is_running, up, wait_for_metrics
 from chaosmesh_qa.targets.local.state import SandboxPaths
+from chaosmesh_qa.targets.policy import FaultRecord
 
 if TYPE_CHECKING:
     from chaosmesh_qa.mesh.model import MeshModel
@@ -31,9 +32,9 @@ class LocalTarget:
     def _client(self) -> SandboxClient:
         return SandboxClient(self.state_dir)
 
-    def _inject(self, kind: str, parameters: dict[str, Any], owner: str, ttl_s: float) -> Record:
+    def _inject(self, kind: str, parameters: dict[str, Any], owner: str, ttl_s: float) -> FaultRecord:
         with self._client() as client:
-            return client.inject(kind, parameters, owner, ttl_s)
+            return cast(FaultRecord, client.inject(kind, parameters, owner, ttl_s))
 
     def describe(self) -> dict[str, Any]:
         with self._client() as client:
@@ -58,45 +59,45 @@ class LocalTarget:
             return str(wait_for_metrics(client)["prometheus_url"])
 
     def kill_pods(self, service: str, count: int | None, percent: float | None, version: str | None,
-                  restart_after_s: float, owner: str) -> Record:
+                  restart_after_s: float, owner: str) -> FaultRecord:
         # the lease ends when the replacement starts: heal() brings it forward
         return self._inject("pod-kill", _pods(service, count, percent, version), owner, restart_after_s)
 
     def fail_pods(self, service: str, duration_s: float, count: int | None, percent: float | None,
-                  version: str | None, owner: str) -> Record:
+                  version: str | None, owner: str) -> FaultRecord:
         return self._inject("pod-failure", _pods(service, count, percent, version), owner, duration_s)
 
     def kill_app(self, service: str, count: int | None, percent: float | None, version: str | None,
-                 restart_after_s: float, owner: str) -> Record:
+                 restart_after_s: float, owner: str) -> FaultRecord:
         return self._inject("app-kill", _pods(service, count, percent, version), owner, restart_after_s)
 
     def inject_latency(self, service: str, delay_ms: int, percent: int, source: str | None,
-                       duration_s: float, owner: str) -> Record:
+                       duration_s: float, owner: str) -> FaultRecord:
         return self._inject("latency", {"service": service, "delay_ms": delay_ms, "percent": percent,
                                         "source": source}, owner, duration_s)
 
     def inject_abort(self, service: str, http_status: int, percent: int, source: str | None,
-                     duration_s: float, owner: str) -> Record:
+                     duration_s: float, owner: str) -> FaultRecord:
         return self._inject("abort", {"service": service, "http_status": http_status, "percent": percent,
                                       "source": source}, owner, duration_s)
 
     def partition(self, a: str, b: str, direction: Direction, mode: PartitionMode, duration_s: float,
                   owner: str, count: int | None = None, percent: float | None = None,
-                  version: str | None = None) -> Record:
+                  version: str | None = None) -> FaultRecord:
         return self._inject("partition", {"a": a, "b": b, "direction": direction, "mode": mode, "count": count,
                                           "percent": percent, "version": version}, owner, duration_s)
 
-    def heal(self, fault_id: str | None, owner: str | None) -> list[Record]:
+    def heal(self, fault_id: str | None, owner: str | None) -> list[FaultRecord]:
         with self._client() as client:
-            return client.heal(fault_id, owner)
+            return cast(list[FaultRecord], client.heal(fault_id, owner))
 
-    def active_faults(self) -> list[Record]:
+    def active_faults(self) -> list[FaultRecord]:
         with self._client() as client:
-            return client.faults()
+            return cast(list[FaultRecord], client.faults())
 
-    def fault_history(self, owner: str | None) -> list[Record]:
+    def fault_history(self, owner: str | None) -> list[FaultRecord]:
         with self._client() as client:
-            return client.fault_history(owner)
+            return cast(list[FaultRecord], client.fault_history(owner))
 
 
     # ---- verdicts (chaosmesh_qa.probes.routing / .mtls): chaosmesh_qa/targets/local/verify.py

@@ -59,8 +59,6 @@ def _nothing_changed(kube: KubeSandbox, since: int) -> None:
      "b: no Service 'nope' in namespace(s) default"),
     (lambda cfg: actions.kill_pods("catalog", version="v9", configuration=cfg), FaultRejected,
      "service: 'catalog' version 'v9' has no running pod in namespace 'default'"),
-    (lambda cfg: actions.kill_pods("catalog", count=5, configuration=cfg), FaultRejected,
-     "count: 5 exceeds the 2 running pod(s) of 'catalog'"),
     (lambda cfg: actions.inject_abort("reviews", 503, 10, 5, configuration={**cfg, "chaosmesh_qa_namespace": "gone"}),
      InvalidArgument, "configuration.chaosmesh_qa_namespace: namespace 'gone' does not exist"),
     (lambda cfg: actions.inject_abort("reviews", 503, 10, 5, configuration={**cfg, "chaosmesh_qa_kube_context": "x"}),
@@ -69,7 +67,7 @@ def _nothing_changed(kube: KubeSandbox, since: int) -> None:
      "fail_pods: not available on the kubernetes target"),
     (lambda cfg: actions.kill_app("catalog", configuration=cfg), FaultRejected,
      "kill_app: not available on the kubernetes target"),
-], ids=["unknown-service", "unknown-b", "no-running-pod-of-version", "count-too-high", "missing-namespace",
+], ids=["unknown-service", "unknown-b", "no-running-pod-of-version", "missing-namespace",
         "unknown-context", "fail-pods", "kill-app"])
 def test_bad_input_is_one_line_and_changes_nothing(kube: KubeSandbox, call: Any, error: type, message: str) -> None:
     since = len(kube.call_log())
