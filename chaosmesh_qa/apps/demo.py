@@ -5,7 +5,8 @@ its upstreams through its sidecar's outbound listener (sequentially or in parall
 propagates trace headers, and answers JSON naming its service, version and pod, the
 caller identity its sidecar saw (from ``x-forwarded-client-cert``), and the nested
 responses of its upstreams: the call tree.  Configuration comes from the
-``CHAOSMESH_APP`` environment variable (JSON), written by the supervisor.
+``CHAOSMESH_APP`` environment variable (JSON), written by the supervisor.  Its log (stdout) is one
+line once it listens (``started_line``): no access log, which would cost CPU under load.
 
 Run as ``python -m chaosmesh_qa.apps.demo``.
 """
@@ -116,9 +117,16 @@ def build_app(config: dict[str, Any]) -> web.Application:
     return app
 
 
+def started_line(config: dict[str, Any]) -> str:
+    """The one line the app logs (stdout, the pod's app log) once it listens, as most servers do."""
+    return (f"{config['service']} {config['version']} (pod {config['pod']}) serving on "
+            f"http://127.0.0.1:{config['port']}")
+
+
 def main() -> None:
     config = json.loads(os.environ["CHAOSMESH_APP"])
-    web.run_app(build_app(config), host="127.0.0.1", port=int(config["port"]), print=None,
+    web.run_app(build_app(config), host="127.0.0.1", port=int(config["port"]),
+                print=lambda _: print(started_line(config), flush=True),  # called once the site listens
                 access_log=None, handle_signals=True, shutdown_timeout=1.0)
 
 

@@ -6,7 +6,7 @@ which ``up --kube-api`` starts (``supervisor_entry``).  It reaches the sandbox o
 ``sandbox.Sandbox``; the other modules are its parts.
 """
 
-from chaosmesh_qa.emulation.kubeapi.resources import RESOURCES
+from chaosmesh_qa.emulation.kubeapi.resources import RESOURCES, SUBRESOURCES
 
 RBAC_VERBS = ("get", "list", "watch", "create", "update", "patch", "delete", "deletecollection")
 
@@ -14,7 +14,7 @@ RBAC_VERBS = ("get", "list", "watch", "create", "update", "patch", "delete", "de
 def parse_forbid(rule: str) -> str:
     """Check one ``VERB:RESOURCE`` test-hook rule (``up --kube-api-forbid``); the rule, or ValueError."""
     verb, _, resource = rule.partition(":")
-    names = {r.name for r in RESOURCES}
+    names = {r.name for r in RESOURCES} | {f"{parent}/{sub}" for _, parent, sub in SUBRESOURCES}
     if verb not in (*RBAC_VERBS, "*") or resource not in (*names, "*"):
         raise ValueError(f"{rule!r} is not VERB:RESOURCE (verbs: {', '.join(RBAC_VERBS)} or *; "
                          f"resources: {', '.join(sorted(names))} or *)")

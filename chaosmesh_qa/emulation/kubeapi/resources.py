@@ -58,6 +58,10 @@ RESOURCES: tuple[Resource, ...] = (
 )
 
 
+# subresources served, (group, resource, subresource) -> verbs; RBAC names them "<resource>/<subresource>"
+SUBRESOURCES: dict[tuple[str, str, str], tuple[str, ...]] = {("", "pods", "log"): ("get",)}
+
+
 def find(group: str, version: str, name: str) -> Resource | None:
     return next((r for r in RESOURCES if r.group == group and r.name == name and version in r.versions), None)
 
@@ -94,8 +98,12 @@ def resource_list(group: str, version: str) -> dict[str, Any] | None:
     chosen = [r for r in RESOURCES if r.group == group and version in r.versions]
     if not chosen:
         return None
+    entries: list[dict[str, Any]] = []
+    for r in chosen:
+        entries.append({"name": r.name, "singularName": r.singular, "namespaced": r.namespaced, "kind": r.kind,
+                        "verbs": list(r.verbs), "shortNames": list(r.short_names)})
+        entries += [{"name": f"{r.name}/{sub}", "singularName": "", "namespaced": r.namespaced, "kind": r.kind,
+                     "verbs": list(verbs)}
+                    for (g, parent, sub), verbs in SUBRESOURCES.items() if (g, parent) == (group, r.name)]
     return {"kind": "APIResourceList", "apiVersion": "v1",
-            "groupVersion": f"{group}/{version}" if group else version,
-            "resources": [{"name": r.name, "singularName": r.singular, "namespaced": r.namespaced,
-                           "kind": r.kind, "verbs": list(r.verbs), "shortNames": list(r.short_names)}
-                          for r in chosen]}
+            "groupVersion": f"{group}/{version}" if group else version, "resources": entries}

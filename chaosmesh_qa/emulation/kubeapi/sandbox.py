@@ -46,6 +46,20 @@ class Faults(Protocol):
     def history(self, owner: str | None = None) -> list[dict[str, Any]]: ...
 
 
+class ContainerLog(Protocol):
+    """One container's log as the sandbox keeps it: a file, and where each instance of the container began."""
+
+    @property
+    def path(self) -> Path:
+        """stdout and stderr of every instance of the container, appended (restarts in place included)."""
+        ...
+
+    @property
+    def starts(self) -> tuple[tuple[int, float], ...]:
+        """(byte offset, epoch seconds) of each start of the container, oldest first; empty until it starts."""
+        ...
+
+
 class Sandbox(Protocol):
     """A running embedded mesh, as the emulation sees it."""
 
@@ -83,6 +97,10 @@ class Sandbox(Protocol):
 
     def allocate_port(self) -> int:
         """A free loopback port for the emulation to listen on."""
+        ...
+
+    def container_log(self, pod: str, container: str) -> ContainerLog | None:
+        """The log of a running pod's ``app`` or ``envoy`` container; ``None`` for no such pod or container."""
         ...
 
     def callees_of(self, caller: str) -> list[str]:

@@ -7,8 +7,8 @@ through ``sandbox.Sandbox``.  ``start`` issues a serving certificate from the me
 random bearer token and ``<state-dir>/kubeconfig`` (both 0600), and serves on a free loopback
 port.  Each request is authenticated, mapped to an RBAC verb and resource, appended to
 ``<state-dir>/kube-api-calls.jsonl`` and answered from ``workloads`` (live sandbox views),
-``store`` (stored objects) and ``apply`` (managed objects applied to the sandbox); anything else
-is a Kubernetes ``Status`` naming what is not implemented.
+``store`` (stored objects), ``apply`` (managed objects applied to the sandbox) and ``logs`` (``pods/log``,
+text/plain); anything else is a Kubernetes ``Status`` naming what is not implemented.
 """
 
 from __future__ import annotations
@@ -30,6 +30,7 @@ from aiohttp import web
 
 from chaosmesh_qa.emulation.kubeapi import istio_metrics, resources
 from chaosmesh_qa.emulation.kubeapi.apply import Applier
+from chaosmesh_qa.emulation.kubeapi.logs import LogClock, choose_container, parse_options
 from chaosmesh_qa.emulation.kubeapi.resources import Resource
 from chaosmesh_qa.emulation.kubeapi.selectors import SelectorError, field_matcher, label_matcher
 from chaosmesh_qa.emulation.kubeapi.status import ApiError, not_implemented, status_body
@@ -61,6 +62,8 @@ class KubeApi:
         self.workloads = Workloads(sandbox, self.next_rv)
         self.store = ObjectStore(root / "kube-api" / "objects.json", self.next_rv)
         self.applier = Applier(sandbox, self.workloads)
+        self.logs = LogClock(sandbox)
+        self.closing = False
         self.port = 0
         self._runner: web.AppRunner | None = None
         self._poller: asyncio.Task[None] | None = None
@@ -98,10 +101,12 @@ class KubeApi:
         ca = Path(pki.ca_path).read_bytes()
         _private(self.kubeconfig, yaml.safe_dump(_kubeconfig(self.url, ca, self.token), sort_keys=False))
         self.workloads.refresh()
+        self.logs.observe()
         self._poller = asyncio.get_running_loop().create_task(self._poll())
         log.warning("kubernetes API emulation on %s (kubeconfig %s)", self.url, self.kubeconfig)
 
     async def close(self) -> None:
+        self.closing = True  # ends every `follow` of a log
         if self._poller is not None:
             self._poller.cancel()
         await self.workloads.close()
@@ -118,6 +123,7 @@ class KubeApi:
         while True:
             await asyncio.sleep(POLL_S)
             self.workloads.refresh()
+            self.logs.observe()
 
     def _seed_mesh_objects(self) -> None:
         """The mesh definition's own Istio objects (VS, DR, PeerAuthentication, AuthorizationPolicy), read-only."""
@@ -196,12 +202,14 @@ class KubeApi:
         if resource is None:
             raise not_implemented(f"the resource {plural!r} in {gv}", code=404)
         what = f"{request.method} {plural}" + (f"/{sub}" if sub else "")
-        if sub is not None or verb not in resource.verbs:
+        served = resources.SUBRESOURCES.get((group, plural, sub), ()) if sub else resource.verbs
+        if verb not in served:
             raise not_implemented(f"{what} (RBAC verb {verb!r})")
-        if (verb, plural) in self.forbid or ("*", plural) in self.forbid or (verb, "*") in self.forbid:
+        rbac = f"{plural}/{sub}" if sub else plural
+        if (verb, rbac) in self.forbid or ("*", rbac) in self.forbid or (verb, "*") in self.forbid:
             scope = f' in the namespace "{namespace}"' if namespace else ""
             raise ApiError(403, "Forbidden", f'{plural}{"." + group if group else ""} "{name or ""}" is forbidden: '
-                                             f'User "{USER}" cannot {verb} resource "{plural}" in API group '
+                                             f'User "{USER}" cannot {verb} resource "{rbac}" in API group '
                                              f'"{group}"{scope}', {"name": name or "", "group": group,
                                                                     "kind": plural})
         if resource.namespaced and namespace is None and verb not in ("list", "watch"):
@@ -212,6 +220,8 @@ class KubeApi:
                            {"name": namespace, "kind": "namespaces"})
         if verb == "watch":
             return await self._watch(request, resource, namespace, name)
+        if sub == "log":
+            return await self._pod_log(request, namespace or "", str(name))
         body = await self._body(request) if request.method in ("POST", "PUT", "PATCH", "DELETE") else None
         result = await self._dispatch(resource, verb, namespace, name, body, request, entry)
         if verb == "list":
@@ -260,6 +270,26 @@ class KubeApi:
         if verb == "delete":
             return await self.applier.delete(resource, ns, str(name), (body or {}).get("preconditions"), store, entry)
         raise not_implemented(f"{verb} {plural}")
+
+    async def _pod_log(self, request: web.Request, namespace: str, name: str) -> web.StreamResponse:
+        """``GET pods/NAME/log``: text/plain, as the API server relays the kubelet's answer (``logs``)."""
+        options = parse_options(request.query, name, time.time())
+        pod = self.workloads.get_pod(namespace, name)
+        container = choose_container(pod, options.container)
+        segment = self.logs.segment(pod, container, options.previous)
+        data, offset = self.logs.read(segment, options)
+        if not options.follow or segment.end is not None:
+            return web.Response(body=data, content_type="text/plain")
+        response = web.StreamResponse(headers={"Content-Type": "text/plain"})
+        response.enable_chunked_encoding()
+        await response.prepare(request)
+        await response.write(data)
+        budget = None if options.limit_bytes is None else options.limit_bytes - len(data)
+        async for chunk in self.logs.follow(name, container, segment, offset, options, budget,
+                                            lambda: self.closing):
+            await response.write(chunk)
+        await response.write_eof()
+        return response
 
     def _filter(self, request: web.Request, items: list[dict[str, Any]]) -> list[dict[str, Any]]:
         try:

@@ -1,15 +1,14 @@
 """Live Kubernetes views of the sandbox: namespaces, pods, services and endpoints, and pod watch events.
 
-``server`` reads these for every request on those resources.  Pods are the supervisor's pods
-dressed as Istio pods (labels app/version/pod-template-hash, a ReplicaSet owner, containers
-``app`` and ``istio-proxy``, ``podIP`` 127.0.0.1); ``refresh`` diffs them against the last view
-and hands ADDED / MODIFIED / DELETED events to every open watch.  Deleting a pod kills it
-(SIGKILL of app and sidecar, as grace period 0) and starts a replacement under a new name, as a
-ReplicaSet would, ``REPLACEMENT_START_DELAY_S`` later (a kubelet does not start a pod's containers at
-once), its processes at niceness ``STARTING_NICENESS`` until it is Ready (on a cluster a starting pod
-is held to its own CPU share and usually runs on another node; here its ~0.6 CPU-seconds of start-up
-would otherwise come out of the 2 cores serving the traffic); patches may change labels and
-annotations only (kept next to the pod).
+``server`` reads these for every request on those resources.  Pods are the supervisor's pods dressed as Istio
+pods (labels app/version/pod-template-hash, a ReplicaSet owner, containers ``app`` and ``istio-proxy``, the
+default-container annotations of Istio's injector, ``podIP`` 127.0.0.1); ``refresh`` diffs them against the
+last view and hands ADDED / MODIFIED / DELETED events to every open watch.  Deleting a pod kills it (SIGKILL of
+app and sidecar, as grace period 0) and starts a replacement under a new name, as a ReplicaSet would,
+``REPLACEMENT_START_DELAY_S`` later (a kubelet does not start a pod's containers at once), its processes at
+niceness ``STARTING_NICENESS`` until it is Ready (on a cluster a starting pod is held to its own CPU share and
+usually runs on another node; here its ~0.6 CPU-seconds of start-up would otherwise come out of the 2 cores
+serving the traffic); patches may change labels and annotations only (kept next to the pod).
 """
 
 from __future__ import annotations
@@ -239,7 +238,9 @@ class Workloads:
                   "security.istio.io/tlsMode": "istio", "service.istio.io/canonical-name": spec.service,
                   "service.istio.io/canonical-revision": spec.version}
         annotations = {"chaosmesh-qa.io/sandbox-ports": json.dumps(
-            {k: v for k, v in vars(spec.ports).items() if v}, sort_keys=True)}
+            {k: v for k, v in vars(spec.ports).items() if v}, sort_keys=True),
+            # what Istio's sidecar injector adds: kubectl logs/exec without -c pick the app, not istio-proxy
+            "kubectl.kubernetes.io/default-container": "app", "kubectl.kubernetes.io/default-logs-container": "app"}
         return {"labels": labels, "annotations": annotations}
 
     def _pod(self, pod: Pod) -> dict[str, Any]:

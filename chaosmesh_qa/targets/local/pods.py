@@ -7,6 +7,9 @@ health path; the supervisor publishes only ready pods as endpoints.  A container
 exits on its own is restarted in place (same pod, restart count + 1), as the kubelet
 would, unless a fault holds it down; a pod that is *killed* is gone for good and the
 supervisor replaces it; a *failed* pod is down until it recovers under the same name.
+Each container writes stdout and stderr to ``<logs>/<container>.log``, appended across restarts;
+``log(container)`` says where in that file each instance of the container began (what a kubelet's
+current and previous logs are read from).
 """
 
 from __future__ import annotations
@@ -44,6 +47,14 @@ DEMO_APP_ARGS = ["-m", "chaosmesh_qa.apps.demo"]  # after the interpreter: the b
 NO_PROXY = ("localhost", "127.0.0.1", "::1")  # a program's own loopback calls never go through the proxy
 
 
+@dataclass(frozen=True)
+class ContainerLog:
+    """One container's log file and where each instance of the container began in it."""
+
+    path: Path  # stdout and stderr, appended across restarts
+    starts: tuple[tuple[int, float], ...]  # (byte offset, epoch seconds) of each start, oldest first
+
+
 @dataclass
 class Pod:
     spec: PodSpec
@@ -61,6 +72,7 @@ class Pod:
     app: processes.ChildProcess | None = None
     envoy: processes.ChildProcess | None = None
     held: set[Container] = field(default_factory=set)  # containers a fault keeps down
+    log_starts: dict[Container, list[tuple[int, float]]] = field(default_factory=dict)  # see ``log``
     _wake: asyncio.Event = field(default_factory=asyncio.Event)
     _tasks: set[asyncio.Task[Any]] = field(default_factory=set)
     admin: EnvoyAdmin = field(init=False)  # the sidecar's admin API (owner-only Unix socket)
@@ -86,7 +98,7 @@ class Pod:
 
     async def start(self, session: aiohttp.ClientSession) -> None:
         """Start both containers and wait until the pod is ready (raises on failure)."""
-        self.envoy = await processes.spawn(processes.envoy_command(self.bootstrap), self.logs / "envoy.log")
+        self.envoy = await processes.spawn(processes.envoy_command(self.bootstrap), self._next_log("envoy"))
         if self.app_argv is not None:
             self.app = await self._spawn_app()
         await self._wait_ready(session)
@@ -97,9 +109,24 @@ class Pod:
 
     async def _spawn_app(self) -> processes.ChildProcess:
         assert self.app_argv is not None
+        log = self._next_log("app")
         if self.forkserver is not None and self.app_argv[1:] == DEMO_APP_ARGS:
-            return await self.forkserver.spawn(self.app_env, self.logs / "app.log")
-        return await processes.spawn(self.app_argv, self.logs / "app.log", self.app_env)
+            return await self.forkserver.spawn(self.app_env, log)
+        return await processes.spawn(self.app_argv, log, self.app_env)
+
+    def _next_log(self, container: Container) -> Path:
+        """The container's log file, noting that a new instance of it starts writing at its current end."""
+        path = self.logs / f"{container}.log"
+        try:
+            size = path.stat().st_size
+        except FileNotFoundError:
+            size = 0
+        self.log_starts.setdefault(container, []).append((size, time.time()))
+        return path
+
+    def log(self, container: Container) -> ContainerLog:
+        """Where ``container`` logs, and where each of its instances (this pod's restarts) began."""
+        return ContainerLog(self.logs / f"{container}.log", tuple(self.log_starts.get(container, ())))
 
     async def _wait_ready(self, session: aiohttp.ClientSession) -> None:
         checks = [self._ready("envoy", self.admin.ready, READY_TIMEOUT_S)]
@@ -194,7 +221,7 @@ class Pod:
         if container == "app":
             self.app = await self._spawn_app()
         else:
-            self.envoy = await processes.spawn(processes.envoy_command(self.bootstrap), self.logs / "envoy.log")
+            self.envoy = await processes.spawn(processes.envoy_command(self.bootstrap), self._next_log("envoy"))
         async with aiohttp.ClientSession() as session:
             # on failure, the watcher below sees the exit again and retries after the delay
             with contextlib.suppress(ProcessNotReady):

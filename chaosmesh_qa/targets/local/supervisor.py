@@ -44,7 +44,7 @@ from chaosmesh_qa.targets.local.faults import DEFAULT_MAX_TTL_S, FaultManager
 from chaosmesh_qa.targets.local.forkserver import ForkServer
 from chaosmesh_qa.targets.local.leases import TEST_HOOKS_ENV, Redirect
 from chaosmesh_qa.targets.local.pki import MeshPKI
-from chaosmesh_qa.targets.local.pods import READY_TIMEOUT_S, SERVING_STATES, Pod, app_command
+from chaosmesh_qa.targets.local.pods import READY_TIMEOUT_S, SERVING_STATES, ContainerLog, Pod, app_command
 from chaosmesh_qa.targets.local.ports import PortAllocator
 from chaosmesh_qa.targets.local.state import SandboxPaths
 from chaosmesh_qa.targets.local.tracing.collector import TraceCollector
@@ -315,6 +315,14 @@ class Supervisor:
             await pod.recover(self.http())
         except ProcessNotReady as exc:
             log.error("recovery of %s failed: %s", pod.name, exc)
+
+    def container_log(self, pod: str, container: str) -> ContainerLog | None:
+        """Where a running pod's ``app`` or ``envoy`` container logs, and where each of its instances began;
+        ``None`` for a pod that is not running (deleted, or never was) or another container name."""
+        found = self.pods.get(pod)
+        if found is None or container not in ("app", "envoy") or (container == "app" and found.app_argv is None):
+            return None
+        return found.log("app" if container == "app" else "envoy")
 
     def callees_of(self, caller: str) -> list[str]:
         assert self.control_plane is not None
