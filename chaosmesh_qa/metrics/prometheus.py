@@ -41,9 +41,11 @@ class PrometheusQuery:
         # stack on it and turn "Prometheus unreachable" into an 18 s wait.
         self._client = PrometheusConnect(url=url, disable_ssl=True, timeout=TIMEOUT_S, retry=Retry(total=0))
 
-    def value(self, promql: str) -> float | None:
-        """The query's single value now (summed if it returns several series); ``None``: no data or NaN."""
-        result = self._call(lambda: self._client.custom_query(promql))
+    def value(self, promql: str, at: float | None = None) -> float | None:
+        """The query's single value now, or at epoch seconds ``at`` (summed if it returns several series);
+        ``None``: no data or NaN."""
+        params = None if at is None else {"time": f"{at:.3f}"}
+        result = self._call(lambda: self._client.custom_query(promql, params=params))
         values = [float(item["value"][1]) for item in result]
         values = [v for v in values if not math.isnan(v)]
         return sum(values) if values else None

@@ -7,6 +7,16 @@ returns a number for a tolerance and raises only when the measurement itself
 fails (``MeasurementFailed``: Prometheus unreachable), so a bad mesh deviates, it never
 "errors".  ``source`` narrows a service SLI to one caller→callee edge ("ingress" is the
 gateway).  A window that holds no request has no ratio or quantile: those probes answer 0.
+
+``phase`` (``error_ratio``, ``latency_quantile``, ``request_rate``) reads a phase of this run instead of
+the last ``window_s`` seconds: ``during`` is the run's faults' own window (first fault start to last fault
+end, from the target's fault records: ``traffic.timeline.phase_bounds``, the phases of the client
+timeline), extended by the time the requests sent in it take to complete and reach Prometheus; ``after``
+from there to now; ``before`` the ``window_s`` seconds before the first fault.  A probe that judges
+behaviour under a fault must read ``during``: "the last N seconds" relative to when the probe runs stops
+covering the fault as soon as the steps before it take longer (recovery took 4.8 s on the Kubernetes
+target, 1.5 s locally).  Before the run's first fault (a steady-state hypothesis is
+also checked before the method) every phase reads the last ``window_s`` seconds.
 """
 
 import time
@@ -15,6 +25,7 @@ from typing import Any
 from chaosmesh_qa import checks
 from chaosmesh_qa.errors import InvalidArgument, MeasurementFailed
 from chaosmesh_qa.probes.context import MeasureContext, check_since, span, window
+from chaosmesh_qa.traffic.timeline import phase_bounds
 
 __all__ = ["circuit_breaker_overflows", "error_ratio", "healthy_endpoints", "latency_quantile",
            "outlier_ejections", "policy_engaged", "request_rate", "retries"]
@@ -23,38 +34,55 @@ __all__ = ["circuit_breaker_overflows", "error_ratio", "healthy_endpoints", "lat
 POLICY_SLIS = {"outlier_ejection": ("outlier_ejections", False), "circuit_breaker": ("circuit_breaker_overflows", True),
                "retries": ("retries", True)}
 MAX_MINIMUM = 1_000_000_000
+PHASES = ("before", "during", "after")
+# From a request's completion to its sample in Prometheus, at most: Envoy's stats flush (1 s in the sandbox;
+# histograms are merged at each flush), one scrape (1 s) and one recording-rule evaluation (1 s, the Istio
+# series of the Kubernetes API emulation).  A cluster scraping every 15 s lags more (issue 18 point 15).
+RECORD_LAG_S = 3.0
 
 Configuration = dict[str, Any]
 
 
-def error_ratio(service: str, window_s: float = 10, source: str | None = None,
+def error_ratio(service: str, window_s: float = 10, source: str | None = None, phase: str | None = None,
                 configuration: Configuration | None = None) -> float:
-    """Share of requests into ``service`` (or over the edge ``source`` → ``service``) answered 5xx."""
+    """Share of requests into ``service`` (or over the edge ``source`` → ``service``) answered 5xx, over the
+    last ``window_s`` seconds or this run's ``phase`` (``during``: its faults' window)."""
     service, source, span_ = _edge_args(service, source, window_s)
+    chosen = _phase(phase)
     ctx = MeasureContext.from_configuration(configuration)
     params = _edge(ctx, service, source)
-    value = ctx.query("edge_error_ratio" if source else "error_ratio", window=span_, **params)
+    span_, at = _window(ctx, span_, chosen)
+    value = ctx.prometheus.value(ctx.catalog.render("edge_error_ratio" if source else "error_ratio", window=span_,
+                                                    **params), at)
     return value or 0.0
 
 
 def latency_quantile(service: str, quantile: float = 0.99, window_s: float = 10, source: str | None = None,
-                     configuration: Configuration | None = None) -> float:
-    """Latency quantile (milliseconds) of requests into ``service`` (or over one edge)."""
+                     phase: str | None = None, configuration: Configuration | None = None) -> float:
+    """Latency quantile (milliseconds) of requests into ``service`` (or over one edge), over the last
+    ``window_s`` seconds or this run's ``phase`` (``during``: its faults' window)."""
     service, source, span_ = _edge_args(service, source, window_s)
     q = checks.number("quantile", quantile, 0, 1, low_open=True, high_open=True)
+    chosen = _phase(phase)
     ctx = MeasureContext.from_configuration(configuration)
     params = _edge(ctx, service, source)
+    span_, at = _window(ctx, span_, chosen)
     sli = "edge_latency_quantile" if source else "latency_quantile"
-    return ctx.query(sli, quantile=str(q), window=span_, **params) or 0.0
+    return ctx.prometheus.value(ctx.catalog.render(sli, quantile=str(q), window=span_, **params), at) or 0.0
 
 
-def request_rate(service: str, window_s: float = 10, source: str | None = None,
+def request_rate(service: str, window_s: float = 10, source: str | None = None, phase: str | None = None,
                  configuration: Configuration | None = None) -> float:
-    """Requests per second into ``service`` (or over one edge)."""
+    """Requests per second into ``service`` (or over one edge), over the last ``window_s`` seconds or this
+    run's ``phase`` (``during``: its faults' window)."""
     service, source, span_ = _edge_args(service, source, window_s)
+    chosen = _phase(phase)
     ctx = MeasureContext.from_configuration(configuration)
     params = _edge(ctx, service, source)
-    return ctx.query("edge_request_rate" if source else "request_rate", window=span_, **params) or 0.0
+    span_, at = _window(ctx, span_, chosen)
+    value = ctx.prometheus.value(ctx.catalog.render("edge_request_rate" if source else "request_rate", window=span_,
+                                                    **params), at)
+    return value or 0.0
 
 
 def healthy_endpoints(service: str, version: str | None = None, configuration: Configuration | None = None) -> int:
@@ -121,6 +149,51 @@ def _count(ctx: MeasureContext, policy: str, service: str, span_: str) -> int:
 def _edge_args(service: Any, source: Any, window_s: Any) -> tuple[str, str | None, str]:
     """``service``, ``source`` and the window, checked before anything is contacted."""
     return checks.name("service", service), checks.optional_name("source", source), window(window_s)
+
+
+def _phase(phase: Any) -> str | None:
+    return None if phase is None else checks.choice("phase", phase, PHASES)
+
+
+def _window(ctx: MeasureContext, last: str, phase: str | None) -> tuple[str, float | None]:
+    """The Prometheus range and the time to evaluate at (``None``: now) that ``phase`` names in this run.
+
+    ``last`` (the ``window_s`` range) is read now when no phase is given or the run has no fault yet, and
+    ending at the first fault's start for ``before``.  ``during`` is what Prometheus recorded of the requests
+    sent while the run's faults were active: from the first fault's start to the last fault's end plus
+    ``_tail`` (a request is recorded when it completes, so one the fault held is recorded up to the delay
+    later, and it reaches Prometheus a recording lag after that); ``after`` starts where ``during`` ends and
+    ends now.  Both are read whatever the time the probe runs at; a phase not begun yet is a
+    ``MeasurementFailed``.
+    """
+    if phase is None:
+        return last, None
+    faults = ctx.run_faults()
+    if not faults:
+        return last, None  # nothing injected yet: the steady state before the method, the last window_s
+    now = time.time()
+    start, end = phase_bounds(faults)[phase]
+    if phase == "before":
+        return last, end  # the window_s seconds before the first fault started
+    tail = _tail(faults)
+    if phase == "during":
+        assert start is not None and end is not None
+        end += tail
+    else:
+        assert start is not None
+        start, end = start + tail, now
+    end = min(end, now)
+    if start >= end:
+        raise MeasurementFailed(f"phase={phase}: has not begun yet (it starts at {start:.3f}, now is {now:.3f})")
+    return span(end - start), end
+
+
+def _tail(faults: list[Any]) -> float:
+    """Seconds after the last fault's end until Prometheus holds every request sent during the faults: the
+    longest delay the run injected (a request held when the fault ended completes that much later) plus
+    ``RECORD_LAG_S``."""
+    delays = [float((f.get("parameters") or {}).get("delay_ms") or 0) / 1000 for f in faults]
+    return max(delays, default=0.0) + RECORD_LAG_S
 
 
 def _edge(ctx: MeasureContext, service: str, source: str | None) -> dict[str, str]:

@@ -38,12 +38,15 @@ class KubeSandbox(Sandbox):
                 status["ingress_url"], "chaosmesh_qa_ingress_service": "frontend", **extra}
 
     def env(self) -> dict[str, str]:
-        """The environment that switches an unchanged experiment file to this emulated cluster."""
+        """The environment that switches an unchanged experiment file to this emulated cluster: what a cluster
+        user sets too (kubeconfig, Prometheus, ingress, and the Zipkin query API that tracing probes read,
+        here the sandbox's own receiver)."""
         config = self.configuration()
         return {**os.environ, "CHAOSMESH_QA_TARGET": "kubernetes", "KUBECONFIG": str(self.kubeconfig),
                 "CHAOSMESH_QA_PROMETHEUS_URL": config["chaosmesh_qa_prometheus_url"],
                 "CHAOSMESH_QA_INGRESS_URL": config["chaosmesh_qa_ingress_url"],
-                "CHAOSMESH_QA_INGRESS_SERVICE": "frontend"}
+                "CHAOSMESH_QA_INGRESS_SERVICE": "frontend",
+                "CHAOSMESH_QA_TRACING_URL": str(self.status()["tracing"]["url"])}
 
     def kubectl(self, *args: str, check: bool = True, timeout: float = 60) -> subprocess.CompletedProcess[str]:
         """``kubectl ARGS`` on this cluster; with ``check``, a non-zero exit fails the test with its stderr."""

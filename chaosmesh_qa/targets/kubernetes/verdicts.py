@@ -7,12 +7,14 @@ the service account of its pods, the Service's first port), and the VirtualServi
 PeerAuthentications and AuthorizationPolicies of the configured namespaces plus Istio's root namespace
 (chaosmesh-qa's own fault objects left out); every document goes through the same validation and
 ``chaosmesh_qa.mesh.build.build_model`` as a mesh directory.  Observed hops come from Istio's
-``istio_requests_total`` as the callee's proxy reported them (``reporter="destination"``).
+``istio_requests_total`` as the callee's proxy reported them (``reporter="destination"``), counted over the
+last minute with a series born in it counted from 0 (Istio creates a series at its first request).
 """
 
 from __future__ import annotations
 
 import math
+import time
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +35,8 @@ PEERAUTHENTICATION = Kind("PeerAuthentication", "security.istio.io", "v1", "peer
 ISTIO_KINDS = (VIRTUALSERVICE, DESTINATIONRULE, PEERAUTHENTICATION, AUTHORIZATIONPOLICY)
 GATEWAY = "istio-ingressgateway"  # the canonical service of Istio's default ingress gateway: "ingress" here
 EDGE_WINDOW = "1m"
+EDGE_SETTLE_S = 15.0  # Istio's sample Prometheus scrapes every 15 s: a hop is in Prometheus within one interval
+EDGE_POLL_S = 1.0
 EDGE_LABELS = ("source_canonical_service", "destination_service_name", "source_principal",
                "connection_security_policy")
 
@@ -87,10 +91,28 @@ def effective_modes(model: MeshModel, cluster: Cluster, namespace: str, service:
     return records
 
 
-def observed_edges(prometheus_url: str, services: set[str]) -> list[Record]:
-    """Hops into the mesh's services over the last minute, as the callees' proxies reported them."""
-    promql = (f"sum by ({', '.join(EDGE_LABELS)}) "
-              f'(increase(istio_requests_total{{reporter="destination"}}[{EDGE_WINDOW}]))')
+def observed_edges(prometheus_url: str, services: set[str], settle_s: float = EDGE_SETTLE_S,
+                   poll_s: float = EDGE_POLL_S) -> list[Record]:
+    """Hops into the mesh's services over the last minute, as the callees' proxies reported them.
+
+    When none is seen yet, asks again every ``poll_s`` for up to ``settle_s``: the requests of a run
+    that has just started are in Prometheus only after the callees' next scrape."""
+    deadline = time.monotonic() + settle_s
+    while True:
+        edges = _edges(prometheus_url, services)
+        if edges or time.monotonic() >= deadline:
+            return edges
+        time.sleep(poll_s)
+
+
+def _edges(prometheus_url: str, services: set[str]) -> list[Record]:
+    # Not increase(): Istio creates an istio_requests_total series at its first request (one per callee pod,
+    # source and response code), so a hop that began within the window has a first sample holding its first
+    # requests, which increase() takes as its baseline, and no increase at all while it has one sample (a
+    # run's first seconds; any hop younger than two scrapes).  Absent at the window's start is 0 there.
+    series = 'istio_requests_total{reporter="destination"}'
+    promql = (f"sum by ({', '.join(EDGE_LABELS)}) ((last_over_time({series}[{EDGE_WINDOW}]) - {series} offset "
+              f"{EDGE_WINDOW} >= 0) or last_over_time({series}[{EDGE_WINDOW}]))")
     try:
         response = httpx.get(f"{prometheus_url.rstrip('/')}/api/v1/query", params={"query": promql}, timeout=10)
         response.raise_for_status()

@@ -8,6 +8,7 @@ default mesh through the API and the Istio metric names, exactly as on the local
 from __future__ import annotations
 
 import dataclasses
+import json
 import time
 from pathlib import Path
 from typing import Any
@@ -16,9 +17,12 @@ import httpx
 import pytest
 
 from chaosmesh_qa.mesh import load_mesh
+from chaosmesh_qa.metrics.catalog import load_catalog
+from chaosmesh_qa.metrics.prometheus import PrometheusQuery
 from chaosmesh_qa.probes.mtls import mtls_enforced
 from chaosmesh_qa.probes.routing import routing_matches
 from chaosmesh_qa.targets import get_target
+from chaosmesh_qa.targets.kubernetes.verdicts import observed_edges
 from tests.support.client import get_many
 from tests.support.kube import KubeSandbox
 
@@ -97,3 +101,57 @@ def test_routing_matches_and_mtls_enforced_pass_on_the_kubernetes_target(kube: K
     assert all(e["principal"].startswith("spiffe://cluster.local/") for e in mtls["edges"])
     pods = [p for w in mtls["workloads"] for p in w["pods"]]
     assert pods and all(p["refused"] and "effective PeerAuthentication mode STRICT" in p["detail"] for p in pods)
+
+
+def test_point16_a_new_pods_first_requests_count_in_the_routing_and_mtls_verdicts(kube: KubeSandbox) -> None:
+    """Issue 18 point 16: the requests a pod served before its first scrape are counted.
+
+    Istio creates an istio_requests_total series at its first request, one per callee pod, so the first sample
+    of a new pod's series already holds requests; increase() took that sample as its baseline (routing-canary
+    read 369 of ~750 requests, mtls-strict observed no hop at all in a run's first seconds).  Here the only v2
+    pod of reviews is replaced, the new pod is sent exactly SENT requests (the x-canary header route sends all
+    of them to v2), and once its counter holds all of them, v2's count over a window that opened after the
+    replacement must be exactly SENT (counters are exact, each request counted once at its callee), and the
+    hop frontend -> reviews must be observed with at least those requests.
+    """
+    cfg = kube.configuration()
+    prometheus = cfg["chaosmesh_qa_prometheus_url"]
+    old = _pod_names(kube, "app=reviews,version=v2")
+    assert len(old) == 1, old
+    kube.kubectl("delete", "pod", old[0])
+    deadline = time.monotonic() + 60
+    while not (new := [p for p in _pod_names(kube, "app=reviews,version=v2", ready=True) if p not in old]):
+        assert time.monotonic() < deadline, "no replacement for the v2 pod"
+        time.sleep(0.2)
+    pod = new[0]
+    series = f'sum(istio_requests_total{{reporter="destination",pod="{pod}"}})'
+    # Its answered-requests series is born at its first request (the emulation's RBAC / fault-abort series, from
+    # its from-0 inbound counters, may stand at 0 already)
+    assert not _value(prometheus, series), "the new pod has served no request yet"
+    opened = time.time()
+    sent = 60
+    statuses = [s for s, _ in get_many(kube.status()["ingress_url"] + "/", sent, headers={"x-canary": "true"})]
+    assert statuses.count(200) == sent
+    deadline = time.monotonic() + 20  # a scrape (1 s) and a rule evaluation (1 s) after the last response
+    while (_value(prometheus, series) or 0) < sent:
+        assert time.monotonic() < deadline, f"{pod}'s counter never reached {sent}"
+        time.sleep(0.2)
+    window = f"{int(time.time() - opened) + 1}s"
+    counts = PrometheusQuery(prometheus).by_label(
+        load_catalog("istio").render("version_requests", service="reviews", window=window), "version")
+    assert round(counts.get("v2", 0)) == sent, counts
+    edges = observed_edges(prometheus, {"reviews"})
+    hop = [e for e in edges if (e["source"], e["destination"]) == ("frontend", "reviews")]
+    assert hop and sum(e["requests"] for e in hop) >= sent, edges
+
+
+def _pod_names(kube: KubeSandbox, selector: str, ready: bool = False) -> list[str]:
+    listed = json.loads(kube.kubectl("get", "pods", "-l", selector, "-o", "json").stdout)["items"]
+    return [p["metadata"]["name"] for p in listed if not p["metadata"].get("deletionTimestamp") and (
+        not ready or any(c["type"] == "Ready" and c["status"] == "True"
+                         for c in (p.get("status") or {}).get("conditions") or []))]
+
+
+def _value(prometheus: str, query: str) -> float | None:
+    result = httpx.get(f"{prometheus}/api/v1/query", params={"query": query}, timeout=10).json()["data"]["result"]
+    return float(result[0]["value"][1]) if result else None
