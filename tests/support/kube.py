@@ -16,6 +16,9 @@ import time
 from pathlib import Path
 from typing import Any
 
+from chaosmesh_qa.targets.kubernetes.cluster import Cluster
+from chaosmesh_qa.targets.kubernetes.dataplane import ListenerWatch
+from chaosmesh_qa.targets.kubernetes.settings import KubeSettings, api_client
 from tests.support.cli import run_cli
 from tests.support.sandbox import Sandbox
 
@@ -103,3 +106,19 @@ def drop_policy(name: str, caller: str, callee: str) -> dict[str, Any]:
             "spec": {"podSelector": {"matchLabels": {"app": callee}}, "policyTypes": ["Ingress"],
                      "ingress": [{"from": [{"podSelector": not_caller},
                                            {"namespaceSelector": {}, "podSelector": not_caller}]}]}}
+
+
+def listener_watch(box: KubeSandbox, service: str) -> ListenerWatch:
+    """The listener counters of ``service``'s serving pods now (``targets.kubernetes.dataplane.ListenerWatch``)."""
+    cluster = Cluster(api_client(KubeSettings.from_configuration(box.configuration())))
+    pods = [p["name"] for p in box.status()["pods"] if p["service"] == service and p["state"] == "ready"]
+    return ListenerWatch(cluster, "default", pods)
+
+
+def until_sidecars_settle(watch: ListenerWatch, timeout_s: float = 10.0) -> None:
+    """Wait until an EnvoyFilter change reached every pod ``watch`` (taken before the change) follows: their
+    listeners changed, and what the change replaced has drained, so no pooled connection still runs the old
+    filters (the sandbox's sidecars drain immediately, for 2 s)."""
+    confirmed, why = watch.changed(timeout_s)
+    assert confirmed, why
+    assert watch.drained(timeout_s), f"the sidecars of {watch.pods} still drain {timeout_s} s later"

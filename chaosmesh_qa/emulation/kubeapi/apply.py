@@ -1,13 +1,22 @@
-"""Managed Istio / NetworkPolicy objects applied live to the sandbox through its FaultManager.
+"""EnvoyFilters, and managed AuthorizationPolicies and NetworkPolicies, applied live to the sandbox.
 
-``server`` hands every create and delete of EnvoyFilters, AuthorizationPolicies and
-NetworkPolicies to ``Applier``.  Objects labelled ``app.kubernetes.io/managed-by: chaosmesh-qa``
-must have exactly the shape the Kubernetes target writes (docs/kube-api-emulation.md); they
+``server`` hands every create, update, patch and delete of EnvoyFilters, AuthorizationPolicies and
+NetworkPolicies to ``Applier``.
+
+**EnvoyFilters**, the team's and the Kubernetes target's alike, are applied as istiod applies them: every
+stored EnvoyFilter goes to the sandbox (``Sandbox.set_envoy_filters``), whose control plane patches each
+proxy's generated listeners with those that reach it (``targets.local.envoy.envoyfilters``: workload
+selector, context, listener / filter-chain / filter / sub-filter matches, the operations) and pushes
+them; Envoy judges the result and keeps its previous listeners when it rejects them.  So an EnvoyFilter
+changes Envoy only if it is right, whoever wrote it.  One that istiod's validation webhook refuses is
+refused here (400, the webhook's wording) and not stored.  Nothing reverts an EnvoyFilter but its
+deletion: on a cluster that is the reaper's job, and so it is here.
+
+**AuthorizationPolicies and NetworkPolicies** labelled ``app.kubernetes.io/managed-by: chaosmesh-qa``
+must still have exactly the shape the Kubernetes target writes (docs/kube-api-emulation.md); they
 become a sandbox fault lease whose TTL is the object's ``chaosmesh-qa.io/expires-at`` annotation,
 so the sandbox reverts the fault at that time even when nobody deletes the object:
 
-* EnvoyFilter with an HTTP fault filter at SIDECAR_INBOUND → ``latency`` / ``abort`` at the
-  callee's inbound sidecars (per caller when the filter matches the caller's XFCC URI);
 * AuthorizationPolicy DENY for one caller principal → ``partition`` mode ``reject`` caller→callee;
 * NetworkPolicy admitting everyone but one app → ``partition`` mode ``drop`` caller→callee;
   extra matchLabels narrow either partition to the pods that carry them.
@@ -25,10 +34,11 @@ from typing import TYPE_CHECKING, Any
 
 from chaosmesh_qa.emulation.kubeapi.resources import Resource
 from chaosmesh_qa.emulation.kubeapi.selectors import SelectorError, match_labels
-from chaosmesh_qa.emulation.kubeapi.status import invalid, status_body
-from chaosmesh_qa.emulation.kubeapi.store import ObjectStore
+from chaosmesh_qa.emulation.kubeapi.status import ApiError, invalid, status_body
+from chaosmesh_qa.emulation.kubeapi.store import ObjectStore, merge_patch
 from chaosmesh_qa.errors import FaultRejected
 from chaosmesh_qa.mesh.callers import INGRESS, INGRESS_SPIFFE
+from chaosmesh_qa.targets.local.envoy.envoyfilters import EnvoyFilterInvalid, EnvoyFilterObject, validate
 from chaosmesh_qa.targets.local.pods import SERVING_STATES
 
 if TYPE_CHECKING:
@@ -38,9 +48,8 @@ if TYPE_CHECKING:
 MANAGED_BY = "app.kubernetes.io/managed-by"
 FAULT_ID = "chaosmesh-qa.io/fault-id"
 EXPIRES_AT = "chaosmesh-qa.io/expires-at"
-FAULT_FILTER = "envoy.filters.http.fault"
-XFCC = "x-forwarded-client-cert"
 MAX_WARNINGS = 100
+ENVOYFILTERS = "envoyfilters"
 
 
 @dataclass
@@ -59,6 +68,7 @@ class Applier:
         self.workloads = workloads
         self.applied: dict[tuple[str, str, str], Applied] = {}
         self.warnings: list[str] = []
+        self._created: dict[tuple[str, str], int] = {}  # EnvoyFilter (namespace, name) -> creation order
 
     # ------------------------------------------------------------------ server entry points
 
@@ -67,6 +77,12 @@ class Applier:
         labels = ((body or {}).get("metadata") or {}).get("labels") or {} if isinstance(body, dict) else {}
         if not resource.applied:
             return store.create(resource, namespace, body)
+        if resource.name == ENVOYFILTERS:
+            self._admit_envoy_filter(body)
+            obj = store.create(resource, namespace, body)
+            self._created[(namespace, obj["metadata"]["name"])] = len(self._created) + 1
+            entry["applied"] = self._push_envoy_filters(resource, store)
+            return obj
         if labels.get(MANAGED_BY) != "chaosmesh-qa":
             obj = store.create(resource, namespace, body)
             warning = (f"{resource.kind} {namespace}/{obj['metadata']['name']} stored but NOT applied: the "
@@ -98,6 +114,10 @@ class Applier:
     async def delete(self, resource: Resource, namespace: str, name: str, preconditions: dict[str, Any] | None,
                      store: ObjectStore, entry: dict[str, Any]) -> dict[str, Any]:
         obj = store.delete(resource, namespace, name, preconditions)
+        if resource.name == ENVOYFILTERS:
+            self._created.pop((namespace, name), None)
+            entry["applied"] = self._push_envoy_filters(resource, store)
+            return obj
         applied = self.applied.pop((resource.name, namespace, name), None)
         if applied is not None and applied.fault_id is not None:
             healed = await self.sandbox.faults.heal(applied.fault_id)
@@ -106,6 +126,41 @@ class Applier:
         if resource.name == "configmaps":
             return status_body(200, "", "", {"name": name, "kind": "configmaps"}, "Success")
         return obj
+
+    def update(self, resource: Resource, namespace: str, name: str, body: Any, store: ObjectStore,
+               entry: dict[str, Any]) -> dict[str, Any]:
+        if resource.name == ENVOYFILTERS:
+            self._admit_envoy_filter(body)
+        obj = store.update(resource, namespace, name, body)
+        if resource.name == ENVOYFILTERS:
+            entry["applied"] = self._push_envoy_filters(resource, store)
+        return obj
+
+    def patch(self, resource: Resource, namespace: str, name: str, patch: dict[str, Any], store: ObjectStore,
+              entry: dict[str, Any]) -> dict[str, Any]:
+        if resource.name == ENVOYFILTERS:
+            self._admit_envoy_filter(merge_patch(store.get(resource, namespace, name), patch))
+        obj = store.patch(resource, namespace, name, patch)
+        if resource.name == ENVOYFILTERS:
+            entry["applied"] = self._push_envoy_filters(resource, store)
+        return obj
+
+    def _admit_envoy_filter(self, body: Any) -> None:
+        """istiod's validating webhook: the CRD schema and istiod's own checks (``envoyfilters.validate``)."""
+        spec = body.get("spec") if isinstance(body, dict) else None
+        try:
+            validate(spec)
+        except EnvoyFilterInvalid as exc:
+            raise ApiError(400, "BadRequest", f'admission webhook "validation.istio.io" denied the request: '
+                                              f"configuration is invalid: {exc}") from None
+
+    def _push_envoy_filters(self, resource: Resource, store: ObjectStore) -> dict[str, Any]:
+        """Hand every stored EnvoyFilter to the sandbox, in creation order; what the call log records."""
+        objects = [EnvoyFilterObject(o["metadata"]["namespace"], o["metadata"]["name"], o.get("spec") or {},
+                                     self._created.get((o["metadata"]["namespace"], o["metadata"]["name"]), 0))
+                   for o in store.list(resource, None)]
+        self.sandbox.set_envoy_filters(objects)
+        return {"envoy_filters_in_force": [f"{o.namespace}/{o.name}" for o in objects]}
 
     def decorate(self, resource: Resource, obj: dict[str, Any]) -> dict[str, Any]:
         """The stored object, plus ``status.chaosmeshQaEmulation`` saying what the sandbox made of it."""
@@ -145,8 +200,7 @@ class Applier:
         spec = body.get("spec")
         if not isinstance(spec, dict):
             raise invalid(resource.kind, name, "spec: Required value")
-        planners = {"envoyfilters": self._envoy_filter, "authorizationpolicies": self._authorization_policy,
-                    "networkpolicies": self._network_policy}
+        planners = {"authorizationpolicies": self._authorization_policy, "networkpolicies": self._network_policy}
         return planners[resource.name](namespace, name, spec)
 
     def _service(self, kind: str, name: str, namespace: str, app: Any, where: str) -> str:
@@ -177,67 +231,6 @@ class Applier:
         if app not in model.services:
             raise invalid(kind, name, f"{where}: no service {app!r} in this sandbox")
         return app
-
-    def _envoy_filter(self, namespace: str, name: str, spec: dict[str, Any]) -> tuple[str | None, dict[str, Any], str]:
-        kind = "EnvoyFilter"
-        callee = self._service(kind, name, namespace, (spec.get("workloadSelector") or {}).get("labels", {}).get("app"),
-                               "spec.workloadSelector.labels.app")
-        patches = spec.get("configPatches")
-        if not isinstance(patches, list) or len(patches) != 1:
-            raise invalid(kind, name, "spec.configPatches: the emulation applies exactly one patch")
-        patch = patches[0] if isinstance(patches[0], dict) else {}
-        match, op = patch.get("match") or {}, patch.get("patch") or {}
-        value = op.get("value") or {}
-        checks = [("spec.configPatches[0].applyTo", patch.get("applyTo"), "HTTP_FILTER"),
-                  ("spec.configPatches[0].match.context", match.get("context"), "SIDECAR_INBOUND"),
-                  ("spec.configPatches[0].patch.operation", op.get("operation"), "INSERT_BEFORE"),
-                  ("spec.configPatches[0].patch.value.name", value.get("name"), FAULT_FILTER)]
-        for where, got, wanted in checks:
-            if got != wanted:
-                raise invalid(kind, name, f"{where}: {got!r} (the emulation applies only {wanted!r})")
-        config = value.get("typed_config") or {}
-        where = "spec.configPatches[0].patch.value.typed_config"
-        if ("delay" in config) == ("abort" in config):
-            raise invalid(kind, name, f"{where}: exactly one of delay or abort")
-        source = self._source_of(kind, name, config.get("headers"), f"{where}.headers")
-        params: dict[str, Any] = {"service": callee, **({"source": source} if source else {})}
-        if "delay" in config:
-            delay = config["delay"] or {}
-            raw = str(delay.get("fixed_delay", ""))
-            try:
-                delay_ms = round(float(raw.removesuffix("s")) * 1000)
-            except ValueError:
-                delay_ms = 0
-            if not raw.endswith("s") or delay_ms <= 0:
-                raise invalid(kind, name, f"{where}.delay.fixed_delay: {raw!r} is not a positive duration "
-                                          f"like '0.200s'")
-            params.update(delay_ms=delay_ms, percent=self._percent(kind, name, delay, f"{where}.delay"))
-            return "latency", params, ""
-        abort = config["abort"] or {}
-        status = abort.get("http_status")
-        if not isinstance(status, int) or not 200 <= status <= 599:
-            raise invalid(kind, name, f"{where}.abort.http_status: {status!r} is not an HTTP status 200-599")
-        params.update(http_status=status, percent=self._percent(kind, name, abort, f"{where}.abort"))
-        return "abort", params, ""
-
-    def _percent(self, kind: str, name: str, fault: dict[str, Any], where: str) -> int:
-        percentage = fault.get("percentage") or {}
-        numerator, denominator = percentage.get("numerator"), percentage.get("denominator", "HUNDRED")
-        if denominator != "HUNDRED" or not isinstance(numerator, int) or not 1 <= numerator <= 100:
-            raise invalid(kind, name, f"{where}.percentage: needs an integer numerator 1-100 over denominator "
-                                      f"HUNDRED (got {percentage!r})")
-        return numerator
-
-    def _source_of(self, kind: str, name: str, headers: Any, where: str) -> str | None:
-        if headers in (None, []):
-            return None
-        if not isinstance(headers, list) or len(headers) != 1 or not isinstance(headers[0], dict) \
-                or headers[0].get("name") != XFCC:
-            raise invalid(kind, name, f"{where}: the emulation reads one {XFCC} matcher (a per-caller fault)")
-        contains = str((headers[0].get("string_match") or {}).get("contains", ""))
-        if not contains.startswith("URI=spiffe://"):
-            raise invalid(kind, name, f"{where}[0].string_match.contains: {contains!r} is not 'URI=spiffe://...'")
-        return self._principal_service(kind, name, contains.removeprefix("URI="), f"{where}[0]")
 
     def _authorization_policy(self, namespace: str, name: str,
                               spec: dict[str, Any]) -> tuple[str | None, dict[str, Any], str]:

@@ -59,7 +59,8 @@ RESOURCES: tuple[Resource, ...] = (
 
 
 # subresources served, (group, resource, subresource) -> verbs; RBAC names them "<resource>/<subresource>"
-SUBRESOURCES: dict[tuple[str, str, str], tuple[str, ...]] = {("", "pods", "log"): ("get",)}
+SUBRESOURCES: dict[tuple[str, str, str], tuple[str, ...]] = {("", "pods", "log"): ("get",),
+                                                               ("", "pods", "proxy"): ("get",)}
 
 
 def find(group: str, version: str, name: str) -> Resource | None:

@@ -2,7 +2,8 @@
 
 The local target's supervisor satisfies ``Sandbox`` structurally (mypy checks it where the emulation is
 wired in, ``kubeapi.__main__``); the emulation never names the supervisor.  From ``targets.local`` it
-imports only the pod handle ``Pod`` and ``SERVING_STATES``, which it reads as data.
+imports only the pod handle ``Pod`` and ``SERVING_STATES``, which it reads as data, and the EnvoyFilter
+engine's ``EnvoyFilterObject`` and ``validate`` (istiod's validation, as its webhook runs it).
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from chaosmesh_qa.mesh.model import MeshModel
+from chaosmesh_qa.targets.local.envoy.envoyfilters import EnvoyFilterObject
 from chaosmesh_qa.targets.local.pods import Pod
 
 
@@ -105,6 +107,10 @@ class Sandbox(Protocol):
 
     def callees_of(self, caller: str) -> list[str]:
         """The services ``caller`` sends traffic to in this sandbox."""
+        ...
+
+    def set_envoy_filters(self, objects: list[EnvoyFilterObject]) -> None:
+        """The EnvoyFilters in force: every proxy's listeners are patched with those that reach it, and pushed."""
         ...
 
     def kill_pod(self, name: str) -> Pod:

@@ -25,6 +25,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import aiohttp
 import yaml
 from aiohttp import web
 
@@ -64,6 +65,7 @@ class KubeApi:
         self.applier = Applier(sandbox, self.workloads)
         self.logs = LogClock(sandbox)
         self.closing = False
+        self._session: aiohttp.ClientSession | None = None  # pods/proxy: to the pods' stats listeners
         self.port = 0
         self._runner: web.AppRunner | None = None
         self._poller: asyncio.Task[None] | None = None
@@ -110,6 +112,8 @@ class KubeApi:
         if self._poller is not None:
             self._poller.cancel()
         await self.workloads.close()
+        if self._session is not None:
+            await self._session.close()
         if self._runner is not None:
             await self._runner.cleanup()
         for path in (self.kubeconfig, self.token_file):
@@ -190,6 +194,9 @@ class KubeApi:
             namespace, rest = rest[1], rest[2:]
         plural, name = rest[0], (rest[1] if len(rest) > 1 else None)
         sub = "/".join(rest[2:]) or None
+        proxy_path = "/".join(rest[3:]) if rest[2:3] == ["proxy"] else None
+        if proxy_path is not None:  # pods/NAME[:PORT]/proxy/PATH: the subresource is "proxy"
+            sub = "proxy"
         query = request.query
         watching = query.get("watch") in ("true", "1")
         verb = {"GET": "watch" if watching else ("get" if name else "list"), "POST": "create", "PUT": "update",
@@ -222,6 +229,8 @@ class KubeApi:
             return await self._watch(request, resource, namespace, name)
         if sub == "log":
             return await self._pod_log(request, namespace or "", str(name))
+        if sub == "proxy":
+            return await self._pod_proxy(namespace or "", str(name), proxy_path or "")
         body = await self._body(request) if request.method in ("POST", "PUT", "PATCH", "DELETE") else None
         result = await self._dispatch(resource, verb, namespace, name, body, request, entry)
         if verb == "list":
@@ -264,12 +273,37 @@ class KubeApi:
         if verb == "create":
             return await self.applier.create(resource, ns, body, store, entry)
         if verb == "update":
-            return store.update(resource, ns, str(name), body)
+            return self.applier.update(resource, ns, str(name), body, store, entry)
         if verb == "patch":
-            return store.patch(resource, ns, str(name), self._merge_patch(request, body))
+            return self.applier.patch(resource, ns, str(name), self._merge_patch(request, body), store, entry)
         if verb == "delete":
             return await self.applier.delete(resource, ns, str(name), (body or {}).get("preconditions"), store, entry)
         raise not_implemented(f"{verb} {plural}")
+
+    def _http(self) -> aiohttp.ClientSession:
+        if self._session is None:
+            self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5))
+        return self._session
+
+    async def _pod_proxy(self, namespace: str, name: str, path: str) -> web.StreamResponse:
+        """``GET pods/NAME:PORT/proxy/PATH``: the sidecar's stats, as the API server relays a pod's port.
+
+        Ports 15020 (pilot-agent's merged metrics) and 15090 (Envoy's own) are the pod's stats listener, which
+        serves ``stats/prometheus`` and ``healthz/ready``; any other port answers as a port nothing listens on.
+        """
+        pod_name, _, port = name.partition(":")
+        self.workloads.get_pod(namespace, pod_name)  # 404 as the API server's for an unknown pod
+        pod = self.sandbox.pods.get(pod_name)
+        if port not in ("15020", "15090") or pod is None or path not in ("stats/prometheus", "healthz/ready"):
+            raise ApiError(503, "ServiceUnavailable", "error trying to reach service: dial tcp "
+                                                      f"127.0.0.1:{port or 80}: connect: connection refused")
+        url = f"http://127.0.0.1:{pod.spec.ports.stats}/{path}"
+        try:
+            async with self._http().get(url) as answer:
+                body = await answer.read()
+                return web.Response(body=body, status=answer.status, content_type="text/plain")
+        except (aiohttp.ClientError, OSError) as exc:
+            raise ApiError(503, "ServiceUnavailable", f"error trying to reach service: {exc}") from None
 
     async def _pod_log(self, request: web.Request, namespace: str, name: str) -> web.StreamResponse:
         """``GET pods/NAME/log``: text/plain, as the API server relays the kubelet's answer (``logs``)."""

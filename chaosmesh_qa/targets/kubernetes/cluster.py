@@ -108,7 +108,7 @@ class Cluster:
         result = self._call("list", "services", namespace, lambda: self.core.list_namespaced_service(namespace, **_T))
         return list(self._dict(result).get("items") or [])
 
-    def list_pods(self, namespace: str, selector: str) -> list[dict[str, Any]]:
+    def list_pods(self, namespace: str, selector: str | None) -> list[dict[str, Any]]:
         result = self._call("list", "pods", namespace,
                             lambda: self.core.list_namespaced_pod(namespace, label_selector=selector, **_T))
         return list(self._dict(result).get("items") or [])
@@ -144,6 +144,14 @@ class Cluster:
                     kind.group, kind.version, namespace, kind.plural, name, **_T)))
         except NotFound:
             return None
+
+    def pod_proxy_get(self, namespace: str, pod: str, port: int, path: str) -> str:
+        """``GET pods/POD:PORT/proxy/PATH``: what the pod serves on that port, through the API server (RBAC:
+        ``get pods/proxy``); Istio's sidecar serves its merged Prometheus stats on 15020."""
+        response = self._call("get", "pods/proxy", namespace,
+                              lambda: self.core.connect_get_namespaced_pod_proxy_with_path(
+                                  f"{pod}:{port}", namespace, path, **_T))
+        return str(response.data.decode("utf-8", "replace")) if hasattr(response, "data") else str(response)
 
     def list_configmaps(self, namespace: str, selector: str) -> list[dict[str, Any]]:
         result = self._call("list", "configmaps", namespace,

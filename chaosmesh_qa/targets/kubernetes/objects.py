@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -79,30 +80,40 @@ def object_ref(kind: Kind, namespace: str, name: str) -> dict[str, Any]:
     return {"op": "delete", "kind": kind.kind, "namespace": namespace, "name": name}
 
 
-def envoy_filter(fault_id: str, expires_at: float, namespace: str, service: str, fault: dict[str, Any],
-                 caller_principal: str | None) -> dict[str, Any]:
-    """An HTTP fault filter at ``service``'s inbound sidecar (where the local target injects L7 faults).
+def envoy_filter(fault_id: str, expires_at: float, namespace: str, selector: Mapping[str, str], ports: list[int],
+                 fault: dict[str, Any], caller_principal: str | None) -> dict[str, Any]:
+    """An HTTP fault filter at the inbound sidecars of the pods ``selector`` (the Service's) chooses, on each of
+    the Service's target ``ports`` (where the local target injects L7 faults).
 
-    ``fault`` is the typed HTTPFault body (delay or abort); ``caller_principal`` (SPIFFE URI) narrows
-    it to one caller→callee edge through the client certificate Istio forwards in XFCC.
+    ``fault`` is the typed HTTPFault body (delay or abort); ``caller_principal`` (SPIFFE URI) narrows it to one
+    caller→callee edge: the callee's sidecar appends the caller's client certificate to XFCC (istiod's inbound
+    ``APPEND_FORWARD`` with ``URI``), so the caller is the ``URI`` of the header's *last* element, matched whole.
+    The filter has its own name (``chaosmesh-qa.<fault id>``): two faults never look alike to Envoy or istiod.
     """
     typed_config: dict[str, Any] = {"@type": "type.googleapis.com/envoy.extensions.filters.http.fault.v3.HTTPFault",
                                     **fault}
     if caller_principal is not None:
         typed_config["headers"] = [{"name": "x-forwarded-client-cert",
-                                    "string_match": {"contains": f"URI={caller_principal}"}}]
-    patch = {
+                                    "string_match": {"safe_regex": {"regex": xfcc_caller_regex(caller_principal)}}}]
+    patches = [{
         "applyTo": "HTTP_FILTER",
         "match": {"context": "SIDECAR_INBOUND",
-                  "listener": {"filterChain": {"filter": {
+                  "listener": {"portNumber": port, "filterChain": {"filter": {
                       "name": "envoy.filters.network.http_connection_manager",
                       "subFilter": {"name": "envoy.filters.http.router"}}}}},
         "patch": {"operation": "INSERT_BEFORE",
-                  "value": {"name": "envoy.filters.http.fault", "typed_config": typed_config}},
-    }
+                  "value": {"name": f"chaosmesh-qa.{fault_id}", "typed_config": typed_config}},
+    } for port in sorted(set(ports))]
     return {"apiVersion": ENVOYFILTER.api_version, "kind": ENVOYFILTER.kind,
             "metadata": fault_metadata(f"chaosmesh-qa-{fault_id}", namespace, fault_id, expires_at),
-            "spec": {"workloadSelector": {"labels": {"app": service}}, "configPatches": [patch]}}
+            "spec": {"workloadSelector": {"labels": dict(selector)}, "configPatches": patches}}
+
+
+def xfcc_caller_regex(principal: str) -> str:
+    """An RE2 regex for an XFCC header whose last element's ``URI`` is exactly ``principal``: the last element
+    is what the callee's own sidecar appended; ``URI=...`` ends at ``;`` or at the element's end, so
+    ``sa/frontend`` does not match ``sa/frontend-v2``."""
+    return rf"^(.*,)?[^,]*;URI={re.escape(principal)}(;[^,]*)?$"
 
 
 def delay_fault(delay_ms: int, percent: int) -> dict[str, Any]:
@@ -117,8 +128,9 @@ def _percentage(percent: int) -> dict[str, Any]:
     return {"numerator": int(percent), "denominator": "HUNDRED"}
 
 
-def spiffe_principal(namespace: str, service_account: str, with_scheme: bool = True) -> str:
-    principal = f"{TRUST_DOMAIN}/ns/{namespace}/sa/{service_account}"
+def spiffe_principal(namespace: str, service_account: str, with_scheme: bool = True,
+                     trust_domain: str = TRUST_DOMAIN) -> str:
+    principal = f"{trust_domain}/ns/{namespace}/sa/{service_account}"
     return f"spiffe://{principal}" if with_scheme else principal
 
 

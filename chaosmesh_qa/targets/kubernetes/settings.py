@@ -14,6 +14,7 @@ cannot take an explicit kubeconfig path, while this target needs one self-contai
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,6 +37,7 @@ KEYS = {
     "chaosmesh_qa_ingress_url": "CHAOSMESH_QA_INGRESS_URL",
     "chaosmesh_qa_ingress_service": "CHAOSMESH_QA_INGRESS_SERVICE",
     "chaosmesh_qa_dry_run": "CHAOSMESH_QA_DRY_RUN",
+    "chaosmesh_qa_trust_domain": "CHAOSMESH_QA_TRUST_DOMAIN",
 }
 REQUEST_TIMEOUT_S = (5.0, 30.0)  # connect, read: an unreachable API server is one line within seconds
 
@@ -49,6 +51,7 @@ class KubeSettings:
     ingress_url: str | None = None
     ingress_service: str | None = None
     dry_run: bool = False
+    trust_domain: str | None = None  # None: the mesh's (the istio ConfigMap's meshConfig.trustDomain)
 
     @classmethod
     def from_configuration(cls, configuration: Mapping[str, Any] | None, **overrides: Any) -> KubeSettings:
@@ -76,7 +79,8 @@ class KubeSettings:
         settings = cls(kubeconfig, context, namespaces, _url("chaosmesh_qa_prometheus_url",
                                                                  value("chaosmesh_qa_prometheus_url")),
                        _url("chaosmesh_qa_ingress_url", value("chaosmesh_qa_ingress_url")),
-                       value("chaosmesh_qa_ingress_service"), _flag(value("chaosmesh_qa_dry_run")))
+                       value("chaosmesh_qa_ingress_service"), _flag(value("chaosmesh_qa_dry_run")),
+                       _trust_domain(value("chaosmesh_qa_trust_domain")))
         if not settings.namespaces:
             settings.namespaces = [settings.default_namespace()]
         return settings
@@ -162,3 +166,14 @@ def _flag(raw: Any) -> bool:
     if isinstance(raw, str) and raw.lower() in ("1", "true", "yes", "0", "false", "no"):
         return raw.lower() in ("1", "true", "yes")
     raise InvalidArgument(f"configuration.chaosmesh_qa_dry_run: expected true or false, got {raw!r}")
+
+
+def _trust_domain(value: Any) -> str | None:
+    """A SPIFFE trust domain: DNS-like labels (``cluster.local``, ``prod.example.com``)."""
+    if value is None:
+        return None
+    text = str(value)
+    if not re.fullmatch(r"[a-z0-9]([-a-z0-9._]{0,253}[a-z0-9])?", text):
+        raise InvalidArgument(f"configuration.chaosmesh_qa_trust_domain: {text!r} is not a SPIFFE trust domain "
+                              "(lower-case letters, digits, '.', '-', '_')")
+    return text

@@ -21,8 +21,9 @@ from chaosmesh_qa.targets import policy
 from chaosmesh_qa.targets.base import Direction, PartitionMode, Record
 from chaosmesh_qa.targets.kubernetes import leases, objects, verdicts
 from chaosmesh_qa.targets.kubernetes.cluster import Cluster, Conflict
+from chaosmesh_qa.targets.kubernetes.dataplane import ListenerWatch
 from chaosmesh_qa.targets.kubernetes.settings import KubeSettings, api_client
-from chaosmesh_qa.targets.kubernetes.workloads import Workload, Workloads, is_serving
+from chaosmesh_qa.targets.kubernetes.workloads import Workload, Workloads, is_serving, mesh_trust_domain
 from chaosmesh_qa.targets.policy import FaultRecord
 
 MAX_TTL_S = 24 * 3600.0
@@ -49,6 +50,7 @@ class KubernetesTarget:
     def __init__(self, settings: KubeSettings, cluster: Cluster | None = None) -> None:
         self.settings = settings
         self._cluster = cluster
+        self._trust_domain: str | None = None
 
     @property
     def cluster(self) -> Cluster:
@@ -58,6 +60,13 @@ class KubernetesTarget:
 
     def workloads(self) -> Workloads:
         return Workloads(self.cluster, self.settings.namespaces)
+
+    def trust_domain(self) -> str:
+        """The mesh's SPIFFE trust domain: ``chaosmesh_qa_trust_domain``, else ``meshConfig.trustDomain`` of the
+        ``istio`` ConfigMap in ``istio-system`` (where istiod reads it), else Istio's default ``cluster.local``."""
+        if self._trust_domain is None:
+            self._trust_domain = self.settings.trust_domain or mesh_trust_domain(self.cluster)
+        return self._trust_domain
 
     # ------------------------------------------------------------------ MeshTarget: the mesh
 
@@ -186,7 +195,7 @@ class KubernetesTarget:
                                               callee.app, some)
             else:
                 body = objects.authorization_policy(fault_id, expires_at, callee.namespace, suffix, callee.app,
-                                                    found.principals(caller, caller_key), some)
+                                                    found.principals(caller, caller_key, self.trust_domain()), some)
             changes.append(self._create(body))
         edges = [[side[c].name, side[e].name] for c, e, _ in wanted]
         return self._transaction("partition", {"a": a, "b": b, "direction": direction},
@@ -228,11 +237,19 @@ class KubernetesTarget:
             metadata = lease["metadata"]
             if leases.is_ended(lease) or (fault_id is not None and leases.record_of(lease)["fault_id"] != fault_id):
                 continue
+            known = leases.record_of(lease)
+            watch = ListenerWatch(self.cluster, metadata["namespace"], list(known["changes"].get("pods") or [])) \
+                if known.get("kind") in policy.L7_KINDS and not self.cluster.dry_run else None
             try:
                 record = leases.end_lease(self.cluster, metadata["namespace"], metadata["name"], "healed")
             except ChaosMeshQAError as exc:
                 failed.append(str(exc))
                 continue
+            if record is not None and watch is not None and record.get("ended") == "healed":
+                # the heal returns once the callee sidecars' listeners are back (or says they are not)
+                record["reverted"]["data_plane"], why = watch.changed()
+                if why:
+                    record["reverted"]["data_plane_detail"] = why
             if record is not None:
                 healed.append(cast(FaultRecord, record))
         if failed:
@@ -257,19 +274,42 @@ class KubernetesTarget:
         found = self.workloads()
         callee = found.service(service)
         pods = [p["metadata"]["name"] for p in found.running_pods(callee)]
-        principals = found.principals(found.service(source, "source"), "source") if source is not None else [None]
+        principals: list[str | None] = [None]
+        if source is not None:
+            caller = found.service(source, "source")
+            shared = found.sharing_identity(caller, "source")
+            if shared:
+                raise FaultRejected(
+                    f"source: the pods of {source!r} run as service account(s) "
+                    f"{', '.join(sorted(found.service_accounts(caller, 'source')))}, which {len(shared)} other "
+                    f"pod(s) use too ({', '.join(shared[:3])}{', ...' if len(shared) > 3 else ''}): a per-caller "
+                    "fault tells callers apart by their mTLS identity, so it would hit those callers as well; give "
+                    f"{source!r} its own service account, or inject without source")
+            principals = list(found.principals(caller, "source", self.trust_domain()))
+        ports = found.target_ports(callee)
+        if not ports:
+            raise FaultRejected(f"service: Service {callee.namespace}/{service} names no port its pods serve "
+                                "(spec.ports[].targetPort), so no inbound listener to fault")
         policy.check_conflicts(kind, {"service": service, "source": source}, self.active_faults())
         fault_id, expires_at = policy.new_fault_id(kind), self.cluster.now() + self._ttl(duration_s)
         changes = []
         for index, principal in enumerate(principals):
-            body = objects.envoy_filter(fault_id, expires_at, callee.namespace, callee.app, fault,
+            body = objects.envoy_filter(fault_id, expires_at, callee.namespace, callee.selector, ports, fault,
                                         f"spiffe://{principal}" if principal else None)
             if index:
                 body["metadata"]["name"] += f"-{index}"
             changes.append(self._create(body))
-        return self._transaction(kind, {"service": service, "source": source}, parameters, owner, duration_s,
-                                 callee.namespace, changes, lambda: {"pods": pods, "applied_at": "callee inbound"},
-                                 fault_id=fault_id, expires_at=expires_at)
+        watch = None if self.cluster.dry_run else ListenerWatch(self.cluster, callee.namespace, pods)
+        record = self._transaction(kind, {"service": service, "source": source}, parameters, owner, duration_s,
+                                   callee.namespace, changes, lambda: {"pods": pods, "applied_at": "callee inbound"},
+                                   fault_id=fault_id, expires_at=expires_at)
+        if watch is not None:  # stored is not applied: the callee sidecars' listeners must have changed
+            confirmed, why = watch.changed()
+            record["changes"]["confirmed"] = bool(record["changes"].get("confirmed")) and confirmed
+            if why:
+                record["changes"]["unconfirmed"] = why
+            self._save(record)
+        return record
 
     def _delete_pod(self, namespace: str, name: str) -> _Change:
         return _Change(lambda: self.cluster.delete(objects.POD, namespace, name, grace_period_s=0), None,

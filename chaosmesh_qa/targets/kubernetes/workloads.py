@@ -11,9 +11,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from chaosmesh_qa.errors import FaultRejected, InvalidArgument
+import yaml
+
+from chaosmesh_qa.errors import ChaosMeshQAError, FaultRejected, InvalidArgument
 from chaosmesh_qa.targets.kubernetes.cluster import Cluster
-from chaosmesh_qa.targets.kubernetes.objects import Kind, spiffe_principal
+from chaosmesh_qa.targets.kubernetes.objects import CONFIGMAP, TRUST_DOMAIN, Kind, spiffe_principal
 from chaosmesh_qa.targets.policy import select_pods
 
 DESTINATIONRULE = Kind("DestinationRule", "networking.istio.io", "v1", "destinationrules")
@@ -25,6 +27,7 @@ class Workload:
     name: str
     namespace: str
     selector: dict[str, str]  # the Service's spec.selector
+    target_ports: tuple[int | str, ...] = ()  # the Service's spec.ports[].targetPort (a number, or a port's name)
 
     @property
     def app(self) -> str:
@@ -52,7 +55,8 @@ class Workloads:
             if not selector:
                 raise FaultRejected(f"{argument}: Service {namespace}/{name} has no selector, so it has no pods "
                                     "to fault")
-            self._found[name] = Workload(name, namespace, dict(selector))
+            ports = tuple(p.get("targetPort", p.get("port")) for p in (service.get("spec") or {}).get("ports") or [])
+            self._found[name] = Workload(name, namespace, dict(selector), tuple(p for p in ports if p is not None))
             return self._found[name]
         for namespace in self.namespaces:
             if not self.cluster.namespace_exists(namespace):
@@ -74,11 +78,30 @@ class Workloads:
         """The running pods ``count``/``percent`` choose (``targets.policy.select_pods``)."""
         return select_pods(self.running_pods(workload, version, argument), count, percent, workload.name, version)
 
-    def principals(self, workload: Workload, argument: str) -> list[str]:
+    def principals(self, workload: Workload, argument: str, trust_domain: str) -> list[str]:
         """SPIFFE identities (without scheme) of the workload's running pods: what mTLS shows its callees."""
-        accounts = {str((p.get("spec") or {}).get("serviceAccountName") or "default")
-                    for p in self.running_pods(workload, argument=argument)}
-        return sorted(spiffe_principal(workload.namespace, sa, with_scheme=False) for sa in accounts)
+        return sorted(spiffe_principal(workload.namespace, sa, False, trust_domain)
+                      for sa in self.service_accounts(workload, argument))
+
+    def service_accounts(self, workload: Workload, argument: str) -> set[str]:
+        return {_service_account(p) for p in self.running_pods(workload, argument=argument)}
+
+    def sharing_identity(self, workload: Workload, argument: str) -> list[str]:
+        """Running pods outside ``workload`` that run as one of its service accounts (so have its mTLS identity)."""
+        accounts = self.service_accounts(workload, argument)
+        return sorted(p["metadata"]["name"] for p in self.cluster.list_pods(workload.namespace, None)
+                      if is_serving(p) and _service_account(p) in accounts and not _matches(p, workload.selector))
+
+    def target_ports(self, workload: Workload) -> list[int]:
+        """The container ports the Service sends to: numeric targetPorts, and named ones as the pods name them."""
+        numbers = [p for p in workload.target_ports if isinstance(p, int)]
+        names = {p for p in workload.target_ports if isinstance(p, str)}
+        if names:
+            for pod in self.running_pods(workload):
+                for container in (pod.get("spec") or {}).get("containers") or []:
+                    numbers += [int(p["containerPort"]) for p in container.get("ports") or []
+                                if p.get("name") in names and "containerPort" in p]
+        return sorted(set(numbers))
 
     def describe(self) -> dict[str, Any]:
         services: dict[str, Any] = {}
@@ -140,3 +163,22 @@ def _label(pod: dict[str, Any], key: str) -> str:
 def _matches(pod: dict[str, Any], selector: dict[str, str]) -> bool:
     labels = pod["metadata"].get("labels") or {}
     return all(labels.get(k) == v for k, v in selector.items())
+
+
+def _service_account(pod: dict[str, Any]) -> str:
+    return str((pod.get("spec") or {}).get("serviceAccountName") or "default")
+
+
+def mesh_trust_domain(cluster: Cluster) -> str:
+    """``meshConfig.trustDomain`` of the ``istio`` ConfigMap in ``istio-system`` (its ``mesh`` key, YAML), or
+    Istio's default ``cluster.local`` when the ConfigMap, the key or the field is absent or cannot be read."""
+    try:
+        found = cluster.get(CONFIGMAP, "istio-system", "istio")
+    except ChaosMeshQAError:
+        return TRUST_DOMAIN  # a Role without read access to istio-system: chaosmesh_qa_trust_domain says it
+    try:
+        mesh = yaml.safe_load(((found or {}).get("data") or {}).get("mesh") or "") or {}
+    except yaml.YAMLError:
+        return TRUST_DOMAIN
+    value = mesh.get("trustDomain") if isinstance(mesh, dict) else None
+    return str(value) if isinstance(value, str) and value else TRUST_DOMAIN

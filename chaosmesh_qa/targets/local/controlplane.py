@@ -12,6 +12,15 @@ Envoy over ``<state>/xds/ads.sock``.  Groups in the store:
 Only the bootstrap is a file (``<state>/xds/pods/<pod>/bootstrap.json``), read once at
 start; the admin API is a Unix socket outside ``xds`` (``PodSpec.admin_socket``).
 ``envoy_validation`` reads the same store back to have Envoy judge it.
+
+EnvoyFilters (``set_envoy_filters``: the ones the Kubernetes API emulation stores) are applied to each
+proxy's listeners with istiod's semantics (``envoy.envoyfilters``), on a view of the listeners named as
+Istio names them where an EnvoyFilter can match: the inbound listener is ``virtualInbound`` and its
+filter chains match the service's port (``destination_port``, ``inbound|<port>||``), as istiod builds
+them.  The result is pushed as is: what Envoy rejects it NACKs and keeps its previous listeners
+(``xds.server`` records the rejection), as a cluster's sidecars do.  Patches to clusters and route
+configurations are not applied (the sandbox's cluster and route names are not Istio's); the supervisor's
+status names them (``envoy_filters``).
 """
 
 from __future__ import annotations
@@ -22,9 +31,10 @@ from typing import Any
 
 from chaosmesh_qa.files import atomic_write_json
 from chaosmesh_qa.mesh.authz import enforced_at_ingress
+from chaosmesh_qa.mesh.callers import INGRESS_LABELS, INGRESS_NAMESPACE
 from chaosmesh_qa.mesh.model import MeshModel
-from chaosmesh_qa.targets.local.envoy import clusters, listeners, routes
-from chaosmesh_qa.targets.local.envoy.common import INGRESS, INGRESS_SPIFFE
+from chaosmesh_qa.targets.local.envoy import clusters, envoyfilters, listeners, routes
+from chaosmesh_qa.targets.local.envoy.common import INGRESS, INGRESS_SPIFFE, JSON
 from chaosmesh_qa.targets.local.pki import MeshPKI
 from chaosmesh_qa.targets.local.xds.resources import CLUSTER, ENDPOINT, LISTENER, ROUTE
 from chaosmesh_qa.targets.local.xds.store import ConfigStore
@@ -64,6 +74,7 @@ class ControlPlane:
         self.redirects: dict[tuple[str, str], tuple[int, frozenset[str] | None]] = {}
         # the trace receiver's port (tracing.collector): every listener is traced when it is set
         self.trace_port: int | None = None
+        self.envoy_filters: list[envoyfilters.EnvoyFilterObject] = []
 
     # ------------------------------------------------------------------ callers
 
@@ -129,6 +140,20 @@ class ControlPlane:
     def write_pod(self, pod: PodSpec) -> Path:
         """Publish a pod's (or the ingress's) listeners and write its bootstrap; returns the bootstrap path."""
         pod_dir = self.root / "pods" / pod.name
+        self.publish_listeners(pod)
+        self.store.add_node(pod.name, [_caller_group(pod.service), _pod_group(pod.name)])
+        bootstrap = listeners.bootstrap(
+            node_id=pod.name, node_cluster=pod.service, admin_socket=str(pod.admin_socket),
+            stats_port=pod.ports.stats, ads_socket=str(self.ads_socket),
+            app_port=None if pod.service == INGRESS else pod.ports.app, trace_port=self.trace_port,
+        )
+        path = pod_dir / "bootstrap.json"
+        atomic_write_json(path, bootstrap)
+        pod.admin_socket.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        return path
+
+    def publish_listeners(self, pod: PodSpec) -> None:
+        """Render a pod's (or the ingress's) listeners, apply the EnvoyFilters that reach it, publish them."""
         traced = self.trace_port is not None
         if pod.service == INGRESS:
             docs = [listeners.outbound_listener("ingress", pod.ports.outbound, "ingress", traced, strip_port=True,
@@ -141,17 +166,31 @@ class ControlPlane:
                                                identity, self.model.authz_for(pod.service, pod.version),
                                                traced)]
             docs.append(listeners.outbound_listener("outbound", pod.ports.outbound, "outbound", traced))
-        self.store.put(_pod_group(pod.name), LISTENER, docs)
-        self.store.add_node(pod.name, [_caller_group(pod.service), _pod_group(pod.name)])
-        bootstrap = listeners.bootstrap(
-            node_id=pod.name, node_cluster=pod.service, admin_socket=str(pod.admin_socket),
-            stats_port=pod.ports.stats, ads_socket=str(self.ads_socket),
-            app_port=None if pod.service == INGRESS else pod.ports.app, trace_port=self.trace_port,
-        )
-        path = pod_dir / "bootstrap.json"
-        atomic_write_json(path, bootstrap)
-        pod.admin_socket.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-        return path
+        self.store.put(_pod_group(pod.name), LISTENER, self._with_envoy_filters(pod, docs))
+
+    def set_envoy_filters(self, objects: list[envoyfilters.EnvoyFilterObject], pods: list[PodSpec]) -> None:
+        """Replace the EnvoyFilters in force and re-publish the listeners of ``pods`` (every running proxy)."""
+        self.envoy_filters = list(objects)
+        for pod in pods:
+            self.publish_listeners(pod)
+
+    def envoy_filters_for(self, pod: PodSpec) -> list[envoyfilters.EnvoyFilterObject]:
+        return envoyfilters.filters_for(self.envoy_filters, self._proxy(pod)) if self.envoy_filters else []
+
+    def _proxy(self, pod: PodSpec) -> envoyfilters.Proxy:
+        if pod.service == INGRESS:
+            return envoyfilters.Proxy(INGRESS_NAMESPACE, dict(INGRESS_LABELS), "gateway")
+        return envoyfilters.Proxy(self.model.services[pod.service].namespace, dict(pod.labels), "sidecar")
+
+    def _with_envoy_filters(self, pod: PodSpec, docs: list[JSON]) -> list[JSON]:
+        """The listeners with the EnvoyFilters that reach the pod applied.  Every inbound listener goes through the
+        same naming whether any filter reaches it or not, so that one that changes nothing leaves the listeners
+        exactly as they were (Envoy then counts no modification: ``targets.kubernetes.dataplane``)."""
+        port = None if pod.service == INGRESS else self.model.services[pod.service].port
+        view = [_as_istio_names(d, port) for d in docs]
+        chosen = self.envoy_filters_for(pod)
+        patched = envoyfilters.patch_listeners(view, chosen, self._proxy(pod)) if chosen else view
+        return [_as_sandbox_names(d, port) for d in patched]
 
     def remove_pod(self, name: str) -> None:
         self.store.remove_node(name)
@@ -171,6 +210,53 @@ class ControlPlane:
             svc = self.model.services[caller]
             files = self.pki.identity(svc.spiffe_id, f"{svc.name}.{svc.namespace}.svc")
         return files.cert, files.key
+
+
+SANDBOX_PATCHES = {"SIDECAR_INBOUND": ("LISTENER", "LISTENER_FILTER", "FILTER_CHAIN", "NETWORK_FILTER", "HTTP_FILTER",
+                                       "ROUTE_CONFIGURATION", "VIRTUAL_HOST", "HTTP_ROUTE"),
+                   "other": ("LISTENER", "LISTENER_FILTER", "FILTER_CHAIN", "NETWORK_FILTER", "HTTP_FILTER")}
+
+
+def not_applied_patches(objects: list[envoyfilters.EnvoyFilterObject]) -> list[str]:
+    """One line per config patch the sandbox leaves out although istiod would apply it: clusters, and route
+    configurations served over RDS (only the inbound one is inline in its listener, and patched)."""
+    lines = envoyfilters.unsupported_patches(objects)
+    for obj in objects:
+        for index, patch in enumerate(obj.spec.get("configPatches") or []):
+            apply_to = str((patch or {}).get("applyTo", ""))
+            context = str(((patch or {}).get("match") or {}).get("context", "ANY"))
+            if apply_to in ("EXTENSION_CONFIG", "BOOTSTRAP"):
+                continue  # said by unsupported_patches, or never applied by istiod either
+            if apply_to not in SANDBOX_PATCHES["SIDECAR_INBOUND" if context == "SIDECAR_INBOUND" else "other"]:
+                lines.append(f"EnvoyFilter {obj.namespace}/{obj.name} configPatches[{index}]: applyTo {apply_to} "
+                             f"in context {context} is not applied by the sandbox (its cluster and outbound route "
+                             "names are not Istio's)")
+    return lines
+
+
+def _as_istio_names(listener: JSON, port: int | None) -> JSON:
+    """The inbound listener as istiod builds it, where an EnvoyFilter can tell: ``virtualInbound``, each filter
+    chain named ``inbound|<port>||`` and matching the service's ``port`` (the sandbox's port is allocated)."""
+    if listener.get("name") != "inbound" or port is None:
+        return listener
+    chains = [{**chain, "name": f"inbound|{port}||",
+               "filter_chain_match": {**(chain.get("filter_chain_match") or {}), "destination_port": port}}
+              for chain in listener.get("filter_chains") or []]
+    return {**listener, "name": listeners.ISTIO_INBOUND, "filter_chains": chains}
+
+
+def _as_sandbox_names(listener: JSON, port: int | None) -> JSON:
+    """Back to the listener the sandbox serves: its own name, and chains that match its allocated port."""
+    if listener.get("name") != listeners.ISTIO_INBOUND or port is None:
+        return listener
+    chains = []
+    for chain in listener.get("filter_chains") or []:
+        match = dict(chain.get("filter_chain_match") or {})
+        if match.get("destination_port") == port:
+            del match["destination_port"]
+        chains.append({**{k: v for k, v in chain.items() if k != "filter_chain_match"},
+                       **({"filter_chain_match": match} if match else {})})
+    return {**listener, "name": "inbound", "filter_chains": chains}
 
 
 def _caller_group(caller: str) -> str:

@@ -36,10 +36,11 @@ from chaosmesh_qa.mesh import load_mesh
 from chaosmesh_qa.mesh.model import MeshModel
 from chaosmesh_qa.targets.local import preflight, processes, prometheus
 from chaosmesh_qa.targets.local.control_api import json_body, one_line_errors
-from chaosmesh_qa.targets.local.controlplane import ControlPlane, PodPorts, PodSpec
+from chaosmesh_qa.targets.local.controlplane import ControlPlane, PodPorts, PodSpec, not_applied_patches
 from chaosmesh_qa.targets.local.envoy import admin
 from chaosmesh_qa.targets.local.envoy.clusters import Endpoint
 from chaosmesh_qa.targets.local.envoy.common import INGRESS
+from chaosmesh_qa.targets.local.envoy.envoyfilters import EnvoyFilterObject
 from chaosmesh_qa.targets.local.faults import DEFAULT_MAX_TTL_S, FaultManager
 from chaosmesh_qa.targets.local.forkserver import ForkServer
 from chaosmesh_qa.targets.local.leases import TEST_HOOKS_ENV, Redirect
@@ -328,6 +329,13 @@ class Supervisor:
         assert self.control_plane is not None
         return self.control_plane.callees_of(caller)
 
+    def set_envoy_filters(self, objects: list[EnvoyFilterObject]) -> None:
+        """The EnvoyFilters in force (all of them, the Kubernetes API emulation's store): every proxy's listeners
+        are rendered again with those that reach it, and pushed (``controlplane``)."""
+        assert self.control_plane is not None
+        proxies = [p.spec for p in self.pods.values() if p.state != "terminated"]
+        self.control_plane.set_envoy_filters(objects, [*proxies, *([self.ingress.spec] if self.ingress else [])])
+
     def redirect(self, edge: tuple[str, str], to: Redirect | None) -> None:
         """Re-point ``edge``'s endpoints at a sink (a partition), or back (``None``); pushes EDS."""
         assert self.control_plane is not None
@@ -404,8 +412,19 @@ class Supervisor:
             "ingress": self.ingress.describe() if self.ingress else None,
             "faults": self.faults.active(),
             "xds": self.xds.describe() if self.xds else None,
+            "envoy_filters": self._describe_envoy_filters(),
             **{k: v for extension in self._started for k, v in extension.status().items()},
         }
+
+    def _describe_envoy_filters(self) -> dict[str, Any] | None:
+        plane = self.control_plane
+        if plane is None or not plane.envoy_filters:
+            return None
+        proxies = [p.spec for p in self.pods.values()] + ([self.ingress.spec] if self.ingress else [])
+        return {"in_force": [f"{o.namespace}/{o.name}" for o in plane.envoy_filters],
+                "reaching": {spec.name: [f"{o.namespace}/{o.name}" for o in plane.envoy_filters_for(spec)]
+                             for spec in proxies if plane.envoy_filters_for(spec)},
+                "not_applied": not_applied_patches(plane.envoy_filters)}
 
     def _describe_services(self) -> dict[str, Any]:
         model = self.model

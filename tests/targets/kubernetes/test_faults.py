@@ -16,9 +16,10 @@ import pytest
 
 from chaosmesh_qa import actions
 from chaosmesh_qa.targets import get_target
+from chaosmesh_qa.targets.kubernetes import objects
 from chaosmesh_qa.targets.kubernetes.objects import MANAGED_SELECTOR
 from tests.support.client import get_many, hops
-from tests.support.kube import KubeSandbox
+from tests.support.kube import KubeSandbox, listener_watch
 from tests.support.latency import assert_delay_effect
 
 pytestmark = pytest.mark.processes
@@ -64,9 +65,11 @@ def test_kill_pods_deletes_and_names_the_ready_replacement(kube: KubeSandbox, cf
 def test_abort_on_one_edge_and_latency_on_one_service_match_the_local_target(kube: KubeSandbox,
                                                                             cfg: dict[str, Any]) -> None:
     url = kube.ingress_url + "/"
+    watch = listener_watch(kube, "reviews")
     record = actions.inject_abort("reviews", http_status=503, percent=30, duration_s=60, source="frontend",
                                   configuration=cfg)
-    assert record["changes"]["confirmed"] is True
+    assert record["changes"]["confirmed"] is True, record["changes"]
+    assert watch.drained(10)
     results = get_many(url, 1000, concurrency=8)
     statuses = Counter(_hop(tree, "reviews")["status"] for _, tree in results)
     assert abs(statuses[503] / len(results) * 100 - 30) <= 5, statuses
@@ -74,9 +77,17 @@ def test_abort_on_one_edge_and_latency_on_one_service_match_the_local_target(kub
     actions.heal(record["fault_id"], configuration=cfg)
 
     baseline = [t for t, _, _ in _timed(url, 20)]
+    watch = listener_watch(kube, "reviews")
     record = actions.inject_latency("reviews", delay_ms=200, duration_s=30, configuration=cfg)
+    # confirmed: the reviews sidecars' listeners changed (their stats, through pods/proxy); the connections
+    # pooled before the change drain away within the sandbox's drain time, then every request takes the delay
+    assert record["changes"]["confirmed"] is True, record["changes"]
+    assert watch.drained(10)
     faulted = [t for t, _, _ in _timed(url, 20)]
-    actions.heal(record["fault_id"], configuration=cfg)
+    watch = listener_watch(kube, "reviews")
+    (healed,) = actions.heal(record["fault_id"], configuration=cfg)["healed"]
+    assert healed["reverted"]["data_plane"] is True, healed["reverted"]
+    assert watch.drained(10)
     assert_delay_effect(baseline, faulted, [t for t, _, _ in _timed(url, 20)], 200)
 
 
@@ -116,3 +127,25 @@ def test_kubectl_shows_the_live_fault_and_heal_restores_every_patched_object(kub
             assert (after[name]["metadata"].get("labels"), after[name]["metadata"].get("annotations")) == (
                 metadata.get("labels"), metadata.get("annotations")), name
     assert all(_hop(tree, "catalog")["status"] == 200 for _, tree in get_many(url, 20))
+
+
+def test_point18_a_fault_envoyfilter_with_one_field_wrong_is_recorded_unconfirmed(
+        kube: KubeSandbox, cfg: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> None:
+    """Issue 18 acceptance: the emulation applies EnvoyFilters as istiod does, so a target that wrote its filter
+    for the wrong context would change nothing; the target reads the callee sidecars' listeners back and records
+    the fault ``confirmed: false`` with the reason, never as applied."""
+    right = objects.envoy_filter
+
+    def outbound(*args: Any, **kwargs: Any) -> dict[str, Any]:
+        body = right(*args, **kwargs)
+        for patch in body["spec"]["configPatches"]:
+            patch["match"]["context"] = "SIDECAR_OUTBOUND"
+        return body
+
+    monkeypatch.setattr(objects, "envoy_filter", outbound)
+    record = actions.inject_abort("reviews", http_status=503, percent=100, duration_s=60, configuration=cfg)
+    assert record["changes"]["confirmed"] is False
+    assert "did not change within" in record["changes"]["unconfirmed"], record["changes"]
+    stored = get_target(cfg).active_faults()[0]
+    assert stored["fault_id"] == record["fault_id"] and stored["changes"]["confirmed"] is False
+    assert {_hop(tree, "reviews")["status"] for _, tree in get_many(kube.ingress_url + "/", 40)} == {200}

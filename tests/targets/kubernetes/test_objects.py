@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import json
 
+import re2
+
 from chaosmesh_qa.targets.kubernetes import objects
 
 
 def test_every_object_carries_manager_fault_id_and_expiry() -> None:
     bodies = [
-        objects.envoy_filter("abort-1a2b3c4d", 1700000000.5, "shop", "reviews", objects.abort_fault(503, 30), None),
+        objects.envoy_filter("abort-1a2b3c4d", 1700000000.5, "shop", {"app": "reviews"}, [9080],
+                             objects.abort_fault(503, 30), None),
         objects.network_policy("partition-0f0f0f0f", 1700000000.0, "shop", "to", "frontend", "reviews", False),
         objects.authorization_policy("partition-0f0f0f0f", 1.0, "shop", "from", "frontend",
                                      ["cluster.local/ns/shop/sa/reviews"], True),
@@ -23,19 +26,34 @@ def test_every_object_carries_manager_fault_id_and_expiry() -> None:
         assert metadata["namespace"] == "shop"
 
 
-def test_edge_fault_is_an_inbound_fault_filter_matching_the_caller_principal() -> None:
-    body = objects.envoy_filter("latency-1", 10.0, "shop", "reviews", objects.delay_fault(200, 100),
-                                objects.spiffe_principal("shop", "frontend-sa"))
+def test_edge_fault_is_an_inbound_fault_filter_of_its_own_matching_the_callers_last_xfcc_element() -> None:
+    """Issue 18 points 3 and 11: the Service's own selector, one patch per target port, a filter name of its own,
+    and the caller matched whole in the last XFCC element (what the callee's sidecar appended)."""
+    selector = {"app.kubernetes.io/name": "reviews-api"}
+    body = objects.envoy_filter("latency-1", 10.0, "shop", selector, [9080, 8080], objects.delay_fault(200, 100),
+                                objects.spiffe_principal("shop", "frontend", trust_domain="prod.example.com"))
     assert body["apiVersion"] == "networking.istio.io/v1alpha3"
-    assert body["spec"]["workloadSelector"] == {"labels": {"app": "reviews"}}
-    (patch,) = body["spec"]["configPatches"]
-    assert patch["match"]["context"] == "SIDECAR_INBOUND"
-    assert patch["patch"]["operation"] == "INSERT_BEFORE"
-    typed = patch["patch"]["value"]["typed_config"]
-    assert typed["delay"] == {"fixed_delay": "0.200s", "percentage": {"numerator": 100, "denominator": "HUNDRED"}}
-    assert typed["headers"] == [{"name": "x-forwarded-client-cert",
-                                 "string_match": {"contains": "URI=spiffe://cluster.local/ns/shop/sa/frontend-sa"}}]
-    service_wide = objects.envoy_filter("abort-1", 10.0, "shop", "reviews", objects.abort_fault(503, 30), None)
+    assert body["spec"]["workloadSelector"] == {"labels": selector}
+    patches = body["spec"]["configPatches"]
+    assert [p["match"]["listener"]["portNumber"] for p in patches] == [8080, 9080]
+    for patch in patches:
+        assert patch["match"]["context"] == "SIDECAR_INBOUND"
+        assert patch["patch"]["operation"] == "INSERT_BEFORE"
+        assert patch["patch"]["value"]["name"] == "chaosmesh-qa.latency-1"
+        typed = patch["patch"]["value"]["typed_config"]
+        assert typed["delay"] == {"fixed_delay": "0.200s", "percentage": {"numerator": 100,
+                                                                         "denominator": "HUNDRED"}}
+        (matcher,) = typed["headers"]
+        assert matcher["name"] == "x-forwarded-client-cert"
+    regex = re2.compile(matcher["string_match"]["safe_regex"]["regex"])
+    me = "URI=spiffe://prod.example.com/ns/shop/sa/frontend"
+    assert regex.search(f'By=spiffe://prod.example.com/ns/shop/sa/reviews;Hash=ab;Subject="";{me};DNS=f.shop.svc')
+    assert regex.search(f"By=x;Hash=1;{me}")
+    assert regex.search(f"By=a;Hash=0;URI=spiffe://prod.example.com/ns/shop/sa/gateway,By=x;Hash=1;{me}")
+    for other in (f"By=x;Hash=1;{me}-v2", f"By=x;Hash=1;{me},By=y;Hash=2;URI=spiffe://prod.example.com/ns/shop/sa/x",
+                  "By=x;Hash=1;URI=spiffe://cluster.local/ns/shop/sa/frontend"):
+        assert not regex.search(other), other
+    service_wide = objects.envoy_filter("abort-1", 10.0, "shop", selector, [9080], objects.abort_fault(503, 30), None)
     assert "headers" not in service_wide["spec"]["configPatches"][0]["patch"]["value"]["typed_config"]
 
 

@@ -34,7 +34,8 @@ def granted(role: str) -> set[Grant]:
 
 
 def used(calls: list[dict[str, Any]]) -> set[Grant]:
-    return {(c["group"] or "", c["resource"], c["verb"]) for c in calls if c.get("resource")}
+    return {(c["group"] or "", c["resource"] + (f"/{c['subresource']}" if c.get("subresource") else ""), c["verb"])
+            for c in calls if c.get("resource")}
 
 
 def test_runner_role_is_exactly_what_a_run_uses(kube: KubeSandbox, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -27,6 +27,11 @@ STATS_PATH = "/stats/prometheus"
 READY_PATH = "/healthz/ready"  # -> the admin API's /ready
 ADMIN_SOCKET_MODE = 0o600
 HCM = "envoy.filters.network.http_connection_manager"
+ISTIO_INBOUND = "virtualInbound"  # istiod's name of the sidecar's inbound listener
+# The inbound fault filter the sandbox's own faults steer through runtime keys.  Not Istio's name for its
+# fault filter (istiod puts an ``envoy.filters.http.fault`` only in outbound and gateway HTTP managers), so an
+# EnvoyFilter that matches that name at SIDECAR_INBOUND matches nothing here either, as on a cluster.
+SANDBOX_FAULT_FILTER = "chaosmesh-qa.sandbox-faults"
 # Fine latency buckets (ms) so that SLOs such as "p99 <= 300 ms" are resolvable (Envoy's
 # defaults jump from 250 to 500 ms).
 HISTOGRAM_BUCKETS_MS = [1, 2, 5, 10, 20, 30, 50, 75, 100, 150, 200, 250, 300, 400, 500, 750,
@@ -164,7 +169,7 @@ def inbound_listener(port: int, mtls_mode: str, identity: PodIdentity,
                      policies: list[AuthzPolicy], traced: bool = False) -> JSON:
     """The sidecar's inbound listener: mTLS per PeerAuthentication, RBAC, runtime faults;
     ``traced``: each request is a SERVER span."""
-    http_filters = [*rbac_filters(policies), {"name": FAULT_FILTER, "typed_config": _fault_filter()},
+    http_filters = [*rbac_filters(policies), {"name": SANDBOX_FAULT_FILTER, "typed_config": _fault_filter()},
                     _router()]
     hcm = _hcm("inbound", {
         "route_config": {"name": "inbound", "virtual_hosts": [{
@@ -172,8 +177,9 @@ def inbound_listener(port: int, mtls_mode: str, identity: PodIdentity,
             "routes": [{"match": {"prefix": "/"}, "route": {"cluster": LOCAL_APP_CLUSTER, "timeout": "0s"}}],
         }]},
         "http_filters": http_filters,
-        "forward_client_cert_details": "SANITIZE_SET",
-        "set_current_client_cert_details": {"uri": True},
+        # as istiod sets them for a sidecar's inbound: the caller's certificate is appended to what came in
+        "forward_client_cert_details": "APPEND_FORWARD",
+        "set_current_client_cert_details": {"subject": True, "uri": True, "dns": True},
         **({"tracing": tracing.hcm_tracing()} if traced else {}),
     })
     tls_chain: JSON = {"filters": [hcm], "transport_socket": _downstream_tls(identity)}

@@ -16,6 +16,7 @@ import pytest
 from chaosmesh_qa.targets.local.envoy import envoyfilters as ef
 from chaosmesh_qa.targets.local.envoy.envoyfilters import EnvoyFilterInvalid, EnvoyFilterObject, Proxy
 from chaosmesh_qa.targets.local.envoy.listeners import (
+    SANDBOX_FAULT_FILTER,
     PodIdentity,
     bootstrap,
     inbound_listener,
@@ -25,7 +26,8 @@ from chaosmesh_qa.targets.local.envoy.listeners import (
 JSON = dict[str, Any]
 HCM = "envoy.filters.network.http_connection_manager"
 ROUTER = "envoy.filters.http.router"
-FAULT = "envoy.filters.http.fault"
+FAULT = SANDBOX_FAULT_FILTER  # the filter before the router in the inbound listeners these tests patch
+OUTBOUND_FAULT = "envoy.filters.http.fault"  # ... and in the outbound and gateway ones (Istio's name)
 T = "type.googleapis.com/"
 FAULT_TYPE = f"{T}envoy.extensions.filters.http.fault.v3.HTTPFault"
 HCM_TYPE = f"{T}envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager"
@@ -229,7 +231,7 @@ def test_http_filter_merge_merges_typed_config_of_the_same_type() -> None:
 
 def test_http_filter_merge_renames_and_ignores_everything_but_name_and_typed_config() -> None:
     merge = cp("HTTP_FILTER", "MERGE", {"name": "renamed", "isOptional": True}, context="SIDECAR_OUTBOUND",
-               listener=on_hcm(FAULT))
+               listener=on_hcm(OUTBOUND_FAULT))
     fault = hcm_config(apply_listeners([outbound()], filt(merge))[0])["http_filters"][0]
     assert fault["name"] == "renamed" and fault["disabled"] is True and "is_optional" not in fault
 
@@ -243,7 +245,7 @@ def test_http_filter_merge_of_another_type_drops_the_context_patches_and_says_so
     with caplog.at_level(logging.ERROR, logger=ef.__name__):
         out = apply_listeners(listeners, filt(insert_fault(), insert_fault(context="SIDECAR_OUTBOUND"), bad))
     assert http_filters(out[1]) == [FAULT, ROUTER]  # inbound: nothing of the pass took effect
-    assert http_filters(out[0]) == [FAULT, "team.fault", ROUTER]  # outbound is another pass
+    assert http_filters(out[0]) == [OUTBOUND_FAULT, "team.fault", ROUTER]  # outbound is another pass
     assert "EnvoyFilter shop/f configPatches[2]" in caplog.text and "Router" in caplog.text
 
 
@@ -297,10 +299,10 @@ def test_gateway_listeners_are_the_gateway_context() -> None:
     gateway_listener = outbound_listener("0.0.0.0_8080", 8080, "ingress")
     out = apply_listeners([gateway_listener], filt(insert_fault(context="GATEWAY"), namespace="istio-system"),
                           proxy=GATEWAY)
-    assert http_filters(out[0]) == [FAULT, "team.fault", ROUTER]
+    assert http_filters(out[0]) == [OUTBOUND_FAULT, "team.fault", ROUTER]
     out = apply_listeners([gateway_listener], filt(insert_fault(context="SIDECAR_OUTBOUND"),
                                                    namespace="istio-system"), proxy=GATEWAY)
-    assert http_filters(out[0]) == [FAULT, ROUTER]
+    assert http_filters(out[0]) == [OUTBOUND_FAULT, ROUTER]
 
 
 def test_a_sidecar_listener_without_traffic_direction_is_refused() -> None:
@@ -360,7 +362,7 @@ def test_network_filter_merge_merges_the_connection_manager() -> None:
     config = hcm_config(apply_listeners([outbound()], filt(patch))[0])
     assert config["stat_prefix"] == "patched"
     assert config["common_http_protocol_options"] == {"idle_timeout": "30s"}
-    assert [h["name"] for h in config["http_filters"]] == [FAULT, ROUTER]
+    assert [h["name"] for h in config["http_filters"]] == [OUTBOUND_FAULT, ROUTER]
 
 
 def test_added_network_filters_are_merged_by_later_merges_and_http_patches_reach_an_added_hcm() -> None:
