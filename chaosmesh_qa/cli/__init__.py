@@ -124,18 +124,21 @@ def _forbid_rules(ctx: click.Context, param: click.Parameter, rules: tuple[str, 
               help="Seconds before callers stop routing to a dead pod (Kubernetes endpoint propagation).")
 @click.option("--wait-metrics", is_flag=True,
               help="Also wait until Prometheus has scraped every Envoy (about 5 s after it starts).")
+@click.option("--scrape-interval", type=click.IntRange(1, 120), default=1, show_default=True,
+              help="Seconds between Prometheus scrapes; 15 (or 30, 60) rehearses a cluster's Prometheus.")
 @click.option("--kube-api", is_flag=True,
               help="Also serve a Kubernetes API emulation (HTTPS on 127.0.0.1) and write <state-dir>/kubeconfig.")
 @click.option("--kube-api-forbid", multiple=True, metavar="VERB:RESOURCE", callback=_forbid_rules,
               help="Test hook: the emulation answers 403 to this verb on this resource (repeatable).")
 def up(mesh_dir: Path | None, state_dir: Path | None, timeout: float, max_fault_ttl: float,
-       endpoint_delay: float, wait_metrics: bool, kube_api: bool, kube_api_forbid: tuple[str, ...]) -> None:
+       endpoint_delay: float, wait_metrics: bool, scrape_interval: int, kube_api: bool,
+       kube_api_forbid: tuple[str, ...]) -> None:
     """Start the sandbox in the background; return when every pod and the ingress serve and Prometheus is up."""
     if kube_api_forbid and not kube_api:
         raise click.BadParameter("needs --kube-api", param_hint="'--kube-api-forbid'")
     entry = supervisor_entry(kube_api_forbid) if kube_api else sandbox.SUPERVISOR_ENTRY  # the emulation: wired here
     status, loaded = sandbox.up(mesh_dir or sandbox.default_mesh_dir(), state_dir or default_state_dir(), timeout,
-                                max_fault_ttl, endpoint_delay, wait_metrics, entry)
+                                max_fault_ttl, endpoint_delay, wait_metrics, entry, scrape_interval)
     _warn(loaded.warnings, loaded.notes)
     click.echo(f"sandbox {status['mesh']!r} ready in {status['startup_s']:.2f} s: "
                f"{len(status['pods'])} pods")

@@ -10,7 +10,8 @@ run; it is a second line of defence behind ``heal`` rollbacks, and the sandbox's
 expiry is the third (it holds even when the ``chaos`` process is SIGKILLed).  It also
 names the run's target in the journal (``chaosmesh_qa.target``: kind, context, API server, whether it is the
 Kubernetes API emulation), copies the recovery timelines measured by ``recovered_within`` during this run into the
-journal; before the experiment it resets per-run state (``chaosmesh_qa.controls.start_of_run``).
+journal; before the experiment it resets per-run state (``chaosmesh_qa.controls.start_of_run``) and checks that
+the experiment's Prometheus measurements can be judged at the target's scrape interval (``controls.resolution``).
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from chaosmesh_qa.controls import end_of_run, start_of_run
+from chaosmesh_qa.controls import end_of_run, resolution, start_of_run
 from chaosmesh_qa.errors import ChaosMeshQAError
 from chaosmesh_qa.targets.factory import get_target
 from chaosmesh_qa.targets.policy import FaultRecord
@@ -39,6 +40,30 @@ def configure_control(configuration: dict[str, Any] | None = None, **_: Any) -> 
 
 def before_experiment_control(context: dict[str, Any], **_: Any) -> None:
     start_of_run()
+    _check_resolution(context, _configuration)
+
+
+def _check_resolution(experiment: dict[str, Any], configuration: dict[str, Any]) -> None:
+    """Stop the run, before anything is injected, when a measurement cannot be judged at the target's
+    Prometheus scrape interval (``controls.resolution``); say which windows are read wider."""
+    from chaoslib.exceptions import InterruptExecution
+
+    from chaosmesh_qa.metrics.prometheus import PrometheusQuery
+
+    if not resolution.measures_on_prometheus(experiment):
+        return
+    try:
+        interval = PrometheusQuery(get_target(configuration).prometheus_url()).scrape_interval_s()
+    except ChaosMeshQAError:
+        return  # no Prometheus configured (or not reachable): the probes that need one say so themselves
+    if interval is None:
+        return
+    refused, widened = resolution.findings(experiment, interval)
+    for line in widened:
+        log.warning("chaosmesh-qa: %s", line)
+    if refused:
+        more = f" (and {len(refused) - 1} more)" if len(refused) > 1 else ""
+        raise InterruptExecution(f"chaosmesh-qa: {refused[0]}{more}")
 
 
 def after_experiment_control(context: dict[str, Any], state: dict[str, Any],

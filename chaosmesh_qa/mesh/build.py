@@ -146,7 +146,7 @@ def _services(doc: Document, spec: schema.MeshSpec, problems: list[str],
             versions.append(VersionModel(version.name, version.replicas, dict(version.labels),
                                          _behaviour(svc.app, version.app)))
         services[svc.name] = ServiceModel(
-            name=svc.name, namespace=svc.namespace, port=svc.port,
+            name=svc.name, namespace=svc.namespace, port=svc.port, target_port=svc.target_port,
             service_account=svc.service_account or svc.name, versions=tuple(versions),
             command=_command(svc.command, doc.file), health_path=svc.health_path,
             **({"ready_timeout_s": parse_duration(svc.ready_timeout)} if svc.ready_timeout else {}),
@@ -176,7 +176,7 @@ def _from_workload(workload: manifests.Workload, overlay: schema.ServiceDef | No
                      for v in workload.versions)
     timeout = {"ready_timeout_s": parse_duration(overlay.ready_timeout)} if overlay and overlay.ready_timeout else {}
     return ServiceModel(
-        name=workload.name, namespace=workload.namespace, port=workload.port,
+        name=workload.name, namespace=workload.namespace, port=workload.port, target_port=workload.target_port,
         service_account=workload.service_account, versions=versions,
         command=_command(overlay.command, mesh_file) if overlay else None,
         health_path=overlay.health_path if overlay else "/healthz", **timeout,

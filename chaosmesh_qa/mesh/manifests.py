@@ -51,6 +51,7 @@ class Selector(schema.Spec):
 
 
 class ContainerPort(schema.Spec):
+    name: str = ""
     container_port: Annotated[int, Field(ge=1, le=65535)]
 
 
@@ -84,6 +85,7 @@ class WorkloadSpec(schema.Spec):
 class ServicePort(schema.Spec):
     name: str = ""
     port: Annotated[int, Field(ge=1, le=65535)]
+    target_port: Annotated[int, Field(ge=1, le=65535)] | str | None = None  # a number, or a container port's name
 
 
 class ServiceSpec(schema.Spec):
@@ -164,6 +166,7 @@ class Workload:
     service_account: str
     where: str
     versions: list[WorkloadVersion] = field(default_factory=list)
+    target_port: int | None = None  # the pods' port, when the Service's targetPort differs from its port
 
 
 def workloads(documents: list[Document], problems: list[str], warnings: list[str]) -> dict[str, Workload]:
@@ -262,7 +265,22 @@ def _workload(svc: Document, spec: ServiceSpec, chosen: list[Document], accounts
     if account != "default" and (svc.namespace, account) not in accounts:
         warnings.append(f"{svc.where}: ServiceAccount {account!r} is not in the mesh directory (kubectl "
                         "would start no pod until it exists; the sandbox uses its identity anyway)")
-    return Workload(svc.name, svc.namespace, port.port, account, svc.where, list(versions.values()))
+    target = _target_port(svc, port, chosen, problems)
+    return Workload(svc.name, svc.namespace, port.port, account, svc.where, list(versions.values()),
+                    target if target != port.port else None)
+
+
+def _target_port(svc: Document, port: ServicePort, chosen: list[Document], problems: list[str]) -> int | None:
+    """The Service port's ``targetPort``: a number, or a name the selected pods' containers give a port."""
+    if port.target_port is None or isinstance(port.target_port, int):
+        return port.target_port
+    named = {p.container_port for doc in chosen for c in doc.spec.template.spec.containers  # type: ignore[attr-defined]
+             for p in c.ports if p.name == port.target_port}
+    if len(named) != 1:
+        problems.append(f"{svc.where}: spec.ports: targetPort {port.target_port!r} names "
+                        f"{'no container port' if not named else 'different ports'} of the pods it selects")
+        return None
+    return named.pop()
 
 
 def check_overlay(workload: Workload, entry: schema.ServiceDef, where: str, problems: list[str]) -> None:

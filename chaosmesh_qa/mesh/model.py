@@ -50,6 +50,13 @@ class ServiceModel:
     command: tuple[str, ...] | None  # "{mesh}" already replaced by the mesh directory
     health_path: str
     ready_timeout_s: float = 30.0  # how long a pod may take to become ready
+    target_port: int | None = None  # the pods' (workload's) port, when the Service maps its port to another
+
+    @property
+    def pod_port(self) -> int:
+        """The port the workload serves on (a Service's ``targetPort``): what portLevelMtls and the sidecar's
+        inbound listener (``inbound|<port>||``) are keyed by in Istio."""
+        return self.target_port or self.port
 
     @property
     def fqdn(self) -> str:
@@ -293,23 +300,28 @@ class MeshModel:
         )
 
     def mtls_mode(self, service: str, version: str) -> str:
-        """Effective PeerAuthentication mode for a workload: workload > namespace > mesh; PERMISSIVE."""
+        """Effective PeerAuthentication mode for a workload: workload > namespace > mesh; PERMISSIVE.
+
+        Among policies of one level that select the workload, the oldest applies (Istio's rule; ``peer_auth``
+        is in age order: a mesh directory's file and document order, a cluster's creation time); a selected
+        policy's ``portLevelMtls`` entry for the workload's port (``pod_port``) overrides its mode.
+        """
         svc = self.services[service]
         labels = self.workload_labels(service, version)
-        ranked: list[tuple[int, str]] = []
-        for policy in self.peer_auth:
+        ranked: list[tuple[int, int, str]] = []  # (level, -age order, mode): the oldest wins a tie, as in Istio
+        for order, policy in enumerate(self.peer_auth):
             selected = bool(policy.selector) and policy.namespace == svc.namespace \
                 and selects(policy.selector or {}, labels)
-            port_mode = dict(policy.port_modes).get(svc.port, "UNSET") if selected else "UNSET"
+            port_mode = dict(policy.port_modes).get(svc.pod_port, "UNSET") if selected else "UNSET"
             if policy.mode == "UNSET" and port_mode == "UNSET":
                 continue
             if selected:
-                ranked.append((3, port_mode if port_mode != "UNSET" else policy.mode))
+                ranked.append((3, -order, port_mode if port_mode != "UNSET" else policy.mode))
             elif not policy.selector and policy.namespace == svc.namespace:
-                ranked.append((2, policy.mode))
+                ranked.append((2, -order, policy.mode))
             elif not policy.selector and policy.namespace == ROOT_NAMESPACE:
-                ranked.append((1, policy.mode))
-        return max(ranked)[1] if ranked else "PERMISSIVE"
+                ranked.append((1, -order, policy.mode))
+        return max(ranked)[2] if ranked else "PERMISSIVE"
 
     def authz_for(self, service: str, version: str) -> list[AuthzPolicy]:
         """AuthorizationPolicies that apply to a workload: its namespace's and the root namespace's.

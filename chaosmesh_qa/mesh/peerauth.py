@@ -32,10 +32,11 @@ def peer_authentications(documents: list[Document], services: dict[str, ServiceM
                 warnings.append(f"{where}: portLevelMtls needs a selector (as in Istio): ignored, the policy's "
                                 f"mode applies to every port")
                 continue
-            ports = {svc.port for name, svc in services.items() if svc.namespace == doc.namespace
+            ports = {svc.pod_port for name, svc in services.items() if svc.namespace == doc.namespace
                      and any(selects(selector, {"app": name, "version": v.name, **v.labels}) for v in svc.versions)}
             if int(key) not in ports:
-                warnings.append(f"{where}: no workload this policy selects has port {key} (their ports: "
+                warnings.append(f"{where}: no workload this policy selects serves on port {key} (portLevelMtls "
+                                "is keyed by the workload's port, a Service's targetPort; theirs: "
                                 f"{', '.join(map(str, sorted(ports))) or 'none'}): this setting has no effect")
                 continue
             port_modes.append((int(key), mtls.mode))

@@ -104,6 +104,7 @@ class ServiceDef(Spec):
     name: Name
     namespace: Name = "default"
     port: Annotated[int, Field(ge=1, le=65535)] = 8080
+    target_port: Annotated[int, Field(ge=1, le=65535)] | None = None  # the pods' port; default: port
     service_account: Name | None = None
     versions: list[Version] = Field(default_factory=list)  # required unless manifests define the service
     app: DemoApp | None = None

@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import datetime as dt
 import math
+import re
 from collections.abc import Callable
 from typing import Any, TypeVar
 
 import requests
+import yaml
 from prometheus_api_client import PrometheusApiClientException, PrometheusConnect
 from tenacity import retry, retry_if_exception, stop_after_attempt, wait_fixed
 from urllib3.util.retry import Retry
@@ -22,6 +24,29 @@ from chaosmesh_qa.errors import MeasurementFailed
 
 TIMEOUT_S = 5
 T = TypeVar("T")
+PROMETHEUS_DEFAULT_SCRAPE_INTERVAL = "1m"  # Prometheus' own default (``global.scrape_interval``)
+_DURATION = re.compile(r"(\d+)(ms|y|w|d|h|m|s)")
+_UNIT_S = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800, "y": 31536000}
+
+
+def duration_s(text: str) -> float:
+    """A Prometheus duration (``15s``, ``1m30s``, ``500ms``) in seconds; ``ValueError`` if it is not one."""
+    parts = _DURATION.findall(text)
+    if not parts or "".join(n + u for n, u in parts) != text:
+        raise ValueError(f"not a Prometheus duration: {text!r}")
+    return sum(int(n) * _UNIT_S[u] for n, u in parts)
+
+
+def scrape_interval_of(config_yaml: str) -> float:
+    """The longest scrape interval of a Prometheus configuration (each job's, else the global one)."""
+    config = yaml.safe_load(config_yaml) or {}
+    default = duration_s(str((config.get("global") or {}).get("scrape_interval") or
+                             PROMETHEUS_DEFAULT_SCRAPE_INTERVAL))
+    jobs = [duration_s(str(job["scrape_interval"])) for job in config.get("scrape_configs") or []
+            if isinstance(job, dict) and job.get("scrape_interval")]
+    has_default_jobs = any(isinstance(job, dict) and not job.get("scrape_interval")
+                           for job in config.get("scrape_configs") or [])
+    return max([*jobs, *([default] if has_default_jobs or not jobs else [])])
 
 
 def _transient(exc: BaseException) -> bool:
@@ -74,6 +99,18 @@ class PrometheusQuery:
                 if not math.isnan(value):
                     points[float(at)] = points.get(float(at), 0.0) + value
         return sorted(points.items())
+
+    def scrape_interval_s(self) -> float | None:
+        """How often this Prometheus scrapes (its configuration's longest interval, from ``/api/v1/status/config``);
+        ``None`` when the configuration cannot be read (a Prometheus-compatible store without that API)."""
+        if not hasattr(self, "_interval"):
+            try:
+                response = requests.get(f"{self.url.rstrip('/')}/api/v1/status/config", timeout=TIMEOUT_S)
+                response.raise_for_status()
+                self._interval: float | None = scrape_interval_of(response.json()["data"]["yaml"])
+            except (requests.RequestException, ValueError, KeyError, TypeError, yaml.YAMLError):
+                self._interval = None
+        return self._interval
 
     def raw(self, selector: str, start: float, end: float) -> list[dict[str, Any]]:
         """Every scraped sample of ``selector`` in ``[start, end]``, per series (a range-vector query)."""

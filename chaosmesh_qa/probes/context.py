@@ -5,11 +5,13 @@ Probe modules check their arguments first, with ``check_since``/``window`` here 
 call ``MeasureContext.from_configuration(configuration)``; it checks service names against the
 target (an unknown service is an ``InvalidArgument``, never "no data") and resolves ``since``
 ("fault_start", "last_heal" or seconds) from this run's fault leases.  This module keeps no
-state between calls (nothing to reset between runs).
+state between calls (nothing to reset between runs) but the set of windows it has said it widens
+(``readable``), so that each is said once.
 """
 
 from __future__ import annotations
 
+import logging
 import math
 import time
 from dataclasses import dataclass
@@ -25,6 +27,8 @@ from chaosmesh_qa.targets.policy import FaultRecord
 from chaosmesh_qa.targets.run import run_owner
 
 SINCE_CHOICES = ("fault_start", "last_heal")
+log = logging.getLogger("chaosmesh_qa.probes")
+_WIDENED: set[tuple[str, str]] = set()  # (argument, range) already said to be widened: each said once
 
 
 @dataclass
@@ -51,6 +55,27 @@ class MeasureContext:
 
     def query(self, sli: str, **params: Any) -> float | None:
         return self.prometheus.value(self.catalog.render(sli, **params))
+
+    def readable(self, range_: str, argument: str = "window_s") -> str:
+        """``range_`` widened to two scrape intervals of the target's Prometheus when it is shorter: a narrower
+        range holds at most one sample of each series, so ``rate`` and ``increase`` have nothing to measure
+        (a cluster's Prometheus scrapes every 15 s to 60 s; the sandbox's every second).  Logged once."""
+        interval = self.prometheus.scrape_interval_s()
+        seconds = int(range_.removesuffix("s"))
+        if interval is None or seconds >= 2 * interval:
+            return range_
+        widened = span(2 * interval)
+        if (argument, range_) not in _WIDENED:
+            _WIDENED.add((argument, range_))
+            log.warning("chaosmesh-qa: %s=%s is shorter than two scrapes of %s (every %g s): read over %s instead",
+                        argument, range_, self.prometheus.url, interval, widened)
+        return widened
+
+    def record_lag_s(self) -> float:
+        """From a request's completion to its sample in Prometheus, at most: Envoy's stats flush (1 s in the
+        sandbox; Istio's metrics are live), one scrape interval, and one recording-rule evaluation (1 s: the
+        Istio series of the Kubernetes API emulation)."""
+        return 2.0 + (self.prometheus.scrape_interval_s() or 1.0)
 
     def run_faults(self) -> list[FaultRecord]:
         return self.target.fault_history(run_owner())

@@ -35,10 +35,6 @@ POLICY_SLIS = {"outlier_ejection": ("outlier_ejections", False), "circuit_breake
                "retries": ("retries", True)}
 MAX_MINIMUM = 1_000_000_000
 PHASES = ("before", "during", "after")
-# From a request's completion to its sample in Prometheus, at most: Envoy's stats flush (1 s in the sandbox;
-# histograms are merged at each flush), one scrape (1 s) and one recording-rule evaluation (1 s, the Istio
-# series of the Kubernetes API emulation).  A cluster scraping every 15 s lags more (issue 18 point 15).
-RECORD_LAG_S = 3.0
 
 Configuration = dict[str, Any]
 
@@ -132,7 +128,8 @@ def policy_engaged(policy: str, service: str, minimum: int = 1,
     faults = ctx.run_faults()
     if not faults:
         return True
-    return _count(ctx, policy, service, span(time.time() - min(float(f["started_at"]) for f in faults) + 1)) >= least
+    since_first = ctx.readable(span(time.time() - min(float(f["started_at"]) for f in faults) + 1), "since")
+    return _count(ctx, policy, service, since_first) >= least
 
 
 def _count(ctx: MeasureContext, policy: str, service: str, span_: str) -> int:
@@ -166,6 +163,7 @@ def _window(ctx: MeasureContext, last: str, phase: str | None) -> tuple[str, flo
     ends now.  Both are read whatever the time the probe runs at; a phase not begun yet is a
     ``MeasurementFailed``.
     """
+    last = ctx.readable(last)
     if phase is None:
         return last, None
     faults = ctx.run_faults()
@@ -175,7 +173,7 @@ def _window(ctx: MeasureContext, last: str, phase: str | None) -> tuple[str, flo
     start, end = phase_bounds(faults)[phase]
     if phase == "before":
         return last, end  # the window_s seconds before the first fault started
-    tail = _tail(faults)
+    tail = _tail(faults, ctx.record_lag_s())
     if phase == "during":
         assert start is not None and end is not None
         end += tail
@@ -185,15 +183,15 @@ def _window(ctx: MeasureContext, last: str, phase: str | None) -> tuple[str, flo
     end = min(end, now)
     if start >= end:
         raise MeasurementFailed(f"phase={phase}: has not begun yet (it starts at {start:.3f}, now is {now:.3f})")
-    return span(end - start), end
+    return ctx.readable(span(end - start), f"phase={phase}"), end
 
 
-def _tail(faults: list[Any]) -> float:
+def _tail(faults: list[Any], record_lag_s: float) -> float:
     """Seconds after the last fault's end until Prometheus holds every request sent during the faults: the
-    longest delay the run injected (a request held when the fault ended completes that much later) plus
-    ``RECORD_LAG_S``."""
+    longest delay the run injected (a request held when the fault ended completes that much later) plus the
+    recording lag (``MeasureContext.record_lag_s``: a scrape interval and a little)."""
     delays = [float((f.get("parameters") or {}).get("delay_ms") or 0) / 1000 for f in faults]
-    return max(delays, default=0.0) + RECORD_LAG_S
+    return max(delays, default=0.0) + record_lag_s
 
 
 def _edge(ctx: MeasureContext, service: str, source: str | None) -> dict[str, str]:
@@ -208,7 +206,7 @@ def _since(service: Any, since: Any, configuration: Configuration | None) -> tup
     check_since(since)
     ctx = MeasureContext.from_configuration(configuration)
     ctx.service(service)
-    return ctx, span(time.time() - ctx.reference_time(since) + 1)
+    return ctx, ctx.readable(span(time.time() - ctx.reference_time(since) + 1), "since")
 
 
 def _seconds(span_: str) -> int:

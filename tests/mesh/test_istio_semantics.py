@@ -125,7 +125,8 @@ CORPUS = [
                                 "  portLevelMtls:\n    8080: {mode: DISABLE}\n")),
     Case("port-level-mtls-other-port", _pa("  selector: {matchLabels: {app: details}}\n"
                                            "  portLevelMtls:\n    9090: {mode: DISABLE}\n"),
-         warning="no workload this policy selects has port 9090 (their ports: 8080): this setting has no effect"),
+         warning="no workload this policy selects serves on port 9090 (portLevelMtls is keyed by the workload's "
+                 "port, a Service's targetPort; theirs: 8080): this setting has no effect"),
     Case("port-level-settings", "apiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {name: r}\n"
                                 "spec:\n  host: reviews\n  trafficPolicy:\n    portLevelSettings:\n"
                                 "    - port: {number: 8080}\n      loadBalancer: {simple: ROUND_ROBIN}\n"
@@ -270,6 +271,31 @@ def test_wildcard_hosts_apply_where_nothing_more_specific_does(tmp_path: Path) -
     assert model.policies["reviews"].load_balancer == "LEAST_REQUEST"  # its own rule wins
     assert model.routes["frontend"][0].destinations[0].service == "ratings"
     assert model.routes["reviews"][0].destinations[0].subset == "v1"  # its own VirtualService wins
+
+
+def test_point8_the_oldest_of_two_workload_policies_wins_whatever_their_modes(tmp_path: Path) -> None:
+    """Istio: when several policies of one level select a workload, the oldest applies (here: file order, as
+    ``kubectl apply -f`` creates them; on a cluster: creation time).  It used to be the strictest."""
+    selector = "  selector: {matchLabels: {app: details}}\n"
+    older_permissive = (_pa(selector + "  mtls: {mode: PERMISSIVE}\n", "a")
+                        + _pa(selector + "  mtls: {mode: STRICT}\n", "b"))
+    assert load(tmp_path / "p", older_permissive).model.mtls_mode("details", "v1") == "PERMISSIVE"
+    older_strict = _pa(selector + "  mtls: {mode: STRICT}\n", "a") + _pa(selector + "  mtls: {mode: DISABLE}\n", "b")
+    assert load(tmp_path / "s", older_strict).model.mtls_mode("details", "v1") == "STRICT"
+
+
+def test_point8_port_level_mtls_is_keyed_by_the_workloads_port_not_the_services(tmp_path: Path) -> None:
+    """Istio keys ``portLevelMtls`` by the workload (target) port: a Service on 8080 whose pods serve 9080."""
+    root = write_mesh(tmp_path / "mesh", _pa("  selector: {matchLabels: {app: details}}\n  mtls: {mode: STRICT}\n"
+                                              "  portLevelMtls:\n    9080: {mode: DISABLE}\n"))
+    mesh = root / "mesh.yaml"
+    mesh.write_text(mesh.read_text().replace("  - name: details\n", "  - name: details\n    targetPort: 9080\n"))
+    loaded = load_mesh(root)
+    assert loaded.model.services["details"].pod_port == 9080 and loaded.warnings == []
+    assert loaded.model.mtls_mode("details", "v1") == "DISABLE"
+    by_service_port = load(tmp_path / "b", _pa("  selector: {matchLabels: {app: details}}\n  mtls: {mode: STRICT}\n"
+                                               "  portLevelMtls:\n    9080: {mode: DISABLE}\n"))
+    assert by_service_port.model.mtls_mode("details", "v1") == "STRICT"  # its pods serve 8080: no such port
 
 
 def test_port_level_settings_and_mtls_apply_to_the_workload_port(tmp_path: Path) -> None:

@@ -32,7 +32,7 @@ import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from chaosmesh_qa.emulation.kubeapi.resources import Resource
+from chaosmesh_qa.emulation.kubeapi.resources import RESOURCES, Resource
 from chaosmesh_qa.emulation.kubeapi.selectors import SelectorError, match_labels
 from chaosmesh_qa.emulation.kubeapi.status import ApiError, invalid, status_body
 from chaosmesh_qa.emulation.kubeapi.store import ObjectStore, merge_patch
@@ -159,8 +159,15 @@ class Applier:
         objects = [EnvoyFilterObject(o["metadata"]["namespace"], o["metadata"]["name"], o.get("spec") or {},
                                      self._created.get((o["metadata"]["namespace"], o["metadata"]["name"]), 0))
                    for o in store.list(resource, None)]
-        self.sandbox.set_envoy_filters(objects)
+        labels = {name: self.workloads.pod_labels(name) for name in list(self.sandbox.pods)}
+        self.sandbox.set_envoy_filters(objects, labels)
         return {"envoy_filters_in_force": [f"{o.namespace}/{o.name}" for o in objects]}
+
+    def pods_relabelled(self, store: ObjectStore) -> None:
+        """A pod's labels changed: istiod re-selects the EnvoyFilters that reach it."""
+        resource = next(r for r in RESOURCES if r.name == ENVOYFILTERS)
+        if store.list(resource, None):
+            self._push_envoy_filters(resource, store)
 
     def decorate(self, resource: Resource, obj: dict[str, Any]) -> dict[str, Any]:
         """The stored object, plus ``status.chaosmeshQaEmulation`` saying what the sandbox made of it."""

@@ -109,8 +109,9 @@ class Sandbox(Protocol):
         """The services ``caller`` sends traffic to in this sandbox."""
         ...
 
-    def set_envoy_filters(self, objects: list[EnvoyFilterObject]) -> None:
-        """The EnvoyFilters in force: every proxy's listeners are patched with those that reach it, and pushed."""
+    def set_envoy_filters(self, objects: list[EnvoyFilterObject], labels: dict[str, dict[str, str]]) -> None:
+        """The EnvoyFilters in force, and each pod's labels as patched through the API (their workload selectors
+        match those): every proxy's listeners are patched with the filters that reach it, and pushed."""
         ...
 
     def kill_pod(self, name: str) -> Pod:

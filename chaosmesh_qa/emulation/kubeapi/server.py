@@ -256,7 +256,9 @@ class KubeApi:
                 entry["gracePeriodSeconds"] = None if grace is None else int(grace)
                 return wl.delete_pod(ns, str(name))
             if verb == "patch":
-                return wl.patch_pod(ns, str(name), self._merge_patch(request, body))
+                patched = wl.patch_pod(ns, str(name), self._merge_patch(request, body))
+                self.applier.pods_relabelled(self.store)
+                return patched
             return wl.get_pod(ns, str(name)) if name else wl.list_pods(namespace)
         if plural == "services":
             return wl.service(ns, str(name)) if name else wl.services(namespace)

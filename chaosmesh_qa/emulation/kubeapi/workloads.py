@@ -105,7 +105,7 @@ class Workloads:
                              "resourceVersion": "1", "creationTimestamp": _ts(self.sandbox.started_at),
                              "labels": {"app": name, "service": name}},
                 "spec": {"selector": {"app": name}, "type": "ClusterIP", "clusterIP": POD_IP,
-                         "ports": [{"name": "http", "port": svc.port, "targetPort": svc.port, "protocol": "TCP"}]},
+                         "ports": [{"name": "http", "port": svc.port, "targetPort": svc.pod_port, "protocol": "TCP"}]},
                 "status": {"loadBalancer": {}}}
 
     def service(self, namespace: str, name: str) -> dict[str, Any]:
@@ -278,7 +278,7 @@ class Workloads:
             "spec": {"serviceAccountName": svc.service_account, "serviceAccount": svc.service_account,
                      "nodeName": NODE, "restartPolicy": "Always",
                      "containers": [{"name": "app", "image": "chaosmesh-qa/app",
-                                     "ports": [{"containerPort": svc.port, "protocol": "TCP"}]},
+                                     "ports": [{"name": "http", "containerPort": svc.pod_port, "protocol": "TCP"}]},
                                     {"name": "istio-proxy", "image": "chaosmesh-qa/istio-proxy"}]},
             "status": {"phase": phase, "conditions": conditions, "hostIP": POD_IP, "podIP": POD_IP,
                        "podIPs": [{"ip": POD_IP}], "startTime": _ts(pod.started_at), "qosClass": "BestEffort",

@@ -81,7 +81,7 @@ def object_ref(kind: Kind, namespace: str, name: str) -> dict[str, Any]:
 
 
 def envoy_filter(fault_id: str, expires_at: float, namespace: str, selector: Mapping[str, str], ports: list[int],
-                 fault: dict[str, Any], caller_principal: str | None) -> dict[str, Any]:
+                 fault: dict[str, Any], caller_principal: str | None, name: str | None = None) -> dict[str, Any]:
     """An HTTP fault filter at the inbound sidecars of the pods ``selector`` (the Service's) chooses, on each of
     the Service's target ``ports`` (where the local target injects L7 faults).
 
@@ -105,7 +105,7 @@ def envoy_filter(fault_id: str, expires_at: float, namespace: str, selector: Map
                   "value": {"name": f"chaosmesh-qa.{fault_id}", "typed_config": typed_config}},
     } for port in sorted(set(ports))]
     return {"apiVersion": ENVOYFILTER.api_version, "kind": ENVOYFILTER.kind,
-            "metadata": fault_metadata(f"chaosmesh-qa-{fault_id}", namespace, fault_id, expires_at),
+            "metadata": fault_metadata(name or f"chaosmesh-qa-{fault_id}", namespace, fault_id, expires_at),
             "spec": {"workloadSelector": {"labels": dict(selector)}, "configPatches": patches}}
 
 
@@ -139,30 +139,24 @@ def partition_label(fault_id: str) -> str:
     return f"chaosmesh-qa.io/partition-{fault_id.rsplit('-', 1)[-1]}"
 
 
-def callee_selector(callee: str, fault_id: str, some_pods: bool) -> dict[str, str]:
-    return {"app": callee, **({partition_label(fault_id): "true"} if some_pods else {})}
+def callee_selector(selector: Mapping[str, str], fault_id: str, some_pods: bool) -> dict[str, str]:
+    """The callee Service's selector, narrowed to the pods a partition marked when it cuts only some."""
+    return {**selector, **({partition_label(fault_id): "true"} if some_pods else {})}
 
 
-def network_policy(fault_id: str, expires_at: float, namespace: str, suffix: str, caller: str, callee: str,
-                   some_pods: bool) -> dict[str, Any]:
-    """``drop``: ingress into the callee (or the marked pods) from everyone but ``caller``'s pods."""
-    others = {"matchExpressions": [{"key": "app", "operator": "NotIn", "values": [caller]}]}
+def network_policy(fault_id: str, expires_at: float, namespace: str, suffix: str, caller: Mapping[str, str],
+                   callee: Mapping[str, str], some_pods: bool) -> dict[str, Any]:
+    """``drop``: ingress into the callee's pods (``callee``: its Service's selector; or the marked ones) from every
+    pod the ``caller`` selector does not select, in any namespace.  "Not selected" is a union of peers, one per
+    label of the selector (``NotIn`` also selects pods without the label)."""
+    others = [{"matchExpressions": [{"key": key, "operator": "NotIn", "values": [value]}]}
+              for key, value in sorted(caller.items())]
     return {"apiVersion": NETWORKPOLICY.api_version, "kind": NETWORKPOLICY.kind,
             "metadata": fault_metadata(f"chaosmesh-qa-{fault_id}-{suffix}", namespace, fault_id, expires_at),
             "spec": {"podSelector": {"matchLabels": callee_selector(callee, fault_id, some_pods)},
                      "policyTypes": ["Ingress"],
-                     "ingress": [{"from": [{"podSelector": others},
-                                           {"namespaceSelector": {}, "podSelector": others}]}]}}
-
-
-def authorization_policy(fault_id: str, expires_at: float, namespace: str, suffix: str, callee: str,
-                         caller_principals: list[str], some_pods: bool) -> dict[str, Any]:
-    """``reject``: the callee's sidecar denies requests from the caller's identities (HTTP 403 on a cluster)."""
-    return {"apiVersion": AUTHORIZATIONPOLICY.api_version, "kind": AUTHORIZATIONPOLICY.kind,
-            "metadata": fault_metadata(f"chaosmesh-qa-{fault_id}-{suffix}", namespace, fault_id, expires_at),
-            "spec": {"selector": {"matchLabels": callee_selector(callee, fault_id, some_pods)},
-                     "action": "DENY",
-                     "rules": [{"from": [{"source": {"principals": sorted(caller_principals)}}]}]}}
+                     "ingress": [{"from": [*({"podSelector": o} for o in others),
+                                           *({"namespaceSelector": {}, "podSelector": o} for o in others)]}]}}
 
 
 def mark_pod_patch(pod_metadata: dict[str, Any], fault_id: str, labels: dict[str, str]) -> dict[str, Any]:

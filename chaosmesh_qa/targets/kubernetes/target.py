@@ -184,26 +184,60 @@ class KubernetesTarget:
                                 "(and the in-cluster reaper that reverts it) lives in one; run one partition per "
                                 "direction ('to' and 'from')")
         policy.check_conflicts("partition", {"a": a, "b": b, "direction": direction}, self.active_faults())
+        callers: dict[str, list[str | None]] = {}
+        for caller_key, callee_key, _ in wanted:
+            callee = side[callee_key]
+            if mode == "drop":
+                found.require_no_policy_selecting(callee)
+            else:
+                found.require_sidecars(callee, callee_key)
+                callers[caller_key] = found.caller_principals(side[caller_key], caller_key, self.trust_domain())
         fault_id, expires_at = policy.new_fault_id("partition"), self.cluster.now() + self._ttl(duration_s)
         marked = found.pick(side["b"], count, percent, version, "b") if some else []
         label = {objects.partition_label(fault_id): "true"}
         changes = [self._mark(side["b"].namespace, pod, fault_id, label) for pod in marked]
+        watched: list[ListenerWatch] = []
         for caller_key, callee_key, suffix in wanted:
             caller, callee = side[caller_key], side[callee_key]
             if mode == "drop":
-                body = objects.network_policy(fault_id, expires_at, callee.namespace, suffix, caller.app,
-                                              callee.app, some)
-            else:
-                body = objects.authorization_policy(fault_id, expires_at, callee.namespace, suffix, callee.app,
-                                                    found.principals(caller, caller_key, self.trust_domain()), some)
-            changes.append(self._create(body))
+                changes.append(self._create(objects.network_policy(fault_id, expires_at, callee.namespace, suffix,
+                                                                   caller.selector, callee.selector, some)))
+                continue
+            # reject: the callee's sidecar answers the caller 503, as a refused connection looks to the caller's
+            # policies (Istio's default retryOn retries 503, outlier detection counts it, 5xx SLIs see it)
+            selector = objects.callee_selector(callee.selector, fault_id, some)
+            for index, principal in enumerate(callers[caller_key]):
+                changes.append(self._create(objects.envoy_filter(
+                    fault_id, expires_at, callee.namespace, selector, found.inbound_ports(callee),
+                    objects.abort_fault(503, 100), f"spiffe://{principal}",
+                    name=f"chaosmesh-qa-{fault_id}-{suffix}" + (f"-{index}" if index else ""))))
+            pods = [p["metadata"]["name"] for p in (marked if some and callee_key == "b" else
+                                                    found.running_pods(callee, argument=callee_key))]
+            if not self.cluster.dry_run:
+                watched.append(ListenerWatch(self.cluster, callee.namespace, pods))
         edges = [[side[c].name, side[e].name] for c, e, _ in wanted]
-        return self._transaction("partition", {"a": a, "b": b, "direction": direction},
-                                 {"a": a, "b": b, "direction": direction, "mode": mode, "count": count,
-                                  "percent": percent, "version": version}, owner, duration_s, homes[0],
-                                 changes, lambda: {"edges": edges, "mode": mode, "pods": [
-                                     p["metadata"]["name"] for p in marked] if some else "all"},
-                                 fault_id=fault_id, expires_at=expires_at)
+        record = self._transaction("partition", {"a": a, "b": b, "direction": direction},
+                                   {"a": a, "b": b, "direction": direction, "mode": mode, "count": count,
+                                    "percent": percent, "version": version}, owner, duration_s, homes[0],
+                                   changes, lambda: {"edges": edges, "mode": mode, "pods": [
+                                       p["metadata"]["name"] for p in marked] if some else "all"},
+                                   fault_id=fault_id, expires_at=expires_at)
+        if self.cluster.dry_run:
+            return record
+        if mode == "drop":
+            record["changes"]["confirmed"] = False
+            record["changes"]["unconfirmed"] = (
+                "a NetworkPolicy cannot be confirmed from the API: it acts only where the CNI enforces "
+                "NetworkPolicies, and only on new connections (connections the callers' sidecars already pooled "
+                "keep working)")
+        else:
+            results = [watch.changed() for watch in watched]
+            record["changes"]["confirmed"] = bool(record["changes"].get("confirmed")) and all(ok for ok, _ in results)
+            reasons = [why for _, why in results if why]
+            if reasons:
+                record["changes"]["unconfirmed"] = "; ".join(reasons)
+        self._save(record)
+        return record
 
     # ------------------------------------------------------------------ mesh QA verdicts (verdicts.py)
 
@@ -274,22 +308,11 @@ class KubernetesTarget:
         found = self.workloads()
         callee = found.service(service)
         pods = [p["metadata"]["name"] for p in found.running_pods(callee)]
+        found.require_sidecars(callee, "service")
         principals: list[str | None] = [None]
         if source is not None:
-            caller = found.service(source, "source")
-            shared = found.sharing_identity(caller, "source")
-            if shared:
-                raise FaultRejected(
-                    f"source: the pods of {source!r} run as service account(s) "
-                    f"{', '.join(sorted(found.service_accounts(caller, 'source')))}, which {len(shared)} other "
-                    f"pod(s) use too ({', '.join(shared[:3])}{', ...' if len(shared) > 3 else ''}): a per-caller "
-                    "fault tells callers apart by their mTLS identity, so it would hit those callers as well; give "
-                    f"{source!r} its own service account, or inject without source")
-            principals = list(found.principals(caller, "source", self.trust_domain()))
-        ports = found.target_ports(callee)
-        if not ports:
-            raise FaultRejected(f"service: Service {callee.namespace}/{service} names no port its pods serve "
-                                "(spec.ports[].targetPort), so no inbound listener to fault")
+            principals = found.caller_principals(found.service(source, "source"), "source", self.trust_domain())
+        ports = found.inbound_ports(callee)
         policy.check_conflicts(kind, {"service": service, "source": source}, self.active_faults())
         fault_id, expires_at = policy.new_fault_id(kind), self.cluster.now() + self._ttl(duration_s)
         changes = []

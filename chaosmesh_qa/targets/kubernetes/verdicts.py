@@ -155,6 +155,12 @@ def _service(service: dict[str, Any], pods: list[dict[str, Any]]) -> dict[str, A
     ports = spec.get("ports") or []
     if ports and ports[0].get("port"):
         entry["port"] = int(ports[0]["port"])
+        target = ports[0].get("targetPort")
+        if isinstance(target, str):  # a container port's name, as the pods name it
+            target = next((p["containerPort"] for pod in mine for c in (pod.get("spec") or {}).get("containers") or []
+                           for p in c.get("ports") or [] if p.get("name") == target), None)
+        if isinstance(target, int) and target != entry["port"]:
+            entry["targetPort"] = target
     return entry
 
 
@@ -165,7 +171,9 @@ def _declared(cluster: Cluster, kind: Kind, namespace: str) -> list[dict[str, An
         listed = cluster.list_custom(kind, namespace)
     except NotFound:  # the namespace (Istio's root namespace on a cluster without one) or the kind is absent
         return []
-    for obj in listed:
+    # oldest first: where Istio lets the oldest of two policies win (PeerAuthentications), document order decides
+    for obj in sorted(listed, key=lambda o: (str((o.get("metadata") or {}).get("creationTimestamp") or ""),
+                                             str((o.get("metadata") or {}).get("name")))):
         metadata = obj.get("metadata") or {}
         if (metadata.get("labels") or {}).get(MANAGED_BY) == MANAGER:
             continue

@@ -15,7 +15,15 @@ import yaml
 
 from chaosmesh_qa.errors import ChaosMeshQAError, FaultRejected, InvalidArgument
 from chaosmesh_qa.targets.kubernetes.cluster import Cluster
-from chaosmesh_qa.targets.kubernetes.objects import CONFIGMAP, TRUST_DOMAIN, Kind, spiffe_principal
+from chaosmesh_qa.targets.kubernetes.objects import (
+    CONFIGMAP,
+    MANAGED_BY,
+    MANAGER,
+    NETWORKPOLICY,
+    TRUST_DOMAIN,
+    Kind,
+    spiffe_principal,
+)
 from chaosmesh_qa.targets.policy import select_pods
 
 DESTINATIONRULE = Kind("DestinationRule", "networking.istio.io", "v1", "destinationrules")
@@ -92,6 +100,27 @@ class Workloads:
         return sorted(p["metadata"]["name"] for p in self.cluster.list_pods(workload.namespace, None)
                       if is_serving(p) and _service_account(p) in accounts and not _matches(p, workload.selector))
 
+    def without_sidecar(self, workload: Workload, argument: str) -> list[str]:
+        """Running pods of ``workload`` with no Istio sidecar (no ``istio-proxy`` container, nor a native-sidecar
+        init container): ``sidecar.istio.io/inject: "false"``, an uninjected namespace, or ambient mode."""
+        return [p["metadata"]["name"] for p in self.running_pods(workload, argument=argument)
+                if not any(c.get("name") == "istio-proxy" for part in ("containers", "initContainers")
+                           for c in (p.get("spec") or {}).get(part) or [])]
+
+    def policies_selecting(self, workload: Workload) -> list[str]:
+        """NetworkPolicies (not chaosmesh-qa's) with ingress rules that select a running pod of ``workload``."""
+        pods = self.running_pods(workload)
+        found = []
+        for item in self.cluster.list_custom(NETWORKPOLICY, workload.namespace):
+            metadata, spec = item.get("metadata") or {}, item.get("spec") or {}
+            if (metadata.get("labels") or {}).get(MANAGED_BY) == MANAGER:
+                continue
+            if "Ingress" not in (spec.get("policyTypes") or ["Ingress"]):
+                continue
+            if any(selector_matches(spec.get("podSelector") or {}, p["metadata"].get("labels") or {}) for p in pods):
+                found.append(str(metadata.get("name")))
+        return sorted(found)
+
     def target_ports(self, workload: Workload) -> list[int]:
         """The container ports the Service sends to: numeric targetPorts, and named ones as the pods name them."""
         numbers = [p for p in workload.target_ports if isinstance(p, int)]
@@ -102,6 +131,49 @@ class Workloads:
                     numbers += [int(p["containerPort"]) for p in container.get("ports") or []
                                 if p.get("name") in names and "containerPort" in p]
         return sorted(set(numbers))
+
+    # ------------------------------------------------------------------ what a fault needs of a workload
+
+    def require_sidecars(self, workload: Workload, argument: str) -> None:
+        """Refuse a fault that lives in the sidecar when a running pod has none (it would change nothing)."""
+        bare = self.without_sidecar(workload, argument)
+        if bare:
+            raise FaultRejected(f"{argument}: pod(s) {', '.join(bare[:3])}{', ...' if len(bare) > 3 else ''} of "
+                                f"{workload.name!r} run without an Istio sidecar (no istio-proxy container: "
+                                "sidecar.istio.io/inject is false, the namespace is not injected, or it runs in "
+                                "ambient mode): a fault in the sidecar would change nothing there")
+
+    def require_no_policy_selecting(self, workload: Workload) -> None:
+        """Refuse a drop partition's NetworkPolicy where another one selects the callee (they only allow)."""
+        existing = self.policies_selecting(workload)
+        if existing:
+            raise FaultRejected(
+                f"mode: 'drop' adds a NetworkPolicy, and NetworkPolicies only allow: NetworkPolicy "
+                f"{', '.join(existing)} in {workload.namespace!r} already selects the pods of {workload.name!r}, so "
+                "what it allows stays allowed (and a default-deny would be opened to every other pod); use "
+                "mode='reject'")
+
+    def caller_principals(self, caller: Workload, argument: str, trust_domain: str) -> list[str | None]:
+        """The caller's SPIFFE ids, for faults that tell callers apart by their mTLS identity: refused when the
+        caller has no sidecar (no client certificate) or shares its service account with other pods."""
+        self.require_sidecars(caller, argument)
+        shared = self.sharing_identity(caller, argument)
+        if shared:
+            raise FaultRejected(
+                f"{argument}: the pods of {caller.name!r} run as service account(s) "
+                f"{', '.join(sorted(self.service_accounts(caller, argument)))}, which {len(shared)} other pod(s) "
+                f"use too ({', '.join(shared[:3])}{', ...' if len(shared) > 3 else ''}): a per-caller fault tells "
+                "callers apart by their mTLS identity, so it would hit those callers as well; give "
+                f"{caller.name!r} its own service account")
+        return list(self.principals(caller, argument, trust_domain))
+
+    def inbound_ports(self, callee: Workload) -> list[int]:
+        """The ports of the callee's inbound listeners a fault patches: its Service's target ports."""
+        ports = self.target_ports(callee)
+        if not ports:
+            raise FaultRejected(f"service: Service {callee.namespace}/{callee.name} names no port its pods serve "
+                                "(spec.ports[].targetPort), so no inbound listener to fault")
+        return ports
 
     def describe(self) -> dict[str, Any]:
         services: dict[str, Any] = {}
@@ -182,3 +254,22 @@ def mesh_trust_domain(cluster: Cluster) -> str:
         return TRUST_DOMAIN
     value = mesh.get("trustDomain") if isinstance(mesh, dict) else None
     return str(value) if isinstance(value, str) and value else TRUST_DOMAIN
+
+
+def selector_matches(selector: dict[str, Any], labels: dict[str, str]) -> bool:
+    """A Kubernetes label selector (``matchLabels`` and ``matchExpressions``: In, NotIn, Exists, DoesNotExist) on
+    ``labels``; the empty selector selects everything."""
+    if any(labels.get(k) != v for k, v in (selector.get("matchLabels") or {}).items()):
+        return False
+    for expression in selector.get("matchExpressions") or []:
+        key, operator, values = expression.get("key"), expression.get("operator"), expression.get("values") or []
+        present = key in labels
+        if operator == "In" and not (present and labels[key] in values):
+            return False
+        if operator == "NotIn" and present and labels[key] in values:
+            return False
+        if operator == "Exists" and not present:
+            return False
+        if operator == "DoesNotExist" and present:
+            return False
+    return True

@@ -75,6 +75,7 @@ class ControlPlane:
         # the trace receiver's port (tracing.collector): every listener is traced when it is set
         self.trace_port: int | None = None
         self.envoy_filters: list[envoyfilters.EnvoyFilterObject] = []
+        self.pod_labels: dict[str, dict[str, str]] = {}  # pod -> labels as patched on it (EnvoyFilter selection)
 
     # ------------------------------------------------------------------ callers
 
@@ -168,9 +169,13 @@ class ControlPlane:
             docs.append(listeners.outbound_listener("outbound", pod.ports.outbound, "outbound", traced))
         self.store.put(_pod_group(pod.name), LISTENER, self._with_envoy_filters(pod, docs))
 
-    def set_envoy_filters(self, objects: list[envoyfilters.EnvoyFilterObject], pods: list[PodSpec]) -> None:
-        """Replace the EnvoyFilters in force and re-publish the listeners of ``pods`` (every running proxy)."""
+    def set_envoy_filters(self, objects: list[envoyfilters.EnvoyFilterObject], pods: list[PodSpec],
+                          labels: dict[str, dict[str, str]] | None = None) -> None:
+        """Replace the EnvoyFilters in force (and the pods' current labels, which their workload selectors
+        match: istiod follows a pod's labels) and re-publish the listeners of ``pods`` (every running proxy)."""
         self.envoy_filters = list(objects)
+        if labels is not None:
+            self.pod_labels = {name: dict(found) for name, found in labels.items()}
         for pod in pods:
             self.publish_listeners(pod)
 
@@ -180,13 +185,14 @@ class ControlPlane:
     def _proxy(self, pod: PodSpec) -> envoyfilters.Proxy:
         if pod.service == INGRESS:
             return envoyfilters.Proxy(INGRESS_NAMESPACE, dict(INGRESS_LABELS), "gateway")
-        return envoyfilters.Proxy(self.model.services[pod.service].namespace, dict(pod.labels), "sidecar")
+        labels = self.pod_labels.get(pod.name, pod.labels)
+        return envoyfilters.Proxy(self.model.services[pod.service].namespace, dict(labels), "sidecar")
 
     def _with_envoy_filters(self, pod: PodSpec, docs: list[JSON]) -> list[JSON]:
         """The listeners with the EnvoyFilters that reach the pod applied.  Every inbound listener goes through the
         same naming whether any filter reaches it or not, so that one that changes nothing leaves the listeners
         exactly as they were (Envoy then counts no modification: ``targets.kubernetes.dataplane``)."""
-        port = None if pod.service == INGRESS else self.model.services[pod.service].port
+        port = None if pod.service == INGRESS else self.model.services[pod.service].pod_port
         view = [_as_istio_names(d, port) for d in docs]
         chosen = self.envoy_filters_for(pod)
         patched = envoyfilters.patch_listeners(view, chosen, self._proxy(pod)) if chosen else view
@@ -236,7 +242,7 @@ def not_applied_patches(objects: list[envoyfilters.EnvoyFilterObject]) -> list[s
 
 def _as_istio_names(listener: JSON, port: int | None) -> JSON:
     """The inbound listener as istiod builds it, where an EnvoyFilter can tell: ``virtualInbound``, each filter
-    chain named ``inbound|<port>||`` and matching the service's ``port`` (the sandbox's port is allocated)."""
+    chain named ``inbound|<port>||`` and matching the workload's ``port`` (the sandbox's port is allocated)."""
     if listener.get("name") != "inbound" or port is None:
         return listener
     chains = [{**chain, "name": f"inbound|{port}||",

@@ -58,10 +58,15 @@ INBOUND_REQUESTS_FILTER = r"^http\.inbound\.downstream_rq_[1-5]xx$"
 INBOUND_REQUESTS_METRIC = "envoy_http_downstream_rq_xx"
 
 
-def write_config(path: Path, targets: list[ScrapeTarget]) -> None:
+DEFAULT_SCRAPE_INTERVAL_S = 1
+
+
+def write_config(path: Path, targets: list[ScrapeTarget], scrape_interval_s: int = DEFAULT_SCRAPE_INTERVAL_S) -> None:
+    """Every Envoy scraped every ``scrape_interval_s`` (1 s by default; ``up --scrape-interval 15`` rehearses a
+    cluster's Prometheus); rules are evaluated every second whatever the scrape interval."""
     static = [{"targets": [f"127.0.0.1:{t.port}"], "labels": t.labels} for t in targets]
     config = {
-        "global": {"scrape_interval": "1s", "scrape_timeout": "1s", "evaluation_interval": "1s"},
+        "global": {"scrape_interval": f"{scrape_interval_s}s", "scrape_timeout": "1s", "evaluation_interval": "1s"},
         "rule_files": [str(path.parent / "rules" / "*.yml")],  # e.g. the Istio metric names (up --kube-api)
         "scrape_configs": [{
             "job_name": "envoy",

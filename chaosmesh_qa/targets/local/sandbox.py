@@ -113,14 +113,16 @@ def _error_of(response: httpx.Response) -> str:
 
 def up(mesh_dir: Path, state_dir: Path, timeout_s: float = START_TIMEOUT_S, max_fault_ttl_s: float | None = None,
        endpoint_delay_s: float | None = None, wait_metrics: bool = False,
-       entry: Sequence[str] = SUPERVISOR_ENTRY) -> tuple[dict[str, Any], LoadedMesh]:
+       entry: Sequence[str] = SUPERVISOR_ENTRY,
+       scrape_interval_s: int | None = None) -> tuple[dict[str, Any], LoadedMesh]:
     """Start a sandbox for ``mesh_dir`` in ``state_dir``; return its status once the mesh serves.
 
     Prometheus is up by then; ``wait_metrics`` also waits until it has scraped every Envoy
     (about 5 s after it started: its service discovery ticks every 5 s).  ``entry``: the supervisor
     process's arguments after ``python``, before the supervisor's own options: the plain supervisor, or
     an entry point above the targets that adds extensions to it (``up --kube-api`` passes the Kubernetes
-    API emulation's, ``chaosmesh_qa.emulation.kubeapi.supervisor_entry``).
+    API emulation's, ``chaosmesh_qa.emulation.kubeapi.supervisor_entry``).  ``scrape_interval_s``: how often
+    Prometheus scrapes the Envoys (1 s by default; a cluster's scrapes every 15 s to 60 s).
     """
     from chaosmesh_qa.mesh import load_mesh  # here: `down`, `status` and the actions never need the schema
 
@@ -140,7 +142,8 @@ def up(mesh_dir: Path, state_dir: Path, timeout_s: float = START_TIMEOUT_S, max_
             [sys.executable, *entry,
              "--state-dir", str(state_dir), "--mesh", str(mesh_dir.absolute()),
              *(["--max-fault-ttl", str(max_fault_ttl_s)] if max_fault_ttl_s else []),
-             *(["--endpoint-delay", str(endpoint_delay_s)] if endpoint_delay_s is not None else [])],
+             *(["--endpoint-delay", str(endpoint_delay_s)] if endpoint_delay_s is not None else []),
+             *(["--scrape-interval", str(scrape_interval_s)] if scrape_interval_s else [])],
             stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True,
         )
     paths.pid_file.write_text(str(process.pid))

@@ -88,7 +88,8 @@ ExtensionFactory = Callable[["Supervisor"], SupervisorExtension]
 class Supervisor:
     def __init__(self, paths: SandboxPaths, mesh_dir: Path, max_fault_ttl_s: float = DEFAULT_MAX_TTL_S,
                  endpoint_delay_s: float = DEFAULT_ENDPOINT_DELAY_S,
-                 extensions: Sequence[ExtensionFactory] = ()) -> None:
+                 extensions: Sequence[ExtensionFactory] = (),
+                 scrape_interval_s: int = prometheus.DEFAULT_SCRAPE_INTERVAL_S) -> None:
         self.paths = paths
         self.mesh_dir = mesh_dir
         self.model: MeshModel | None = None
@@ -111,6 +112,7 @@ class Supervisor:
         self.shutdown_requested = asyncio.Event()
         self.faults = FaultManager(self, max_fault_ttl_s)
         self.endpoint_delay_s = endpoint_delay_s
+        self.scrape_interval_s = scrape_interval_s
         self._departing: dict[str, PodSpec] = {}  # dead pods callers still route to (propagation delay)
         self._session: aiohttp.ClientSession | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -329,12 +331,13 @@ class Supervisor:
         assert self.control_plane is not None
         return self.control_plane.callees_of(caller)
 
-    def set_envoy_filters(self, objects: list[EnvoyFilterObject]) -> None:
-        """The EnvoyFilters in force (all of them, the Kubernetes API emulation's store): every proxy's listeners
-        are rendered again with those that reach it, and pushed (``controlplane``)."""
+    def set_envoy_filters(self, objects: list[EnvoyFilterObject], labels: dict[str, dict[str, str]]) -> None:
+        """The EnvoyFilters in force (all of them, the Kubernetes API emulation's store) and each pod's labels as
+        patched: every proxy's listeners are rendered again with those that reach it, and pushed."""
         assert self.control_plane is not None
         proxies = [p.spec for p in self.pods.values() if p.state != "terminated"]
-        self.control_plane.set_envoy_filters(objects, [*proxies, *([self.ingress.spec] if self.ingress else [])])
+        self.control_plane.set_envoy_filters(objects, [*proxies, *([self.ingress.spec] if self.ingress else [])],
+                                             labels)
 
     def redirect(self, edge: tuple[str, str], to: Redirect | None) -> None:
         """Re-point ``edge``'s endpoints at a sink (a partition), or back (``None``); pushes EDS."""
@@ -359,7 +362,8 @@ class Supervisor:
         self.paths.prometheus.mkdir(parents=True, exist_ok=True)
         for extension in self.extensions:
             extension.write_prometheus_rules(self.paths.prometheus / "rules")
-        prometheus.write_config(self.paths.prometheus_config, [_scrape_target(s) for s in specs])
+        prometheus.write_config(self.paths.prometheus_config, [_scrape_target(s) for s in specs],
+                                self.scrape_interval_s)
         self.prometheus = await processes.spawn(
             prometheus.command(binary, self.paths.prometheus_config, self.paths.prometheus / "data",
                                self.prometheus_port), self.paths.logs / "prometheus.log")
@@ -374,7 +378,7 @@ class Supervisor:
 
     async def _reload_prometheus(self) -> None:
         # SIGHUP, not POST /-/reload: the lifecycle API would let any local user reload or stop Prometheus.
-        prometheus.write_config(self.paths.prometheus_config, self._scrape_targets())
+        prometheus.write_config(self.paths.prometheus_config, self._scrape_targets(), self.scrape_interval_s)
         if self.prometheus is not None and self.prometheus.returncode is None:
             self.prometheus.send_signal(signal.SIGHUP)
 
@@ -508,11 +512,13 @@ def main(extensions: Sequence[ExtensionFactory] = (), argv: Sequence[str] | None
     parser.add_argument("--mesh", required=True, type=Path)
     parser.add_argument("--max-fault-ttl", type=float, default=DEFAULT_MAX_TTL_S)
     parser.add_argument("--endpoint-delay", type=float, default=DEFAULT_ENDPOINT_DELAY_S)
+    parser.add_argument("--scrape-interval", type=int, default=prometheus.DEFAULT_SCRAPE_INTERVAL_S)
     args = parser.parse_args(argv)
     paths = SandboxPaths(args.state_dir)
     preflight.raise_open_files_limit()  # `up` judged the limits after raising its own; started otherwise, do it here
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-    supervisor = Supervisor(paths, args.mesh, args.max_fault_ttl, args.endpoint_delay, extensions)
+    supervisor = Supervisor(paths, args.mesh, args.max_fault_ttl, args.endpoint_delay, extensions,
+                            args.scrape_interval)
 
     async def serve() -> None:
         loop = asyncio.get_running_loop()

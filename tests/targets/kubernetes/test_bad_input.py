@@ -109,8 +109,8 @@ def test_point4_a_lease_the_reaper_cannot_revert_does_not_stop_it_and_fails_the_
     stop_local_reapers()  # earlier tests' reapers reap this process's owner too: they would race the command
     cfg = forbidden.configuration()
     stuck = actions.partition("frontend", "catalog", 1.0, direction="to", mode="drop", configuration=cfg)
-    fine = actions.partition("catalog", "inventory", 1.0, direction="to", mode="reject", configuration=cfg)
-    time.sleep(1.5)  # both leases have expired (TTL 1 s)
+    fine = actions.kill_pods("catalog", count=1, restart_after_s=1.0, configuration=cfg)  # nothing to revert
+    time.sleep(max(0.0, stuck["expires_at"] - time.time()) + 0.5)  # both leases have expired (TTL 1 s)
     once = run_cli("reap", "--kubeconfig", str(forbidden.kubeconfig))
     assert once.returncode == 2 and once.stderr.count("\n") == 1, once.stderr
     assert f"chaosmesh-qa-lease-{stuck['fault_id']}" in once.stderr and "(403)" in once.stderr, once.stderr

@@ -24,6 +24,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -38,12 +39,28 @@ pytestmark = pytest.mark.processes
 ROOT = Path(__file__).resolve().parents[3]
 RESILIENCE = ("pod-kill-failover", "latency-circuit-breaker", "partition-failover")
 MESH_QA = ("routing-canary", "mtls-strict", "tracing-complete")
-DEFAULT = [pytest.param(*c, id=f"{c[0]}-on-default-mesh") for c in CASES if c[1] is None]
-RESILIENCE_TWINS = [pytest.param(*c, id=f"{c[0]}-on-{c[1]}") for c in CASES if c[1] and c[0] in RESILIENCE]
+# `make test` keeps one run per kind of proof (a resilience experiment passing and its twin deviating, the mesh QA
+# verdicts that read the API and the trace store); the full matrix runs in the slow suite (`make slow`), as the
+# same experiments run on the local target in tests/experiments.  routing-canary runs there only: after its pod
+# kill its verdict counts a replacement's first Istio sample whole, and that sample holds every request the pod
+# served before its first scrape (5 s late here, as Prometheus' target discovery is): v2 read 42.5 % of a 36 %
+# share in one full-suite run of 2026-12-06 (it passed in the others; issue 18's note).
+IN_MAKE_TEST = {"pod-kill-failover-on-default-mesh", "mtls-strict-on-default-mesh", "tracing-complete-on-default-mesh",
+                "mtls-strict-on-permissive-workload", "pod-kill-failover-on-no-retries-no-outlier-detection"}
+
+
+def _cases(chosen: list[tuple[str, str | None, str]]) -> list[Any]:
+    ids = [f"{c[0]}-on-{c[1] or 'default-mesh'}" for c in chosen]
+    return [pytest.param(*c, id=i, marks=() if i in IN_MAKE_TEST else pytest.mark.slow)
+            for c, i in zip(chosen, ids, strict=True)]
+
+
+DEFAULT = _cases([c for c in CASES if c[1] is None])
+RESILIENCE_TWINS = _cases([c for c in CASES if c[1] and c[0] in RESILIENCE])
 # Each mesh QA twin proves a kubernetes code path of its own: the serving pod's destination_version (routing),
 # the PeerAuthentications read from the API (mTLS), the spans read from the configured Zipkin API (tracing).
 # Each is a sandbox start (~8 s) and a run that stops at its baseline (~10 s).
-MESH_QA_TWINS = [pytest.param(*c, id=f"{c[0]}-on-{c[1]}") for c in CASES if c[1] and c[0] in MESH_QA]
+MESH_QA_TWINS = _cases([c for c in CASES if c[1] and c[0] in MESH_QA])
 assert len(DEFAULT) == 6 and len(MESH_QA_TWINS) == 3
 
 

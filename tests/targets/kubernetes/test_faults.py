@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 
 from chaosmesh_qa import actions
+from chaosmesh_qa.errors import FaultRejected
 from chaosmesh_qa.targets import get_target
 from chaosmesh_qa.targets.kubernetes import objects
 from chaosmesh_qa.targets.kubernetes.objects import MANAGED_SELECTOR
@@ -99,16 +100,19 @@ def test_kubectl_shows_the_live_fault_and_heal_restores_every_patched_object(kub
     reject = actions.partition("frontend", "catalog", duration_s=30, direction="both", mode="reject",
                                configuration=cfg)
     latency = actions.inject_latency("inventory", delay_ms=50, duration_s=30, source="catalog", configuration=cfg)
-    shown = kube.kubectl("get", "pods,envoyfilters,authorizationpolicies,networkpolicies", "-l", MANAGED_SELECTOR,
-                         "-o", "name")
+    shown = kube.kubectl("get", "pods,envoyfilters,networkpolicies", "-l", MANAGED_SELECTOR, "-o", "name")
     assert shown.returncode == 0, shown.stderr
     names = set(shown.stdout.split())
     assert f"envoyfilter.networking.istio.io/chaosmesh-qa-{latency['fault_id']}" in names
     assert f"networkpolicy.networking.k8s.io/chaosmesh-qa-{drop['fault_id']}-to" in names
-    assert {f"authorizationpolicy.security.istio.io/chaosmesh-qa-{reject['fault_id']}-{s}"
-            for s in ("to", "from")} <= names
+    assert {f"envoyfilter.networking.istio.io/chaosmesh-qa-{reject['fault_id']}-{s}" for s in ("to", "from")} <= names
+    assert drop["changes"]["confirmed"] is False and "CNI" in drop["changes"]["unconfirmed"]
+    assert reject["changes"]["confirmed"] is True, reject["changes"]
     (marked,) = drop["changes"]["pods"]
     assert _pods(kube)[marked]["metadata"]["labels"] != originals[marked]["labels"]
+    # the faults changed catalog's, frontend's and inventory's listeners: connections pooled before keep the old
+    # filters until their next response or the end of the drain (2 s here, 45 s on Istio), so measure after it
+    assert all(listener_watch(kube, service).drained(10) for service in ("catalog", "frontend", "inventory"))
 
     url = kube.ingress_url + "/"
     for elapsed, _, tree in _timed(url, 4):
@@ -118,14 +122,16 @@ def test_kubectl_shows_the_live_fault_and_heal_restores_every_patched_object(kub
 
     healed = actions.heal(configuration=cfg)["healed"]
     assert {h["fault_id"] for h in healed} == {drop["fault_id"], reject["fault_id"], latency["fault_id"]}
-    shown = kube.kubectl("get", "envoyfilters,authorizationpolicies,networkpolicies", "-l", MANAGED_SELECTOR,
-                         "-o", "name")
+    shown = kube.kubectl("get", "envoyfilters,networkpolicies", "-l", MANAGED_SELECTOR, "-o", "name")
     assert shown.returncode == 0 and shown.stdout.strip() == "", shown.stdout
     after = _pods(kube)
     for name, metadata in originals.items():
         if name in after:  # pods of other tests' kills come and go; every patched pod is back as it was
             assert (after[name]["metadata"].get("labels"), after[name]["metadata"].get("annotations")) == (
                 metadata.get("labels"), metadata.get("annotations")), name
+    # the heal changed those listeners again: a connection pooled before it may be closed under a request (Envoy's
+    # drain closes idle ones at its end), so the requests after the heal are sent once they have drained
+    assert all(listener_watch(kube, service).drained(10) for service in ("catalog", "frontend", "inventory"))
     assert all(_hop(tree, "catalog")["status"] == 200 for _, tree in get_many(url, 20))
 
 
@@ -149,3 +155,23 @@ def test_point18_a_fault_envoyfilter_with_one_field_wrong_is_recorded_unconfirme
     stored = get_target(cfg).active_faults()[0]
     assert stored["fault_id"] == record["fault_id"] and stored["changes"]["confirmed"] is False
     assert {_hop(tree, "reviews")["status"] for _, tree in get_many(kube.ingress_url + "/", 40)} == {200}
+
+
+def test_point1_a_drop_partition_is_refused_where_a_networkpolicy_already_selects_the_callee(
+        kube: KubeSandbox, cfg: dict[str, Any]) -> None:
+    """Issue 18 point 1: NetworkPolicies only allow; with the namespace's own "allow same namespace" policy in
+    force, a drop partition's policy would deny nothing (and opened a default-deny namespace to everyone)."""
+    allow_same_namespace = {
+        "apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
+        "metadata": {"name": "allow-same-namespace", "namespace": "default"},
+        "spec": {"podSelector": {}, "policyTypes": ["Ingress"], "ingress": [{"from": [{"podSelector": {}}]}]}}
+    target = get_target(cfg)
+    target.cluster.create(allow_same_namespace)
+    try:
+        with pytest.raises(FaultRejected, match=r"^mode: 'drop' adds a NetworkPolicy, .*NetworkPolicy "
+                                                r"allow-same-namespace in 'default' already selects the pods of "
+                                                r"'reviews'.*use mode='reject'$"):
+            actions.partition("frontend", "reviews", duration_s=30, direction="to", mode="drop", configuration=cfg)
+        assert target.active_faults() == []
+    finally:
+        target.cluster.delete(objects.NETWORKPOLICY, "default", "allow-same-namespace")

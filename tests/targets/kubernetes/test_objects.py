@@ -3,19 +3,21 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
+import pytest
 import re2
 
 from chaosmesh_qa.targets.kubernetes import objects
+from chaosmesh_qa.targets.kubernetes.workloads import selector_matches
 
 
 def test_every_object_carries_manager_fault_id_and_expiry() -> None:
     bodies = [
         objects.envoy_filter("abort-1a2b3c4d", 1700000000.5, "shop", {"app": "reviews"}, [9080],
                              objects.abort_fault(503, 30), None),
-        objects.network_policy("partition-0f0f0f0f", 1700000000.0, "shop", "to", "frontend", "reviews", False),
-        objects.authorization_policy("partition-0f0f0f0f", 1.0, "shop", "from", "frontend",
-                                     ["cluster.local/ns/shop/sa/reviews"], True),
+        objects.network_policy("partition-0f0f0f0f", 1700000000.0, "shop", "to", {"app": "frontend"},
+                               {"app": "reviews"}, False),
         objects.lease_configmap({"fault_id": "latency-00000001", "owner": "host:1", "expires_at": 2.0}, [], "shop"),
     ]
     for body in bodies:
@@ -57,19 +59,34 @@ def test_edge_fault_is_an_inbound_fault_filter_of_its_own_matching_the_callers_l
     assert "headers" not in service_wide["spec"]["configPatches"][0]["patch"]["value"]["typed_config"]
 
 
-def test_partition_policies_select_the_callee_and_spare_everyone_but_the_caller() -> None:
-    drop = objects.network_policy("partition-abcd1234", 1.0, "shop", "to", "frontend", "reviews", True)
+def test_a_drop_policy_selects_the_callee_and_spares_every_pod_the_caller_selector_does_not_select() -> None:
+    """The Services' own selectors (issue 18 point 2): "not the caller" is one peer per label of its selector."""
+    caller = {"app.kubernetes.io/name": "web", "app.kubernetes.io/instance": "shop"}
+    drop = objects.network_policy("partition-abcd1234", 1.0, "shop", "to", caller,
+                                  {"app.kubernetes.io/name": "reviews-api"}, True)
     selector = drop["spec"]["podSelector"]["matchLabels"]
-    assert selector == {"app": "reviews", "chaosmesh-qa.io/partition-abcd1234": "true"}
-    others = {"matchExpressions": [{"key": "app", "operator": "NotIn", "values": ["frontend"]}]}
-    assert drop["spec"]["ingress"] == [{"from": [{"podSelector": others},
-                                                 {"namespaceSelector": {}, "podSelector": others}]}]
+    assert selector == {"app.kubernetes.io/name": "reviews-api", "chaosmesh-qa.io/partition-abcd1234": "true"}
+    peers = [{"matchExpressions": [{"key": "app.kubernetes.io/instance", "operator": "NotIn", "values": ["shop"]}]},
+             {"matchExpressions": [{"key": "app.kubernetes.io/name", "operator": "NotIn", "values": ["web"]}]}]
+    assert drop["spec"]["ingress"] == [{"from": [*({"podSelector": p} for p in peers),
+                                                 *({"namespaceSelector": {}, "podSelector": p} for p in peers)]}]
     assert drop["metadata"]["name"] == "chaosmesh-qa-partition-abcd1234-to"
-    reject = objects.authorization_policy("partition-abcd1234", 1.0, "shop", "to", "reviews",
-                                          ["cluster.local/ns/shop/sa/frontend"], False)
-    assert reject["spec"]["action"] == "DENY"
-    assert reject["spec"]["selector"] == {"matchLabels": {"app": "reviews"}}
-    assert reject["spec"]["rules"] == [{"from": [{"source": {"principals": ["cluster.local/ns/shop/sa/frontend"]}}]}]
+
+
+@pytest.mark.parametrize(("selector", "labels", "selected"), [
+    ({}, {"a": "1"}, True),
+    ({"matchLabels": {"a": "1"}}, {"a": "1", "b": "2"}, True),
+    ({"matchLabels": {"a": "1"}}, {"a": "2"}, False),
+    ({"matchExpressions": [{"key": "a", "operator": "In", "values": ["1", "2"]}]}, {"a": "2"}, True),
+    ({"matchExpressions": [{"key": "a", "operator": "In", "values": ["1"]}]}, {}, False),
+    ({"matchExpressions": [{"key": "a", "operator": "NotIn", "values": ["1"]}]}, {}, True),
+    ({"matchExpressions": [{"key": "a", "operator": "NotIn", "values": ["1"]}]}, {"a": "1"}, False),
+    ({"matchExpressions": [{"key": "a", "operator": "Exists"}]}, {"a": ""}, True),
+    ({"matchExpressions": [{"key": "a", "operator": "DoesNotExist"}]}, {"a": ""}, False),
+])
+def test_label_selectors_select_as_kubernetes_does(selector: dict[str, Any], labels: dict[str, str],
+                                                   selected: bool) -> None:
+    assert selector_matches(selector, labels) is selected
 
 
 def test_pod_mark_and_restore_give_back_exactly_the_original() -> None:

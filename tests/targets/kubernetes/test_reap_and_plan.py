@@ -138,8 +138,8 @@ def test_plan_prints_the_objects_and_changes_nothing(kube: KubeSandbox) -> None:
                              "--kubeconfig", str(kube.kubeconfig)], capture_output=True, text=True, timeout=60,
                             cwd=ROOT, stdin=subprocess.DEVNULL)
     assert result.returncode == 0, result.stderr
-    assert "kind: EnvoyFilter" in result.stdout and "fixed_delay: 3.000s" in result.stdout
-    assert "URI=spiffe://cluster.local/ns/default/sa/" in result.stdout, "an edge fault names the caller"
+    assert "kind: EnvoyFilter" in result.stdout and "fixed_delay: 4.000s" in result.stdout
+    assert "safe_regex" in result.stdout and "/ns/default/sa/catalog(" in result.stdout, "the edge fault's caller"
     assert "kind: ConfigMap" in result.stdout, "the lease is part of the plan"
     assert not [c for c in kube.call_log(since) if c["verb"] in WRITES]
 
