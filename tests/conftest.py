@@ -11,6 +11,7 @@ The helpers live in ``tests.support``; the lanes (``make unit``: no process may 
 
 from __future__ import annotations
 
+import signal
 from collections.abc import Iterator
 
 import pytest
@@ -24,6 +25,11 @@ from tests.support.sandbox import Sandbox
 
 def pytest_configure(config: pytest.Config) -> None:
     config.pluginmanager.register(LanePlugin(config), "chaosmesh-qa-lanes")
+    # A suite started in the background of a script (`make test &`, where the shell has no job control) runs with
+    # SIGINT ignored, and every `chaos` it starts would inherit that and sleep through a Ctrl-C; a person's
+    # terminal sends them SIGINT as usual.  Handled here, children get SIGINT's default again (exec resets it).
+    if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 @pytest.fixture(scope="session")

@@ -35,6 +35,7 @@ POLICY_SLIS = {"outlier_ejection": ("outlier_ejections", False), "circuit_breake
                "retries": ("retries", True)}
 MAX_MINIMUM = 1_000_000_000
 PHASES = ("before", "during", "after")
+POLICY_POLL_S = 0.5
 
 Configuration = dict[str, Any]
 
@@ -128,8 +129,15 @@ def policy_engaged(policy: str, service: str, minimum: int = 1,
     faults = ctx.run_faults()
     if not faults:
         return True
-    since_first = ctx.readable(span(time.time() - min(float(f["started_at"]) for f in faults) + 1), "since")
-    return _count(ctx, policy, service, since_first) >= least
+    # What the policy did just now is in Prometheus only a recording lag later (a scrape interval and a little):
+    # a count short of ``minimum`` is asked again until that lag has passed, then it is the answer.
+    deadline = time.monotonic() + ctx.record_lag_s()
+    while True:
+        since_first = ctx.readable(span(time.time() - min(float(f["started_at"]) for f in faults) + 1), "since")
+        engaged = _count(ctx, policy, service, since_first) >= least
+        if engaged or time.monotonic() >= deadline:
+            return engaged
+        time.sleep(POLICY_POLL_S)
 
 
 def _count(ctx: MeasureContext, policy: str, service: str, span_: str) -> int:

@@ -28,6 +28,7 @@ from typing import Any
 
 import pytest
 
+from chaosmesh_qa.metrics.prometheus import PrometheusQuery
 from chaosmesh_qa.report.verdict import Verdict, load_journal, verdict
 from chaosmesh_qa.targets.kubernetes.reaper import LOCAL_INTERVAL_S, stop_local_reapers
 from tests.support.cli import CHAOS
@@ -83,6 +84,19 @@ def test_point16_mesh_qa_twin_misses_its_baseline(name: str, mesh: str, expected
 @pytest.mark.parametrize(("name", "mesh", "expected"), RESILIENCE_TWINS)
 def test_experiment_on_its_own_mesh(name: str, mesh: str, expected: str, tmp_path: Path) -> None:
     _on_own_mesh(mesh, ROOT / "experiments" / f"{name}.json", expected, tmp_path)
+
+
+@pytest.mark.slow  # a sandbox of its own whose Prometheus scrapes every 15 s, and one experiment: about 90 s
+def test_point15_an_experiment_passes_where_prometheus_scrapes_every_15_s_as_a_clusters(tmp_path: Path) -> None:
+    """Issue 18 point 15: the probes read the scrape interval from Prometheus, read windows of at least two
+    scrapes, and wait a recording lag for a policy's count; pod-kill-failover passes, unchanged."""
+    box = start(tmp_path / "state", "--scrape-interval", "15")
+    try:
+        assert PrometheusQuery(box.status()["prometheus_url"]).scrape_interval_s() == 15
+        _run_and_judge(box, ROOT / "experiments" / "pod-kill-failover.json", "passed", tmp_path)
+    finally:
+        stop_local_reapers()
+        box.down()
 
 
 @pytest.mark.slow  # a twin's sandbox, a 6 s fault and a 13 s pause: 35-65 s
