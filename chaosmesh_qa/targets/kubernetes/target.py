@@ -206,9 +206,10 @@ class KubernetesTarget:
             # reject: the callee's sidecar answers the caller 503, as a refused connection looks to the caller's
             # policies (Istio's default retryOn retries 503, outlier detection counts it, 5xx SLIs see it)
             selector = objects.callee_selector(callee.selector, fault_id, some)
+            ports = found.inbound_ports(callee)  # once per callee, not per caller identity (it may list pods)
             for index, principal in enumerate(callers[caller_key]):
                 changes.append(self._create(objects.envoy_filter(
-                    fault_id, expires_at, callee.namespace, selector, found.inbound_ports(callee),
+                    fault_id, expires_at, callee.namespace, selector, ports,
                     objects.abort_fault(503, 100), f"spiffe://{principal}",
                     name=f"chaosmesh-qa-{fault_id}-{suffix}" + (f"-{index}" if index else ""))))
             pods = [p["metadata"]["name"] for p in (marked if some and callee_key == "b" else
