@@ -97,8 +97,10 @@ def main() -> None:
         ("teardown: `down` until every process is gone", f"{figures['teardown_s']:.1f} s"),
         ("memory, PSS of every process of the sandbox", f"{figures['pss_mib']:.0f} MiB"),
         ("  per pod (app + sidecar, with the shared part spread)", f"{figures['pss_per_pod_mib']:.1f} MiB"),
-        (f"partition apply, call -> first request showing it (median of {ROUNDS})", f"{figures['apply_ms']:.1f} ms"),
-        (f"partition heal, call -> first healthy request (median of {ROUNDS})", f"{figures['heal_ms']:.1f} ms"),
+        (f"partition apply, call -> first request showing it (median of {ROUNDS}; goal <= 50 ms)",
+         f"{figures['apply_ms']:.1f} ms"),
+        (f"partition heal, call -> first healthy request (median of {ROUNDS}; goal <= 50 ms)",
+         f"{figures['heal_ms']:.1f} ms"),
         (f"throughput through the whole tree ({CONCURRENCY} clients, {THROUGHPUT_S:.0f} s)",
          f"{figures['rps']:.0f} req/s (p50 {figures['p50_ms']:.0f} ms)"),
     ]

@@ -6,7 +6,7 @@ instances per user namespace and checks every level, so this caps the sandbox al
 touching the machine-wide ``fs.inotify.max_user_instances`` that other sandboxes on a shared
 machine are using), with open files at 1,024 soft.  It must come up, serve a request through
 the whole tree, hold no inotify instance at all, push a partition only to the Envoys it
-concerns, and apply and heal it within the latency goal.  A limit the preflight finds short
+concerns, and apply and heal it (how fast is measured by ``make bench``).  A limit the preflight finds short
 is refused with one line before anything starts.
 """
 
@@ -35,7 +35,6 @@ pytestmark = pytest.mark.processes
 DEFAULT_INOTIFY_INSTANCES = 128
 SERVICES, REPLICAS = 20, 3
 CLI = [sys.executable, "-m", "chaosmesh_qa"]
-LATENCY_GOAL_MS = 50.0
 
 
 def _user_namespaces() -> str | None:
@@ -138,7 +137,7 @@ def _update_successes(pods: list[dict[str, Any]], cluster: str) -> dict[str, int
     return counts
 
 
-def test_a_partition_is_pushed_only_to_its_callers_within_the_latency_goal(
+def test_a_partition_is_pushed_only_to_its_callers_and_heals(
         big_sandbox: tuple[Path, dict[str, Any]]) -> None:
     state, status = big_sandbox
     caller, callee = service_name(0), service_name(2)
@@ -163,9 +162,8 @@ def test_a_partition_is_pushed_only_to_its_callers_within_the_latency_goal(
     print(f"\npartition apply {statistics.median(apply_ms):.1f} ms, heal {statistics.median(heal_ms):.1f} ms "
           f"(median of 5, call to the first request showing it); pushed to {len(pushed)} of {len(envoys)} Envoys")
     assert pushed == callers  # only the caller's three Envoys heard of it
-    # the goal (50 ms) is the default mesh's (test_xds); here 61 Envoys share two cores, and so may others
-    assert statistics.median(apply_ms) <= 4 * LATENCY_GOAL_MS, apply_ms
-    assert statistics.median(heal_ms) <= 4 * LATENCY_GOAL_MS, heal_ms
+    # How fast is a goal (50 ms), measured by `make bench` (bench/scale_bench.py): a test asserts what the
+    # mechanism guarantees (each push shows within first_showing's 5 s and reaches the callers only).
 
 
 def test_a_short_open_files_limit_is_refused_with_one_line_and_nothing_starts(
