@@ -12,7 +12,7 @@ PYTHON ?= $(shell for c in python3.12 python3.13 python3.14 python3; do \
           for p in $$(ls -d $$root/versions/3.1[2-9]*/bin/python3 2>/dev/null | sort -V); do \
             $$p -c 'import sys; sys.exit(sys.version_info < (3, 12))' 2>/dev/null && { echo $$p; exit; }; done)
 
-.PHONY: setup demo test lint unit slow test-all bench clean down test-tools
+.PHONY: setup demo test lint unit slow test-all bench clean down test-tools docs
 
 setup: $(STAMP) prometheus
 
@@ -68,6 +68,11 @@ test-all: setup test-tools lint
 
 bench: setup
 	$(PY) -m bench
+
+# The documentation site (mkdocs.yml, docs/) into site/: open site/index.html, no server needed.  --strict: a broken
+# link or a warning is an error.  The reference pages are generated from the code while building (docs/hooks/).
+docs: $(STAMP)
+	$(VENV)/bin/mkdocs build --strict --site-dir site
 
 # The main job: a real experiment (sandbox up, traffic, pod kill, probes, rollback, sandbox down)
 # and the verdict that CI would trust.  Journal, log and timeline land in .demo/.

@@ -1,4 +1,4 @@
-"""docs/mesh-reference.md cannot drift from the schema: every field the loader reads is documented in its
+"""docs/reference/mesh.md cannot drift from the schema: every field the loader reads is documented in its
 kind's section, and no field the section lists as "not supported" is one the loader reads.
 
 The schema is the pydantic models the loader validates with (``mesh.schema``, ``mesh.gateways``,
@@ -17,7 +17,7 @@ from pydantic import BaseModel
 
 from chaosmesh_qa.mesh import gateways, httproutes, manifests, schema
 
-DOC = Path(__file__).resolve().parents[2] / "docs" / "mesh-reference.md"
+DOC = Path(__file__).resolve().parents[2] / "docs" / "reference" / "mesh.md"
 SECTIONS: dict[str, tuple[type[BaseModel], ...]] = {
     "The `Mesh` kind": (schema.MeshSpec,),
     "VirtualService": (schema.VirtualServiceSpec,),
@@ -67,7 +67,7 @@ def test_every_field_the_loader_reads_is_documented_in_its_section(title: str) -
     spans = _backticked(body)
     missing = sorted(f for root in SECTIONS[title] for f in _fields(root)
                      if not any(re.search(rf"(?<![A-Za-z0-9]){re.escape(f)}(?![A-Za-z0-9])", s) for s in spans))
-    assert not missing, f"docs/mesh-reference.md, section {title!r}: fields read but not documented: {missing}"
+    assert not missing, f"docs/reference/mesh.md, section {title!r}: fields read but not documented: {missing}"
 
 
 @pytest.mark.parametrize("title", sorted(SECTIONS))
