@@ -3,8 +3,12 @@
 The CLI layer, the top of the package: every module that uses click is in this package (``make lint``
 enforces the layers below it).  Here: ``up`` / ``status`` / ``heal`` / ``down`` / ``validate`` /
 ``verdict``; in their own modules, imported when used (``LazyGroup``): ``run``, ``gameday``,
-``explain`` and the Kubernetes target's ``reap`` and ``plan``.  Every argument is checked
-before anything starts (paths the OS can take, finite numbers in range, well-formed fault ids).
+``explain``, ``env`` (the environment that points ``chaos run`` at a running sandbox), ``new`` (a
+ready-to-run experiment, or a mesh directory from manifests) and the Kubernetes target's ``reap`` and
+``plan``.  Every argument is checked before anything starts (paths the OS can take, finite numbers in
+range, well-formed fault ids).  Conventions: ``--version`` (the installed package's version), ``NO_COLOR``
+(``cli.terminal``), shell completion from click (``_CHAOSMESH_QA_COMPLETE=bash_source chaosmesh-qa``;
+``main`` names the program so the variable is the same under ``python -m chaosmesh_qa``).
 Exit codes, for every command:
 
 * 0 — done (``verdict``: the experiment passed);
@@ -19,6 +23,7 @@ from __future__ import annotations
 
 import importlib
 import json
+import shlex
 import sys
 from pathlib import Path
 from typing import Any, ClassVar, NoReturn
@@ -26,6 +31,7 @@ from typing import Any, ClassVar, NoReturn
 import click
 
 from chaosmesh_qa import checks
+from chaosmesh_qa.cli.terminal import color_allowed
 from chaosmesh_qa.emulation.kubeapi import parse_forbid, supervisor_entry
 from chaosmesh_qa.errors import ChaosMeshQAError, TargetUnavailable, one_line
 from chaosmesh_qa.targets.local import sandbox
@@ -59,6 +65,7 @@ class Seconds(click.ParamType):
             self.fail(f"expected a number in [{self.low:g}, {self.high:g}], got {checks.show(value)}", param, ctx)
 
 
+PROG = "chaosmesh-qa"  # the program's name in usage lines and shell completion (_CHAOSMESH_QA_COMPLETE)
 STATE_DIR = click.option("--state-dir", type=CheckedPath(file_okay=False, path_type=Path), default=None,
                          envvar=STATE_DIR_ENV, help="Sandbox state directory [default: ./.chaosmesh-qa].")
 MESH_DIR = click.option("--mesh", "mesh_dir", type=CheckedPath(path_type=Path), default=None,
@@ -87,6 +94,8 @@ class LazyGroup(click.Group):
         "explain": "chaosmesh_qa.cli.explain:explain_command",  # chaosmesh_qa/cli/explain.py
         "reap": "chaosmesh_qa.cli.kubernetes:reap",  # the Kubernetes target's commands: cli/kubernetes.py
         "plan": "chaosmesh_qa.cli.kubernetes:plan",
+        "env": "chaosmesh_qa.cli.env:env",  # chaosmesh_qa/cli/env.py
+        "new": "chaosmesh_qa.cli.new:new",  # chaosmesh_qa/cli/new.py; the scaffolding: chaosmesh_qa/scaffold/
     }
 
     def list_commands(self, ctx: click.Context) -> list[str]:
@@ -102,6 +111,7 @@ class LazyGroup(click.Group):
 
 
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="chaosmesh-qa", prog_name=PROG, message="%(prog)s %(version)s")
 def cli() -> None:
     """Chaos engineering for service meshes: an embedded Envoy mesh, faults and verdicts."""
 
@@ -147,6 +157,8 @@ def up(mesh_dir: Path | None, state_dir: Path | None, timeout: float, max_fault_
                + ("" if status["metrics_ready"] else " (first scrape of every Envoy within ~5 s)"))
     if status.get("kube_api_url"):
         click.echo(f"  kube API:   {status['kube_api_url']} (emulation; kubeconfig {status['kubeconfig']})")
+        where = shlex.quote(str((state_dir or default_state_dir()).absolute()))
+        click.echo(f"  rehearse:   eval \"$({PROG} env --state-dir {where})\"  (the Kubernetes target on it)")
 
 
 @cli.command()
@@ -247,7 +259,7 @@ def validate(mesh_dir: Path | None) -> None:
 def main() -> None:
     """The console script: exit codes as the module docstring says, one line on stderr for every error."""
     try:
-        cli.main(standalone_mode=False)
+        cli.main(prog_name=PROG, standalone_mode=False, color=None if color_allowed() else False)
     except click.exceptions.Abort:
         _fail("aborted", code=130)
     except click.exceptions.Exit as exc:

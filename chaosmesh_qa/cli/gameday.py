@@ -13,6 +13,7 @@ from pathlib import Path
 
 import click
 
+from chaosmesh_qa.cli.terminal import live_console
 from chaosmesh_qa.report.gameday import EXIT_STOPPED, FORMULA, StopWatch, day_summary, load_suite, now
 from chaosmesh_qa.report.model import ExperimentReport
 from chaosmesh_qa.report.progress import LiveView, PlainView, RunState, View
@@ -35,7 +36,7 @@ def gameday(suite_path: Path, out_dir: Path, junit: Path | None, html: Path | No
     out_dir.mkdir(parents=True, exist_ok=True)
     threading.Thread(target=import_writers, name="import-report-writers", daemon=True).start()
     started = now()
-    view: View = LiveView() if sys.stdout.isatty() else PlainView()
+    view: View = LiveView(live_console()) if sys.stdout.isatty() else PlainView()
     stopper, watch = Stopper(), StopWatch(suite.stop)
     reports: list[ExperimentReport] = []
     try:

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import click
 
+from chaosmesh_qa.cli.terminal import live_console
 from chaosmesh_qa.report import baseline as baselines
 from chaosmesh_qa.report.model import ExperimentReport
 from chaosmesh_qa.report.progress import LiveView, PlainView, RunState, View
@@ -52,7 +53,7 @@ def run(experiments: tuple[Path, ...], out_dir: Path, target: str | None, junit:
     out_dir.mkdir(parents=True, exist_ok=True)
     if junit or html or markdown:  # import matplotlib and Jinja2 while the first experiment runs, not after
         threading.Thread(target=import_writers, name="import-report-writers", daemon=True).start()
-    view: View = LiveView() if sys.stdout.isatty() else PlainView()
+    view: View = LiveView(live_console()) if sys.stdout.isatty() else PlainView()
     stopper = Stopper()
     reports: list[ExperimentReport] = []
     by_experiment: dict[str, list[ExperimentReport]] = {}
