@@ -153,9 +153,8 @@ def _describe(module: str, function: str, kind: str) -> dict[str, Any]:
 # --- CLI --------------------------------------------------------------------------------------------------------
 
 def cli_page() -> str:
-    from chaosmesh_qa.cli import cli
-
     import chaosmesh_qa.cli as package
+    from chaosmesh_qa.cli import cli
 
     out = ["# CLI", "",
            "`chaosmesh-qa`, walked from the click command tree (`chaosmesh_qa.cli.cli`): every command, its usage "
