@@ -47,7 +47,7 @@ test-tools:
 	else \
 	  echo "error: missing$$missing. Install Debian's packages: sudo apt-get install$$missing"; exit 1; fi
 
-# lint-imports: the package's layers and the contracts of [tool.importlinter] (pyproject.toml; docs/architecture.md)
+# lint-imports: the package's layers and the contracts of [tool.importlinter] (pyproject.toml; docs/explanation/architecture.md)
 lint: setup
 	$(VENV)/bin/ruff check chaosmesh_qa tests bench
 	$(VENV)/bin/mypy
@@ -72,7 +72,7 @@ bench: setup
 # The documentation site (mkdocs.yml, docs/) into site/: open site/index.html, no server needed.  --strict: a broken
 # link or a warning is an error.  The reference pages are generated from the code while building (docs/hooks/).
 docs: $(STAMP)
-	$(VENV)/bin/mkdocs build --strict --site-dir site
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict --site-dir site
 
 # The main job: a real experiment (sandbox up, traffic, pod kill, probes, rollback, sandbox down)
 # and the verdict that CI would trust.  Journal, log and timeline land in .demo/.

@@ -107,9 +107,9 @@ SHIPPED_DAY = ("pod-kill-failover", "latency-circuit-breaker", "partition-failov
 @pytest.mark.processes
 @pytest.mark.slow  # five real experiments, each bringing its own sandbox up and down (~3 min on 2 cores)
 def test_shipped_default_day_passes_on_the_default_mesh(tmp_path: Path) -> None:
-    """`chaosmesh-qa gameday experiments/gamedays/default.yaml`, as the README and the scheduling examples run
-    it (the installed console script, from the repository root), ends PASSED with exit 0 on the default mesh:
-    every entry passes, none is stopped by the day's stop conditions, and the reports say so per entry."""
+    """`chaosmesh-qa gameday experiments/gamedays/default.yaml`, as docs/tutorials/game-day.md and the scheduling
+    examples run it (the installed console script, from the repository root), ends PASSED with exit 0 on the default
+    mesh: every entry passes, none is stopped by the day's stop conditions, and the reports say so per entry."""
     state, out = tmp_path / "state", tmp_path / "out"
     state.mkdir(mode=0o700)
     command = [str(Path(sys.executable).with_name("chaosmesh-qa")), "gameday", "experiments/gamedays/default.yaml",

@@ -101,7 +101,8 @@ def test_run_level_figures() -> None:
     same = compare_runs([0.4, 0.9, 0.6], [0.5, 0.8, 0.7], True, 0.95, 2000)
     assert same is not None and same.lower < 1.0  # within the default 1 s allowance
     single = compare_runs([1.0], [1.5], True, 0.95, 200)
-    assert single is not None and single.lower == single.upper == pytest.approx(0.5)  # threshold only, said in README
+    # threshold only, as docs/how-to/regression-gates.md says
+    assert single is not None and single.lower == single.upper == pytest.approx(0.5)
 
 
 def test_thresholds_rules_and_overrides(tmp_path: Path) -> None:

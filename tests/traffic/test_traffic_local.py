@@ -93,7 +93,8 @@ def test_one_run_per_timeline_and_stop_is_idempotent(tmp_path: Path, monkeypatch
 
 def test_remote_worker_attaches_with_locusts_protocol_and_gets_the_profile(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """``expect_workers`` > ``workers``: the master waits for a worker started by hand (README recipe)."""
+    """``expect_workers`` > ``workers``: the master waits for a worker started by hand (docs/how-to/traffic.md,
+    "Remote workers")."""
     marker = traffic_marker(monkeypatch)
     path = tmp_path / "timeline.jsonl"
     profile = {"users": 6, "rate_rps": 60, "workers": 1, "expect_workers": 2, "warmup_s": 1,

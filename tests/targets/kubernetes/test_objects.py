@@ -1,4 +1,4 @@
-"""The object builders of the Kubernetes target: the shapes the contract (docs/kubernetes-target.md) names."""
+"""The object builders of the Kubernetes target: the shapes the contract (docs/reference/kubernetes-target.md) names."""
 
 from __future__ import annotations
 

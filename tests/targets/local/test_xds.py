@@ -1,5 +1,6 @@
 """Configuration over ADS on the default mesh: no file watching, owner-only socket, incremental pushes,
-and partitions pushed only to their callers (their latency goal, docs/envoy-notes.md §3, is `make bench`'s)."""
+and partitions pushed only to their callers (their latency goal, docs/explanation/envoy-notes.md §3, is `make
+bench`'s)."""
 
 from __future__ import annotations
 
