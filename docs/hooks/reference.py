@@ -112,7 +112,8 @@ def _activity(activity: dict[str, Any]) -> list[str]:
 
 
 def _undiscovered_probes(seen: set[tuple[str, str]]) -> list[tuple[str, str]]:
-    """Public functions of ``chaosmesh_qa.probes.*`` modules listing them in ``__all__`` that discovery missed."""
+    """Activities (public functions taking the experiment's ``configuration``) of ``chaosmesh_qa.probes.*`` that
+    discovery missed."""
     import importlib
     import pkgutil
 
@@ -122,7 +123,9 @@ def _undiscovered_probes(seen: set[tuple[str, str]]) -> list[tuple[str, str]]:
     for info in pkgutil.iter_modules(probes.__path__):
         module = importlib.import_module(f"chaosmesh_qa.probes.{info.name}")
         for name in getattr(module, "__all__", []):
-            if inspect.isfunction(getattr(module, name)) and (module.__name__, name) not in seen:
+            function = getattr(module, name)
+            activity = inspect.isfunction(function) and "configuration" in inspect.signature(function).parameters
+            if activity and (module.__name__, name) not in seen:
                 missing.append((module.__name__, name))
     return missing
 
@@ -237,7 +240,7 @@ CONFIGURATION: list[tuple[str | None, str | None, str, str]] = [
      "The mesh directory the sandbox control starts when none runs in the state directory. The commands "
      "`up`, `validate` and `explain` read the variable (`--mesh`); experiments read it only through an `env` "
      "entry, as the shipped ones do: `{\"type\": \"env\", \"key\": \"CHAOSMESH_QA_MESH\", \"default\": \"\"}`."),
-    ("chaosmesh_qa_traffic", None, "none: no traffic",
+    ("chaosmesh_qa_traffic", None, "the profile's defaults (20 users, as fast as they can)",
      "The traffic control's Locust profile: a mapping or the path of a YAML/JSON file "
      "([keys](../how-to/traffic.md#profile-keys))."),
     ("chaosmesh_qa_timeline", "CHAOSMESH_QA_TIMELINE", "`./chaosmesh-qa-timeline.jsonl`",
@@ -324,23 +327,24 @@ def configuration_page() -> str:
         raise PluginError("docs/hooks/reference.py CONFIGURATION: " + "; ".join(problems)
                           + " (describe or remove each in the table CONFIGURATION)")
 
-    def where(name: str | None) -> str:
-        return ", ".join(f"`{m}`" for m in sorted(read.get(name or "", ()))) if name else ""
+    def where(*names: str | None) -> str:
+        modules = sorted(set().union(*(read.get(n, set()) for n in names if n)))
+        return ", ".join(f"`{m.removeprefix('chaosmesh_qa.')}`" for m in modules)
 
     out = ["# Configuration keys", "",
            "Every setting chaosmesh-qa reads, in one table. A **key** goes in the experiment's `configuration` "
            "(Chaos Toolkit resolves `{\"type\": \"env\", ...}` entries before the extension sees them); an "
            "**environment variable** is read where the meaning says so. Generated from the code: the names "
            "and the modules that read them come from the package's source at build time, so a name added to "
-           "the code without a line here fails `make docs`.", "",
+           "the code without a line here fails `make docs` (*read in* names modules of `chaosmesh_qa`).", "",
            "A bad value is rejected in one line before anything is touched (an unknown context, a missing "
            "kubeconfig, an unreachable API server, a 403, a namespace or service that does not exist).", "",
-           "| key | environment | default | meaning | read in |", "|---|---|---|---|---|"]
+           "| key<br>environment variable | default | meaning |", "|---|---|---|"]
     for key, env, default, meaning in CONFIGURATION:
-        out.append(f"| {f'`{key}`' if key else '—'} | {f'`{env}`' if env else '—'} | {default} | {meaning} | "
-                   f"{where(key) or where(env)} |")
+        names = "<br>".join(f"`{n}`" for n in (key, env) if n)
+        out.append(f"| {names} | {default} | {meaning} <small>Read in {where(key, env)}.</small> |")
     out += ["", "## Set by chaosmesh-qa itself", "",
             "Names the package passes to its own child processes; not settings.", "",
-            "| name | what | read in |", "|---|---|---|"]
-    out += [f"| `{name}` | {what} | {where(name)} |" for name, what in INTERNAL.items()]
+            "| name | what |", "|---|---|"]
+    out += [f"| `{name}` | {what} <small>Read in {where(name)}.</small> |" for name, what in INTERNAL.items()]
     return "\n".join(out) + "\n"
