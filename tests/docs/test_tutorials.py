@@ -21,6 +21,7 @@ import dataclasses
 import importlib
 import inspect
 import os
+import re
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -261,19 +262,34 @@ def _activity_problem(provider: dict[str, Any]) -> str | None:
 
 @pytest.mark.parametrize("page", [p for p in ALL_PAGES if p not in TUTORIALS], ids=page_id)
 def test_command_lines_of_other_pages_parse(page: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """How-to, reference and explanation pages: their `chaosmesh-qa` and `chaos` lines parse, from the repository's
+    root, and the experiment files they run exist."""
     monkeypatch.chdir(ROOT)
     problems = []
     for block in blocks(page):
         if block.lang not in SHELL:
             continue
         for command in commands(block.text):
-            if program(command.name) != "chaosmesh-qa":
-                continue
+            args = expand(command.words[1:], ROOT)
             try:
-                parse_chaosmesh_qa(expand(command.words[1:], ROOT))
+                if program(command.name) == "chaosmesh-qa":
+                    parse_chaosmesh_qa(args)
+                elif program(command.name) == "chaos":
+                    _, source = parse_chaos(args)
+                    if source is not None and not (ROOT / source).is_file():
+                        problems.append(f"{block.where}: `{command.source}`: no experiment file {source}")
             except (click.UsageError, click.BadParameter) as exc:
                 problems.append(f"{block.where}: `{command.source}`: {exc.format_message()}")
     assert not problems, "\n".join(problems)
+
+
+@pytest.mark.parametrize("readme", [README, *sorted((ROOT / "examples").glob("*/README.md"))], ids=page_id)
+def test_relative_links_of_the_readmes_resolve(readme: Path) -> None:
+    """The README and the examples' READMEs are read outside the site (mkdocs --strict checks the site's links)."""
+    text = readme.read_text(encoding="utf-8")
+    links = re.findall(r"\]\(([^)#\s]+)(?:#[^)]*)?\)", text)
+    broken = [link for link in links if "://" not in link and not (readme.parent / link).exists()]
+    assert not broken, f"{page_id(readme)}: links to nothing: {broken}"
 
 
 def test_the_readme_and_the_first_tutorial_show_the_same_experiment() -> None:
