@@ -205,12 +205,11 @@ def _command(path: tuple[str, ...], command: click.Command, ctx: click.Context) 
 
 
 def _help_text(text: str) -> str:
-    """click's help as Markdown: ``\\b`` paragraphs (click's no-rewrap marker) kept line by line."""
+    """click's help as Markdown: ``\\b`` paragraphs (click's no-rewrap marker) as preformatted text."""
     paragraphs = []
     for paragraph in inspect.cleandoc(text).split("\n\n"):
-        if paragraph.startswith("\b"):
-            lines = paragraph.split("\n")[1:]
-            paragraphs.append("\n".join(f"{line}  " for line in lines))
+        if paragraph.startswith("\b"):  # kept as written: examples, aligned lines
+            paragraphs.append("```text\n" + "\n".join(paragraph.split("\n")[1:]) + "\n```")
         else:
             paragraphs.append(html.escape(paragraph, quote=False))
     return "\n\n".join(paragraphs)
