@@ -199,8 +199,8 @@ def _command(path: tuple[str, ...], command: click.Command, ctx: click.Context) 
             out.append(f"| `{names}` | {_cell(text)} | {env_text} |")
         out.append("")
     if isinstance(command, click.Group):
-        names = [n for n in command.list_commands(ctx) if (c := command.get_command(ctx, n)) and not c.hidden]
-        out += ["Commands: " + ", ".join(f"[`{n}`](#{_anchor(' '.join((*path, n)))})" for n in names), ""]
+        subs = [n for n in command.list_commands(ctx) if (c := command.get_command(ctx, n)) and not c.hidden]
+        out += ["Commands: " + ", ".join(f"[`{n}`](#{_anchor(' '.join((*path, n)))})" for n in subs), ""]
     return out
 
 
