@@ -15,6 +15,7 @@ from chaosmesh_qa.mesh.authz import authorization_policies, selection_warnings
 from chaosmesh_qa.mesh.callers import source_problems
 from chaosmesh_qa.mesh.documents import Document, latest_documents
 from chaosmesh_qa.mesh.model import (
+    DEFAULT_READY_TIMEOUT_S,
     ISTIO_DEFAULT_RETRY_ON,
     TRUST_DOMAIN,
     AppBehaviour,
@@ -143,13 +144,13 @@ def _services(doc: Document, spec: schema.MeshSpec, problems: list[str],
             if version.name in seen:
                 problems.append(f"{where}.versions[{j}].name: duplicate version {version.name!r}")
             seen.add(version.name)
-            versions.append(VersionModel(version.name, version.replicas, dict(version.labels),
-                                         _behaviour(svc.app, version.app)))
+            labels = {"app": svc.name, "version": version.name, **version.labels}
+            versions.append(VersionModel(version.name, version.replicas, labels, _behaviour(svc.app, version.app)))
         services[svc.name] = ServiceModel(
             name=svc.name, namespace=svc.namespace, port=svc.port, target_port=svc.target_port,
             service_account=svc.service_account or svc.name, versions=tuple(versions),
             command=_command(svc.command, doc.file), health_path=svc.health_path,
-            **({"ready_timeout_s": parse_duration(svc.ready_timeout)} if svc.ready_timeout else {}),
+            ready_timeout_s=_ready_timeout(svc.ready_timeout),
         )
     for name, workload in workloads.items():
         if name not in services:
@@ -168,18 +169,23 @@ def _services(doc: Document, spec: schema.MeshSpec, problems: list[str],
     return services
 
 
+def _ready_timeout(declared: str | None) -> float:
+    """A service's ``readyTimeout``, or the default of ``ServiceModel``."""
+    return parse_duration(declared) if declared else DEFAULT_READY_TIMEOUT_S
+
+
 def _from_workload(workload: manifests.Workload, overlay: schema.ServiceDef | None, mesh_file: str) -> ServiceModel:
     """A manifest-defined service, with the Mesh overlay's behaviour (if any) for it."""
     apps = {v.name: v.app for v in overlay.versions} if overlay else {}
     versions = tuple(VersionModel(v.name, v.replicas, dict(v.labels),
-                                  _behaviour(overlay.app if overlay else None, apps.get(v.name)))
+                                  _behaviour(overlay.app if overlay else None, apps.get(v.name)), v.workload)
                      for v in workload.versions)
-    timeout = {"ready_timeout_s": parse_duration(overlay.ready_timeout)} if overlay and overlay.ready_timeout else {}
     return ServiceModel(
         name=workload.name, namespace=workload.namespace, port=workload.port, target_port=workload.target_port,
-        service_account=workload.service_account, versions=versions,
+        service_account=workload.service_account, versions=versions, selector=dict(workload.selector),
         command=_command(overlay.command, mesh_file) if overlay else None,
-        health_path=overlay.health_path if overlay else "/healthz", **timeout,
+        health_path=overlay.health_path if overlay else "/healthz",
+        ready_timeout_s=_ready_timeout(overlay.ready_timeout if overlay else None),
     )
 
 
@@ -342,7 +348,7 @@ def _destination_rule(
             policy = _port_level(subset.traffic_policy, _traffic_policy(subset.traffic_policy, top), svc.port,
                                  f"{doc.where}: spec.subsets[{i}].trafficPolicy", warnings)
             found[subset.name] = SubsetModel(subset.name, dict(subset.labels), policy)
-            if not any(selects(subset.labels, {"app": service, "version": v.name, **v.labels})
+            if not any(selects(subset.labels, v.labels)
                        for v in svc.versions):
                 warnings.append(f"{doc.where}: spec.subsets[{i}].labels: selects no version of {service!r}")
         subsets[service] = found

@@ -18,6 +18,7 @@ from pydantic import Field
 
 from chaosmesh_qa.mesh import schema
 from chaosmesh_qa.mesh.documents import Document
+from chaosmesh_qa.mesh.identity import DEFAULT_REVISION, canonical_revision
 from chaosmesh_qa.mesh.values import LabelMap, Name, show
 
 WORKLOAD_KINDS = ("Deployment", "StatefulSet")
@@ -42,7 +43,7 @@ _WARNED = {
     "NetworkPolicy": "not enforced by the sandbox: traffic it would block still flows",
     "Ingress": "not served: the sandbox's ingress is driven by an Istio or Gateway API Gateway",
 }
-DEFAULT_VERSION = "latest"  # Istio's canonical revision of a pod without a 'version' label
+DEFAULT_VERSION = DEFAULT_REVISION  # Istio's canonical revision of a pod without a version label
 _OVERLAY_FIELDS = "app, command, healthPath, readyTimeout and versions[].app"
 
 
@@ -152,8 +153,9 @@ def problem_in_version(kind: str, api_version: object) -> str | None:
 class WorkloadVersion:
     name: str
     replicas: int
-    labels: dict[str, str]
+    labels: dict[str, str]  # the pod template's labels, as the manifest gives them
     where: str
+    workload: str = ""  # the Deployment's or StatefulSet's name
 
 
 @dataclass
@@ -167,6 +169,7 @@ class Workload:
     where: str
     versions: list[WorkloadVersion] = field(default_factory=list)
     target_port: int | None = None  # the pods' port, when the Service's targetPort differs from its port
+    selector: dict[str, str] = field(default_factory=dict)  # the Service's spec.selector
 
 
 def workloads(documents: list[Document], problems: list[str], warnings: list[str]) -> dict[str, Workload]:
@@ -242,16 +245,12 @@ def _workload(svc: Document, spec: ServiceSpec, chosen: list[Document], accounts
         owner[id(doc)] = svc
         wspec: WorkloadSpec = doc.spec  # type: ignore[assignment]
         labels = dict(wspec.template.metadata.labels)
-        app = labels.pop("app", svc.name)
-        if app != svc.name:
-            warnings.append(f"{doc.where}: spec.template.metadata.labels.app: {app!r} differs from the name of "
-                            f"Service/{svc.name}: the sandbox labels these pods app={svc.name}")
-        version = labels.pop("version", DEFAULT_VERSION)
+        version = canonical_revision(labels)  # what Istio's telemetry calls the version (mesh.identity)
         if version in versions:
             problems.append(f"{doc.where}: spec.template.metadata.labels.version: {version!r} is also the version "
                             f"of {versions[version].where} (each version of Service/{svc.name} is one workload)")
             continue
-        versions[version] = WorkloadVersion(version, wspec.replicas, labels, doc.where)
+        versions[version] = WorkloadVersion(version, wspec.replicas, labels, doc.where, doc.name)
         pod = wspec.template.spec
         account_of[doc.where] = pod.service_account_name or pod.service_account or "default"
     if not versions:
@@ -267,7 +266,7 @@ def _workload(svc: Document, spec: ServiceSpec, chosen: list[Document], accounts
                         "would start no pod until it exists; the sandbox uses its identity anyway)")
     target = _target_port(svc, port, chosen, problems)
     return Workload(svc.name, svc.namespace, port.port, account, svc.where, list(versions.values()),
-                    target if target != port.port else None)
+                    target if target != port.port else None, dict(spec.selector or {}))
 
 
 def _target_port(svc: Document, port: ServicePort, chosen: list[Document], problems: list[str]) -> int | None:

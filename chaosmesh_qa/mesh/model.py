@@ -12,6 +12,7 @@ from typing import Literal
 
 TRUST_DOMAIN = "cluster.local"
 ROOT_NAMESPACE = "istio-system"
+DEFAULT_READY_TIMEOUT_S = 30.0  # how long a pod may take to become ready, unless its service says otherwise
 
 # Istio's default route retry policy when a VirtualService sets none.
 ISTIO_DEFAULT_RETRY_ON = "connect-failure,refused-stream,unavailable,cancelled,retriable-status-codes"
@@ -36,8 +37,9 @@ class AppBehaviour:
 class VersionModel:
     name: str
     replicas: int
-    labels: dict[str, str]
+    labels: dict[str, str]  # every label its pods carry (a manifest's template labels, as they are)
     behaviour: AppBehaviour
+    workload: str = ""  # the Deployment or StatefulSet that runs it ("<service>-<version>" when none is declared)
 
 
 @dataclass(frozen=True)
@@ -49,8 +51,15 @@ class ServiceModel:
     versions: tuple[VersionModel, ...]
     command: tuple[str, ...] | None  # "{mesh}" already replaced by the mesh directory
     health_path: str
-    ready_timeout_s: float = 30.0  # how long a pod may take to become ready
+    ready_timeout_s: float = DEFAULT_READY_TIMEOUT_S  # how long a pod may take to become ready
     target_port: int | None = None  # the pods' (workload's) port, when the Service maps its port to another
+    selector: dict[str, str] = field(default_factory=dict)  # the Service's spec.selector ({} means app=<name>)
+
+    @property
+    def pod_selector(self) -> dict[str, str]:
+        """The labels that select this service's pods: the Service's own selector (a Mesh document's service
+        selects ``app: <name>``)."""
+        return self.selector or {"app": self.name}
 
     @property
     def pod_port(self) -> int:
@@ -68,6 +77,9 @@ class ServiceModel:
 
     def version(self, name: str) -> VersionModel:
         return next(v for v in self.versions if v.name == name)
+
+    def workload_name(self, version: str) -> str:
+        return self.version(version).workload or f"{self.name}-{version}"
 
 
 @dataclass(frozen=True)
@@ -291,7 +303,8 @@ class MeshModel:
         return sorted({d.service for h in self.gateway_hosts for r in h.routes for d in r.destinations})
 
     def workload_labels(self, service: str, version: str) -> dict[str, str]:
-        return {"app": service, "version": version, **self.services[service].version(version).labels}
+        """The labels the pods of one version carry: what selectors (subsets, policies, Sidecars) match."""
+        return dict(self.services[service].version(version).labels)
 
     def routes_for(self, service: str) -> tuple[Route, ...]:
         """The HTTP routes callers apply toward ``service`` (Istio's default when no VirtualService)."""

@@ -33,7 +33,7 @@ def peer_authentications(documents: list[Document], services: dict[str, ServiceM
                                 f"mode applies to every port")
                 continue
             ports = {svc.pod_port for name, svc in services.items() if svc.namespace == doc.namespace
-                     and any(selects(selector, {"app": name, "version": v.name, **v.labels}) for v in svc.versions)}
+                     and any(selects(selector, v.labels) for v in svc.versions)}
             if int(key) not in ports:
                 warnings.append(f"{where}: no workload this policy selects serves on port {key} (portLevelMtls "
                                 "is keyed by the workload's port, a Service's targetPort; theirs: "

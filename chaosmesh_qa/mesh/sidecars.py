@@ -49,7 +49,7 @@ def _selected(doc: Document, selector: dict[str, str], services: dict[str, Servi
     chosen = []
     for svc in (s for s in services.values() if s.namespace == doc.namespace):
         hit = [v.name for v in svc.versions
-               if selects(selector, {"app": svc.name, "version": v.name, **v.labels})]
+               if selects(selector, v.labels)]
         if hit and len(hit) < len(svc.versions):
             missed = [v.name for v in svc.versions if v.name not in hit]
             problems.append(f"{doc.where}: spec.workloadSelector.labels: selects version(s) {', '.join(hit)} of "

@@ -12,7 +12,8 @@ import math
 import os
 import re
 import string
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -72,6 +73,15 @@ class Catalog:
         lower = max((b for b in self.latency_buckets_ms if b < limit_ms), default=0.0)
         upper = min((b for b in self.latency_buckets_ms if b > limit_ms), default=math.inf)
         return (lower, upper) if upper - lower > 0.25 * limit_ms else None
+
+    def with_aliases(self, param: str, names: Mapping[str, str]) -> Catalog:
+        """This catalog with more of the dialect's own names for values of ``param`` (a cluster's, say: the
+        canonical service a Helm chart's pods are known by in Istio's metrics, for the name of their Service)."""
+        known = self.params.get(param)
+        if known is None or not names:
+            return self
+        aliases = tuple(sorted({**dict(names), **dict(known.aliases)}.items()))
+        return replace(self, params={**self.params, param: replace(known, aliases=aliases)})
 
     def render(self, name: str, **params: Any) -> str:
         """The PromQL of SLI ``name``; defaults fill omitted parameters, unknown ones are refused."""

@@ -42,7 +42,13 @@ class MeasureContext:
     def from_configuration(cls, configuration: dict[str, Any] | None) -> MeasureContext:
         target = get_target(configuration)
         prometheus_url = target.prometheus_url()  # waits, bounded, for a just-started sandbox's first scrapes
-        return cls(target, target.describe(), load_catalog(target.metrics_dialect), PrometheusQuery(prometheus_url))
+        description = target.describe()
+        # a caller is known in the metrics by its canonical service where the target says it differs from the name
+        # of its Service (a cluster's Helm-labelled pods): a probe's `source` is a service name either way
+        canonical = {name: str(s["canonical_service"]) for name, s in description["services"].items()
+                     if s.get("canonical_service") not in (None, name)}
+        catalog = load_catalog(target.metrics_dialect).with_aliases("source", canonical)
+        return cls(target, description, catalog, PrometheusQuery(prometheus_url))
 
     def service(self, name: Any, argument: str = "service") -> str:
         known = self.description["services"]

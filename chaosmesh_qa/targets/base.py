@@ -43,7 +43,9 @@ class MeshTarget(Protocol):
         ...
 
     def describe(self) -> dict[str, Any]:
-        """``services`` (versions, subsets, callers, callees), ``ingress_service``, pods, URLs, active faults."""
+        """``services`` (versions, subsets, callers, callees; ``canonical_service`` where the name the metrics know
+        its pods by may differ from the service's: Istio's canonical service), ``ingress_service``, pods, URLs,
+        active faults."""
         ...
 
     def identity(self) -> dict[str, Any]:

@@ -217,7 +217,7 @@ def test_callers_send_plaintext_to_a_disable_workload_and_mtls_to_the_others(sem
     specs = {s.name: s for s in clusters.caller_clusters(model, ["details", "reviews"])}
     details = clusters.cluster(specs["details"], ("c", "k"), "ca", model.services["details"].spiffe_id)
     assert "transport_socket" not in details and "transport_socket_matches" in details
-    endpoint = clusters.Endpoint("details-v1-0", 1, model.workload_labels("details", "v1"))
+    endpoint = clusters.Endpoint("details-v1-0", 1, model.workload_labels("details", "v1"), "v1")
     assignment = clusters.load_assignment(specs["details"], [endpoint])
     assert "metadata" not in assignment["endpoints"][0]["lb_endpoints"][0]  # no tlsMode: plaintext
     reviews = clusters.cluster(specs["reviews"], ("c", "k"), "ca", model.services["reviews"].spiffe_id)

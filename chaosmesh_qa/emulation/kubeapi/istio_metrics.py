@@ -30,6 +30,7 @@ import yaml
 
 from chaosmesh_qa.files import atomic_write_text
 from chaosmesh_qa.mesh.callers import INGRESS
+from chaosmesh_qa.mesh.identity import canonical_revision, canonical_service
 from chaosmesh_qa.mesh.model import MeshModel
 
 GATEWAY = "istio-ingressgateway"
@@ -45,25 +46,38 @@ def _sel(**labels: str) -> str:
     return "{" + ",".join(f'{k}="{v}"' for k, v in labels.items()) + "}"
 
 
+def _workload_labels(model: MeshModel, service: str, version: str | None) -> dict[str, str]:
+    """How Istio's telemetry names one workload: its Deployment, its ``app`` label, its canonical service and
+    revision (``mesh.identity``: ``app.kubernetes.io/name`` before ``app``, as Istio reads them)."""
+    svc = model.services[service]
+    if version is None or version == "unknown":
+        names = {canonical_service(v.labels, svc.workload_name(v.name)) for v in svc.versions}
+        apps = {v.labels.get("app", "unknown") for v in svc.versions}
+        return {"workload": "unknown", "app": apps.pop() if len(apps) == 1 else "unknown",
+                "canonical_service": names.pop() if len(names) == 1 else "unknown", "version": "unknown"}
+    labels, workload = svc.version(version).labels, svc.workload_name(version)
+    return {"workload": workload, "app": labels.get("app", "unknown"),
+            "canonical_service": canonical_service(labels, workload), "version": canonical_revision(labels)}
+
+
 def _source_labels(model: MeshModel, caller: str, version: str | None) -> dict[str, str]:
     if caller == INGRESS:
         return {"source_workload": GATEWAY, "source_workload_namespace": "istio-system", "source_app": GATEWAY,
                 "source_canonical_service": GATEWAY, "source_version": "unknown",
                 "source_principal": f"spiffe://cluster.local/ns/istio-system/sa/{GATEWAY}-service-account"}
     svc = model.services[caller]
-    return {"source_workload": f"{caller}-{version}", "source_workload_namespace": svc.namespace,
-            "source_app": caller, "source_canonical_service": caller, "source_version": str(version),
+    named = _workload_labels(model, caller, version)
+    return {**{f"source_{k}": v for k, v in named.items()}, "source_workload_namespace": svc.namespace,
             "source_principal": svc.spiffe_id}
 
 
 def _destination_labels(model: MeshModel, service: str, version: str) -> dict[str, str]:
     svc = model.services[service]
+    named = _workload_labels(model, service, version)
     return {"destination_service_name": service, "destination_service_namespace": svc.namespace,
             "destination_service": f"{service}.{svc.namespace}.svc.cluster.local",
-            "destination_workload": f"{service}-{version}" if version != "unknown" else "unknown",
-            "destination_workload_namespace": svc.namespace, "destination_app": service,
-            "destination_canonical_service": service, "destination_version": version,
-            "destination_principal": svc.spiffe_id}
+            **{f"destination_{k}": v for k, v in named.items()},
+            "destination_workload_namespace": svc.namespace, "destination_principal": svc.spiffe_id}
 
 
 def _peer_labels(model: MeshModel, service: str, version: str) -> dict[str, str]:
@@ -99,7 +113,9 @@ def _clusters(model: MeshModel, callee: str) -> list[tuple[str, str, str]]:
     """(envoy cluster, subset or "", destination version or "unknown") of every caller-side cluster of callee."""
     found = [(callee, "", "unknown")]
     for subset in model.subsets.get(callee, {}).values():
-        found.append((f"{callee}_{subset.name}", subset.name, subset.labels.get("version", "unknown")))
+        versions = [v.name for v in model.services[callee].versions
+                    if all(v.labels.get(k) == value for k, value in subset.labels.items())]
+        found.append((f"{callee}_{subset.name}", subset.name, versions[0] if len(versions) == 1 else "unknown"))
     return found
 
 

@@ -1,8 +1,10 @@
 """Live Kubernetes views of the sandbox: namespaces, pods, services and endpoints, and pod watch events.
 
 ``server`` reads these for every request on those resources.  Pods are the supervisor's pods dressed as Istio
-pods (labels app/version/pod-template-hash, a ReplicaSet owner, containers ``app`` and ``istio-proxy``, the
-default-container annotations of Istio's injector, ``podIP`` 127.0.0.1); ``refresh`` diffs them against the
+pods (the labels of the mesh's manifests as they are, plus the ReplicaSet's pod-template-hash and Istio's
+canonical-service labels; a ReplicaSet owner named after the manifest's Deployment; containers ``app`` and
+``istio-proxy``, the default-container annotations of Istio's injector, ``podIP`` 127.0.0.1); Services carry the
+manifest's selector (a ``Mesh`` document's service selects ``app: <name>``); ``refresh`` diffs them against the
 last view and hands ADDED / MODIFIED / DELETED events to every open watch.  Deleting a pod kills it (SIGKILL of
 app and sidecar, as grace period 0) and starts a replacement under a new name, as a ReplicaSet would,
 ``REPLACEMENT_START_DELAY_S`` later (a kubelet does not start a pod's containers at once), its processes at
@@ -26,6 +28,13 @@ from typing import TYPE_CHECKING, Any
 
 from chaosmesh_qa.emulation.kubeapi.status import ApiError, invalid, not_found
 from chaosmesh_qa.emulation.kubeapi.store import merge_patch
+from chaosmesh_qa.mesh.identity import (
+    CANONICAL_NAME_LABEL,
+    CANONICAL_REVISION_LABEL,
+    REVISION_LABELS,
+    canonical_revision,
+    canonical_service,
+)
 from chaosmesh_qa.targets.local.pods import SERVING_STATES, Pod
 
 if TYPE_CHECKING:
@@ -33,7 +42,6 @@ if TYPE_CHECKING:
 
 NODE = "chaosmesh-qa-sandbox"
 POD_IP = "127.0.0.1"  # every pod of the sandbox listens on loopback, on its own ports
-IDENTITY_LABELS = ("app", "version", "pod-template-hash")
 MAX_QUEUED_EVENTS = 10000
 # From the delete to the replacement's containers starting (docs/kube-api-emulation.md): a lower bound of
 # what a kubelet takes (sandbox creation, istio-init, image checks); the pod is Ready ~1 s after that here.
@@ -103,8 +111,8 @@ class Workloads:
         return {"apiVersion": "v1", "kind": "Service",
                 "metadata": {"name": name, "namespace": svc.namespace, "uid": _uid("svc", svc.namespace, name),
                              "resourceVersion": "1", "creationTimestamp": _ts(self.sandbox.started_at),
-                             "labels": {"app": name, "service": name}},
-                "spec": {"selector": {"app": name}, "type": "ClusterIP", "clusterIP": POD_IP,
+                             "labels": {"app": name, "service": name} if not svc.selector else {}},
+                "spec": {"selector": svc.pod_selector, "type": "ClusterIP", "clusterIP": POD_IP,
                          "ports": [{"name": "http", "port": svc.port, "targetPort": svc.pod_port, "protocol": "TCP"}]},
                 "status": {"loadBalancer": {}}}
 
@@ -215,9 +223,10 @@ class Workloads:
         overlay = self.overlay.setdefault(name, {"labels": {}, "annotations": {}})
         for field in ("labels", "annotations"):
             changes = (patch.get("metadata") or {}).get(field) or {}
-            if field == "labels" and any(k in IDENTITY_LABELS for k in changes):
-                raise invalid("Pod", name, f"metadata.labels: {', '.join(IDENTITY_LABELS)} are the sandbox "
-                                           f"workload's identity and cannot be patched in the emulation")
+            fixed = self._identity_labels(self.sandbox.pods[name])
+            if field == "labels" and any(k in fixed for k in changes):
+                raise invalid("Pod", name, f"metadata.labels: {', '.join(sorted(fixed))} select the pod into its "
+                                           "Service and version, and cannot be patched in the emulation")
             base = self._base_meta(self.sandbox.pods[name])[field]
             merged = merge_patch({**base, **overlay[field]}, changes)
             removed = [k for k in base if k not in merged]
@@ -228,27 +237,44 @@ class Workloads:
         self.refresh()
         return self.pods[name]
 
+    def _identity_labels(self, pod: Pod) -> set[str]:
+        """The labels the emulation cannot let a patch change: its Service's selector, the labels its version is
+        named by, the ReplicaSet's hash."""
+        model = self.sandbox.model
+        assert model is not None
+        selector = model.services[pod.spec.service].pod_selector
+        return {*selector, *(k for k in REVISION_LABELS if k in pod.spec.labels), "pod-template-hash"}
+
     def pod_labels(self, name: str) -> dict[str, str]:
         self.refresh()
         return dict(self.pods[name]["metadata"]["labels"]) if name in self.pods else {}
 
     def _base_meta(self, pod: Pod) -> dict[str, dict[str, str]]:
+        """The pod's labels as its template gives them, and what the ReplicaSet and Istio's injector add."""
         spec = pod.spec
+        workload = self._workload(pod)
         labels = {**spec.labels, "pod-template-hash": template_hash(spec.service, spec.version),
-                  "security.istio.io/tlsMode": "istio", "service.istio.io/canonical-name": spec.service,
-                  "service.istio.io/canonical-revision": spec.version}
+                  "security.istio.io/tlsMode": "istio",
+                  CANONICAL_NAME_LABEL: canonical_service(spec.labels, workload),
+                  CANONICAL_REVISION_LABEL: canonical_revision(spec.labels)}
         annotations = {"chaosmesh-qa.io/sandbox-ports": json.dumps(
             {k: v for k, v in vars(spec.ports).items() if v}, sort_keys=True),
             # what Istio's sidecar injector adds: kubectl logs/exec without -c pick the app, not istio-proxy
             "kubectl.kubernetes.io/default-container": "app", "kubectl.kubernetes.io/default-logs-container": "app"}
         return {"labels": labels, "annotations": annotations}
 
+    def _workload(self, pod: Pod) -> str:
+        """The Deployment that runs ``pod`` (the manifest's, or ``<service>-<version>``)."""
+        model = self.sandbox.model
+        assert model is not None
+        return model.services[pod.spec.service].workload_name(pod.spec.version)
+
     def _pod(self, pod: Pod) -> dict[str, Any]:
         model = self.sandbox.model
         assert model is not None
         spec, svc = pod.spec, model.services[pod.spec.service]
         base, overlay = self._base_meta(pod), self.overlay.get(pod.name, {})
-        rs_name = f"{spec.service}-{spec.version}-{template_hash(spec.service, spec.version)}"
+        rs_name = f"{self._workload(pod)}-{template_hash(spec.service, spec.version)}"
         phase = "Pending" if pod.state == "starting" else "Running"
         ready = pod.state == "ready"
         app_up = pod.app is not None and pod.app.returncode is None

@@ -19,7 +19,7 @@ from chaosmesh_qa.errors import ChaosMeshQAError, FaultRejected, MeasurementFail
 from chaosmesh_qa.mesh.model import MeshModel
 from chaosmesh_qa.targets import policy
 from chaosmesh_qa.targets.base import Direction, PartitionMode, Record
-from chaosmesh_qa.targets.kubernetes import leases, objects, verdicts
+from chaosmesh_qa.targets.kubernetes import declared, leases, objects, verdicts
 from chaosmesh_qa.targets.kubernetes.cluster import Cluster, Conflict
 from chaosmesh_qa.targets.kubernetes.dataplane import ListenerWatch
 from chaosmesh_qa.targets.kubernetes.settings import KubeSettings, api_client
@@ -132,7 +132,7 @@ class KubernetesTarget:
         names = [p["metadata"]["name"] for p in victims]
         # by uid, not name: a StatefulSet's replacement keeps the name of the pod it replaces
         existing = {p["metadata"]["uid"] for p in self.cluster.list_pods(workload.namespace,
-                                                                          workload.label_selector(version))}
+                                                                          workload.label_selector())}
         changes = [self._delete_pod(workload.namespace, n) for n in names]
         record = self._transaction("pod-kill", {"service": service, "version": version},
                                    {"service": service, "count": count, "percent": percent, "version": version,
@@ -240,11 +240,11 @@ class KubernetesTarget:
         self._save(record)
         return record
 
-    # ------------------------------------------------------------------ mesh QA verdicts (verdicts.py)
+    # ------------------------------------------------------------------ mesh QA verdicts (declared.py, verdicts.py)
 
     def declared_mesh(self) -> MeshModel:
         ingress = self.settings.ingress_service or self.workloads().describe()["ingress_service"]
-        return verdicts.declared_mesh(self.cluster, self.settings.namespaces, ingress)
+        return declared.declared_mesh(self.cluster, self.settings.namespaces, ingress)
 
     def check_plaintext_refused(self, service: str) -> list[Record]:
         workload = self.workloads().service(service)
@@ -255,7 +255,8 @@ class KubernetesTarget:
         return verdicts.effective_modes(model, self.cluster, workload.namespace, service)
 
     def observed_edges(self, samples: int) -> list[Record]:
-        return verdicts.observed_edges(self.prometheus_url(), set(self.workloads().describe()["services"]))
+        model = self.declared_mesh()
+        return verdicts.observed_edges(self.prometheus_url(), set(model.services), verdicts.source_names(model))
 
     def trace_query_url(self, configured: str | None) -> str:
         if not configured:
@@ -422,9 +423,10 @@ class KubernetesTarget:
         deadline = time.monotonic() + REPLACEMENT_TIMEOUT_S
         while len(ready) < wanted and time.monotonic() < deadline:
             timeout = max(1, int(deadline - time.monotonic()))
-            for event, pod in self.cluster.watch_pods(workload.namespace, workload.label_selector(version), timeout):
+            for event, pod in self.cluster.watch_pods(workload.namespace, workload.label_selector(), timeout):
                 name = pod["metadata"]["name"]
-                if event != "DELETED" and pod["metadata"].get("uid") not in before and is_serving(pod):
+                if (event != "DELETED" and pod["metadata"].get("uid") not in before and is_serving(pod)
+                        and workload.runs(pod, version)):
                     ready.add(name)
                 if len(ready) >= wanted:
                     break

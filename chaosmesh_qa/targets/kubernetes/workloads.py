@@ -1,4 +1,4 @@
-"""Workloads found the way Istio finds them: a Service's selector, the ``app`` and ``version`` pod labels.
+"""Workloads found the way Kubernetes and Istio find them: a Service's selector, Istio's canonical revision.
 
 ``KubernetesTarget`` asks this module which namespace a service lives in, which of its pods run, which
 identities (SPIFFE principals of the pods' service accounts) a caller has, and for ``describe()``.
@@ -14,6 +14,7 @@ from typing import Any
 import yaml
 
 from chaosmesh_qa.errors import ChaosMeshQAError, FaultRejected, InvalidArgument
+from chaosmesh_qa.mesh.identity import canonical_revision, canonical_service
 from chaosmesh_qa.targets.kubernetes.cluster import Cluster
 from chaosmesh_qa.targets.kubernetes.objects import (
     CONFIGMAP,
@@ -37,13 +38,15 @@ class Workload:
     selector: dict[str, str]  # the Service's spec.selector
     target_ports: tuple[int | str, ...] = ()  # the Service's spec.ports[].targetPort (a number, or a port's name)
 
-    @property
-    def app(self) -> str:
-        return self.selector.get("app", self.name)
+    def label_selector(self) -> str:
+        """The Service's selector as a label selector: what lists and watches its pods."""
+        return ",".join(f"{k}={v}" for k, v in sorted(self.selector.items()))
 
-    def label_selector(self, version: str | None = None) -> str:
-        labels = {**self.selector, **({"version": version} if version else {})}
-        return ",".join(f"{k}={v}" for k, v in sorted(labels.items()))
+    @staticmethod
+    def runs(pod: dict[str, Any], version: str | None) -> bool:
+        """Whether ``pod`` is of ``version`` (any, for None): Istio's canonical revision of its labels
+        (``version``, or a Helm chart's ``app.kubernetes.io/version``: ``chaosmesh_qa.mesh.identity``)."""
+        return version is None or canonical_revision(pod["metadata"].get("labels") or {}) == version
 
 
 class Workloads:
@@ -74,8 +77,8 @@ class Workloads:
     def running_pods(self, workload: Workload, version: str | None = None,
                      argument: str = "service") -> list[dict[str, Any]]:
         """Running, ready, not-terminating pods of ``workload``, by name; none is an error naming it."""
-        pods = sorted((p for p in self.cluster.list_pods(workload.namespace, workload.label_selector(version))
-                       if is_serving(p)), key=lambda p: str(p["metadata"]["name"]))
+        pods = sorted((p for p in self.cluster.list_pods(workload.namespace, workload.label_selector())
+                       if is_serving(p) and workload.runs(p, version)), key=lambda p: str(p["metadata"]["name"]))
         if not pods:
             what = f"{workload.name!r}" + (f" version {version!r}" if version else "")
             raise FaultRejected(f"{argument}: {what} has no running pod in namespace {workload.namespace!r}")
@@ -181,15 +184,17 @@ class Workloads:
         ingress: str | None = None
         for namespace in self.namespaces:
             subsets = self._subsets(namespace)
-            namespace_pods = self.cluster.list_pods(namespace, "app")
+            namespace_pods = self.cluster.list_pods(namespace, None)
             for service in self.cluster.list_services(namespace):
                 name = service["metadata"]["name"]
                 selector = (service.get("spec") or {}).get("selector") or {}
                 if not selector or name in services:
                     continue
                 mine = [p for p in namespace_pods if _matches(p, selector)]
+                canonical = {canonical_service(p["metadata"].get("labels") or {}, name) for p in mine}
                 services[name] = {"namespace": namespace, "selector": selector,
-                                  "versions": sorted({_label(p, "version") for p in mine} - {""}),
+                                  "canonical_service": canonical.pop() if len(canonical) == 1 else name,
+                                  "versions": sorted({_version(p) for p in mine}),
                                   "subsets": sorted(subsets.get(name, [])), "callers": [], "callees": []}
                 pods += [describe_pod(p, name) for p in mine]
             ingress = ingress or self._ingress_service(namespace)
@@ -222,14 +227,14 @@ def is_serving(pod: dict[str, Any]) -> bool:
 def describe_pod(pod: dict[str, Any], service: str) -> dict[str, Any]:
     statuses = (pod.get("status") or {}).get("containerStatuses") or []
     return {"name": pod["metadata"]["name"], "namespace": pod["metadata"].get("namespace"), "service": service,
-            "version": _label(pod, "version"), "state": "ready" if is_serving(pod) else
+            "version": _version(pod), "state": "ready" if is_serving(pod) else
             str((pod.get("status") or {}).get("phase", "unknown")).lower(),
             "restarts": sum(int(s.get("restartCount") or 0) for s in statuses),
             "ip": (pod.get("status") or {}).get("podIP")}
 
 
-def _label(pod: dict[str, Any], key: str) -> str:
-    return str((pod["metadata"].get("labels") or {}).get(key, ""))
+def _version(pod: dict[str, Any]) -> str:
+    return canonical_revision(pod["metadata"].get("labels") or {})
 
 
 def _matches(pod: dict[str, Any], selector: dict[str, str]) -> bool:

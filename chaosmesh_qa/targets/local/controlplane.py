@@ -25,7 +25,7 @@ status names them (``envoy_filters``).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -124,7 +124,7 @@ class ControlPlane:
                     pods = [endpoints[name] for name in by_service.get(spec.service, []) if name in endpoints]
                     if redirect is not None:
                         port, chosen = redirect
-                        pods = [clusters.Endpoint(p.pod, port, p.labels) if chosen is None or p.pod in chosen
+                        pods = [replace(p, port=port) if chosen is None or p.pod in chosen
                                 else p for p in pods]
                     assignment = shared[spec.name, redirect] = clusters.load_assignment(spec, pods)
                 assignments.append(assignment)

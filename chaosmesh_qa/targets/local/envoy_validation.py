@@ -188,7 +188,7 @@ def render_plane(model: MeshModel, root: Path, pki: MeshPKI) -> tuple[ControlPla
                 socket, model.workload_labels(service.name, version.name)))
     bootstraps = {spec.name: plane.write_pod(spec) for spec in specs}
     sidecars = [spec for spec in specs if spec.service != INGRESS]
-    plane.write_endpoints([Endpoint(s.name, s.ports.inbound, s.labels) for s in sidecars],
+    plane.write_endpoints([Endpoint(s.name, s.ports.inbound, s.labels, s.version) for s in sidecars],
                           {name: [s.name for s in sidecars if s.service == name] for name in model.services})
     return plane, bootstraps
 

@@ -287,7 +287,7 @@ class Supervisor:
         for spec in serving:
             by_service.setdefault(spec.service, []).append(spec.name)
         self.control_plane.write_endpoints(
-            [Endpoint(spec.name, spec.ports.inbound, spec.labels) for spec in serving], by_service)
+            [Endpoint(spec.name, spec.ports.inbound, spec.labels, spec.version) for spec in serving], by_service)
 
     def kill_pod(self, name: str) -> Pod:
         """Delete a pod: SIGKILL app and sidecar; its endpoint goes after the propagation delay."""

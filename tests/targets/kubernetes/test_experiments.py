@@ -16,23 +16,17 @@ longer than the local one's.
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
-import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from chaosmesh_qa.metrics.prometheus import PrometheusQuery
-from chaosmesh_qa.report.verdict import Verdict, load_journal, verdict
-from chaosmesh_qa.targets.kubernetes.reaper import LOCAL_INTERVAL_S, stop_local_reapers
-from tests.support.cli import CHAOS
+from chaosmesh_qa.report.verdict import Verdict
+from chaosmesh_qa.targets.kubernetes.reaper import stop_local_reapers
 from tests.support.kube import KubeSandbox, start
+from tests.support.kuberuns import run_and_judge
 from tests.support.runs import CASES
 
 pytestmark = pytest.mark.processes
@@ -72,7 +66,7 @@ def test_point16_shipped_experiment_passes_on_the_default_mesh(kube: KubeSandbox
 
     They share the session's sandbox: pods an earlier run (or test) killed were replaced, so the routing and
     mTLS verdicts read Istio series born during the run, as on a cluster whose pods come and go."""
-    _run_and_judge(kube, ROOT / "experiments" / f"{name}.json", expected, tmp_path)
+    run_and_judge(kube, ROOT / "experiments" / f"{name}.json", expected, tmp_path)
 
 
 @pytest.mark.parametrize(("name", "mesh", "expected"), MESH_QA_TWINS)
@@ -93,7 +87,7 @@ def test_point15_an_experiment_passes_where_prometheus_scrapes_every_15_s_as_a_c
     box = start(tmp_path / "state", "--scrape-interval", "15")
     try:
         assert PrometheusQuery(box.status()["prometheus_url"]).scrape_interval_s() == 15
-        _run_and_judge(box, ROOT / "experiments" / "pod-kill-failover.json", "passed", tmp_path)
+        run_and_judge(box, ROOT / "experiments" / "pod-kill-failover.json", "passed", tmp_path)
     finally:
         stop_local_reapers()
         box.down()
@@ -130,54 +124,7 @@ def test_point17_the_p99_under_the_delay_reads_the_faults_window(tmp_path: Path)
 def _on_own_mesh(mesh: str, experiment: Path, expected: str, work: Path) -> Verdict:
     kube = start(work / "state", "--mesh", str(ROOT / "experiments" / "meshes" / mesh))
     try:
-        return _run_and_judge(kube, experiment, expected, work)
+        return run_and_judge(kube, experiment, expected, work)
     finally:
         stop_local_reapers()
         kube.down()
-
-
-def _run_and_judge(kube: KubeSandbox, experiment: Path, expected: str, work: Path) -> Verdict:
-    env = {**kube.env(), "CHAOSMESH_QA_TIMELINE": str(work / "timeline.jsonl"), "CHAOSMESH_QA_MESH": ""}
-    subprocess.run([CHAOS, "--no-version-check", "--log-file", str(work / "chaos.log"), "run",
-                    "--journal-path", str(work / "journal.json"), str(experiment)],
-                   cwd=ROOT, env=env, capture_output=True, text=True, timeout=240, stdin=subprocess.DEVNULL)
-    leftovers = kube.kubectl("get", "envoyfilters,authorizationpolicies,networkpolicies", "-l",
-                             "app.kubernetes.io/managed-by=chaosmesh-qa", "-o", "name", check=False)
-    _wait_for_run_reapers(kube)
-    assert leftovers.returncode == 0 and leftovers.stdout.strip() == "", leftovers.stdout
-    result = verdict(load_journal(work / "journal.json"), work / "journal.json")
-    assert result.outcome == expected, (result.reasons, (work / "chaos.log").read_text()[-3000:])
-    verdict_cli = subprocess.run([sys.executable, "-m", "chaosmesh_qa", "verdict", str(work / "journal.json")],
-                                 capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)
-    assert verdict_cli.returncode == (0 if expected == "passed" else 1), verdict_cli.stdout + verdict_cli.stderr
-    faults = [r["output"] for r in result.journal["run"]
-              if isinstance(r.get("output"), dict) and "fault_id" in r["output"]]
-    if expected == "baseline-not-met":
-        assert not faults, "nothing is injected into a mesh already off its steady state"
-        return result
-    extra_state = result.journal["chaosmesh_qa"]
-    # issue 18 point 14: the journal names the target, its context and API server, and says "emulation"
-    named = extra_state["target"]
-    assert named["kind"] == "kubernetes" and named["emulation"] is True, named
-    assert named["api_server"].startswith("https://127.0.0.1:") and "emulation" in named["name"], named
-    assert f"target: kubernetes: {named['name']}" in verdict_cli.stdout
-    assert extra_state["traffic"]["phases"]["during"]["requests"] > 0, "traffic flowed through the fault"
-    assert faults and all(f["namespace"] == "default" and "lease" in f for f in faults), "kubernetes records"
-    assert extra_state["healed_at_end"] == [], "rollbacks healed everything before the safety control looked"
-    return result
-
-
-def _wait_for_run_reapers(kube: KubeSandbox) -> None:
-    """The run's detached reaper exits by itself once the run is gone and nothing is active (within one
-    interval); wait for that before the sandbox goes (else it would retry an absent API), then stop stragglers."""
-    def reapers() -> list[int]:
-        ps = subprocess.run(["ps", "-ww", "-eo", "pid,args"], capture_output=True, text=True, check=True).stdout
-        return [int(line.split()[0]) for line in ps.splitlines() if " reap " in line and str(kube.kubeconfig) in line]
-
-    deadline = time.monotonic() + 3 * LOCAL_INTERVAL_S
-    while reapers() and time.monotonic() < deadline:
-        time.sleep(0.2)
-    for pid in reapers():
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGTERM)
-

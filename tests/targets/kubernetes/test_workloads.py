@@ -54,8 +54,8 @@ def test_point12_pods_without_a_sidecar_are_named() -> None:
 def test_point2_named_target_ports_resolve_through_the_pods_and_selectors_are_the_services() -> None:
     found = workloads(Objects([pod("reviews-0", HELM)]))
     assert found.target_ports(Workload("reviews", "shop", HELM, ("http", 8080))) == [8080, 9080]
-    assert Workload("reviews", "shop", HELM).label_selector("v2") == (
-        "app.kubernetes.io/instance=shop,app.kubernetes.io/name=reviews-api,version=v2")
+    assert Workload("reviews", "shop", HELM).label_selector() == (
+        "app.kubernetes.io/instance=shop,app.kubernetes.io/name=reviews-api")
 
 
 def test_point3_a_service_account_shared_with_other_pods_is_found() -> None:

@@ -33,6 +33,7 @@ class Endpoint:
     pod: str
     port: int
     labels: dict[str, str]
+    version: str = ""  # the version (workload) the pod runs: what a version without a sidecar is keyed by
 
 
 @dataclass(frozen=True)
@@ -142,7 +143,7 @@ def load_assignment(spec: ClusterSpec, endpoints: Iterable[Endpoint]) -> JSON:
         "endpoints": [{"lb_endpoints": [
             {"endpoint": {"address": address(e.port), "hostname": e.pod},
              **({"metadata": {"filter_metadata": {"envoy.transport_socket_match": {TLS_MODE_KEY: "istio"}}}}
-                if auto and e.labels.get("version") not in spec.plaintext_versions else {})}
+                if auto and e.version not in spec.plaintext_versions else {})}
             for e in chosen
         ]}],
     }

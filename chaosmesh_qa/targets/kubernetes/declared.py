@@ -1,0 +1,157 @@
+"""The mesh as a cluster's API declares it, rebuilt as the documents of a mesh directory.
+
+``KubernetesTarget.declared_mesh`` calls ``declared_mesh`` for the mesh QA verdicts (``chaosmesh_qa.probes.routing``,
+``mtls``, ``tracing``).  Nothing here invents a label: each Service with a selector becomes a Service document as
+it is (selector, ports), and the pods it selects become one Deployment document per workload that runs them (the
+controller in the pods' ``ownerReferences``: a ReplicaSet's Deployment, a StatefulSet), with the pods' own labels
+as its template (less what controllers add: ``pod-template-hash``, ``controller-revision-hash``,
+``statefulset.kubernetes.io/pod-name``), the pods not being deleted as its replicas (a replacement still starting
+too) and their service account.  So a Helm chart's ``app.kubernetes.io/name`` pods, a Service named unlike its
+pods and a version read from ``app.kubernetes.io/version`` resolve exactly as the same manifests would in a mesh
+directory (``chaosmesh_qa.mesh.manifests``; the version is Istio's canonical revision, ``mesh.identity``).
+The VirtualServices, DestinationRules, PeerAuthentications and AuthorizationPolicies of the configured namespaces
+plus Istio's root namespace are added (chaosmesh-qa's own fault objects left out), and every document goes through
+the same validation and ``build_model`` as a mesh directory.  Problems are one line (``MeasurementFailed``).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from chaosmesh_qa.errors import MeasurementFailed
+from chaosmesh_qa.mesh import yamlfiles
+from chaosmesh_qa.mesh.build import build_model
+from chaosmesh_qa.mesh.documents import Document
+from chaosmesh_qa.mesh.loader import validate_document  # one document, as a mesh file's
+from chaosmesh_qa.mesh.model import ROOT_NAMESPACE, MeshModel
+from chaosmesh_qa.targets.kubernetes.cluster import Cluster, NotFound
+from chaosmesh_qa.targets.kubernetes.objects import AUTHORIZATIONPOLICY, MANAGED_BY, MANAGER, Kind
+from chaosmesh_qa.targets.kubernetes.workloads import DESTINATIONRULE, VIRTUALSERVICE
+
+PEERAUTHENTICATION = Kind("PeerAuthentication", "security.istio.io", "v1", "peerauthentications")
+ISTIO_KINDS = (VIRTUALSERVICE, DESTINATIONRULE, PEERAUTHENTICATION, AUTHORIZATIONPOLICY)
+# labels a controller adds to the pods it creates: not part of the workload's template
+CONTROLLER_LABELS = ("pod-template-hash", "controller-revision-hash", "statefulset.kubernetes.io/pod-name")
+
+
+def declared_mesh(cluster: Cluster, namespaces: list[str], ingress_service: str | None) -> MeshModel:
+    """The mesh as the API declares it, resolved like a mesh directory; problems are one line."""
+    source = f"cluster {cluster.host}"
+    if ingress_service is None:
+        raise MeasurementFailed("configuration.chaosmesh_qa_ingress_service: not set and no gateway-bound "
+                                "VirtualService names the mesh's front service")
+    raw: list[dict[str, Any]] = []
+    for namespace in namespaces:
+        raw += workload_documents(cluster.list_services(namespace), cluster.list_pods(namespace, None))
+    if not any(obj["kind"] == "Service" for obj in raw):
+        raise MeasurementFailed(f"{source}: no Service in {', '.join(namespaces)} selects a running pod: "
+                                "nothing to declare")
+    mesh = {"apiVersion": "chaosmesh-qa.io/v1alpha1", "kind": "Mesh", "metadata": {"name": "cluster"},
+            "spec": {"ingress": {"service": ingress_service}}}
+    raw = [mesh, *raw] + [obj for kind in ISTIO_KINDS for namespace in dict.fromkeys([*namespaces, ROOT_NAMESPACE])
+                          for obj in _declared(cluster, kind, namespace)]
+    problems: list[str] = []
+    warnings: list[str] = []
+    documents: list[Document] = []
+    for index, obj in enumerate(raw):
+        path = Path(f"{source}: {obj['metadata'].get('namespace', '-')}")
+        document = validate_document(path, yamlfiles.Document(index, 0, obj), problems, warnings)
+        if document is not None:
+            documents.append(document)
+    model = build_model(documents, problems, warnings, source=source) if not problems else None
+    if problems or model is None:
+        more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+        raise MeasurementFailed(f"the declared mesh read from the API does not resolve: {problems[0]}{more}")
+    return model
+
+
+def workload_documents(services: list[dict[str, Any]], pods: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One namespace's Services and the Deployments their serving pods belong to, as mesh-directory documents.
+
+    A Service whose pods another Service (earlier by name, headless ones last) already declared is left out: a
+    headless twin of a Service, as Helm charts often add, selects the same pods, and the mesh model runs each
+    workload under one Service.
+    """
+    found: list[dict[str, Any]] = []
+    claimed: set[str] = set()
+    ordered = sorted(services, key=lambda s: ((s.get("spec") or {}).get("clusterIP") == "None",
+                                              str(s["metadata"]["name"])))
+    for service in ordered:
+        spec = service.get("spec") or {}
+        selector = spec.get("selector") or {}
+        # every pod not being deleted: a Deployment's replicas count the ones starting again after a kill too
+        mine = [p for p in pods if selector and not p["metadata"].get("deletionTimestamp") and _selects(selector, p)]
+        names = {str(p["metadata"]["name"]) for p in mine}
+        if not mine or names <= claimed:
+            continue
+        claimed |= names
+        meta = service["metadata"]
+        ports = [{k: v for k, v in p.items() if k in ("name", "port", "targetPort")}
+                 for p in spec.get("ports") or [] if p.get("port")]
+        found.append({"apiVersion": "v1", "kind": "Service",
+                      "metadata": {"name": meta["name"], "namespace": meta["namespace"]},
+                      "spec": {"selector": dict(selector), "ports": ports}})
+        found += _workloads(mine, str(meta["namespace"]))
+    return found
+
+
+def _workloads(pods: list[dict[str, Any]], namespace: str) -> list[dict[str, Any]]:
+    """One Deployment document per controller of ``pods``: the pods' labels as its template, their count."""
+    by_owner: dict[str, list[dict[str, Any]]] = {}
+    for pod in sorted(pods, key=lambda p: str(p["metadata"]["name"])):
+        by_owner.setdefault(_owner(pod), []).append(pod)
+    documents = []
+    for name, owned in sorted(by_owner.items()):
+        first = owned[0]
+        labels = {k: str(v) for k, v in (first["metadata"].get("labels") or {}).items() if k not in CONTROLLER_LABELS}
+        spec = first.get("spec") or {}
+        containers = [{"name": str(c.get("name") or "app"),
+                       "ports": [{k: v for k, v in p.items() if k in ("name", "containerPort")}
+                                 for p in c.get("ports") or [] if p.get("containerPort")]}
+                      for c in spec.get("containers") or [] if c.get("name") != "istio-proxy"]
+        documents.append({"apiVersion": "apps/v1", "kind": "Deployment",
+                          "metadata": {"name": name, "namespace": namespace},
+                          "spec": {"replicas": len(owned), "selector": {"matchLabels": labels},
+                                   "template": {"metadata": {"labels": labels}, "spec": {
+                                       "serviceAccountName": str(spec.get("serviceAccountName") or "default"),
+                                       "containers": containers or [{"name": "app"}]}}}})
+    return documents
+
+
+def _owner(pod: dict[str, Any]) -> str:
+    """The workload that runs ``pod``: a ReplicaSet's Deployment (its name less the template hash), a StatefulSet,
+    or the pod itself when it has no controller."""
+    meta = pod["metadata"]
+    controller = next((o for o in meta.get("ownerReferences") or [] if o.get("controller")), None)
+    if controller is None:
+        return str(meta["name"])
+    name = str(controller.get("name"))
+    template_hash = (meta.get("labels") or {}).get("pod-template-hash")
+    if controller.get("kind") == "ReplicaSet" and template_hash and name.endswith(f"-{template_hash}"):
+        return name[:-len(template_hash) - 1]
+    return name
+
+
+def _selects(selector: dict[str, str], pod: dict[str, Any]) -> bool:
+    labels = pod["metadata"].get("labels") or {}
+    return all(labels.get(k) == v for k, v in selector.items())
+
+
+def _declared(cluster: Cluster, kind: Kind, namespace: str) -> list[dict[str, Any]]:
+    """The namespace's objects of ``kind`` as a mesh file would hold them; chaosmesh-qa's fault objects left out."""
+    found = []
+    try:
+        listed = cluster.list_custom(kind, namespace)
+    except NotFound:  # the namespace (Istio's root namespace on a cluster without one) or the kind is absent
+        return []
+    # oldest first: where Istio lets the oldest of two policies win (PeerAuthentications), document order decides
+    for obj in sorted(listed, key=lambda o: (str((o.get("metadata") or {}).get("creationTimestamp") or ""),
+                                             str((o.get("metadata") or {}).get("name")))):
+        metadata = obj.get("metadata") or {}
+        if (metadata.get("labels") or {}).get(MANAGED_BY) == MANAGER:
+            continue
+        found.append({"apiVersion": obj.get("apiVersion") or f"{kind.group}/{kind.version}", "kind": kind.kind,
+                      "metadata": {"name": metadata.get("name"), "namespace": metadata.get("namespace", namespace)},
+                      "spec": obj.get("spec") or {}})
+    return found
