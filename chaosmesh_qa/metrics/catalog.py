@@ -80,7 +80,7 @@ class Catalog:
         known = self.params.get(param)
         if known is None or not names:
             return self
-        aliases = tuple(sorted({**dict(names), **dict(known.aliases)}.items()))
+        aliases = tuple(sorted({**dict(known.aliases), **dict(names)}.items()))  # the target's names win
         return replace(self, params={**self.params, param: replace(known, aliases=aliases)})
 
     def render(self, name: str, **params: Any) -> str:

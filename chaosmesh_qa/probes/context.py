@@ -47,6 +47,8 @@ class MeasureContext:
         # of its Service (a cluster's Helm-labelled pods): a probe's `source` is a service name either way
         canonical = {name: str(s["canonical_service"]) for name, s in description["services"].items()
                      if s.get("canonical_service") not in (None, name)}
+        if description.get("ingress_gateway"):  # the front door is the ingress gateway's canonical service
+            canonical["ingress"] = str(description["ingress_gateway"])
         catalog = load_catalog(target.metrics_dialect).with_aliases("source", canonical)
         return cls(target, description, catalog, PrometheusQuery(prometheus_url))
 

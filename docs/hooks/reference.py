@@ -267,6 +267,9 @@ CONFIGURATION: list[tuple[str | None, str | None, str, str]] = [
     ("chaosmesh_qa_dry_run", "CHAOSMESH_QA_DRY_RUN", "`false`",
      "Kubernetes target: `true` makes every fault action return the writes it would make and change nothing "
      "(`chaosmesh-qa plan`)."),
+    ("chaosmesh_qa_ingress_gateway", "CHAOSMESH_QA_INGRESS_GATEWAY", "`istio-ingressgateway`",
+     "Kubernetes target: the canonical service of the ingress gateway's pods, what the probes' `ingress` source is "
+     "in Istio's metrics (`istio-ingress` for Istio's Helm gateway chart installed as `istio-ingress`)."),
     ("chaosmesh_qa_trust_domain", "CHAOSMESH_QA_TRUST_DOMAIN", "`meshConfig.trustDomain`, else `cluster.local`",
      "Kubernetes target: the mesh's SPIFFE trust domain (per-caller faults, partitions by principal)."),
     (None, "KUBERNETES_CONTEXT", "", "chaostoolkit-kubernetes' variable for the context, read after "

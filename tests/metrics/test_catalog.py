@@ -205,6 +205,21 @@ def test_istio_renderings() -> None:
     assert r"outbound\\|[0-9]+\\|v1\\|reviews\\..+" in istio.render("healthy_endpoints", service="reviews", subset="v1")
 
 
+def test_point9_a_clusters_own_names_for_sources_win_over_the_catalogs() -> None:
+    """Issue 18 point 9: a probe's `source` is a service name; on a cluster whose ingress gateway Istio's Helm chart
+    named (canonical service istio-ingress) and whose frontend pods are a Helm chart's (app.kubernetes.io/name:
+    storefront), the queries must name them as Istio's metrics do."""
+    istio = load_catalog("istio")
+    assert 'source_canonical_service="istio-ingressgateway"' in istio.render("edge_error_ratio", source="ingress",
+                                                                           service="frontend")
+    named = istio.with_aliases("source", {"ingress": "istio-ingress", "frontend": "storefront"})
+    assert 'source_canonical_service="istio-ingress"' in named.render("edge_error_ratio", source="ingress",
+                                                                    service="frontend")
+    assert 'source_canonical_service="storefront"' in named.render("edge_request_rate", source="frontend",
+                                                                 service="catalog")
+    assert 'destination_service_name="frontend"' in named.render("error_ratio", service="frontend")  # sources only
+
+
 def test_seconds() -> None:
     assert seconds("10s") == 10
     assert seconds("1m30s") == 90

@@ -38,7 +38,11 @@ KEYS = {
     "chaosmesh_qa_ingress_service": "CHAOSMESH_QA_INGRESS_SERVICE",
     "chaosmesh_qa_dry_run": "CHAOSMESH_QA_DRY_RUN",
     "chaosmesh_qa_trust_domain": "CHAOSMESH_QA_TRUST_DOMAIN",
+    "chaosmesh_qa_ingress_gateway": "CHAOSMESH_QA_INGRESS_GATEWAY",
 }
+# The canonical service of Istio's ingress gateway pods as istioctl's default profile installs them; Istio's Helm
+# gateway chart names them after the release (`helm install istio-ingress istio/gateway`: istio-ingress)
+DEFAULT_INGRESS_GATEWAY = "istio-ingressgateway"
 REQUEST_TIMEOUT_S = (5.0, 30.0)  # connect, read: an unreachable API server is one line within seconds
 
 
@@ -52,6 +56,7 @@ class KubeSettings:
     ingress_service: str | None = None
     dry_run: bool = False
     trust_domain: str | None = None  # None: the mesh's (the istio ConfigMap's meshConfig.trustDomain)
+    ingress_gateway: str = DEFAULT_INGRESS_GATEWAY  # the canonical service of the ingress gateway's pods
 
     @classmethod
     def from_configuration(cls, configuration: Mapping[str, Any] | None, **overrides: Any) -> KubeSettings:
@@ -80,7 +85,8 @@ class KubeSettings:
                                                                  value("chaosmesh_qa_prometheus_url")),
                        _url("chaosmesh_qa_ingress_url", value("chaosmesh_qa_ingress_url")),
                        value("chaosmesh_qa_ingress_service"), _flag(value("chaosmesh_qa_dry_run")),
-                       _trust_domain(value("chaosmesh_qa_trust_domain")))
+                       _trust_domain(value("chaosmesh_qa_trust_domain")),
+                       _gateway(value("chaosmesh_qa_ingress_gateway")))
         if not settings.namespaces:
             settings.namespaces = [settings.default_namespace()]
         return settings
@@ -176,4 +182,15 @@ def _trust_domain(value: Any) -> str | None:
     if not re.fullmatch(r"[a-z0-9]([-a-z0-9._]{0,253}[a-z0-9])?", text):
         raise InvalidArgument(f"configuration.chaosmesh_qa_trust_domain: {text!r} is not a SPIFFE trust domain "
                               "(lower-case letters, digits, '.', '-', '_')")
+    return text
+
+
+def _gateway(value: Any) -> str:
+    """The ingress gateway's canonical service: a DNS-1123 label."""
+    if value is None:
+        return DEFAULT_INGRESS_GATEWAY
+    text = str(value)
+    if not re.fullmatch(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?", text):
+        raise InvalidArgument(f"configuration.chaosmesh_qa_ingress_gateway: {text!r} is not a canonical service "
+                              "name (a DNS-1123 label, e.g. istio-ingress)")
     return text

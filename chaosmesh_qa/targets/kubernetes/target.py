@@ -113,7 +113,7 @@ class KubernetesTarget:
         described["ingress_service"] = self.settings.ingress_service or described["ingress_service"]
         return {"kind": self.kind, "cluster": self.cluster.host, "namespaces": self.settings.namespaces,
                 "ingress_url": self.settings.ingress_url, "prometheus_url": self.settings.prometheus_url,
-                **described, "faults": self.active_faults()}
+                "ingress_gateway": self.settings.ingress_gateway, **described, "faults": self.active_faults()}
 
     # ------------------------------------------------------------------ MeshTarget: faults
 
@@ -256,7 +256,8 @@ class KubernetesTarget:
 
     def observed_edges(self, samples: int) -> list[Record]:
         model = self.declared_mesh()
-        return verdicts.observed_edges(self.prometheus_url(), set(model.services), verdicts.source_names(model))
+        return verdicts.observed_edges(self.prometheus_url(), set(model.services),
+                                       {**verdicts.source_names(model), self.settings.ingress_gateway: "ingress"})
 
     def trace_query_url(self, configured: str | None) -> str:
         if not configured:

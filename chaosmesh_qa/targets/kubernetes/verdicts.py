@@ -24,7 +24,6 @@ from chaosmesh_qa.targets.base import Record
 from chaosmesh_qa.targets.kubernetes.cluster import Cluster
 from chaosmesh_qa.targets.kubernetes.workloads import is_serving
 
-GATEWAY = "istio-ingressgateway"  # the canonical service of Istio's default ingress gateway: "ingress" here
 EDGE_WINDOW = "1m"
 EDGE_SETTLE_S = 15.0  # Istio's sample Prometheus scrapes every 15 s: a hop is in Prometheus within one interval
 EDGE_POLL_S = 1.0
@@ -57,7 +56,8 @@ def source_names(model: MeshModel) -> dict[str, str]:
 def observed_edges(prometheus_url: str, services: set[str], sources: Mapping[str, str] | None = None,
                    settle_s: float = EDGE_SETTLE_S, poll_s: float = EDGE_POLL_S) -> list[Record]:
     """Hops into the mesh's services over the last minute, as the callees' proxies reported them, each caller
-    named by its service (``sources``: canonical service -> service; a name not in it is kept).
+    named by its service (``sources``: canonical service -> service, the ingress gateway's -> ``ingress``; a name
+    not in it is kept).
 
     When none is seen yet, asks again every ``poll_s`` for up to ``settle_s``: the requests of a run
     that has just started are in Prometheus only after the callees' next scrape."""
@@ -90,7 +90,7 @@ def _edges(prometheus_url: str, services: set[str], sources: Mapping[str, str]) 
         source, destination = labels.get("source_canonical_service", ""), labels.get("destination_service_name")
         if math.isnan(value) or value < 0.5 or source in ("", "unknown") or destination not in services:
             continue  # a hop whose caller the callee's proxy could not name is left out
-        source = "ingress" if source == GATEWAY else sources.get(source, source)
+        source = sources.get(source, source)
         mutual = labels.get("connection_security_policy") == "mutual_tls"
         principal = labels.get("source_principal") if mutual and labels.get("source_principal") not in (
             None, "", "unknown") else None

@@ -55,6 +55,9 @@ def test_keys_come_from_configuration_then_environment(tmp_path: Path, monkeypat
     settings = KubeSettings.from_configuration({"chaosmesh_qa_namespace": "b"})
     assert (settings.kubeconfig, settings.namespaces) == (str(config), ["b", "a"])
     assert settings.prometheus_url == "http://127.0.0.1:9090" and settings.dry_run is True
+    assert settings.ingress_gateway == "istio-ingressgateway", "istioctl's default profile names it so"
+    monkeypatch.setenv("CHAOSMESH_QA_INGRESS_GATEWAY", "istio-ingress")  # `helm install istio-ingress istio/gateway`
+    assert KubeSettings.from_configuration({}).ingress_gateway == "istio-ingress"
     monkeypatch.setenv("CHAOSMESH_QA_TARGET", "kubernetes")
     target = get_target({"chaosmesh_qa_target": "local"})
     assert isinstance(target, KubernetesTarget), "the environment switches the target of a run"
@@ -67,6 +70,8 @@ def test_keys_come_from_configuration_then_environment(tmp_path: Path, monkeypat
     ({"chaosmesh_qa_prometheus_url": "prometheus:9090"}, "configuration.chaosmesh_qa_prometheus_url: expected an"),
     ({"chaosmesh_qa_dry_run": "maybe"}, "configuration.chaosmesh_qa_dry_run: expected true or false"),
     ({"chaosmesh_qa_namespaces": [""]}, "configuration.chaosmesh_qa_namespaces: expected a namespace"),
+    ({"chaosmesh_qa_ingress_gateway": "Istio Ingress"}, "configuration.chaosmesh_qa_ingress_gateway: 'Istio Ingress' "
+                                                        "is not a canonical service name"),
 ])
 def test_bad_configuration_is_one_line(tmp_path: Path, configuration: dict, message: str) -> None:  # type: ignore[type-arg]
     config = kubeconfig(tmp_path / "kubeconfig", 6443)
