@@ -1,7 +1,7 @@
 """``chaosmesh-qa env``: the environment that points ``chaos run`` at a running sandbox, as ``export`` lines.
 
 ``eval "$(chaosmesh-qa env --state-dir DIR)"`` sets, for a sandbox started with ``up --kube-api``, what a
-rehearsal on the Kubernetes API emulation needs (docs/kubernetes-target.md: the target, the kubeconfig, the
+rehearsal on the Kubernetes API emulation needs (docs/reference/kubernetes-target.md: the target, the kubeconfig, the
 ingress service, the Prometheus and ingress URLs, the state directory, and the Zipkin query URL that
 tracing probes read); for a plain sandbox, what the local target reads (the target, the state directory and
 the sandbox's mesh).  The values are the sandbox's own status (``status --json``), each quoted for the shell
@@ -25,7 +25,8 @@ from chaosmesh_qa.targets.local.state import STATE_DIR_ENV, default_state_dir
 
 KUBECONFIG_ENV = "KUBECONFIG"  # chaostoolkit-kubernetes' convention, read by the Kubernetes target too
 MESH_ENV = "CHAOSMESH_QA_MESH"
-KUBE_STATUS = (  # variable -> the sandbox status key that holds its value (docs/kubernetes-target.md's table)
+# variable -> the sandbox status key that holds its value (each described in docs/hooks/reference.py's table)
+KUBE_STATUS = (
     ("CHAOSMESH_QA_INGRESS_SERVICE", "ingress_service"),
     ("CHAOSMESH_QA_PROMETHEUS_URL", "prometheus_url"),
     ("CHAOSMESH_QA_INGRESS_URL", "ingress_url"),

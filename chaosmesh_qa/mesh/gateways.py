@@ -7,7 +7,7 @@ gateway-bound ones (``add_virtual_service``) and the HTTPRoutes (``add_http_rout
 rules built by ``httproutes``), and puts
 ``hosts()`` into ``MeshModel.gateway_hosts``: the ingress gateway's virtual hosts, kept apart from
 the mesh routes as Istio keeps them.  The sandbox has one ingress gateway and one ingress
-listener: every HTTP server or listener is served on it (docs/mesh-reference.md, "Gateways").
+listener: every HTTP server or listener is served on it (docs/reference/mesh.md, "Gateways").
 """
 
 from __future__ import annotations

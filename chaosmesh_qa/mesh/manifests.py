@@ -5,7 +5,7 @@ Kubernetes kinds that do not shape the mesh); ``build`` calls ``workloads`` to t
 documents into one ``Workload`` per Service (its namespace, port, service account and one
 version per Deployment or StatefulSet it selects), and ``check_overlay`` to make sure the
 ``Mesh`` document's entry for a manifest-defined service gives only behaviour.  Only the fields
-listed in docs/mesh-reference.md are read; images, resources, env, volumes and probes are not
+listed in docs/reference/mesh.md are read; images, resources, env, volumes and probes are not
 used (the pod runs the overlay's demo app or command).  Problems are one line each, appended.
 """
 

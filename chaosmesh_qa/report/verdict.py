@@ -1,7 +1,7 @@
 """A verdict CI can trust, from a Chaos Toolkit journal.
 
 ``chaos run`` exits 0 for several outcomes that are not a pass (baseline not met, a
-failing action, a deviation only seen during the method...; docs/chaostoolkit-notes.md
+failing action, a deviation only seen during the method...; docs/explanation/chaostoolkit-notes.md
 §1).  ``verdict(journal)`` classifies the run strictly — only ``passed`` is a pass — and
 ``summary`` renders what an SRE needs to see: outcome, time to recover, client-side error
 ratio and p99 per phase, the faults injected and how each ended.  ``chaosmesh-qa verdict``

@@ -5,7 +5,7 @@ walk, same bounds), finds the services (each Kubernetes ``Service`` with a selec
 resource names that no manifest defines, with a version per DestinationRule subset), the ingress (a
 Gateway drives it; else ``--ingress``, else the backend of a Kubernetes ``Ingress``, else a ``LoadBalancer``
 or ``NodePort`` Service, else the first service) and writes, next to copies of those files, the one thing
-the manifests cannot say: a commented ``Mesh`` document (docs/mesh-reference.md, "Kubernetes manifests")
+the manifests cannot say: a commented ``Mesh`` document (docs/reference/mesh.md, "Kubernetes manifests")
 listing every service with an empty ``calls`` list to fill in.  The result is loaded with ``mesh.load_mesh``
 in a hidden directory beside ``out_dir`` and moved into place only when it loads, so a failure writes
 nothing; every problem is one ``InvalidArgument`` line naming the option (``--from``, ``-o``, ``--ingress``).
@@ -278,7 +278,7 @@ def _render(name: str, source_dir: Path, out_dir: Path, services: list[_Service]
         "# The manifests say which workloads run; they cannot say how each behaves in the sandbox, or whom it",
         "# calls. Fill in each service's `calls` (the demo app calls them for every request: faults on edges,",
         "# partitions and the recovery probes follow them), or give a `command` that runs your own program.",
-        "# Reference: docs/mesh-reference.md (\"The Mesh kind\", \"Kubernetes manifests\").",
+        "# Reference: docs/reference/mesh.md (\"The Mesh kind\", \"Kubernetes manifests\").",
         f"# Check it with: chaosmesh-qa validate --mesh {out_dir}",
         "apiVersion: chaosmesh-qa.io/v1alpha1",
         "kind: Mesh",

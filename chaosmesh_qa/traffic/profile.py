@@ -48,7 +48,7 @@ class Route:
 
 @dataclass(frozen=True)
 class Profile:
-    """A validated traffic profile (see the README's traffic section for every key)."""
+    """A validated traffic profile (see docs/how-to/traffic.md (profile keys) for every key)."""
 
     users: int = 20
     spawn_rate: float | None = None  # users started per second; None: all users within one second

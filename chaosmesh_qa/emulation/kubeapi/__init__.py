@@ -1,5 +1,5 @@
 """A Kubernetes API emulation served by the sandbox supervisor (``chaosmesh-qa up --kube-api``), for tests
-and rehearsals of the Kubernetes target against real Envoy behaviour.  See docs/kube-api-emulation.md.
+and rehearsals of the Kubernetes target against real Envoy behaviour.  See docs/explanation/kube-api-emulation.md.
 
 ``server.KubeApi`` is a supervisor extension; ``__main__`` is the supervisor process with it wired in,
 which ``up --kube-api`` starts (``supervisor_entry``).  It reaches the sandbox only through

@@ -43,7 +43,7 @@ if TYPE_CHECKING:
 NODE = "chaosmesh-qa-sandbox"
 POD_IP = "127.0.0.1"  # every pod of the sandbox listens on loopback, on its own ports
 MAX_QUEUED_EVENTS = 10000
-# From the delete to the replacement's containers starting (docs/kube-api-emulation.md): a lower bound of
+# From the delete to the replacement's containers starting (docs/explanation/kube-api-emulation.md): a lower bound of
 # what a kubelet takes (sandbox creation, istio-init, image checks); the pod is Ready ~1 s after that here.
 REPLACEMENT_START_DELAY_S = 2.0
 STARTING_NICENESS = 10

@@ -3,7 +3,7 @@
 ``KubernetesTarget`` (and so ``chaosmesh-qa plan``) calls these to turn a fault into manifests:
 the lease ConfigMap, the EnvoyFilter of an L7 fault, the NetworkPolicy / AuthorizationPolicy of a
 partition, and the label patch that marks some pods of a partition.  Nothing here talks to a cluster,
-so every shape is unit-tested; the shapes are the ones in docs/kubernetes-target.md.
+so every shape is unit-tested; the shapes are the ones in docs/reference/kubernetes-target.md.
 """
 
 from __future__ import annotations

@@ -5,7 +5,7 @@ Built by ``chaosmesh_qa.targets.get_target`` when ``chaosmesh_qa_target`` (or ``
 first, then the changes (EnvoyFilter, NetworkPolicy, AuthorizationPolicy, pod label patches, pod deletes);
 any failure part-way reverts what was applied and deletes the lease, and the error is one line.  Expiry is
 enforced by ``reap`` (a detached local reaper per run, and the in-cluster CronJob of deploy/kubernetes/).
-docs/kubernetes-target.md says how each fault maps to the cluster and how it differs from the local target.
+docs/reference/kubernetes-target.md says how each fault maps to the cluster and how it differs from the local target.
 """
 
 from __future__ import annotations
@@ -263,7 +263,7 @@ class KubernetesTarget:
         if not configured:
             raise TargetUnavailable("configuration.chaosmesh_qa_tracing_url: not set (the base URL of a Zipkin v2 "
                                     "query API that receives the mesh's spans, such as Istio's Zipkin addon "
-                                    "http://zipkin.istio-system:9411; see docs/tracing.md)")
+                                    "http://zipkin.istio-system:9411; see docs/how-to/verdicts/tracing.md)")
         return configured
 
     def heal(self, fault_id: str | None, owner: str | None) -> list[FaultRecord]:

@@ -263,7 +263,7 @@ def app_command(model: MeshModel, spec: PodSpec, python: str = sys.executable) -
 
 def proxy_env(outbound_port: int) -> dict[str, str]:
     """How an unchanged program reaches the mesh by Kubernetes names: its sidecar's outbound listener
-    as the HTTP proxy (routed by the request's authority), loopback excluded (docs/own-services.md)."""
+    as the HTTP proxy (routed by the request's authority), loopback excluded (docs/how-to/own-services.md)."""
     proxy, direct = f"http://127.0.0.1:{outbound_port}", ",".join(NO_PROXY)
     return {
         "HTTP_PROXY": proxy, "http_proxy": proxy, "NO_PROXY": direct, "no_proxy": direct,

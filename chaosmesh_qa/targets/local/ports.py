@@ -1,7 +1,7 @@
 """Loopback port allocation that never hands out the same port twice in one sandbox.
 
 Envoy binds with ``enable_reuse_port: false`` so a collision with another process fails
-loudly; this allocator makes sure we never collide with ourselves (docs/envoy-notes.md §1).
+loudly; this allocator makes sure we never collide with ourselves (docs/explanation/envoy-notes.md §1).
 
 Ports are taken from below the kernel's ephemeral range (``net.ipv4.ip_local_port_range``)
 when there is room there: a port is handed out some time before its pod binds it (pods start

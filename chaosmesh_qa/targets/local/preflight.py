@@ -18,7 +18,7 @@ What is checked, for a mesh of P pods (P + 1 Envoys with the ingress gateway):
 
 inotify is not checked: with configuration over ADS (``xds.server``) the sandbox's Envoys,
 apps, Prometheus and supervisor hold no inotify instance at all (measured; see
-docs/envoy-notes.md), so ``fs.inotify.max_user_instances`` does not bound the mesh.
+docs/explanation/envoy-notes.md), so ``fs.inotify.max_user_instances`` does not bound the mesh.
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ from chaosmesh_qa.errors import SandboxStartError
 if TYPE_CHECKING:
     from chaosmesh_qa.mesh.model import MeshModel
 
-# Measured on the 20 x 3 tree (docs/envoy-notes.md §1); rounded up with headroom.
+# Measured on the 20 x 3 tree (docs/explanation/envoy-notes.md §1); rounded up with headroom.
 SUPERVISOR_FDS_BASE = 96  # its sockets, Prometheus, the control API, Python itself
 SUPERVISOR_FDS_PER_ENVOY = 6  # ADS stream, admin connection, process handles
 ENVOY_FDS = 256  # one Envoy at rest uses about 30; the rest is room for connections under load

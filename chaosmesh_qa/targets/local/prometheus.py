@@ -2,11 +2,11 @@
 
 Each target is an Envoy's read-only stats listener (``ScrapeTarget.port``, serving only
 ``/stats/prometheus``), never its admin API, which is an owner-only Unix socket
-(docs/envoy-notes.md §2).  The supervisor calls ``write_config`` whenever the set of
+(docs/explanation/envoy-notes.md §2).  The supervisor calls ``write_config`` whenever the set of
 Envoys changes and then sends Prometheus SIGHUP (no lifecycle API: no other local user can make it
 reload or quit), so new pods are scraped at once
 instead of after the ~5 s service-discovery throttle that file_sd would add
-(docs/envoy-notes.md §7).  Two jobs scrape each Envoy: ``envoy`` (only the stats that have
+(docs/explanation/envoy-notes.md §7).  Two jobs scrape each Envoy: ``envoy`` (only the stats that have
 counted, ``usedonly``) and ``envoy-inbound-requests`` (the inbound request counters, from 0).
 """
 

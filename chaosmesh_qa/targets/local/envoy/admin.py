@@ -4,7 +4,7 @@ Every Envoy of a sandbox serves its admin API on ``<state>/admin/<pod>.sock`` (m
 in a 0700 state directory), never on a TCP port, so no other local user can reach
 ``/runtime_modify``, ``/quitquitquit``, ``/healthcheck/fail`` or ``/drain_listeners``.
 What others may read — ``/stats/prometheus`` and readiness — is served by each Envoy's
-stats listener on 127.0.0.1 (``listeners.stats_listener``); see docs/envoy-notes.md.
+stats listener on 127.0.0.1 (``listeners.stats_listener``); see docs/explanation/envoy-notes.md.
 
 ``EnvoyAdmin`` is the asynchronous client (aiohttp over the socket) that ``pods``
 (readiness) and ``faults`` (runtime keys, counters, endpoint read-back) use inside the

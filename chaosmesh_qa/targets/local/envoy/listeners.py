@@ -223,7 +223,8 @@ def _router() -> JSON:
 
 
 def _fault_filter() -> JSON:
-    """Inert until runtime keys ``fault.http[.<caller>].{delay,abort}.*`` are set (docs/envoy-notes.md §4)."""
+    """Inert until runtime keys ``fault.http[.<caller>].{delay,abort}.*`` are set
+    (docs/explanation/envoy-notes.md §4)."""
     return {
         TYPE: f"{API}.extensions.filters.http.fault.v3.HTTPFault",
         "delay": {"fixed_delay": "0.001s", "percentage": {"numerator": 0, "denominator": "HUNDRED"}},

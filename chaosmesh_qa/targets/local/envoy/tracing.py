@@ -4,7 +4,7 @@
 ingress HTTP connection managers (not to the stats listener), and its ``bootstrap`` adds the static
 cluster ``COLLECTOR_CLUSTER`` (127.0.0.1, the receiver's port) and the ``RUNTIME`` flush settings.
 Spans go as Zipkin v2 JSON to the supervisor's receiver (``targets.local.tracing.collector``).
-Facts relied on are in docs/tracing.md.
+Facts relied on are in docs/how-to/verdicts/tracing.md.
 """
 
 from __future__ import annotations
