@@ -125,6 +125,9 @@ def _experiment(fault: str, service: str | None, source: str | None, mesh_dir: P
     edge = f"{made.source} -> {made.service}" if made.source else made.service
     click.echo(f"wrote {output}: {made.kind} on {edge} of mesh {loaded.model.name!r}, recovery budget {recovery} s")
     click.echo(f"  run it: chaos run {output} && chaosmesh-qa verdict journal.json")
+    if mesh_dir is not None and not mesh_dir.is_absolute():
+        click.echo(f"  the experiment names its mesh as {mesh_dir}: run chaos from this directory, or set "
+                   f"CHAOSMESH_QA_MESH")
 
 
 def _mesh(from_dir: Path, output: Path | None, ingress: str | None, name: str | None) -> None:

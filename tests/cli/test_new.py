@@ -59,6 +59,14 @@ def test_a_team_mesh_is_named_in_the_experiment(tmp_path: Path) -> None:
     assert "mesh 'bookinfo'" in experiment["description"]
 
 
+def test_a_relative_mesh_directory_is_written_as_given_and_said_so(tmp_path: Path) -> None:
+    shutil.copytree(BOOKINFO, tmp_path / "mesh")
+    result = run_main("new", "--fault", "pod-kill", "--mesh", "mesh", "-o", "k.json", cwd=tmp_path)
+    assert result.code == 0, result
+    assert "names its mesh as mesh: run chaos from this directory" in result.stdout
+    assert json.loads((tmp_path / "k.json").read_text())["configuration"]["chaosmesh_qa_mesh"]["default"] == "mesh"
+
+
 def test_force_replaces_an_existing_file_only_when_asked(tmp_path: Path) -> None:
     (tmp_path / "x.json").write_text("mine")
     result = run_main("new", "--fault", "pod-kill", "-o", "x.json", cwd=tmp_path)
