@@ -14,6 +14,7 @@ from __future__ import annotations
 import glob
 import importlib.util
 import json
+import os
 import re
 import shlex
 import shutil
@@ -227,7 +228,25 @@ def workspace(root: Path, pages: list[Path]) -> Path:
                 target = root / block.title
                 target.parent.mkdir(parents=True, exist_ok=True)
                 target.write_text(block.text, encoding="utf-8")
+        for block in blocks(page):
+            if block.lang in SHELL:
+                for command in commands(block.text):
+                    if program(command.name) == "chaosmesh-qa" and command.words[1:2] == ["new"]:
+                        scaffold(command.words[1:], root)
     return root
+
+
+def scaffold(args: list[str], cwd: Path) -> None:
+    """Run a page's ``chaosmesh-qa new ...`` in ``cwd``, in this process (it writes files and starts nothing), so
+    that the experiment or mesh directory it writes is there for the page's next commands, as for a reader."""
+    from chaosmesh_qa.cli import cli
+
+    before = Path.cwd()
+    try:
+        os.chdir(cwd)
+        cli.main(args=args, prog_name="chaosmesh-qa", standalone_mode=False)
+    finally:
+        os.chdir(before)
 
 
 def is_experiment(value: Any) -> bool:

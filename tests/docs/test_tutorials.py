@@ -5,9 +5,11 @@
   profile load with the package's own loaders; a mesh file is validated by the page's own `chaosmesh-qa validate`
   command; a workflow's `run:` steps are commands; a `text` block is output.
 * Every command line: `chaosmesh-qa ...` parses against the click command tree (the command, every option, the
-  arguments), and the cheap ones that start nothing (validate, explain, `--help`) are run; `chaos run FILE` /
-  `chaos validate FILE` parse against Chaos Toolkit's own CLI and the file passes `chaos validate`; `make` targets
-  exist; `kubectl -f` files exist and parse; `export` names are configuration keys of the reference.
+  arguments), and the cheap ones that start nothing (validate, explain, `--help`) are run (`new`, which writes
+  files, runs in this process when the workspace is laid out, so what it writes is there for the next commands);
+  `chaos run FILE` / `chaos validate FILE` parse against Chaos Toolkit's own CLI and the file passes
+  `chaos validate`; `make` targets exist; `kubectl -f` files exist and parse; `export` names are configuration
+  keys of the reference; `eval` only of a `$(...)`, itself checked.
 * The `chaosmesh-qa` lines and activity snippets of every other page are checked the same way (parse only).
 
 Commands run in a workspace laid out like the repository's root, with every titled block (```json
@@ -161,6 +163,8 @@ def _check(command: Command, work: Path, targets: set[str], config: set[str],
                 if not (work / file).is_file():
                     return f"no file {file}"
                 list(yaml.safe_load_all((work / file).read_text(encoding="utf-8")))
+        elif name == "eval":  # only of a substitution, whose own command is checked as one of the page's
+            return None if args == ["SUBST"] else f"eval of anything but a $(...): {args}"
         elif name == "export":
             unknown = [a.split("=")[0] for a in args if a.split("=")[0] not in config]
             return f"not a configuration key of the reference: {unknown}" if unknown else None
