@@ -49,8 +49,9 @@ test-tools:
 
 # lint-imports: the package's layers and the contracts of [tool.importlinter] (pyproject.toml; docs/explanation/architecture.md)
 lint: setup
-	$(VENV)/bin/ruff check chaosmesh_qa tests bench
+	$(VENV)/bin/ruff check chaosmesh_qa tests bench docs/hooks
 	$(VENV)/bin/mypy
+	$(VENV)/bin/mypy docs/hooks/reference.py  # the docs site's build hook (reference pages generated from the code)
 	$(VENV)/bin/lint-imports
 
 # The fast lane: every test that starts no process (tests.support.lanes makes any process start fail the test).
