@@ -28,7 +28,7 @@ class Resource:
     namespaced: bool
     verbs: tuple[str, ...]
     short_names: tuple[str, ...] = ()
-    applied: bool = False  # objects labelled managed-by chaosmesh-qa change the sandbox
+    applied: bool = False  # stored objects change the sandbox (apply.Applier: which, and how)
 
     @property
     def singular(self) -> str:
@@ -53,8 +53,8 @@ RESOURCES: tuple[Resource, ...] = (
              ("pa",)),
     Resource("security.istio.io", ("v1", "v1beta1"), "authorizationpolicies", "AuthorizationPolicy", True, CRUD,
              ("ap",), applied=True),
-    Resource("networking.k8s.io", ("v1",), "networkpolicies", "NetworkPolicy", True, CRUD, ("netpol",),
-             applied=True),
+    Resource("networking.k8s.io", ("v1",), "networkpolicies", "NetworkPolicy", True,
+             ("create", "get", "list", "update", "patch", "delete"), ("netpol",), applied=True),
 )
 
 

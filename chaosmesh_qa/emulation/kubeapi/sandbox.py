@@ -8,6 +8,7 @@ engine's ``EnvoyFilterObject`` and ``validate`` (istiod's validation, as its web
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -112,6 +113,12 @@ class Sandbox(Protocol):
     def set_envoy_filters(self, objects: list[EnvoyFilterObject], labels: dict[str, dict[str, str]]) -> None:
         """The EnvoyFilters in force, and each pod's labels as patched through the API (their workload selectors
         match those): every proxy's listeners are patched with the filters that reach it, and pushed."""
+        ...
+
+    def deny_connections(self, denied: Mapping[str, frozenset[str]]) -> None:
+        """The new connections a NetworkPolicy-enforcing CNI would not let open, replacing the previous ones: source
+        pod (``ingress``: the ingress gateway) -> the pods it may not connect to.  That source's own view of their
+        endpoints points at the supervisor's tarpit (as a drop partition's: connects hang), and nobody else's."""
         ...
 
     def kill_pod(self, name: str) -> Pod:

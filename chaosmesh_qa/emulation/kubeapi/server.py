@@ -127,6 +127,7 @@ class KubeApi:
         while True:
             await asyncio.sleep(POLL_S)
             self.workloads.refresh()
+            self.applier.pods_changed(self.store)  # a new or relabelled pod: the NetworkPolicies again
             self.logs.observe()
 
     def _seed_mesh_objects(self) -> None:
@@ -242,7 +243,10 @@ class KubeApi:
             result = self._versioned(resource, version, result)
         if "as=Table" in request.headers.get("Accept", "") and verb in ("get", "list"):
             result = to_table(resource, result)
-        return web.json_response(result, status=201 if verb == "create" else 200)
+        response = web.json_response(result, status=201 if verb == "create" else 200)
+        for warning in entry.pop("api_warnings", []):  # as the API server warns (kubectl prints them)
+            response.headers.add("Warning", f'299 - "{warning}"')
+        return response
 
     async def _dispatch(self, resource: Resource, verb: str, namespace: str | None, name: str | None, body: Any,
                         request: web.Request, entry: dict[str, Any]) -> Any:
@@ -272,12 +276,14 @@ class KubeApi:
             return [self.applier.decorate(resource, o) for o in store.list(resource, namespace)]
         if verb == "get":
             return self.applier.decorate(resource, store.get(resource, ns, str(name)))
+        validation = request.query.get("fieldValidation") or "Warn"  # unknown fields: Strict, Warn or Ignore
         if verb == "create":
-            return await self.applier.create(resource, ns, body, store, entry)
+            return await self.applier.create(resource, ns, body, store, entry, validation)
         if verb == "update":
-            return self.applier.update(resource, ns, str(name), body, store, entry)
+            return self.applier.update(resource, ns, str(name), body, store, entry, validation)
         if verb == "patch":
-            return self.applier.patch(resource, ns, str(name), self._merge_patch(request, body), store, entry)
+            return self.applier.patch(resource, ns, str(name), self._merge_patch(request, body), store, entry,
+                                      validation)
         if verb == "delete":
             return await self.applier.delete(resource, ns, str(name), (body or {}).get("preconditions"), store, entry)
         raise not_implemented(f"{verb} {plural}")

@@ -7,7 +7,9 @@ Envoy over ``<state>/xds/ads.sock``.  Groups in the store:
 * ``caller:<service>``: a calling service's clusters, routes and its own view of every
   cluster's endpoints, shared by all its replicas (``ingress`` is a caller too); endpoints
   change whenever pods come and go (and, for partitions, are re-pointed for one caller only);
-* ``pod:<pod>``: one Envoy's listeners.
+* ``pod:<pod>``: one Envoy's listeners, and the endpoint assignments that differ for that Envoy alone: the
+  NetworkPolicy denials of the Kubernetes API emulation (``deny``) are per source pod, so a pod that may not
+  connect to some pods sees them at the tarpit in its own group, which overrides its caller group's.
 
 Only the bootstrap is a file (``<state>/xds/pods/<pod>/bootstrap.json``), read once at
 start; the admin API is a Unix socket outside ``xds`` (``PodSpec.admin_socket``).
@@ -34,7 +36,7 @@ from chaosmesh_qa.mesh.authz import enforced_at_ingress
 from chaosmesh_qa.mesh.callers import INGRESS_LABELS, INGRESS_NAMESPACE
 from chaosmesh_qa.mesh.model import MeshModel
 from chaosmesh_qa.targets.local.envoy import clusters, envoyfilters, listeners, routes
-from chaosmesh_qa.targets.local.envoy.common import INGRESS, INGRESS_SPIFFE, JSON
+from chaosmesh_qa.targets.local.envoy.common import INGRESS, INGRESS_SPIFFE, JSON, address
 from chaosmesh_qa.targets.local.pki import MeshPKI
 from chaosmesh_qa.targets.local.xds.resources import CLUSTER, ENDPOINT, LISTENER, ROUTE
 from chaosmesh_qa.targets.local.xds.store import ConfigStore
@@ -76,6 +78,11 @@ class ControlPlane:
         self.trace_port: int | None = None
         self.envoy_filters: list[envoyfilters.EnvoyFilterObject] = []
         self.pod_labels: dict[str, dict[str, str]] = {}  # pod -> labels as patched on it (EnvoyFilter selection)
+        # NetworkPolicy denials (``deny``): source node -> the pods it sees at the tarpit, in its own pod group
+        self.denied: dict[str, frozenset[str]] = {}
+        self.tarpit_port = 0
+        self._sources: dict[str, str] = {}  # node -> its caller group (service, or ingress)
+        self._overridden: set[str] = set()  # nodes whose pod group holds endpoint assignments
 
     # ------------------------------------------------------------------ callers
 
@@ -134,6 +141,30 @@ class ControlPlane:
             if changed:  # the ADS server sends the callers' Envoys only the assignments that changed
                 self.store.put(_caller_group(caller), ENDPOINT, assignments)
                 written += changed
+        return written + self._write_denials()
+
+    def deny(self, denied: dict[str, frozenset[str]], tarpit_port: int) -> int:
+        """NetworkPolicy denials (the Kubernetes API emulation's): source node -> the pods whose endpoints it sees at
+        ``tarpit_port``; replaces the previous ones.  Returns how many nodes' endpoints changed."""
+        self.denied = {node: pods for node, pods in denied.items() if pods}
+        self.tarpit_port = tarpit_port
+        return self._write_denials()
+
+    def _write_denials(self) -> int:
+        """Each source node with denials gets, in its own pod group, its caller group's assignments of the clusters
+        that hold a denied pod, those pods at the tarpit (the node's view merges its pod group over its caller
+        group's); a node without any has none there.  Returns how many nodes' endpoints changed."""
+        written = 0
+        for node, caller in self._sources.items():
+            blocked = self.denied.get(node, frozenset())
+            overrides = [found for (group, _), assignment in sorted(self._eds_written.items()) if group == caller
+                         and (found := _tarpitted(assignment, blocked, self.tarpit_port)) is not None] \
+                if blocked else []
+            if overrides or node in self._overridden:
+                written += self.store.put(_pod_group(node), ENDPOINT, overrides)
+                self._overridden.discard(node)
+                if overrides:
+                    self._overridden.add(node)
         return written
 
     # ------------------------------------------------------------------ pods
@@ -143,6 +174,7 @@ class ControlPlane:
         pod_dir = self.root / "pods" / pod.name
         self.publish_listeners(pod)
         self.store.add_node(pod.name, [_caller_group(pod.service), _pod_group(pod.name)])
+        self._sources[pod.name] = pod.service
         bootstrap = listeners.bootstrap(
             node_id=pod.name, node_cluster=pod.service, admin_socket=str(pod.admin_socket),
             stats_port=pod.ports.stats, ads_socket=str(self.ads_socket),
@@ -199,6 +231,8 @@ class ControlPlane:
         return [_as_sandbox_names(d, port) for d in patched]
 
     def remove_pod(self, name: str) -> None:
+        self._sources.pop(name, None)
+        self._overridden.discard(name)
         self.store.remove_node(name)
         self.store.drop_group(_pod_group(name))
         pod_dir = self.root / "pods" / name
@@ -263,6 +297,21 @@ def _as_sandbox_names(listener: JSON, port: int | None) -> JSON:
         chains.append({**{k: v for k, v in chain.items() if k != "filter_chain_match"},
                        **({"filter_chain_match": match} if match else {})})
     return {**listener, "name": "inbound", "filter_chains": chains}
+
+
+def _tarpitted(assignment: JSON, blocked: frozenset[str], port: int) -> JSON | None:
+    """``assignment`` with the endpoints of the ``blocked`` pods at ``port``; ``None`` if it holds none of them."""
+    moved = False
+    localities = []
+    for locality in assignment.get("endpoints") or []:
+        hosts = []
+        for host in locality.get("lb_endpoints") or []:
+            if host.get("endpoint", {}).get("hostname") in blocked:
+                host = {**host, "endpoint": {**host["endpoint"], "address": address(port)}}
+                moved = True
+            hosts.append(host)
+        localities.append({**locality, "lb_endpoints": hosts})
+    return {**assignment, "endpoints": localities} if moved else None
 
 
 def _caller_group(caller: str) -> str:

@@ -339,6 +339,10 @@ class FaultManager:
 
         return undo
 
+    def sink_port(self, mode: str) -> int:
+        """The supervisor's ``drop`` tarpit or ``reject`` socket (``_sink``): NetworkPolicy denials use the tarpit."""
+        return self._sink(mode)
+
     def _sink(self, mode: str) -> int:
         """A port owned by the supervisor: a tarpit (``drop``) or a refusing socket (``reject``)."""
         if mode not in self._sinks:

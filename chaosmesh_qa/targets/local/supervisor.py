@@ -24,7 +24,7 @@ import os
 import secrets
 import signal
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -338,6 +338,15 @@ class Supervisor:
         proxies = [p.spec for p in self.pods.values() if p.state != "terminated"]
         self.control_plane.set_envoy_filters(objects, [*proxies, *([self.ingress.spec] if self.ingress else [])],
                                              labels)
+
+    def deny_connections(self, denied: Mapping[str, frozenset[str]]) -> None:
+        """The new connections NetworkPolicies deny (the Kubernetes API emulation's): source pod (``ingress``: the
+        gateway) -> the pods it may not connect to.  Each source's own endpoints of those pods point at the drop
+        tarpit; pushes EDS to the sources whose view changed."""
+        assert self.control_plane is not None
+        gateway = self.ingress.spec.name if self.ingress is not None else INGRESS
+        self.control_plane.deny({gateway if source == INGRESS else source: frozenset(pods)
+                                 for source, pods in denied.items()}, self.faults.sink_port("drop"))
 
     def redirect(self, edge: tuple[str, str], to: Redirect | None) -> None:
         """Re-point ``edge``'s endpoints at a sink (a partition), or back (``None``); pushes EDS."""
