@@ -11,38 +11,13 @@ import os
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any
 
 import pytest
-from click.testing import CliRunner
 from hypothesis import event, given
 from hypothesis import strategies as st
 
-from chaosmesh_qa.cli import main
 from tests.support.fuzz import fuzz, numbers, texts
-
-
-def run_main(args: list[str], cwd: Path) -> tuple[int, str, str]:
-    """``chaosmesh-qa ARGS`` in this process, as the console script runs it (exit code, stdout, stderr)."""
-    runner = CliRunner()
-    argv = sys.argv
-    previous = os.getcwd()
-    env = {"CHAOSMESH_QA_STATE_DIR": None, "CHAOSMESH_QA_MESH": None}
-    try:
-        os.chdir(cwd)
-        with runner.isolation(env=env) as (out, err, _):
-            sys.argv = ["chaosmesh-qa", *args]
-            try:
-                main()
-                code: Any = 0
-            except SystemExit as exc:
-                code = exc.code
-            stdout, stderr = out.getvalue().decode(errors="replace"), err.getvalue().decode(errors="replace")
-    finally:
-        sys.argv = argv
-        os.chdir(previous)
-    return int(code or 0), stdout, stderr
-
+from tests.support.inprocess import run_main
 
 COMPONENT = st.one_of(st.sampled_from(["state", "x" * 255, "x" * 256, "a\0b", "é", "-", "--all", " "]),
                       st.text(st.characters(exclude_characters="/", exclude_categories=["Cs"]), min_size=1,
@@ -77,7 +52,8 @@ def test_fuzz_cli_arguments(tmp_path_factory: pytest.TempPathFactory, args: list
     """Every command line: one line on stderr, exit 2 (status without a sandbox: 1; down: 0), no traceback."""
     cwd = tmp_path_factory.getbasetemp() / "cli"
     cwd.mkdir(exist_ok=True)
-    code, _, stderr = run_main(args, cwd)
+    result = run_main(*args, cwd=cwd)
+    code, stderr = result.code, result.stderr
     event(f"{args[0]} -> exit {code}")
     if code == 0:
         assert args[0] == "down" and stderr == "", (args, stderr)
