@@ -18,6 +18,7 @@ import re
 from chaosmesh_qa.mesh import schema
 from chaosmesh_qa.mesh.callers import INGRESS_LABELS, INGRESS_NAMESPACE
 from chaosmesh_qa.mesh.documents import Document
+from chaosmesh_qa.mesh.meshconfig import TrustDomains
 from chaosmesh_qa.mesh.model import (
     ROOT_NAMESPACE,
     AuthzCondition,
@@ -37,11 +38,14 @@ _UNEVALUATED_SOURCE = ("ip_blocks", "not_ip_blocks", "remote_ip_blocks", "not_re
 _UNEVALUATED_OPERATION = ("ports", "not_ports")
 
 
-def authorization_policies(documents: list[Document], warnings: list[str]) -> tuple[AuthzPolicy, ...]:
-    return tuple(_policy(d, warnings) for d in documents if d.kind == "AuthorizationPolicy")
+def authorization_policies(documents: list[Document], warnings: list[str],
+                           domains: TrustDomains | None = None) -> tuple[AuthzPolicy, ...]:
+    """The AuthorizationPolicies, principals expanded for the mesh's trust domains as istiod does."""
+    return tuple(_policy(d, warnings, domains or TrustDomains())
+                 for d in documents if d.kind == "AuthorizationPolicy")
 
 
-def _policy(doc: Document, warnings: list[str]) -> AuthzPolicy:
+def _policy(doc: Document, warnings: list[str], domains: TrustDomains) -> AuthzPolicy:
     spec: schema.AuthorizationPolicySpec = doc.spec  # type: ignore[assignment]
     rules: list[AuthzRule] = []
     for i, rule in enumerate(spec.rules):
@@ -53,7 +57,10 @@ def _policy(doc: Document, warnings: list[str]) -> AuthzPolicy:
             if key is None:
                 unevaluated.append(f"{where}.when[{k}].key: {cond.key!r}")
             else:
-                conditions.append(AuthzCondition(key, tuple(cond.values), tuple(cond.not_values)))
+                values, not_values = tuple(cond.values), tuple(cond.not_values)
+                if key == "source.principal":
+                    values, not_values = domains.principals(values), domains.principals(not_values)
+                conditions.append(AuthzCondition(key, values, not_values))
         if unevaluated and spec.action == "ALLOW":
             warnings.extend(f"{field} cannot be evaluated by the sandbox (it evaluates "
                             f"{', '.join(EVALUATED_KEYS)}, principals, namespaces, paths, methods and hosts): "
@@ -64,7 +71,7 @@ def _policy(doc: Document, warnings: list[str]) -> AuthzPolicy:
                         "and denies every request its other conditions match (fail closed)"
                         for field in unevaluated)
         rules.append(AuthzRule(
-            sources=tuple(_source(f.source) for f in rule.from_),
+            sources=tuple(_source(f.source, domains) for f in rule.from_),
             operations=tuple(_operation(t.operation) for t in rule.to),
             conditions=tuple(conditions),
         ))
@@ -98,9 +105,9 @@ def _condition_key(key: str) -> str | None:
     return f"request.headers[{match.group(1).lower()}]" if match else None
 
 
-def _source(source: schema.Source) -> AuthzSource:
-    return AuthzSource(tuple(source.principals), tuple(source.namespaces),
-                       tuple(source.not_principals), tuple(source.not_namespaces))
+def _source(source: schema.Source, domains: TrustDomains) -> AuthzSource:
+    return AuthzSource(domains.principals(tuple(source.principals)), tuple(source.namespaces),
+                       domains.principals(tuple(source.not_principals)), tuple(source.not_namespaces))
 
 
 def _operation(op: schema.Operation) -> AuthzOperation:

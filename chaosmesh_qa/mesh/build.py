@@ -8,16 +8,18 @@ line naming file, resource and field, so the user sees them all at once.
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 from pathlib import Path
 
 from chaosmesh_qa.mesh import gateways, manifests, schema
 from chaosmesh_qa.mesh.authz import authorization_policies, selection_warnings
 from chaosmesh_qa.mesh.callers import source_problems
 from chaosmesh_qa.mesh.documents import Document, latest_documents
+from chaosmesh_qa.mesh.meshconfig import TrustDomains, trust_domains
 from chaosmesh_qa.mesh.model import (
+    CLUSTER_DOMAIN,
     DEFAULT_READY_TIMEOUT_S,
     ISTIO_DEFAULT_RETRY_ON,
-    TRUST_DOMAIN,
     AppBehaviour,
     CircuitBreaker,
     MeshModel,
@@ -62,7 +64,9 @@ def build_model(
         return _empty()
     mesh_doc = meshes[0]
     mesh_spec: schema.MeshSpec = mesh_doc.spec  # type: ignore[assignment]
-    services = _services(mesh_doc, mesh_spec, problems, workloads)
+    domains = trust_domains([d.spec for d in documents if isinstance(d.spec, TrustDomains)])
+    services = {name: replace(svc, trust_domain=domains.local)
+                for name, svc in _services(mesh_doc, mesh_spec, problems, workloads).items()}
     resolver = _HostResolver(services)
     ingress = gateways.Ingress(documents, problems, warnings)
     if mesh_spec.ingress is not None and mesh_spec.ingress.service not in services:
@@ -84,7 +88,7 @@ def build_model(
     gateway_hosts = gateways.hosts(ingress, warnings)
     front, paths = gateways.front(mesh_doc, mesh_spec.ingress, gateway_hosts, problems)
     peer_auth = peer_authentications(documents, services, problems, warnings)
-    authz = authorization_policies(documents, warnings)
+    authz = authorization_policies(documents, warnings, domains)
     sidecars = sidecar_scopes(documents, services, problems, warnings)
     model = MeshModel(
         name=mesh_doc.name,
@@ -98,6 +102,7 @@ def build_model(
         authz=authz,
         sidecars=sidecars,
         gateway_hosts=gateway_hosts,
+        trust_domains=domains,
     )
     if not problems:
         problems.extend(source_problems(model))
@@ -239,7 +244,7 @@ class _HostResolver:
         self.fqdns = {svc.fqdn: svc.name for svc in services.values()}
         for svc in services.values():
             for host in (svc.name, f"{svc.name}.{svc.namespace}", f"{svc.name}.{svc.namespace}.svc",
-                         f"{svc.name}.{svc.namespace}.svc.{TRUST_DOMAIN}"):
+                         f"{svc.name}.{svc.namespace}.svc.{CLUSTER_DOMAIN}"):
                 self.by_host[host] = svc.name
 
     def resolve(self, host: str) -> str | None:

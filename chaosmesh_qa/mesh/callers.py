@@ -18,7 +18,6 @@ INGRESS = "ingress"
 # the pod labels and namespace of Istio's default ingress gateway, which the sandbox's ingress stands for
 INGRESS_LABELS = {"app": "istio-ingressgateway", "istio": "ingressgateway"}
 INGRESS_NAMESPACE = ROOT_NAMESPACE
-INGRESS_SPIFFE = "spiffe://cluster.local/ns/istio-system/sa/istio-ingressgateway-service-account"  # its identity
 
 
 def caller_labels(model: MeshModel, caller: str) -> list[dict[str, str]]:

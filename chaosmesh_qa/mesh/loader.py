@@ -21,7 +21,7 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from chaosmesh_qa.errors import InvalidMeshConfig, collapsed
-from chaosmesh_qa.mesh import gateways, manifests, schema, yamlfiles
+from chaosmesh_qa.mesh import gateways, manifests, meshconfig, schema, yamlfiles
 from chaosmesh_qa.mesh.build import build_model
 from chaosmesh_qa.mesh.documents import Document
 from chaosmesh_qa.mesh.model import MeshModel
@@ -145,6 +145,10 @@ def validate_document(
             return None
         _warn_unsupported(where, mesh, "", warnings)
         return Document(str(path), "Mesh", mesh.metadata.name, mesh.metadata.namespace, mesh.spec)
+    if meshconfig.is_mesh_config(raw):  # istiod's MeshConfig: the trust domain
+        domains = meshconfig.validate(raw, where, problems, warnings)
+        return None if domains is None else Document(str(path), "ConfigMap", meshconfig.NAME, meshconfig.NAMESPACE,
+                                                     domains)
     treatment = manifests.kubernetes_kind(raw)
     if treatment is not None:
         return _kubernetes(path, where, raw, kind, treatment, problems, warnings, ignored)

@@ -10,7 +10,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
-TRUST_DOMAIN = "cluster.local"
+from chaosmesh_qa.mesh.meshconfig import DEFAULT_TRUST_DOMAIN, TrustDomains
+
+TRUST_DOMAIN = DEFAULT_TRUST_DOMAIN  # Istio's default; a mesh's own is its `istio` ConfigMap's (mesh.meshconfig)
+CLUSTER_DOMAIN = "cluster.local"  # Kubernetes' DNS suffix of Services (<svc>.<ns>.svc.<cluster domain>)
 ROOT_NAMESPACE = "istio-system"
 DEFAULT_READY_TIMEOUT_S = 30.0  # how long a pod may take to become ready, unless its service says otherwise
 
@@ -54,6 +57,7 @@ class ServiceModel:
     ready_timeout_s: float = DEFAULT_READY_TIMEOUT_S  # how long a pod may take to become ready
     target_port: int | None = None  # the pods' (workload's) port, when the Service maps its port to another
     selector: dict[str, str] = field(default_factory=dict)  # the Service's spec.selector ({} means app=<name>)
+    trust_domain: str = TRUST_DOMAIN  # the mesh's: its workloads' SPIFFE identities are in it
 
     @property
     def pod_selector(self) -> dict[str, str]:
@@ -69,11 +73,11 @@ class ServiceModel:
 
     @property
     def fqdn(self) -> str:
-        return f"{self.name}.{self.namespace}.svc.{TRUST_DOMAIN}"
+        return f"{self.name}.{self.namespace}.svc.{CLUSTER_DOMAIN}"
 
     @property
     def spiffe_id(self) -> str:
-        return f"spiffe://{TRUST_DOMAIN}/ns/{self.namespace}/sa/{self.service_account}"
+        return f"spiffe://{self.trust_domain}/ns/{self.namespace}/sa/{self.service_account}"
 
     def version(self, name: str) -> VersionModel:
         return next(v for v in self.versions if v.name == name)
@@ -295,6 +299,12 @@ class MeshModel:
     authz: tuple[AuthzPolicy, ...]
     sidecars: tuple[SidecarScope, ...] = ()
     gateway_hosts: tuple[GatewayHost, ...] = ()  # empty: the ingress fronts ingress_service
+    trust_domains: TrustDomains = field(default_factory=TrustDomains)  # the `istio` ConfigMap's, else Istio's
+
+    @property
+    def ingress_spiffe(self) -> str:
+        """The ingress gateway's identity (Istio's default gateway service account), in the mesh's trust domain."""
+        return self.trust_domains.spiffe("istio-system", "istio-ingressgateway-service-account")
 
     def ingress_services(self) -> list[str]:
         """The services the ingress gateway sends traffic to."""

@@ -18,7 +18,7 @@ from typing import Any
 
 from chaosmesh_qa import checks
 from chaosmesh_qa.errors import MeasurementFailed
-from chaosmesh_qa.mesh.model import TRUST_DOMAIN, MeshModel
+from chaosmesh_qa.mesh.model import MeshModel
 from chaosmesh_qa.probes.context import MeasureContext
 
 __all__ = ["mtls_enforced"]
@@ -77,8 +77,9 @@ def _edge_problems(model: MeshModel, edges: list[dict[str, Any]]) -> list[str]:
         if principal is None:
             problems.append(f"{hop} carried no client certificate ({edge['requests']} requests)")
         elif source == INGRESS:
-            if not str(principal).startswith(f"spiffe://{TRUST_DOMAIN}/"):
-                problems.append(f"{hop} presented {principal}, outside the trust domain {TRUST_DOMAIN}")
+            domain = model.trust_domains.local
+            if not str(principal).startswith(f"spiffe://{domain}/"):
+                problems.append(f"{hop} presented {principal}, outside the trust domain {domain}")
         elif source in model.services and principal != model.services[source].spiffe_id:
             problems.append(f"{hop} presented {principal}, expected {model.services[source].spiffe_id}")
     return problems

@@ -38,11 +38,13 @@ CASES = [
 ]
 
 
-def run_experiment(name: str, mesh: str | None, work: Path) -> subprocess.CompletedProcess[str]:
-    """``chaos run experiments/NAME.json`` on ``experiments/meshes/MESH`` (None: the default mesh), in ``work``."""
+def run_experiment(name: str, mesh: str | Path | None, work: Path) -> subprocess.CompletedProcess[str]:
+    """``chaos run experiments/NAME.json`` on ``experiments/meshes/MESH`` (a ``Path``: that mesh directory; None:
+    the default mesh), in ``work``."""
+    directory = mesh if isinstance(mesh, Path) else ROOT / "experiments" / "meshes" / mesh if mesh else None
     env = {**os.environ, "CHAOSMESH_QA_STATE_DIR": str(work / "state"),
            "CHAOSMESH_QA_TIMELINE": str(work / "timeline.jsonl"),
-           "CHAOSMESH_QA_MESH": str(ROOT / "experiments" / "meshes" / mesh) if mesh else ""}
+           "CHAOSMESH_QA_MESH": str(directory) if directory else ""}
     return subprocess.run([CHAOS, "--no-version-check", "--log-file", str(work / "chaos.log"), "run",
                            "--journal-path", str(work / "journal.json"), str(ROOT / "experiments" / f"{name}.json")],
                           cwd=ROOT, env=env, capture_output=True, text=True, timeout=240, stdin=subprocess.DEVNULL)

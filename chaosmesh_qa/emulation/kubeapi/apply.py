@@ -50,7 +50,7 @@ from chaosmesh_qa.emulation.kubeapi.selectors import SelectorError, match_labels
 from chaosmesh_qa.emulation.kubeapi.status import ApiError, invalid, status_body
 from chaosmesh_qa.emulation.kubeapi.store import ObjectStore, merge_patch
 from chaosmesh_qa.errors import FaultRejected
-from chaosmesh_qa.mesh.callers import INGRESS, INGRESS_LABELS, INGRESS_NAMESPACE, INGRESS_SPIFFE
+from chaosmesh_qa.mesh.callers import INGRESS, INGRESS_LABELS, INGRESS_NAMESPACE
 from chaosmesh_qa.targets.local.envoy.envoyfilters import EnvoyFilterInvalid, EnvoyFilterObject, validate
 from chaosmesh_qa.targets.local.pods import SERVING_STATES
 
@@ -374,7 +374,7 @@ class Applier:
         model = self.sandbox.model
         assert model is not None
         spiffe = principal if principal.startswith("spiffe://") else f"spiffe://{principal}"
-        if spiffe == INGRESS_SPIFFE:
+        if spiffe == model.ingress_spiffe:
             return INGRESS
         found = [s.name for s in model.services.values() if s.spiffe_id == spiffe]
         if len(found) != 1:

@@ -64,7 +64,7 @@ def _source_labels(model: MeshModel, caller: str, version: str | None) -> dict[s
     if caller == INGRESS:
         return {"source_workload": GATEWAY, "source_workload_namespace": "istio-system", "source_app": GATEWAY,
                 "source_canonical_service": GATEWAY, "source_version": "unknown",
-                "source_principal": f"spiffe://cluster.local/ns/istio-system/sa/{GATEWAY}-service-account"}
+                "source_principal": model.ingress_spiffe}
     svc = model.services[caller]
     named = _workload_labels(model, caller, version)
     return {**{f"source_{k}": v for k, v in named.items()}, "source_workload_namespace": svc.namespace,

@@ -38,6 +38,8 @@ from chaosmesh_qa.emulation.kubeapi.status import ApiError, not_implemented, sta
 from chaosmesh_qa.emulation.kubeapi.store import ObjectStore
 from chaosmesh_qa.emulation.kubeapi.tables import to_table
 from chaosmesh_qa.emulation.kubeapi.workloads import Workloads
+from chaosmesh_qa.mesh import meshconfig
+from chaosmesh_qa.mesh.yamlfiles import FileProblem, mesh_files
 
 if TYPE_CHECKING:
     from chaosmesh_qa.emulation.kubeapi.sandbox import Sandbox
@@ -47,7 +49,8 @@ USER = "chaosmesh-qa"
 POLL_S = 0.1  # how often the pod view is diffed for watches
 MAX_WATCH_S = 1800.0
 MERGE_PATCHES = ("application/merge-patch+json", "application/strategic-merge-patch+json")
-MESH_OBJECTS = ("virtualservices", "destinationrules", "peerauthentications", "authorizationpolicies")
+CONFIGMAPS = next(r for r in resources.RESOURCES if r.name == "configmaps")
+MESH_OBJECTS = ("virtualservices", "destinationrules", "gateways", "peerauthentications", "authorizationpolicies")
 
 
 class KubeApi:
@@ -131,13 +134,22 @@ class KubeApi:
             self.logs.observe()
 
     def _seed_mesh_objects(self) -> None:
-        """The mesh definition's own Istio objects (VS, DR, PeerAuthentication, AuthorizationPolicy), read-only."""
-        wanted = {r.kind: r for r in resources.RESOURCES if r.name in MESH_OBJECTS}
-        for path in sorted(self.sandbox.mesh_dir.glob("*.y*ml")):
-            with contextlib.suppress(OSError, yaml.YAMLError):
-                for doc in yaml.safe_load_all(path.read_text()):
-                    if isinstance(doc, dict) and doc.get("kind") in wanted and isinstance(doc.get("metadata"), dict):
-                        self.store.seed(wanted[doc["kind"]], doc)
+        """The mesh definition's own Istio objects (VS, DR, Gateway, PeerAuthentication, AuthorizationPolicy, and
+        the ``istio`` ConfigMap of istio-system: the trust domain), read-only, from every file the mesh loader reads
+        (subdirectories too, as ``kubectl apply -R`` does); an object is known by its API group and kind (Istio's
+        Gateway is not the Gateway API's)."""
+        wanted = {(r.group, r.kind): r for r in resources.RESOURCES if r.name in MESH_OBJECTS}
+        with contextlib.suppress(FileProblem):
+            for path in mesh_files(self.sandbox.mesh_dir)[0]:
+                with contextlib.suppress(OSError, yaml.YAMLError):
+                    for doc in yaml.safe_load_all(path.read_text()):
+                        if not isinstance(doc, dict) or not isinstance(doc.get("metadata"), dict):
+                            continue
+                        group = str(doc.get("apiVersion") or "").rpartition("/")[0]
+                        resource = wanted.get((group, str(doc.get("kind")))) or (
+                            CONFIGMAPS if meshconfig.is_mesh_config(doc) else None)  # istiod's MeshConfig
+                        if resource is not None:
+                            self.store.seed(resource, doc)
 
     # ------------------------------------------------------------------ requests
 

@@ -9,9 +9,10 @@ as its template (less what controllers add: ``pod-template-hash``, ``controller-
 too) and their service account.  So a Helm chart's ``app.kubernetes.io/name`` pods, a Service named unlike its
 pods and a version read from ``app.kubernetes.io/version`` resolve exactly as the same manifests would in a mesh
 directory (``chaosmesh_qa.mesh.manifests``; the version is Istio's canonical revision, ``mesh.identity``).
-The VirtualServices, DestinationRules, PeerAuthentications and AuthorizationPolicies of the configured namespaces
-plus Istio's root namespace are added (chaosmesh-qa's own fault objects left out), and every document goes through
-the same validation and ``build_model`` as a mesh directory.  Problems are one line (``MeasurementFailed``).
+istiod's ``istio`` ConfigMap (the trust domain) and the Gateways, VirtualServices, DestinationRules,
+PeerAuthentications and AuthorizationPolicies of the configured namespaces plus Istio's root namespace are added
+(chaosmesh-qa's own fault objects left out), and every document goes through the same validation and
+``build_model`` as a mesh directory.  Problems are one line (``MeasurementFailed``).
 """
 
 from __future__ import annotations
@@ -19,18 +20,19 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from chaosmesh_qa.errors import MeasurementFailed
-from chaosmesh_qa.mesh import yamlfiles
+from chaosmesh_qa.errors import ChaosMeshQAError, MeasurementFailed
+from chaosmesh_qa.mesh import meshconfig, yamlfiles
 from chaosmesh_qa.mesh.build import build_model
 from chaosmesh_qa.mesh.documents import Document
 from chaosmesh_qa.mesh.loader import validate_document  # one document, as a mesh file's
 from chaosmesh_qa.mesh.model import ROOT_NAMESPACE, MeshModel
 from chaosmesh_qa.targets.kubernetes.cluster import Cluster, NotFound
-from chaosmesh_qa.targets.kubernetes.objects import AUTHORIZATIONPOLICY, MANAGED_BY, MANAGER, Kind
+from chaosmesh_qa.targets.kubernetes.objects import AUTHORIZATIONPOLICY, CONFIGMAP, MANAGED_BY, MANAGER, Kind
 from chaosmesh_qa.targets.kubernetes.workloads import DESTINATIONRULE, VIRTUALSERVICE
 
 PEERAUTHENTICATION = Kind("PeerAuthentication", "security.istio.io", "v1", "peerauthentications")
-ISTIO_KINDS = (VIRTUALSERVICE, DESTINATIONRULE, PEERAUTHENTICATION, AUTHORIZATIONPOLICY)
+GATEWAY = Kind("Gateway", "networking.istio.io", "v1", "gateways")  # a VirtualService bound to one needs it
+ISTIO_KINDS = (GATEWAY, VIRTUALSERVICE, DESTINATIONRULE, PEERAUTHENTICATION, AUTHORIZATIONPOLICY)
 # labels a controller adds to the pods it creates: not part of the workload's template
 CONTROLLER_LABELS = ("pod-template-hash", "controller-revision-hash", "statefulset.kubernetes.io/pod-name")
 
@@ -38,19 +40,24 @@ CONTROLLER_LABELS = ("pod-template-hash", "controller-revision-hash", "statefuls
 def declared_mesh(cluster: Cluster, namespaces: list[str], ingress_service: str | None) -> MeshModel:
     """The mesh as the API declares it, resolved like a mesh directory; problems are one line."""
     source = f"cluster {cluster.host}"
-    if ingress_service is None:
-        raise MeasurementFailed("configuration.chaosmesh_qa_ingress_service: not set and no gateway-bound "
-                                "VirtualService names the mesh's front service")
     raw: list[dict[str, Any]] = []
     for namespace in namespaces:
         raw += workload_documents(cluster.list_services(namespace), cluster.list_pods(namespace, None))
     if not any(obj["kind"] == "Service" for obj in raw):
         raise MeasurementFailed(f"{source}: no Service in {', '.join(namespaces)} selects a running pod: "
                                 "nothing to declare")
-    mesh = {"apiVersion": "chaosmesh-qa.io/v1alpha1", "kind": "Mesh", "metadata": {"name": "cluster"},
-            "spec": {"ingress": {"service": ingress_service}}}
-    raw = [mesh, *raw] + [obj for kind in ISTIO_KINDS for namespace in dict.fromkeys([*namespaces, ROOT_NAMESPACE])
-                          for obj in _declared(cluster, kind, namespace)]
+    istio = [obj for kind in ISTIO_KINDS for namespace in dict.fromkeys([*namespaces, ROOT_NAMESPACE])
+             for obj in _declared(cluster, kind, namespace)]
+    # a Gateway and its VirtualServices say where the ingress sends traffic; without one, the configured service
+    spec: dict[str, Any] = {}
+    if not any(obj["kind"] == GATEWAY.kind for obj in istio):
+        if ingress_service is None:
+            raise MeasurementFailed("configuration.chaosmesh_qa_ingress_service: not set and no Gateway in "
+                                    f"{', '.join(dict.fromkeys([*namespaces, ROOT_NAMESPACE]))} says where the "
+                                    "ingress gateway sends traffic")
+        spec["ingress"] = {"service": ingress_service}
+    mesh = {"apiVersion": "chaosmesh-qa.io/v1alpha1", "kind": "Mesh", "metadata": {"name": "cluster"}, "spec": spec}
+    raw = [mesh, *raw, *_mesh_config(cluster), *istio]
     problems: list[str] = []
     warnings: list[str] = []
     documents: list[Document] = []
@@ -136,6 +143,18 @@ def _owner(pod: dict[str, Any]) -> str:
 def _selects(selector: dict[str, str], pod: dict[str, Any]) -> bool:
     labels = pod["metadata"].get("labels") or {}
     return all(labels.get(k) == v for k, v in selector.items())
+
+
+def _mesh_config(cluster: Cluster) -> list[dict[str, Any]]:
+    """istiod's ``istio`` ConfigMap (the trust domain), if this runner may read it (the mesh-reader Role)."""
+    try:
+        found = cluster.get(CONFIGMAP, meshconfig.NAMESPACE, meshconfig.NAME)
+    except ChaosMeshQAError:
+        return []
+    if not found:
+        return []
+    return [{"apiVersion": "v1", "kind": "ConfigMap",
+             "metadata": {"name": meshconfig.NAME, "namespace": meshconfig.NAMESPACE}, "data": found.get("data") or {}}]
 
 
 def _declared(cluster: Cluster, kind: Kind, namespace: str) -> list[dict[str, Any]]:

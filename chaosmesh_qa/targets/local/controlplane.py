@@ -36,7 +36,7 @@ from chaosmesh_qa.mesh.authz import enforced_at_ingress
 from chaosmesh_qa.mesh.callers import INGRESS_LABELS, INGRESS_NAMESPACE
 from chaosmesh_qa.mesh.model import MeshModel
 from chaosmesh_qa.targets.local.envoy import clusters, envoyfilters, listeners, routes
-from chaosmesh_qa.targets.local.envoy.common import INGRESS, INGRESS_SPIFFE, JSON, address
+from chaosmesh_qa.targets.local.envoy.common import INGRESS, JSON, address
 from chaosmesh_qa.targets.local.pki import MeshPKI
 from chaosmesh_qa.targets.local.xds.resources import CLUSTER, ENDPOINT, LISTENER, ROUTE
 from chaosmesh_qa.targets.local.xds.store import ConfigStore
@@ -245,7 +245,7 @@ class ControlPlane:
 
     def _identity_files(self, caller: str) -> tuple[str, str]:
         if caller == INGRESS:
-            files = self.pki.identity(INGRESS_SPIFFE, "istio-ingressgateway.istio-system.svc")
+            files = self.pki.identity(self.model.ingress_spiffe, "istio-ingressgateway.istio-system.svc")
         else:
             svc = self.model.services[caller]
             files = self.pki.identity(svc.spiffe_id, f"{svc.name}.{svc.namespace}.svc")

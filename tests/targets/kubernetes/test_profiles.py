@@ -1,5 +1,10 @@
 """The Kubernetes target on cluster profiles: meshes that look like real clusters (tests/profiles/).
 
+custom-trust-domain: the default mesh on an Istio whose trust domain is prod.example.com (istiod's `istio`
+ConfigMap, served by the emulation): identities, the target's per-caller match in x-forwarded-client-cert, and the
+mTLS verdict's principals are in that domain (issue 18 point 3 and build item 1, "mesh settings a real cluster
+has").
+
 helm-labels: the default mesh's services as a Helm chart deploys them: pods carry only the Kubernetes recommended
 labels (``app.kubernetes.io/name``, ``/instance``, ``/version``), never ``app`` or ``version``; the frontend
 Service is named unlike its pods (``storefront``); DestinationRule subsets and the AuthorizationPolicy select by
@@ -27,11 +32,15 @@ pytestmark = pytest.mark.processes
 
 ROOT = Path(__file__).resolve().parents[3]
 HELM = ROOT / "tests" / "profiles" / "helm-labels"
+CUSTOM_TRUST_DOMAIN = ROOT / "tests" / "profiles" / "custom-trust-domain"
 SHIPPED = ("pod-kill-failover", "latency-circuit-breaker", "partition-failover",
            "routing-canary", "mtls-strict", "tracing-complete")
 # make test keeps one resilience and one mesh QA experiment (the one that reads the declared mesh, effective
 # modes and the observed hops, every path that named pods by `app`); the slow suite runs all six
-IN_MAKE_TEST = ("pod-kill-failover", "mtls-strict")
+IN_MAKE_TEST = {"helm-labels": ("mtls-strict",),
+                # latency-circuit-breaker delays catalog -> inventory only: its caller is matched by its SPIFFE
+                # identity in the trust domain read from the cluster (a wrong domain: no delay, the run deviates)
+                "custom-trust-domain": ("latency-circuit-breaker",)}
 
 
 @pytest.fixture(scope="module")
@@ -80,11 +89,77 @@ def test_point2_the_target_finds_services_versions_and_callers_as_istio_does(hel
         target.heal(None, "test-profiles")
 
 
-@pytest.mark.parametrize("name", [pytest.param(n, marks=() if n in IN_MAKE_TEST else pytest.mark.slow)
-                                  for n in SHIPPED])
+@pytest.fixture(scope="module")
+def custom_trust_domain(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KubeSandbox]:
+    box = start(tmp_path_factory.mktemp("trust-domain") / "state", "--mesh", str(CUSTOM_TRUST_DOMAIN))
+    try:
+        yield box
+    finally:
+        stop_local_reapers()
+        box.down()
+
+
+def _cases(profile: str) -> list[object]:
+    return [pytest.param(n, marks=() if n in IN_MAKE_TEST[profile] else pytest.mark.slow) for n in SHIPPED]
+
+
+@pytest.mark.parametrize("name", _cases("helm-labels"))
 def test_shipped_experiment_passes_on_the_helm_labelled_profile(helm: KubeSandbox, name: str,
                                                                 tmp_path: Path) -> None:
     """Issue 18 acceptance: the shipped experiments, with only the target switched, pass on the Helm-labelled
     profile (mtls-strict names every hop's caller by the canonical service of its pods, mapped back to its
     Service)."""
     run_and_judge(helm, ROOT / "experiments" / f"{name}.json", "passed", tmp_path)
+
+
+@pytest.mark.parametrize("name", _cases("custom-trust-domain"))
+def test_shipped_experiment_passes_on_the_custom_trust_domain_profile(custom_trust_domain: KubeSandbox, name: str,
+                                                                      tmp_path: Path) -> None:
+    """Issue 18 acceptance: the shipped experiments pass where the mesh's trust domain is not cluster.local."""
+    run_and_judge(custom_trust_domain, ROOT / "experiments" / f"{name}.json", "passed", tmp_path)
+
+
+def test_point3_identities_are_in_the_clusters_trust_domain(custom_trust_domain: KubeSandbox) -> None:
+    target = get_target(custom_trust_domain.configuration())
+    model = target.declared_mesh()  # istiod's ConfigMap read from the API
+    assert model.trust_domains.local == "prod.example.com"
+    assert model.services["catalog"].spiffe_id == "spiffe://prod.example.com/ns/default/sa/catalog"
+    target.inject_abort("inventory", 503, 100, "catalog", 30.0, "test-profiles")
+    try:
+        filters = json.loads(custom_trust_domain.kubectl("get", "envoyfilters", "-l",
+                                                         "app.kubernetes.io/managed-by=chaosmesh-qa", "-o",
+                                                         "json").stdout)
+        matched = [text for text in _strings(filters) if "/ns/default/sa/catalog" in text]
+        assert matched and all(r"spiffe://prod\.example\.com/" in text for text in matched), matched
+    finally:
+        target.heal(None, "test-profiles")
+
+
+def _strings(value: object) -> Iterator[str]:
+    if isinstance(value, str):
+        yield value
+    elif isinstance(value, dict):
+        for item in value.values():
+            yield from _strings(item)
+    elif isinstance(value, list):
+        for item in value:
+            yield from _strings(item)
+
+
+def test_point7_bookinfo_with_its_gateway_virtualservice_resolves_from_the_api(tmp_path: Path) -> None:
+    """Issue 18 point 7: bookinfo as shipped (examples/bookinfo: manifests and Istio YAML in subdirectories, the
+    gateway-bound VirtualService of its Gateway).  The emulation serves every Istio object of the mesh directory,
+    subdirectories included, and Istio's Gateway among them; the target reads Gateways, so the declared mesh
+    resolves (it failed on the VirtualService bound to a Gateway it had not read)."""
+    box = start(tmp_path / "state", "--mesh", str(ROOT / "examples" / "bookinfo" / "mesh"))
+    try:
+        listed = box.kubectl("get", "gateways,virtualservices,destinationrules", "-o", "name").stdout.split()
+        assert "gateway.networking.istio.io/bookinfo-gateway" in listed, listed
+        assert any(name.startswith("virtualservice.networking.istio.io/") for name in listed), listed
+        model = get_target(box.configuration(chaosmesh_qa_ingress_service="productpage")).declared_mesh()
+        assert {"productpage", "details", "reviews", "ratings"} <= set(model.services)
+        assert model.gateway_hosts, "the Gateway and its VirtualService were read"
+        assert sorted(model.subsets["reviews"]) == ["v1", "v2", "v3"]
+    finally:
+        stop_local_reapers()
+        box.down()

@@ -7,7 +7,6 @@ from typing import Any
 
 # the ingress gateway as a caller / node cluster, and its identity: the mesh's names, re-exported
 from chaosmesh_qa.mesh.callers import INGRESS as INGRESS
-from chaosmesh_qa.mesh.callers import INGRESS_SPIFFE as INGRESS_SPIFFE
 
 TYPE = "@type"
 API = "type.googleapis.com/envoy"

@@ -232,6 +232,11 @@ def _fault_filter() -> JSON:
     }
 
 
+def _trust_domain_prefix(spiffe_id: str) -> str:
+    """``spiffe://<trust domain>/`` of a workload's own identity: its peers must be of the same mesh."""
+    return "spiffe://" + spiffe_id.removeprefix("spiffe://").split("/", 1)[0] + "/"
+
+
 def _downstream_tls(identity: PodIdentity) -> JSON:
     return {
         "name": "envoy.transport_sockets.tls",
@@ -244,7 +249,7 @@ def _downstream_tls(identity: PodIdentity) -> JSON:
                 "validation_context": {
                     "trusted_ca": {"filename": identity.ca},
                     "match_typed_subject_alt_names": [
-                        {"san_type": "URI", "matcher": {"prefix": "spiffe://cluster.local/"}}],
+                        {"san_type": "URI", "matcher": {"prefix": _trust_domain_prefix(identity.spiffe_id)}}],
                 },
             },
         },
