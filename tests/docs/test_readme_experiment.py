@@ -18,7 +18,9 @@ from chaosmesh_qa.targets.local.state import SandboxPaths
 from tests.docs.pages import README, blocks
 from tests.support.cli import CHAOS, run_cli
 
-pytestmark = pytest.mark.processes
+# The slow suite: make test validates this experiment with `chaos validate` (tests/docs/test_tutorials.py) and runs
+# the shipped pod-kill-failover it is cut from end to end (tests/experiments).
+pytestmark = [pytest.mark.processes, pytest.mark.slow]
 
 
 def test_the_readmes_first_experiment_passes_on_the_default_mesh(tmp_path: Path) -> None:

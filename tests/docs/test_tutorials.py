@@ -14,7 +14,7 @@
 
 Commands run in a workspace laid out like the repository's root, with every titled block (```json
 title="first-experiment.json"```) written where the reader is told to save it (tests/docs/pages.py).
-The README's first experiment runs end to end in tests/docs/test_readme_experiment.py.
+The README's first experiment runs end to end in tests/docs/test_readme_experiment.py (the slow suite).
 """
 
 from __future__ import annotations

@@ -38,8 +38,9 @@ def _example_copy(work: Path, retries: int | None) -> Path:
     return copy
 
 
-@pytest.mark.parametrize(("retries", "expected"), [(None, "passed"), (0, "deviated")],
-                         ids=["as-shipped", "storefront-without-retries"])
+@pytest.mark.parametrize(("retries", "expected"), [(None, "passed"),
+                                                    pytest.param(0, "deviated", marks=pytest.mark.slow)],
+                         ids=["as-shipped", "storefront-without-retries"])  # the twin: the slow suite
 def test_the_example_passes_only_with_storefronts_retries(retries: int | None, expected: str, tmp_path: Path) -> None:
     copy = _example_copy(tmp_path, retries)
     state = tmp_path / "state"

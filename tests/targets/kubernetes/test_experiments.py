@@ -40,8 +40,10 @@ MESH_QA = ("routing-canary", "mtls-strict", "tracing-complete")
 # kill its verdict counts a replacement's first Istio sample whole, and that sample holds every request the pod
 # served before its first scrape (5 s late here, as Prometheus' target discovery is): v2 read 42.5 % of a 36 %
 # share in one full-suite run of 2026-12-06 (it passed in the others; issue 18's note).
+# One broken twin stays (the mTLS one: it reads the PeerAuthentications from the API); the resilience twins deviate
+# on the local target in make test (tests/experiments) and on this one in the slow suite.
 IN_MAKE_TEST = {"pod-kill-failover-on-default-mesh", "mtls-strict-on-default-mesh", "tracing-complete-on-default-mesh",
-                "mtls-strict-on-permissive-workload", "pod-kill-failover-on-no-retries-no-outlier-detection"}
+                "mtls-strict-on-permissive-workload"}
 
 
 def _cases(chosen: list[tuple[str, str | None, str]]) -> list[Any]:
