@@ -16,8 +16,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from chaosmesh_qa.targets.kubernetes.reaper import stop_local_reapers
-from tests.support.kube import KubeSandbox, start
+from tests.support.kube import KubeSandbox, running
 from tests.support.lanes import LanePlugin
 from tests.support.runs import BROKEN_MESH, Run, real_run
 from tests.support.sandbox import Sandbox
@@ -46,12 +45,8 @@ def sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sandbox]:
 def kube(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KubeSandbox]:
     """A sandbox serving the Kubernetes API emulation (``up --kube-api``): the Kubernetes target's cluster, and
     a local target's sandbox too (tests/targets/test_fault_contract.py holds both to one contract on it)."""
-    box = start(tmp_path_factory.mktemp("kube") / "state")
-    try:
+    with running(tmp_path_factory.mktemp("kube") / "state") as box:
         yield box
-    finally:
-        stop_local_reapers()
-        box.down()
 
 
 @pytest.fixture(scope="session")

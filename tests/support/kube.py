@@ -9,15 +9,18 @@ Used by tests/targets/kubernetes (its conftest's ``kube``) and tests/emulation/k
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from chaosmesh_qa.targets.kubernetes.cluster import Cluster
 from chaosmesh_qa.targets.kubernetes.dataplane import ListenerWatch
+from chaosmesh_qa.targets.kubernetes.reaper import stop_local_reapers
 from chaosmesh_qa.targets.kubernetes.settings import KubeSettings, api_client
 from tests.support.cli import run_cli
 from tests.support.sandbox import Sandbox
@@ -62,6 +65,17 @@ class KubeSandbox(Sandbox):
         """The calls the emulation logged, from the ``since``-th on (none before the first call)."""
         lines = self.call_file.read_text().splitlines() if self.call_file.exists() else []
         return [json.loads(line) for line in lines[since:] if line.strip()]
+
+
+@contextlib.contextmanager
+def running(state_dir: Path, *extra: str) -> Iterator[KubeSandbox]:
+    """``start``, then, whatever the body did, the local reapers it started and the sandbox stopped."""
+    box = start(state_dir, *extra)
+    try:
+        yield box
+    finally:
+        stop_local_reapers()
+        box.down()
 
 
 def start(state_dir: Path, *extra: str) -> KubeSandbox:

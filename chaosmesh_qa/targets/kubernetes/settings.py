@@ -174,23 +174,25 @@ def _flag(raw: Any) -> bool:
     raise InvalidArgument(f"configuration.chaosmesh_qa_dry_run: expected true or false, got {raw!r}")
 
 
+_TRUST_DOMAIN = re.compile(r"[a-z0-9]([-a-z0-9._]{0,253}[a-z0-9])?")
+_DNS_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")
+
+
 def _trust_domain(value: Any) -> str | None:
     """A SPIFFE trust domain: DNS-like labels (``cluster.local``, ``prod.example.com``)."""
-    if value is None:
-        return None
-    text = str(value)
-    if not re.fullmatch(r"[a-z0-9]([-a-z0-9._]{0,253}[a-z0-9])?", text):
-        raise InvalidArgument(f"configuration.chaosmesh_qa_trust_domain: {text!r} is not a SPIFFE trust domain "
-                              "(lower-case letters, digits, '.', '-', '_')")
-    return text
+    return None if value is None else _matching("chaosmesh_qa_trust_domain", value, _TRUST_DOMAIN,
+                                                "a SPIFFE trust domain (lower-case letters, digits, '.', '-', '_')")
 
 
 def _gateway(value: Any) -> str:
     """The ingress gateway's canonical service: a DNS-1123 label."""
-    if value is None:
-        return DEFAULT_INGRESS_GATEWAY
+    return DEFAULT_INGRESS_GATEWAY if value is None else _matching(
+        "chaosmesh_qa_ingress_gateway", value, _DNS_LABEL,
+        "a canonical service name (a DNS-1123 label, e.g. istio-ingress)")
+
+
+def _matching(key: str, value: Any, pattern: re.Pattern[str], what: str) -> str:
     text = str(value)
-    if not re.fullmatch(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?", text):
-        raise InvalidArgument(f"configuration.chaosmesh_qa_ingress_gateway: {text!r} is not a canonical service "
-                              "name (a DNS-1123 label, e.g. istio-ingress)")
+    if not pattern.fullmatch(text):
+        raise InvalidArgument(f"configuration.{key}: {text!r} is not {what}")
     return text

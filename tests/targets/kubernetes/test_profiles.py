@@ -25,8 +25,7 @@ from pathlib import Path
 import pytest
 
 from chaosmesh_qa.targets.factory import get_target
-from chaosmesh_qa.targets.kubernetes.reaper import stop_local_reapers
-from tests.support.kube import KubeSandbox, start
+from tests.support.kube import KubeSandbox, running
 from tests.support.kuberuns import run_and_judge
 
 pytestmark = pytest.mark.processes
@@ -44,15 +43,9 @@ IN_MAKE_TEST = {"helm-labels": ("mtls-strict",),
                 "custom-trust-domain": ("latency-circuit-breaker",)}
 
 
-@contextlib.contextmanager
-def _profile(work: Path, mesh: Path) -> Iterator[KubeSandbox]:
+def _profile(work: Path, mesh: Path) -> contextlib.AbstractContextManager[KubeSandbox]:
     """A sandbox serving the Kubernetes API emulation over the profile ``mesh``, stopped (reapers too) after."""
-    box = start(work / "state", "--mesh", str(mesh))
-    try:
-        yield box
-    finally:
-        stop_local_reapers()
-        box.down()
+    return running(work / "state", "--mesh", str(mesh))
 
 
 @pytest.fixture(scope="module")
