@@ -52,8 +52,8 @@ RESOURCES: tuple[Resource, ...] = (
     Resource("networking.istio.io", ISTIO_NET, "envoyfilters", "EnvoyFilter", True, CRUD, applied=True),
     Resource("security.istio.io", ("v1", "v1beta1"), "peerauthentications", "PeerAuthentication", True, READ,
              ("pa",)),
-    Resource("security.istio.io", ("v1", "v1beta1"), "authorizationpolicies", "AuthorizationPolicy", True, CRUD,
-             ("ap",), applied=True),
+    Resource("security.istio.io", ("v1", "v1beta1"), "authorizationpolicies", "AuthorizationPolicy", True,
+             ("create", "get", "list", "update", "patch", "delete"), ("ap",), applied=True),
     Resource("networking.k8s.io", ("v1",), "networkpolicies", "NetworkPolicy", True,
              ("create", "get", "list", "update", "patch", "delete"), ("netpol",), applied=True),
 )

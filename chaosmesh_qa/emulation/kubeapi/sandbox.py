@@ -3,16 +3,18 @@
 The local target's supervisor satisfies ``Sandbox`` structurally (mypy checks it where the emulation is
 wired in, ``kubeapi.__main__``); the emulation never names the supervisor.  From ``targets.local`` it
 imports only the pod handle ``Pod`` and ``SERVING_STATES``, which it reads as data, and the EnvoyFilter
-engine's ``EnvoyFilterObject`` and ``validate`` (istiod's validation, as its webhook runs it).
+engine's ``EnvoyFilterObject`` and ``validate`` (istiod's validation, as its webhook runs it).  The
+AuthorizationPolicies it hands over are the mesh model's own (``mesh.model.AuthzPolicy``), parsed as a mesh
+directory's are.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Protocol
 
-from chaosmesh_qa.mesh.model import MeshModel
+from chaosmesh_qa.mesh.model import AuthzPolicy, MeshModel
 from chaosmesh_qa.targets.local.envoy.envoyfilters import EnvoyFilterObject
 from chaosmesh_qa.targets.local.pods import Pod
 
@@ -34,19 +36,6 @@ class CertificateAuthority(Protocol):
     def ca_path(self) -> str: ...
 
     def identity(self, spiffe_id: str, dns_name: str, ip_addresses: tuple[str, ...] = ()) -> Identity: ...
-
-
-class Faults(Protocol):
-    """The sandbox's fault leases: a managed Istio/NetworkPolicy object becomes one of these."""
-
-    @property
-    def max_ttl_s(self) -> float: ...
-
-    async def inject(self, kind: str, parameters: dict[str, Any], owner: str, ttl_s: float) -> dict[str, Any]: ...
-
-    async def heal(self, fault_id: str | None = None, owner: str | None = None) -> list[dict[str, Any]]: ...
-
-    def history(self, owner: str | None = None) -> list[dict[str, Any]]: ...
 
 
 class ContainerLog(Protocol):
@@ -93,9 +82,6 @@ class Sandbox(Protocol):
     def started_at(self) -> float: ...
 
     @property
-    def faults(self) -> Faults: ...
-
-    @property
     def pki(self) -> CertificateAuthority: ...
 
     def allocate_port(self) -> int:
@@ -113,6 +99,12 @@ class Sandbox(Protocol):
     def set_envoy_filters(self, objects: list[EnvoyFilterObject], labels: dict[str, dict[str, str]]) -> None:
         """The EnvoyFilters in force, and each pod's labels as patched through the API (their workload selectors
         match those): every proxy's listeners are patched with the filters that reach it, and pushed."""
+        ...
+
+    def set_authorization_policies(self, policies: tuple[AuthzPolicy, ...], labels: dict[str, dict[str, str]]) -> None:
+        """The AuthorizationPolicies in force, all of them (they replace the mesh model's), and each pod's labels as
+        patched through the API (their selectors match those): every sidecar's inbound RBAC filters and the ingress
+        gateway's are rendered again from them, and pushed where they changed."""
         ...
 
     def deny_connections(self, denied: Mapping[str, frozenset[str]]) -> None:

@@ -7,7 +7,8 @@ through ``sandbox.Sandbox``.  ``start`` issues a serving certificate from the me
 random bearer token and ``<state-dir>/kubeconfig`` (both 0600), and serves on a free loopback
 port.  Each request is authenticated, mapped to an RBAC verb and resource, appended to
 ``<state-dir>/kube-api-calls.jsonl`` and answered from ``workloads`` (live sandbox views),
-``store`` (stored objects), ``apply`` (managed objects applied to the sandbox) and ``logs`` (``pods/log``,
+``store`` (stored objects), ``apply`` (EnvoyFilters, AuthorizationPolicies and NetworkPolicies applied to
+the sandbox, as istiod and a CNI apply them) and ``logs`` (``pods/log``,
 text/plain); anything else is a Kubernetes ``Status`` naming what is not implemented.
 """
 

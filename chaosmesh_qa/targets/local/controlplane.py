@@ -23,6 +23,12 @@ them.  The result is pushed as is: what Envoy rejects it NACKs and keeps its pre
 (``xds.server`` records the rejection), as a cluster's sidecars do.  Patches to clusters and route
 configurations are not applied (the sandbox's cluster and route names are not Istio's); the supervisor's
 status names them (``envoy_filters``).
+
+AuthorizationPolicies are the model's (``MeshModel.authz``, the mesh directory's) until
+``set_authorization_policies`` replaces them (the Kubernetes API emulation's store, every one); either way each
+sidecar's inbound listener carries the RBAC filters of those that select it (``authz_for``: its namespace's and
+the root namespace's, by selector on the pod's current labels, as istiod follows a pod's labels) and the
+ingress gateway's those ``mesh.authz.enforced_at_ingress`` gives it.
 """
 
 from __future__ import annotations
@@ -34,7 +40,7 @@ from typing import Any
 from chaosmesh_qa.files import atomic_write_json
 from chaosmesh_qa.mesh.authz import enforced_at_ingress
 from chaosmesh_qa.mesh.callers import INGRESS_LABELS, INGRESS_NAMESPACE
-from chaosmesh_qa.mesh.model import MeshModel
+from chaosmesh_qa.mesh.model import ROOT_NAMESPACE, AuthzPolicy, MeshModel, selects
 from chaosmesh_qa.targets.local.envoy import clusters, envoyfilters, listeners, routes
 from chaosmesh_qa.targets.local.envoy.common import INGRESS, JSON, address
 from chaosmesh_qa.targets.local.pki import MeshPKI
@@ -77,7 +83,8 @@ class ControlPlane:
         # the trace receiver's port (tracing.collector): every listener is traced when it is set
         self.trace_port: int | None = None
         self.envoy_filters: list[envoyfilters.EnvoyFilterObject] = []
-        self.pod_labels: dict[str, dict[str, str]] = {}  # pod -> labels as patched on it (EnvoyFilter selection)
+        # pod -> labels as patched on it (EnvoyFilter and AuthorizationPolicy selection)
+        self.pod_labels: dict[str, dict[str, str]] = {}
         # NetworkPolicy denials (``deny``): source node -> the pods it sees at the tarpit, in its own pod group
         self.denied: dict[str, frozenset[str]] = {}
         self.tarpit_port = 0
@@ -196,8 +203,7 @@ class ControlPlane:
             files = self.pki.identity(svc.spiffe_id, f"{svc.name}.{svc.namespace}.svc")
             identity = listeners.PodIdentity(files.spiffe_id, files.cert, files.key, self.pki.ca_path)
             docs = [listeners.inbound_listener(pod.ports.inbound, self.model.mtls_mode(pod.service, pod.version),
-                                               identity, self.model.authz_for(pod.service, pod.version),
-                                               traced)]
+                                               identity, self.authz_for(pod), traced)]
             docs.append(listeners.outbound_listener("outbound", pod.ports.outbound, "outbound", traced))
         self.store.put(_pod_group(pod.name), LISTENER, self._with_envoy_filters(pod, docs))
 
@@ -210,6 +216,26 @@ class ControlPlane:
             self.pod_labels = {name: dict(found) for name, found in labels.items()}
         for pod in pods:
             self.publish_listeners(pod)
+
+    def set_authorization_policies(self, policies: tuple[AuthzPolicy, ...], pods: list[PodSpec],
+                                   labels: dict[str, dict[str, str]] | None = None) -> None:
+        """Replace the AuthorizationPolicies in force (the model's ``authz``; and the pods' current labels, which
+        their selectors match) and re-publish the listeners of ``pods`` (every running proxy and the ingress
+        gateway): each one's RBAC filters change only where the policies that reach it changed."""
+        self.model = replace(self.model, authz=tuple(policies))
+        if labels is not None:
+            self.pod_labels = {name: dict(found) for name, found in labels.items()}
+        for pod in pods:
+            self.publish_listeners(pod)
+
+    def authz_for(self, pod: PodSpec) -> list[AuthzPolicy]:
+        """The AuthorizationPolicies that reach a sidecar: ``MeshModel.authz_for``'s (its namespace's and the root
+        namespace's, a selector restricting a policy to matching workloads), matched on the pod's current labels
+        (as patched through the Kubernetes API emulation, else its workload's)."""
+        namespace = self.model.services[pod.service].namespace
+        labels = self.pod_labels.get(pod.name, pod.labels)
+        return [p for p in self.model.authz if p.namespace in (ROOT_NAMESPACE, namespace)
+                and (not p.selector or selects(p.selector, labels))]
 
     def envoy_filters_for(self, pod: PodSpec) -> list[envoyfilters.EnvoyFilterObject]:
         return envoyfilters.filters_for(self.envoy_filters, self._proxy(pod)) if self.envoy_filters else []

@@ -33,7 +33,7 @@ from aiohttp import web
 
 from chaosmesh_qa.errors import FaultRejected, ProcessNotReady
 from chaosmesh_qa.mesh import load_mesh
-from chaosmesh_qa.mesh.model import MeshModel
+from chaosmesh_qa.mesh.model import AuthzPolicy, MeshModel
 from chaosmesh_qa.targets.local import preflight, processes, prometheus
 from chaosmesh_qa.targets.local.control_api import json_body, one_line_errors
 from chaosmesh_qa.targets.local.controlplane import ControlPlane, PodPorts, PodSpec, not_applied_patches
@@ -338,6 +338,15 @@ class Supervisor:
         proxies = [p.spec for p in self.pods.values() if p.state != "terminated"]
         self.control_plane.set_envoy_filters(objects, [*proxies, *([self.ingress.spec] if self.ingress else [])],
                                              labels)
+
+    def set_authorization_policies(self, policies: tuple[AuthzPolicy, ...], labels: dict[str, dict[str, str]]) -> None:
+        """The AuthorizationPolicies in force (all of them: the Kubernetes API emulation's store, the mesh directory's
+        included) and each pod's labels as patched: every sidecar's and the ingress gateway's RBAC filters are
+        rendered again from them, and pushed where they changed."""
+        assert self.control_plane is not None
+        proxies = [p.spec for p in self.pods.values() if p.state != "terminated"]
+        self.control_plane.set_authorization_policies(
+            policies, [*proxies, *([self.ingress.spec] if self.ingress else [])], labels)
 
     def deny_connections(self, denied: Mapping[str, frozenset[str]]) -> None:
         """The new connections NetworkPolicies deny (the Kubernetes API emulation's): source pod (``ingress``: the
