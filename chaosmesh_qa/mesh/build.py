@@ -2,7 +2,9 @@
 
 ``loader.load_mesh`` calls ``build_model`` with the documents it validated; every problem
 (unknown host, missing subset, weights not summing to 100, call cycle...) is appended as one
-line naming file, resource and field, so the user sees them all at once.
+line naming file, resource and field, so the user sees them all at once.  Services, DestinationRules
+and the ServiceEntries' hosts (``serviceentries``) are resolved here; VirtualServices by ``virtualservices``,
+gateways, policies and Sidecars by their own modules.
 """
 
 from __future__ import annotations
@@ -11,36 +13,29 @@ import re
 from dataclasses import replace
 from pathlib import Path
 
-from chaosmesh_qa.mesh import gateways, manifests, schema
+from chaosmesh_qa.mesh import gateways, manifests, schema, serviceentries
 from chaosmesh_qa.mesh.authz import authorization_policies, selection_warnings
 from chaosmesh_qa.mesh.callers import source_problems
 from chaosmesh_qa.mesh.documents import Document, latest_documents
+from chaosmesh_qa.mesh.hosts import HostResolver
 from chaosmesh_qa.mesh.meshconfig import TrustDomains, trust_domains
 from chaosmesh_qa.mesh.model import (
-    CLUSTER_DOMAIN,
     DEFAULT_READY_TIMEOUT_S,
-    ISTIO_DEFAULT_RETRY_ON,
     AppBehaviour,
     CircuitBreaker,
+    ExternalHost,
     MeshModel,
-    Mirror,
     OutlierPolicy,
-    RetryPolicy,
-    Route,
-    RouteMatch,
     ServiceModel,
-    StaticFault,
-    StringMatch,
     SubsetModel,
     TrafficPolicy,
     VersionModel,
-    WeightedDestination,
-    default_retries,
     selects,
 )
 from chaosmesh_qa.mesh.peerauth import peer_authentications, tls_warnings
 from chaosmesh_qa.mesh.sidecars import sidecar_scopes, visibility_warnings
-from chaosmesh_qa.mesh.values import DNS_LABEL, UINT32_MAX, parse_duration
+from chaosmesh_qa.mesh.values import DNS_LABEL, parse_duration
+from chaosmesh_qa.mesh.virtualservices import virtual_services
 
 
 def build_model(
@@ -50,7 +45,7 @@ def build_model(
 
     ``source`` names the mesh directory in the problem raised when it holds no Mesh document.
     """
-    documents = latest_documents(documents, warnings)
+    documents = latest_documents(documents, warnings)  # in age order from here on (file and document order)
     meshes = [d for d in documents if d.kind == "Mesh"]
     workloads = manifests.workloads(documents, problems, warnings)
     if not meshes and workloads:  # manifests alone: every service runs the demo app's defaults
@@ -67,7 +62,8 @@ def build_model(
     domains = trust_domains([d.spec for d in documents if isinstance(d.spec, TrustDomains)])
     services = {name: replace(svc, trust_domain=domains.local)
                 for name, svc in _services(mesh_doc, mesh_spec, problems, workloads).items()}
-    resolver = _HostResolver(services)
+    external = serviceentries.declared_hosts(documents, HostResolver(services), warnings)
+    resolver = HostResolver(services, tuple(external))
     ingress = gateways.Ingress(documents, problems, warnings)
     if mesh_spec.ingress is not None and mesh_spec.ingress.service not in services:
         problems.append(f"{mesh_doc.where}: spec.ingress.service: unknown service {mesh_spec.ingress.service!r}")
@@ -76,14 +72,10 @@ def build_model(
     subsets: dict[str, dict[str, SubsetModel]] = {}
     # a rule for a service's own host wins over a wildcard one; a longer wildcard over a shorter one
     rules = sorted((d for d in documents if d.kind == "DestinationRule"),
-                   key=lambda d: _HostResolver.specificity(d.spec.host))  # type: ignore[attr-defined]
+                   key=lambda d: HostResolver.specificity(d.spec.host))  # type: ignore[attr-defined]
     for doc in rules:
-        _destination_rule(doc, resolver, services, policies, subsets, problems, warnings)
-    routes: dict[str, tuple[Route, ...]] = {}
-    virtual = sorted((d for d in documents if d.kind == "VirtualService"),
-                     key=lambda d: min(_HostResolver.specificity(h) for h in d.spec.hosts))  # type: ignore[attr-defined]
-    for doc in virtual:
-        _virtual_service(doc, resolver, services, subsets, routes, problems, ingress)
+        _destination_rule(doc, resolver, services, policies, subsets, external, problems, warnings)
+    routes = virtual_services(documents, resolver, services, subsets, external, ingress, problems, warnings)
     ingress.add_http_routes(documents, services, problems)
     gateway_hosts = gateways.hosts(ingress, warnings)
     front, paths = gateways.front(mesh_doc, mesh_spec.ingress, gateway_hosts, problems)
@@ -103,6 +95,7 @@ def build_model(
         sidecars=sidecars,
         gateway_hosts=gateway_hosts,
         trust_domains=domains,
+        external_hosts=external,
     )
     if not problems:
         problems.extend(source_problems(model))
@@ -235,35 +228,6 @@ def _call_cycle(services: dict[str, ServiceModel]) -> list[str]:
     return []
 
 
-class _HostResolver:
-    """Maps Istio host names (short, ``name.ns``, FQDN) to service names, and wildcard hosts
-    (``*``, ``*.ns.svc.cluster.local``, ``*.local``) to the services whose FQDN they match."""
-
-    def __init__(self, services: dict[str, ServiceModel]) -> None:
-        self.by_host: dict[str, str] = {}
-        self.fqdns = {svc.fqdn: svc.name for svc in services.values()}
-        for svc in services.values():
-            for host in (svc.name, f"{svc.name}.{svc.namespace}", f"{svc.name}.{svc.namespace}.svc",
-                         f"{svc.name}.{svc.namespace}.svc.{CLUSTER_DOMAIN}"):
-                self.by_host[host] = svc.name
-
-    def resolve(self, host: str) -> str | None:
-        return self.by_host.get(host)
-
-    def matching(self, host: str) -> list[str] | None:
-        """The services a host names: one for a service's name, every match for a wildcard; None
-        when a concrete host names no service."""
-        if host.startswith("*"):
-            return sorted(name for fqdn, name in self.fqdns.items() if fqdn.endswith(host[1:]))
-        found = self.resolve(host)
-        return None if found is None else [found]
-
-    @staticmethod
-    def specificity(host: str) -> tuple[int, int]:
-        """Sort key: concrete hosts first, then wildcards from the longest suffix to the shortest."""
-        return (1, -len(host)) if host.startswith("*") else (0, 0)
-
-
 def _traffic_policy(spec: schema.TrafficPolicy | schema.PortTrafficPolicy | None,
                     base: TrafficPolicy) -> TrafficPolicy:
     """Resolve a ``trafficPolicy`` over ``base`` (Istio's defaults, or the top level for a subset).
@@ -323,15 +287,25 @@ def _port_level(spec: schema.TrafficPolicy | None, policy: TrafficPolicy, port: 
 
 
 def _destination_rule(
-    doc: Document, resolver: _HostResolver, services: dict[str, ServiceModel],
+    doc: Document, resolver: HostResolver, services: dict[str, ServiceModel],
     policies: dict[str, TrafficPolicy], subsets: dict[str, dict[str, SubsetModel]],
-    problems: list[str], warnings: list[str],
+    external: dict[str, ExternalHost], problems: list[str], warnings: list[str],
 ) -> None:
     spec: schema.DestinationRuleSpec = doc.spec  # type: ignore[assignment]
     chosen = resolver.matching(spec.host)
-    if chosen is None:
-        problems.append(f"{doc.where}: spec.host: unknown host {spec.host!r} (no such service in the Mesh)")
+    if not chosen and (outer := resolver.external(spec.host)) is not None:  # a wildcard may name one too
+        serviceentries.with_policy(external, outer, _traffic_policy(spec.traffic_policy, TrafficPolicy()),
+                                   spec.traffic_policy.tls if spec.traffic_policy else None, doc.where, warnings)
         return
+    if chosen is None and resolver.outside_cluster(spec.host):
+        warnings.append(f"{doc.where}: spec.host: {spec.host!r} is outside the mesh and no ServiceEntry declares it: "
+                        "as in Istio, this rule has no effect (the sandbox does not send traffic outside the mesh)")
+        return
+    if chosen is None:
+        problems.append(f"{doc.where}: spec.host: unknown host {spec.host!r} (no such service in the Mesh or "
+                        "ServiceEntry)")
+        return
+    _mesh_tls_settings(doc, spec, warnings)
     wildcard = spec.host.startswith("*")
     if wildcard and not chosen:
         warnings.append(f"{doc.where}: spec.host: {spec.host!r} matches no service of the mesh: this rule has "
@@ -359,154 +333,18 @@ def _destination_rule(
         subsets[service] = found
 
 
-def _virtual_service(
-    doc: Document, resolver: _HostResolver, services: dict[str, ServiceModel],
-    subsets: dict[str, dict[str, SubsetModel]], routes: dict[str, tuple[Route, ...]], problems: list[str],
-    ingress: gateways.Ingress,
-) -> None:
-    spec: schema.VirtualServiceSpec = doc.spec  # type: ignore[assignment]
-    mesh_bound, bound = ingress.bindings(doc, spec.gateways, problems)  # gateways absent: [mesh]
-    targets = []
-    for i, host in enumerate(spec.hosts if mesh_bound else ()):
-        if host == "*":  # Istio's own validation
-            problems.append(f"{doc.where}: spec.hosts[{i}]: '*' is not allowed in a VirtualService bound to the "
-                            "mesh (as in Istio); name the services, or '*.<namespace>.svc.cluster.local'")
+def _mesh_tls_settings(doc: Document, spec: schema.DestinationRuleSpec, warnings: list[str]) -> None:
+    """TLS settings of a rule for mesh services that the sandbox does not apply: with ISTIO_MUTUAL or DISABLE it
+    uses the mesh's own certificates and SNI (SIMPLE and MUTUAL get plaintext: ``peerauth.tls_warnings``)."""
+    places: list[tuple[str, schema.TrafficPolicy | schema.PortTrafficPolicy | None]] = [
+        ("spec.trafficPolicy", spec.traffic_policy)]
+    places += [(f"spec.subsets[{i}].trafficPolicy", s.traffic_policy) for i, s in enumerate(spec.subsets)]
+    places += [(f"{path}.portLevelSettings[{j}]", entry) for path, policy in list(places)
+               if isinstance(policy, schema.TrafficPolicy) for j, entry in enumerate(policy.port_level_settings)]
+    for path, policy in places:
+        tls = policy.tls if policy is not None else None
+        if tls is None or tls.mode not in ("ISTIO_MUTUAL", "DISABLE"):
             continue
-        chosen = resolver.matching(host)
-        if chosen is None and bound and ingress.serves(bound, host):
-            continue  # the mixed form: a gateway's external host, not a mesh service
-        if chosen is None:
-            problems.append(f"{doc.where}: spec.hosts[{i}]: unknown host {host!r} (no such service in the Mesh)")
-            continue
-        for service in chosen:
-            if service not in routes:
-                targets.append(service)
-            elif not host.startswith("*"):  # a wildcard host yields to a more specific VirtualService
-                problems.append(f"{doc.where}: spec.hosts[{i}]: host {host!r} already has a VirtualService")
-    built: list[Route] = []
-    for i, http in enumerate(spec.http):
-        where = f"{doc.where}: spec.http[{i}]"
-        destinations = []
-        for j, dest in enumerate(http.route):
-            found = _destination(dest.destination, f"{where}.route[{j}].destination", resolver, services, subsets,
-                                 problems)
-            if found is None:
-                continue
-            service, subset = found
-            weight = dest.weight if dest.weight is not None else (100 if len(http.route) == 1 else 0)
-            destinations.append(WeightedDestination(service, subset, weight))
-        total = sum(d.weight for d in destinations)
-        if len(http.route) > 1 and len(destinations) == len(http.route) and total == 0:
-            problems.append(f"{where}.route: every weight is 0 (or missing): no destination would receive traffic")
-        if total > UINT32_MAX:
-            problems.append(f"{where}.route: weights sum to {total}, more than Envoy takes ({UINT32_MAX})")
-        if len(http.route) == 1 and destinations and destinations[0].weight != 100:
-            # a lone destination takes all the traffic whatever its weight (even 0), as in Istio
-            destinations[0] = WeightedDestination(destinations[0].service, destinations[0].subset, 100)
-        built.append(Route(
-            matches=tuple(_match(m) for m in http.match),
-            destinations=tuple(destinations),
-            retries=_retries(http.retries),
-            timeout_s=parse_duration(http.timeout) if http.timeout else None,
-            fault=_static_fault(http.fault),
-            mirrors=_mirrors(http, where, resolver, services, subsets, problems),
-            where=where,
-        ))
-    for service in targets:
-        routes[service] = tuple(built)
-    if bound:
-        ingress.add_virtual_service(doc, spec.hosts, bound, tuple(built), problems, mesh_bound)
-
-
-def _destination(
-    dest: schema.Destination, where: str, resolver: _HostResolver, services: dict[str, ServiceModel],
-    subsets: dict[str, dict[str, SubsetModel]], problems: list[str],
-) -> tuple[str, str | None] | None:
-    """A route or mirror destination as (service, subset); None (with a problem) if it names none."""
-    service = resolver.resolve(dest.host)
-    if service is None:
-        problems.append(f"{where}.host: unknown host {dest.host!r}")
-        return None
-    if dest.subset is not None and dest.subset not in subsets.get(service, {}):
-        problems.append(f"{where}.subset: subset {dest.subset!r} is not defined in a DestinationRule for "
-                        f"{service!r}")
-    if dest.port is not None and dest.port.number != services[service].port:
-        problems.append(f"{where}.port.number: {service!r} has no port {dest.port.number} (its port is "
-                        f"{services[service].port})")
-    return service, dest.subset
-
-
-def _mirrors(
-    http: schema.HTTPRoute, where: str, resolver: _HostResolver, services: dict[str, ServiceModel],
-    subsets: dict[str, dict[str, SubsetModel]], problems: list[str],
-) -> tuple[Mirror, ...]:
-    """``mirror`` (with ``mirrorPercentage`` or the deprecated ``mirrorPercent``) and ``mirrors``;
-    Istio mirrors every request when no percentage is given."""
-    found: list[Mirror] = []
-    if http.mirror is not None:
-        dest = _destination(http.mirror, f"{where}.mirror", resolver, services, subsets, problems)
-        percent = (http.mirror_percentage.value if http.mirror_percentage is not None
-                   else float(http.mirror_percent) if http.mirror_percent is not None else 100.0)
-        if dest is not None:
-            found.append(Mirror(dest[0], dest[1], percent))
-    for k, policy in enumerate(http.mirrors):
-        dest = _destination(policy.destination, f"{where}.mirrors[{k}].destination", resolver, services, subsets,
-                            problems)
-        if dest is not None:
-            found.append(Mirror(dest[0], dest[1], policy.percentage.value if policy.percentage else 100.0))
-    return tuple(found)
-
-
-def _match(spec: schema.HTTPMatchRequest) -> RouteMatch:
-    return RouteMatch(
-        uri=_string_match(spec.uri) if spec.uri else None,
-        headers=tuple((name.lower(), _string_match(m)) for name, m in spec.headers.items()),
-        source_labels=tuple(sorted((spec.source_labels or {}).items())),
-        source_namespace=spec.source_namespace,
-    )
-
-
-def _string_match(spec: schema.StringMatch) -> StringMatch:
-    for kind in ("exact", "prefix", "regex"):
-        value = getattr(spec, kind)
-        if value is not None:
-            return StringMatch(kind, value)
-    raise AssertionError("schema guarantees one match kind")
-
-
-def _retries(spec: schema.HTTPRetry | None) -> RetryPolicy:
-    if spec is None:
-        return default_retries()
-    policies = (spec.retry_on or ISTIO_DEFAULT_RETRY_ON).split(",")
-    codes = tuple(dict.fromkeys(int(p) for p in policies if p.isdigit()))
-    named = [p for p in dict.fromkeys(policies) if not p.isdigit()]
-    if codes and "retriable-status-codes" not in named:
-        named.append("retriable-status-codes")  # as Istio turns status codes into Envoy's retry policy
-    return RetryPolicy(
-        attempts=spec.attempts,
-        retry_on=",".join(named),
-        per_try_timeout_s=parse_duration(spec.per_try_timeout) if spec.per_try_timeout else None,
-        retriable_status_codes=codes,
-    )
-
-
-def _static_fault(spec: schema.HTTPFaultInjection | None) -> StaticFault | None:
-    if spec is None or (spec.delay is None and spec.abort is None):
-        return None
-    delay, abort = spec.delay, spec.abort
-    return StaticFault(
-        delay_s=parse_duration(delay.fixed_delay) if delay else None,
-        delay_percent=_delay_percent(delay),
-        abort_status=abort.http_status if abort else None,
-        abort_percent=(abort.percentage.value if abort and abort.percentage else 100.0) if abort else 0.0,
-    )
-
-
-def _delay_percent(delay: schema.FaultDelay | None) -> float:
-    """``percentage.value``, else the deprecated integer ``percent`` (still honoured by Istio), else 100."""
-    if delay is None:
-        return 0.0
-    if delay.percentage is not None:
-        return delay.percentage.value
-    return float(delay.percent) if delay.percent is not None else 100.0
-
+        for name, value in serviceentries.tls_settings(tls):
+            warnings.append(f"{doc.where}: {path}.tls.{name}: unsupported field, ignored (with tls.mode {tls.mode} "
+                            f"the sandbox uses the mesh's own certificates and SNI; {value!r} is not read)")

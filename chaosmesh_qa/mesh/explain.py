@@ -57,8 +57,8 @@ class _Sources:
                     self.by_key[("DestinationRule", hosts[spec["host"]])] = where
                 elif doc.kind == "VirtualService":
                     for host in spec.get("hosts") or []:
-                        if host in hosts:
-                            self.by_key[("VirtualService", hosts[host])] = where
+                        if host in hosts:  # the first read is the oldest, the one in effect (mesh.virtualservices)
+                            self.by_key.setdefault(("VirtualService", hosts[host]), where)
                 elif doc.kind in ("PeerAuthentication", "AuthorizationPolicy"):
                     self.by_key[(doc.kind, str(doc.name))] = where
                     if doc.kind == "PeerAuthentication":

@@ -3,7 +3,8 @@
 ``loader`` asks ``spec_for`` which schema validates a gateway kind; ``build`` makes one
 ``Ingress`` from the validated Gateways, asks it which gateways a VirtualService is bound to
 (``bindings``: ``gateways`` absent means ``[mesh]``, as in Istio), hands it the routes of the
-gateway-bound ones (``add_virtual_service``) and the HTTPRoutes (``add_http_routes``, their
+gateway-bound ones (``add_virtual_service``, oldest first: the routes of several for one host are appended in
+that order, as istiod merges them on a gateway) and the HTTPRoutes (``add_http_routes``, their
 rules built by ``httproutes``), and puts
 ``hosts()`` into ``MeshModel.gateway_hosts``: the ingress gateway's virtual hosts, kept apart from
 the mesh routes as Istio keeps them.  The sandbox has one ingress gateway and one ingress
@@ -110,6 +111,7 @@ class _Domain:
     owner: str
     kind: str  # "VirtualService" or "HTTPRoute"
     routes: list[tuple[tuple[Any, ...], Route]] = field(default_factory=list)
+    merged: list[str] = field(default_factory=list)  # the newer VirtualServices whose routes follow the owner's
 
 
 class Ingress:
@@ -233,12 +235,17 @@ class Ingress:
         if current is None:
             self.domains[domain] = _Domain(doc.where, kind)
             return True
-        if kind == "HTTPRoute" and current.kind == "HTTPRoute":
+        if kind == current.kind == "HTTPRoute":
             return True  # Gateway API merges the rules of every HTTPRoute for a host, by precedence
-        if current.owner == doc.where:
+        if current.owner == doc.where or doc.where in current.merged:
             return False
+        if kind == current.kind == "VirtualService":
+            # istiod appends the routes of every VirtualService bound to a gateway host, oldest first (its
+            # buildGatewayHTTPRouteConfig): the VirtualServices come here in age order
+            current.merged.append(doc.where)
+            return True
         problems.append(f"{doc.where}: {path}: host {domain!r} on the ingress gateway is already routed by "
-                        f"{current.owner} (Istio would merge them in no defined order; keep one {kind} per host)")
+                        f"{current.owner} (a VirtualService and an HTTPRoute for one host: keep one kind per host)")
         return False
 
     # ------------------------------------------------------------------ HTTPRoutes

@@ -2,11 +2,12 @@ r"""Read a mesh directory: every ``*.yaml``/``*.yml`` file, every YAML document 
 
 ``load_mesh`` is the entry point used by the CLI and the sandbox: it reads the files
 through ``yamlfiles`` (bounded, duplicate keys refused), validates each document against
-``schema`` by kind (``validate_document``, also used on its own for documents that do not come
-from a file: the Kubernetes target's verdicts), and hands the ``documents.Document``\ s to
-``build.build_model`` for cross-checks and Istio defaults.  Every problem is reported on one line as
-``<file>[:line]: <Kind>/<name>: <field path>: <reason>``; nothing but ``InvalidMeshConfig``
-ever leaves ``load_mesh``.
+its kind's schema with ``validate_document`` (Istio kinds: ``ISTIO_KINDS``, from ``schema``, ``authz`` and
+``serviceentries``; gateways: ``gateways.spec_for``; Kubernetes manifests: ``manifests``), also used on its own
+for documents that do not come from a file (the Kubernetes target's verdicts), and hands the
+``documents.Document``\ s to ``build.build_model`` for cross-checks and Istio defaults.  Every problem is
+reported on one line as ``<file>[:line]: <Kind>/<name>: <field path>: <reason>``; nothing but
+``InvalidMeshConfig`` ever leaves ``load_mesh``.
 """
 
 from __future__ import annotations
@@ -21,12 +22,18 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from chaosmesh_qa.errors import InvalidMeshConfig, collapsed
-from chaosmesh_qa.mesh import gateways, manifests, meshconfig, schema, yamlfiles
+from chaosmesh_qa.mesh import authz, gateways, manifests, meshconfig, schema, serviceentries, yamlfiles
 from chaosmesh_qa.mesh.build import build_model
 from chaosmesh_qa.mesh.documents import Document
 from chaosmesh_qa.mesh.model import MeshModel
 from chaosmesh_qa.mesh.values import join_path, show
 from chaosmesh_qa.mesh.yamlfiles import FileProblem, mesh_files
+
+# kind -> (accepted apiVersions, spec schema): ``schema``'s, and those of the modules that hold their kind's schema
+ISTIO_KINDS: dict[str, tuple[tuple[str, ...], type[BaseModel]]] = {
+    **schema.ISTIO_KINDS,
+    **{kind: (versions, spec) for kind, versions, spec in (authz.KIND, serviceentries.KIND)},
+}
 
 
 @dataclass(frozen=True)
@@ -161,12 +168,12 @@ def validate_document(
         return None
     if gateway is not None:
         spec_type: type[BaseModel] = gateway
-    elif kind not in schema.ISTIO_KINDS:
-        supported = ", ".join(["Mesh", *schema.ISTIO_KINDS, "Gateway", "HTTPRoute", *manifests.KINDS])
+    elif kind not in ISTIO_KINDS:
+        supported = ", ".join(["Mesh", *ISTIO_KINDS, "Gateway", "HTTPRoute", *manifests.KINDS])
         problems.append(f"{where}: kind: unknown kind {show(kind)} (supported: {supported})")
         return None
     else:
-        versions, spec_type = schema.ISTIO_KINDS[kind]
+        versions, spec_type = ISTIO_KINDS[kind]
         api_version = raw.get("apiVersion")
         if not isinstance(api_version, str) or api_version not in versions:
             problems.append(

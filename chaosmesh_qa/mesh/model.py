@@ -181,7 +181,9 @@ class TrafficPolicy:
     circuit_breaker: CircuitBreaker = field(default_factory=CircuitBreaker)
     connect_timeout_s: float = 10.0
     outlier: OutlierPolicy | None = None
-    tls_mode: Literal["ISTIO_MUTUAL", "DISABLE"] = "ISTIO_MUTUAL"
+    # SIMPLE / MUTUAL: TLS origination with the rule's own certificates, not the mesh identity: toward a service of
+    # the mesh the sandbox sends plaintext instead (the hop is not mutual TLS either way; ``peerauth.tls_warnings``)
+    tls_mode: Literal["ISTIO_MUTUAL", "DISABLE", "SIMPLE", "MUTUAL"] = "ISTIO_MUTUAL"
     # False: no DestinationRule set tls.mode, so Istio's auto mTLS decides per endpoint (plaintext
     # toward a workload whose PeerAuthentication mode is DISABLE, mTLS toward the others)
     tls_explicit: bool = False
@@ -287,6 +289,27 @@ class GatewayHost:
 
 
 @dataclass(frozen=True)
+class ExternalHost:
+    """A host a ServiceEntry declares that is no service of the mesh (``mesh.serviceentries``): what Istio would
+    apply toward it, kept for a stand-in to serve it later.  The sandbox sends no traffic to it."""
+
+    host: str  # as the ServiceEntry gives it, lower-case ('*.<domain>' for a wildcard entry)
+    namespace: str
+    where: str  # "<file>: ServiceEntry/<name>", for messages
+    location: str  # MESH_EXTERNAL or MESH_INTERNAL
+    resolution: str  # NONE, STATIC, DNS, DNS_ROUND_ROBIN or DYNAMIC_DNS
+    ports: tuple[tuple[int, str, str], ...]  # (number, protocol, name)
+    endpoints: tuple[str, ...] = ()  # the entry's endpoint addresses
+    # the oldest VirtualService's routes for it; a destination's ``service`` is a mesh service's name or the host
+    # as the route writes it
+    routes: tuple[Route, ...] = ()
+    routed_by: str = ""  # "<file>: VirtualService/<name>"
+    policy: TrafficPolicy | None = None  # its DestinationRule's top-level policy (tls_mode SIMPLE: TLS origination)
+    policy_by: str = ""  # "<file>: DestinationRule/<name>"
+    tls_settings: tuple[tuple[str, str], ...] = ()  # its tls block's settings: ("sni", ...), ("credentialName", ...)
+
+
+@dataclass(frozen=True)
 class MeshModel:
     name: str
     services: dict[str, ServiceModel]
@@ -300,6 +323,7 @@ class MeshModel:
     sidecars: tuple[SidecarScope, ...] = ()
     gateway_hosts: tuple[GatewayHost, ...] = ()  # empty: the ingress fronts ingress_service
     trust_domains: TrustDomains = field(default_factory=TrustDomains)  # the `istio` ConfigMap's, else Istio's
+    external_hosts: dict[str, ExternalHost] = field(default_factory=dict)  # ServiceEntry hosts: never sent traffic
 
     @property
     def ingress_spiffe(self) -> str:

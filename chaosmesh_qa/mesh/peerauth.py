@@ -4,7 +4,11 @@
 As in Istio, callers use auto mTLS unless a DestinationRule sets ``tls.mode``: mTLS toward a
 workload that accepts it, plaintext toward one whose mode is ``DISABLE`` (``envoy.clusters`` renders
 that per endpoint).  A DestinationRule that forces the other way breaks every call, in Istio as
-here: that is a warning naming the workloads.
+here: that is a warning naming the workloads.  ``tls.mode`` ``SIMPLE`` or ``MUTUAL`` toward a service of the
+mesh originates TLS with the rule's own certificates, not the mesh identity: Istio's sidecar hands it to the
+callee's sidecar, which refuses it when STRICT and otherwise passes it to the app as is; the sandbox sends
+plaintext instead (it does not originate TLS), so either way the hop carries no mesh identity and is not mutual
+TLS for the mTLS verdict; a warning says so per workload.
 """
 
 from __future__ import annotations
@@ -63,7 +67,13 @@ def tls_warnings(model: MeshModel, warnings: list[str]) -> None:
                     warnings.append(f"DestinationRule for {name!r}: tls.mode ISTIO_MUTUAL toward {target}, whose "
                                     "PeerAuthentication mode is DISABLE (plaintext only): every call to it fails, "
                                     "as in Istio")
-                elif policy.tls_mode == "DISABLE" and mode == "STRICT":
-                    warnings.append(f"DestinationRule for {name!r}: tls.mode DISABLE toward {target}, whose "
+                elif policy.tls_mode in ("DISABLE", "SIMPLE", "MUTUAL") and mode == "STRICT":
+                    warnings.append(f"DestinationRule for {name!r}: tls.mode {policy.tls_mode} toward {target}, whose "
                                     "PeerAuthentication mode is STRICT (mTLS only): every call to it fails, "
                                     "as in Istio")
+                elif policy.tls_mode in ("SIMPLE", "MUTUAL"):
+                    warnings.append(f"DestinationRule for {name!r}: tls.mode {policy.tls_mode} toward {target} "
+                                    "originates TLS with the rule's own certificates, not the mesh identity: Istio "
+                                    "passes it to the app as is (which must terminate TLS itself); the sandbox sends "
+                                    "plaintext to the app instead. Either way the hop is not mutual TLS for "
+                                    "mtls_enforced")

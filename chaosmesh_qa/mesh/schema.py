@@ -1,6 +1,7 @@
 """Pydantic schemas for the mesh definition's documents, as users write them.
 
-``loader`` validates each YAML document against one of these by ``kind``; ``model``
+``loader`` validates each YAML document against one of these by ``kind`` (the kinds whose module
+holds its own schema: ``gateways``, ``httproutes``, ``authz``, ``serviceentries``); ``build``
 then cross-checks the documents and applies Istio's defaults.  Every model accepts
 unknown keys (``extra="allow"``) so that ``unsupported_fields`` can report each one
 as a warning naming its field path: an Istio field we do not implement is never
@@ -23,7 +24,6 @@ from chaosmesh_qa.mesh.values import (
     Int32,
     LabelMap,
     Name,
-    Namespace,
     NoNul,
     Percent,
     PositiveInt32,
@@ -230,10 +230,16 @@ class HTTPMirrorPolicy(Spec):
     percentage: FaultPercentage | None = None
 
 
+class Delegate(Spec):
+    name: Name
+    namespace: Name | None = None  # default: the root VirtualService's
+
+
 class HTTPRoute(Spec):
     name: str | None = None
     match: list[HTTPMatchRequest] = Field(default_factory=list)
-    route: list[HTTPRouteDestination] = Field(min_length=1)
+    route: list[HTTPRouteDestination] | None = Field(default=None, min_length=1)  # required unless a delegate
+    delegate: Delegate | None = None  # a root route: the named VirtualService's routes take its place
     retries: HTTPRetry | None = None
     timeout: Duration | None = None
     fault: HTTPFaultInjection | None = None
@@ -242,11 +248,31 @@ class HTTPRoute(Spec):
     mirror_percent: Annotated[int, Field(ge=0, le=100)] | None = None  # deprecated in Istio, still honoured
     mirrors: list[HTTPMirrorPolicy] = Field(default_factory=list)
 
+    @model_validator(mode="after")
+    def _route_or_delegate(self) -> HTTPRoute:
+        if self.delegate is None and self.route is None:
+            raise ValueError("route: Field required (a route needs destinations, or a delegate)")
+        if self.delegate is not None and self.route is not None:
+            raise ValueError("route: not allowed in a route with a delegate (as in Istio: the delegate's routes "
+                             "take its place)")
+        return self
+
 
 class VirtualServiceSpec(Spec):
-    hosts: list[Annotated[str, Field(min_length=1, max_length=255)]] = Field(min_length=1)
+    # none: a delegate, whose routes only apply where a root VirtualService's route names it (``mesh.delegates``)
+    hosts: list[Annotated[str, Field(min_length=1, max_length=255)]] = Field(default_factory=list)
     gateways: list[Annotated[str, Field(min_length=1, max_length=253)]] | None = None  # None: [mesh]
     http: list[HTTPRoute] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _delegate_rules(self) -> VirtualServiceSpec:
+        if self.hosts:
+            return self
+        if self.gateways is not None:  # istiod's validation of a delegate
+            raise ValueError("gateways: a VirtualService without hosts is a delegate, which has no gateways")
+        if any(route.delegate is not None for route in self.http):
+            raise ValueError("http: a delegate VirtualService (no hosts) cannot delegate again (as in Istio)")
+        return self
 
 
 class TCPSettings(Spec):
@@ -279,7 +305,27 @@ class LoadBalancer(Spec):
 
 
 class ClientTLS(Spec):
-    mode: Literal["ISTIO_MUTUAL", "DISABLE"]
+    # SIMPLE / MUTUAL: TLS origination with the rule's own certificates (typically toward an external host)
+    mode: Literal["ISTIO_MUTUAL", "DISABLE", "SIMPLE", "MUTUAL"]
+    client_certificate: Text | None = None
+    private_key: Text | None = None
+    ca_certificates: Text | None = None
+    ca_crl: Text | None = None
+    credential_name: Text | None = None
+    sni: Text | None = None
+    subject_alt_names: list[Text] = Field(default_factory=list)
+    insecure_skip_verify: bool | None = None
+
+    @model_validator(mode="after")
+    def _as_istiod_checks(self) -> ClientTLS:
+        files = [f for f in ("client_certificate", "private_key", "ca_certificates", "ca_crl") if getattr(self, f)]
+        if self.mode in ("SIMPLE", "MUTUAL") and self.credential_name and files:
+            raise ValueError("credentialName: cannot be given with clientCertificate, privateKey, caCertificates or "
+                             "caCrl (as in Istio)")
+        if self.mode == "MUTUAL" and not self.credential_name and not (self.client_certificate and self.private_key):
+            raise ValueError("mode MUTUAL: clientCertificate and privateKey (or credentialName) are required (as in "
+                             "Istio)")
+        return self
 
 
 class PortTrafficPolicy(Spec):
@@ -340,69 +386,6 @@ class PeerAuthenticationSpec(Spec):
     port_level_mtls: dict[str, PeerAuthMTLS] = Field(default_factory=dict)  # keys: the workload's port numbers
 
 
-AuthzValue = Annotated[Text, Field(min_length=1)]  # exact, 'prefix*', '*suffix' or '*' (present), as Istio
-
-
-class Source(Spec):
-    principals: list[AuthzValue] = Field(default_factory=list)
-    namespaces: list[Namespace] = Field(default_factory=list)  # a name, '*', or one '*' at either end
-    not_principals: list[AuthzValue] = Field(default_factory=list)
-    not_namespaces: list[Namespace] = Field(default_factory=list)
-    # known to Istio, not evaluated here: ``mesh.authz`` says what the rule does instead
-    ip_blocks: list[Text] = Field(default_factory=list)
-    not_ip_blocks: list[Text] = Field(default_factory=list)
-    remote_ip_blocks: list[Text] = Field(default_factory=list)
-    not_remote_ip_blocks: list[Text] = Field(default_factory=list)
-    request_principals: list[Text] = Field(default_factory=list)
-    not_request_principals: list[Text] = Field(default_factory=list)
-
-
-AuthzPath = Annotated[Text, Field(min_length=1, pattern=r"^[^ ]*$")]
-
-
-class Operation(Spec):
-    paths: list[AuthzPath] = Field(default_factory=list)
-    methods: list[HeaderName] = Field(default_factory=list)
-    hosts: list[AuthzValue] = Field(default_factory=list)
-    not_paths: list[AuthzPath] = Field(default_factory=list)
-    not_methods: list[HeaderName] = Field(default_factory=list)
-    not_hosts: list[AuthzValue] = Field(default_factory=list)
-    ports: list[Text] = Field(default_factory=list)  # not evaluated (see ``mesh.authz``)
-    not_ports: list[Text] = Field(default_factory=list)
-
-
-class RuleFrom(Spec):
-    source: Source
-
-
-class RuleTo(Spec):
-    operation: Operation
-
-
-class Condition(Spec):
-    key: AuthzValue
-    values: list[AuthzValue] = Field(default_factory=list)
-    not_values: list[AuthzValue] = Field(default_factory=list)
-
-    @model_validator(mode="after")
-    def _some_value(self) -> Condition:
-        if not self.values and not self.not_values:
-            raise ValueError("a condition needs values or notValues (as Istio requires)")
-        return self
-
-
-class Rule(Spec):
-    from_: list[RuleFrom] = Field(default_factory=list, alias="from")
-    to: list[RuleTo] = Field(default_factory=list)
-    when: list[Condition] = Field(default_factory=list)
-
-
-class AuthorizationPolicySpec(Spec):
-    selector: WorkloadSelector | None = None
-    action: Literal["ALLOW", "DENY"] = "ALLOW"
-    rules: list[Rule] = Field(default_factory=list)
-
-
 class IstioDoc(Spec):
     api_version: str
     kind: str
@@ -411,7 +394,8 @@ class IstioDoc(Spec):
     status: Any = None  # written by the cluster (`kubectl get -o yaml`): accepted, not used
 
 
-# kind -> (accepted apiVersions, spec schema)
+# kind -> (accepted apiVersions, spec schema); the AuthorizationPolicy and ServiceEntry schemas are in ``authz`` and
+# ``serviceentries`` (``loader.ISTIO_KINDS`` has every kind)
 ISTIO_KINDS: dict[str, tuple[tuple[str, ...], type[Spec]]] = {
     "VirtualService": (
         ("networking.istio.io/v1", "networking.istio.io/v1beta1", "networking.istio.io/v1alpha3"),
@@ -426,7 +410,6 @@ ISTIO_KINDS: dict[str, tuple[tuple[str, ...], type[Spec]]] = {
         SidecarSpec,
     ),
     "PeerAuthentication": (("security.istio.io/v1", "security.istio.io/v1beta1"), PeerAuthenticationSpec),
-    "AuthorizationPolicy": (("security.istio.io/v1", "security.istio.io/v1beta1"), AuthorizationPolicySpec),
 }
 
 

@@ -205,9 +205,10 @@ CASES = [
     Case("server-host-of-another-namespace",
          {"mesh.yaml": MESH, "gw.yaml": gateway('["shop/*"]') + "---\n" + bound_vs()},
          error=("VirtualService/edge: spec.hosts[0]:", "to namespace 'default'")),
-    Case("two-gateway-vs-for-one-host",
-         {"mesh.yaml": MESH, "gw.yaml": gateway() + "---\n" + bound_vs() + "---\n" + bound_vs(name="edge2")},
-         error=("VirtualService/edge2: spec.hosts[0]:", "already routed by", "keep one VirtualService per host")),
+    Case("two-gateway-vs-for-one-host-merged-oldest-first",  # istiod appends their routes in creation order
+         {"mesh.yaml": MESH,
+          "gw.yaml": gateway() + "---\n" + bound_vs() + "---\n" + bound_vs(name="edge2", dest="api")},
+         check=domains({"*": ["web", "api"]})),
     Case("selector-of-another-gateway",
          {"mesh.yaml": MESH, "gw.yaml": gateway(selector="istio: eastwestgateway") + "---\n" + bound_vs()},
          error=("Gateway/public: spec.selector:", "selects no gateway of the sandbox")),

@@ -28,9 +28,9 @@ class Case:
 
 CASES = [
     Case("unknown-kind",
-         append("traffic.yaml", "---\napiVersion: networking.istio.io/v1\nkind: ServiceEntry\n"
+         append("traffic.yaml", "---\napiVersion: networking.istio.io/v1\nkind: ServiceEntryPolicy\n"
                                 "metadata: {name: external}\nspec: {hosts: [example.com]}\n"),
-         "traffic.yaml", ": kind:", "unknown kind 'ServiceEntry'"),
+         "traffic.yaml", ": kind:", "unknown kind 'ServiceEntryPolicy'"),
     Case("istio-kind-wrong-api-version",
          replace("traffic.yaml", "networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: inventory}",
                  "security.istio.io/v1\nkind: VirtualService\nmetadata: {name: inventory}"),

@@ -2,8 +2,9 @@
 kind's section, and no field the section lists as "not supported" is one the loader reads.
 
 The schema is the pydantic models the loader validates with (``mesh.schema``, ``mesh.gateways``,
-``mesh.httproutes``, ``mesh.manifests``); a field is documented when its YAML name appears inside a
-backticked span of the section (``retries`` in `retries`, `perTryTimeout` in `retries.perTryTimeout`).
+``mesh.httproutes``, ``mesh.authz``, ``mesh.serviceentries``, ``mesh.manifests``); a field is documented when
+its YAML name appears inside a backticked span of the section (``retries`` in `retries`, `perTryTimeout` in
+`retries.perTryTimeout`).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from pathlib import Path
 import pytest
 from pydantic import BaseModel
 
-from chaosmesh_qa.mesh import gateways, httproutes, manifests, schema
+from chaosmesh_qa.mesh import authz, gateways, httproutes, manifests, schema, serviceentries
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "reference" / "mesh.md"
 SECTIONS: dict[str, tuple[type[BaseModel], ...]] = {
@@ -24,7 +25,8 @@ SECTIONS: dict[str, tuple[type[BaseModel], ...]] = {
     "DestinationRule": (schema.DestinationRuleSpec,),
     "Sidecar": (schema.SidecarSpec,),
     "PeerAuthentication": (schema.PeerAuthenticationSpec,),
-    "AuthorizationPolicy": (schema.AuthorizationPolicySpec,),
+    "AuthorizationPolicy": (authz.AuthorizationPolicySpec,),
+    "ServiceEntry": (serviceentries.ServiceEntrySpec,),
     "Gateways": (gateways.GatewaySpec, httproutes.K8sGatewaySpec, httproutes.HTTPRouteSpec),
     "Kubernetes manifests": (manifests.WorkloadSpec, manifests.ServiceSpec),
 }

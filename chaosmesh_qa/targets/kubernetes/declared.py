@@ -9,10 +9,13 @@ as its template (less what controllers add: ``pod-template-hash``, ``controller-
 too) and their service account.  So a Helm chart's ``app.kubernetes.io/name`` pods, a Service named unlike its
 pods and a version read from ``app.kubernetes.io/version`` resolve exactly as the same manifests would in a mesh
 directory (``chaosmesh_qa.mesh.manifests``; the version is Istio's canonical revision, ``mesh.identity``).
-istiod's ``istio`` ConfigMap (the trust domain) and the Gateways, VirtualServices, DestinationRules,
-PeerAuthentications and AuthorizationPolicies of the configured namespaces plus Istio's root namespace are added
-(chaosmesh-qa's own fault objects left out), and every document goes through the same validation and
-``build_model`` as a mesh directory.  Problems are one line (``MeasurementFailed``).
+istiod's ``istio`` ConfigMap (the trust domain) and the Gateways, ServiceEntries, VirtualServices,
+DestinationRules, PeerAuthentications and AuthorizationPolicies of the configured namespaces plus Istio's root
+namespace are added (chaosmesh-qa's own fault objects left out), each kind oldest first across the namespaces
+(creation time, then name and namespace: istiod's order, by which the oldest of several VirtualServices for one
+host takes effect), and every document goes through the same validation and ``build_model`` as a mesh directory.
+ServiceEntries that cannot be read (a Role from before they were read) are left out, and a failure then says so.
+Problems are one line (``MeasurementFailed``).
 """
 
 from __future__ import annotations
@@ -32,7 +35,8 @@ from chaosmesh_qa.targets.kubernetes.workloads import DESTINATIONRULE, VIRTUALSE
 
 PEERAUTHENTICATION = Kind("PeerAuthentication", "security.istio.io", "v1", "peerauthentications")
 GATEWAY = Kind("Gateway", "networking.istio.io", "v1", "gateways")  # a VirtualService bound to one needs it
-ISTIO_KINDS = (GATEWAY, VIRTUALSERVICE, DESTINATIONRULE, PEERAUTHENTICATION, AUTHORIZATIONPOLICY)
+SERVICEENTRY = Kind("ServiceEntry", "networking.istio.io", "v1", "serviceentries")  # hosts a VirtualService may name
+ISTIO_KINDS = (GATEWAY, SERVICEENTRY, VIRTUALSERVICE, DESTINATIONRULE, PEERAUTHENTICATION, AUTHORIZATIONPOLICY)
 # labels a controller adds to the pods it creates: not part of the workload's template
 CONTROLLER_LABELS = ("pod-template-hash", "controller-revision-hash", "statefulset.kubernetes.io/pod-name")
 
@@ -46,8 +50,10 @@ def declared_mesh(cluster: Cluster, namespaces: list[str], ingress_service: str 
     if not any(obj["kind"] == "Service" for obj in raw):
         raise MeasurementFailed(f"{source}: no Service in {', '.join(namespaces)} selects a running pod: "
                                 "nothing to declare")
-    istio = [obj for kind in ISTIO_KINDS for namespace in dict.fromkeys([*namespaces, ROOT_NAMESPACE])
-             for obj in _declared(cluster, kind, namespace)]
+    unread: list[str] = []
+    istio = [obj for kind in ISTIO_KINDS
+             for obj in _oldest_first([found for namespace in dict.fromkeys([*namespaces, ROOT_NAMESPACE])
+                                       for found in _declared(cluster, kind, namespace, unread)])]
     # a Gateway and its VirtualServices say where the ingress sends traffic; without one, the configured service
     spec: dict[str, Any] = {}
     if not any(obj["kind"] == GATEWAY.kind for obj in istio):
@@ -69,7 +75,8 @@ def declared_mesh(cluster: Cluster, namespaces: list[str], ingress_service: str 
     model = build_model(documents, problems, warnings, source=source) if not problems else None
     if problems or model is None:
         more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
-        raise MeasurementFailed(f"the declared mesh read from the API does not resolve: {problems[0]}{more}")
+        why = f" (ServiceEntries could not be read: {unread[0]})" if unread else ""
+        raise MeasurementFailed(f"the declared mesh read from the API does not resolve: {problems[0]}{more}{why}")
     return model
 
 
@@ -157,20 +164,32 @@ def _mesh_config(cluster: Cluster) -> list[dict[str, Any]]:
              "metadata": {"name": meshconfig.NAME, "namespace": meshconfig.NAMESPACE}, "data": found.get("data") or {}}]
 
 
-def _declared(cluster: Cluster, kind: Kind, namespace: str) -> list[dict[str, Any]]:
-    """The namespace's objects of ``kind`` as a mesh file would hold them; chaosmesh-qa's fault objects left out."""
+def _declared(cluster: Cluster, kind: Kind, namespace: str, unread: list[str]) -> list[dict[str, Any]]:
+    """The namespace's objects of ``kind`` as a mesh file would hold them (with their creation time, which the
+    mesh model accepts and does not read); chaosmesh-qa's fault objects left out."""
     found = []
     try:
         listed = cluster.list_custom(kind, namespace)
     except NotFound:  # the namespace (Istio's root namespace on a cluster without one) or the kind is absent
         return []
-    # oldest first: where Istio lets the oldest of two policies win (PeerAuthentications), document order decides
-    for obj in sorted(listed, key=lambda o: (str((o.get("metadata") or {}).get("creationTimestamp") or ""),
-                                             str((o.get("metadata") or {}).get("name")))):
+    except ChaosMeshQAError as exc:
+        if kind is not SERVICEENTRY:
+            raise
+        unread.append(str(exc))  # a Role granting no ServiceEntries yet: a VirtualService for one will say so
+        return []
+    for obj in listed:
         metadata = obj.get("metadata") or {}
         if (metadata.get("labels") or {}).get(MANAGED_BY) == MANAGER:
             continue
         found.append({"apiVersion": obj.get("apiVersion") or f"{kind.group}/{kind.version}", "kind": kind.kind,
-                      "metadata": {"name": metadata.get("name"), "namespace": metadata.get("namespace", namespace)},
+                      "metadata": {"name": metadata.get("name"), "namespace": metadata.get("namespace", namespace),
+                                   "creationTimestamp": metadata.get("creationTimestamp")},
                       "spec": obj.get("spec") or {}})
     return found
+
+
+def _oldest_first(objects: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Oldest first, as istiod orders a kind's objects (creation time, then name, then namespace): where Istio
+    lets the oldest win (PeerAuthentications, VirtualServices of one host), document order decides."""
+    return sorted(objects, key=lambda o: (str(o["metadata"].get("creationTimestamp") or ""),
+                                          str(o["metadata"].get("name")), str(o["metadata"].get("namespace"))))

@@ -1,0 +1,153 @@
+"""ServiceEntry documents: hosts outside the sandbox's services, known to the model and never sent traffic.
+
+``loader`` validates a ``ServiceEntry`` (``networking.istio.io`` v1, v1beta1, v1alpha3) with ``ServiceEntrySpec``
+(``KIND``): ``hosts``, ``ports``, ``location``, ``resolution`` and ``endpoints`` are read and checked as istiod's
+webhook checks them; its other fields are warned as unsupported, as everywhere.  ``build.build_model`` asks
+``declared_hosts`` for the hosts (the ``hosts.HostResolver`` then accepts a VirtualService or DestinationRule that
+names one) and puts ``external_hosts`` into ``MeshModel.external_hosts``: one ``ExternalHost`` per ServiceEntry
+host, with the routes of the VirtualService and the policy of the DestinationRule that name it.  The sandbox runs
+no workload for them and sends no traffic to them (a later issue may run stand-ins from this data): a call to one
+is not a hop of the mesh, so the mTLS verdict never sees one.  A host that is also a service of the mesh stays
+that service (a warning says so).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import replace
+from typing import Annotated, Literal
+
+from pydantic import AfterValidator, Field, model_validator
+
+from chaosmesh_qa.mesh import schema
+from chaosmesh_qa.mesh.documents import Document
+from chaosmesh_qa.mesh.hosts import HostResolver
+from chaosmesh_qa.mesh.model import ExternalHost, Route, TrafficPolicy
+from chaosmesh_qa.mesh.values import DNS_LABEL, LabelMap, Text, UInt32, show
+
+_LABEL = r"[A-Za-z0-9]([-A-Za-z0-9]{0,61}[A-Za-z0-9])?"
+_HOST = re.compile(rf"(\*\.)?{_LABEL}(\.{_LABEL})*\.?", re.ASCII)
+# istiod's protocol names (pkg/config/protocol: compared ignoring case; empty means sniffed)
+PROTOCOLS = ("HTTP", "HTTPS", "HTTP2", "HTTP_PROXY", "GRPC", "GRPC-WEB", "TCP", "TLS", "UDP", "MONGO", "REDIS",
+             "MYSQL")
+SANDBOX_NOTE = ("the sandbox does not send traffic to external hosts: calls to it are not run, and they are no hop "
+                "of the mesh for the verdicts")
+
+
+def _entry_host(value: str) -> str:
+    if value == "*":
+        raise ValueError("'*' is not allowed in a ServiceEntry (as in Istio): name the hosts, or '*.<domain>'")
+    if len(value) > 255 or not _HOST.fullmatch(value):
+        raise ValueError(f"{show(value)} is not a host name: a DNS name, or '*.<domain>'")
+    return value
+
+
+def _protocol(value: str) -> str:
+    if value and value.upper() not in PROTOCOLS:
+        raise ValueError(f"{show(value)} is not a protocol istiod knows ({', '.join(PROTOCOLS)}, any case)")
+    return value
+
+
+class ServicePort(schema.Spec):
+    number: Annotated[int, Field(ge=1, le=65535)]
+    name: Annotated[str, Field(pattern=DNS_LABEL)]  # required by istiod (a DNS label)
+    protocol: Annotated[str, AfterValidator(_protocol)] = ""
+    target_port: Annotated[int, Field(ge=1, le=65535)] | None = None
+
+
+class WorkloadEntry(schema.Spec):
+    address: Annotated[Text, Field(min_length=1, max_length=255)]
+    ports: dict[str, Annotated[int, Field(ge=1, le=65535)]] = Field(default_factory=dict)  # port name -> number
+    labels: LabelMap = Field(default_factory=dict)
+    weight: UInt32 | None = None
+
+
+class ServiceEntrySpec(schema.Spec):
+    hosts: list[Annotated[str, AfterValidator(_entry_host)]] = Field(min_length=1)
+    ports: list[ServicePort] = Field(default_factory=list)
+    location: Literal["MESH_EXTERNAL", "MESH_INTERNAL"] = "MESH_EXTERNAL"
+    resolution: Literal["NONE", "STATIC", "DNS", "DNS_ROUND_ROBIN", "DYNAMIC_DNS"] = "NONE"
+    endpoints: list[WorkloadEntry] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _as_istiod_checks(self) -> ServiceEntrySpec:
+        for kind, values in (("name", [p.name for p in self.ports]), ("number", [str(p.number) for p in self.ports])):
+            twice = sorted({v for v in values if values.count(v) > 1})
+            if twice:
+                raise ValueError(f"ports: port {kind} {', '.join(twice)} given twice (istiod refuses it)")
+        if self.endpoints and self.resolution in ("NONE", "DYNAMIC_DNS"):
+            raise ValueError(f"endpoints: not allowed with resolution {self.resolution} (istiod refuses it)")
+        if self.resolution == "DNS_ROUND_ROBIN" and len(self.endpoints) > 1:
+            raise ValueError("endpoints: at most one with resolution DNS_ROUND_ROBIN (istiod refuses more)")
+        names = {p.name for p in self.ports}
+        for i, endpoint in enumerate(self.endpoints):
+            unknown = sorted(set(endpoint.ports) - names)
+            if unknown:
+                raise ValueError(f"endpoints[{i}].ports: {', '.join(map(repr, unknown))} is no port name of this "
+                                 "ServiceEntry's ports")
+        return self
+
+
+KIND = ("ServiceEntry",
+        ("networking.istio.io/v1", "networking.istio.io/v1beta1", "networking.istio.io/v1alpha3"),
+        ServiceEntrySpec)
+
+
+def declared_hosts(documents: list[Document], resolver: HostResolver, warnings: list[str]) -> dict[str, ExternalHost]:
+    """Each ServiceEntry host (lower-case, the first entry to declare it) as an ``ExternalHost`` without routes
+    or policy; a host that names a service of the mesh is left to that service, with a warning."""
+    found: dict[str, ExternalHost] = {}
+    for doc in (d for d in documents if d.kind == "ServiceEntry"):
+        spec: ServiceEntrySpec = doc.spec  # type: ignore[assignment]
+        for i, written in enumerate(spec.hosts):
+            host = written.lower().rstrip(".")
+            if resolver.matching(host):
+                warnings.append(f"{doc.where}: spec.hosts[{i}]: {written!r} names a service of the mesh: the sandbox "
+                                "keeps that service and ignores this host of the ServiceEntry")
+                continue
+            if host in found:
+                continue  # istiod merges the entries of one host; the first one read describes it here
+            found[host] = ExternalHost(
+                host=host, namespace=doc.namespace, where=doc.where, location=spec.location,
+                resolution=spec.resolution, ports=tuple((p.number, p.protocol.upper(), p.name) for p in spec.ports),
+                endpoints=tuple(e.address for e in spec.endpoints))
+    return found
+
+
+def with_routes(external: dict[str, ExternalHost], host: str, routes: tuple[Route, ...], where: str,
+                path: str, warnings: list[str]) -> None:
+    """Record a VirtualService's routes for an external host (the oldest VirtualService keeps it, as for a
+    service of the mesh); one warning says the sandbox does not send that traffic."""
+    entry = external[host]
+    if entry.routed_by:
+        warnings.append(f"{where}: {path}: host {host!r} is also routed by {entry.routed_by}, which is older: "
+                        "as istiod does for sidecars, that one takes effect and this one is ignored for it")
+        return
+    external[host] = replace(entry, routes=routes, routed_by=where)
+    warnings.append(f"{where}: {path}: {host!r} is an external host ({entry.where}): its routes are kept in the "
+                    f"model, but {SANDBOX_NOTE}")
+
+
+def with_policy(external: dict[str, ExternalHost], host: str, policy: TrafficPolicy, tls: schema.ClientTLS | None,
+                where: str, warnings: list[str]) -> None:
+    """Record a DestinationRule's traffic policy (TLS origination included: ``tls``'s settings) for an external
+    host."""
+    entry = external[host]
+    if entry.policy_by:
+        return  # a more specific rule (or an older one) already applies
+    settings = tls_settings(tls) if tls is not None else ()
+    external[host] = replace(entry, policy=policy, policy_by=where, tls_settings=settings)
+    origination = f" (tls.mode {policy.tls_mode}: TLS origination toward it)" \
+        if policy.tls_mode in ("SIMPLE", "MUTUAL") else ""
+    warnings.append(f"{where}: spec.host: {host!r} is an external host ({entry.where}): its traffic "
+                    f"policy{origination} is kept in the model, but {SANDBOX_NOTE}")
+
+
+def tls_settings(tls: schema.ClientTLS) -> tuple[tuple[str, str], ...]:
+    """The settings a ``tls`` block gives besides its mode, by their YAML names (lists joined by commas)."""
+    found = []
+    for name, info in type(tls).model_fields.items():
+        value = getattr(tls, name)
+        if name != "mode" and value not in (None, []):
+            found.append((info.alias or name, ",".join(value) if isinstance(value, list) else str(value)))
+    return tuple(found)
