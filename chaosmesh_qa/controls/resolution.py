@@ -8,7 +8,8 @@ learns what it cannot measure before anything is injected:
   (recovery shows in steps of one scrape): the run stops here, in one line naming the probe and what to use
   instead (``measure: client``, the client timeline, second by second; or a longer budget);
 * windows of the other Prometheus probes shorter than two scrapes are widened to two (``MeasureContext.readable``)
-  and said here, once per probe.
+  and said here, once per probe; ``routing_matches`` also waits until its widened window lies after
+  the traffic's start and a fault's end (``probes.routing``), said here too.
 """
 
 from __future__ import annotations
@@ -19,7 +20,9 @@ from typing import Any
 
 PROMETHEUS_PROBES = "chaosmesh_qa.probes.prometheus"
 RECOVERY_PROBES = "chaosmesh_qa.probes.recovery"
+ROUTING_PROBES = "chaosmesh_qa.probes.routing"
 DEFAULT_WINDOW_S = 10.0  # the probes' own default window_s
+ROUTING_WINDOW_S = 30.0  # routing_matches' default window_s
 
 
 def activities(experiment: dict[str, Any]) -> Iterator[dict[str, Any]]:
@@ -33,7 +36,8 @@ def activities(experiment: dict[str, Any]) -> Iterator[dict[str, Any]]:
 
 def measures_on_prometheus(experiment: dict[str, Any]) -> bool:
     """Whether any activity of ``experiment`` reads Prometheus (so the scrape interval matters)."""
-    return any(a["provider"].get("module") in (PROMETHEUS_PROBES, RECOVERY_PROBES) for a in activities(experiment))
+    return any(a["provider"].get("module") in (PROMETHEUS_PROBES, RECOVERY_PROBES, ROUTING_PROBES)
+               for a in activities(experiment))
 
 
 def findings(experiment: dict[str, Any], interval_s: float) -> tuple[list[str], list[str]]:
@@ -55,4 +59,10 @@ def findings(experiment: dict[str, Any], interval_s: float) -> tuple[list[str], 
                     "error_ratio", "latency_quantile", "request_rate"):
                 widened.append(f"probe {name!r}: window_s={window:g} is read over {math.ceil(readable)} s, two "
                                f"scrapes of a Prometheus that scrapes every {interval_s:g} s")
+        elif provider.get("module") == ROUTING_PROBES:
+            window = arguments.get("window_s", ROUTING_WINDOW_S)
+            if isinstance(window, int | float) and window < readable:
+                widened.append(f"probe {name!r}: window_s={window:g} is read over {math.ceil(readable)} s, two "
+                               f"scrapes of a Prometheus that scrapes every {interval_s:g} s, starting a scrape "
+                               "interval after the traffic's start or a fault's end (the probe waits for it)")
     return refused, widened

@@ -176,7 +176,7 @@ def _from_workload(workload: manifests.Workload, overlay: schema.ServiceDef | No
     """A manifest-defined service, with the Mesh overlay's behaviour (if any) for it."""
     apps = {v.name: v.app for v in overlay.versions} if overlay else {}
     versions = tuple(VersionModel(v.name, v.replicas, dict(v.labels),
-                                  _behaviour(overlay.app if overlay else None, apps.get(v.name)), v.workload)
+                                  _behaviour(overlay.app if overlay else None, apps.get(v.name)), v.workload, v.kind)
                      for v in workload.versions)
     return ServiceModel(
         name=workload.name, namespace=workload.namespace, port=workload.port, target_port=workload.target_port,

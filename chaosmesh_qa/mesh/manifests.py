@@ -40,7 +40,8 @@ _REFUSED = {
     "DaemonSet": "not run: the sandbox builds workloads from Deployments and StatefulSets",
 }
 _WARNED = {
-    "NetworkPolicy": "not enforced by the sandbox: traffic it would block still flows",
+    "NetworkPolicy": "not enforced by the local target's sandbox: traffic it would block still flows (the "
+                     "Kubernetes API emulation enforces it)",
     "Ingress": "not served: the sandbox's ingress is driven by an Istio or Gateway API Gateway",
 }
 DEFAULT_VERSION = DEFAULT_REVISION  # Istio's canonical revision of a pod without a version label
@@ -81,6 +82,7 @@ class WorkloadSpec(schema.Spec):
     replicas: Annotated[int, Field(ge=0, le=20)] = 1
     selector: Selector
     template: PodTemplate
+    service_name: str | None = None  # a StatefulSet's governing (headless) Service: per-pod DNS, not modelled
 
 
 class ServicePort(schema.Spec):
@@ -93,6 +95,7 @@ class ServiceSpec(schema.Spec):
     selector: LabelMap | None = None
     ports: list[ServicePort] = Field(default_factory=list)
     type: str = "ClusterIP"
+    cluster_ip: str | None = Field(default=None, alias="clusterIP")  # "None": headless (DNS names the pods)
 
 
 class Empty(schema.Spec):
@@ -156,6 +159,7 @@ class WorkloadVersion:
     labels: dict[str, str]  # the pod template's labels, as the manifest gives them
     where: str
     workload: str = ""  # the Deployment's or StatefulSet's name
+    kind: str = "Deployment"  # which of the two: a StatefulSet's pods are named by ordinal and keep their names
 
 
 @dataclass
@@ -185,7 +189,10 @@ def workloads(documents: list[Document], problems: list[str], warnings: list[str
     _injection_warnings(documents, pods, warnings)
     owner: dict[int, Document] = {}
     found: dict[str, Workload] = {}
-    for svc in (d for d in documents if d.kind == "Service"):
+    # headless Services last: a StatefulSet's governing Service (or a Helm chart's headless twin) selects pods a
+    # routed Service already runs; the sandbox runs them under that one
+    services = sorted((d for d in documents if d.kind == "Service"), key=lambda d: _headless(d))
+    for svc in services:
         sspec: ServiceSpec = svc.spec  # type: ignore[assignment]
         if not sspec.selector:
             warnings.append(f"{svc.where}: spec.selector: none: no pods are run for this Service")
@@ -195,6 +202,12 @@ def workloads(documents: list[Document], problems: list[str], warnings: list[str
         if not chosen:
             warnings.append(f"{svc.where}: spec.selector: selects no Deployment or StatefulSet: no pods are run "
                             "for this Service (calls to it fail)")
+            continue
+        if _headless(svc) and all(id(d) in owner for d in chosen):
+            runs = {owner[id(d)].name for d in chosen}
+            warnings.append(f"{svc.where}: spec.clusterIP: None (headless) selects the pods of Service "
+                            f"{', '.join(sorted(runs))}: the sandbox calls them through that Service (the per-pod "
+                            "DNS names of a headless Service are not modelled)")
             continue
         if svc.name in found:
             problems.append(f"{svc.where}: metadata.name: a second Service named {svc.name!r} (service names are "
@@ -208,6 +221,10 @@ def workloads(documents: list[Document], problems: list[str], warnings: list[str
             warnings.append(f"{doc.where}: spec.template.metadata.labels: no Service selects these pods: they are "
                             "not run (nothing could call them)")
     return found
+
+
+def _headless(doc: Document) -> bool:
+    return doc.spec.cluster_ip == "None"  # type: ignore[attr-defined]
 
 
 def _injection_warnings(documents: list[Document], pods: list[Document], warnings: list[str]) -> None:
@@ -250,7 +267,7 @@ def _workload(svc: Document, spec: ServiceSpec, chosen: list[Document], accounts
             problems.append(f"{doc.where}: spec.template.metadata.labels.version: {version!r} is also the version "
                             f"of {versions[version].where} (each version of Service/{svc.name} is one workload)")
             continue
-        versions[version] = WorkloadVersion(version, wspec.replicas, labels, doc.where, doc.name)
+        versions[version] = WorkloadVersion(version, wspec.replicas, labels, doc.where, doc.name, doc.kind)
         pod = wspec.template.spec
         account_of[doc.where] = pod.service_account_name or pod.service_account or "default"
     if not versions:

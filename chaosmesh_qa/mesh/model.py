@@ -43,6 +43,7 @@ class VersionModel:
     labels: dict[str, str]  # every label its pods carry (a manifest's template labels, as they are)
     behaviour: AppBehaviour
     workload: str = ""  # the Deployment or StatefulSet that runs it ("<service>-<version>" when none is declared)
+    workload_kind: str = "Deployment"  # "StatefulSet": pods named <workload>-<ordinal>, a replacement keeps the name
 
 
 @dataclass(frozen=True)

@@ -5,7 +5,9 @@ The expected shares come from the declared mesh (``MeshTarget.declared_mesh`` re
 ``chaosmesh_qa.mesh.routing``: the route that takes requests with ``headers``, its weights, the
 subsets' labels) or from ``expected``, the team's intent; the observed ones from the requests each
 version actually served in the last ``window_s`` (SLI ``version_requests`` of the target's
-catalog).  A chi-square goodness-of-fit test (``chaosmesh_qa.metrics.shares``) decides.
+catalog; a window shorter than two scrapes of a coarse Prometheus is widened to two, and the probe waits until
+that window lies after the traffic's start and the run's last fault).  A chi-square goodness-of-fit test
+(``chaosmesh_qa.metrics.shares``) decides.
 
 The result is a mapping whose ``status`` Chaos Toolkit compares with a list tolerance
 (``"tolerance": ["pass"]``): ``pass``; ``deviates`` (the deviation is significant at
@@ -18,20 +20,24 @@ says it in one line (also logged), with every share, its interval and the p-valu
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import time
 from typing import Any
 
 from chaosmesh_qa import checks
-from chaosmesh_qa.errors import InvalidArgument
+from chaosmesh_qa.errors import InvalidArgument, TimelineError
 from chaosmesh_qa.mesh.routing import expected_shares
 from chaosmesh_qa.metrics.shares import ShareTest, compare_shares
 from chaosmesh_qa.probes.context import MeasureContext, window
+from chaosmesh_qa.traffic.timeline import read_timeline, timeline_path
 
 __all__ = ["routing_matches"]
 
 log = logging.getLogger("chaostoolkit")
 SUM_SLACK = 1e-6
 MAX_REQUESTS = 1_000_000_000
+MAX_CLEAN_WAIT_S = 300.0  # two scrapes of a 60 s interval, its lag, and a margin
 
 Configuration = dict[str, Any]
 
@@ -68,12 +74,44 @@ def routing_matches(service: str, expected: dict[str, float] | None = None, min_
     if unknown:
         raise InvalidArgument(f"expected: {', '.join(map(repr, unknown))} is not a version of {service!r} "
                               f"(versions: {', '.join(versions)})")
+    span = _clean_window(ctx, span, configuration)
     raw = ctx.prometheus.by_label(ctx.catalog.render("version_requests", service=service, window=span), "version")
     counts = {version: round(value) for version, value in raw.items() if round(value) > 0}
     test = compare_shares(counts, intent, level, slack, least)
     result = _result(service, span, test, slack, problems, request_headers)
     log.info("routing_matches: %s", result["summary"])
     return result
+
+
+def _clean_window(ctx: MeasureContext, asked: str, configuration: Configuration | None) -> str:
+    """``asked`` widened to two scrapes of the target's Prometheus (``MeasureContext.readable``), and a wait until
+    that window lies wholly after the run's last change: the traffic's start and the end of its last fault.
+
+    A version's count is its pods' counters at their last scrapes in the window less those at their last scrapes
+    before it, and the pods are scraped at different moments: the shares are the traffic's only if it was the
+    same from one scrape interval before the window on (a window reaching into a fault judges the fault's
+    shares; one reaching into the traffic's first seconds, whichever pod's scrape came first).  During a fault
+    the widened window is what there is.  Only a Prometheus coarser than the window makes either happen (a
+    cluster's 15 s scrape; never the sandbox's 1 s)."""
+    readable = ctx.readable(asked)
+    interval = ctx.prometheus.scrape_interval_s()
+    if readable == asked or interval is None:
+        return asked
+    faults = ctx.run_faults()
+    if any("ended_at" not in f for f in faults):
+        return readable
+    changes = [float(f["ended_at"]) for f in faults]
+    with contextlib.suppress(TimelineError):
+        lines = read_timeline(timeline_path(configuration))
+        changes += [float(lines[0]["t"])] if lines else []
+    if not changes:
+        return readable
+    wait_s = min(max(changes) + interval + int(readable.removesuffix("s")) + 1 - time.time(), MAX_CLEAN_WAIT_S)
+    if wait_s > 0:
+        log.warning("chaosmesh-qa: routing_matches waits %.0f s so that its %s window starts a scrape interval "
+                    "(%g s) after the traffic's start or the last fault's end", wait_s, readable, interval)
+        time.sleep(wait_s)
+    return readable
 
 
 def _result(service: str, span: str, test: ShareTest, tolerance: float, problems: tuple[str, ...],

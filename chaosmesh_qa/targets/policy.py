@@ -126,12 +126,30 @@ def clashes(kind: str, target: Mapping[str, Any], other_kind: str, other_target:
     return False  # pod faults: a pod another fault holds is never selected (select_pods' caller leaves it out)
 
 
+def claim_keys(kind: str, target: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """``(key, scope)`` of what a fault holds exclusively, for a target whose runners share no memory (the
+    Kubernetes target's claims: one object per key, created or refused by the API server).  A fault clashes with
+    another one of the same key; within a scope, ``clashes`` decides (an L7 fault on all callers of a service
+    against one on a single caller).  Pod faults hold pods, not keys: none."""
+    if kind in L7_KINDS:
+        scope = f"{kind}/{target['service']}"
+        return [(f"{scope}/{target.get('source') or '*'}", scope)]
+    if kind == "partition":
+        return [(f"partition/{caller}->{callee}",) * 2
+                for caller, callee in partition_edges(target["a"], target["b"], target["direction"])]
+    return []
+
+
+def conflict_message(other: Mapping[str, Any]) -> str:
+    return (f"conflicts with active fault {other['fault_id']} ({other['kind']} on "
+            f"{_describe(other['kind'], other['target'])}); heal it first")
+
+
 def check_conflicts(kind: str, target: Mapping[str, Any], active: Iterable[Mapping[str, Any]]) -> None:
     """Refuse the fault when an active one (a record: ``fault_id``, ``kind``, ``target``) clashes with it."""
     for other in active:
         if clashes(kind, target, other["kind"], other["target"]):
-            raise FaultRejected(f"conflicts with active fault {other['fault_id']} ({other['kind']} on "
-                                f"{_describe(other['kind'], other['target'])}); heal it first")
+            raise FaultRejected(conflict_message(other))
 
 
 def _describe(kind: str, target: Mapping[str, Any]) -> str:

@@ -47,3 +47,18 @@ def test_cli_names_the_manifest_field_on_one_line(tmp_path: Path) -> None:
     assert result.returncode == 2
     assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr
     assert "app.yaml: Deployment/cart-v1: spec.replicas:" in result.stderr
+
+
+def test_a_statefulset_with_its_headless_governing_service_runs_under_its_routed_service() -> None:
+    """The locked-down cluster profile: a StatefulSet and the headless Service its ``serviceName`` names, which
+    selects the same pods as the routed Service (Kubernetes allows it; the sandbox ran each pod under one
+    Service and refused it).  The headless one draws a warning and adds nothing; the version remembers its
+    workload is a StatefulSet (its pods are named by ordinal); two services may share one service account."""
+    loaded = load_mesh(ROOT / "tests" / "profiles" / "locked-down")
+    inventory = loaded.model.services["inventory"]
+    assert [(v.workload, v.workload_kind, v.replicas) for v in inventory.versions] == [("inventory", "StatefulSet", 2)]
+    assert loaded.model.services["catalog"].versions[0].workload_kind == "Deployment"
+    assert "inventory-headless" not in loaded.model.services
+    assert any("Service/inventory-headless: spec.clusterIP: None (headless) selects the pods of Service inventory"
+               in w for w in loaded.warnings)
+    assert {s.name for s in loaded.model.services.values() if s.service_account == "backend"} == {"catalog", "reviews"}

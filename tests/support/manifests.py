@@ -226,7 +226,7 @@ spec:
     Case("networkpolicy-warned",
          {"mesh.yaml": OVERLAY, "app.yaml": APP + "---\napiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\n"
           "metadata: {name: deny-all}\nspec: {podSelector: {}}\n"},
-         warnings=("NetworkPolicy/deny-all: kind: NetworkPolicy is not enforced by the sandbox",)),
+         warnings=("NetworkPolicy/deny-all: kind: NetworkPolicy is not enforced by the local target's sandbox",)),
     Case("replicas-as-string",
          {"mesh.yaml": OVERLAY, "app.yaml": APP.replace('replicas: 3', 'replicas: "3"')},
          error=("app.yaml: Deployment/cart-v1: spec.replicas:", "valid integer")),

@@ -87,3 +87,24 @@ def test_a_clash_is_refused_in_one_line_naming_the_active_fault() -> None:
     with pytest.raises(FaultRejected) as raised:
         policy.check_conflicts("partition", {"a": "y", "b": "x", "direction": "to"}, active)
     assert str(raised.value) == "conflicts with active fault partition-0123abcd (partition on x <-> y); heal it first"
+
+
+@pytest.mark.parametrize(("kind", "target", "other_kind", "other_target"), [
+    ("latency", {"service": "s", "source": None}, "latency", {"service": "s", "source": "c"}),
+    ("abort", {"service": "s", "source": "c"}, "abort", {"service": "s", "source": "c"}),
+    ("partition", {"a": "a", "b": "b", "direction": "both"}, "partition", {"a": "b", "b": "a", "direction": "to"}),
+])
+def test_faults_that_clash_share_a_claim_key_or_a_scope(kind: str, target: dict[str, str], other_kind: str,
+                                                        other_target: dict[str, str]) -> None:
+    """What a runner can check server-side (targets.kubernetes.claims): clashing faults meet on one key (the API
+    server refuses the second) or in one scope (the second finds the first's claim and withdraws)."""
+    assert policy.clashes(kind, target, other_kind, other_target)
+    mine, theirs = policy.claim_keys(kind, target), policy.claim_keys(other_kind, other_target)
+    assert {k for k, _ in mine} & {k for k, _ in theirs} or {s for _, s in mine} & {s for _, s in theirs}
+
+
+def test_faults_that_compose_claim_nothing_in_common_and_pod_faults_claim_nothing() -> None:
+    assert policy.claim_keys("latency", {"service": "s", "source": "c"}) != policy.claim_keys(
+        "abort", {"service": "s", "source": "c"})
+    assert policy.claim_keys("partition", {"a": "a", "b": "b", "direction": "to"}) == [("partition/a->b",) * 2]
+    assert policy.claim_keys("pod-kill", {"service": "s", "version": None}) == []

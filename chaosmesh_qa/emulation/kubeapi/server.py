@@ -30,7 +30,7 @@ import aiohttp
 import yaml
 from aiohttp import web
 
-from chaosmesh_qa.emulation.kubeapi import istio_metrics, resources
+from chaosmesh_qa.emulation.kubeapi import istio_metrics, networkpolicy, resources
 from chaosmesh_qa.emulation.kubeapi.apply import Applier
 from chaosmesh_qa.emulation.kubeapi.logs import LogClock, choose_container, parse_options
 from chaosmesh_qa.emulation.kubeapi.resources import Resource
@@ -51,7 +51,9 @@ POLL_S = 0.1  # how often the pod view is diffed for watches
 MAX_WATCH_S = 1800.0
 MERGE_PATCHES = ("application/merge-patch+json", "application/strategic-merge-patch+json")
 CONFIGMAPS = next(r for r in resources.RESOURCES if r.name == "configmaps")
-MESH_OBJECTS = ("virtualservices", "destinationrules", "gateways", "peerauthentications", "authorizationpolicies")
+NETWORKPOLICIES = "networkpolicies"
+MESH_OBJECTS = ("virtualservices", "destinationrules", "gateways", "serviceentries", "peerauthentications",
+                "authorizationpolicies", NETWORKPOLICIES)
 
 
 class KubeApi:
@@ -135,10 +137,11 @@ class KubeApi:
             self.logs.observe()
 
     def _seed_mesh_objects(self) -> None:
-        """The mesh definition's own Istio objects (VS, DR, Gateway, PeerAuthentication, AuthorizationPolicy, and
-        the ``istio`` ConfigMap of istio-system: the trust domain), read-only, from every file the mesh loader reads
-        (subdirectories too, as ``kubectl apply -R`` does); an object is known by its API group and kind (Istio's
-        Gateway is not the Gateway API's)."""
+        """The mesh definition's own Istio objects (VS, DR, Gateway, ServiceEntry, PeerAuthentication,
+        AuthorizationPolicy), its NetworkPolicies (the team's, enforced with the target's: ``apply``) and the
+        ``istio`` ConfigMap of istio-system (the trust domain), read-only, from every file the mesh loader reads
+        (subdirectories too, as ``kubectl apply -R`` does); an object is known by its API group and kind
+        (Istio's Gateway is not the Gateway API's)."""
         wanted = {(r.group, r.kind): r for r in resources.RESOURCES if r.name in MESH_OBJECTS}
         with contextlib.suppress(FileProblem):
             for path in mesh_files(self.sandbox.mesh_dir)[0]:
@@ -149,6 +152,11 @@ class KubeApi:
                         group = str(doc.get("apiVersion") or "").rpartition("/")[0]
                         resource = wanted.get((group, str(doc.get("kind")))) or (
                             CONFIGMAPS if meshconfig.is_mesh_config(doc) else None)  # istiod's MeshConfig
+                        if resource is not None and resource.name == NETWORKPOLICIES:
+                            try:  # stored as the API server stores it (defaults), enforced at the first poll
+                                doc = {**networkpolicy.admit(doc)[0], "metadata": doc["metadata"]}
+                            except (networkpolicy.Undecodable, networkpolicy.Invalid):
+                                continue  # the mesh loader names the problem (the local target refuses it)
                         if resource is not None:
                             self.store.seed(resource, doc)
 

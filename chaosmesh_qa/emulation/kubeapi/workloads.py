@@ -1,12 +1,14 @@
 """Live Kubernetes views of the sandbox: namespaces, pods, services and endpoints, and pod watch events.
 
 ``server`` reads these for every request on those resources.  Pods are the supervisor's pods dressed as Istio
-pods (the labels of the mesh's manifests as they are, plus the ReplicaSet's pod-template-hash and Istio's
-canonical-service labels; a ReplicaSet owner named after the manifest's Deployment; containers ``app`` and
+pods (the labels of the mesh's manifests as they are, plus what their controller adds and Istio's
+canonical-service labels; a ReplicaSet owner named after the manifest's Deployment, or the manifest's StatefulSet,
+whose pods are named by ordinal; a uid per pod object; containers ``app`` and
 ``istio-proxy``, the default-container annotations of Istio's injector, ``podIP`` 127.0.0.1); Services carry the
 manifest's selector (a ``Mesh`` document's service selects ``app: <name>``); ``refresh`` diffs them against the
 last view and hands ADDED / MODIFIED / DELETED events to every open watch.  Deleting a pod kills it (SIGKILL of
-app and sidecar, as grace period 0) and starts a replacement under a new name, as a ReplicaSet would,
+app and sidecar, as grace period 0) and starts a replacement under a new name, as a ReplicaSet would (a
+StatefulSet's under the same name),
 ``REPLACEMENT_START_DELAY_S`` later (a kubelet does not start a pod's containers at once), its processes at
 niceness ``STARTING_NICENESS`` until it is Ready (on a cluster a starting pod is held to its own CPU share and
 usually runs on another node; here its ~0.6 CPU-seconds of start-up would otherwise come out of the 2 cores
@@ -243,7 +245,7 @@ class Workloads:
         model = self.sandbox.model
         assert model is not None
         selector = model.services[pod.spec.service].pod_selector
-        return {*selector, *(k for k in REVISION_LABELS if k in pod.spec.labels), "pod-template-hash"}
+        return {*selector, *(k for k in REVISION_LABELS if k in pod.spec.labels), *self._controller_labels(pod)}
 
     def pod_labels(self, name: str) -> dict[str, str]:
         self.refresh()
@@ -253,8 +255,7 @@ class Workloads:
         """The pod's labels as its template gives them, and what the ReplicaSet and Istio's injector add."""
         spec = pod.spec
         workload = self._workload(pod)
-        labels = {**spec.labels, "pod-template-hash": template_hash(spec.service, spec.version),
-                  "security.istio.io/tlsMode": "istio",
+        labels = {**spec.labels, **self._controller_labels(pod), "security.istio.io/tlsMode": "istio",
                   CANONICAL_NAME_LABEL: canonical_service(spec.labels, workload),
                   CANONICAL_REVISION_LABEL: canonical_revision(spec.labels)}
         annotations = {"chaosmesh-qa.io/sandbox-ports": json.dumps(
@@ -262,6 +263,35 @@ class Workloads:
             # what Istio's sidecar injector adds: kubectl logs/exec without -c pick the app, not istio-proxy
             "kubectl.kubernetes.io/default-container": "app", "kubectl.kubernetes.io/default-logs-container": "app"}
         return {"labels": labels, "annotations": annotations}
+
+    def _stateful(self, pod: Pod) -> bool:
+        model = self.sandbox.model
+        assert model is not None
+        return model.services[pod.spec.service].version(pod.spec.version).workload_kind == "StatefulSet"
+
+    def _controller_labels(self, pod: Pod) -> dict[str, str]:
+        """What the pod's controller adds to its template's labels: a ReplicaSet its template hash; a StatefulSet
+        its revision, the pod's name and (Kubernetes 1.28+) its ordinal."""
+        spec = pod.spec
+        if not self._stateful(pod):
+            return {"pod-template-hash": template_hash(spec.service, spec.version)}
+        workload = self._workload(pod)
+        return {"controller-revision-hash": f"{workload}-{template_hash(spec.service, spec.version)}",
+                "statefulset.kubernetes.io/pod-name": pod.name,
+                "apps.kubernetes.io/pod-index": pod.name.rsplit("-", 1)[-1]}
+
+    def _owner(self, pod: Pod, namespace: str) -> tuple[dict[str, Any], dict[str, str]]:
+        """The pod's controller reference (a ReplicaSet named after its Deployment, or its StatefulSet) and the
+        metadata a controller gives the pods it names (a ReplicaSet's ``generateName``)."""
+        workload = self._workload(pod)
+        if self._stateful(pod):
+            kind, name, named = "StatefulSet", workload, {}
+        else:
+            kind = "ReplicaSet"
+            name = f"{workload}-{template_hash(pod.spec.service, pod.spec.version)}"
+            named = {"generateName": f"{name}-"}
+        return ({"apiVersion": "apps/v1", "kind": kind, "name": name, "uid": _uid(kind, namespace, name),
+                 "controller": True, "blockOwnerDeletion": True}, named)
 
     def _workload(self, pod: Pod) -> str:
         """The Deployment that runs ``pod`` (the manifest's, or ``<service>-<version>``)."""
@@ -272,9 +302,9 @@ class Workloads:
     def _pod(self, pod: Pod) -> dict[str, Any]:
         model = self.sandbox.model
         assert model is not None
-        spec, svc = pod.spec, model.services[pod.spec.service]
+        svc = model.services[pod.spec.service]
         base, overlay = self._base_meta(pod), self.overlay.get(pod.name, {})
-        rs_name = f"{self._workload(pod)}-{template_hash(spec.service, spec.version)}"
+        owner, named = self._owner(pod, svc.namespace)
         phase = "Pending" if pod.state == "starting" else "Running"
         ready = pod.state == "ready"
         app_up = pod.app is not None and pod.app.returncode is None
@@ -293,13 +323,12 @@ class Workloads:
         return {
             "apiVersion": "v1", "kind": "Pod",
             "metadata": {
-                "name": pod.name, "namespace": svc.namespace, "uid": _uid("pod", pod.name),
-                "generateName": f"{rs_name}-", "creationTimestamp": _ts(pod.started_at),
+                # a new uid per pod object: a StatefulSet's replacement has its predecessor's name, not its uid
+                "name": pod.name, "namespace": svc.namespace, "uid": _uid("pod", pod.name, repr(pod.started_at)),
+                **named, "creationTimestamp": _ts(pod.started_at),
                 "labels": {**base["labels"], **overlay.get("labels", {})},
                 "annotations": {**base["annotations"], **overlay.get("annotations", {})},
-                "ownerReferences": [{"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": rs_name,
-                                     "uid": _uid("rs", svc.namespace, rs_name), "controller": True,
-                                     "blockOwnerDeletion": True}],
+                "ownerReferences": [owner],
             },
             "spec": {"serviceAccountName": svc.service_account, "serviceAccount": svc.service_account,
                      "nodeName": NODE, "restartPolicy": "Always",

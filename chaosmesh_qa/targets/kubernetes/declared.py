@@ -38,7 +38,8 @@ GATEWAY = Kind("Gateway", "networking.istio.io", "v1", "gateways")  # a VirtualS
 SERVICEENTRY = Kind("ServiceEntry", "networking.istio.io", "v1", "serviceentries")  # hosts a VirtualService may name
 ISTIO_KINDS = (GATEWAY, SERVICEENTRY, VIRTUALSERVICE, DESTINATIONRULE, PEERAUTHENTICATION, AUTHORIZATIONPOLICY)
 # labels a controller adds to the pods it creates: not part of the workload's template
-CONTROLLER_LABELS = ("pod-template-hash", "controller-revision-hash", "statefulset.kubernetes.io/pod-name")
+CONTROLLER_LABELS = ("pod-template-hash", "controller-revision-hash", "statefulset.kubernetes.io/pod-name",
+                     "apps.kubernetes.io/pod-index")
 
 
 def declared_mesh(cluster: Cluster, namespaces: list[str], ingress_service: str | None) -> MeshModel:

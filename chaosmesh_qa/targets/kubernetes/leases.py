@@ -22,6 +22,7 @@ from typing import Any
 from chaosmesh_qa.errors import ChaosMeshQAError
 from chaosmesh_qa.targets.kubernetes.cluster import Cluster, Conflict
 from chaosmesh_qa.targets.kubernetes.objects import (
+    CLAIM_OF,
     CONFIGMAP,
     ENDED_AT,
     EXPIRES_AT,
@@ -90,6 +91,12 @@ def revert(cluster: Cluster, undo: list[dict[str, Any]], fault_id: str) -> dict[
         try:
             if step["op"] == "delete":
                 if cluster.delete(kind, step["namespace"], step["name"]):
+                    deleted.append(f"{kind.kind}/{step['name']}")
+            elif step["op"] == "release-claim":
+                claim = cluster.get(kind, step["namespace"], step["name"])
+                labels = (claim or {}).get("metadata", {}).get("labels") or {}
+                if claim is not None and labels.get(CLAIM_OF) == fault_id and cluster.delete(
+                        kind, step["namespace"], step["name"], claim["metadata"].get("resourceVersion")):
                     deleted.append(f"{kind.kind}/{step['name']}")
             elif step["op"] == "restore-pod":
                 pod = cluster.get(POD, step["namespace"], step["name"])

@@ -23,6 +23,9 @@ EXPIRES_AT = "chaosmesh-qa.io/expires-at"
 ENDED_AT = "chaosmesh-qa.io/ended-at"
 ORIGINAL = "chaosmesh-qa.io/original"
 LEASE_PREFIX = "chaosmesh-qa-lease-"
+CLAIM_PREFIX = "chaosmesh-qa-claim-"
+CLAIM_SCOPE = "chaosmesh-qa.io/claim-scope"
+CLAIM_OF = "chaosmesh-qa.io/claim-of"  # the fault id that holds a claim
 MANAGED_SELECTOR = f"{MANAGED_BY}={MANAGER}"
 LEASE_SELECTOR = f"{MANAGED_SELECTOR},{FAULT_ID}"
 TRUST_DOMAIN = "cluster.local"
@@ -73,6 +76,35 @@ def lease_configmap(record: Mapping[str, Any], undo: list[dict[str, Any]], names
                               {OWNER_HASH: owner_hash(record["owner"])})
     return {"apiVersion": "v1", "kind": "ConfigMap", "metadata": metadata,
             "data": {"record.json": json.dumps(record, sort_keys=True), "undo.json": json.dumps(undo)}}
+
+
+def _digest(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def claim_name(key: str) -> str:
+    """The one name every runner gives the claim of ``key`` (``policy.claim_keys``): the API server creates it
+    for one of them and answers the others 409."""
+    return CLAIM_PREFIX + _digest(key)
+
+
+def claim_configmap(key: str, scope: str, record: Mapping[str, Any], namespace: str) -> dict[str, Any]:
+    """A fault's claim of ``key``: its fault, kind and target, found by its scope's label."""
+    metadata = {"name": claim_name(key), "namespace": namespace,  # no fault-id label: a claim is not a lease
+                "labels": {MANAGED_BY: MANAGER, CLAIM_SCOPE: _digest(scope), CLAIM_OF: record["fault_id"]},
+                "annotations": {EXPIRES_AT: repr(float(record["expires_at"]))}}
+    return {"apiVersion": "v1", "kind": "ConfigMap", "metadata": metadata,
+            "data": {"key": key, "claim.json": json.dumps({k: record[k] for k in ("fault_id", "kind", "target")},
+                                                          sort_keys=True)}}
+
+
+def claim_selector(scope: str) -> str:
+    return f"{MANAGED_SELECTOR},{CLAIM_SCOPE}={_digest(scope)}"
+
+
+def claim_release(namespace: str, name: str) -> dict[str, Any]:
+    """An undo entry: delete this claim if it is still this fault's (a claim refused with 409 is another's)."""
+    return {"op": "release-claim", "kind": CONFIGMAP.kind, "namespace": namespace, "name": name}
 
 
 def object_ref(kind: Kind, namespace: str, name: str) -> dict[str, Any]:

@@ -1,11 +1,12 @@
 """``KubernetesTarget``: the ``MeshTarget`` over a Kubernetes + Istio cluster's API.
 
 Built by ``chaosmesh_qa.targets.get_target`` when ``chaosmesh_qa_target`` (or ``CHAOSMESH_QA_TARGET``) is
-``kubernetes``.  Each fault is a transaction: the lease ConfigMap naming every planned change is created
-first, then the changes (EnvoyFilter, NetworkPolicy, AuthorizationPolicy, pod label patches, pod deletes);
-any failure part-way reverts what was applied and deletes the lease, and the error is one line.  Expiry is
-enforced by ``reap`` (a detached local reaper per run, and the in-cluster CronJob of deploy/kubernetes/).
-docs/reference/kubernetes-target.md says how each fault maps to the cluster and how it differs from the local target.
+``kubernetes``.  Each fault is a transaction: the lease ConfigMap naming every planned change is created first,
+then the changes (the fault's server-side claims, ``claims``; EnvoyFilter, NetworkPolicy, pod label patches, pod
+deletes); any failure part-way reverts what was applied and deletes the lease, and the error is one line.  Expiry
+is enforced by ``reap`` (a detached local reaper per run, and the in-cluster CronJob of deploy/kubernetes/).
+docs/reference/kubernetes-target.md says how each fault maps to the cluster and how it differs from the local
+target.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from chaosmesh_qa.errors import ChaosMeshQAError, FaultRejected, MeasurementFail
 from chaosmesh_qa.mesh.model import MeshModel
 from chaosmesh_qa.targets import policy
 from chaosmesh_qa.targets.base import Direction, PartitionMode, Record
-from chaosmesh_qa.targets.kubernetes import declared, leases, objects, verdicts
+from chaosmesh_qa.targets.kubernetes import claims, declared, leases, objects, verdicts
 from chaosmesh_qa.targets.kubernetes.cluster import Cluster, Conflict
 from chaosmesh_qa.targets.kubernetes.dataplane import ListenerWatch
 from chaosmesh_qa.targets.kubernetes.settings import KubeSettings, api_client
@@ -195,7 +196,8 @@ class KubernetesTarget:
         fault_id, expires_at = policy.new_fault_id("partition"), self.cluster.now() + self._ttl(duration_s)
         marked = found.pick(side["b"], count, percent, version, "b") if some else []
         label = {objects.partition_label(fault_id): "true"}
-        changes = [self._mark(side["b"].namespace, pod, fault_id, label) for pod in marked]
+        changes = self._claims(fault_id, "partition", {"a": a, "b": b, "direction": direction}, expires_at, homes[0])
+        changes += [self._mark(side["b"].namespace, pod, fault_id, label) for pod in marked]
         watched: list[ListenerWatch] = []
         for caller_key, callee_key, suffix in wanted:
             caller, callee = side[caller_key], side[callee_key]
@@ -318,7 +320,7 @@ class KubernetesTarget:
         ports = found.inbound_ports(callee)
         policy.check_conflicts(kind, {"service": service, "source": source}, self.active_faults())
         fault_id, expires_at = policy.new_fault_id(kind), self.cluster.now() + self._ttl(duration_s)
-        changes = []
+        changes = self._claims(fault_id, kind, {"service": service, "source": source}, expires_at, callee.namespace)
         for index, principal in enumerate(principals):
             body = objects.envoy_filter(fault_id, expires_at, callee.namespace, callee.selector, ports, fault,
                                         f"spiffe://{principal}" if principal else None)
@@ -336,6 +338,13 @@ class KubernetesTarget:
                 record["changes"]["unconfirmed"] = why
             self._save(record)
         return record
+
+    def _claims(self, fault_id: str, kind: str, target: dict[str, Any], expires_at: float,
+                namespace: str) -> list[_Change]:
+        """The fault's server-side claims (``claims``), its first changes: a runner that checked the active faults
+        at the same moment as another cannot also inject a clashing one."""
+        record = {"fault_id": fault_id, "kind": kind, "target": target, "expires_at": expires_at}
+        return [_Change(apply, undo, name) for apply, undo, name in claims.claims(self.cluster, record, namespace)]
 
     def _delete_pod(self, namespace: str, name: str) -> _Change:
         return _Change(lambda: self.cluster.delete(objects.POD, namespace, name, grace_period_s=0), None,

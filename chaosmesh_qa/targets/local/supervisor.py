@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import itertools
 import logging
 import os
 import secrets
@@ -97,6 +98,7 @@ class Supervisor:
         self.xds: AdsServer | None = None  # every Envoy's configuration, over gRPC (ADS)
         self.ports = PortAllocator()
         self.pods: dict[str, Pod] = {}
+        self._starting_names: set[str] = set()  # StatefulSet ordinals handed out before their pods exist
         self.ingress: Pod | None = None
         self.prometheus: asyncio.subprocess.Process | None = None
         self.prometheus_port = 0
@@ -234,9 +236,17 @@ class Supervisor:
 
     # ------------------------------------------------------------------ pods
 
-    def _new_pod_spec(self, service: str, version: str) -> PodSpec:
+    def _new_pod_spec(self, service: str, version: str, name: str | None = None) -> PodSpec:
+        """A pod of ``service``'s ``version``: a Deployment's gets a new random suffix, a StatefulSet's the lowest
+        free ordinal (``<statefulset>-<n>``); ``name`` (a StatefulSet's replacement) keeps its predecessor's."""
         assert self.model is not None
-        name = f"{service}-{version}-{secrets.token_hex(3)}"
+        workload = self.model.services[service].version(version)
+        if name is None and workload.workload_kind == "StatefulSet":
+            taken = {p.name for p in self.pods.values()} | set(self._starting_names)
+            base = self.model.services[service].workload_name(version)
+            name = next(f"{base}-{n}" for n in itertools.count() if f"{base}-{n}" not in taken)
+            self._starting_names.add(name)
+        name = name or f"{service}-{version}-{secrets.token_hex(3)}"
         # every pod has an outbound side
         ports = PodPorts(stats=self.ports.allocate(hold=True), inbound=self.ports.allocate(hold=True),
                          outbound=self.ports.allocate(hold=True), app=self.ports.allocate(hold=True))
@@ -301,7 +311,10 @@ class Supervisor:
         assert self.control_plane is not None
         await dead.reap()
         self.control_plane.remove_pod(dead.name)
-        pod = self._make_pod(self._new_pod_spec(dead.spec.service, dead.spec.version))
+        stateful = self.model is not None and self.model.services[dead.spec.service].version(
+            dead.spec.version).workload_kind == "StatefulSet"
+        pod = self._make_pod(self._new_pod_spec(dead.spec.service, dead.spec.version,
+                                                dead.name if stateful else None))
         try:
             await self._start_pod(pod)
         except ProcessNotReady as exc:

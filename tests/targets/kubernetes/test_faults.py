@@ -7,11 +7,13 @@ the outcomes, from the baseline measured in the test).
 
 from __future__ import annotations
 
+import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
 from typing import Any
 
+import httpx
 import pytest
 
 from chaosmesh_qa import actions
@@ -175,3 +177,77 @@ def test_point1_a_drop_partition_is_refused_where_a_networkpolicy_already_select
         assert target.active_faults() == []
     finally:
         target.cluster.delete(objects.NETWORKPOLICY, "default", "allow-same-namespace")
+
+
+def test_point13_two_runners_that_check_at_once_cannot_both_inject_clashing_faults(
+        kube: KubeSandbox, cfg: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> None:
+    """Issue 18 point 13: the conflict check read the active leases, client-side: two runners checking at the same
+    moment both saw nothing and both injected.  Each fault now claims what it holds with an object the API server
+    creates for one runner only.  Here the second runner's check is made blind (it saw no lease, as in the race);
+    the same fault is refused by the API server's 409, a clashing one of the same scope (all callers of catalog
+    against frontend's) by the claims it finds after taking its own; nothing of the refused faults remains.  Then
+    two runners race on one fault from two threads: exactly one injects it."""
+    first, second = get_target(cfg), get_target(cfg)
+    monkeypatch.setattr(second, "active_faults", list)
+    held = first.inject_abort("catalog", 503, 50, "frontend", 30.0, "runner-a")
+    for source in ("frontend", None):
+        with pytest.raises(FaultRejected, match=rf"^conflicts with active fault {held['fault_id']} .*claimed by "
+                                                r"another runner: ConfigMap/default/chaosmesh-qa-claim-"):
+            second.inject_abort("catalog", 503, 50, source, 30.0, "runner-b")
+    assert [f["fault_id"] for f in first.active_faults()] == [held["fault_id"]]
+    filters = kube.kubectl("get", "envoyfilters", "-l", MANAGED_SELECTOR, "-o", "name").stdout.split()
+    assert filters == [f"envoyfilter.networking.istio.io/chaosmesh-qa-{held['fault_id']}"], filters
+    first.heal(held["fault_id"], "runner-a")
+
+    runners = [get_target(cfg) for _ in range(2)]
+    start = threading.Barrier(len(runners))
+    outcomes: list[str] = []
+
+    def race(index: int) -> None:
+        monkeypatch.setattr(runners[index], "active_faults", list)
+        start.wait()
+        try:
+            runners[index].inject_latency("inventory", 100, 100, None, 30.0, f"racer-{index}")
+            outcomes.append("injected")
+        except FaultRejected as exc:
+            outcomes.append(str(exc))
+
+    threads = [threading.Thread(target=race, args=(i,)) for i in range(len(runners))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert len(outcomes) == 2 and outcomes.count("injected") == 1, outcomes
+    first.heal(None, None)
+    claims = kube.kubectl("get", "configmaps", "-l", objects.CLAIM_SCOPE, "-o", "name").stdout.split()
+    assert claims == [], "every claim is released with its fault"
+
+
+def test_point6_a_reject_partition_answers_503_which_5xx_slis_count(kube: KubeSandbox, cfg: dict[str, Any]) -> None:
+    """Issue 18 point 6: ``reject`` answered 403 (an AuthorizationPolicy DENY), which Istio's default retryOn does
+    not retry, outlier detection ignores and every ``response_code=~"5.."`` SLI does not count: error_ratio read 0
+    during a reject partition.  The callee's sidecar now answers the cut-off caller 503, as a refused connection
+    looks to the caller's policies; the client sees it and Istio's metrics count it as a 5xx of that edge."""
+    errors = ('sum(istio_requests_total{reporter="destination", source_canonical_service="frontend", '
+              'destination_canonical_service="reviews", response_code=~"5.."})')
+    prometheus = cfg["chaosmesh_qa_prometheus_url"]
+    before = _prometheus_value(prometheus, errors)
+    watch = listener_watch(kube, "reviews")
+    record = actions.partition("frontend", "reviews", duration_s=30, direction="to", mode="reject",
+                               configuration=cfg)
+    try:
+        assert record["changes"]["confirmed"] is True, record["changes"]
+        assert watch.drained(10)
+        statuses = Counter(_hop(tree, "reviews")["status"] for _, tree in get_many(kube.ingress_url + "/", 20))
+    finally:
+        actions.heal(record["fault_id"], configuration=cfg)
+    assert statuses == Counter({503: 20}), statuses
+    deadline = time.monotonic() + 20  # a scrape and a rule evaluation after the last response
+    while _prometheus_value(prometheus, errors) - before < 20:
+        assert time.monotonic() < deadline, "the 503s of the reject partition are not in the 5xx series"
+        time.sleep(0.5)
+
+
+def _prometheus_value(url: str, query: str) -> float:
+    result = httpx.get(f"{url}/api/v1/query", params={"query": query}, timeout=10).json()["data"]["result"]
+    return float(result[0]["value"][1]) if result else 0.0

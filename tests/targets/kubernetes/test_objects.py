@@ -28,7 +28,7 @@ def test_every_object_carries_manager_fault_id_and_expiry() -> None:
         assert metadata["namespace"] == "shop"
 
 
-def test_edge_fault_is_an_inbound_fault_filter_of_its_own_matching_the_callers_last_xfcc_element() -> None:
+def test_point11_and_point3_an_edge_fault_is_an_inbound_filter_of_its_own_matching_the_last_xfcc_element() -> None:
     """Issue 18 points 3 and 11: the Service's own selector, one patch per target port, a filter name of its own,
     and the caller matched whole in the last XFCC element (what the callee's sidecar appended)."""
     selector = {"app.kubernetes.io/name": "reviews-api"}
