@@ -28,6 +28,7 @@ MESH_ENV = "CHAOSMESH_QA_MESH"
 # variable -> the sandbox status key that holds its value (each described in docs/hooks/reference.py's table)
 KUBE_STATUS = (
     ("CHAOSMESH_QA_INGRESS_SERVICE", "ingress_service"),
+    ("CHAOSMESH_QA_INGRESS_GATEWAY", "ingress_gateway"),
     ("CHAOSMESH_QA_PROMETHEUS_URL", "prometheus_url"),
     ("CHAOSMESH_QA_INGRESS_URL", "ingress_url"),
 )
@@ -60,7 +61,8 @@ def env(state_dir: Path | None) -> None:
     """Print `export` lines that point `chaos run` at the running sandbox: eval "$(chaosmesh-qa env)".
 
     For a sandbox started with `up --kube-api`: the Kubernetes target on the API emulation
-    (CHAOSMESH_QA_TARGET=kubernetes, KUBECONFIG, CHAOSMESH_QA_INGRESS_SERVICE, CHAOSMESH_QA_PROMETHEUS_URL,
+    (CHAOSMESH_QA_TARGET=kubernetes, KUBECONFIG, CHAOSMESH_QA_INGRESS_SERVICE, CHAOSMESH_QA_INGRESS_GATEWAY,
+    CHAOSMESH_QA_PROMETHEUS_URL,
     CHAOSMESH_QA_INGRESS_URL, CHAOSMESH_QA_STATE_DIR, and CHAOSMESH_QA_TRACING_URL for tracing probes).
     Otherwise the local target (CHAOSMESH_QA_TARGET=local, CHAOSMESH_QA_STATE_DIR, CHAOSMESH_QA_MESH).
     """

@@ -26,7 +26,6 @@ from typing import Annotated, Literal
 from pydantic import Field, model_validator
 
 from chaosmesh_qa.mesh import schema
-from chaosmesh_qa.mesh.callers import INGRESS_LABELS, INGRESS_NAMESPACE
 from chaosmesh_qa.mesh.documents import Document
 from chaosmesh_qa.mesh.meshconfig import TrustDomains
 from chaosmesh_qa.mesh.model import (
@@ -239,10 +238,11 @@ def _operation(op: Operation) -> AuthzOperation:
 
 
 def enforced_at_ingress(model: MeshModel) -> list[AuthzPolicy]:
-    """The policies Istio would apply to its ingress gateway: the gateway's namespace's (the root
-    namespace's) whose selector is absent or matches the gateway's labels."""
-    return [p for p in model.authz
-            if p.namespace == INGRESS_NAMESPACE and (not p.selector or selects(p.selector, INGRESS_LABELS))]
+    """The policies Istio would apply to its ingress gateway: its namespace's and the root namespace's whose
+    selector is absent or matches the gateway's labels."""
+    gateway = model.ingress_gateway
+    return [p for p in model.authz if p.namespace in (gateway.namespace, ROOT_NAMESPACE)
+            and (not p.selector or selects(p.selector, gateway.labels))]
 
 
 def selection_warnings(model: MeshModel, documents: list[Document], warnings: list[str]) -> None:
@@ -255,7 +255,8 @@ def selection_warnings(model: MeshModel, documents: list[Document], warnings: li
         selector = dict(selector_spec.match_labels) if selector_spec and selector_spec.match_labels else None
         if not selector:
             continue
-        picks_ingress = selects(selector, INGRESS_LABELS)
+        gateway = model.ingress_gateway
+        picks_ingress = selects(selector, gateway.labels)
         picks_workload = any(
             (doc.namespace in (ROOT_NAMESPACE, svc.namespace) if doc.kind == "AuthorizationPolicy"
              else doc.namespace == svc.namespace)
@@ -264,9 +265,9 @@ def selection_warnings(model: MeshModel, documents: list[Document], warnings: li
         )
         if picks_workload:
             continue
-        if picks_ingress and doc.namespace != INGRESS_NAMESPACE:
+        if picks_ingress and doc.namespace not in (gateway.namespace, ROOT_NAMESPACE):
             warnings.append(f"{doc.where}: spec.selector: selects the ingress gateway's labels, but the gateway "
-                            f"runs in namespace {INGRESS_NAMESPACE!r}, not {doc.namespace!r}: this policy applies "
+                            f"runs in namespace {gateway.namespace!r}, not {doc.namespace!r}: this policy applies "
                             "to no workload and has no effect")
         elif picks_ingress and doc.kind == "PeerAuthentication":
             warnings.append(f"{doc.where}: spec.selector: selects the ingress gateway, which takes plaintext "

@@ -96,6 +96,7 @@ def build_model(
         gateway_hosts=gateway_hosts,
         trust_domains=domains,
         external_hosts=external,
+        ingress_gateway=ingress.gateway,
     )
     if not problems:
         problems.extend(source_problems(model))

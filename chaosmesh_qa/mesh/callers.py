@@ -12,23 +12,20 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from chaosmesh_qa.mesh.model import ROOT_NAMESPACE, MeshModel, Route, RouteMatch, selects
+from chaosmesh_qa.mesh.model import MeshModel, Route, RouteMatch, selects
 
-INGRESS = "ingress"
-# the pod labels and namespace of Istio's default ingress gateway, which the sandbox's ingress stands for
-INGRESS_LABELS = {"app": "istio-ingressgateway", "istio": "ingressgateway"}
-INGRESS_NAMESPACE = ROOT_NAMESPACE
+INGRESS = "ingress"  # the caller name of the ingress gateway (``MeshModel.ingress_gateway`` says which one it is)
 
 
 def caller_labels(model: MeshModel, caller: str) -> list[dict[str, str]]:
     """The pod labels of each version of a caller (the ingress gateway's own labels for ``ingress``)."""
     if caller == INGRESS:
-        return [dict(INGRESS_LABELS)]
+        return [dict(model.ingress_gateway.labels)]
     return [model.workload_labels(caller, v.name) for v in model.services[caller].versions]
 
 
 def caller_namespace(model: MeshModel, caller: str) -> str:
-    return INGRESS_NAMESPACE if caller == INGRESS else model.services[caller].namespace
+    return model.ingress_gateway.namespace if caller == INGRESS else model.services[caller].namespace
 
 
 def _selection(model: MeshModel, match: RouteMatch, caller: str) -> bool | None:

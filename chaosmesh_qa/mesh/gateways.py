@@ -8,7 +8,8 @@ that order, as istiod merges them on a gateway) and the HTTPRoutes (``add_http_r
 rules built by ``httproutes``), and puts
 ``hosts()`` into ``MeshModel.gateway_hosts``: the ingress gateway's virtual hosts, kept apart from
 the mesh routes as Istio keeps them.  The sandbox has one ingress gateway and one ingress
-listener: every HTTP server or listener is served on it (docs/reference/mesh.md, "Gateways").
+listener: every HTTP server or listener is served on it (docs/reference/mesh.md, "Gateways"); which gateway it is
+(name, namespace, labels) the Istio Gateways' selectors say (``ingressgateway``).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from typing import Annotated, Any
 
 from pydantic import AfterValidator, Field
 
-from chaosmesh_qa.mesh import schema
+from chaosmesh_qa.mesh import ingressgateway, schema
 from chaosmesh_qa.mesh.documents import Document
 from chaosmesh_qa.mesh.httproutes import HTTPRouteSpec, K8sGatewaySpec, host_name, rules
 from chaosmesh_qa.mesh.model import GatewayHost, Route, ServiceModel
@@ -28,7 +29,6 @@ from chaosmesh_qa.mesh.values import LabelMap, show
 ISTIO_VERSIONS = ("networking.istio.io/v1", "networking.istio.io/v1beta1", "networking.istio.io/v1alpha3")
 K8S_GROUP = "gateway.networking.k8s.io"
 K8S_VERSIONS = (f"{K8S_GROUP}/v1", f"{K8S_GROUP}/v1beta1")
-INGRESS_LABELS = {"istio": "ingressgateway", "app": "istio-ingressgateway"}
 HTTP_PROTOCOLS = ("HTTP", "HTTP2")
 _IGNORED_K8S_KINDS = ("GatewayClass", "ReferenceGrant")
 
@@ -123,6 +123,10 @@ class Ingress:
         self.where: dict[str, str] = {}
         self.used: set[str] = set()
         self.domains: dict[str, _Domain] = {}
+        # the sandbox's one ingress gateway: the one the Istio Gateways select (Istio's default one without any)
+        self.gateway = ingressgateway.selected_by(
+            [(d.where, dict(d.spec.selector)) for d in documents if d.kind == "Gateway"
+             and isinstance(d.spec, GatewaySpec)], problems)
         for doc in documents:
             if doc.kind == "Gateway" and isinstance(doc.spec, GatewaySpec):
                 self._istio_gateway(doc, problems, warnings)
@@ -137,11 +141,8 @@ class Ingress:
         if key in self.istio:
             problems.append(f"{doc.where}: metadata.name: a second Gateway {key} (the first is in {self.where[key]})")
             return
-        if any(INGRESS_LABELS.get(k) != v for k, v in spec.selector.items()):
-            shown = ", ".join(f"{k}={v}" for k, v in spec.selector.items())
-            problems.append(f"{doc.where}: spec.selector: {shown} selects no gateway of the sandbox (its one ingress "
-                            "gateway has the labels istio=ingressgateway, app=istio-ingressgateway)")
-            return
+        if any(self.gateway.labels.get(k) != v for k, v in spec.selector.items()):
+            return  # selected_by said which gateway the sandbox runs instead
         served: list[_Listener] = []
         for i, server in enumerate(spec.servers):
             if not self._served(doc.where, f"spec.servers[{i}]", server.port.protocol, server.tls, warnings):

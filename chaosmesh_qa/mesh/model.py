@@ -10,6 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
+from chaosmesh_qa.mesh.ingressgateway import DEFAULT as DEFAULT_INGRESS_GATEWAY
+from chaosmesh_qa.mesh.ingressgateway import IngressGateway
 from chaosmesh_qa.mesh.meshconfig import DEFAULT_TRUST_DOMAIN, TrustDomains
 
 TRUST_DOMAIN = DEFAULT_TRUST_DOMAIN  # Istio's default; a mesh's own is its `istio` ConfigMap's (mesh.meshconfig)
@@ -325,11 +327,13 @@ class MeshModel:
     gateway_hosts: tuple[GatewayHost, ...] = ()  # empty: the ingress fronts ingress_service
     trust_domains: TrustDomains = field(default_factory=TrustDomains)  # the `istio` ConfigMap's, else Istio's
     external_hosts: dict[str, ExternalHost] = field(default_factory=dict)  # ServiceEntry hosts: never sent traffic
+    ingress_gateway: IngressGateway = DEFAULT_INGRESS_GATEWAY  # the one the Istio Gateways select
 
     @property
     def ingress_spiffe(self) -> str:
-        """The ingress gateway's identity (Istio's default gateway service account), in the mesh's trust domain."""
-        return self.trust_domains.spiffe("istio-system", "istio-ingressgateway-service-account")
+        """The ingress gateway's identity (its service account), in the mesh's trust domain."""
+        gateway = self.ingress_gateway
+        return self.trust_domains.spiffe(gateway.namespace, gateway.service_account)
 
     def ingress_services(self) -> list[str]:
         """The services the ingress gateway sends traffic to."""

@@ -61,13 +61,14 @@ def test_kube_api_sandbox_env_reproduces_its_status(kube: KubeSandbox, tmp_path:
     assert values["CHAOSMESH_QA_TARGET"] == "kubernetes"
     assert values["KUBECONFIG"] == status["kubeconfig"] == str(kube.kubeconfig)
     assert values["CHAOSMESH_QA_INGRESS_SERVICE"] == status["ingress_service"] == "frontend"
+    assert values["CHAOSMESH_QA_INGRESS_GATEWAY"] == status["ingress_gateway"] == "istio-ingressgateway"
     assert values["CHAOSMESH_QA_PROMETHEUS_URL"] == status["prometheus_url"]
     assert values["CHAOSMESH_QA_INGRESS_URL"] == status["ingress_url"]
     assert values["CHAOSMESH_QA_STATE_DIR"] == str(kube.state_dir.absolute())
     assert values["CHAOSMESH_QA_TRACING_URL"] == status["tracing"]["url"]
     by_hand = kube.env()  # what the Kubernetes target's tests set by hand for an unchanged experiment
     names = ("CHAOSMESH_QA_TARGET", "KUBECONFIG", "CHAOSMESH_QA_PROMETHEUS_URL", "CHAOSMESH_QA_INGRESS_URL",
-             "CHAOSMESH_QA_INGRESS_SERVICE", "CHAOSMESH_QA_TRACING_URL")
+             "CHAOSMESH_QA_INGRESS_SERVICE", "CHAOSMESH_QA_INGRESS_GATEWAY", "CHAOSMESH_QA_TRACING_URL")
     assert {k: values[k] for k in names} == {k: by_hand[k] for k in names}
 
 

@@ -111,6 +111,14 @@ SPLIT_RULES = """  - matches:
 """
 
 
+def _helm_gateway(loaded: LoadedMesh) -> None:
+    """Istio's gateway Helm chart, release istio-ingress: its pods' labels, namespace and service account."""
+    gateway = loaded.model.ingress_gateway
+    assert (gateway.name, gateway.namespace, gateway.labels) == (
+        "istio-ingress", "istio-ingress", {"app": "istio-ingress", "istio": "ingress"})
+    assert loaded.model.ingress_spiffe == "spiffe://cluster.local/ns/istio-ingress/sa/istio-ingress"
+
+
 def domains(expected: dict[str, list[str]]) -> Check:
     """A check: the ingress's virtual hosts and, for each, the services its routes reach in order."""
 
@@ -209,9 +217,15 @@ CASES = [
          {"mesh.yaml": MESH,
           "gw.yaml": gateway() + "---\n" + bound_vs() + "---\n" + bound_vs(name="edge2", dest="api")},
          check=domains({"*": ["web", "api"]})),
-    Case("selector-of-another-gateway",
-         {"mesh.yaml": MESH, "gw.yaml": gateway(selector="istio: eastwestgateway") + "---\n" + bound_vs()},
-         error=("Gateway/public: spec.selector:", "selects no gateway of the sandbox")),
+    # the sandbox runs one ingress gateway: the first Gateway's (Istio's default one), which the second's misses
+    Case("selectors-of-two-gateways",
+         {"mesh.yaml": MESH, "gw.yaml": gateway() + "---\n" + gateway(name="internal", selector="istio: ingress")
+          + "---\n" + bound_vs()},
+         error=("Gateway/internal: spec.selector: istio=ingress selects no gateway of the sandbox (its one ingress "
+                "gateway, istio-ingressgateway, has the labels app=istio-ingressgateway, istio=ingressgateway)",)),
+    Case("selector-of-the-helm-installed-gateway",
+         {"mesh.yaml": MESH, "gw.yaml": gateway(selector="istio: ingress") + "---\n" + bound_vs()},
+         check=lambda loaded: _helm_gateway(loaded)),
     Case("https-server-served-plain",
          {"mesh.yaml": MESH, "gw.yaml": gateway(protocol="HTTPS", number=443,
                                                 extra="    tls: {mode: SIMPLE, credentialName: shop-cert}\n")

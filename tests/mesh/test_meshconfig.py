@@ -53,7 +53,8 @@ def test_the_custom_trust_domain_profile_names_every_identity_in_its_domain() ->
     model = load_mesh(PROFILE).model
     assert model.trust_domains.local == "prod.example.com"
     assert model.services["catalog"].spiffe_id == "spiffe://prod.example.com/ns/default/sa/catalog"
-    assert model.ingress_spiffe.startswith("spiffe://prod.example.com/ns/istio-system/")
+    # the profile's gateway is Istio's Helm-installed istio-ingress (gateway.yaml)
+    assert model.ingress_spiffe == "spiffe://prod.example.com/ns/istio-ingress/sa/istio-ingress"
     # security.yaml names inventory's caller as cluster.local/...: istiod reads it as the local trust domain
     (policy,) = model.authz
     assert policy.rules[0].sources[0].principals == ("prod.example.com/ns/default/sa/catalog",)

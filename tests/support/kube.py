@@ -41,7 +41,8 @@ class KubeSandbox(Sandbox):
         status = self.status()
         return {"chaosmesh_qa_target": "kubernetes", "chaosmesh_qa_kubeconfig": str(self.kubeconfig),
                 "chaosmesh_qa_prometheus_url": status["prometheus_url"], "chaosmesh_qa_ingress_url":
-                status["ingress_url"], "chaosmesh_qa_ingress_service": "frontend", **extra}
+                status["ingress_url"], "chaosmesh_qa_ingress_service": "frontend",
+                "chaosmesh_qa_ingress_gateway": status["ingress_gateway"], **extra}
 
     def env(self) -> dict[str, str]:
         """The environment that switches an unchanged experiment file to this emulated cluster: what a cluster
@@ -52,6 +53,7 @@ class KubeSandbox(Sandbox):
                 "CHAOSMESH_QA_PROMETHEUS_URL": config["chaosmesh_qa_prometheus_url"],
                 "CHAOSMESH_QA_INGRESS_URL": config["chaosmesh_qa_ingress_url"],
                 "CHAOSMESH_QA_INGRESS_SERVICE": "frontend",
+                "CHAOSMESH_QA_INGRESS_GATEWAY": config["chaosmesh_qa_ingress_gateway"],
                 "CHAOSMESH_QA_TRACING_URL": str(self.status()["tracing"]["url"])}
 
     def kubectl(self, *args: str, check: bool = True, timeout: float = 60) -> subprocess.CompletedProcess[str]:

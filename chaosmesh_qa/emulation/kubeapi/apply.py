@@ -52,7 +52,8 @@ from chaosmesh_qa.emulation.kubeapi.networkpolicy import ContainerPort, PodRef, 
 from chaosmesh_qa.emulation.kubeapi.resources import RESOURCES, Resource
 from chaosmesh_qa.emulation.kubeapi.status import ApiError, status_body
 from chaosmesh_qa.emulation.kubeapi.store import ObjectStore, merge_patch
-from chaosmesh_qa.mesh.callers import INGRESS, INGRESS_LABELS, INGRESS_NAMESPACE
+from chaosmesh_qa.mesh.callers import INGRESS
+from chaosmesh_qa.mesh.model import MeshModel
 from chaosmesh_qa.targets.local.envoy.envoyfilters import EnvoyFilterInvalid, EnvoyFilterObject, validate
 
 if TYPE_CHECKING:
@@ -63,7 +64,6 @@ log = logging.getLogger("chaosmesh_qa.kubeapi")
 ENVOYFILTERS = "envoyfilters"
 NETWORKPOLICIES = "networkpolicies"
 AUTHORIZATIONPOLICIES = "authorizationpolicies"
-GATEWAY = PodRef("istio-ingressgateway", INGRESS_NAMESPACE, INGRESS_LABELS)  # a source only (not an API pod)
 CONNTRACK_NOTE = ("a NetworkPolicy decides when a connection opens (Calico, Cilium); the sandbox re-points "
                   "endpoints, so a caller's Envoy drains the connections it pooled to a pod newly denied to it "
                   "(requests in flight finish), where a CNI would let established connections live")
@@ -210,7 +210,8 @@ class Applier:
                 if name in self.workloads.pods}
         selected: dict[str, list[str]] = {}
         for policy in evaluated.policies:
-            selected[f"{policy.namespace}/{policy.name}"] = authorization.selected(policy, pods)
+            selected[f"{policy.namespace}/{policy.name}"] = authorization.selected(policy, pods,
+                                                                                   model.ingress_gateway)
         self.authorized = Authorized(list(evaluated.keys), selected, evaluated.not_realised, self._fingerprint())
         key = f"{changed[0]}/{changed[1]}" if changed else None
         return {"authorization_policies_in_force": list(evaluated.keys),
@@ -297,10 +298,11 @@ class Applier:
                     for o in store.list(resource, None)]
         namespaces = {ns: self.workloads.namespace(ns)["metadata"]["labels"] for ns in self.workloads.namespaces()}
         evaluator = PolicySet(policies, namespaces)
+        gateway_pod = _gateway_pod(model)
         denied: dict[str, set[str]] = {}
         connections = []
         for caller in [INGRESS, *model.services]:
-            sources = [(INGRESS, GATEWAY)] if caller == INGRESS else [
+            sources = [(INGRESS, gateway_pod)] if caller == INGRESS else [
                 (name, ref) for name, (service, ref) in pods.items() if service == caller]
             for callee in self.sandbox.callees_of(caller):
                 port = model.services[callee].pod_port
@@ -320,7 +322,7 @@ class Applier:
             self.sandbox.deny_connections(frozen)
         self.enforced = Enforced(frozen, connections, {
             p.key: sorted(r.name for r in refs if evaluator.selects(p, r)) for p in policies}, {
-            p.key: networkpolicy.sandbox_limits(p, refs, GATEWAY) for p in policies}, fingerprint)
+            p.key: networkpolicy.sandbox_limits(p, refs, gateway_pod) for p in policies}, fingerprint)
         key = f"{changed[0]}/{changed[1]}" if changed else None
         return {"network_policies_in_force": [p.key for p in policies], "denied_connections": len(connections),
                 **({"not_realised": self.enforced.limits.get(key, [])} if key else {})}
@@ -354,3 +356,9 @@ class Applier:
 
 def _resource(name: str) -> Resource:
     return next(r for r in RESOURCES if r.name == name)
+
+
+def _gateway_pod(model: MeshModel) -> PodRef:
+    """The ingress gateway as a CNI sees it: a source only (it is not one of the API's pods here)."""
+    gateway = model.ingress_gateway
+    return PodRef(gateway.name, gateway.namespace, dict(gateway.labels))

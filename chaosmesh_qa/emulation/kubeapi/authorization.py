@@ -34,8 +34,8 @@ from typing import Any
 from chaosmesh_qa.emulation.kubeapi.status import ApiError
 from chaosmesh_qa.mesh import yamlfiles
 from chaosmesh_qa.mesh.authz import authorization_policies
-from chaosmesh_qa.mesh.callers import INGRESS_LABELS, INGRESS_NAMESPACE
 from chaosmesh_qa.mesh.documents import Document
+from chaosmesh_qa.mesh.ingressgateway import IngressGateway
 from chaosmesh_qa.mesh.loader import validate_document
 from chaosmesh_qa.mesh.meshconfig import TrustDomains
 from chaosmesh_qa.mesh.model import ROOT_NAMESPACE, AuthzPolicy, selects
@@ -44,7 +44,6 @@ KIND = "AuthorizationPolicy"
 API_VERSION = "security.istio.io/v1"
 SOURCE = "kube-api"  # the "file" of an API object's document: messages read "kube-api: AuthorizationPolicy/NAME: ..."
 WEBHOOK = 'admission webhook "validation.istio.io" denied the request: configuration is invalid: '
-GATEWAY = "istio-ingressgateway"  # how ``selected`` names the ingress gateway (not an API pod here)
 META_READ = ("name", "namespace", "labels", "annotations")  # what istiod reads of an object's metadata
 
 
@@ -93,16 +92,18 @@ def evaluate(objects: list[dict[str, Any]], domains: TrustDomains) -> Evaluated:
     return Evaluated(tuple(policies), tuple(keys), not_realised)
 
 
-def selected(policy: AuthzPolicy, pods: Mapping[str, tuple[str, Mapping[str, str]]]) -> list[str]:
-    """The pods (name -> (namespace, current labels)) a policy reaches, and ``istio-ingressgateway`` if the
-    gateway enforces it: its own namespace's workloads, or every namespace's for the root namespace, narrowed by
-    its selector, as istiod selects them."""
+def selected(policy: AuthzPolicy, pods: Mapping[str, tuple[str, Mapping[str, str]]],
+             gateway: IngressGateway) -> list[str]:
+    """The pods (name -> (namespace, current labels)) a policy reaches, and the ingress gateway (by its name) if
+    it enforces it: its own namespace's workloads, or every namespace's for the root namespace, narrowed by its
+    selector, as istiod selects them."""
     def chosen(labels: Mapping[str, str]) -> bool:
         return not policy.selector or selects(policy.selector, dict(labels))
 
     found = sorted(name for name, (namespace, labels) in pods.items()
                    if policy.namespace in (ROOT_NAMESPACE, namespace) and chosen(labels))
-    return [*found, GATEWAY] if policy.namespace == INGRESS_NAMESPACE and chosen(INGRESS_LABELS) else found
+    reaches_gateway = policy.namespace in (ROOT_NAMESPACE, gateway.namespace) and chosen(gateway.labels)
+    return [*found, gateway.name] if reaches_gateway else found
 
 
 def _document(obj: dict[str, Any], namespace: str, problems: list[str], warnings: list[str],

@@ -33,7 +33,6 @@ from chaosmesh_qa.mesh.callers import INGRESS
 from chaosmesh_qa.mesh.identity import canonical_revision, canonical_service
 from chaosmesh_qa.mesh.model import MeshModel
 
-GATEWAY = "istio-ingressgateway"
 SCRAPE_LABELS = "instance, job, role, service, version"
 CLUSTER_STATS = ("envoy_cluster_upstream_rq_retry", "envoy_cluster_upstream_cx_overflow",
                  "envoy_cluster_upstream_rq_pending_overflow", "envoy_cluster_outlier_detection_ejections_active",
@@ -62,9 +61,10 @@ def _workload_labels(model: MeshModel, service: str, version: str | None) -> dic
 
 def _source_labels(model: MeshModel, caller: str, version: str | None) -> dict[str, str]:
     if caller == INGRESS:
-        return {"source_workload": GATEWAY, "source_workload_namespace": "istio-system", "source_app": GATEWAY,
-                "source_canonical_service": GATEWAY, "source_version": "unknown",
-                "source_principal": model.ingress_spiffe}
+        gateway = model.ingress_gateway  # its Deployment, app label and canonical service share its name
+        return {"source_workload": gateway.name, "source_workload_namespace": gateway.namespace,
+                "source_app": gateway.labels.get("app", gateway.name), "source_canonical_service": gateway.name,
+                "source_version": "unknown", "source_principal": model.ingress_spiffe}
     svc = model.services[caller]
     named = _workload_labels(model, caller, version)
     return {**{f"source_{k}": v for k, v in named.items()}, "source_workload_namespace": svc.namespace,

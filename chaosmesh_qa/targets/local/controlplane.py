@@ -39,7 +39,6 @@ from typing import Any
 
 from chaosmesh_qa.files import atomic_write_json
 from chaosmesh_qa.mesh.authz import enforced_at_ingress
-from chaosmesh_qa.mesh.callers import INGRESS_LABELS, INGRESS_NAMESPACE
 from chaosmesh_qa.mesh.model import ROOT_NAMESPACE, AuthzPolicy, MeshModel, selects
 from chaosmesh_qa.targets.local.envoy import clusters, envoyfilters, listeners, routes
 from chaosmesh_qa.targets.local.envoy.common import INGRESS, JSON, address
@@ -242,7 +241,8 @@ class ControlPlane:
 
     def _proxy(self, pod: PodSpec) -> envoyfilters.Proxy:
         if pod.service == INGRESS:
-            return envoyfilters.Proxy(INGRESS_NAMESPACE, dict(INGRESS_LABELS), "gateway")
+            gateway = self.model.ingress_gateway
+            return envoyfilters.Proxy(gateway.namespace, dict(gateway.labels), "gateway")
         labels = self.pod_labels.get(pod.name, pod.labels)
         return envoyfilters.Proxy(self.model.services[pod.service].namespace, dict(labels), "sidecar")
 
@@ -271,7 +271,8 @@ class ControlPlane:
 
     def _identity_files(self, caller: str) -> tuple[str, str]:
         if caller == INGRESS:
-            files = self.pki.identity(self.model.ingress_spiffe, "istio-ingressgateway.istio-system.svc")
+            gateway = self.model.ingress_gateway
+            files = self.pki.identity(self.model.ingress_spiffe, f"{gateway.name}.{gateway.namespace}.svc")
         else:
             svc = self.model.services[caller]
             files = self.pki.identity(svc.spiffe_id, f"{svc.name}.{svc.namespace}.svc")

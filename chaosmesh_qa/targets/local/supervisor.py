@@ -163,9 +163,10 @@ class Supervisor:
     async def _start_mesh(self) -> None:
         loaded = load_mesh(self.mesh_dir)
         self.model = model = loaded.model
-        ingress_spec = PodSpec("istio-ingressgateway", INGRESS, "", PodPorts(
+        gateway = model.ingress_gateway.name  # the gateway the mesh's Gateways select (Istio's default one)
+        ingress_spec = PodSpec(gateway, INGRESS, "", PodPorts(
             stats=self.ports.allocate(hold=True), outbound=self.ports.allocate(hold=True)),
-            admin.socket_path(self.paths.admin, "istio-ingressgateway"))
+            admin.socket_path(self.paths.admin, gateway))
         replicas = [(s.name, v.name) for s in model.services.values() for v in s.versions for _ in range(v.replicas)]
         pod_specs = [self._new_pod_spec(service, version) for service, version in replicas]
         # Prometheus first, already knowing every target: its service discovery hands targets to
@@ -442,6 +443,7 @@ class Supervisor:
             "tracing": self.traces.describe() if self.traces.port else None,
             "metrics_ready": self.metrics_ready, "metrics_error": self.metrics_error,
             "ingress_service": self.model.ingress_service if self.model else None,
+            "ingress_gateway": self.model.ingress_gateway.name if self.model else None,
             "services": self._describe_services(),
             "pods": [p.describe() for p in sorted(self.pods.values(), key=lambda p: p.name)],
             "ingress": self.ingress.describe() if self.ingress else None,
