@@ -2,7 +2,8 @@
 
 ``loader.load_mesh`` calls ``build_model`` with the documents it validated; every problem
 (unknown host, missing subset, weights not summing to 100, call cycle...) is appended as one
-line naming file, resource and field, so the user sees them all at once.  Services, DestinationRules
+line naming file, resource and field, so the user sees them all at once.  Argo Rollouts first become the pod
+sets their controller runs (``rollouts.expand``).  Services, DestinationRules
 and the ServiceEntries' hosts (``serviceentries``) are resolved here; VirtualServices by ``virtualservices``,
 gateways, policies and Sidecars by their own modules.
 """
@@ -13,7 +14,7 @@ import re
 from dataclasses import replace
 from pathlib import Path
 
-from chaosmesh_qa.mesh import gateways, manifests, schema, serviceentries
+from chaosmesh_qa.mesh import gateways, manifests, rollouts, schema, serviceentries
 from chaosmesh_qa.mesh.authz import authorization_policies, selection_warnings
 from chaosmesh_qa.mesh.callers import source_problems
 from chaosmesh_qa.mesh.documents import Document, latest_documents
@@ -46,6 +47,7 @@ def build_model(
     ``source`` names the mesh directory in the problem raised when it holds no Mesh document.
     """
     documents = latest_documents(documents, warnings)  # in age order from here on (file and document order)
+    documents = rollouts.expand(documents, problems, warnings)  # Argo Rollouts: the pod sets their controller runs
     meshes = [d for d in documents if d.kind == "Mesh"]
     workloads = manifests.workloads(documents, problems, warnings)
     if not meshes and workloads:  # manifests alone: every service runs the demo app's defaults

@@ -3,7 +3,8 @@ r"""Read a mesh directory: every ``*.yaml``/``*.yml`` file, every YAML document 
 ``load_mesh`` is the entry point used by the CLI and the sandbox: it reads the files
 through ``yamlfiles`` (bounded, duplicate keys refused), validates each document against
 its kind's schema with ``validate_document`` (Istio kinds: ``ISTIO_KINDS``, from ``schema``, ``authz`` and
-``serviceentries``; gateways: ``gateways.spec_for``; Kubernetes manifests: ``manifests``), also used on its own
+``serviceentries``; gateways: ``gateways.spec_for``; Kubernetes manifests: ``manifests``; Argo Rollouts:
+``rollouts``), also used on its own
 for documents that do not come from a file (the Kubernetes target's verdicts), and hands the
 ``documents.Document``\ s to ``build.build_model`` for cross-checks and Istio defaults.  Every problem is
 reported on one line as ``<file>[:line]: <Kind>/<name>: <field path>: <reason>``; nothing but
@@ -22,7 +23,7 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from chaosmesh_qa.errors import InvalidMeshConfig, collapsed
-from chaosmesh_qa.mesh import authz, gateways, manifests, meshconfig, schema, serviceentries, yamlfiles
+from chaosmesh_qa.mesh import authz, gateways, manifests, meshconfig, rollouts, schema, serviceentries, yamlfiles
 from chaosmesh_qa.mesh.build import build_model
 from chaosmesh_qa.mesh.documents import Document
 from chaosmesh_qa.mesh.model import MeshModel
@@ -156,6 +157,9 @@ def validate_document(
         domains = meshconfig.validate(raw, where, problems, warnings)
         return None if domains is None else Document(str(path), "ConfigMap", meshconfig.NAME, meshconfig.NAMESPACE,
                                                      domains)
+    argo = rollouts.treatment(kind, raw.get("apiVersion"))
+    if argo is not None:
+        return _argo(path, where, raw, kind, argo, problems, warnings, ignored)
     treatment = manifests.kubernetes_kind(raw)
     if treatment is not None:
         return _kubernetes(path, where, raw, kind, treatment, problems, warnings, ignored)
@@ -169,7 +173,7 @@ def validate_document(
     if gateway is not None:
         spec_type: type[BaseModel] = gateway
     elif kind not in ISTIO_KINDS:
-        supported = ", ".join(["Mesh", *ISTIO_KINDS, "Gateway", "HTTPRoute", *manifests.KINDS])
+        supported = ", ".join(["Mesh", *ISTIO_KINDS, "Gateway", "HTTPRoute", *manifests.KINDS, rollouts.KIND])
         problems.append(f"{where}: kind: unknown kind {show(kind)} (supported: {supported})")
         return None
     else:
@@ -217,6 +221,27 @@ def _kubernetes(path: Path, where: str, raw: dict[str, Any], kind: str, treatmen
     if spec is None:
         return None
     return Document(str(path), kind, envelope.metadata.name, envelope.metadata.namespace, spec)
+
+
+def _argo(path: Path, where: str, raw: dict[str, Any], kind: str, treatment: str, problems: list[str],
+          warnings: list[str], ignored: list[str]) -> Document | None:
+    """A document of Argo's API group: a Rollout read (only the fields ``rollouts`` reads are checked, as for a
+    Deployment), an Experiment warned, the rest ignored."""
+    if treatment != "read":
+        if treatment == "warned":
+            warnings.append(f"{where}: kind: {kind} is {rollouts.warning(kind)}")
+        else:
+            ignored.append(kind)
+        return None
+    wrong = rollouts.problem_in_version(raw.get("apiVersion"))
+    if wrong:
+        problems.append(f"{where}: {wrong}")
+        return None
+    envelope = _model_or_problem(where, manifests.K8sDoc, raw, "", problems)
+    spec = None if envelope is None else _model_or_problem(where, rollouts.RolloutSpec, envelope.spec, "spec",
+                                                           problems)
+    return None if spec is None else Document(str(path), kind, envelope.metadata.name, envelope.metadata.namespace,
+                                              spec)
 
 
 def _at(path: Path, line: int, resource: str, field: str, reason: str) -> str:

@@ -3,7 +3,8 @@
 ``loader`` calls ``validate`` for each document of one of those kinds (and ``ignored`` for the
 Kubernetes kinds that do not shape the mesh); ``build`` calls ``workloads`` to turn the validated
 documents into one ``Workload`` per Service (its namespace, port, service account and one
-version per Deployment or StatefulSet it selects), and ``check_overlay`` to make sure the
+version per Deployment, StatefulSet or Rollout pod set it selects: ``rollouts.expand`` turns an Argo Rollout
+into ``PodSet`` documents first), and ``check_overlay`` to make sure the
 ``Mesh`` document's entry for a manifest-defined service gives only behaviour.  Only the fields
 listed in docs/reference/mesh.md are read; images, resources, env, volumes and probes are not
 used (the pod runs the overlay's demo app or command).  Problems are one line each, appended.
@@ -21,7 +22,7 @@ from chaosmesh_qa.mesh.documents import Document
 from chaosmesh_qa.mesh.identity import DEFAULT_REVISION, canonical_revision
 from chaosmesh_qa.mesh.values import LabelMap, Name, show
 
-WORKLOAD_KINDS = ("Deployment", "StatefulSet")
+WORKLOAD_KINDS = ("Deployment", "StatefulSet", "Rollout")  # a Rollout: its pod sets (rollouts.expand)
 KINDS: dict[str, str] = {  # kind -> its apiVersion
     "Deployment": "apps/v1", "StatefulSet": "apps/v1",
     "Service": "v1", "ServiceAccount": "v1", "Namespace": "v1",
@@ -83,6 +84,14 @@ class WorkloadSpec(schema.Spec):
     selector: Selector
     template: PodTemplate
     service_name: str | None = None  # a StatefulSet's governing (headless) Service: per-pod DNS, not modelled
+
+
+class PodSet(WorkloadSpec):
+    """Pods a controller runs from a template (an Argo Rollout's stable or canary ReplicaSet, ``rollouts``):
+    made by the loader, never read from YAML.  ``version`` names them where their labels alone do not (two
+    ReplicaSets of one template); empty, the version is their canonical revision, as a Deployment's."""
+
+    version: str = ""
 
 
 class ServicePort(schema.Spec):
@@ -262,7 +271,8 @@ def _workload(svc: Document, spec: ServiceSpec, chosen: list[Document], accounts
         owner[id(doc)] = svc
         wspec: WorkloadSpec = doc.spec  # type: ignore[assignment]
         labels = dict(wspec.template.metadata.labels)
-        version = canonical_revision(labels)  # what Istio's telemetry calls the version (mesh.identity)
+        # what Istio's telemetry calls the version (mesh.identity); a Rollout's two ReplicaSets: their roles
+        version = wspec.version if isinstance(wspec, PodSet) and wspec.version else canonical_revision(labels)
         if version in versions:
             problems.append(f"{doc.where}: spec.template.metadata.labels.version: {version!r} is also the version "
                             f"of {versions[version].where} (each version of Service/{svc.name} is one workload)")

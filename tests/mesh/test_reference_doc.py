@@ -2,7 +2,8 @@
 kind's section, and no field the section lists as "not supported" is one the loader reads.
 
 The schema is the pydantic models the loader validates with (``mesh.schema``, ``mesh.gateways``,
-``mesh.httproutes``, ``mesh.authz``, ``mesh.serviceentries``, ``mesh.manifests``); a field is documented when
+``mesh.httproutes``, ``mesh.authz``, ``mesh.serviceentries``, ``mesh.manifests``,
+``mesh.rollouts``); a field is documented when
 its YAML name appears inside a backticked span of the section (``retries`` in `retries`, `perTryTimeout` in
 `retries.perTryTimeout`).
 """
@@ -16,7 +17,7 @@ from pathlib import Path
 import pytest
 from pydantic import BaseModel
 
-from chaosmesh_qa.mesh import authz, gateways, httproutes, manifests, schema, serviceentries
+from chaosmesh_qa.mesh import authz, gateways, httproutes, manifests, rollouts, schema, serviceentries
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "reference" / "mesh.md"
 SECTIONS: dict[str, tuple[type[BaseModel], ...]] = {
@@ -29,6 +30,7 @@ SECTIONS: dict[str, tuple[type[BaseModel], ...]] = {
     "ServiceEntry": (serviceentries.ServiceEntrySpec,),
     "Gateways": (gateways.GatewaySpec, httproutes.K8sGatewaySpec, httproutes.HTTPRouteSpec),
     "Kubernetes manifests": (manifests.WorkloadSpec, manifests.ServiceSpec),
+    "Argo Rollouts": (rollouts.RolloutSpec,),
 }
 
 
