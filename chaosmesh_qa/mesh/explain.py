@@ -1,7 +1,8 @@
 """Resilience analysis of a declared mesh, before any experiment: ``chaosmesh-qa explain``.
 
 ``explain(directory, rps)`` loads the mesh (``load_mesh``), reads each Istio resource's file and
-name back from the YAML (``mesh.yamlfiles``) so every finding names file, resource and field, and
+name back from the YAML (``loader.sourced_documents``: a kustomization's as rendered) so every finding names file,
+resource and field, and
 returns findings (``mesh.findings``) with stable codes (``CMQ-<area><nnn>``, never renumbered), why
 each matters and the shipped experiment that would show it; given experiments, also their latency
 SLOs the histograms cannot resolve (``mesh.explain_slos``).  With a request rate it predicts, per service, what
@@ -16,9 +17,10 @@ from pathlib import Path
 from typing import Any
 
 from chaosmesh_qa.errors import InvalidArgument
-from chaosmesh_qa.mesh import load_mesh, yamlfiles
+from chaosmesh_qa.mesh import load_mesh
 from chaosmesh_qa.mesh.explain_slos import slo_findings
 from chaosmesh_qa.mesh.findings import Finding
+from chaosmesh_qa.mesh.loader import sourced_documents
 from chaosmesh_qa.mesh.model import ISTIO_UNLIMITED, MeshModel, Route, TrafficPolicy, default_retries, selects
 from chaosmesh_qa.mesh.routing import expected_shares
 
@@ -44,28 +46,26 @@ class _Sources:
     def __init__(self, root: Path, model: MeshModel) -> None:
         self.by_key: dict[tuple[str, str], str] = {}
         self.peer_auth: list[tuple[str, str, dict[str, str]]] = []  # name, mode, selector
-        files, _ = yamlfiles.mesh_files(root)
         hosts = {h: s for s, svc in model.services.items()
                  for h in (s, f"{s}.{svc.namespace}", f"{s}.{svc.namespace}.svc",
                            f"{s}.{svc.namespace}.svc.cluster.local")}
-        for path in files:
-            for doc in yamlfiles.read_documents(yamlfiles.read_text(path)):
-                data = doc.data if isinstance(doc.data, dict) else {}
-                spec = data.get("spec") or {}
-                where = f"{path}: {doc.kind}/{doc.name}"
-                if doc.kind == "DestinationRule" and spec.get("host") in hosts:
-                    self.by_key[("DestinationRule", hosts[spec["host"]])] = where
-                elif doc.kind == "VirtualService":
-                    for host in spec.get("hosts") or []:
-                        if host in hosts:  # the first read is the oldest, the one in effect (mesh.virtualservices)
-                            self.by_key.setdefault(("VirtualService", hosts[host]), where)
-                elif doc.kind in ("PeerAuthentication", "AuthorizationPolicy"):
-                    self.by_key[(doc.kind, str(doc.name))] = where
-                    if doc.kind == "PeerAuthentication":
-                        selector = (spec.get("selector") or {}).get("matchLabels") or {}
-                        self.peer_auth.append((str(doc.name), str((spec.get("mtls") or {}).get("mode")), selector))
-                elif doc.kind == "Mesh":
-                    self.by_key[("Mesh", "")] = where
+        for path, doc in sourced_documents(root):  # a kustomization's as kubectl kustomize renders it
+            data = doc.data if isinstance(doc.data, dict) else {}
+            spec = data.get("spec") or {}
+            where = f"{path}: {doc.kind}/{doc.name}"
+            if doc.kind == "DestinationRule" and spec.get("host") in hosts:
+                self.by_key[("DestinationRule", hosts[spec["host"]])] = where
+            elif doc.kind == "VirtualService":
+                for host in spec.get("hosts") or []:
+                    if host in hosts:  # the first read is the oldest, the one in effect (mesh.virtualservices)
+                        self.by_key.setdefault(("VirtualService", hosts[host]), where)
+            elif doc.kind in ("PeerAuthentication", "AuthorizationPolicy"):
+                self.by_key[(doc.kind, str(doc.name))] = where
+                if doc.kind == "PeerAuthentication":
+                    selector = (spec.get("selector") or {}).get("matchLabels") or {}
+                    self.peer_auth.append((str(doc.name), str((spec.get("mtls") or {}).get("mode")), selector))
+            elif doc.kind == "Mesh":
+                self.by_key[("Mesh", "")] = where
 
     def at(self, kind: str, key: str, field: str) -> str:
         where = self.by_key.get((kind, key), f"(no {kind} for {key})")

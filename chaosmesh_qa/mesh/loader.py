@@ -1,7 +1,8 @@
 r"""Read a mesh directory: every ``*.yaml``/``*.yml`` file, every YAML document in it.
 
 ``load_mesh`` is the entry point used by the CLI and the sandbox: it reads the files
-through ``yamlfiles`` (bounded, duplicate keys refused), validates each document against
+through ``yamlfiles`` (bounded, duplicate keys refused), or, when the directory is a kustomization, the
+documents ``kubectl kustomize`` renders (``kustomize``), validates each document against
 its kind's schema with ``validate_document`` (Istio kinds: ``ISTIO_KINDS``, from ``schema``, ``authz`` and
 ``serviceentries``; gateways: ``gateways.spec_for``; Kubernetes manifests: ``manifests``; Argo Rollouts:
 ``rollouts``), also used on its own
@@ -23,7 +24,17 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from chaosmesh_qa.errors import InvalidMeshConfig, collapsed
-from chaosmesh_qa.mesh import authz, gateways, manifests, meshconfig, rollouts, schema, serviceentries, yamlfiles
+from chaosmesh_qa.mesh import (
+    authz,
+    gateways,
+    kustomize,
+    manifests,
+    meshconfig,
+    rollouts,
+    schema,
+    serviceentries,
+    yamlfiles,
+)
 from chaosmesh_qa.mesh.build import build_model
 from chaosmesh_qa.mesh.documents import Document
 from chaosmesh_qa.mesh.model import MeshModel
@@ -53,7 +64,7 @@ def load_mesh(directory: str | Path) -> LoadedMesh:
     """
     root = Path(directory)
     try:
-        files, problems = mesh_files(root)
+        files, parsed_files, problems = _read(root)
     except FileProblem as exc:
         raise InvalidMeshConfig(_single_lines([str(exc)])) from None
     if not files and not problems:
@@ -61,11 +72,10 @@ def load_mesh(directory: str | Path) -> LoadedMesh:
     warnings: list[str] = []
     documents: list[Document] = []
     ignored: list[str] = []
-    for path in files:
-        for parsed in _documents(path, problems):
-            doc = validate_document(path, parsed, problems, warnings, ignored)
-            if doc is not None:
-                documents.append(doc)
+    for path, parsed in parsed_files:
+        doc = validate_document(path, parsed, problems, warnings, ignored)
+        if doc is not None:
+            documents.append(doc)
     if problems:
         raise InvalidMeshConfig(_single_lines(problems))
     model = build_model(documents, problems, warnings, source=str(root))
@@ -76,6 +86,32 @@ def load_mesh(directory: str | Path) -> LoadedMesh:
              ] if ignored else []
     return LoadedMesh(model=model, warnings=_single_lines(warnings), files=[str(p) for p in files],
                       notes=_single_lines(notes))
+
+
+def sourced_documents(directory: str | Path) -> list[tuple[Path, yamlfiles.Document]]:
+    """Every YAML document ``load_mesh`` reads in ``directory`` (rendered, for a kustomization) with the path its
+    problems name, for readers of the objects as written; what cannot be read is left out (``load_mesh`` names
+    it)."""
+    try:
+        return [(path, document) for path, document in _read(Path(directory))[1] if not document.problems]
+    except FileProblem:
+        return []
+
+
+def raw_documents(directory: str | Path) -> list[Any]:
+    """The data of every document of ``sourced_documents``."""
+    return [document.data for _, document in sourced_documents(directory)]
+
+
+def _read(root: Path) -> tuple[list[Path], list[tuple[Path, yamlfiles.Document]], list[str]]:
+    """The files read and their documents, each with the path problems name: the directory's files, or what
+    ``kubectl kustomize`` renders when the directory is a kustomization (``kustomize``)."""
+    kustomization = kustomize.kustomization(root)
+    if kustomization is not None:
+        rendered, sources = kustomize.render(root, kustomization)
+        return sources, [(r.source, r.document) for r in rendered], []
+    files, problems = mesh_files(root)
+    return files, [(path, parsed) for path in files for parsed in _documents(path, problems)], problems
 
 
 def _single_lines(messages: list[str]) -> list[str]:

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import contextlib
 import json
 import logging
 import os
@@ -40,7 +39,7 @@ from chaosmesh_qa.emulation.kubeapi.store import ObjectStore
 from chaosmesh_qa.emulation.kubeapi.tables import to_table
 from chaosmesh_qa.emulation.kubeapi.workloads import Workloads
 from chaosmesh_qa.mesh import meshconfig
-from chaosmesh_qa.mesh.yamlfiles import FileProblem, mesh_files
+from chaosmesh_qa.mesh.loader import raw_documents
 
 if TYPE_CHECKING:
     from chaosmesh_qa.emulation.kubeapi.sandbox import Sandbox
@@ -139,26 +138,23 @@ class KubeApi:
     def _seed_mesh_objects(self) -> None:
         """The mesh definition's own Istio objects (VS, DR, Gateway, ServiceEntry, PeerAuthentication,
         AuthorizationPolicy), its NetworkPolicies (the team's, enforced with the target's: ``apply``) and the
-        ``istio`` ConfigMap of istio-system (the trust domain), read-only, from every file the mesh loader reads
-        (subdirectories too, as ``kubectl apply -R`` does); an object is known by its API group and kind
-        (Istio's Gateway is not the Gateway API's)."""
+        ``istio`` ConfigMap of istio-system (the trust domain), read-only, from every document the mesh loader reads
+        (subdirectories too, as ``kubectl apply -R`` does; a kustomization's as ``kubectl kustomize`` renders it); an
+        object is known by its API group and kind (Istio's Gateway is not the Gateway API's)."""
         wanted = {(r.group, r.kind): r for r in resources.RESOURCES if r.name in MESH_OBJECTS}
-        with contextlib.suppress(FileProblem):
-            for path in mesh_files(self.sandbox.mesh_dir)[0]:
-                with contextlib.suppress(OSError, yaml.YAMLError):
-                    for doc in yaml.safe_load_all(path.read_text()):
-                        if not isinstance(doc, dict) or not isinstance(doc.get("metadata"), dict):
-                            continue
-                        group = str(doc.get("apiVersion") or "").rpartition("/")[0]
-                        resource = wanted.get((group, str(doc.get("kind")))) or (
-                            CONFIGMAPS if meshconfig.is_mesh_config(doc) else None)  # istiod's MeshConfig
-                        if resource is not None and resource.name == NETWORKPOLICIES:
-                            try:  # stored as the API server stores it (defaults), enforced at the first poll
-                                doc = {**networkpolicy.admit(doc)[0], "metadata": doc["metadata"]}
-                            except (networkpolicy.Undecodable, networkpolicy.Invalid):
-                                continue  # the mesh loader names the problem (the local target refuses it)
-                        if resource is not None:
-                            self.store.seed(resource, doc)
+        for doc in raw_documents(self.sandbox.mesh_dir):
+            if not isinstance(doc, dict) or not isinstance(doc.get("metadata"), dict):
+                continue
+            group = str(doc.get("apiVersion") or "").rpartition("/")[0]
+            resource = wanted.get((group, str(doc.get("kind")))) or (
+                CONFIGMAPS if meshconfig.is_mesh_config(doc) else None)  # istiod's MeshConfig
+            if resource is not None and resource.name == NETWORKPOLICIES:
+                try:  # stored as the API server stores it (defaults), enforced at the first poll
+                    doc = {**networkpolicy.admit(doc)[0], "metadata": doc["metadata"]}
+                except (networkpolicy.Undecodable, networkpolicy.Invalid):
+                    continue  # the mesh loader names the problem (the local target refuses it)
+            if resource is not None:
+                self.store.seed(resource, doc)
 
     # ------------------------------------------------------------------ requests
 
