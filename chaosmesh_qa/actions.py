@@ -9,10 +9,11 @@ id, kind, target, parameters, started_at, expires_at, and what actually changed
 labels); whether a well-formed name exists is the target's answer (``FaultRejected``).
 """
 
-from typing import Any
+from typing import Any, cast
 
 from chaosmesh_qa import checks
 from chaosmesh_qa.errors import InvalidArgument
+from chaosmesh_qa.targets.base import KillMode
 from chaosmesh_qa.targets.factory import get_target
 from chaosmesh_qa.targets.policy import FaultRecord
 from chaosmesh_qa.targets.run import run_owner
@@ -24,20 +25,25 @@ MAX_COUNT = 1000
 MAX_DELAY_MS = 600_000
 DIRECTIONS = ("both", "to", "from")
 MODES = ("drop", "reject")
+KILL_MODES = ("crash", "evict")
 
 
 def kill_pods(service: str, count: int | None = None, percent: float | None = None, version: str | None = None,
-              restart_after_s: float = 1.0, configuration: Configuration | None = None) -> FaultRecord:
+              restart_after_s: float = 1.0, mode: str = "crash",
+              configuration: Configuration | None = None) -> FaultRecord:
     """Kill pods of ``service`` like a pod deletion (app and sidecar, SIGKILL).
 
     Give ``count`` (default 1) or ``percent`` of the running pods, optionally of one
     ``version``; replacements with new pod names start after ``restart_after_s``
-    (or at ``heal``), and callers' endpoints follow.
+    (or at ``heal``), and callers' endpoints follow.  ``mode``: ``crash`` (a delete with grace
+    period 0: what a node or process crash looks like to the mesh) or ``evict`` (on a cluster,
+    the Eviction API: the pod's PodDisruptionBudget may refuse it, and it terminates gracefully).
     """
     service, version = checks.name("service", service), checks.optional_name("version", version)
     count, percent = _selection(count, percent)
     restart = checks.seconds("restart_after_s", restart_after_s)
-    return get_target(configuration).kill_pods(service, count, percent, version, restart, run_owner())
+    how = cast(KillMode, checks.choice("mode", mode, KILL_MODES))
+    return get_target(configuration).kill_pods(service, count, percent, version, restart, run_owner(), how)
 
 
 def fail_pods(service: str, duration_s: float, count: int | None = None, percent: float | None = None,

@@ -22,6 +22,7 @@ from chaosmesh_qa.targets.policy import Direction, FaultRecord
 
 Record = dict[str, Any]  # a verdict's observation (a pod's mTLS answer, an observed edge)
 PartitionMode = Literal["drop", "reject"]
+KillMode = Literal["crash", "evict"]  # kill_pods: a crash (delete, grace period 0) or an eviction (Eviction API)
 
 
 class MeshTarget(Protocol):
@@ -56,7 +57,7 @@ class MeshTarget(Protocol):
         ...
 
     def kill_pods(self, service: str, count: int | None, percent: float | None, version: str | None,
-                  restart_after_s: float, owner: str) -> FaultRecord: ...
+                  restart_after_s: float, owner: str, mode: KillMode = "crash") -> FaultRecord: ...
 
     def fail_pods(self, service: str, duration_s: float, count: int | None, percent: float | None,
                   version: str | None, owner: str) -> FaultRecord: ...

@@ -55,6 +55,8 @@ RESOURCES: tuple[Resource, ...] = (
              ("pa",)),
     Resource("security.istio.io", ("v1", "v1beta1"), "authorizationpolicies", "AuthorizationPolicy", True,
              ("create", "get", "list", "update", "patch", "delete"), ("ap",), applied=True),
+    Resource("policy", ("v1",), "poddisruptionbudgets", "PodDisruptionBudget", True,
+             ("create", "get", "list", "update", "patch", "delete"), ("pdb",)),
     Resource("networking.k8s.io", ("v1",), "networkpolicies", "NetworkPolicy", True,
              ("create", "get", "list", "update", "patch", "delete"), ("netpol",), applied=True),
 )
@@ -62,7 +64,8 @@ RESOURCES: tuple[Resource, ...] = (
 
 # subresources served, (group, resource, subresource) -> verbs; RBAC names them "<resource>/<subresource>"
 SUBRESOURCES: dict[tuple[str, str, str], tuple[str, ...]] = {("", "pods", "log"): ("get",),
-                                                               ("", "pods", "proxy"): ("get",)}
+                                                               ("", "pods", "proxy"): ("get",),
+                                                               ("", "pods", "eviction"): ("create",)}
 
 
 def find(group: str, version: str, name: str) -> Resource | None:

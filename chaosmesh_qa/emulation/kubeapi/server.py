@@ -29,7 +29,7 @@ import aiohttp
 import yaml
 from aiohttp import web
 
-from chaosmesh_qa.emulation.kubeapi import istio_metrics, networkpolicy, resources
+from chaosmesh_qa.emulation.kubeapi import eviction, istio_metrics, networkpolicy, resources
 from chaosmesh_qa.emulation.kubeapi.apply import Applier
 from chaosmesh_qa.emulation.kubeapi.logs import LogClock, choose_container, parse_options
 from chaosmesh_qa.emulation.kubeapi.resources import Resource
@@ -51,8 +51,9 @@ MAX_WATCH_S = 1800.0
 MERGE_PATCHES = ("application/merge-patch+json", "application/strategic-merge-patch+json")
 CONFIGMAPS = next(r for r in resources.RESOURCES if r.name == "configmaps")
 NETWORKPOLICIES = "networkpolicies"
+PODDISRUPTIONBUDGETS = "poddisruptionbudgets"
 MESH_OBJECTS = ("virtualservices", "destinationrules", "gateways", "serviceentries", "peerauthentications",
-                "authorizationpolicies", NETWORKPOLICIES)
+                "authorizationpolicies", NETWORKPOLICIES, PODDISRUPTIONBUDGETS)
 
 
 class KubeApi:
@@ -137,10 +138,11 @@ class KubeApi:
 
     def _seed_mesh_objects(self) -> None:
         """The mesh definition's own Istio objects (VS, DR, Gateway, ServiceEntry, PeerAuthentication,
-        AuthorizationPolicy), its NetworkPolicies (the team's, enforced with the target's: ``apply``) and the
-        ``istio`` ConfigMap of istio-system (the trust domain), read-only, from every document the mesh loader reads
-        (subdirectories too, as ``kubectl apply -R`` does; a kustomization's as ``kubectl kustomize`` renders it); an
-        object is known by its API group and kind (Istio's Gateway is not the Gateway API's)."""
+        AuthorizationPolicy), its NetworkPolicies (the team's, enforced with the target's: ``apply``), its
+        PodDisruptionBudgets (which evictions obey: ``eviction``) and the ``istio`` ConfigMap of istio-system (the
+        trust domain), read-only, from every document the mesh loader reads (subdirectories too, as ``kubectl apply
+        -R`` does; a kustomization's as ``kubectl kustomize`` renders it); an object is known by its API group and
+        kind (Istio's Gateway is not the Gateway API's)."""
         wanted = {(r.group, r.kind): r for r in resources.RESOURCES if r.name in MESH_OBJECTS}
         for doc in raw_documents(self.sandbox.mesh_dir):
             if not isinstance(doc, dict) or not isinstance(doc.get("metadata"), dict):
@@ -249,6 +251,8 @@ class KubeApi:
             return await self._pod_log(request, namespace or "", str(name))
         if sub == "proxy":
             return await self._pod_proxy(namespace or "", str(name), proxy_path or "")
+        if sub == "eviction":
+            return self._evict(namespace or "", str(name), entry)
         body = await self._body(request) if request.method in ("POST", "PUT", "PATCH", "DELETE") else None
         result = await self._dispatch(resource, verb, namespace, name, body, request, entry)
         if verb == "list":
@@ -264,6 +268,18 @@ class KubeApi:
         for warning in entry.pop("api_warnings", []):  # as the API server warns (kubectl prints them)
             response.headers.add("Warning", f'299 - "{warning}"')
         return response
+
+    def _evict(self, namespace: str, name: str, entry: dict[str, Any]) -> web.StreamResponse:
+        """``POST pods/NAME/eviction``: refused as the API server refuses it when the pod's PodDisruptionBudget
+        allows no disruption (``eviction.refusal``), else the pod is deleted (killed at once here, as every pod
+        delete of the emulation: graceful termination is not modelled)."""
+        pod = self.workloads.get_pod(namespace, name)
+        budgets = self.store.list(next(r for r in resources.RESOURCES if r.name == PODDISRUPTIONBUDGETS), namespace)
+        eviction.refusal(pod, self.workloads.list_pods(namespace), budgets)
+        self.workloads.delete_pod(namespace, name)
+        entry["evicted"] = name
+        return web.json_response({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success",
+                                  "code": 201}, status=201)
 
     async def _dispatch(self, resource: Resource, verb: str, namespace: str | None, name: str | None, body: Any,
                         request: web.Request, entry: dict[str, Any]) -> Any:

@@ -186,6 +186,15 @@ class Cluster:
         return self._dict(self._call("patch", "pods", namespace, lambda: self.core.patch_namespaced_pod(
             name, namespace, patch, _content_type=MERGE_PATCH, **_T)))
 
+    def evict(self, namespace: str, name: str) -> None:
+        """``POST pods/NAME/eviction`` (policy/v1): the API server deletes the pod gracefully unless its
+        PodDisruptionBudget allows no disruption now (429, a ``FaultRejected`` naming the budget)."""
+        if self._planned("create", POD, namespace, f"{name}/eviction", None):
+            return
+        body = client.V1Eviction(metadata=client.V1ObjectMeta(name=name, namespace=namespace))
+        self._call("create", "pods/eviction", namespace,
+                   lambda: self.core.create_namespaced_pod_eviction(name, namespace, body, **_T))
+
     def delete(self, kind: Kind, namespace: str, name: str, resource_version: str | None = None,
                grace_period_s: int | None = None) -> bool:
         """Delete; False when it was already gone.  ``resource_version``: only that version (else ``Conflict``)."""
@@ -240,7 +249,8 @@ class Cluster:
             if exc.status == 403:
                 raise error(f"kubernetes: forbidden to {verb} {resource}{where} (403): {_message(exc)}; "
                             "grant it (deploy/kubernetes/rbac.yaml)") from None
-            raise error(f"kubernetes: {verb} {resource}{where} failed ({exc.status}): {_message(exc)}") from None
+            raise error(f"kubernetes: {verb} {resource}{where} failed ({exc.status}): {_message(exc)}"
+                        + _causes(exc)) from None
         except (urllib3.exceptions.HTTPError, OSError) as exc:
             raise TargetUnavailable(f"kubernetes: cannot reach the API server at {self.host}: "
                                     f"{_reason(exc)}") from None
@@ -254,6 +264,15 @@ def _message(exc: ApiException) -> str:
         return " ".join(str(json.loads(exc.body or "")["message"]).split())
     except (ValueError, KeyError, TypeError):
         return " ".join(str(exc.reason or exc.body or exc.status).split())
+
+
+def _causes(exc: ApiException) -> str:
+    """The Status' causes, when it gives them (an eviction's 429 names the disruption budget there)."""
+    try:
+        causes = json.loads(exc.body or "")["details"]["causes"]
+        return "".join(f" ({' '.join(str(c['message']).split())})" for c in causes if c.get("message"))
+    except (ValueError, KeyError, TypeError):
+        return ""
 
 
 def _reason(exc: Exception) -> str:

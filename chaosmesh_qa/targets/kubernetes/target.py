@@ -19,7 +19,7 @@ from typing import Any, cast
 from chaosmesh_qa.errors import ChaosMeshQAError, FaultRejected, MeasurementFailed, TargetUnavailable, error_line
 from chaosmesh_qa.mesh.model import MeshModel
 from chaosmesh_qa.targets import policy
-from chaosmesh_qa.targets.base import Direction, PartitionMode, Record
+from chaosmesh_qa.targets.base import Direction, KillMode, PartitionMode, Record
 from chaosmesh_qa.targets.kubernetes import claims, declared, leases, objects, verdicts
 from chaosmesh_qa.targets.kubernetes.cluster import Cluster, Conflict
 from chaosmesh_qa.targets.kubernetes.dataplane import ListenerWatch
@@ -119,7 +119,7 @@ class KubernetesTarget:
     # ------------------------------------------------------------------ MeshTarget: faults
 
     def kill_pods(self, service: str, count: int | None, percent: float | None, version: str | None,
-                  restart_after_s: float, owner: str) -> FaultRecord:
+                  restart_after_s: float, owner: str, mode: KillMode = "crash") -> FaultRecord:
         found = self.workloads()
         workload = found.service(service)
         victims = found.pick(workload, count, percent, version)
@@ -134,11 +134,15 @@ class KubernetesTarget:
         # by uid, not name: a StatefulSet's replacement keeps the name of the pod it replaces
         existing = {p["metadata"]["uid"] for p in self.cluster.list_pods(workload.namespace,
                                                                           workload.label_selector())}
-        changes = [self._delete_pod(workload.namespace, n) for n in names]
+        remove = self._evict_pod if mode == "evict" else self._delete_pod
+        changes = [remove(workload.namespace, n) for n in names]
         record = self._transaction("pod-kill", {"service": service, "version": version},
                                    {"service": service, "count": count, "percent": percent, "version": version,
-                                    "restart_after_s": restart_after_s}, owner, restart_after_s, workload.namespace,
-                                   changes, lambda: {"killed_pods": names, "grace_period_s": 0})
+                                    "restart_after_s": restart_after_s, "mode": mode}, owner, restart_after_s,
+                                   workload.namespace, changes,
+                                   lambda: {"killed_pods": names, "mode": mode,
+                                            # an eviction deletes with the pod's own grace period
+                                            "grace_period_s": None if mode == "evict" else 0})
         if not self.cluster.dry_run:
             replacements = self._replacements(workload, version, existing, len(names))
             record["changes"].update(replacement_pods=replacements,
@@ -349,6 +353,9 @@ class KubernetesTarget:
     def _delete_pod(self, namespace: str, name: str) -> _Change:
         return _Change(lambda: self.cluster.delete(objects.POD, namespace, name, grace_period_s=0), None,
                        f"Pod/{namespace}/{name}")
+
+    def _evict_pod(self, namespace: str, name: str) -> _Change:
+        return _Change(lambda: self.cluster.evict(namespace, name), None, f"Pod/{namespace}/{name} (eviction)")
 
     def _create(self, body: dict[str, Any]) -> _Change:
         kind, metadata = objects.KINDS[body["kind"]], body["metadata"]

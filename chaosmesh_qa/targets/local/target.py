@@ -11,8 +11,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
-from chaosmesh_qa.errors import TargetUnavailable
-from chaosmesh_qa.targets.base import Direction, PartitionMode, Record
+from chaosmesh_qa.errors import FaultRejected, TargetUnavailable
+from chaosmesh_qa.targets.base import Direction, KillMode, PartitionMode, Record
 from chaosmesh_qa.targets.local import verify
 from chaosmesh_qa.targets.local.sandbox import SandboxClient, default_mesh_dir, down, is_running, up, wait_for_metrics
 from chaosmesh_qa.targets.local.state import SandboxPaths
@@ -59,7 +59,12 @@ class LocalTarget:
             return str(wait_for_metrics(client)["prometheus_url"])
 
     def kill_pods(self, service: str, count: int | None, percent: float | None, version: str | None,
-                  restart_after_s: float, owner: str) -> FaultRecord:
+                  restart_after_s: float, owner: str, mode: KillMode = "crash") -> FaultRecord:
+        if mode != "crash":
+            raise FaultRejected("kill_pods: mode='evict' is not available on the local target: the sandbox models "
+                                "neither graceful termination (SIGTERM, the sidecar's drain, the grace period) nor "
+                                "PodDisruptionBudgets; use mode='crash' here (on a cluster, mode='evict' goes "
+                                "through the Eviction API)")
         # the lease ends when the replacement starts: heal() brings it forward
         return self._inject("pod-kill", _pods(service, count, percent, version), owner, restart_after_s)
 

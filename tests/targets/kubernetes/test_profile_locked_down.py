@@ -168,3 +168,31 @@ def test_point7_the_declared_mesh_reads_the_external_dependency_and_the_stateful
     for service in ("catalog", "inventory", "reviews"):
         pods = target.check_plaintext_refused(service)
         assert pods and all(p["refused"] for p in pods), pods
+
+
+def test_point10_an_eviction_obeys_the_pod_disruption_budgets(locked_down: KubeSandbox) -> None:
+    """Issue 18 point 10, "offer eviction": a pod delete with grace period 0 is a crash, not the disruption a
+    drain or a rollout makes.  ``mode="evict"`` goes through the Eviction API: inventory's budget (minAvailable
+    2 of 2) refuses it in one line naming the budget, nothing is deleted and no fault stays; catalog's
+    (maxUnavailable 1) lets one pod go, and its replacement is named as for a crash."""
+    target = get_target(locked_down.configuration())
+    before = {p["metadata"]["name"]: p["metadata"]["uid"] for p in json.loads(
+        locked_down.kubectl("get", "pods", "-o", "json").stdout)["items"]}
+    with pytest.raises(FaultRejected, match=r"^kubernetes: create pods/eviction in namespace 'default' failed "
+                                            r"\(429\): Cannot evict pod as it would violate the pod's disruption "
+                                            r"budget\. \(The disruption budget inventory needs 2 healthy pods and "
+                                            r"has 2 currently\)$"):
+        target.kill_pods("inventory", count=1, percent=None, version=None, restart_after_s=2.0, owner=OWNER,
+                         mode="evict")
+    after = {p["metadata"]["name"]: p["metadata"]["uid"] for p in json.loads(
+        locked_down.kubectl("get", "pods", "-o", "json").stdout)["items"]}
+    assert after == before and target.active_faults() == []
+    record = target.kill_pods("catalog", count=1, percent=None, version=None, restart_after_s=2.0, owner=OWNER,
+                              mode="evict")
+    try:
+        assert record["parameters"]["mode"] == record["changes"]["mode"] == "evict"
+        (evicted,) = record["changes"]["killed_pods"]
+        (replacement,) = record["changes"]["replacement_pods"]
+        assert evicted in before and replacement not in before and record["changes"]["replacement_ready"] is True
+    finally:
+        target.heal(None, OWNER)

@@ -50,6 +50,7 @@ def test_runner_role_is_exactly_what_a_run_uses(kube: KubeSandbox, monkeypatch: 
     target.declared_mesh()  # routing_matches / mtls_enforced: Services, pods and the mesh's Istio objects
     target.check_plaintext_refused("reviews")
     actions.kill_pods("reviews", version="v2", restart_after_s=1, configuration=cfg)
+    actions.kill_pods("catalog", count=1, restart_after_s=1, mode="evict", configuration=cfg)
     actions.inject_abort("reviews", 503, 10, 30, source="frontend", configuration=cfg)
     actions.partition("frontend", "catalog", 30, direction="to", mode="drop", count=1, configuration=cfg)
     actions.partition("catalog", "inventory", 30, direction="both", mode="reject", configuration=cfg)
