@@ -2,8 +2,9 @@
 
 istiod reads its MeshConfig from the ``mesh`` key of that ConfigMap (a YAML document).  Of it the sandbox uses the
 trust domain (``trustDomain``, default ``cluster.local``: every workload's SPIFFE identity is
-``spiffe://<trust domain>/ns/<namespace>/sa/<service account>``) and its aliases (``trustDomainAliases``); the rest
-is listed once as not used.  ``loader`` calls ``is_mesh_config`` / ``validate`` for each ConfigMap document,
+``spiffe://<trust domain>/ns/<namespace>/sa/<service account>``), its aliases (``trustDomainAliases``) and how the
+sidecars set ``x-forwarded-client-cert`` (``defaultConfig.proxyHeaders``: ``MeshConfig``); the rest is listed once
+as not used.  ``loader`` calls ``is_mesh_config`` / ``validate`` for each ConfigMap document,
 ``build`` calls ``trust_domains`` for the model, and ``authz`` calls ``TrustDomains.principals`` for every principal
 of an AuthorizationPolicy: as istiod does (its trust-domain bundle), a principal whose trust domain is
 ``cluster.local`` or one of the aliases stands for the local trust domain and each alias; one of another trust
@@ -20,7 +21,10 @@ from pydantic import BaseModel, ConfigDict
 
 NAME, NAMESPACE = "istio", "istio-system"
 DEFAULT_TRUST_DOMAIN = "cluster.local"
-USED_KEYS = ("trustDomain", "trustDomainAliases")
+USED_KEYS = ("trustDomain", "trustDomainAliases", "defaultConfig")
+# ProxyConfig.proxyHeaders.forwardedClientCert (Envoy's ForwardClientCertDetails on the sidecars' inbound)
+FORWARDED_CLIENT_CERT = ("APPEND_FORWARD", "SANITIZE_SET", "SANITIZE", "FORWARD_ONLY", "ALWAYS_FORWARD_ONLY")
+SETS_CURRENT_CERT = ("APPEND_FORWARD", "SANITIZE_SET")  # the two that put the caller's certificate in the header
 _TRUST_DOMAIN = re.compile(r"[a-z0-9]([-a-z0-9._]{0,253}[a-z0-9])?")
 
 
@@ -49,6 +53,41 @@ class TrustDomains(BaseModel):
         return tuple(dict.fromkeys(found))
 
 
+class MeshConfig(TrustDomains):
+    """The MeshConfig settings the sandbox reads: the trust domains, and how the sidecars' inbound sets
+    ``x-forwarded-client-cert`` (``defaultConfig.proxyHeaders``: ``forwardedClientCert``, default
+    ``APPEND_FORWARD``, and ``setCurrentClientCertDetails.uri``, default true), which istiod puts in every
+    sidecar's inbound HTTP connection manager (pilot/pkg/networking/core/listener_inbound.go)."""
+
+    forwarded_client_cert: str = "APPEND_FORWARD"
+    xfcc_uri: bool = True
+
+    @property
+    def xfcc_names_the_caller(self) -> bool:
+        """Whether the callee's sidecar puts its caller's SPIFFE id (URI) into the header it forwards."""
+        return self.forwarded_client_cert in SETS_CURRENT_CERT and self.xfcc_uri
+
+
+def proxy_headers(mesh: dict[str, Any], where: str, problems: list[str], notes: list[str]) -> tuple[str, bool]:
+    """``defaultConfig.proxyHeaders``' ``forwardedClientCert`` and ``setCurrentClientCertDetails.uri`` of a
+    MeshConfig (or of a pod's ``proxy.istio.io/config``), defaults where absent; a bad value is a problem."""
+    default = mesh.get("defaultConfig") or {}
+    headers = (default.get("proxyHeaders") or {}) if isinstance(default, dict) else {}
+    if not isinstance(headers, dict):
+        headers = {}
+    unused = sorted(set(default) - {"proxyHeaders"}) if isinstance(default, dict) else []
+    if unused:
+        notes.append(f"{where}: data.mesh.defaultConfig: {', '.join(unused)} not used by the sandbox (it reads "
+                     "proxyHeaders.forwardedClientCert and setCurrentClientCertDetails.uri)")
+    forwarded = headers.get("forwardedClientCert", "APPEND_FORWARD") or "APPEND_FORWARD"
+    if forwarded not in FORWARDED_CLIENT_CERT:
+        problems.append(f"{where}: data.mesh.defaultConfig.proxyHeaders.forwardedClientCert: {forwarded!r} is not "
+                        f"one of {', '.join(FORWARDED_CLIENT_CERT)}")
+    details = headers.get("setCurrentClientCertDetails") or {}
+    uri = details.get("uri", True) if isinstance(details, dict) else True
+    return str(forwarded), uri is not False
+
+
 def is_mesh_config(raw: dict[str, Any]) -> bool:
     metadata = raw.get("metadata")
     metadata = metadata if isinstance(metadata, dict) else {}
@@ -56,8 +95,8 @@ def is_mesh_config(raw: dict[str, Any]) -> bool:
             and metadata.get("name") == NAME and metadata.get("namespace") == NAMESPACE)
 
 
-def validate(raw: dict[str, Any], where: str, problems: list[str], notes: list[str]) -> TrustDomains | None:
-    """The trust domains of an ``istio`` ConfigMap document, or None with a problem appended."""
+def validate(raw: dict[str, Any], where: str, problems: list[str], notes: list[str]) -> MeshConfig | None:
+    """The trust domains and proxy headers of an ``istio`` ConfigMap document, or None with a problem appended."""
     data = raw.get("data") or {}
     text = data.get("mesh", "") if isinstance(data, dict) else None
     if not isinstance(text, str):
@@ -82,7 +121,11 @@ def validate(raw: dict[str, Any], where: str, problems: list[str], notes: list[s
     if unused:
         notes.append(f"{where}: data.mesh: {', '.join(unused)} not used by the sandbox (it reads "
                      f"{', '.join(USED_KEYS)})")
-    return TrustDomains(local=local, aliases=tuple(aliases))
+    before = len(problems)
+    forwarded, uri = proxy_headers(mesh, where, problems, notes)
+    if len(problems) > before:
+        return None
+    return MeshConfig(local=local, aliases=tuple(aliases), forwarded_client_cert=forwarded, xfcc_uri=uri)
 
 
 def trust_domains(configs: list[TrustDomains]) -> TrustDomains:

@@ -12,7 +12,7 @@ from typing import Literal
 
 from chaosmesh_qa.mesh.ingressgateway import DEFAULT as DEFAULT_INGRESS_GATEWAY
 from chaosmesh_qa.mesh.ingressgateway import IngressGateway
-from chaosmesh_qa.mesh.meshconfig import DEFAULT_TRUST_DOMAIN, TrustDomains
+from chaosmesh_qa.mesh.meshconfig import DEFAULT_TRUST_DOMAIN, MeshConfig, TrustDomains
 
 TRUST_DOMAIN = DEFAULT_TRUST_DOMAIN  # Istio's default; a mesh's own is its `istio` ConfigMap's (mesh.meshconfig)
 CLUSTER_DOMAIN = "cluster.local"  # Kubernetes' DNS suffix of Services (<svc>.<ns>.svc.<cluster domain>)
@@ -328,6 +328,12 @@ class MeshModel:
     trust_domains: TrustDomains = field(default_factory=TrustDomains)  # the `istio` ConfigMap's, else Istio's
     external_hosts: dict[str, ExternalHost] = field(default_factory=dict)  # ServiceEntry hosts: never sent traffic
     ingress_gateway: IngressGateway = DEFAULT_INGRESS_GATEWAY  # the one the Istio Gateways select
+
+    @property
+    def mesh_config(self) -> MeshConfig:
+        """The MeshConfig settings the sandbox reads (the `istio` ConfigMap's, else Istio's defaults)."""
+        found = self.trust_domains
+        return found if isinstance(found, MeshConfig) else MeshConfig(local=found.local, aliases=found.aliases)
 
     @property
     def ingress_spiffe(self) -> str:

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from chaosmesh_qa.mesh.loader import load_mesh
-from chaosmesh_qa.mesh.meshconfig import TrustDomains, validate
+from chaosmesh_qa.mesh.meshconfig import MeshConfig, TrustDomains, validate
 
 PROFILE = Path(__file__).resolve().parents[1] / "profiles" / "custom-trust-domain"
 
@@ -33,10 +33,10 @@ def test_the_configmap_gives_the_trust_domain_and_a_bad_one_is_one_line() -> Non
     notes: list[str] = []
     found = validate(config("trustDomain: prod.example.com\naccessLogFile: /dev/stdout\n"), "istio.yaml", problems,
                      notes)
-    assert found == TrustDomains(local="prod.example.com") and not problems
+    assert found == MeshConfig(local="prod.example.com") and not problems
     assert notes == ["istio.yaml: data.mesh: accessLogFile not used by the sandbox (it reads trustDomain, "
-                     "trustDomainAliases)"]
-    assert validate(config(""), "istio.yaml", problems, notes) == TrustDomains()  # istiod's default
+                     "trustDomainAliases, defaultConfig)"]
+    assert validate(config(""), "istio.yaml", problems, notes) == MeshConfig()  # istiod's default
     assert validate(config("trustDomain: Prod Example\n"), "istio.yaml", problems, notes) is None
     assert problems == ["istio.yaml: data.mesh.trustDomain: 'Prod Example' is not a SPIFFE trust domain (lower-case "
                         "letters, digits, '.', '-', '_')"]
@@ -59,3 +59,19 @@ def test_the_custom_trust_domain_profile_names_every_identity_in_its_domain() ->
     (policy,) = model.authz
     assert policy.rules[0].sources[0].principals == ("prod.example.com/ns/default/sa/catalog",)
     assert model.services["catalog"].fqdn == "catalog.default.svc.cluster.local"  # DNS is not the trust domain
+
+
+def test_proxy_headers_are_read_and_a_value_istio_does_not_know_is_one_line() -> None:
+    """defaultConfig.proxyHeaders decides what the sidecars forward in x-forwarded-client-cert (issue 18 point 3)."""
+    def configmap(mesh: str) -> dict[str, object]:
+        return {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "istio", "namespace": "istio-system"},
+                "data": {"mesh": mesh}}
+
+    problems: list[str] = []
+    read = validate(configmap("defaultConfig:\n  proxyHeaders:\n    forwardedClientCert: SANITIZE\n"), "m.yaml",
+                    problems, [])
+    assert read is not None and read.forwarded_client_cert == "SANITIZE" and not read.xfcc_names_the_caller
+    assert validate(configmap("defaultConfig:\n  proxyHeaders:\n    forwardedClientCert: KEEP\n"), "m.yaml",
+                    problems, []) is None
+    assert problems == ["m.yaml: data.mesh.defaultConfig.proxyHeaders.forwardedClientCert: 'KEEP' is not one of "
+                        "APPEND_FORWARD, SANITIZE_SET, SANITIZE, FORWARD_ONLY, ALWAYS_FORWARD_ONLY"]

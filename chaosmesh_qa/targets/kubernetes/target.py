@@ -17,6 +17,7 @@ from collections.abc import Callable
 from typing import Any, cast
 
 from chaosmesh_qa.errors import ChaosMeshQAError, FaultRejected, MeasurementFailed, TargetUnavailable, error_line
+from chaosmesh_qa.mesh.meshconfig import MeshConfig
 from chaosmesh_qa.mesh.model import MeshModel
 from chaosmesh_qa.targets import policy
 from chaosmesh_qa.targets.base import Direction, KillMode, PartitionMode, Record
@@ -24,7 +25,7 @@ from chaosmesh_qa.targets.kubernetes import claims, declared, leases, objects, v
 from chaosmesh_qa.targets.kubernetes.cluster import Cluster, Conflict
 from chaosmesh_qa.targets.kubernetes.dataplane import ListenerWatch
 from chaosmesh_qa.targets.kubernetes.settings import KubeSettings, api_client
-from chaosmesh_qa.targets.kubernetes.workloads import Workload, Workloads, is_serving, mesh_trust_domain
+from chaosmesh_qa.targets.kubernetes.workloads import Workload, Workloads, is_serving, mesh_config
 from chaosmesh_qa.targets.policy import FaultRecord
 
 MAX_TTL_S = 24 * 3600.0
@@ -52,6 +53,7 @@ class KubernetesTarget:
         self.settings = settings
         self._cluster = cluster
         self._trust_domain: str | None = None
+        self._mesh_config: MeshConfig | None = None
 
     @property
     def cluster(self) -> Cluster:
@@ -66,8 +68,14 @@ class KubernetesTarget:
         """The mesh's SPIFFE trust domain: ``chaosmesh_qa_trust_domain``, else ``meshConfig.trustDomain`` of the
         ``istio`` ConfigMap in ``istio-system`` (where istiod reads it), else Istio's default ``cluster.local``."""
         if self._trust_domain is None:
-            self._trust_domain = self.settings.trust_domain or mesh_trust_domain(self.cluster)
+            self._trust_domain = self.settings.trust_domain or self.mesh_config().local
         return self._trust_domain
+
+    def mesh_config(self) -> MeshConfig:
+        """The ``istio`` ConfigMap's settings this target reads (trust domain, proxy headers), read once."""
+        if self._mesh_config is None:
+            self._mesh_config = mesh_config(self.cluster)
+        return self._mesh_config
 
     # ------------------------------------------------------------------ MeshTarget: the mesh
 
@@ -197,6 +205,7 @@ class KubernetesTarget:
             else:
                 found.require_sidecars(callee, callee_key)
                 callers[caller_key] = found.caller_principals(side[caller_key], caller_key, self.trust_domain())
+                found.require_caller_in_xfcc(callee, callee_key, self.mesh_config())
         fault_id, expires_at = policy.new_fault_id("partition"), self.cluster.now() + self._ttl(duration_s)
         marked = found.pick(side["b"], count, percent, version, "b") if some else []
         label = {objects.partition_label(fault_id): "true"}
@@ -321,6 +330,7 @@ class KubernetesTarget:
         principals: list[str | None] = [None]
         if source is not None:
             principals = found.caller_principals(found.service(source, "source"), "source", self.trust_domain())
+            found.require_caller_in_xfcc(callee, "source", self.mesh_config())
         ports = found.inbound_ports(callee)
         policy.check_conflicts(kind, {"service": service, "source": source}, self.active_faults())
         fault_id, expires_at = policy.new_fault_id(kind), self.cluster.now() + self._ttl(duration_s)

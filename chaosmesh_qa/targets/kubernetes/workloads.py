@@ -14,18 +14,21 @@ from typing import Any
 import yaml
 
 from chaosmesh_qa.errors import ChaosMeshQAError, FaultRejected, InvalidArgument
+from chaosmesh_qa.mesh import meshconfig
 from chaosmesh_qa.mesh.identity import canonical_revision, canonical_service
+from chaosmesh_qa.mesh.meshconfig import MeshConfig
 from chaosmesh_qa.targets.kubernetes.cluster import Cluster
 from chaosmesh_qa.targets.kubernetes.objects import (
     CONFIGMAP,
     MANAGED_BY,
     MANAGER,
     NETWORKPOLICY,
-    TRUST_DOMAIN,
     Kind,
     spiffe_principal,
 )
 from chaosmesh_qa.targets.policy import select_pods
+
+PROXY_CONFIG_ANNOTATION = "proxy.istio.io/config"  # a pod's own ProxyConfig, over the mesh's defaultConfig
 
 DESTINATIONRULE = Kind("DestinationRule", "networking.istio.io", "v1", "destinationrules")
 VIRTUALSERVICE = Kind("VirtualService", "networking.istio.io", "v1", "virtualservices")
@@ -170,6 +173,18 @@ class Workloads:
                 f"{caller.name!r} its own service account")
         return list(self.principals(caller, argument, trust_domain))
 
+    def require_caller_in_xfcc(self, callee: Workload, argument: str, mesh: MeshConfig) -> None:
+        """Refuse a per-caller fault where the callee's sidecars do not name the caller in XFCC (it would match
+        no request, yet change their listeners and look applied)."""
+        for pod in self.running_pods(callee, argument=argument):
+            why = caller_in_xfcc(pod, mesh)
+            if why is not None:
+                raise FaultRejected(
+                    f"{argument}: a per-caller fault tells callers apart by the client certificate the callee's "
+                    f"sidecar puts in x-forwarded-client-cert, and the sidecars of {callee.name!r} do not ({why}): "
+                    "it would fault no request; use a fault on every caller (no source), or give those pods "
+                    "APPEND_FORWARD")
+
     def inbound_ports(self, callee: Workload) -> list[int]:
         """The ports of the callee's inbound listeners a fault patches: its Service's target ports."""
         ports = self.target_ports(callee)
@@ -249,16 +264,42 @@ def _service_account(pod: dict[str, Any]) -> str:
 def mesh_trust_domain(cluster: Cluster) -> str:
     """``meshConfig.trustDomain`` of the ``istio`` ConfigMap in ``istio-system`` (its ``mesh`` key, YAML), or
     Istio's default ``cluster.local`` when the ConfigMap, the key or the field is absent or cannot be read."""
+    return mesh_config(cluster).local
+
+
+def mesh_config(cluster: Cluster) -> MeshConfig:
+    """The MeshConfig settings the target reads (trust domain, proxy headers) from the ``istio`` ConfigMap in
+    ``istio-system``, where istiod reads them; Istio's defaults where it, or a setting, is absent or unreadable."""
     try:
-        found = cluster.get(CONFIGMAP, "istio-system", "istio")
+        found = cluster.get(CONFIGMAP, meshconfig.NAMESPACE, meshconfig.NAME)
     except ChaosMeshQAError:
-        return TRUST_DOMAIN  # a Role without read access to istio-system: chaosmesh_qa_trust_domain says it
-    try:
-        mesh = yaml.safe_load(((found or {}).get("data") or {}).get("mesh") or "") or {}
-    except yaml.YAMLError:
-        return TRUST_DOMAIN
-    value = mesh.get("trustDomain") if isinstance(mesh, dict) else None
-    return str(value) if isinstance(value, str) and value else TRUST_DOMAIN
+        return MeshConfig()  # a Role without read access to istio-system: chaosmesh_qa_trust_domain says it
+    if found is None:
+        return MeshConfig()
+    problems: list[str] = []
+    read = meshconfig.validate(found, "istio-system/istio", problems, [])
+    return read if read is not None else MeshConfig()
+
+
+def caller_in_xfcc(pod: dict[str, Any], mesh: MeshConfig) -> str | None:
+    """None when ``pod``'s sidecar puts its caller's SPIFFE id in ``x-forwarded-client-cert`` (proxyHeaders
+    ``APPEND_FORWARD`` or ``SANITIZE_SET`` with the URI), else where the setting that stops it comes from: the
+    pod's ``proxy.istio.io/config`` annotation (a ProxyConfig, which wins) or the mesh's default."""
+    forwarded, uri, where = mesh.forwarded_client_cert, mesh.xfcc_uri, "the mesh config (istio ConfigMap)"
+    annotation = (pod["metadata"].get("annotations") or {}).get(PROXY_CONFIG_ANNOTATION)
+    if annotation:
+        try:
+            own = yaml.safe_load(annotation)
+        except yaml.YAMLError:
+            own = None
+        if isinstance(own, dict) and isinstance(own.get("proxyHeaders"), dict):
+            forwarded, uri = meshconfig.proxy_headers({"defaultConfig": {"proxyHeaders": own["proxyHeaders"]}}, "",
+                                                      [], [])
+            where = f"pod {pod['metadata']['name']}'s {PROXY_CONFIG_ANNOTATION} annotation"
+    if forwarded in meshconfig.SETS_CURRENT_CERT and uri:
+        return None
+    return f"proxyHeaders.forwardedClientCert {forwarded}" + ("" if uri else ", setCurrentClientCertDetails.uri "
+                                                              "false") + f", from {where}"
 
 
 def selector_matches(selector: dict[str, Any], labels: dict[str, str]) -> bool:

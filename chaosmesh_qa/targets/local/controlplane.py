@@ -201,8 +201,10 @@ class ControlPlane:
             svc = self.model.services[pod.service]
             files = self.pki.identity(svc.spiffe_id, f"{svc.name}.{svc.namespace}.svc")
             identity = listeners.PodIdentity(files.spiffe_id, files.cert, files.key, self.pki.ca_path)
+            config = self.model.mesh_config
             docs = [listeners.inbound_listener(pod.ports.inbound, self.model.mtls_mode(pod.service, pod.version),
-                                               identity, self.authz_for(pod), traced)]
+                                               identity, self.authz_for(pod), traced, config.forwarded_client_cert,
+                                               config.xfcc_uri)]
             docs.append(listeners.outbound_listener("outbound", pod.ports.outbound, "outbound", traced))
         self.store.put(_pod_group(pod.name), LISTENER, self._with_envoy_filters(pod, docs))
 

@@ -9,7 +9,13 @@ from __future__ import annotations
 from typing import Any
 
 from chaosmesh_qa.targets.kubernetes.objects import NETWORKPOLICY, Kind
-from chaosmesh_qa.targets.kubernetes.workloads import Workload, Workloads, mesh_trust_domain
+from chaosmesh_qa.targets.kubernetes.workloads import (
+    Workload,
+    Workloads,
+    caller_in_xfcc,
+    mesh_config,
+    mesh_trust_domain,
+)
 
 HELM = {"app.kubernetes.io/name": "reviews-api", "app.kubernetes.io/instance": "shop"}
 
@@ -81,3 +87,23 @@ def test_point3_the_trust_domain_is_the_meshs() -> None:
     mesh = {"data": {"mesh": "trustDomain: prod.example.com\ndefaultConfig: {}\n"}}
     assert mesh_trust_domain(Objects([], configmaps={("istio-system", "istio"): mesh})) == "prod.example.com"  # type: ignore[arg-type]
     assert mesh_trust_domain(Objects([])) == "cluster.local"  # type: ignore[arg-type]
+
+
+def test_point3_the_caller_is_in_xfcc_only_where_the_callee_sidecars_put_it_there() -> None:
+    """Istio's sidecars build x-forwarded-client-cert as proxyHeaders says: the mesh's defaultConfig, or the pod's
+    own proxy.istio.io/config (a ProxyConfig, which wins).  Only APPEND_FORWARD and SANITIZE_SET, with the URI,
+    put the caller's SPIFFE id there."""
+    sanitize = {"data": {"mesh": "defaultConfig:\n  proxyHeaders:\n    forwardedClientCert: SANITIZE\n"}}
+    mesh = mesh_config(Objects([], configmaps={("istio-system", "istio"): sanitize}))  # type: ignore[arg-type]
+    plain = pod("reviews-0", HELM)
+    assert caller_in_xfcc(plain, mesh) == ("proxyHeaders.forwardedClientCert SANITIZE, from the mesh config "
+                                           "(istio ConfigMap)")
+    own = {**plain, "metadata": {**plain["metadata"], "annotations": {
+        "proxy.istio.io/config": "proxyHeaders:\n  forwardedClientCert: SANITIZE_SET\n"}}}
+    assert caller_in_xfcc(own, mesh) is None
+    assert caller_in_xfcc(plain, mesh_config(Objects([]))) is None  # type: ignore[arg-type]
+    no_uri = {**plain, "metadata": {**plain["metadata"], "annotations": {"proxy.istio.io/config": (
+        "proxyHeaders:\n  setCurrentClientCertDetails: {uri: false}\n")}}}
+    assert caller_in_xfcc(no_uri, mesh_config(Objects([]))) == (  # type: ignore[arg-type]
+        "proxyHeaders.forwardedClientCert APPEND_FORWARD, setCurrentClientCertDetails.uri false, from pod "
+        "reviews-0's proxy.istio.io/config annotation")

@@ -166,9 +166,11 @@ def outbound_listener(name: str, port: int, stat_prefix: str, traced: bool = Fal
 
 
 def inbound_listener(port: int, mtls_mode: str, identity: PodIdentity,
-                     policies: list[AuthzPolicy], traced: bool = False) -> JSON:
+                     policies: list[AuthzPolicy], traced: bool = False, forward_client_cert: str = "APPEND_FORWARD",
+                     xfcc_uri: bool = True) -> JSON:
     """The sidecar's inbound listener: mTLS per PeerAuthentication, RBAC, runtime faults;
-    ``traced``: each request is a SERVER span."""
+    ``traced``: each request is a SERVER span; ``forward_client_cert`` / ``xfcc_uri``: the mesh's
+    ``proxyHeaders`` (what the header forwarded to the app holds)."""
     http_filters = [*rbac_filters(policies), {"name": SANDBOX_FAULT_FILTER, "typed_config": _fault_filter()},
                     _router()]
     hcm = _hcm("inbound", {
@@ -177,9 +179,10 @@ def inbound_listener(port: int, mtls_mode: str, identity: PodIdentity,
             "routes": [{"match": {"prefix": "/"}, "route": {"cluster": LOCAL_APP_CLUSTER, "timeout": "0s"}}],
         }]},
         "http_filters": http_filters,
-        # as istiod sets them for a sidecar's inbound: the caller's certificate is appended to what came in
-        "forward_client_cert_details": "APPEND_FORWARD",
-        "set_current_client_cert_details": {"subject": True, "uri": True, "dns": True},
+        # as istiod sets them for a sidecar's inbound from proxyHeaders (by default the caller's certificate is
+        # appended to what came in)
+        "forward_client_cert_details": forward_client_cert,
+        "set_current_client_cert_details": {"subject": True, "uri": xfcc_uri, "dns": True},
         **({"tracing": tracing.hcm_tracing()} if traced else {}),
     })
     tls_chain: JSON = {"filters": [hcm], "transport_socket": _downstream_tls(identity)}
