@@ -19,6 +19,7 @@ from chaosmesh_qa.mesh.authz import authorization_policies, selection_warnings
 from chaosmesh_qa.mesh.callers import source_problems
 from chaosmesh_qa.mesh.documents import Document, latest_documents
 from chaosmesh_qa.mesh.hosts import HostResolver
+from chaosmesh_qa.mesh.localities import Distribute, LocalityLbSetting, version_localities
 from chaosmesh_qa.mesh.meshconfig import TrustDomains, trust_domains
 from chaosmesh_qa.mesh.model import (
     DEFAULT_READY_TIMEOUT_S,
@@ -133,7 +134,7 @@ def _services(doc: Document, spec: schema.MeshSpec, problems: list[str],
         workload = workloads.get(svc.name)
         if workload is not None:
             manifests.check_overlay(workload, svc, where, problems)
-            services[svc.name] = _from_workload(workload, svc, doc.file)
+            services[svc.name] = _from_workload(workload, svc, doc.file, spec.region, where, problems)
             continue
         if not svc.versions:
             problems.append(f"{where}.versions: required (no Deployment or StatefulSet with a Service named "
@@ -146,7 +147,10 @@ def _services(doc: Document, spec: schema.MeshSpec, problems: list[str],
                 problems.append(f"{where}.versions[{j}].name: duplicate version {version.name!r}")
             seen.add(version.name)
             labels = {"app": svc.name, "version": version.name, **version.labels}
-            versions.append(VersionModel(version.name, version.replicas, labels, _behaviour(svc.app, version.app)))
+            spread = version_localities(labels, version.zones, version.replicas, spec.region,
+                                        f"{where}.versions[{j}]", problems)
+            versions.append(VersionModel(version.name, version.replicas, labels, _behaviour(svc.app, version.app),
+                                         localities=spread))
         services[svc.name] = ServiceModel(
             name=svc.name, namespace=svc.namespace, port=svc.port, target_port=svc.target_port,
             service_account=svc.service_account or svc.name, versions=tuple(versions),
@@ -155,7 +159,7 @@ def _services(doc: Document, spec: schema.MeshSpec, problems: list[str],
         )
     for name, workload in workloads.items():
         if name not in services:
-            services[name] = _from_workload(workload, None, doc.file)
+            services[name] = _from_workload(workload, None, doc.file, spec.region, doc.where, problems)
     for i, svc in enumerate(spec.services):
         # the service-level app, then each version's override
         apps = [("app", svc.app), *((f"versions[{j}].app", v.app) for j, v in enumerate(svc.versions))]
@@ -175,11 +179,15 @@ def _ready_timeout(declared: str | None) -> float:
     return parse_duration(declared) if declared else DEFAULT_READY_TIMEOUT_S
 
 
-def _from_workload(workload: manifests.Workload, overlay: schema.ServiceDef | None, mesh_file: str) -> ServiceModel:
-    """A manifest-defined service, with the Mesh overlay's behaviour (if any) for it."""
+def _from_workload(workload: manifests.Workload, overlay: schema.ServiceDef | None, mesh_file: str,
+                   region: str, where: str, problems: list[str]) -> ServiceModel:
+    """A manifest-defined service, with the Mesh overlay's behaviour (and zones) for it, if any."""
     apps = {v.name: v.app for v in overlay.versions} if overlay else {}
+    zones = {v.name: (j, v.zones) for j, v in enumerate(overlay.versions)} if overlay else {}
     versions = tuple(VersionModel(v.name, v.replicas, dict(v.labels),
-                                  _behaviour(overlay.app if overlay else None, apps.get(v.name)), v.workload, v.kind)
+                                  _behaviour(overlay.app if overlay else None, apps.get(v.name)), v.workload, v.kind,
+                                  version_localities(v.labels, zones.get(v.name, (0, None))[1], v.replicas, region,
+                                                     f"{where}.versions[{zones.get(v.name, (0, None))[0]}]", problems))
                      for v in workload.versions)
     return ServiceModel(
         name=workload.name, namespace=workload.namespace, port=workload.port, target_port=workload.target_port,
@@ -242,9 +250,10 @@ def _traffic_policy(spec: schema.TrafficPolicy | schema.PortTrafficPolicy | None
     if spec is None:
         return base
     defaults = TrafficPolicy()
-    lb = base.load_balancer
+    lb, locality_lb = base.load_balancer, base.locality_lb
     if spec.load_balancer is not None:
         lb = spec.load_balancer.simple or defaults.load_balancer
+        locality_lb = _locality_lb(spec.load_balancer.locality_lb_setting)
     breaker, connect_timeout = base.circuit_breaker, base.connect_timeout_s
     pool = spec.connection_pool
     if pool is not None:
@@ -273,7 +282,19 @@ def _traffic_policy(spec: schema.TrafficPolicy | schema.PortTrafficPolicy | None
             max_ejection_percent=10 if od.max_ejection_percent is None else od.max_ejection_percent,
         )
     tls_mode = spec.tls.mode if spec.tls else base.tls_mode
-    return TrafficPolicy(lb, breaker, connect_timeout, outlier, tls_mode, spec.tls is not None or base.tls_explicit)
+    return TrafficPolicy(lb, breaker, connect_timeout, outlier, tls_mode, spec.tls is not None or base.tls_explicit,
+                         locality_lb)
+
+
+def _locality_lb(spec: schema.LocalityLbSetting | None) -> LocalityLbSetting | None:
+    """A ``localityLbSetting`` as the model keeps it (``None``: not given, Istio's default)."""
+    if spec is None:
+        return None
+    return LocalityLbSetting(
+        enabled=spec.enabled is not False,
+        distribute=tuple(Distribute(d.from_, tuple(d.to.items())) for d in spec.distribute),
+        failover=tuple((f.from_, f.to) for f in spec.failover),
+        failover_priority=tuple(spec.failover_priority))
 
 
 def _port_level(spec: schema.TrafficPolicy | None, policy: TrafficPolicy, port: int, where: str,

@@ -18,6 +18,7 @@ from typing import Any
 
 from chaosmesh_qa.errors import InvalidArgument
 from chaosmesh_qa.mesh import load_mesh
+from chaosmesh_qa.mesh.explain_localities import locality_findings
 from chaosmesh_qa.mesh.explain_slos import slo_findings
 from chaosmesh_qa.mesh.findings import Finding
 from chaosmesh_qa.mesh.loader import sourced_documents
@@ -82,7 +83,7 @@ def explain(directory: str | Path, rps: float | None = None, endpoint_delay_s: f
     model = loaded.model
     src = _Sources(Path(directory), model)
     findings = [*_routes(model, src), *_policies(model, src), *_security(model, src), *_tracing(model, src),
-                *slo_findings(experiments or [], dialect)]
+                *locality_findings(model, src.at), *slo_findings(experiments or [], dialect)]
     result: dict[str, Any] = {"mesh": model.name, "directory": str(directory), "warnings": loaded.warnings,
                               "findings": [asdict(f) for f in findings]}
     if rps is not None:

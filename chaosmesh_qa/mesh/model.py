@@ -12,6 +12,7 @@ from typing import Literal
 
 from chaosmesh_qa.mesh.ingressgateway import DEFAULT as DEFAULT_INGRESS_GATEWAY
 from chaosmesh_qa.mesh.ingressgateway import IngressGateway
+from chaosmesh_qa.mesh.localities import LocalityLbSetting
 from chaosmesh_qa.mesh.meshconfig import DEFAULT_TRUST_DOMAIN, MeshConfig, TrustDomains
 
 TRUST_DOMAIN = DEFAULT_TRUST_DOMAIN  # Istio's default; a mesh's own is its `istio` ConfigMap's (mesh.meshconfig)
@@ -46,6 +47,12 @@ class VersionModel:
     behaviour: AppBehaviour
     workload: str = ""  # the Deployment or StatefulSet that runs it ("<service>-<version>" when none is declared)
     workload_kind: str = "Deployment"  # "StatefulSet": pods named <workload>-<ordinal>, a replacement keeps the name
+    # each replica's locality, 'region/zone/subzone' (mesh.localities); empty: the pods have none
+    localities: tuple[str, ...] = ()
+
+    def locality(self, replica: int) -> str:
+        """The locality of the version's ``replica``-th pod ('' if it has none)."""
+        return self.localities[replica % len(self.localities)] if self.localities else ""
 
 
 @dataclass(frozen=True)
@@ -190,6 +197,7 @@ class TrafficPolicy:
     # False: no DestinationRule set tls.mode, so Istio's auto mTLS decides per endpoint (plaintext
     # toward a workload whose PeerAuthentication mode is DISABLE, mTLS toward the others)
     tls_explicit: bool = False
+    locality_lb: LocalityLbSetting | None = None  # loadBalancer.localityLbSetting; None: Istio's default (enabled)
 
 
 @dataclass(frozen=True)

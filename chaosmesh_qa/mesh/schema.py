@@ -16,6 +16,7 @@ from typing import Annotated, Any, Literal
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 from pydantic.alias_generators import to_camel
 
+from chaosmesh_qa.mesh.localities import DEFAULT_REGION, TOPOLOGY_LABELS, check_locality, check_rule_locality
 from chaosmesh_qa.mesh.values import (
     Duration,
     EgressHost,
@@ -90,6 +91,8 @@ class Version(Spec):
     replicas: Annotated[int, Field(ge=0, le=20)] = 1
     labels: LabelMap = Field(default_factory=dict)
     app: DemoApp | None = None
+    # the replicas' localities, spread round-robin: 'zone' (in the Mesh's region), 'region/zone[/subzone]'
+    zones: list[Annotated[str, AfterValidator(check_locality)]] | None = Field(default=None, min_length=1)
 
     @model_validator(mode="after")
     def _own_labels(self) -> Version:
@@ -134,6 +137,7 @@ class Ingress(Spec):
 
 class MeshSpec(Spec):
     services: list[ServiceDef] = Field(default_factory=list)  # build requires services (or manifests)
+    region: Annotated[str, AfterValidator(lambda v: check_locality(v, (1, 1)))] = DEFAULT_REGION  # of bare zones
     ingress: Ingress | None = None  # build requires it unless a Gateway drives the ingress
 
 
@@ -300,8 +304,76 @@ class OutlierDetection(Spec):
     max_ejection_percent: Annotated[int, Field(ge=0, le=100)] | None = None
 
 
+class LocalityDistribute(Spec):
+    from_: Annotated[str, AfterValidator(check_rule_locality)] = Field(alias="from")
+    to: dict[Annotated[str, AfterValidator(check_rule_locality)], int] = Field(min_length=1)
+
+
+class LocalityFailover(Spec):
+    from_: Annotated[str, Field(min_length=1)] = Field(alias="from")
+    to: Annotated[str, Field(min_length=1)]
+
+
+class LocalityLbSetting(Spec):
+    """Checked as istiod's webhook checks it (pkg/config/validation ``ValidateLocalityLbSetting``)."""
+
+    enabled: bool | None = None
+    distribute: list[LocalityDistribute] = Field(default_factory=list)
+    failover: list[LocalityFailover] = Field(default_factory=list)
+    failover_priority: list[Annotated[str, Field(min_length=1)]] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _as_istiod_checks(self) -> LocalityLbSetting:
+        problem = locality_lb_problem(self.distribute, self.failover, self.failover_priority)
+        if problem:
+            raise ValueError(problem)
+        return self
+
+
 class LoadBalancer(Spec):
     simple: Literal["ROUND_ROBIN", "LEAST_REQUEST", "RANDOM", "LEAST_CONN"] | None = None
+    locality_lb_setting: LocalityLbSetting | None = None
+
+
+def locality_lb_problem(distribute: list[LocalityDistribute], failover: list[LocalityFailover],
+                        priorities: list[str]) -> str:
+    """What istiod refuses in a ``localityLbSetting`` (one line, naming the field), or ``""``."""
+    if distribute and failover:
+        return "distribute, failover: cannot be given together (as in Istio)"
+    topology = [p for p in priorities if p in TOPOLOGY_LABELS]
+    if failover and topology:
+        return f"failoverPriority: {topology[0]!r} cannot be given with failover (as in Istio)"
+    for i, rule in enumerate(distribute):
+        bad = [loc for loc, weight in rule.to.items() if not 1 <= weight <= 100]
+        if bad:
+            return f"distribute[{i}].to[{bad[0]!r}]: weight must be in 1..100 (as in Istio)"
+        total = sum(rule.to.values())
+        if total != 100:
+            return f"distribute[{i}].to: weights sum to {total}, expected 100 (as in Istio)"
+        overlap = _overlapping(list(rule.to))
+        if overlap:
+            return f"distribute[{i}].to: {overlap}"
+    overlap = _overlapping([rule.from_ for rule in distribute])
+    if overlap:
+        return f"distribute[].from: {overlap}"
+    for i, pair in enumerate(failover):
+        if pair.from_ == pair.to:
+            return f"failover[{i}]: from and to are the same region {pair.to!r} (as in Istio)"
+        if any(c in pair.from_ + pair.to for c in "/*"):
+            return f"failover[{i}]: from and to are regions, without '/' or '*' (as in Istio)"
+    return ""
+
+
+def _overlapping(localities: list[str]) -> str:
+    """Istio's rule for a list of localities: '*' only once and at the end, and none covering another."""
+    for i, loc in enumerate(localities):
+        for other in localities[:i]:
+            if other == "*":
+                return f"{loc!r} overlaps '*' (as in Istio)"
+            a, b = loc.rstrip("/*").split("/"), other.rstrip("/*").split("/")
+            if a[:len(b)] == b or b[:len(a)] == a:
+                return f"{loc!r} overlaps {other!r} (as in Istio)"
+    return ""
 
 
 class ClientTLS(Spec):

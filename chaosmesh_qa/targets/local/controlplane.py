@@ -6,7 +6,10 @@ Envoy over ``<state>/xds/ads.sock``.  Groups in the store:
 
 * ``caller:<service>``: a calling service's clusters, routes and its own view of every
   cluster's endpoints, shared by all its replicas (``ingress`` is a caller too); endpoints
-  change whenever pods come and go (and, for partitions, are re-pointed for one caller only);
+  change whenever pods come and go (and, for partitions, are re-pointed for one caller only).
+  When the mesh has localities, a caller whose pods differ in locality or version gets its endpoints in one
+  group per (version, locality) instead, ``caller:<service>@<version>@<locality>`` (``caller_views``): Istio's
+  locality load balancing gives each its own priorities and weights (``envoy.locality``);
 * ``pod:<pod>``: one Envoy's listeners, and the endpoint assignments that differ for that Envoy alone: the
   NetworkPolicy denials of the Kubernetes API emulation (``deny``) are per source pod, so a pod that may not
   connect to some pods sees them at the tarpit in its own group, which overrides its caller group's.
@@ -41,6 +44,7 @@ from chaosmesh_qa.files import atomic_write_json
 from chaosmesh_qa.mesh.authz import enforced_at_ingress
 from chaosmesh_qa.mesh.model import ROOT_NAMESPACE, AuthzPolicy, MeshModel, selects
 from chaosmesh_qa.targets.local.envoy import clusters, envoyfilters, listeners, routes
+from chaosmesh_qa.targets.local.envoy import locality as locality_lb
 from chaosmesh_qa.targets.local.envoy.common import INGRESS, JSON, address
 from chaosmesh_qa.targets.local.pki import MeshPKI
 from chaosmesh_qa.targets.local.xds.resources import CLUSTER, ENDPOINT, LISTENER, ROUTE
@@ -67,6 +71,7 @@ class PodSpec:
     ports: PodPorts
     admin_socket: Path  # the Envoy's admin API, owner-only (envoy.admin)
     labels: dict[str, str] = field(default_factory=dict)
+    locality: str = ""  # 'region/zone/subzone' (mesh.localities): its Envoy's node locality; '' for none
 
 
 class ControlPlane:
@@ -119,6 +124,27 @@ class ControlPlane:
                             else routes.outbound_route_config(self.model, caller, callee_list))
             self.store.put(_caller_group(caller), ROUTE, [route_config])
 
+    def caller_views(self, caller: str) -> dict[str, locality_lb.CallerView]:
+        """The endpoint views of a caller's pods, by the group key they get: one (the caller's own group) unless
+        the mesh has localities and its pods differ in locality or version labels, which Istio's locality load
+        balancing ranks endpoints by (``envoy.locality``); then one per (version, locality)."""
+        if caller == INGRESS:
+            return {caller: locality_lb.CallerView("", dict(self.model.ingress_gateway.labels))}
+        if not any(v.localities for svc in self.model.services.values() for v in svc.versions):
+            return {caller: locality_lb.CallerView()}
+        views = {(v.name, v.locality(i)): locality_lb.CallerView(v.locality(i),
+                                                                self.model.workload_labels(caller, v.name))
+                 for v in self.model.services[caller].versions for i in range(max(v.replicas, 1))}
+        if len(views) == 1:
+            return {caller: next(iter(views.values()))}
+        return {_view_key(caller, version, where): view for (version, where), view in views.items()}
+
+    def view_of(self, pod: PodSpec) -> str:
+        """The endpoint view (group key) a pod's Envoy gets (``caller_views``)."""
+        views = self.caller_views(pod.service)
+        key = _view_key(pod.service, pod.version, pod.locality)
+        return key if key in views else pod.service
+
     def write_endpoints(self, ready: list[clusters.Endpoint], by_service: dict[str, list[str]]) -> int:
         """Publish every caller's endpoints whose content changed; returns how many assignments changed.
 
@@ -126,27 +152,30 @@ class ControlPlane:
         """
         written = 0
         endpoints = {e.pod: e for e in ready}
-        shared: dict[tuple[str, Any], Any] = {}  # callers without a redirect see the very same assignment
+        shared: dict[tuple[str, Any, Any], Any] = {}  # callers without a redirect see the very same assignment
         for caller in self.callers():
-            assignments = []
-            changed = 0
-            for spec in clusters.caller_clusters(self.model, self.visible_to(caller)):
-                redirect = self.redirects.get((caller, spec.service))
-                assignment = shared.get((spec.name, redirect))
-                if assignment is None:
-                    pods = [endpoints[name] for name in by_service.get(spec.service, []) if name in endpoints]
-                    if redirect is not None:
-                        port, chosen = redirect
-                        pods = [replace(p, port=port) if chosen is None or p.pod in chosen
-                                else p for p in pods]
-                    assignment = shared[spec.name, redirect] = clusters.load_assignment(spec, pods)
-                assignments.append(assignment)
-                if self._eds_written.get((caller, spec.name)) != assignment:
-                    self._eds_written[caller, spec.name] = assignment
-                    changed += 1
-            if changed:  # the ADS server sends the callers' Envoys only the assignments that changed
-                self.store.put(_caller_group(caller), ENDPOINT, assignments)
-                written += changed
+            specs = clusters.caller_clusters(self.model, self.visible_to(caller))
+            for key, view in self.caller_views(caller).items():
+                assignments = []
+                changed = 0
+                for spec in specs:
+                    redirect = self.redirects.get((caller, spec.service))
+                    seen_as = (view.locality, tuple(sorted(view.labels.items()))) if spec.zoned else None
+                    assignment = shared.get((spec.name, redirect, seen_as))
+                    if assignment is None:
+                        pods = [endpoints[name] for name in by_service.get(spec.service, []) if name in endpoints]
+                        if redirect is not None:
+                            port, chosen = redirect
+                            pods = [replace(p, port=port) if chosen is None or p.pod in chosen
+                                    else p for p in pods]
+                        assignment = shared[spec.name, redirect, seen_as] = clusters.load_assignment(spec, pods, view)
+                    assignments.append(assignment)
+                    if self._eds_written.get((key, spec.name)) != assignment:
+                        self._eds_written[key, spec.name] = assignment
+                        changed += 1
+                if changed:  # the ADS server sends the callers' Envoys only the assignments that changed
+                    self.store.put(_caller_group(key), ENDPOINT, assignments)
+                    written += changed
         return written + self._write_denials()
 
     def deny(self, denied: dict[str, frozenset[str]], tarpit_port: int) -> int:
@@ -179,12 +208,15 @@ class ControlPlane:
         """Publish a pod's (or the ingress's) listeners and write its bootstrap; returns the bootstrap path."""
         pod_dir = self.root / "pods" / pod.name
         self.publish_listeners(pod)
-        self.store.add_node(pod.name, [_caller_group(pod.service), _pod_group(pod.name)])
-        self._sources[pod.name] = pod.service
+        view = self.view_of(pod)  # its endpoints: its service's, or its (version, locality)'s (caller_views)
+        groups = [_caller_group(pod.service), *([_caller_group(view)] if view != pod.service else [])]
+        self.store.add_node(pod.name, [*groups, _pod_group(pod.name)])
+        self._sources[pod.name] = view
         bootstrap = listeners.bootstrap(
             node_id=pod.name, node_cluster=pod.service, admin_socket=str(pod.admin_socket),
             stats_port=pod.ports.stats, ads_socket=str(self.ads_socket),
             app_port=None if pod.service == INGRESS else pod.ports.app, trace_port=self.trace_port,
+            locality=locality_lb.node_locality(pod.locality),
         )
         path = pod_dir / "bootstrap.json"
         atomic_write_json(path, bootstrap)
@@ -345,6 +377,11 @@ def _tarpitted(assignment: JSON, blocked: frozenset[str], port: int) -> JSON | N
 
 def _caller_group(caller: str) -> str:
     return f"caller:{caller}"
+
+
+def _view_key(caller: str, version: str, where: str) -> str:
+    """The group key of a caller's pods of one version in one locality (``ControlPlane.caller_views``)."""
+    return f"{caller}@{version}@{where}"
 
 
 def _pod_group(pod: str) -> str:

@@ -185,10 +185,10 @@ def render_plane(model: MeshModel, root: Path, pki: MeshPKI) -> tuple[ControlPla
             specs.append(PodSpec(
                 f"{service.name}-{version.name}", service.name, version.name,
                 PodPorts(stats=next(ports), inbound=next(ports), outbound=next(ports), app=next(ports)),
-                socket, model.workload_labels(service.name, version.name)))
+                socket, model.workload_labels(service.name, version.name), version.locality(0)))
     bootstraps = {spec.name: plane.write_pod(spec) for spec in specs}
     sidecars = [spec for spec in specs if spec.service != INGRESS]
-    plane.write_endpoints([Endpoint(s.name, s.ports.inbound, s.labels, s.version) for s in sidecars],
+    plane.write_endpoints([Endpoint(s.name, s.ports.inbound, s.labels, s.version, s.locality) for s in sidecars],
                           {name: [s.name for s in sidecars if s.service == name] for name in model.services})
     return plane, bootstraps
 

@@ -92,6 +92,7 @@ class Pod:
             "ports": {k: v for k, v in vars(self.spec.ports).items() if v},
             "admin_socket": str(self.spec.admin_socket),
             "labels": self.spec.labels,
+            **({"locality": self.spec.locality} if self.spec.locality else {}),  # region/zone/subzone
         }
 
     # ------------------------------------------------------------------ lifecycle

@@ -167,8 +167,9 @@ class Supervisor:
         ingress_spec = PodSpec(gateway, INGRESS, "", PodPorts(
             stats=self.ports.allocate(hold=True), outbound=self.ports.allocate(hold=True)),
             admin.socket_path(self.paths.admin, gateway))
-        replicas = [(s.name, v.name) for s in model.services.values() for v in s.versions for _ in range(v.replicas)]
-        pod_specs = [self._new_pod_spec(service, version) for service, version in replicas]
+        replicas = [(s.name, v.name, v.locality(i)) for s in model.services.values() for v in s.versions
+                    for i in range(v.replicas)]
+        pod_specs = [self._new_pod_spec(service, version, locality=where) for service, version, where in replicas]
         # Prometheus first, already knowing every target: its service discovery hands targets to
         # the scrapers on a fixed 5 s tick from process start, so every second counts.
         prometheus_started = self._background(self._start_prometheus([ingress_spec, *pod_specs]))
@@ -237,9 +238,10 @@ class Supervisor:
 
     # ------------------------------------------------------------------ pods
 
-    def _new_pod_spec(self, service: str, version: str, name: str | None = None) -> PodSpec:
+    def _new_pod_spec(self, service: str, version: str, name: str | None = None, locality: str = "") -> PodSpec:
         """A pod of ``service``'s ``version``: a Deployment's gets a new random suffix, a StatefulSet's the lowest
-        free ordinal (``<statefulset>-<n>``); ``name`` (a StatefulSet's replacement) keeps its predecessor's."""
+        free ordinal (``<statefulset>-<n>``); ``name`` (a StatefulSet's replacement) keeps its predecessor's.
+        ``locality``: its region/zone/subzone (``VersionModel.locality``; a replacement keeps its predecessor's)."""
         assert self.model is not None
         workload = self.model.services[service].version(version)
         if name is None and workload.workload_kind == "StatefulSet":
@@ -252,7 +254,7 @@ class Supervisor:
         ports = PodPorts(stats=self.ports.allocate(hold=True), inbound=self.ports.allocate(hold=True),
                          outbound=self.ports.allocate(hold=True), app=self.ports.allocate(hold=True))
         return PodSpec(name, service, version, ports, admin.socket_path(self.paths.admin, name),
-                       self.model.workload_labels(service, version))
+                       self.model.workload_labels(service, version), locality)
 
     async def _start_pod(self, pod: Pod) -> None:
         """Start a pod, its ports held until now (``PortAllocator.allocate(hold=True)``)."""
@@ -298,7 +300,8 @@ class Supervisor:
         for spec in serving:
             by_service.setdefault(spec.service, []).append(spec.name)
         self.control_plane.write_endpoints(
-            [Endpoint(spec.name, spec.ports.inbound, spec.labels, spec.version) for spec in serving], by_service)
+            [Endpoint(spec.name, spec.ports.inbound, spec.labels, spec.version, spec.locality) for spec in serving],
+            by_service)
 
     def kill_pod(self, name: str) -> Pod:
         """Delete a pod: SIGKILL app and sidecar; its endpoint goes after the propagation delay."""
@@ -315,7 +318,7 @@ class Supervisor:
         stateful = self.model is not None and self.model.services[dead.spec.service].version(
             dead.spec.version).workload_kind == "StatefulSet"
         pod = self._make_pod(self._new_pod_spec(dead.spec.service, dead.spec.version,
-                                                dead.name if stateful else None))
+                                                dead.name if stateful else None, dead.spec.locality))
         try:
             await self._start_pod(pod)
         except ProcessNotReady as exc:

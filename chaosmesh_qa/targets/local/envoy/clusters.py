@@ -11,6 +11,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from chaosmesh_qa.mesh.model import MeshModel, TrafficPolicy
+from chaosmesh_qa.targets.local.envoy import locality
 from chaosmesh_qa.targets.local.envoy.common import (
     API,
     JSON,
@@ -34,6 +35,7 @@ class Endpoint:
     port: int
     labels: dict[str, str]
     version: str = ""  # the version (workload) the pod runs: what a version without a sidecar is keyed by
+    locality: str = ""  # 'region/zone/subzone' (mesh.localities); '' for none
 
 
 @dataclass(frozen=True)
@@ -44,6 +46,7 @@ class ClusterSpec:
     policy: TrafficPolicy
     # versions whose PeerAuthentication mode is DISABLE: auto mTLS sends them plaintext
     plaintext_versions: frozenset[str] = frozenset()
+    zoned: bool = False  # some pod of the service has a locality: endpoints are grouped by it (envoy.locality)
 
 
 def caller_clusters(model: MeshModel, callees: Iterable[str]) -> list[ClusterSpec]:
@@ -52,9 +55,11 @@ def caller_clusters(model: MeshModel, callees: Iterable[str]) -> list[ClusterSpe
     for callee in callees:
         plain = frozenset(v.name for v in model.services[callee].versions
                           if model.mtls_mode(callee, v.name) == "DISABLE")
-        specs.append(ClusterSpec(cluster_name(callee), callee, {}, model.policies[callee], plain))
+        zoned = any(v.localities for v in model.services[callee].versions)
+        specs.append(ClusterSpec(cluster_name(callee), callee, {}, model.policies[callee], plain, zoned))
         for subset in model.subsets.get(callee, {}).values():
-            specs.append(ClusterSpec(cluster_name(callee, subset.name), callee, subset.labels, subset.policy, plain))
+            specs.append(ClusterSpec(cluster_name(callee, subset.name), callee, subset.labels, subset.policy, plain,
+                                     zoned))
     return specs
 
 
@@ -81,7 +86,8 @@ def cluster(spec: ClusterSpec, identity: tuple[str, str], ca_path: str,
             "max_retries": breaker.max_retries,
             "track_remaining": True,
         }]},
-        "common_lb_config": {"healthy_panic_threshold": {"value": 0}},
+        "common_lb_config": {"healthy_panic_threshold": {"value": 0},
+                             **(locality.lb_config(policy.locality_lb) if spec.zoned else {})},
     }
     if breaker.max_requests_per_connection:
         result["typed_extension_protocol_options"] = {
@@ -135,15 +141,21 @@ def upstream_tls(identity: tuple[str, str], ca_path: str, callee_spiffe: str, sn
     }
 
 
-def load_assignment(spec: ClusterSpec, endpoints: Iterable[Endpoint]) -> JSON:
-    chosen = [e for e in endpoints if all(e.labels.get(k) == v for k, v in spec.subset_labels.items())]
+def load_assignment(spec: ClusterSpec, endpoints: Iterable[Endpoint], view: locality.CallerView | None = None) -> JSON:
+    """One cluster's endpoints; for a service with localities, grouped by locality with the priorities and weights
+    the caller ``view`` gets (``envoy.locality``)."""
+    chosen = {e.pod: e for e in endpoints if all(e.labels.get(k) == v for k, v in spec.subset_labels.items())}
     auto = _auto_mtls(spec)
-    return {
-        "cluster_name": spec.name,
-        "endpoints": [{"lb_endpoints": [
-            {"endpoint": {"address": address(e.port), "hostname": e.pod},
-             **({"metadata": {"filter_metadata": {"envoy.transport_socket_match": {TLS_MODE_KEY: "istio"}}}}
-                if auto and e.version not in spec.plaintext_versions else {})}
-            for e in chosen
-        ]}],
-    }
+
+    def render(pod: str) -> JSON:
+        e = chosen[pod]
+        return {"endpoint": {"address": address(e.port), "hostname": e.pod},
+                **({"metadata": {"filter_metadata": {"envoy.transport_socket_match": {TLS_MODE_KEY: "istio"}}}}
+                   if auto and e.version not in spec.plaintext_versions else {})}
+
+    if spec.zoned:
+        groups = locality.locality_endpoints(((e.pod, e.locality, e.labels) for e in chosen.values()),
+                                             view or locality.CallerView(), spec.policy.locality_lb,
+                                             spec.policy.outlier is not None, render)
+        return {"cluster_name": spec.name, "endpoints": groups}
+    return {"cluster_name": spec.name, "endpoints": [{"lb_endpoints": [render(pod) for pod in chosen]}]}

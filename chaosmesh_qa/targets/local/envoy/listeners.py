@@ -47,10 +47,11 @@ class PodIdentity:
 
 
 def bootstrap(node_id: str, node_cluster: str, admin_socket: str, stats_port: int, ads_socket: str,
-              app_port: int | None, trace_port: int | None = None) -> JSON:
+              app_port: int | None, trace_port: int | None = None, locality: JSON | None = None) -> JSON:
     """Everything but the static stats listener and local clusters comes over ADS (``xds.server``).
 
     ``trace_port``: the trace receiver's port (``tracing.collector``), for listeners rendered with tracing.
+    ``locality``: the pod's Envoy ``Locality`` (``envoy.locality.node_locality``), as istiod's sidecars know theirs.
     """
     static_clusters = [_admin_cluster(admin_socket), _ads_cluster(ads_socket)]
     if trace_port is not None:  # where the tracer POSTs its span batches (plain HTTP/1.1)
@@ -59,7 +60,7 @@ def bootstrap(node_id: str, node_cluster: str, admin_socket: str, stats_port: in
         static_clusters.append(_static_cluster(LOCAL_APP_CLUSTER, address(app_port), circuit_breakers={
             "thresholds": [{"max_connections": 100000, "max_pending_requests": 100000, "max_requests": 100000}]}))
     return {
-        "node": {"id": node_id, "cluster": node_cluster},
+        "node": {"id": node_id, "cluster": node_cluster, **({"locality": locality} if locality else {})},
         "admin": {"address": _pipe(admin_socket)},
         "layered_runtime": {"layers": [
             {"name": "static", "static_layer": tracing.RUNTIME if trace_port is not None else {}},
