@@ -3,8 +3,9 @@
 Two sandboxes, brought up with ``chaosmesh-qa up --mesh``: tests/profiles/zones (the default mesh with every
 service spread over zones a and b of region r1, the frontend in zone a, outlier detection on catalog) and
 tests/profiles/locality-rules (a zone-a frontend calling one service per rule: ``distribute``, ``failover``,
-``failoverPriority``).  600 requests through the ingress each; the demo app's response tree names the pod that
-served every hop, and ``chaosmesh-qa status`` each pod's locality.
+``failoverPriority``, and one with outlier detection alone whose zone-a pod the last test kills).  600 requests
+through the ingress each; the demo app's response tree names the pod that served every hop, and
+``chaosmesh-qa status`` each pod's locality.
 
 Tolerances: priorities are exact in Envoy (a level whose endpoints are all healthy takes
 ``min(100%, 1.4 x 100%)`` of the load), so "stays in zone a" allows only the odd request a retry after a failure
@@ -15,12 +16,14 @@ schedule starts and a stray retry (it is also about 3 standard deviations of a r
 
 from __future__ import annotations
 
+import time
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from chaosmesh_qa import actions
 from tests.support.client import get_many, hops
 from tests.support.sandbox import Served, serve
 
@@ -52,9 +55,13 @@ def zones(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Served, Co
 
 
 @pytest.fixture(scope="module")
-def rules(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Counter[tuple[str, str]]]:
-    for box in serve(PROFILES / "locality-rules", tmp_path_factory.mktemp("locality-rules") / "state"):
-        yield _measure(box)
+def box(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
+    yield from serve(PROFILES / "locality-rules", tmp_path_factory.mktemp("locality-rules") / "state")
+
+
+@pytest.fixture(scope="module")
+def rules(box: Served) -> Counter[tuple[str, str]]:
+    return _measure(box)
 
 
 def test_every_pod_is_in_its_declared_zone(zones: tuple[Served, Counter[tuple[str, str]]]) -> None:
@@ -82,3 +89,43 @@ def test_failover_goes_to_the_declared_region(rules: Counter[tuple[str, str]]) -
 
 def test_failover_priority_prefers_the_callers_label(rules: Counter[tuple[str, str]]) -> None:
     assert rules["tiered", "tier=gold"] >= 0.99 * REQUESTS, rules  # the frontend's tier, though silver is in its zone
+
+
+RESTART_S = 4.0  # the killed zone-a pod's replacement starts this long after the kill (in zone a again)
+
+
+def _zonal_version(box: Served) -> str:
+    """Which version (= zone: a or b) of zonal served one request, or the client's error status."""
+    (code, tree), = get_many(box.url, 1, concurrency=1)
+    return next(h["version"] for h in hops(tree) if h["service"] == "zonal") if code == 200 else f"status {code}"
+
+
+def test_losing_the_zone_a_pod_fails_over_to_zone_b_and_comes_back(box: Served) -> None:
+    """Envoy's priorities at work: zone a's one endpoint goes (outlier ejection after two connect failures, the
+    endpoint removed 1 s later), its priority level is empty, everything spills to zone b; the replacement is in
+    zone a again and takes everything back as soon as it is ready.  Budgets: zone b serves within 2 s of the kill
+    (the sandbox's 1 s endpoint delay is the slower of the two ways out); zone a again within 5 s of the
+    replacement's start (its readiness, then one endpoint push); at most 10 failed client requests (those that
+    meet the dead pod before its ejection).  Measured: zone b from 0.02-0.24 s, no failed request (the retry
+    after the ejection already goes to zone b), zone a back 0.5-0.9 s after the replacement's start."""
+    configuration = {"chaosmesh_qa_state_dir": str(box.state_dir)}
+    assert {_zonal_version(box) for _ in range(30)} == {"a"}
+    killed = time.monotonic()
+    actions.kill_pods("zonal", count=1, version="a", restart_after_s=RESTART_S, configuration=configuration)
+    timeline: list[tuple[float, str]] = []
+    try:
+        while time.monotonic() - killed < RESTART_S + 10:
+            timeline.append((time.monotonic() - killed, _zonal_version(box)))
+            back = [w for t, w in timeline if t > RESTART_S]
+            if len(back) >= 30 and set(back[-30:]) == {"a"}:
+                break
+    finally:
+        actions.heal(configuration=configuration)
+    first_b = next(t for t, w in timeline if w == "b")
+    back_at = next(t for t, w in timeline if w == "a" and t > first_b)
+    errors = [w for _, w in timeline if w.startswith("status")]
+    assert first_b <= 2.0, timeline[:20]
+    assert {w for t, w in timeline if first_b <= t < back_at} <= {"b", *errors}  # nothing from zone a meanwhile
+    assert RESTART_S <= back_at <= RESTART_S + 5, (back_at, timeline[-40:])
+    assert [w for _, w in timeline[-30:]] == ["a"] * 30  # and it stays back
+    assert len(errors) <= 10, errors
