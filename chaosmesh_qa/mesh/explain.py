@@ -19,6 +19,7 @@ from typing import Any
 from chaosmesh_qa.errors import InvalidArgument
 from chaosmesh_qa.mesh import load_mesh
 from chaosmesh_qa.mesh.explain_localities import locality_findings
+from chaosmesh_qa.mesh.access import decide_caller, identities
 from chaosmesh_qa.mesh.explain_slos import slo_findings
 from chaosmesh_qa.mesh.findings import Finding
 from chaosmesh_qa.mesh.loader import sourced_documents
@@ -209,13 +210,36 @@ def _security(model: MeshModel, src: _Sources) -> list[Finding]:
         if policy.action == "ALLOW" and not policy.rules:
             found.append(Finding("CMQ-S002", "warning", where, f"AuthorizationPolicy {policy.name} allows nobody",
                                  "an ALLOW policy without rules matches no request: every call to the selected "
-                                 "workloads is denied", "mtls-strict"))
+                                 "workloads is denied", "authz-enforced"))
         elif policy.action == "ALLOW" and any(
                 (not r.sources or any("*" in s.principals for s in r.sources)) and not r.operations
                 for r in policy.rules):
             found.append(Finding("CMQ-S003", "warning", where, f"AuthorizationPolicy {policy.name} allows everybody",
                                  "a rule with no source (or principal '*') and no operation matches every "
-                                 "request: the policy restricts nothing", "mtls-strict"))
+                                 "request: the policy restricts nothing", "authz-enforced"))
+    return found + _needless_callers(model, src)
+
+
+def _needless_callers(model: MeshModel, src: _Sources) -> list[Finding]:
+    """CMQ-S004: an ALLOW policy lets in an identity none of whose workloads calls the service (least privilege)."""
+    found = []
+    for name in sorted(model.services):
+        callers, seen = set(model.callers(name)), set()
+        for version in model.services[name].versions:
+            policies = model.authz_for(name, version.name)
+            if not any(p.action == "ALLOW" for p in policies):
+                continue
+            for principal, who in identities(model).items():
+                decision = decide_caller(policies, principal)
+                if callers & set(who) or decision.allowed is False or not decision.policies or principal in seen:
+                    continue
+                seen.add(principal)
+                policy = decision.policies[0].split("/", 1)[1]
+                found.append(Finding("CMQ-S004", "warning", src.at("AuthorizationPolicy", policy, "spec.rules"),
+                                     f"{name}: AuthorizationPolicy {policy} lets in {'/'.join(who)} ({principal}), "
+                                     f"which never calls {name}",
+                                     "an identity with no business there can call it: a widened or copied rule "
+                                     "that no traffic test shows, since nobody sends that traffic", "authz-enforced"))
     return found
 
 

@@ -85,7 +85,7 @@ class MeshTarget(Protocol):
         """Every fault still remembered (ended ones carry ``ended_at``), oldest first; for run phases."""
         ...
 
-    # ---- verdicts on the mesh's own promises (routing, mTLS, tracing): chaosmesh_qa.probes.*
+    # ---- verdicts on the mesh's own promises (routing, mTLS, authorization, tracing): chaosmesh_qa.probes.*
 
     def declared_mesh(self) -> MeshModel:
         """The mesh as declared and resolved with Istio's defaults (routes, subsets, policies).
@@ -121,6 +121,22 @@ class MeshTarget(Protocol):
         ``source_canonical_service``, ``destination_service_name``, ``source_principal`` and
         ``connection_security_policy`` (``principal`` None unless it is ``mutual_tls``);
         ``samples`` is ignored there.
+        """
+        ...
+
+    def check_authorization(self, service: str, callers: dict[str, str], window_s: float) -> list[Record]:
+        """How ``service``'s workloads answer each caller identity, for the authorization verdict.
+
+        ``callers``: SPIFFE id -> the path that identity is to ask for.  One record per answer: ``how``
+        (``sent`` or ``observed``), ``pod`` (None when observed), ``version``, ``principal`` (the caller's SPIFFE
+        id; None when the callee's proxy could not name it), ``path`` (None when observed), ``codes`` (response
+        code -> requests), ``detail``.  Local: one mTLS request ``GET <path>`` (``Host: <service>``) to each
+        running pod's inbound port as each identity, with the certificate the sandbox's PKI issued it; an
+        identity it has issued none for, or a pod that does not answer, is a record with no codes saying so
+        (``window_s`` is ignored).  A cluster target cannot present another workload's identity: it reports the
+        requests the callee's proxies counted over the last ``window_s`` (``istio_requests_total`` with
+        ``reporter="destination"`` per ``source_principal``, ``destination_version`` and ``response_code``),
+        every source it saw, asked for or not; ``callers`` only says whom the verdict asks about.
         """
         ...
 

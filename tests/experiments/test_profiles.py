@@ -19,7 +19,7 @@ pytestmark = [pytest.mark.processes, pytest.mark.slow]
 
 PROFILES = Path(__file__).resolve().parents[1] / "profiles"
 CASES = [(experiment, profile) for profile in ("helm-labels", "custom-trust-domain")
-         for experiment in ("pod-kill-failover", "latency-circuit-breaker", "mtls-strict")]
+         for experiment in ("pod-kill-failover", "latency-circuit-breaker", "mtls-strict", "authz-enforced")]
 
 
 @pytest.mark.parametrize(("name", "profile"), CASES, ids=[f"{n}-on-{p}" for n, p in CASES])

@@ -24,6 +24,7 @@ DEFECTS = {
     "canary-subset-wrong-pods": ("CMQ-R002", "reviews"),
     "permissive-workload": ("CMQ-S001", "reviews"),
     "drops-trace-headers": ("CMQ-P001", "relay"),
+    "authz-widened": ("CMQ-S004", "inventory"),
 }
 
 

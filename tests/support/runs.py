@@ -28,13 +28,16 @@ CASES = [
     ("latency-circuit-breaker", "no-timeout-no-connection-pool", "deviated"),
     ("partition-failover", None, "passed"),
     ("partition-failover", "single-catalog-replica", "deviated"),
-    # a twin that breaks the mesh's own promise (routing, mTLS) is off its steady state before any fault
+    # a twin that breaks the mesh's own promise (routing, mTLS, tracing, authorization) is off its steady state
+    # before any fault
     ("routing-canary", None, "passed"),
     ("routing-canary", "canary-subset-wrong-pods", "baseline-not-met"),
     ("mtls-strict", None, "passed"),
     ("mtls-strict", "permissive-workload", "baseline-not-met"),
     ("tracing-complete", None, "passed"),
     ("tracing-complete", "drops-trace-headers", "baseline-not-met"),
+    ("authz-enforced", None, "passed"),
+    ("authz-enforced", "authz-widened", "baseline-not-met"),
 ]
 
 

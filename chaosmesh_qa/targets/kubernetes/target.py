@@ -274,6 +274,10 @@ class KubernetesTarget:
         return verdicts.observed_edges(self.prometheus_url(), set(model.services),
                                        {**verdicts.source_names(model), self.settings.ingress_gateway: "ingress"})
 
+    def check_authorization(self, service: str, callers: dict[str, str], window_s: float) -> list[Record]:
+        workload = self.workloads().service(service)  # the target presents no identity: it reads what was counted
+        return verdicts.caller_answers(self.prometheus_url(), service, workload.namespace, window_s)
+
     def trace_query_url(self, configured: str | None) -> str:
         if not configured:
             raise TargetUnavailable("configuration.chaosmesh_qa_tracing_url: not set (the base URL of a Zipkin v2 "

@@ -1,12 +1,14 @@
 """What the mesh QA verdicts read on a cluster besides the declared mesh: effective mTLS modes, observed hops.
 
-``KubernetesTarget.check_plaintext_refused`` / ``observed_edges`` call these for ``chaosmesh_qa.probes.mtls`` and
-``routing`` (the declared mesh itself is ``declared``'s).  Effective modes are the declared model's, per running
-pod of the service (found by the Service's selector, its version by Istio's canonical revision).  Observed hops
+``KubernetesTarget.check_plaintext_refused`` / ``observed_edges`` / ``check_authorization`` call these for
+``chaosmesh_qa.probes.mtls``, ``routing`` and ``authz`` (the declared mesh itself is ``declared``'s).  Effective
+modes are the declared model's, per running pod of the service (found by the Service's selector, its version by
+Istio's canonical revision).  Observed hops
 come from Istio's ``istio_requests_total`` as the callee's proxy reported them (``reporter="destination"``),
 counted over the last minute with a series born in it counted from 0 (Istio creates a series at its first
 request); the caller is Istio's canonical service of its pods (``app.kubernetes.io/name`` before ``app``), named
-back to its Service.
+back to its Service.  ``caller_answers`` counts a callee's requests per caller identity (``source_principal`` on a
+mutual-TLS hop, else unnamed), serving version and response code over a window, the same way.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Mapping
+from typing import Any
 
 import httpx
 
@@ -69,6 +72,53 @@ def observed_edges(prometheus_url: str, services: set[str], sources: Mapping[str
         time.sleep(poll_s)
 
 
+def caller_answers(prometheus_url: str, service: str, namespace: str, window_s: float,
+                   settle_s: float = EDGE_SETTLE_S, poll_s: float = EDGE_POLL_S) -> list[Record]:
+    """The requests into ``service`` over the last ``window_s`` as its pods' proxies counted them, one record per
+    caller identity and serving version, with ``codes`` (response code -> requests).  ``principal`` is None where
+    the proxy named none (``source_principal`` "unknown", or a hop that was not mutual TLS).  Asks again every
+    ``poll_s`` for up to ``settle_s`` while none is seen (a run's first requests are in Prometheus a scrape late)."""
+    series = (f'istio_requests_total{{reporter="destination",destination_service_name="{service}",'
+              f'destination_service_namespace="{namespace}"}}')
+    span = f"{max(2, math.ceil(window_s))}s"
+    labels = ("source_principal", "source_canonical_service", "connection_security_policy", "destination_version",
+              "response_code")
+    promql = (f"sum by ({', '.join(labels)}) ((last_over_time({series}[{span}]) - {series} offset {span} >= 0) "
+              f"or last_over_time({series}[{span}]))")
+    deadline = time.monotonic() + settle_s
+    while True:
+        found: dict[tuple[str | None, str, str], dict[str, float]] = {}
+        for item in _query(prometheus_url, promql, "istio_requests_total"):
+            got, value = item["metric"], float(item["value"][1])
+            if math.isnan(value) or value < 0.5:
+                continue
+            mutual = got.get("connection_security_policy") == "mutual_tls"
+            principal = got.get("source_principal") if mutual and got.get("source_principal") not in (
+                None, "", "unknown") else None
+            key = (principal, got.get("source_canonical_service") or "unknown", got.get("destination_version") or
+                   "unknown")
+            codes = found.setdefault(key, {})
+            code = str(got.get("response_code") or "unknown")
+            codes[code] = codes.get(code, 0.0) + value
+        if found or time.monotonic() >= deadline:
+            break
+        time.sleep(poll_s)
+    return [{"how": "observed", "pod": None, "version": version, "principal": principal, "source": source,
+             "path": None, "codes": {c: round(n) for c, n in sorted(codes.items())},
+             "detail": f"istio_requests_total{{reporter=\"destination\"}} over the last {span}"}
+            for (principal, source, version), codes in sorted(found.items(), key=lambda f: (str(f[0][0]), f[0][1:]))]
+
+
+def _query(prometheus_url: str, promql: str, what: str) -> list[dict[str, Any]]:
+    try:
+        response = httpx.get(f"{prometheus_url.rstrip('/')}/api/v1/query", params={"query": promql}, timeout=10)
+        response.raise_for_status()
+        return list(response.json()["data"]["result"])
+    except (httpx.HTTPError, ValueError, KeyError) as exc:
+        raise MeasurementFailed(f"Prometheus {prometheus_url}: {what}: "
+                                f"{type(exc).__name__}: {' '.join(str(exc).split())[:200]}") from None
+
+
 def _edges(prometheus_url: str, services: set[str], sources: Mapping[str, str]) -> list[Record]:
     # Not increase(): Istio creates an istio_requests_total series at its first request (one per callee pod,
     # source and response code), so a hop that began within the window has a first sample holding its first
@@ -77,13 +127,7 @@ def _edges(prometheus_url: str, services: set[str], sources: Mapping[str, str]) 
     series = 'istio_requests_total{reporter="destination"}'
     promql = (f"sum by ({', '.join(EDGE_LABELS)}) ((last_over_time({series}[{EDGE_WINDOW}]) - {series} offset "
               f"{EDGE_WINDOW} >= 0) or last_over_time({series}[{EDGE_WINDOW}]))")
-    try:
-        response = httpx.get(f"{prometheus_url.rstrip('/')}/api/v1/query", params={"query": promql}, timeout=10)
-        response.raise_for_status()
-        result = response.json()["data"]["result"]
-    except (httpx.HTTPError, ValueError, KeyError) as exc:
-        raise MeasurementFailed(f"Prometheus {prometheus_url}: istio_requests_total: "
-                                f"{type(exc).__name__}: {' '.join(str(exc).split())[:200]}") from None
+    result = _query(prometheus_url, promql, "istio_requests_total")
     edges: dict[tuple[str, str, str | None], float] = {}
     for item in result:
         labels, value = item["metric"], float(item["value"][1])

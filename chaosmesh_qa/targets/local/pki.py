@@ -2,7 +2,8 @@
 
 The supervisor calls ``MeshPKI.create`` once per sandbox; sidecars load the files
 (``spiffe://cluster.local/ns/<ns>/sa/<sa>`` as URI SAN), and tests use them to act as
-a mesh workload when they need a real mTLS client.
+a mesh workload when they need a real mTLS client, as the local target's authorization check does
+(``issued``: the files of an identity the supervisor has issued, from another process).
 """
 
 from __future__ import annotations
@@ -81,7 +82,7 @@ class MeshPKI:
                                                   ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False)
             .sign(self._ca_key, hashes.SHA256())
         )
-        stem = spiffe_id.rsplit("/ns/", 1)[-1].replace("/", "-")
+        stem = _stem(spiffe_id)
         cert_path, key_path = self.directory / f"{stem}.crt", self.directory / f"{stem}.key"
         _write(cert_path, cert.public_bytes(serialization.Encoding.PEM))
         _write(key_path, key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
@@ -89,6 +90,17 @@ class MeshPKI:
         files = IdentityFiles(spiffe_id, str(cert_path), str(key_path))
         self._issued[spiffe_id] = files
         return files
+
+
+def issued(directory: Path, spiffe_id: str) -> IdentityFiles | None:
+    """The certificate and key a sandbox's PKI in ``directory`` issued for ``spiffe_id``, or None if it has not."""
+    stem = _stem(spiffe_id)
+    cert, key = directory / f"{stem}.crt", directory / f"{stem}.key"
+    return IdentityFiles(spiffe_id, str(cert), str(key)) if cert.is_file() and key.is_file() else None
+
+
+def _stem(spiffe_id: str) -> str:
+    return spiffe_id.rsplit("/ns/", 1)[-1].replace("/", "-")
 
 
 def _key_usage(ca: bool) -> x509.KeyUsage:

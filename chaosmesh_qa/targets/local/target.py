@@ -105,7 +105,7 @@ class LocalTarget:
             return cast(list[FaultRecord], client.fault_history(owner))
 
 
-    # ---- verdicts (chaosmesh_qa.probes.routing / .mtls): chaosmesh_qa/targets/local/verify.py
+    # ---- verdicts (chaosmesh_qa.probes.routing / .mtls / .authz): chaosmesh_qa/targets/local/verify.py
 
     def declared_mesh(self) -> MeshModel:
         from chaosmesh_qa.mesh import load_mesh  # only the mesh QA probes need the declared mesh
@@ -117,6 +117,9 @@ class LocalTarget:
 
     def observed_edges(self, samples: int) -> list[Record]:
         return verify.call_tree_edges(self.describe(), samples)
+
+    def check_authorization(self, service: str, callers: dict[str, str], window_s: float) -> list[Record]:
+        return verify.authorization_answers(self.describe(), SandboxPaths(self.state_dir).pki, service, callers)
 
     def trace_query_url(self, configured: str | None) -> str:
         tracing = self.describe().get("tracing")

@@ -7,11 +7,11 @@ AuthorizationPolicies / pod deletes, probes read the Istio metric names.  Each m
 and deviate on its twin (or miss its baseline), exactly as on the local target (tests/experiments/), and
 `chaosmesh-qa verdict` reads the journal the same way.
 
-All six (issue 18 point 16: the three resilience and the three mesh QA ones) run one after the other on the
-session's default-mesh sandbox (``kube``), as experiments do on a cluster whose pods earlier runs replaced;
-each broken twin brings up its own mesh.  Point 17: latency-circuit-breaker's p99 probe reads the fault's own
-window, so on the twin without route timeouts it deviates on the kubernetes target, whose recovery probe takes
-longer than the local one's.
+All seven (issue 18 point 16: the three resilience and the three mesh QA ones; issue 22's authorization verdict
+since) run one after the other on the session's default-mesh sandbox (``kube``), as experiments do on a cluster
+whose pods earlier runs replaced; each broken twin brings up its own mesh.  Point 17: latency-circuit-breaker's
+p99 probe reads the fault's own window, so on the twin without route timeouts it deviates on the kubernetes
+target, whose recovery probe takes longer than the local one's.
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ pytestmark = pytest.mark.processes
 
 ROOT = Path(__file__).resolve().parents[3]
 RESILIENCE = ("pod-kill-failover", "latency-circuit-breaker", "partition-failover")
-MESH_QA = ("routing-canary", "mtls-strict", "tracing-complete")
+MESH_QA = ("routing-canary", "mtls-strict", "tracing-complete", "authz-enforced")
 # `make test` keeps one run per kind of proof (a resilience experiment passing and its twin deviating, the mesh QA
 # verdicts that read the API and the trace store); the full matrix runs in the slow suite (`make slow`), as the
 # same experiments run on the local target in tests/experiments.  routing-canary runs there only: after its pod
@@ -42,9 +42,10 @@ MESH_QA = ("routing-canary", "mtls-strict", "tracing-complete")
 # served before its first scrape (5 s late here, as Prometheus' target discovery is): v2 read 42.5 % of a 36 %
 # share in one full-suite run of 2026-12-06 (it passed in the others; issue 18's note).
 # One broken twin stays (the mTLS one: it reads the PeerAuthentications from the API); the resilience twins deviate
-# on the local target in make test (tests/experiments) and on this one in the slow suite.
+# on the local target in make test (tests/experiments) and on this one in the slow suite.  authz-enforced on the
+# default mesh stays too: the only verdict that judges the callees' counts per caller identity and response code.
 IN_MAKE_TEST = {"pod-kill-failover-on-default-mesh", "mtls-strict-on-default-mesh", "tracing-complete-on-default-mesh",
-                "mtls-strict-on-permissive-workload"}
+                "mtls-strict-on-permissive-workload", "authz-enforced-on-default-mesh"}
 
 
 def _cases(chosen: list[tuple[str, str | None, str]]) -> list[Any]:
@@ -56,16 +57,18 @@ def _cases(chosen: list[tuple[str, str | None, str]]) -> list[Any]:
 DEFAULT = _cases([c for c in CASES if c[1] is None])
 RESILIENCE_TWINS = _cases([c for c in CASES if c[1] and c[0] in RESILIENCE])
 # Each mesh QA twin proves a kubernetes code path of its own: the serving pod's destination_version (routing),
-# the PeerAuthentications read from the API (mTLS), the spans read from the configured Zipkin API (tracing).
+# the PeerAuthentications read from the API (mTLS), the spans read from the configured Zipkin API (tracing), the
+# AuthorizationPolicies read from the API against the experiment's intent (authorization: no request from the
+# widened-in frontend is ever counted, the declaration alone is the violation).
 # Each is a sandbox start (~8 s) and a run that stops at its baseline (~10 s).
 MESH_QA_TWINS = _cases([c for c in CASES if c[1] and c[0] in MESH_QA])
-assert len(DEFAULT) == 6 and len(MESH_QA_TWINS) == 3
+assert len(DEFAULT) == 7 and len(MESH_QA_TWINS) == 4
 
 
 @pytest.mark.parametrize(("name", "mesh", "expected"), DEFAULT)
 def test_point16_shipped_experiment_passes_on_the_default_mesh(kube: KubeSandbox, name: str, mesh: None,
                                                                expected: str, tmp_path: Path) -> None:
-    """Issue 18 point 16: all six shipped experiments, the mesh QA ones too, pass with only the target switched.
+    """Issue 18 point 16: all seven shipped experiments, the mesh QA ones too, pass with only the target switched.
 
     They share the session's sandbox: pods an earlier run (or test) killed were replaced, so the routing and
     mTLS verdicts read Istio series born during the run, as on a cluster whose pods come and go."""
@@ -96,7 +99,7 @@ def scraped_every_15_s(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Kub
 def test_point15_the_shipped_experiments_pass_where_prometheus_scrapes_every_15_s_as_a_clusters(
         scraped_every_15_s: KubeSandbox, name: str, tmp_path: Path) -> None:
     """Issue 18 point 15 and its acceptance: the probes read the scrape interval from Prometheus, read windows of
-    at least two scrapes, and wait a recording lag for a policy's count; all six shipped experiments pass,
+    at least two scrapes, and wait a recording lag for a policy's count; all seven shipped experiments pass,
     unchanged, with the emulation's Prometheus scraping every 15 s."""
     run_and_judge(scraped_every_15_s, ROOT / "experiments" / f"{name}.json", "passed", tmp_path)
 

@@ -34,9 +34,9 @@ ROOT = Path(__file__).resolve().parents[3]
 HELM = ROOT / "tests" / "profiles" / "helm-labels"
 CUSTOM_TRUST_DOMAIN = ROOT / "tests" / "profiles" / "custom-trust-domain"
 SHIPPED = ("pod-kill-failover", "latency-circuit-breaker", "partition-failover",
-           "routing-canary", "mtls-strict", "tracing-complete")
+           "routing-canary", "mtls-strict", "tracing-complete", "authz-enforced")
 # make test keeps one resilience and one mesh QA experiment (the one that reads the declared mesh, effective
-# modes and the observed hops, every path that named pods by `app`); the slow suite runs all six
+# modes and the observed hops, every path that named pods by `app`); the slow suite runs all seven
 IN_MAKE_TEST = {"helm-labels": ("mtls-strict",),
                 # latency-circuit-breaker delays catalog -> inventory only: its caller is matched by its SPIFFE
                 # identity in the trust domain read from the cluster (a wrong domain: no delay, the run deviates)
