@@ -45,7 +45,11 @@ class Locality:
     subzone: str = ""
 
     def __str__(self) -> str:
-        return "/".join(p for p in (self.region, self.zone, self.subzone) if p) if self.region else ""
+        """``region/zone/subzone`` without empty trailing parts ('' for none; ``/z`` for a zone without region)."""
+        parts = [self.region, self.zone, self.subzone]
+        while parts and not parts[-1]:
+            parts.pop()
+        return "/".join(parts)
 
     @classmethod
     def parse(cls, text: str) -> Locality:

@@ -70,6 +70,8 @@ def test_istio_labels_give_the_locality_of_a_manifest_pod(tmp_path: Path) -> Non
     assert from_labels({"istio-locality": "eu.west-1.r2"}) == Locality("eu", "west-1", "r2")
     assert from_labels({"istio-locality": "eu.x", "topology.kubernetes.io/region": "us"}) == Locality("eu", "x")
     assert from_labels({"app": "x"}) is None
+    assert str(from_labels({"topology.kubernetes.io/zone": "z"})) == "/z"  # a zone without region, as Istio keeps it
+    assert Locality.parse("/z") == Locality("", "z") and str(Locality("r", "", "s")) == "r//s"
 
 
 def test_an_overlay_spreads_a_manifest_workload_over_zones(tmp_path: Path) -> None:

@@ -65,7 +65,7 @@ def locality_endpoints(endpoints: Iterable[tuple[str, str, Mapping[str, str]]], 
     out = []
     for group in groups:
         entry: JSON = {"lb_endpoints": [render(pod) for pod in group.endpoints]}
-        if group.locality.region:
+        if str(group.locality):
             entry["locality"] = _envoy(group.locality)
         if weighted:
             entry["load_balancing_weight"] = group.weight or len(group.endpoints)
