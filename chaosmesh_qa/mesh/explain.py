@@ -18,8 +18,8 @@ from typing import Any
 
 from chaosmesh_qa.errors import InvalidArgument
 from chaosmesh_qa.mesh import load_mesh
-from chaosmesh_qa.mesh.explain_localities import locality_findings
 from chaosmesh_qa.mesh.access import decide_caller, identities
+from chaosmesh_qa.mesh.explain_localities import locality_findings
 from chaosmesh_qa.mesh.explain_slos import slo_findings
 from chaosmesh_qa.mesh.findings import Finding
 from chaosmesh_qa.mesh.loader import sourced_documents
