@@ -29,7 +29,6 @@ from chaosmesh_qa.mesh import schema
 from chaosmesh_qa.mesh.documents import Document
 from chaosmesh_qa.mesh.meshconfig import TrustDomains
 from chaosmesh_qa.mesh.model import (
-    ROOT_NAMESPACE,
     AuthzCondition,
     AuthzOperation,
     AuthzPolicy,
@@ -241,7 +240,7 @@ def enforced_at_ingress(model: MeshModel) -> list[AuthzPolicy]:
     """The policies Istio would apply to its ingress gateway: its namespace's and the root namespace's whose
     selector is absent or matches the gateway's labels."""
     gateway = model.ingress_gateway
-    return [p for p in model.authz if p.namespace in (gateway.namespace, ROOT_NAMESPACE)
+    return [p for p in model.authz if p.namespace in (gateway.namespace, model.root_namespace)
             and (not p.selector or selects(p.selector, gateway.labels))]
 
 
@@ -258,14 +257,14 @@ def selection_warnings(model: MeshModel, documents: list[Document], warnings: li
         gateway = model.ingress_gateway
         picks_ingress = selects(selector, gateway.labels)
         picks_workload = any(
-            (doc.namespace in (ROOT_NAMESPACE, svc.namespace) if doc.kind == "AuthorizationPolicy"
+            (doc.namespace in (model.root_namespace, svc.namespace) if doc.kind == "AuthorizationPolicy"
              else doc.namespace == svc.namespace)
             and selects(selector, model.workload_labels(name, v.name))
             for name, svc in model.services.items() for v in svc.versions
         )
         if picks_workload:
             continue
-        if picks_ingress and doc.namespace not in (gateway.namespace, ROOT_NAMESPACE):
+        if picks_ingress and doc.namespace not in (gateway.namespace, model.root_namespace):
             warnings.append(f"{doc.where}: spec.selector: selects the ingress gateway's labels, but the gateway "
                             f"runs in namespace {gateway.namespace!r}, not {doc.namespace!r}: this policy applies "
                             "to no workload and has no effect")

@@ -2,10 +2,11 @@
 
 istiod reads its MeshConfig from the ``mesh`` key of that ConfigMap (a YAML document).  Of it the sandbox uses the
 trust domain (``trustDomain``, default ``cluster.local``: every workload's SPIFFE identity is
-``spiffe://<trust domain>/ns/<namespace>/sa/<service account>``), its aliases (``trustDomainAliases``) and how the
-sidecars set ``x-forwarded-client-cert`` (``defaultConfig.proxyHeaders``: ``MeshConfig``); the rest is listed once
-as not used.  ``loader`` calls ``is_mesh_config`` / ``validate`` for each ConfigMap document,
-``build`` calls ``trust_domains`` for the model, and ``authz`` calls ``TrustDomains.principals`` for every principal
+``spiffe://<trust domain>/ns/<namespace>/sa/<service account>``), its aliases (``trustDomainAliases``), the root
+namespace whose policies are mesh-wide (``rootNamespace``, default ``istio-system``) and how the sidecars set
+``x-forwarded-client-cert`` (``defaultConfig.proxyHeaders``): ``MeshConfig``; the rest is listed once as not used.
+``loader`` calls ``is_mesh_config`` / ``validate`` for each ConfigMap document, ``build`` calls ``trust_domains`` for
+the model, and ``authz`` calls ``TrustDomains.principals`` for every principal
 of an AuthorizationPolicy: as istiod does (its trust-domain bundle), a principal whose trust domain is
 ``cluster.local`` or one of the aliases stands for the local trust domain and each alias; one of another trust
 domain is kept as written (and matches no workload of this mesh).  Problems are one line each, appended.
@@ -21,7 +22,9 @@ from pydantic import BaseModel, ConfigDict
 
 NAME, NAMESPACE = "istio", "istio-system"
 DEFAULT_TRUST_DOMAIN = "cluster.local"
-USED_KEYS = ("trustDomain", "trustDomainAliases", "defaultConfig")
+USED_KEYS = ("trustDomain", "trustDomainAliases", "rootNamespace", "defaultConfig")
+DEFAULT_ROOT_NAMESPACE = "istio-system"
+_NAMESPACE = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")
 # ProxyConfig.proxyHeaders.forwardedClientCert (Envoy's ForwardClientCertDetails on the sidecars' inbound)
 FORWARDED_CLIENT_CERT = ("APPEND_FORWARD", "SANITIZE_SET", "SANITIZE", "FORWARD_ONLY", "ALWAYS_FORWARD_ONLY")
 SETS_CURRENT_CERT = ("APPEND_FORWARD", "SANITIZE_SET")  # the two that put the caller's certificate in the header
@@ -61,6 +64,8 @@ class MeshConfig(TrustDomains):
 
     forwarded_client_cert: str = "APPEND_FORWARD"
     xfcc_uri: bool = True
+    # where mesh-wide policies live (PeerAuthentication, AuthorizationPolicy, Sidecar, EnvoyFilter): rootNamespace
+    root_namespace: str = DEFAULT_ROOT_NAMESPACE
 
     @property
     def xfcc_names_the_caller(self) -> bool:
@@ -121,11 +126,16 @@ def validate(raw: dict[str, Any], where: str, problems: list[str], notes: list[s
     if unused:
         notes.append(f"{where}: data.mesh: {', '.join(unused)} not used by the sandbox (it reads "
                      f"{', '.join(USED_KEYS)})")
+    root = mesh.get("rootNamespace") or DEFAULT_ROOT_NAMESPACE
+    if not isinstance(root, str) or not _NAMESPACE.fullmatch(root):
+        problems.append(f"{where}: data.mesh.rootNamespace: {root!r} is not a namespace name")
+        return None
     before = len(problems)
     forwarded, uri = proxy_headers(mesh, where, problems, notes)
     if len(problems) > before:
         return None
-    return MeshConfig(local=local, aliases=tuple(aliases), forwarded_client_cert=forwarded, xfcc_uri=uri)
+    return MeshConfig(local=local, aliases=tuple(aliases), forwarded_client_cert=forwarded, xfcc_uri=uri,
+                      root_namespace=root)
 
 
 def trust_domains(configs: list[TrustDomains]) -> TrustDomains:

@@ -344,6 +344,11 @@ class MeshModel:
         return found if isinstance(found, MeshConfig) else MeshConfig(local=found.local, aliases=found.aliases)
 
     @property
+    def root_namespace(self) -> str:
+        """Where mesh-wide policies live: the MeshConfig's ``rootNamespace`` (Istio's default ``istio-system``)."""
+        return self.mesh_config.root_namespace
+
+    @property
     def ingress_spiffe(self) -> str:
         """The ingress gateway's identity (its service account), in the mesh's trust domain."""
         gateway = self.ingress_gateway
@@ -385,7 +390,7 @@ class MeshModel:
                 ranked.append((3, -order, port_mode if port_mode != "UNSET" else policy.mode))
             elif not policy.selector and policy.namespace == svc.namespace:
                 ranked.append((2, -order, policy.mode))
-            elif not policy.selector and policy.namespace == ROOT_NAMESPACE:
+            elif not policy.selector and policy.namespace == self.root_namespace:
                 ranked.append((1, -order, policy.mode))
         return max(ranked)[2] if ranked else "PERMISSIVE"
 
@@ -399,7 +404,7 @@ class MeshModel:
         labels = self.workload_labels(service, version)
         return [
             p for p in self.authz
-            if p.namespace in (ROOT_NAMESPACE, svc.namespace) and (not p.selector or selects(p.selector, labels))
+            if p.namespace in (self.root_namespace, svc.namespace) and (not p.selector or selects(p.selector, labels))
         ]
 
     def callees(self, service: str) -> list[str]:
@@ -421,7 +426,7 @@ class MeshModel:
         ranked = sorted(
             ((2 if s.selector else 1 if s.namespace == svc.namespace else 0), s.name, s) for s in self.sidecars
             if (s.selector and s.namespace == svc.namespace and all(selects(s.selector, la) for la in labels))
-            or (not s.selector and s.namespace in (svc.namespace, ROOT_NAMESPACE))
+            or (not s.selector and s.namespace in (svc.namespace, self.root_namespace))
         )
         return ranked[-1][2] if ranked else None
 

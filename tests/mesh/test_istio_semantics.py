@@ -313,3 +313,27 @@ def test_everything_generated_passes_envoy(tmp_path: Path) -> None:
         if case.error is None and case.id != "all-silent-difference-cases":
             models.append((case.id, load(tmp_path / case.id, case.istio).model))
     assert validate_with_envoy(models) == []
+
+
+def _root_namespace_mesh(root: str) -> str:
+    config = ("---\napiVersion: v1\nkind: ConfigMap\nmetadata: {name: istio, namespace: istio-system}\n"
+              f"data:\n  mesh: |\n    rootNamespace: {root}\n")
+    policy = ("---\napiVersion: security.istio.io/v1\nkind: PeerAuthentication\n"
+              "metadata: {name: default, namespace: mesh-root}\nspec:\n  mtls: {mode: STRICT}\n")
+    allow = ("---\napiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\n"
+             "metadata: {name: only-ingress, namespace: mesh-root}\nspec:\n  selector: {matchLabels: {app: details}}\n"
+             "  rules:\n  - from:\n    - source: {namespaces: [istio-system]}\n")
+    return config + policy + allow
+
+
+def test_point8_the_root_namespace_is_the_mesh_configs(tmp_path: Path) -> None:
+    """Istio: mesh-wide policies live in MeshConfig's ``rootNamespace`` (default istio-system), which was a constant
+    here.  With ``rootNamespace: mesh-root`` a selector-less PeerAuthentication there is the mesh's mode and an
+    AuthorizationPolicy there selects workloads of every namespace; with Istio's default the same objects in
+    mesh-root are one namespace's (no workload runs there), so neither applies."""
+    custom = load(tmp_path / "custom", _root_namespace_mesh("mesh-root")).model
+    assert custom.root_namespace == "mesh-root" and custom.mtls_mode("details", "v1") == "STRICT"
+    assert [p.name for p in custom.authz_for("details", "v1")] == ["only-ingress"]
+    default = load(tmp_path / "default", _root_namespace_mesh("istio-system")).model
+    assert default.root_namespace == "istio-system" and default.mtls_mode("details", "v1") == "PERMISSIVE"
+    assert default.authz_for("details", "v1") == []

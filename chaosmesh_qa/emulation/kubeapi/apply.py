@@ -210,8 +210,8 @@ class Applier:
                 if name in self.workloads.pods}
         selected: dict[str, list[str]] = {}
         for policy in evaluated.policies:
-            selected[f"{policy.namespace}/{policy.name}"] = authorization.selected(policy, pods,
-                                                                                   model.ingress_gateway)
+            selected[f"{policy.namespace}/{policy.name}"] = authorization.selected(
+                policy, pods, model.ingress_gateway, model.root_namespace)
         self.authorized = Authorized(list(evaluated.keys), selected, evaluated.not_realised, self._fingerprint())
         key = f"{changed[0]}/{changed[1]}" if changed else None
         return {"authorization_policies_in_force": list(evaluated.keys),

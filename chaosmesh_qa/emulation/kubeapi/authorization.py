@@ -93,7 +93,7 @@ def evaluate(objects: list[dict[str, Any]], domains: TrustDomains) -> Evaluated:
 
 
 def selected(policy: AuthzPolicy, pods: Mapping[str, tuple[str, Mapping[str, str]]],
-             gateway: IngressGateway) -> list[str]:
+             gateway: IngressGateway, root_namespace: str = ROOT_NAMESPACE) -> list[str]:
     """The pods (name -> (namespace, current labels)) a policy reaches, and the ingress gateway (by its name) if
     it enforces it: its own namespace's workloads, or every namespace's for the root namespace, narrowed by its
     selector, as istiod selects them."""
@@ -101,8 +101,8 @@ def selected(policy: AuthzPolicy, pods: Mapping[str, tuple[str, Mapping[str, str
         return not policy.selector or selects(policy.selector, dict(labels))
 
     found = sorted(name for name, (namespace, labels) in pods.items()
-                   if policy.namespace in (ROOT_NAMESPACE, namespace) and chosen(labels))
-    reaches_gateway = policy.namespace in (ROOT_NAMESPACE, gateway.namespace) and chosen(gateway.labels)
+                   if policy.namespace in (root_namespace, namespace) and chosen(labels))
+    reaches_gateway = policy.namespace in (root_namespace, gateway.namespace) and chosen(gateway.labels)
     return [*found, gateway.name] if reaches_gateway else found
 
 

@@ -87,7 +87,7 @@ class Workloads:
     def namespaces(self) -> list[str]:
         model = self.sandbox.model
         found = {"default", "istio-system", *(s.namespace for s in model.services.values())} if model else set()
-        found |= {model.ingress_gateway.namespace} if model else set()  # istio-ingress for Istio's Helm gateway
+        found |= {model.ingress_gateway.namespace, model.root_namespace} if model else set()  # Helm gateway, root
         return sorted(found)
 
     def namespace(self, name: str) -> dict[str, Any]:

@@ -28,7 +28,7 @@ from chaosmesh_qa.mesh import meshconfig, yamlfiles
 from chaosmesh_qa.mesh.build import build_model
 from chaosmesh_qa.mesh.documents import Document
 from chaosmesh_qa.mesh.loader import validate_document  # one document, as a mesh file's
-from chaosmesh_qa.mesh.model import ROOT_NAMESPACE, MeshModel
+from chaosmesh_qa.mesh.model import MeshModel
 from chaosmesh_qa.targets.kubernetes.cluster import Cluster, NotFound
 from chaosmesh_qa.targets.kubernetes.objects import AUTHORIZATIONPOLICY, CONFIGMAP, MANAGED_BY, MANAGER, Kind
 from chaosmesh_qa.targets.kubernetes.workloads import DESTINATIONRULE, VIRTUALSERVICE
@@ -52,19 +52,21 @@ def declared_mesh(cluster: Cluster, namespaces: list[str], ingress_service: str 
         raise MeasurementFailed(f"{source}: no Service in {', '.join(namespaces)} selects a running pod: "
                                 "nothing to declare")
     unread: list[str] = []
+    config = _mesh_config(cluster)
+    read = [*namespaces, _root_namespace(config)]  # the root namespace's policies are mesh-wide
     istio = [obj for kind in ISTIO_KINDS
-             for obj in _oldest_first([found for namespace in dict.fromkeys([*namespaces, ROOT_NAMESPACE])
+             for obj in _oldest_first([found for namespace in dict.fromkeys(read)
                                        for found in _declared(cluster, kind, namespace, unread)])]
     # a Gateway and its VirtualServices say where the ingress sends traffic; without one, the configured service
     spec: dict[str, Any] = {}
     if not any(obj["kind"] == GATEWAY.kind for obj in istio):
         if ingress_service is None:
             raise MeasurementFailed("configuration.chaosmesh_qa_ingress_service: not set and no Gateway in "
-                                    f"{', '.join(dict.fromkeys([*namespaces, ROOT_NAMESPACE]))} says where the "
+                                    f"{', '.join(dict.fromkeys(read))} says where the "
                                     "ingress gateway sends traffic")
         spec["ingress"] = {"service": ingress_service}
     mesh = {"apiVersion": "chaosmesh-qa.io/v1alpha1", "kind": "Mesh", "metadata": {"name": "cluster"}, "spec": spec}
-    raw = [mesh, *raw, *_mesh_config(cluster), *istio]
+    raw = [mesh, *raw, *config, *istio]
     problems: list[str] = []
     warnings: list[str] = []
     documents: list[Document] = []
@@ -163,6 +165,12 @@ def _mesh_config(cluster: Cluster) -> list[dict[str, Any]]:
         return []
     return [{"apiVersion": "v1", "kind": "ConfigMap",
              "metadata": {"name": meshconfig.NAME, "namespace": meshconfig.NAMESPACE}, "data": found.get("data") or {}}]
+
+
+def _root_namespace(config: list[dict[str, Any]]) -> str:
+    """The MeshConfig's ``rootNamespace`` (where istiod reads mesh-wide policies), else Istio's default."""
+    read = meshconfig.validate(config[0], "istio-system/istio", [], []) if config else None
+    return read.root_namespace if read is not None else meshconfig.DEFAULT_ROOT_NAMESPACE
 
 
 def _declared(cluster: Cluster, kind: Kind, namespace: str, unread: list[str]) -> list[dict[str, Any]]:

@@ -42,7 +42,7 @@ from typing import Any
 
 from chaosmesh_qa.files import atomic_write_json
 from chaosmesh_qa.mesh.authz import enforced_at_ingress
-from chaosmesh_qa.mesh.model import ROOT_NAMESPACE, AuthzPolicy, MeshModel, selects
+from chaosmesh_qa.mesh.model import AuthzPolicy, MeshModel, selects
 from chaosmesh_qa.targets.local.envoy import clusters, envoyfilters, listeners, routes
 from chaosmesh_qa.targets.local.envoy import locality as locality_lb
 from chaosmesh_qa.targets.local.envoy.common import INGRESS, JSON, address
@@ -267,11 +267,12 @@ class ControlPlane:
         (as patched through the Kubernetes API emulation, else its workload's)."""
         namespace = self.model.services[pod.service].namespace
         labels = self.pod_labels.get(pod.name, pod.labels)
-        return [p for p in self.model.authz if p.namespace in (ROOT_NAMESPACE, namespace)
+        return [p for p in self.model.authz if p.namespace in (self.model.root_namespace, namespace)
                 and (not p.selector or selects(p.selector, labels))]
 
     def envoy_filters_for(self, pod: PodSpec) -> list[envoyfilters.EnvoyFilterObject]:
-        return envoyfilters.filters_for(self.envoy_filters, self._proxy(pod)) if self.envoy_filters else []
+        return (envoyfilters.filters_for(self.envoy_filters, self._proxy(pod), self.model.root_namespace)
+                if self.envoy_filters else [])
 
     def _proxy(self, pod: PodSpec) -> envoyfilters.Proxy:
         if pod.service == INGRESS:
