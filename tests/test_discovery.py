@@ -14,7 +14,7 @@ pytestmark = pytest.mark.processes
 
 EXPECTED = {
     "kill_pods": {"service": "string", "count": "integer", "percent": "number", "version": "string",
-                  "restart_after_s": "number"},
+                  "restart_after_s": "number", "mode": "string"},
     "fail_pods": {"service": "string", "duration_s": "number", "count": "integer", "percent": "number",
                   "version": "string"},
     "kill_app": {"service": "string", "count": "integer", "percent": "number", "version": "string",

@@ -28,7 +28,7 @@ MESH_ENV = "CHAOSMESH_QA_MESH"
 # variable -> the sandbox status key that holds its value (each described in docs/hooks/reference.py's table)
 KUBE_STATUS = (
     ("CHAOSMESH_QA_INGRESS_SERVICE", "ingress_service"),
-    ("CHAOSMESH_QA_INGRESS_GATEWAY", "ingress_gateway"),
+    ("CHAOSMESH_QA_INGRESS_GATEWAY", "ingress_gateway_workload"),
     ("CHAOSMESH_QA_PROMETHEUS_URL", "prometheus_url"),
     ("CHAOSMESH_QA_INGRESS_URL", "ingress_url"),
 )

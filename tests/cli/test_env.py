@@ -61,7 +61,7 @@ def test_kube_api_sandbox_env_reproduces_its_status(kube: KubeSandbox, tmp_path:
     assert values["CHAOSMESH_QA_TARGET"] == "kubernetes"
     assert values["KUBECONFIG"] == status["kubeconfig"] == str(kube.kubeconfig)
     assert values["CHAOSMESH_QA_INGRESS_SERVICE"] == status["ingress_service"] == "frontend"
-    assert values["CHAOSMESH_QA_INGRESS_GATEWAY"] == status["ingress_gateway"] == "istio-ingressgateway"
+    assert values["CHAOSMESH_QA_INGRESS_GATEWAY"] == status["ingress_gateway_workload"] == "istio-ingressgateway"
     assert values["CHAOSMESH_QA_PROMETHEUS_URL"] == status["prometheus_url"]
     assert values["CHAOSMESH_QA_INGRESS_URL"] == status["ingress_url"]
     assert values["CHAOSMESH_QA_STATE_DIR"] == str(kube.state_dir.absolute())

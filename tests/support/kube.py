@@ -42,7 +42,7 @@ class KubeSandbox(Sandbox):
         return {"chaosmesh_qa_target": "kubernetes", "chaosmesh_qa_kubeconfig": str(self.kubeconfig),
                 "chaosmesh_qa_prometheus_url": status["prometheus_url"], "chaosmesh_qa_ingress_url":
                 status["ingress_url"], "chaosmesh_qa_ingress_service": "frontend",
-                "chaosmesh_qa_ingress_gateway": status["ingress_gateway"], **extra}
+                "chaosmesh_qa_ingress_gateway": status["ingress_gateway_workload"], **extra}
 
     def env(self) -> dict[str, str]:
         """The environment that switches an unchanged experiment file to this emulated cluster: what a cluster

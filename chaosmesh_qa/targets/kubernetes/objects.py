@@ -94,8 +94,8 @@ def claim_configmap(key: str, scope: str, record: Mapping[str, Any], namespace: 
                 "labels": {MANAGED_BY: MANAGER, CLAIM_SCOPE: _digest(scope), CLAIM_OF: record["fault_id"]},
                 "annotations": {EXPIRES_AT: repr(float(record["expires_at"]))}}
     return {"apiVersion": "v1", "kind": "ConfigMap", "metadata": metadata,
-            "data": {"key": key, "claim.json": json.dumps({k: record[k] for k in ("fault_id", "kind", "target")},
-                                                          sort_keys=True)}}
+            "data": {"claim.json": json.dumps({"key": key, **{k: record[k] for k in ("fault_id", "kind", "target")}},
+                                              sort_keys=True)}}
 
 
 def claim_selector(scope: str) -> str:

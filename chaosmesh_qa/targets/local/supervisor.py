@@ -446,7 +446,9 @@ class Supervisor:
             "tracing": self.traces.describe() if self.traces.port else None,
             "metrics_ready": self.metrics_ready, "metrics_error": self.metrics_error,
             "ingress_service": self.model.ingress_service if self.model else None,
-            "ingress_gateway": self.model.ingress_gateway.name if self.model else None,
+            # the gateway's workload name (what Istio's metrics name it, through the Kubernetes API emulation); not
+            # describe()'s "ingress_gateway", the name the target's metrics give it ("ingress" in the sandbox's own)
+            "ingress_gateway_workload": self.model.ingress_gateway.name if self.model else None,
             "services": self._describe_services(),
             "pods": [p.describe() for p in sorted(self.pods.values(), key=lambda p: p.name)],
             "ingress": self.ingress.describe() if self.ingress else None,

@@ -22,7 +22,10 @@ from chaosmesh_qa.targets.kubernetes.objects import MANAGED_SELECTOR
 from tests.support.client import get_many, hops
 from tests.support.kube import KubeSandbox, envoy_filter, listener_watch, running, until_sidecars_settle
 
-pytestmark = pytest.mark.processes
+# the slow suite: a sandbox of its own for one profile; make test keeps the pure tests of what the sandbox's
+# sidecars and the target make of proxyHeaders (tests/targets/local/envoy/test_listeners_xfcc.py,
+# tests/targets/kubernetes/test_workloads.py)
+pytestmark = [pytest.mark.processes, pytest.mark.slow]
 
 PROFILE = Path(__file__).resolve().parents[2] / "profiles" / "sanitized-xfcc"
 

@@ -150,7 +150,8 @@ def test_dry_run_configuration_returns_the_plan_and_changes_nothing(kube: KubeSa
                                configuration=kube.configuration(chaosmesh_qa_dry_run=True))
     assert record["dry_run"] is True
     planned = [(p["verb"], p["kind"]) for p in record["planned"]]
-    assert planned == [("create", "ConfigMap"), ("patch", "Pod"), ("create", "NetworkPolicy"),
+    # the lease, the partition's claim of its edge (targets/kubernetes/claims.py), the pod mark, the policy
+    assert planned == [("create", "ConfigMap"), ("create", "ConfigMap"), ("patch", "Pod"), ("create", "NetworkPolicy"),
                        ("update", "ConfigMap")]
     assert not [c for c in kube.call_log(since) if c["verb"] in WRITES]
     assert get_target(kube.configuration()).active_faults() == []
