@@ -129,6 +129,13 @@ class KubeApi:
         return {"kube_api_url": self.url if self.port else None, "kubeconfig": str(self.kubeconfig),
                 "kube_api_calls": str(self.call_log), "kube_api_objects": self.applier.summary()}
 
+    def pod_created(self, name: str) -> None:
+        """A replacement pod exists and has not started: its NetworkPolicies are evaluated now, as a CNI programs a
+        pod's rules before its containers run, so that no caller can see its endpoint before they are in force
+        (the 100 ms poll alone could publish it first)."""
+        self.workloads.refresh()
+        self.applier.pods_changed(self.store)
+
     async def _poll(self) -> None:
         while True:
             await asyncio.sleep(POLL_S)
