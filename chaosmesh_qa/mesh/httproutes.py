@@ -135,6 +135,12 @@ class Filter(schema.Spec):
     type: str
     request_header_modifier: HeaderModifier | None = None
     request_mirror: MirrorFilter | None = None
+    # read by no route of the sandbox: the filter is refused (ingress) or warned (mesh routes) as a whole
+    url_rewrite: dict[str, Any] | None = None
+    request_redirect: dict[str, Any] | None = None
+    response_header_modifier: dict[str, Any] | None = None
+    cors: dict[str, Any] | None = None
+    extension_ref: dict[str, Any] | None = None
 
 
 class Timeouts(schema.Spec):

@@ -289,9 +289,10 @@ CASES = [
              SPLIT_RULES + "    filters:\n" + "    - type: RequestHeaderModifier\n"
                            "      requestHeaderModifier: {remove: [x-debug]}\n" * 2)},
          error=("spec.rules[0].filters[1].type:", "RequestHeaderModifier given twice")),
-    Case("httproute-mesh-parent-refused",
-         {"mesh.yaml": MESH, "gw.yaml": http_route(SPLIT_RULES, parent="  - {group: '', kind: Service, name: web}")},
-         error=("HTTPRoute/shop-routes: spec.parentRefs[0].kind:", "write a VirtualService")),
+    Case("httproute-service-parent-without-group-refused",  # the API server defaults group to Gateway API's
+         {"mesh.yaml": MESH, "gw.yaml": http_route(SPLIT_RULES, parent="  - {kind: Service, name: web}")},
+         error=("HTTPRoute/shop-routes: spec.parentRefs[0].kind:", "'Service' of group 'gateway.networking.k8s.io'"
+                " is not a parent")),
     Case("httproute-backend-port-mismatch",
          {"mesh.yaml": MESH, "gw.yaml": k8s_gateway() + "---\n" + http_route(SPLIT_RULES.replace("port: 8080,",
                                                                                                    "port: 9080,", 1))},
