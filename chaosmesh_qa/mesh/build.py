@@ -104,6 +104,7 @@ def build_model(
         trust_domains=domains,
         external_hosts=external,
         ingress_gateway=ingress.gateway,
+        service_views=views,
     )
     if not problems:
         problems.extend(source_problems(model))

@@ -25,12 +25,11 @@ from chaosmesh_qa.mesh.documents import Document
 from chaosmesh_qa.mesh.httproutes import (
     HTTPRouteSpec,
     K8sGatewaySpec,
-    ServiceView,
     host_name,
     is_service_parent,
     rules,
 )
-from chaosmesh_qa.mesh.model import GatewayHost, Route, ServiceModel
+from chaosmesh_qa.mesh.model import GatewayHost, Route, ServiceModel, ServiceView
 from chaosmesh_qa.mesh.values import LabelMap, show
 
 ISTIO_VERSIONS = ("networking.istio.io/v1", "networking.istio.io/v1beta1", "networking.istio.io/v1alpha3")

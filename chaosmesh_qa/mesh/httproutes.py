@@ -11,7 +11,6 @@ with its Gateway API precedence key, so that several HTTPRoutes for one host can
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, Field
@@ -25,6 +24,7 @@ from chaosmesh_qa.mesh.model import (
     Route,
     RouteMatch,
     ServiceModel,
+    ServiceView,
     StringMatch,
     WeightedDestination,
     default_retries,
@@ -165,20 +165,6 @@ class HTTPRouteSpec(schema.Spec):
     parent_refs: list[ParentRef] = Field(min_length=1)
     hostnames: list[Host] = Field(default_factory=list)
     rules: list[HTTPRouteRule] = Field(default_factory=lambda: [HTTPRouteRule()])
-
-
-@dataclass(frozen=True)
-class ServiceView:
-    """A Service whose selector picks some of another Service's pods (a per-version Service, such as Bookinfo's
-    ``reviews-v1``) that an HTTPRoute names as a backend: the sandbox runs those pods under ``parent`` and reaches
-    them as its subset named after this Service (``manifests.workloads`` finds them)."""
-
-    name: str
-    namespace: str
-    port: int
-    selector: dict[str, str]
-    parent: str
-    where: str
 
 
 def is_service_parent(ref: ParentRef) -> bool:

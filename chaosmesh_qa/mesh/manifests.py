@@ -19,8 +19,9 @@ from pydantic import Field
 
 from chaosmesh_qa.mesh import schema
 from chaosmesh_qa.mesh.documents import Document
-from chaosmesh_qa.mesh.httproutes import HTTPRouteSpec, ServiceView
+from chaosmesh_qa.mesh.httproutes import HTTPRouteSpec
 from chaosmesh_qa.mesh.identity import DEFAULT_REVISION, canonical_revision
+from chaosmesh_qa.mesh.model import ServiceView
 from chaosmesh_qa.mesh.values import LabelMap, Name, show
 
 WORKLOAD_KINDS = ("Deployment", "StatefulSet", "Rollout")  # a Rollout: its pod sets (rollouts.expand)
@@ -184,7 +185,7 @@ class Workload:
     versions: list[WorkloadVersion] = field(default_factory=list)
     target_port: int | None = None  # the pods' port, when the Service's targetPort differs from its port
     selector: dict[str, str] = field(default_factory=dict)  # the Service's spec.selector
-    # per-version Services an HTTPRoute names as backends, selecting some of these pods (httproutes.ServiceView)
+    # per-version Services an HTTPRoute names as backends, selecting some of these pods (model.ServiceView)
     views: dict[str, ServiceView] = field(default_factory=dict)
 
 
@@ -205,7 +206,8 @@ def workloads(documents: list[Document], problems: list[str], warnings: list[str
     # routed Service already runs; the sandbox runs them under that one
     # an HTTPRoute's backend Services after the others: a per-version one (Bookinfo's reviews-v1) may select some
     # of the pods of a Service that runs them (reviews); it becomes that Service's view (``_view``)
-    backends = {(d.namespace, ref.name) for d in documents if d.kind == "HTTPRoute" and isinstance(d.spec, HTTPRouteSpec)
+    backends = {(d.namespace, ref.name) for d in documents
+                if d.kind == "HTTPRoute" and isinstance(d.spec, HTTPRouteSpec)
                 for rule in d.spec.rules for ref in rule.backend_refs}
     services = sorted((d for d in documents if d.kind == "Service"),
                       key=lambda d: (_headless(d), (d.namespace, d.name) in backends))

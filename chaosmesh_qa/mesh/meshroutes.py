@@ -7,7 +7,7 @@ rules of every such HTTPRoute for one Service are merged (oldest first) and sort
 path, longest prefix, method, most headers); a parentRef ``port`` other than the Service's one routes nothing here.
 Backends, matches and filters are read by ``httproutes.rules``: weights, ``RequestHeaderModifier``,
 ``RequestMirror``, ``timeouts.request``, ``retry``; other filters are warned and left out.  A per-version Service
-(``httproutes.ServiceView``) is reached as the subset of its pods' Service, which ``view_subsets`` adds (for the
+(``model.ServiceView``) is reached as the subset of its pods' Service, which ``view_subsets`` adds (for the
 mesh's and the ingress's routes alike).
 
 Precedence with a VirtualService for the same host, as istiod orders them for a sidecar
@@ -21,8 +21,8 @@ from __future__ import annotations
 from typing import Any
 
 from chaosmesh_qa.mesh.documents import Document
-from chaosmesh_qa.mesh.httproutes import HTTPRouteSpec, ServiceView, is_service_parent, rules
-from chaosmesh_qa.mesh.model import Route, ServiceModel, SubsetModel, TrafficPolicy
+from chaosmesh_qa.mesh.httproutes import HTTPRouteSpec, is_service_parent, rules
+from chaosmesh_qa.mesh.model import Route, ServiceModel, ServiceView, SubsetModel, TrafficPolicy
 
 
 def mesh_routes(documents: list[Document], services: dict[str, ServiceModel], views: dict[str, ServiceView],
@@ -69,7 +69,8 @@ def view_subsets(views: dict[str, ServiceView], routes: list[Route], subsets: di
     """Each per-version Service a route reaches, as a subset of its pods' Service (its labels: that Service's
     selector; Istio's defaults as its traffic policy: a DestinationRule of the parent's host is not the
     per-version Service's)."""
-    used = {(d.service, d.subset) for r in routes for d in (*r.destinations, *r.mirrors) if d.subset in views}
+    used = {(d.service, d.subset) for r in routes for d in r.destinations if d.subset in views}
+    used |= {(m.service, m.subset) for r in routes for m in r.mirrors if m.subset in views}
     for parent, name in sorted(used):
         view = views[name]
         if view.parent != parent:
