@@ -8,6 +8,7 @@ the local target; a wrong intent deviates.
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Iterator
 
@@ -46,6 +47,12 @@ def test_the_gamma_route_is_read_from_the_api_and_judged_as_declared(kube: KubeS
     assert declared.routes["reviews"][0].destinations == expected.routes["reviews"][0].destinations
     assert declared.subsets["reviews"] == expected.subsets["reviews"]  # reviews-v1/v2 as reviews' subsets
     assert set(declared.service_views) == {"reviews-v1", "reviews-v2"}
+    # what kubectl sees: the HTTPRoute, and reviews-v2's endpoints are the one reviews pod of version v2
+    routes = json.loads(kube.kubectl("get", "httproutes.gateway.networking.k8s.io", "-o", "json").stdout)["items"]
+    assert [r["metadata"]["name"] for r in routes] == ["reviews"]
+    endpoints = json.loads(kube.kubectl("get", "endpoints", "reviews-v2", "-o", "json").stdout)
+    assert [a["targetRef"]["name"].startswith("reviews-v2") for s in endpoints["subsets"]
+            for a in s["addresses"]] == [True]
 
     prometheus = cfg["chaosmesh_qa_prometheus_url"]
     before = _destination_requests(prometheus)  # a fresh sandbox: nothing but the readiness checks' traffic
