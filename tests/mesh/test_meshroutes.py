@@ -109,3 +109,10 @@ CASES = [
 @pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
 def test_gamma_corpus(case: Case, tmp_path: Path) -> None:
     judge(case, tmp_path / "mesh")
+
+
+def test_explain_points_at_the_httproute_that_routes_the_service() -> None:
+    from chaosmesh_qa.mesh.explain import explain
+
+    found = [f for f in explain(PROFILE)["findings"] if f["code"] == "CMQ-R001" and f["message"].startswith("reviews:")]
+    assert [f["location"].endswith("routes.yaml: HTTPRoute/reviews: spec.rules[0].retry") for f in found] == [True]
