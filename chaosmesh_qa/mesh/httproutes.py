@@ -93,11 +93,17 @@ class HeaderMatch(schema.Spec):
     value: str = Field(max_length=4096)
 
 
+class QueryParamMatch(schema.Spec):
+    type: Literal["Exact", "RegularExpression"] = "Exact"
+    name: Annotated[str, Field(min_length=1, max_length=256)]
+    value: str = Field(max_length=1024)
+
+
 class HTTPRouteMatch(schema.Spec):
     path: PathMatch = Field(default_factory=PathMatch)
     headers: list[HeaderMatch] = Field(default_factory=list)
     method: Literal["GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH"] | None = None
-    query_params: list[dict[str, Any]] | None = None
+    query_params: list[QueryParamMatch] = Field(default_factory=list)
 
 
 class HTTPHeader(schema.Spec):
@@ -305,9 +311,8 @@ def percents(weights: list[int]) -> list[int]:
 
 
 def _match(where: str, match: HTTPRouteMatch, problems: list[str]) -> tuple[RouteMatch, tuple[Any, ...]]:
-    """A Gateway API match, and its precedence key (exact path, longest prefix, method, most headers)."""
-    if match.query_params:
-        problems.append(f"{where}.queryParams: not supported by the sandbox (the route would match every query)")
+    """A Gateway API match, and its precedence key (exact path, longest prefix, method, most headers, most query
+    parameters)."""
     path, uri = match.path, None
     if path.type == "RegularExpression":
         try:
@@ -335,6 +340,17 @@ def _match(where: str, match: HTTPRouteMatch, problems: list[str]) -> tuple[Rout
         headers.append((name, StringMatch("regex" if header.type == "RegularExpression" else "exact", value)))
     if match.method:
         headers.append((":method", StringMatch("exact", match.method)))
+    query: list[tuple[str, StringMatch]] = []
+    for k, param in enumerate(match.query_params):
+        if any(param.name == seen for seen, _ in query):
+            problems.append(f"{where}.queryParams[{k}].name: {param.name!r} is matched twice")
+            continue
+        try:
+            value = envoy_regex(param.value) if param.type == "RegularExpression" else param.value
+        except ValueError as exc:
+            problems.append(f"{where}.queryParams[{k}].value: {exc}")
+            continue
+        query.append((param.name, StringMatch("regex" if param.type == "RegularExpression" else "exact", value)))
     rank = {"Exact": 0, "PathPrefix": 1, "RegularExpression": 2}[path.type]
-    key = (rank, -len(path.value), 0 if match.method else 1, -len(match.headers))
-    return RouteMatch(uri, tuple(headers)), key
+    key = (rank, -len(path.value), 0 if match.method else 1, -len(match.headers), -len(match.query_params))
+    return RouteMatch(uri, tuple(headers), query_params=tuple(query)), key

@@ -4,9 +4,10 @@
 converts them (pilot/pkg/config/kube/gateway: route_collections.go, conversion.go), an HTTPRoute whose parentRef is a
 Service (group '' and kind Service) becomes mesh routes for that Service's host, whatever its ``hostnames``: the
 rules of every such HTTPRoute for one Service are merged (oldest first) and sorted by Gateway API precedence (exact
-path, longest prefix, method, most headers); a parentRef ``port`` other than the Service's one routes nothing here.
-Backends, matches and filters are read by ``httproutes.rules``: weights, ``RequestHeaderModifier``,
-``RequestMirror``, ``timeouts.request``, ``retry``; other filters are warned and left out.  A per-version Service
+path, longest prefix, method, most headers, most query parameters); a parentRef ``port`` other than the Service's
+one routes nothing here.  Backends, matches and filters are read by ``httproutes.rules``: weights, matches (path,
+headers, method, query parameters), ``RequestHeaderModifier``, ``RequestMirror``, ``timeouts.request``, ``retry``;
+other filters are warned and left out.  A per-version Service
 (``model.ServiceView``) is reached as the subset of its pods' Service, which ``view_subsets`` adds (for the
 mesh's and the ingress's routes alike).
 
@@ -54,7 +55,7 @@ def mesh_routes(documents: list[Document], services: dict[str, ServiceModel], vi
                 warnings.append(f"{where}.port: {ref.port} is not the port of service {ref.name!r} ({svc.port}): "
                                 "as in Istio, this route takes no traffic the sandbox sends")
             else:
-                merged.setdefault(svc.name, []).extend(((*key[:4], age, *key[6:]), route) for key, route in built)
+                merged.setdefault(svc.name, []).extend(((*key[:-4], age, *key[-2:]), route) for key, route in built)
                 sources.setdefault(svc.name, doc.where)
     for name, entries in merged.items():
         if name in routes:

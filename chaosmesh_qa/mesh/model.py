@@ -124,6 +124,7 @@ class RouteMatch:
     # ``mesh.callers`` before a caller's routes are rendered
     source_labels: tuple[tuple[str, str], ...] = ()
     source_namespace: str | None = None
+    query_params: tuple[tuple[str, StringMatch], ...] = ()  # an HTTPRoute's queryParams (exact or regex)
 
 
 @dataclass(frozen=True)

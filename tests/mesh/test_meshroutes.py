@@ -56,6 +56,12 @@ def header_first(loaded: LoadedMesh) -> None:
     assert expected_shares(loaded.model, "reviews", {"x-canary": "true", ":method": "GET"}).shares == {"v2": 1.0}
 
 
+def query_first(loaded: LoadedMesh) -> None:
+    """A queryParams match outranks the catch-all; the verdict picks it by the path's query string."""
+    assert expected_shares(loaded.model, "reviews", path="/reviews?version=v2").shares == {"v2": 1.0}
+    assert expected_shares(loaded.model, "reviews", path="/reviews?version=v1").shares == {"v1": 0.9, "v2": 0.1}
+
+
 def _exact(value: str) -> object:
     from chaosmesh_qa.mesh.model import StringMatch
     return StringMatch("exact", value)
@@ -98,9 +104,10 @@ CASES = [
          error=("spec.parentRefs[0].name: no service 'reviews-v1'", "attach the route to that one")),
     Case("backend-port-mismatch", gamma(ROUTE.replace("reviews-v2, port: 8080", "reviews-v2, port: 9080")),
          error=("spec.rules[0].backendRefs[1].port: 9080 is not the port of service 'reviews-v2' (8080)",)),
-    Case("query-params-refused", gamma(ROUTE.replace("  - backendRefs:", "  - matches:\n    - queryParams: "
-                                                     "[{name: v, value: '2'}]\n    backendRefs:")),
-         error=("spec.rules[0].matches[0].queryParams: not supported",)),
+    Case("query-param-route-first", gamma(ROUTE.replace("  rules:\n", "  rules:\n  - matches:\n    - queryParams: "
+                                                         "[{name: version, value: v2}]\n    backendRefs: "
+                                                         "[{name: reviews-v2, port: 8080}]\n")),
+         check=query_first),
     Case("overlapping-services-without-an-httproute-still-refused", gamma(VS.removeprefix("---\n")),
          error=("Service/reviews: spec.selector: selects Deployment/reviews-v1, which", "selects too")),
 ]

@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from chaosmesh_qa.metrics.prometheus import PrometheusQuery
@@ -63,13 +64,24 @@ def test_gamma_split_is_served_and_judged_as_declared(box: Served) -> None:
     _settled(box.state_dir, time.time() - 2)
     window_s = math.ceil(time.time() - start) + 1
 
-    declared = routing_matches("reviews", window_s=window_s, configuration=cfg)
+    declared = routing_matches("reviews", window_s=window_s, path="/reviews", configuration=cfg)
     assert declared["status"] == "pass", declared["summary"]
     assert declared["shares"]["v2"]["expected"] == 0.1 and declared["requests"] >= SENT
     assert declared["shares"]["v2"]["count"] == served["v2"]  # Envoy's counters agree with the answers
 
     routes = box.state_dir.parent / "mesh" / "routes.yaml"
     routes.write_text(routes.read_text().replace("weight: 90", "weight: 50").replace("weight: 10", "weight: 50"))
-    changed = routing_matches("reviews", window_s=window_s, configuration=cfg)
+    changed = routing_matches("reviews", window_s=window_s, path="/reviews", configuration=cfg)
     assert changed["status"] == "deviates" and changed["p_value"] < 0.01, changed["summary"]
     assert changed["shares"]["v2"]["expected"] == 0.5 and changed["shares"]["v2"]["high"] < 0.5
+
+
+def test_a_query_parameter_match_outranks_the_split(box: Served) -> None:
+    """Sent through frontend's sidecar (its outbound listener, Host reviews), every request with ?version=v2 is
+    served by reviews v2: the queryParams rule is listed second but Gateway API precedence puts it first.  (After
+    the split's test, whose routing window must not see these requests.)"""
+    pod = next(p for p in box.status()["pods"] if p["service"] == "frontend")
+    with httpx.Client(timeout=10) as client:
+        served = Counter(client.get(f"http://127.0.0.1:{pod['ports']['outbound']}/reviews?version=v2",
+                                    headers={"host": "reviews"}).json()["version"] for _ in range(20))
+    assert served == Counter({"v2": 20})

@@ -64,8 +64,9 @@ def test_the_gamma_route_is_read_from_the_api_and_judged_as_declared(kube: KubeS
         assert time.monotonic() < deadline, "the Istio metrics did not count the requests"
         time.sleep(0.2)
     window_s = int(time.time() - start) + 1
-    routed = routing_matches("reviews", window_s=window_s, configuration=cfg)
+    routed = routing_matches("reviews", window_s=window_s, path="/reviews", configuration=cfg)
     assert routed["status"] == "pass", routed["summary"]
     assert routed["requests"] >= SENT and routed["shares"]["v2"]["expected"] == 0.1
-    wrong = routing_matches("reviews", expected={"v1": 0.5, "v2": 0.5}, window_s=window_s, configuration=cfg)
+    wrong = routing_matches("reviews", expected={"v1": 0.5, "v2": 0.5}, window_s=window_s, path="/reviews",
+                            configuration=cfg)
     assert wrong["status"] == "deviates", wrong["summary"]
