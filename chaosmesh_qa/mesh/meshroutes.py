@@ -55,6 +55,9 @@ def mesh_routes(documents: list[Document], services: dict[str, ServiceModel], vi
                 warnings.append(f"{where}.port: {ref.port} is not the port of service {ref.name!r} ({svc.port}): "
                                 "as in Istio, this route takes no traffic the sandbox sends")
             else:
+                if ref.section_name is not None:
+                    warnings.append(f"{where}.sectionName: {ref.section_name!r} (a port name) is not checked: the "
+                                    "sandbox serves one port per service, and the route applies to it")
                 merged.setdefault(svc.name, []).extend(((*key[:-4], age, *key[-2:]), route) for key, route in built)
                 sources.setdefault(svc.name, doc.where)
     for name, entries in merged.items():
