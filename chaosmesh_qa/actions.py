@@ -95,7 +95,8 @@ def inject_abort(service: str, http_status: int, percent: int, duration_s: float
 
 def partition(a: str, b: str, duration_s: float, direction: str = "both", mode: str = "drop",
               count: int | None = None, percent: float | None = None, version: str | None = None,
-              zone: str | None = None, configuration: Configuration | None = None) -> FaultRecord:
+              zone: str | None = None, isolate: bool = False,
+              configuration: Configuration | None = None) -> FaultRecord:
     """Cut the traffic between ``a`` and ``b`` (``direction``: both, to = a→b, from = b→a).
 
     ``mode="drop"`` blackholes it (callers see timeouts); ``mode="reject"`` refuses
@@ -103,7 +104,10 @@ def partition(a: str, b: str, duration_s: float, direction: str = "both", mode: 
     ``percent`` or ``version`` (direction ``to`` only) ``a`` loses only those pods of ``b``,
     like a partition of one replica set: the rest is there to fail over to.  With ``zone`` (a zone
     partition, direction ``to``) ``a``'s pods in other zones lose ``b``'s pods in that zone, while ``a``'s pods
-    in the zone itself still reach them: the zone is cut off from the others.
+    in the zone itself still reach them: the zone is cut off from the others.  ``isolate`` (with ``zone``):
+    ``a``'s pods in the zone lose them too, so the zone's pods of ``b`` are gone for every pod of ``a`` for
+    ``duration_s``: a zone outage as the network sees it, held for its duration (a pod kill is not, on a
+    cluster: the ReplicaSet's replacement starts at once, in the same zone).
     """
     a, b = checks.name("a", a), checks.name("b", b)
     if a == b:
@@ -113,13 +117,18 @@ def partition(a: str, b: str, duration_s: float, direction: str = "both", mode: 
     duration = checks.seconds("duration_s", duration_s)
     version = checks.optional_name("version", version)
     zone = _zone(zone)
+    if not isinstance(isolate, bool):
+        checks.fail("isolate", "true or false", isolate)
+    if isolate and zone is None:
+        raise InvalidArgument("isolate: needs a zone (it cuts a's pods in that zone too)")
     some = count is not None or percent is not None
     if some:
         count, percent = _selection(count, percent)
     if (some or version is not None or zone is not None) and direction != "to":
         checks.fail("direction", "'to' when count/percent/version/zone choose some of b's pods", direction)
     return get_target(configuration).partition(a, b, direction, mode, duration,  # type: ignore[arg-type]
-                                               run_owner(), count, percent, version, zone=zone)
+                                               run_owner(), count, percent, version, zone=zone,
+                                               **({"isolate": True} if isolate else {}))
 
 
 def heal(fault_id: str | None = None, configuration: Configuration | None = None) -> dict[str, Any]:

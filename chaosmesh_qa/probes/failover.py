@@ -11,25 +11,29 @@ healthy service, ``next`` those of the service without its pods in the fault's z
 the caller: ``home`` again).  A rule set that gives the caller no locality preference (no ``outlierDetection``
 and no ``distribute``: Istio's CMQ-L001) is itself a violation: "stays local" cannot hold.
 
-Observed: the requests each pod of the service served (Prometheus; counters, per scrape), summed by the pod's
-locality.  The sandbox (``envoy`` dialect): ``envoy_http_downstream_rq_xx{envoy_http_conn_manager_prefix="inbound"}``
-by its ``pod`` scrape label; the inbound stats do not name the caller, so the service must have no other caller.
-Istio: ``istio_requests_total{reporter="destination"}`` by the ``pod`` label the scrape of the serving pod
-carries (Istio's Prometheus configuration relabels ``__meta_kubernetes_pod_name`` to ``pod``), with
+Observed: the requests each pod of the service served with a 2xx (Prometheus; counters, per scrape), summed by
+the pod's locality (a 503 a zone partition's sidecar answers is not served).  The sandbox (``envoy`` dialect):
+``envoy_http_downstream_rq_xx{envoy_http_conn_manager_prefix="inbound",envoy_response_code_class="2"}`` by its
+``pod`` scrape label; the inbound stats do not name the caller, so the service must have no other caller.  Istio:
+``istio_requests_total{reporter="destination",response_code=~"2.."}`` by the ``pod`` label the scrape of the
+serving pod carries (Istio's Prometheus configuration relabels ``__meta_kubernetes_pod_name`` to ``pod``), with
 ``source_canonical_service`` the caller's when the service has other callers; the pod's locality is joined from
 the API (its ``istio-locality`` label or its node's topology labels), not from the metric.
 
 Phases, in Prometheus sample time (a request is in the first sample of its pod's counter after it was served,
 at most the recording lag ``MeasureContext.record_lag_s`` later: 3 s in the sandbox): ``before`` the ``before_s``
-up to the fault's start; ``during`` from ``failover_budget_s`` plus the lag after the start to the outage's end
-(the fault's end, or, for a pod kill, the first sample in which a pod of the zone that the fault did not kill
-served: the replacement a ReplicaSet starts at once on a cluster); ``after`` from ``failback_budget_s`` plus the
-lag after that end, ``after_s`` long (the probe waits for it, at most ``MAX_WAIT_S``).  Before the run's first
-zone fault on the service (a hypothesis checked before the method) only the declared rules are judged: ``pass``,
-or ``violated`` when they give the caller no locality preference.  ``pass``: each
-phase has ``min_requests`` and ``min_share`` of them went where the rules say; ``violated``: some did not (the
-shares, and when the last request was served in ``home`` during the fault and the first back after it);
-``not-enough-traffic``: a phase has too few requests to tell.  Use ``"tolerance": ["pass"]``.
+up to the fault's start; ``during`` from ``failover_budget_s`` after the start to the outage's end (the fault's
+end, or, for a pod kill, the first sample in which a pod of the zone that the fault did not kill served: the
+replacement a ReplicaSet starts at once on a cluster); ``after`` from ``failback_budget_s`` after that end,
+``after_s`` long (the probe waits for it, at most ``MAX_WAIT_S``).  A request a sample holds may have been served
+up to the lag before it, so in the first lag of a phase only requests where the phase expects them count (the
+others may be the previous phase's): a phase is judged on what is certainly its own.
+
+Before the run's first zone fault on the service (a hypothesis checked before the method) only the declared rules
+are judged: ``pass``, or ``violated`` when they give the caller no locality preference.  After it: ``pass`` when
+each phase has ``min_requests`` and ``min_share`` of them went where the rules say; ``violated`` when some did not
+(the shares, and when the last request was served in ``home`` during the fault and the first back after it);
+``not-enough-traffic`` when a phase has too few requests to tell.  Use ``"tolerance": ["pass"]``.
 """
 
 from __future__ import annotations
@@ -55,8 +59,10 @@ Configuration = dict[str, Any]
 ZONE_FAULTS = ("pod-kill", "pod-failure", "partition")
 MAX_WAIT_S = 120.0
 SELECTORS = {  # the serving pod's request counter, one series per pod (and response class / code)
-    "envoy": 'envoy_http_downstream_rq_xx{{envoy_http_conn_manager_prefix="inbound",service="{service}"}}',
-    "istio": 'istio_requests_total{{reporter="destination",destination_service_name="{service}"{source}}}',
+    "envoy": 'envoy_http_downstream_rq_xx{{envoy_http_conn_manager_prefix="inbound",service="{service}",'
+             'envoy_response_code_class="2"}}',
+    "istio": 'istio_requests_total{{reporter="destination",destination_service_name="{service}",'
+             'response_code=~"2.."{source}}}',
 }
 
 
@@ -159,7 +165,7 @@ def expect(model: MeshModel, caller: str, service: str, caller_pods: Mapping[str
     members = [Member(name, Locality.parse(where), dict(lbls)) for name, where, lbls in pods]
     problems = _unpreferred(model, service)
     home = _first(assign(here, labels, members, setting, outlier))
-    if fault["kind"] == "partition" and spares(placed[0], zone):
+    if fault["kind"] == "partition" and not fault["target"].get("isolate") and spares(placed[0], zone):
         return Expectation(placed[0], home, home, tuple(problems))
     left = [m for m in members if not zone_matches(str(m.locality), zone)]
     if not left:
@@ -228,14 +234,16 @@ def judge(samples: list[tuple[float, str, str, float]], expected: Expectation, f
     started, outage_end, now = times
     zone = str(fault["target"]["zone"])
     phases = {"before": (started - before_s, started, expected.home),
-              "during": (started + budgets[0] + lag, outage_end - 1e-6, expected.next),
-              "after": (outage_end + budgets[1] + lag, now, expected.home)}
+              "during": (started + budgets[0], outage_end - 1e-6, expected.next),
+              "after": (outage_end + budgets[1], now, expected.home)}
     shares: dict[str, Any] = {}
     failing, thin = [], []
     for phase, (low, high, wanted) in phases.items():
         counted: Counter[str] = Counter()
         for at, _, where, grown in samples:
-            if low < at <= high:
+            # a sample holds requests served up to the lag before it: one less than the lag into the phase may be
+            # of the phase before, so it is no evidence against the phase (it counts if it went where expected)
+            if low < at <= high and (where in wanted or at > low + lag):
                 counted[where] += round(grown)
         total = sum(counted.values())
         ok = sum(n for where, n in counted.items() if where in wanted)

@@ -76,7 +76,9 @@ class MeshTarget(Protocol):
 
     def partition(self, a: str, b: str, direction: Direction, mode: PartitionMode, duration_s: float,
                   owner: str, count: int | None = None, percent: float | None = None,
-                  version: str | None = None, zone: str | None = None) -> FaultRecord: ...
+                  version: str | None = None, zone: str | None = None, isolate: bool = False) -> FaultRecord:
+        """``zone``: only ``b``'s pods in that zone, and ``a``'s pods in it are spared unless ``isolate``."""
+        ...
 
     def pod_localities(self) -> dict[str, str]:
         """Every pod of the mesh (running or starting) -> its locality, ``region/zone/subzone`` ('' for none), as

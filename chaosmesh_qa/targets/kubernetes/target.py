@@ -183,7 +183,7 @@ class KubernetesTarget:
 
     def partition(self, a: str, b: str, direction: Direction, mode: PartitionMode, duration_s: float,
                   owner: str, count: int | None = None, percent: float | None = None,
-                  version: str | None = None, zone: str | None = None) -> FaultRecord:
+                  version: str | None = None, zone: str | None = None, isolate: bool = False) -> FaultRecord:
         found = self.workloads()
         side = {"a": found.service(a, "a"), "b": found.service(b, "b")}
         for argument, workload in side.items():
@@ -214,14 +214,15 @@ class KubernetesTarget:
         fault_id, expires_at = policy.new_fault_id("partition"), self.cluster.now() + self._ttl(duration_s)
         marked = found.pick(side["b"], count, percent, version, "b", zone=zone) if some else []
         # a zone partition spares a's pods in the zone (they may still call b's pods there): marked as such
-        spared = [p for p in found.running_pods(side["a"], argument="a") if policy.spares(found.locality(p), zone)]
+        spared = [] if isolate else [p for p in found.running_pods(side["a"], argument="a")
+                                     if policy.spares(found.locality(p), zone)]
         if spared and mode == "reject":
             raise FaultRejected(f"mode: 'reject' cannot spare {a!r}'s pods in zone {zone!r} "
                                 f"({', '.join(p['metadata']['name'] for p in spared)}): its EnvoyFilter matches the "
                                 "caller's identity, which every pod of it shares; use mode='drop' (a NetworkPolicy, "
                                 "which selects pods)")
         label = {objects.partition_label(fault_id): "true"}
-        where = {"zone": zone} if zone is not None else {}
+        where = {"zone": zone, **({"isolate": True} if isolate else {})} if zone is not None else {}
         changes = self._claims(fault_id, "partition", {"a": a, "b": b, "direction": direction}, expires_at, homes[0])
         changes += [self._mark(side["b"].namespace, pod, fault_id, label) for pod in marked]
         changes += [self._mark(side["a"].namespace, pod, fault_id, {objects.spared_label(fault_id): "true"})

@@ -321,6 +321,7 @@ class FaultManager:
         if not edges:
             raise FaultRejected(f"a/b: no traffic flows {direction!r} between {a!r} and {b!r}, nothing to partition")
         zone = p.get("zone")
+        spared_zone = None if p.get("isolate") else zone  # an isolated zone spares no caller
         some = any(p.get(k) is not None for k in ("count", "percent", "version", "pods", "zone"))
         policy.check_partition_scope(direction, some)
         picked = {**p, "service": b, **({"percent": 100.0} if zone is not None and p.get("count") is None
@@ -332,15 +333,16 @@ class FaultManager:
         async def apply(lease: Lease) -> None:
             for edge in edges:
                 await lease.step(f"endpoints of {edge[1]} at {edge[0]} re-pointed",
-                                 partial(self.supervisor.redirect, edge, (port, chosen, zone)),
+                                 partial(self.supervisor.redirect, edge, (port, chosen, spared_zone)),
                                  self._restore(edge), uncertain=True)
             async with asyncio.timeout(CONFIRM_TIMEOUT_S):
-                confirmed, skipped = await self._endpoints_point_to(edges, port, chosen, zone)
+                confirmed, skipped = await self._endpoints_point_to(edges, port, chosen, spared_zone)
             lease.changes.update(confirmed=confirmed, skipped_pods=skipped)
 
         spared = sorted(pod.name for pod in self.supervisor.pods.values() if pod.spec.service == a
-                        and policy.spares(pod.spec.locality, zone)) if zone is not None else []
-        return Plan({"a": a, "b": b, "direction": direction, **({"zone": zone} if zone is not None else {})}, apply,
+                        and policy.spares(pod.spec.locality, spared_zone)) if zone is not None else []
+        where = {"zone": zone, **({"isolate": True} if spared_zone is None else {})} if zone is not None else {}
+        return Plan({"a": a, "b": b, "direction": direction, **where}, apply,
                     {"edges": [list(e) for e in edges], "mode": mode, "sink_port": port,
                      "pods": sorted(chosen) if chosen is not None else "all",
                      **({"spared_callers": spared} if zone is not None else {})})

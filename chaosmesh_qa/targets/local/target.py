@@ -89,10 +89,11 @@ class LocalTarget:
 
     def partition(self, a: str, b: str, direction: Direction, mode: PartitionMode, duration_s: float,
                   owner: str, count: int | None = None, percent: float | None = None,
-                  version: str | None = None, zone: str | None = None) -> FaultRecord:
+                  version: str | None = None, zone: str | None = None, isolate: bool = False) -> FaultRecord:
         return self._inject("partition", {"a": a, "b": b, "direction": direction, "mode": mode, "count": count,
                                           "percent": percent, "version": version,
-                                          **({"zone": zone} if zone else {})}, owner, duration_s)
+                                          **({"zone": zone} if zone else {}), **({"isolate": True} if isolate else {})},
+                            owner, duration_s)
 
     def pod_localities(self) -> dict[str, str]:
         return {pod["name"]: pod.get("locality", "") for pod in self.describe()["pods"]}
