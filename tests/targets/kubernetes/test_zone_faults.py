@@ -73,14 +73,16 @@ def test_a_zone_partition_marks_the_zones_pods_and_spares_its_callers_there(zone
     try:
         assert [localities[p] for p in record["changes"]["pods"]] == ["r1/a"]
         assert [localities[p] for p in record["changes"]["spared_callers"]] == ["r1/a"]
-        (policy,) = json.loads(zoned.kubectl("get", "networkpolicies", "-l", "app.kubernetes.io/managed-by=chaosmesh-qa",
-                                             "-o", "json").stdout)["items"]
+        managed = zoned.kubectl("get", "networkpolicies", "-l", "app.kubernetes.io/managed-by=chaosmesh-qa",
+                                "-o", "json")
+        (policy,) = json.loads(managed.stdout)["items"]
         suffix = record["fault_id"].rsplit("-", 1)[-1]
         assert policy["spec"]["podSelector"]["matchLabels"][f"chaosmesh-qa.io/partition-{suffix}"] == "true"
         assert {"podSelector": {"matchLabels": {f"chaosmesh-qa.io/spared-{suffix}": "true"}}} \
             in policy["spec"]["ingress"][0]["from"]
         pods = _pods(zoned)
-        marked = [n for n, p in pods.items() if f"chaosmesh-qa.io/spared-{suffix}" in p["metadata"]["labels"]]  # type: ignore[index]
+        spared = f"chaosmesh-qa.io/spared-{suffix}"
+        marked = [n for n, p in pods.items() if spared in p["metadata"]["labels"]]  # type: ignore[index]
         assert marked == record["changes"]["spared_callers"]
     finally:
         actions.heal(configuration=cfg)
