@@ -214,8 +214,8 @@ class KubernetesTarget:
         fault_id, expires_at = policy.new_fault_id("partition"), self.cluster.now() + self._ttl(duration_s)
         marked = found.pick(side["b"], count, percent, version, "b", zone=zone) if some else []
         # a zone partition spares a's pods in the zone (they may still call b's pods there): marked as such
-        spared = [] if isolate else [p for p in found.running_pods(side["a"], argument="a")
-                                     if policy.spares(found.locality(p), zone)]
+        spared = [] if isolate or zone is None else [p for p in found.running_pods(side["a"], argument="a")
+                                                     if policy.spares(found.locality(p), zone)]
         if spared and mode == "reject":
             raise FaultRejected(f"mode: 'reject' cannot spare {a!r}'s pods in zone {zone!r} "
                                 f"({', '.join(p['metadata']['name'] for p in spared)}): its EnvoyFilter matches the "
