@@ -9,6 +9,7 @@ id, kind, target, parameters, started_at, expires_at, and what actually changed
 labels); whether a well-formed name exists is the target's answer (``FaultRejected``).
 """
 
+import re
 from typing import Any, cast
 
 from chaosmesh_qa import checks
@@ -26,10 +27,11 @@ MAX_DELAY_MS = 600_000
 DIRECTIONS = ("both", "to", "from")
 MODES = ("drop", "reject")
 KILL_MODES = ("crash", "evict")
+ZONE_PART = re.compile(r"[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?", re.ASCII)
 
 
 def kill_pods(service: str, count: int | None = None, percent: float | None = None, version: str | None = None,
-              restart_after_s: float = 1.0, mode: str = "crash",
+              restart_after_s: float = 1.0, mode: str = "crash", zone: str | None = None,
               configuration: Configuration | None = None) -> FaultRecord:
     """Kill pods of ``service`` like a pod deletion (app and sidecar, SIGKILL).
 
@@ -38,21 +40,28 @@ def kill_pods(service: str, count: int | None = None, percent: float | None = No
     (or at ``heal``), and callers' endpoints follow.  ``mode``: ``crash`` (a delete with grace
     period 0: what a node or process crash looks like to the mesh) or ``evict`` (on a cluster,
     the Eviction API: the pod's PodDisruptionBudget may refuse it, and it terminates gracefully).
+    ``zone`` (a zone outage): only pods in that zone (``topology.kubernetes.io/zone``, or ``region/zone``),
+    all of them unless ``count``/``percent`` say otherwise.
     """
     service, version = checks.name("service", service), checks.optional_name("version", version)
-    count, percent = _selection(count, percent)
+    zone = _zone(zone)
+    count, percent = _selection(count, percent, zone)
     restart = checks.seconds("restart_after_s", restart_after_s)
     how = cast(KillMode, checks.choice("mode", mode, KILL_MODES))
-    return get_target(configuration).kill_pods(service, count, percent, version, restart, run_owner(), how)
+    return get_target(configuration).kill_pods(service, count, percent, version, restart, run_owner(), how,
+                                               zone=zone)
 
 
 def fail_pods(service: str, duration_s: float, count: int | None = None, percent: float | None = None,
-              version: str | None = None, configuration: Configuration | None = None) -> FaultRecord:
-    """Make pods of ``service`` unavailable for ``duration_s`` (pod failure); they come back under the same name."""
+              version: str | None = None, zone: str | None = None,
+              configuration: Configuration | None = None) -> FaultRecord:
+    """Make pods of ``service`` unavailable for ``duration_s`` (pod failure); they come back under the same name.
+    ``zone`` (a zone outage): only pods in that zone, all of them unless ``count``/``percent`` say otherwise."""
     service, version = checks.name("service", service), checks.optional_name("version", version)
-    count, percent = _selection(count, percent)
+    zone = _zone(zone)
+    count, percent = _selection(count, percent, zone)
     duration = checks.seconds("duration_s", duration_s)
-    return get_target(configuration).fail_pods(service, duration, count, percent, version, run_owner())
+    return get_target(configuration).fail_pods(service, duration, count, percent, version, run_owner(), zone=zone)
 
 
 def kill_app(service: str, count: int | None = None, percent: float | None = None, version: str | None = None,
@@ -86,13 +95,19 @@ def inject_abort(service: str, http_status: int, percent: int, duration_s: float
 
 def partition(a: str, b: str, duration_s: float, direction: str = "both", mode: str = "drop",
               count: int | None = None, percent: float | None = None, version: str | None = None,
+              zone: str | None = None, isolate: bool = False,
               configuration: Configuration | None = None) -> FaultRecord:
     """Cut the traffic between ``a`` and ``b`` (``direction``: both, to = a→b, from = b→a).
 
     ``mode="drop"`` blackholes it (callers see timeouts); ``mode="reject"`` refuses
     connections (callers fail fast).  Every other edge keeps working.  With ``count``,
     ``percent`` or ``version`` (direction ``to`` only) ``a`` loses only those pods of ``b``,
-    like a partition of one replica set or zone: the rest is there to fail over to.
+    like a partition of one replica set: the rest is there to fail over to.  With ``zone`` (a zone
+    partition, direction ``to``) ``a``'s pods in other zones lose ``b``'s pods in that zone, while ``a``'s pods
+    in the zone itself still reach them: the zone is cut off from the others.  ``isolate`` (with ``zone``):
+    ``a``'s pods in the zone lose them too, so the zone's pods of ``b`` are gone for every pod of ``a`` for
+    ``duration_s``: a zone outage as the network sees it, held for its duration (a pod kill is not, on a
+    cluster: the ReplicaSet's replacement starts at once, in the same zone).
     """
     a, b = checks.name("a", a), checks.name("b", b)
     if a == b:
@@ -101,13 +116,19 @@ def partition(a: str, b: str, duration_s: float, direction: str = "both", mode: 
     mode = checks.choice("mode", mode, MODES)
     duration = checks.seconds("duration_s", duration_s)
     version = checks.optional_name("version", version)
+    zone = _zone(zone)
+    if not isinstance(isolate, bool):
+        checks.fail("isolate", "true or false", isolate)
+    if isolate and zone is None:
+        raise InvalidArgument("isolate: needs a zone (it cuts a's pods in that zone too)")
     some = count is not None or percent is not None
     if some:
         count, percent = _selection(count, percent)
-    if (some or version is not None) and direction != "to":
-        checks.fail("direction", "'to' when count/percent/version choose some of b's pods", direction)
+    if (some or version is not None or zone is not None) and direction != "to":
+        checks.fail("direction", "'to' when count/percent/version/zone choose some of b's pods", direction)
     return get_target(configuration).partition(a, b, direction, mode, duration,  # type: ignore[arg-type]
-                                               run_owner(), count, percent, version)
+                                               run_owner(), count, percent, version, zone=zone,
+                                               **({"isolate": True} if isolate else {}))
 
 
 def heal(fault_id: str | None = None, configuration: Configuration | None = None) -> dict[str, Any]:
@@ -121,10 +142,22 @@ def heal(fault_id: str | None = None, configuration: Configuration | None = None
 # --------------------------------------------------------------------------- validation
 
 
-def _selection(count: Any, percent: Any) -> tuple[int | None, float | None]:
-    """``count`` (default 1) or ``percent`` of the pods, never both."""
+def _selection(count: Any, percent: Any, zone: str | None = None) -> tuple[int | None, float | None]:
+    """``count`` (default 1; with a ``zone``, every pod there: 100 %) or ``percent`` of the pods, never both."""
     if count is not None and percent is not None:
         raise InvalidArgument("count/percent: give one of them, not both")
+    if percent is None and count is None and zone is not None:
+        return None, 100.0
     if percent is not None:
         return None, checks.number("percent", percent, 0, 100, low_open=True)
     return checks.whole("count", 1 if count is None else count, 1, MAX_COUNT), None
+
+
+def _zone(zone: Any) -> str | None:
+    """A zone: a label value (``topology.kubernetes.io/zone``), or ``region/zone``."""
+    if zone is None:
+        return None
+    if not isinstance(zone, str) or not 1 <= zone.count("/") + 1 <= 2 or not all(
+            ZONE_PART.fullmatch(part) for part in zone.split("/")):
+        checks.fail("zone", "a zone (a label value: letters, digits, '-', '_', '.'; or region/zone)", zone)
+    return zone

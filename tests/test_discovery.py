@@ -14,9 +14,9 @@ pytestmark = pytest.mark.processes
 
 EXPECTED = {
     "kill_pods": {"service": "string", "count": "integer", "percent": "number", "version": "string",
-                  "restart_after_s": "number", "mode": "string"},
+                  "restart_after_s": "number", "mode": "string", "zone": "string"},
     "fail_pods": {"service": "string", "duration_s": "number", "count": "integer", "percent": "number",
-                  "version": "string"},
+                  "version": "string", "zone": "string"},
     "kill_app": {"service": "string", "count": "integer", "percent": "number", "version": "string",
                  "restart_after_s": "number"},
     "inject_latency": {"service": "string", "delay_ms": "integer", "duration_s": "number", "percent": "integer",
@@ -24,7 +24,7 @@ EXPECTED = {
     "inject_abort": {"service": "string", "http_status": "integer", "percent": "integer", "duration_s": "number",
                      "source": "string"},
     "partition": {"a": "string", "b": "string", "duration_s": "number", "direction": "string", "mode": "string",
-                  "count": "integer", "percent": "number", "version": "string"},
+                  "count": "integer", "percent": "number", "version": "string", "zone": "string", "isolate": "boolean"},
     "heal": {"fault_id": "string"},
 }
 

@@ -57,10 +57,13 @@ class MeshTarget(Protocol):
         ...
 
     def kill_pods(self, service: str, count: int | None, percent: float | None, version: str | None,
-                  restart_after_s: float, owner: str, mode: KillMode = "crash") -> FaultRecord: ...
+                  restart_after_s: float, owner: str, mode: KillMode = "crash",
+                  zone: str | None = None) -> FaultRecord:
+        """``zone``: only pods in that zone (``targets.policy.in_zone``), as every pod fault and partition."""
+        ...
 
     def fail_pods(self, service: str, duration_s: float, count: int | None, percent: float | None,
-                  version: str | None, owner: str) -> FaultRecord: ...
+                  version: str | None, owner: str, zone: str | None = None) -> FaultRecord: ...
 
     def kill_app(self, service: str, count: int | None, percent: float | None, version: str | None,
                  restart_after_s: float, owner: str) -> FaultRecord: ...
@@ -73,7 +76,16 @@ class MeshTarget(Protocol):
 
     def partition(self, a: str, b: str, direction: Direction, mode: PartitionMode, duration_s: float,
                   owner: str, count: int | None = None, percent: float | None = None,
-                  version: str | None = None) -> FaultRecord: ...
+                  version: str | None = None, zone: str | None = None, isolate: bool = False) -> FaultRecord:
+        """``zone``: only ``b``'s pods in that zone, and ``a``'s pods in it are spared unless ``isolate``."""
+        ...
+
+    def pod_localities(self) -> dict[str, str]:
+        """Every pod of the mesh (running or starting) -> its locality, ``region/zone/subzone`` ('' for none), as
+        Istio gives it to the pod's sidecar.  Local: the sandbox's pods.  A cluster: the pod's ``istio-locality``
+        label, else its node's ``topology.kubernetes.io/region``/``zone`` and ``topology.istio.io/subzone``
+        labels (what istiod reads; needs ``get`` on nodes)."""
+        ...
 
     def heal(self, fault_id: str | None, owner: str | None) -> list[FaultRecord]:
         """Revert one fault, every fault of ``owner``, or every fault; idempotent."""

@@ -10,6 +10,9 @@ holds the rules that need the mesh or the other faults:
 * **pod selection**: which running pods ``count`` / ``percent`` take, and the one-line refusal,
 * **partition edges**: which caller → callee edges ``a``, ``b`` and ``direction`` cut, and the
   rule that choosing some of ``b``'s pods needs ``direction='to'``,
+* **zones**: which pods a ``zone`` argument takes (``in_zone``: every pod of the service in that zone, before
+  ``count`` / ``percent``), the one-line refusals (a zone no pod of the mesh is in; a service with no pod
+  there), and which callers a zone partition spares (``spares``: those in the zone itself),
 * **conflicts**: two faults of one kind on the same thing are refused with one message
   (two latencies on a service, unless both name different sources; two partitions sharing an
   edge); different kinds compose, and pod faults never take a pod another fault holds.
@@ -21,10 +24,11 @@ annotations`` here: ``FaultRecord``'s ``NotRequired`` fields must be seen at run
 import math
 import re
 import secrets
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, Literal, NotRequired, TypedDict
 
 from chaosmesh_qa.errors import FaultRejected
+from chaosmesh_qa.mesh.localities import Locality
 
 FaultKind = Literal["latency", "abort", "pod-kill", "pod-failure", "app-kill", "partition"]
 FAULT_KINDS: tuple[FaultKind, ...] = ("latency", "abort", "pod-kill", "pod-failure", "app-kill", "partition")
@@ -98,6 +102,38 @@ def select_pods[Pod](running: Sequence[Pod], count: int | None, percent: float |
     return list(running[:count])
 
 
+def zone_matches(locality: str, zone: str) -> bool:
+    """Whether a pod in ``locality`` (``region/zone/subzone``) is in ``zone``: a zone name (the value of
+    ``topology.kubernetes.io/zone``), or ``region/zone`` to name one region's."""
+    where = Locality.parse(locality)
+    if "/" in zone:
+        region, _, name = zone.partition("/")
+        return bool(name) and (where.region, where.zone) == (region, name)
+    return bool(zone) and where.zone == zone
+
+
+def in_zone[Pod](pods: Sequence[Pod], zone: str, locality_of: Callable[[Pod], str], service: str,
+                 mesh_localities: Iterable[str]) -> list[Pod]:
+    """The pods of ``pods`` (one service's, in order) in ``zone``; ``mesh_localities``: the localities of every pod
+    of the mesh, to tell an unknown zone (no pod of the mesh there) from a service that has no pod in it."""
+    known = sorted({Locality.parse(where).zone for where in mesh_localities if Locality.parse(where).zone})
+    if not any(zone_matches(where, zone) for where in mesh_localities):
+        raise FaultRejected(f"zone: unknown zone {zone!r}: no pod of the mesh is in it (zones: "
+                            f"{', '.join(known) or 'none, the mesh declares no locality'})")
+    chosen = [pod for pod in pods if zone_matches(locality_of(pod), zone)]
+    if not chosen:
+        mine = sorted({Locality.parse(locality_of(pod)).zone or "none" for pod in pods})
+        raise FaultRejected(f"zone: service {service!r} has no running pod in zone {zone!r} (its pods' zones: "
+                            f"{', '.join(mine) or 'no running pod'})")
+    return chosen
+
+
+def spares(caller_locality: str, zone: str | None) -> bool:
+    """Whether a zone partition (``zone``) leaves a caller pod in ``caller_locality`` its callee's pods: the zone
+    is cut off from the other zones, so callers in the zone itself still reach it."""
+    return zone is not None and zone_matches(caller_locality, zone)
+
+
 def partition_edges(a: str, b: str, direction: str) -> list[Edge]:
     """The caller → callee edges a partition cuts: ``to`` is a → b, ``from`` is b → a, ``both`` is both."""
     if direction not in DIRECTIONS:
@@ -108,7 +144,7 @@ def partition_edges(a: str, b: str, direction: str) -> list[Edge]:
 
 
 def check_partition_scope(direction: str, some_pods: bool) -> None:
-    """Choosing some of ``b``'s pods (count/percent/version) cuts only a → those pods: direction ``to``."""
+    """Choosing some of ``b``'s pods (count/percent/version/zone) cuts only a → those pods: direction ``to``."""
     if some_pods and direction != "to":
         raise FaultRejected("direction: choosing some of b's pods (count/percent/version) needs direction='to'")
 
@@ -160,4 +196,6 @@ def _describe(kind: str, target: Mapping[str, Any]) -> str:
         where += f" from {target['source']}"
     if target.get("version"):
         where += f" version {target['version']}"
+    if target.get("zone"):
+        where += f" in zone {target['zone']}"
     return where

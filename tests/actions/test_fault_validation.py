@@ -58,6 +58,9 @@ BAD: list[tuple[str, Callable[..., Any], dict[str, Any], type[ChaosMeshQAError],
      "kill_pods: mode='evict' is not available on the local target"),
     ("bad http status", actions.inject_abort, {"service": "reviews", "http_status": 99, "percent": 5,
                                                "duration_s": 5}, InvalidArgument, "http_status:"),
+    # issue 20: a zone no pod of the (zone-less) default mesh is in
+    ("unknown zone", actions.fail_pods, {"service": "catalog", "duration_s": 5, "zone": "a"}, FaultRejected,
+     "zone: unknown zone 'a': no pod of the mesh is in it (zones: none, the mesh declares no locality)"),
     ("fractional delay", actions.inject_latency, {"service": "reviews", "delay_ms": 1.5, "duration_s": 5},
      InvalidArgument, "delay_ms:"),
 ]
@@ -92,6 +95,9 @@ NO_SANDBOX_BAD: list[tuple[str, Callable[..., Any], dict[str, Any], str]] = [
                                                 "duration_s": 5, "source": "front end"}, "source: expected a name"),
     ("malformed version", actions.kill_pods, {"service": "catalog", "version": "v1\n"}, "version: expected a name"),
     ("malformed fault id", actions.heal, {"fault_id": "../x"}, "fault_id: expected a fault id"),
+    ("malformed zone", actions.kill_pods, {"service": "catalog", "zone": "a/b/c"}, "zone: expected a zone"),
+    ("zone partition both ways", actions.partition, {"a": "frontend", "b": "catalog", "duration_s": 5, "zone": "a"},
+     "direction: expected 'to' when count/percent/version/zone"),
 ]
 
 

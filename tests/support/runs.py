@@ -28,6 +28,9 @@ CASES = [
     ("latency-circuit-breaker", "no-timeout-no-connection-pool", "deviated"),
     ("partition-failover", None, "passed"),
     ("partition-failover", "single-catalog-replica", "deviated"),
+    # issue 20: a zone outage on the mesh in two zones (its mesh is not the default one), and its twin
+    ("zone-failover", "two-zones", "passed"),
+    ("zone-failover", "two-zones-no-outlier-detection", "baseline-not-met"),
     # a twin that breaks the mesh's own promise (routing, mTLS, tracing, authorization) is off its steady state
     # before any fault
     ("routing-canary", None, "passed"),

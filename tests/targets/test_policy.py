@@ -108,3 +108,36 @@ def test_faults_that_compose_claim_nothing_in_common_and_pod_faults_claim_nothin
         "abort", {"service": "s", "source": "c"})
     assert policy.claim_keys("partition", {"a": "a", "b": "b", "direction": "to"}) == [("partition/a->b",) * 2]
     assert policy.claim_keys("pod-kill", {"service": "s", "version": None}) == []
+
+
+# ---- zones (issue 20)
+
+LOCALITIES = {"catalog-a": "r1/a", "catalog-b": "r1/b", "catalog-c": "r2/a/s1", "catalog-x": ""}
+
+
+def test_a_zone_is_the_zone_label_or_region_slash_zone() -> None:
+    assert policy.zone_matches("r1/a", "a") and policy.zone_matches("r2/a/s1", "a")
+    assert policy.zone_matches("r1/a", "r1/a") and not policy.zone_matches("r2/a/s1", "r1/a")
+    assert not policy.zone_matches("r1", "a") and not policy.zone_matches("", "a")
+    assert not policy.zone_matches("/a", "r1/a") and policy.zone_matches("/a", "a")  # a zone without a region
+
+
+def test_in_zone_takes_every_pod_there_in_order() -> None:
+    pods = sorted(LOCALITIES)
+    assert policy.in_zone(pods, "a", LOCALITIES.__getitem__, "catalog", LOCALITIES.values()) == ["catalog-a",
+                                                                                                 "catalog-c"]
+    assert policy.in_zone(pods, "r1/a", LOCALITIES.__getitem__, "catalog", LOCALITIES.values()) == ["catalog-a"]
+
+
+def test_unknown_zone_and_a_service_without_a_pod_there_are_one_line_each() -> None:
+    with pytest.raises(FaultRejected) as unknown:
+        policy.in_zone(["catalog-a"], "c", LOCALITIES.__getitem__, "catalog", LOCALITIES.values())
+    assert str(unknown.value) == "zone: unknown zone 'c': no pod of the mesh is in it (zones: a, b)"
+    with pytest.raises(FaultRejected) as absent:
+        policy.in_zone(["catalog-a"], "b", LOCALITIES.__getitem__, "catalog", LOCALITIES.values())
+    assert str(absent.value) == "zone: service 'catalog' has no running pod in zone 'b' (its pods' zones: a)"
+
+
+def test_a_zone_partition_spares_the_callers_in_the_zone() -> None:
+    assert policy.spares("r1/a", "a") and not policy.spares("r1/b", "a") and not policy.spares("", "a")
+    assert not policy.spares("r1/a", None)  # no zone: a partition spares nobody

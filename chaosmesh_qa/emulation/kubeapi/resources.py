@@ -41,6 +41,7 @@ class Resource:
 ISTIO_NET = ("v1", "v1beta1", "v1alpha3")
 RESOURCES: tuple[Resource, ...] = (
     Resource("", ("v1",), "namespaces", "Namespace", False, READ, ("ns",)),
+    Resource("", ("v1",), "nodes", "Node", False, READ, ("no",)),
     Resource("", ("v1",), "pods", "Pod", True, ("get", "list", "watch", "delete", "patch"), ("po",)),
     Resource("", ("v1",), "services", "Service", True, READ, ("svc",)),
     Resource("", ("v1",), "endpoints", "Endpoints", True, READ, ("ep",)),

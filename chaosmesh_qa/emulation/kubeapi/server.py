@@ -294,6 +294,8 @@ class KubeApi:
         ns = namespace or ""
         if plural == "namespaces":
             return wl.namespace(name) if name else [wl.namespace(n) for n in wl.namespaces()]
+        if plural == "nodes":
+            return wl.node(name) if name else wl.nodes()
         if plural == "pods":
             if verb == "delete":
                 grace = request.query.get("gracePeriodSeconds") or (body or {}).get("gracePeriodSeconds")

@@ -13,6 +13,12 @@ StatefulSet's under the same name),
 niceness ``STARTING_NICENESS`` until it is Ready (on a cluster a starting pod is held to its own CPU share and
 usually runs on another node; here its ~0.6 CPU-seconds of start-up would otherwise come out of the 2 cores
 serving the traffic); patches may change labels and annotations only (kept next to the pod).
+
+Nodes: as on a cluster, a pod's zone is its node's.  One Node per locality of the mesh's pods
+(``chaosmesh-qa-sandbox-<region>-<zone>[-<subzone>]``, labelled ``topology.kubernetes.io/region``/``zone`` and
+``topology.istio.io/subzone`` as a cloud provider labels its nodes), and ``chaosmesh-qa-sandbox`` for pods
+without one; each pod's ``spec.nodeName`` is the node of its sidecar's locality, and its own labels carry no
+topology label unless its template gives one (which istiod ignores, except ``istio-locality``).
 """
 
 from __future__ import annotations
@@ -37,6 +43,7 @@ from chaosmesh_qa.mesh.identity import (
     canonical_revision,
     canonical_service,
 )
+from chaosmesh_qa.mesh.localities import TOPOLOGY_LABELS
 from chaosmesh_qa.targets.local.pods import SERVING_STATES, Pod
 
 if TYPE_CHECKING:
@@ -140,6 +147,31 @@ class Workloads:
             raise not_found("services", name)
         return found[0]
 
+    def nodes(self) -> list[dict[str, Any]]:
+        """One Node per locality of the mesh's pods (and the node of pods without one)."""
+        model = self.sandbox.model
+        assert model is not None
+        where = {v.locality(i) for s in model.services.values() for v in s.versions for i in range(max(v.replicas, 1))}
+        where |= {pod.spec.locality for pod in self.sandbox.pods.values()}
+        return [self._node(locality) for locality in sorted(where | {""})]
+
+    def node(self, name: str) -> dict[str, Any]:
+        found = [n for n in self.nodes() if n["metadata"]["name"] == name]
+        if not found:
+            raise not_found("nodes", name)
+        return found[0]
+
+    def _node(self, locality: str) -> dict[str, Any]:
+        parts = ([*locality.split("/"), "", "", ""])[:3]
+        labels = {key: value for key, value in zip(TOPOLOGY_LABELS, parts, strict=True) if value}
+        name = node_name(locality)
+        return {"apiVersion": "v1", "kind": "Node",
+                "metadata": {"name": name, "uid": _uid("node", name), "resourceVersion": "1",
+                             "creationTimestamp": _ts(0),
+                             "labels": {"kubernetes.io/hostname": name, "kubernetes.io/os": "linux", **labels}},
+                "spec": {}, "status": {"addresses": [{"type": "InternalIP", "address": POD_IP}],
+                                       "conditions": [{"type": "Ready", "status": "True"}]}}
+
     def endpoints(self, namespace: str | None) -> list[dict[str, Any]]:
         """One subset per pod: each pod's sidecar listens on its own inbound port of 127.0.0.1."""
         self.refresh()
@@ -150,7 +182,7 @@ class Workloads:
                           key=lambda p: p.name)
             subsets = []
             for pod in pods:
-                address = {"ip": POD_IP, "nodeName": NODE, "targetRef": {
+                address = {"ip": POD_IP, "nodeName": node_name(pod.spec.locality), "targetRef": {
                     "kind": "Pod", "namespace": meta["namespace"], "name": pod.name, "uid": _uid("pod", pod.name)}}
                 ready = pod.state in SERVING_STATES
                 subsets.append({"addresses" if ready else "notReadyAddresses": [address],
@@ -347,7 +379,7 @@ class Workloads:
                 "ownerReferences": [owner],
             },
             "spec": {"serviceAccountName": svc.service_account, "serviceAccount": svc.service_account,
-                     "nodeName": NODE, "restartPolicy": "Always",
+                     "nodeName": node_name(pod.spec.locality), "restartPolicy": "Always",
                      "containers": [{"name": "app", "image": "chaosmesh-qa/app",
                                      "ports": [{"name": "http", "containerPort": svc.pod_port, "protocol": "TCP"}]},
                                     {"name": "istio-proxy", "image": "chaosmesh-qa/istio-proxy"}]},
@@ -385,6 +417,12 @@ class Workloads:
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+
+
+def node_name(locality: str) -> str:
+    """The Node a pod in ``locality`` (``region/zone/subzone``; '' for none) runs on."""
+    parts = [p for p in locality.split("/") if p]
+    return "-".join([NODE, *(p.lower().replace("_", "-").replace(".", "-") for p in parts)])
 
 
 def _same(a: dict[str, Any], b: dict[str, Any]) -> bool:

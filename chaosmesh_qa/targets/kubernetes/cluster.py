@@ -104,6 +104,13 @@ class Cluster:
         except NotFound:
             return None
 
+    def get_node(self, name: str) -> dict[str, Any] | None:
+        """A Node (cluster-scoped): its labels say its region and zone (``get`` on nodes, a ClusterRole)."""
+        try:
+            return self._dict(self._call("get", "nodes", None, lambda: self.core.read_node(name, **_T)))
+        except NotFound:
+            return None
+
     def list_services(self, namespace: str) -> list[dict[str, Any]]:
         result = self._call("list", "services", namespace, lambda: self.core.list_namespaced_service(namespace, **_T))
         return list(self._dict(result).get("items") or [])

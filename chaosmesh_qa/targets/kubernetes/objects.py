@@ -171,18 +171,26 @@ def partition_label(fault_id: str) -> str:
     return f"chaosmesh-qa.io/partition-{fault_id.rsplit('-', 1)[-1]}"
 
 
+def spared_label(fault_id: str) -> str:
+    """The label that marks the pods of ``a`` a zone partition spares (those in the zone it cuts off)."""
+    return f"chaosmesh-qa.io/spared-{fault_id.rsplit('-', 1)[-1]}"
+
+
 def callee_selector(selector: Mapping[str, str], fault_id: str, some_pods: bool) -> dict[str, str]:
     """The callee Service's selector, narrowed to the pods a partition marked when it cuts only some."""
     return {**selector, **({partition_label(fault_id): "true"} if some_pods else {})}
 
 
 def network_policy(fault_id: str, expires_at: float, namespace: str, suffix: str, caller: Mapping[str, str],
-                   callee: Mapping[str, str], some_pods: bool) -> dict[str, Any]:
+                   callee: Mapping[str, str], some_pods: bool, spared: bool = False) -> dict[str, Any]:
     """``drop``: ingress into the callee's pods (``callee``: its Service's selector; or the marked ones) from every
     pod the ``caller`` selector does not select, in any namespace.  "Not selected" is a union of peers, one per
-    label of the selector (``NotIn`` also selects pods without the label)."""
-    others = [{"matchExpressions": [{"key": key, "operator": "NotIn", "values": [value]}]}
-              for key, value in sorted(caller.items())]
+    label of the selector (``NotIn`` also selects pods without the label).  ``spared`` (a zone partition): the
+    caller's pods marked with ``spared_label`` (those in the zone) are let in too."""
+    others: list[dict[str, Any]] = [{"matchExpressions": [{"key": key, "operator": "NotIn", "values": [value]}]}
+                                     for key, value in sorted(caller.items())]
+    if spared:
+        others.append({"matchLabels": {spared_label(fault_id): "true"}})
     return {"apiVersion": NETWORKPOLICY.api_version, "kind": NETWORKPOLICY.kind,
             "metadata": fault_metadata(f"chaosmesh-qa-{fault_id}-{suffix}", namespace, fault_id, expires_at),
             "spec": {"podSelector": {"matchLabels": callee_selector(callee, fault_id, some_pods)},

@@ -127,10 +127,12 @@ class KubernetesTarget:
     # ------------------------------------------------------------------ MeshTarget: faults
 
     def kill_pods(self, service: str, count: int | None, percent: float | None, version: str | None,
-                  restart_after_s: float, owner: str, mode: KillMode = "crash") -> FaultRecord:
+                  restart_after_s: float, owner: str, mode: KillMode = "crash",
+                  zone: str | None = None) -> FaultRecord:
         found = self.workloads()
         workload = found.service(service)
-        victims = found.pick(workload, count, percent, version)
+        victims = found.pick(workload, count, percent, version, zone=zone)
+        where = {"zone": zone} if zone is not None else {}
         orphans = [p["metadata"]["name"] for p in victims
                    if not any(o.get("controller") for o in p["metadata"].get("ownerReferences") or [])]
         if orphans:
@@ -144,9 +146,10 @@ class KubernetesTarget:
                                                                           workload.label_selector())}
         remove = self._evict_pod if mode == "evict" else self._delete_pod
         changes = [remove(workload.namespace, n) for n in names]
-        record = self._transaction("pod-kill", {"service": service, "version": version},
+        record = self._transaction("pod-kill", {"service": service, "version": version, **where},
                                    {"service": service, "count": count, "percent": percent, "version": version,
-                                    "restart_after_s": restart_after_s, "mode": mode}, owner, restart_after_s,
+                                    "restart_after_s": restart_after_s, "mode": mode, **where}, owner,
+                                   restart_after_s,
                                    workload.namespace, changes,
                                    lambda: {"killed_pods": names, "mode": mode,
                                             # an eviction deletes with the pod's own grace period
@@ -159,7 +162,7 @@ class KubernetesTarget:
         return record
 
     def fail_pods(self, service: str, duration_s: float, count: int | None, percent: float | None,
-                  version: str | None, owner: str) -> FaultRecord:
+                  version: str | None, owner: str, zone: str | None = None) -> FaultRecord:
         raise FaultRejected(f"fail_pods: not available on the kubernetes target: {FAITHLESS['fail_pods']}")
 
     def kill_app(self, service: str, count: int | None, percent: float | None, version: str | None,
@@ -180,7 +183,7 @@ class KubernetesTarget:
 
     def partition(self, a: str, b: str, direction: Direction, mode: PartitionMode, duration_s: float,
                   owner: str, count: int | None = None, percent: float | None = None,
-                  version: str | None = None) -> FaultRecord:
+                  version: str | None = None, zone: str | None = None, isolate: bool = False) -> FaultRecord:
         found = self.workloads()
         side = {"a": found.service(a, "a"), "b": found.service(b, "b")}
         for argument, workload in side.items():
@@ -188,8 +191,10 @@ class KubernetesTarget:
         policy.partition_edges(a, b, direction)
         wanted = {"both": [("a", "b", "to"), ("b", "a", "from")], "to": [("a", "b", "to")],
                   "from": [("b", "a", "from")]}[direction]
-        some = any(v is not None for v in (count, percent, version))
+        some = any(v is not None for v in (count, percent, version, zone))
         policy.check_partition_scope(direction, some)
+        if zone is not None and count is None and percent is None:
+            percent = 100.0  # a zone partition: every pod of b in the zone
         homes = sorted({side[callee_key].namespace for _, callee_key, _ in wanted})
         if len(homes) > 1:
             raise FaultRejected(f"partition: {a!r} ({side['a'].namespace}) and {b!r} ({side['b'].namespace}) are in "
@@ -207,16 +212,28 @@ class KubernetesTarget:
                 callers[caller_key] = found.caller_principals(side[caller_key], caller_key, self.trust_domain())
                 found.require_caller_in_xfcc(callee, callee_key, self.mesh_config())
         fault_id, expires_at = policy.new_fault_id("partition"), self.cluster.now() + self._ttl(duration_s)
-        marked = found.pick(side["b"], count, percent, version, "b") if some else []
+        marked = found.pick(side["b"], count, percent, version, "b", zone=zone) if some else []
+        # a zone partition spares a's pods in the zone (they may still call b's pods there): marked as such
+        spared = [] if isolate or zone is None else [p for p in found.running_pods(side["a"], argument="a")
+                                                     if policy.spares(found.locality(p), zone)]
+        if spared and mode == "reject":
+            raise FaultRejected(f"mode: 'reject' cannot spare {a!r}'s pods in zone {zone!r} "
+                                f"({', '.join(p['metadata']['name'] for p in spared)}): its EnvoyFilter matches the "
+                                "caller's identity, which every pod of it shares; use mode='drop' (a NetworkPolicy, "
+                                "which selects pods)")
         label = {objects.partition_label(fault_id): "true"}
+        where = {"zone": zone, **({"isolate": True} if isolate else {})} if zone is not None else {}
         changes = self._claims(fault_id, "partition", {"a": a, "b": b, "direction": direction}, expires_at, homes[0])
         changes += [self._mark(side["b"].namespace, pod, fault_id, label) for pod in marked]
+        changes += [self._mark(side["a"].namespace, pod, fault_id, {objects.spared_label(fault_id): "true"})
+                    for pod in spared]
         watched: list[ListenerWatch] = []
         for caller_key, callee_key, suffix in wanted:
             caller, callee = side[caller_key], side[callee_key]
             if mode == "drop":
                 changes.append(self._create(objects.network_policy(fault_id, expires_at, callee.namespace, suffix,
-                                                                   caller.selector, callee.selector, some)))
+                                                                   caller.selector, callee.selector, some,
+                                                                   spared=bool(spared))))
                 continue
             # reject: the callee's sidecar answers the caller 503, as a refused connection looks to the caller's
             # policies (Istio's default retryOn retries 503, outlier detection counts it, 5xx SLIs see it)
@@ -232,11 +249,13 @@ class KubernetesTarget:
             if not self.cluster.dry_run:
                 watched.append(ListenerWatch(self.cluster, callee.namespace, pods))
         edges = [[side[c].name, side[e].name] for c, e, _ in wanted]
-        record = self._transaction("partition", {"a": a, "b": b, "direction": direction},
+        record = self._transaction("partition", {"a": a, "b": b, "direction": direction, **where},
                                    {"a": a, "b": b, "direction": direction, "mode": mode, "count": count,
-                                    "percent": percent, "version": version}, owner, duration_s, homes[0],
+                                    "percent": percent, "version": version, **where}, owner, duration_s, homes[0],
                                    changes, lambda: {"edges": edges, "mode": mode, "pods": [
-                                       p["metadata"]["name"] for p in marked] if some else "all"},
+                                       p["metadata"]["name"] for p in marked] if some else "all",
+                                       **({"spared_callers": [p["metadata"]["name"] for p in spared]}
+                                          if zone is not None else {})},
                                    fault_id=fault_id, expires_at=expires_at)
         if self.cluster.dry_run:
             return record
@@ -254,6 +273,9 @@ class KubernetesTarget:
                 record["changes"]["unconfirmed"] = "; ".join(reasons)
         self._save(record)
         return record
+
+    def pod_localities(self) -> dict[str, str]:
+        return {key.split("/", 1)[1]: where for key, where in self.workloads().localities().items()}
 
     # ------------------------------------------------------------------ mesh QA verdicts (declared.py, verdicts.py)
 

@@ -16,6 +16,7 @@ import yaml
 from chaosmesh_qa.errors import ChaosMeshQAError, FaultRejected, InvalidArgument
 from chaosmesh_qa.mesh import meshconfig
 from chaosmesh_qa.mesh.identity import canonical_revision, canonical_service
+from chaosmesh_qa.mesh.localities import Locality, from_labels
 from chaosmesh_qa.mesh.meshconfig import MeshConfig
 from chaosmesh_qa.targets.kubernetes.cluster import Cluster
 from chaosmesh_qa.targets.kubernetes.objects import (
@@ -26,7 +27,7 @@ from chaosmesh_qa.targets.kubernetes.objects import (
     Kind,
     spiffe_principal,
 )
-from chaosmesh_qa.targets.policy import select_pods
+from chaosmesh_qa.targets.policy import in_zone, select_pods
 
 PROXY_CONFIG_ANNOTATION = "proxy.istio.io/config"  # a pod's own ProxyConfig, over the mesh's defaultConfig
 
@@ -57,6 +58,7 @@ class Workloads:
         self.cluster = cluster
         self.namespaces = namespaces
         self._found: dict[str, Workload] = {}
+        self._nodes: dict[str, Locality] = {}
 
     def service(self, name: str, argument: str = "service") -> Workload:
         if name in self._found:
@@ -88,9 +90,33 @@ class Workloads:
         return pods
 
     def pick(self, workload: Workload, count: int | None, percent: float | None,
-             version: str | None, argument: str = "service") -> list[dict[str, Any]]:
-        """The running pods ``count``/``percent`` choose (``targets.policy.select_pods``)."""
-        return select_pods(self.running_pods(workload, version, argument), count, percent, workload.name, version)
+             version: str | None, argument: str = "service", zone: str | None = None) -> list[dict[str, Any]]:
+        """The running pods ``count``/``percent`` choose (``targets.policy.select_pods``), of those in ``zone``
+        (``targets.policy.in_zone``) when one is given."""
+        pods = self.running_pods(workload, version, argument)
+        if zone is not None:
+            pods = in_zone(pods, zone, self.locality, workload.name, self.localities().values())
+        return select_pods(pods, count, percent, workload.name, version)
+
+    def locality(self, pod: dict[str, Any]) -> str:
+        """A pod's locality (``region/zone/subzone``, '' for none) as istiod gives it to the pod's sidecar: its
+        ``istio-locality`` label, else its node's topology labels (``topology.kubernetes.io/region``, ``zone``,
+        ``topology.istio.io/subzone``).  Topology labels on the pod itself are not read: istiod does not."""
+        labels = pod["metadata"].get("labels") or {}
+        if labels.get("istio-locality"):
+            return str(from_labels({"istio-locality": labels["istio-locality"]}))
+        node = str((pod.get("spec") or {}).get("nodeName") or "")
+        if not node:
+            return ""  # not scheduled yet
+        if node not in self._nodes:
+            found = self.cluster.get_node(node)
+            self._nodes[node] = from_labels((found or {}).get("metadata", {}).get("labels") or {}) or Locality()
+        return str(self._nodes[node])
+
+    def localities(self) -> dict[str, str]:
+        """Every pod of the target's namespaces (``namespace/name``) -> its locality (``locality``)."""
+        return {f"{p['metadata'].get('namespace')}/{p['metadata']['name']}": self.locality(p)
+                for namespace in self.namespaces for p in self.cluster.list_pods(namespace, None)}
 
     def principals(self, workload: Workload, argument: str, trust_domain: str) -> list[str]:
         """SPIFFE identities (without scheme) of the workload's running pods: what mTLS shows its callees."""

@@ -43,6 +43,7 @@ from typing import Any
 from chaosmesh_qa.files import atomic_write_json
 from chaosmesh_qa.mesh.authz import enforced_at_ingress
 from chaosmesh_qa.mesh.model import AuthzPolicy, MeshModel, selects
+from chaosmesh_qa.targets import policy
 from chaosmesh_qa.targets.local.envoy import clusters, envoyfilters, listeners, routes
 from chaosmesh_qa.targets.local.envoy import locality as locality_lb
 from chaosmesh_qa.targets.local.envoy.common import INGRESS, JSON, address
@@ -82,8 +83,9 @@ class ControlPlane:
         self.store = ConfigStore()
         self.ads_socket = self.root / ADS_SOCKET
         self._eds_written: dict[tuple[str, str], Any] = {}
-        # partitions: (caller, callee) -> (sink port, the callee pods it applies to; None: all of them)
-        self.redirects: dict[tuple[str, str], tuple[int, frozenset[str] | None]] = {}
+        # partitions: (caller, callee) -> (sink port, the callee pods it applies to; None: all of them, the zone
+        # whose callers it spares: a zone partition's)
+        self.redirects: dict[tuple[str, str], tuple[int, frozenset[str] | None, str | None]] = {}
         # the trace receiver's port (tracing.collector): every listener is traced when it is set
         self.trace_port: int | None = None
         self.envoy_filters: list[envoyfilters.EnvoyFilterObject] = []
@@ -160,12 +162,14 @@ class ControlPlane:
                 changed = 0
                 for spec in specs:
                     redirect = self.redirects.get((caller, spec.service))
+                    if redirect is not None and policy.spares(view.locality, redirect[2]):
+                        redirect = None  # a zone partition: this view's pods are in the zone it cuts off
                     seen_as = (view.locality, tuple(sorted(view.labels.items()))) if spec.zoned else None
                     assignment = shared.get((spec.name, redirect, seen_as))
                     if assignment is None:
                         pods = [endpoints[name] for name in by_service.get(spec.service, []) if name in endpoints]
                         if redirect is not None:
-                            port, chosen = redirect
+                            port, chosen, _ = redirect
                             pods = [replace(p, port=port) if chosen is None or p.pod in chosen
                                     else p for p in pods]
                         assignment = shared[spec.name, redirect, seen_as] = clusters.load_assignment(spec, pods, view)

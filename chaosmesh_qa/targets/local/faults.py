@@ -20,7 +20,11 @@ How each fault is realised:
   fault picks only serving pods that no other fault holds.
 * partition: the caller's EDS for the callee re-pointed at a socket the supervisor owns —
   one that listens and never accepts (``drop``: handshakes hang, callers time out) or one
-  that is bound but not listening (``reject``: connections are refused at once).
+  that is bound but not listening (``reject``: connections are refused at once).  A zone
+  partition re-points only the callee pods in the zone, and only for the caller's endpoint
+  views (``ControlPlane.caller_views``: one per locality) outside the zone.
+* zone: ``in_zone`` of ``targets.policy`` narrows the pods a pod fault or partition chooses from to
+  those whose sidecar's locality is in the zone.
 
 Confirmation reads back only sidecars that serve (a failed or killed pod has no admin
 API to ask); the record lists the pods it skipped.
@@ -137,6 +141,10 @@ class FaultManager:
         pods = sorted((p for p in self.supervisor.pods.values() if p.spec.service == service
                        and (version is None or p.spec.version == version) and p.state in SERVING_STATES
                        and p.name not in held), key=lambda p: p.name)
+        if parameters.get("zone") is not None:
+            everywhere = [v.locality(i) for s in model.services.values() for v in s.versions
+                          for i in range(max(v.replicas, 1))]
+            pods = policy.in_zone(pods, parameters["zone"], lambda p: p.spec.locality, service, everywhere)
         names = parameters.get("pods")  # explicit pod names (the Kubernetes API emulation's label selections)
         if names is not None:
             missing = sorted(set(names) - {p.name for p in pods})
@@ -312,25 +320,32 @@ class FaultManager:
         edges = [(caller, callee) for caller, callee in wanted if callee in self.supervisor.callees_of(caller)]
         if not edges:
             raise FaultRejected(f"a/b: no traffic flows {direction!r} between {a!r} and {b!r}, nothing to partition")
-        some = any(p.get(k) is not None for k in ("count", "percent", "version", "pods"))
+        zone = p.get("zone")
+        spared_zone = None if p.get("isolate") else zone  # an isolated zone spares no caller
+        some = any(p.get(k) is not None for k in ("count", "percent", "version", "pods", "zone"))
         policy.check_partition_scope(direction, some)
-        chosen = frozenset(pod.name for pod in self._pick_pods({**p, "service": b}, exclude_held=False)) if some \
-            else None
+        picked = {**p, "service": b, **({"percent": 100.0} if zone is not None and p.get("count") is None
+                                         and p.get("percent") is None else {})}
+        chosen = frozenset(pod.name for pod in self._pick_pods(picked, exclude_held=False)) if some else None
         self._conflict("partition", {"a": a, "b": b, "direction": direction})
         port = self._sink(mode)
 
         async def apply(lease: Lease) -> None:
             for edge in edges:
                 await lease.step(f"endpoints of {edge[1]} at {edge[0]} re-pointed",
-                                 partial(self.supervisor.redirect, edge, (port, chosen)),
+                                 partial(self.supervisor.redirect, edge, (port, chosen, spared_zone)),
                                  self._restore(edge), uncertain=True)
             async with asyncio.timeout(CONFIRM_TIMEOUT_S):
-                confirmed, skipped = await self._endpoints_point_to(edges, port, chosen)
+                confirmed, skipped = await self._endpoints_point_to(edges, port, chosen, spared_zone)
             lease.changes.update(confirmed=confirmed, skipped_pods=skipped)
 
-        return Plan({"a": a, "b": b, "direction": direction}, apply,
+        spared = sorted(pod.name for pod in self.supervisor.pods.values() if pod.spec.service == a
+                        and policy.spares(pod.spec.locality, spared_zone)) if zone is not None else []
+        where = {"zone": zone, **({"isolate": True} if spared_zone is None else {})} if zone is not None else {}
+        return Plan({"a": a, "b": b, "direction": direction, **where}, apply,
                     {"edges": [list(e) for e in edges], "mode": mode, "sink_port": port,
-                     "pods": sorted(chosen) if chosen is not None else "all"})
+                     "pods": sorted(chosen) if chosen is not None else "all",
+                     **({"spared_callers": spared} if zone is not None else {})})
 
     def _restore(self, edge: tuple[str, str]) -> Callable[[], Awaitable[dict[str, Any]]]:
         async def undo() -> dict[str, Any]:
@@ -353,14 +368,16 @@ class FaultManager:
             self._sinks[mode] = sink
         return int(self._sinks[mode].getsockname()[1])
 
-    async def _endpoints_point_to(self, edges: list[tuple[str, str]], port: int,
-                                  chosen: frozenset[str] | None) -> tuple[bool, dict[str, str]]:
-        """Ask every serving caller sidecar (``/clusters``) whether the chosen callee hosts now sit on ``port``."""
+    async def _endpoints_point_to(self, edges: list[tuple[str, str]], port: int, chosen: frozenset[str] | None,
+                                  zone: str | None = None) -> tuple[bool, dict[str, str]]:
+        """Ask every serving caller sidecar (``/clusters``) whether the chosen callee hosts now sit on ``port``
+        (a zone partition's callers in the zone are spared: not asked)."""
         deadline = time.monotonic() + 1.0
         skipped: dict[str, str] = {}
         for caller, callee in edges:
             callers = [self.supervisor.ingress] if caller == INGRESS else [
-                pod for pod in self.supervisor.pods.values() if pod.spec.service == caller]
+                pod for pod in self.supervisor.pods.values() if pod.spec.service == caller
+                and not policy.spares(pod.spec.locality, zone)]
             pods, down = self._serving([pod for pod in callers if pod is not None])
             skipped.update(down)
             for pod in pods:
@@ -381,7 +398,7 @@ class FaultManager:
 
 
 def _pod_target(p: dict[str, Any]) -> dict[str, Any]:
-    return {"service": p["service"], "version": p.get("version")}
+    return {"service": p["service"], "version": p.get("version"), **({"zone": p["zone"]} if p.get("zone") else {})}
 
 
 def _sidecar_up(pod: Pod) -> bool:

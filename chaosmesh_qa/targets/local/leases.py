@@ -46,7 +46,8 @@ TEST_HOOKS_ENV = "CHAOSMESH_QA_TEST_HOOKS"
 
 Undo = Callable[[], Awaitable[dict[str, Any] | None]]
 LeaseState = Literal["applying", "active", "ended"]
-Redirect = tuple[int, frozenset[str] | None]  # a sink port, and the callee pods it applies to (None: all)
+# a sink port, the callee pods it applies to (None: all), and the zone whose callers it spares (a zone partition)
+Redirect = tuple[int, frozenset[str] | None, str | None]
 
 
 class FaultHost(Protocol):

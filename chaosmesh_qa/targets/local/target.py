@@ -59,18 +59,19 @@ class LocalTarget:
             return str(wait_for_metrics(client)["prometheus_url"])
 
     def kill_pods(self, service: str, count: int | None, percent: float | None, version: str | None,
-                  restart_after_s: float, owner: str, mode: KillMode = "crash") -> FaultRecord:
+                  restart_after_s: float, owner: str, mode: KillMode = "crash",
+                  zone: str | None = None) -> FaultRecord:
         if mode != "crash":
             raise FaultRejected("kill_pods: mode='evict' is not available on the local target: the sandbox models "
                                 "neither graceful termination (SIGTERM, the sidecar's drain, the grace period) nor "
                                 "PodDisruptionBudgets; use mode='crash' here (on a cluster, mode='evict' goes "
                                 "through the Eviction API)")
         # the lease ends when the replacement starts: heal() brings it forward
-        return self._inject("pod-kill", _pods(service, count, percent, version), owner, restart_after_s)
+        return self._inject("pod-kill", _pods(service, count, percent, version, zone), owner, restart_after_s)
 
     def fail_pods(self, service: str, duration_s: float, count: int | None, percent: float | None,
-                  version: str | None, owner: str) -> FaultRecord:
-        return self._inject("pod-failure", _pods(service, count, percent, version), owner, duration_s)
+                  version: str | None, owner: str, zone: str | None = None) -> FaultRecord:
+        return self._inject("pod-failure", _pods(service, count, percent, version, zone), owner, duration_s)
 
     def kill_app(self, service: str, count: int | None, percent: float | None, version: str | None,
                  restart_after_s: float, owner: str) -> FaultRecord:
@@ -88,9 +89,14 @@ class LocalTarget:
 
     def partition(self, a: str, b: str, direction: Direction, mode: PartitionMode, duration_s: float,
                   owner: str, count: int | None = None, percent: float | None = None,
-                  version: str | None = None) -> FaultRecord:
+                  version: str | None = None, zone: str | None = None, isolate: bool = False) -> FaultRecord:
         return self._inject("partition", {"a": a, "b": b, "direction": direction, "mode": mode, "count": count,
-                                          "percent": percent, "version": version}, owner, duration_s)
+                                          "percent": percent, "version": version,
+                                          **({"zone": zone} if zone else {}), **({"isolate": True} if isolate else {})},
+                            owner, duration_s)
+
+    def pod_localities(self) -> dict[str, str]:
+        return {pod["name"]: pod.get("locality", "") for pod in self.describe()["pods"]}
 
     def heal(self, fault_id: str | None, owner: str | None) -> list[FaultRecord]:
         with self._client() as client:
@@ -128,5 +134,7 @@ class LocalTarget:
         return str(tracing["url"])
 
 
-def _pods(service: str, count: int | None, percent: float | None, version: str | None) -> dict[str, Any]:
-    return {"service": service, "count": count, "percent": percent, "version": version}
+def _pods(service: str, count: int | None, percent: float | None, version: str | None,
+          zone: str | None = None) -> dict[str, Any]:
+    return {"service": service, "count": count, "percent": percent, "version": version,
+            **({"zone": zone} if zone else {})}

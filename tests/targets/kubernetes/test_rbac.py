@@ -56,8 +56,16 @@ def test_runner_role_is_exactly_what_a_run_uses(kube: KubeSandbox, monkeypatch: 
     actions.partition("catalog", "inventory", 30, direction="both", mode="reject", configuration=cfg)
     with pytest.raises(FaultRejected):
         actions.inject_latency("nope", 100, 10, configuration=cfg)  # looks the namespace up
+    zoned = len(kube.call_log())
+    with pytest.raises(FaultRejected, match="unknown zone"):
+        actions.kill_pods("catalog", zone="nowhere", configuration=cfg)  # reads the pods' nodes
     actions.heal(configuration=cfg)
     calls = kube.call_log(since)
+    # only a zone fault reads nodes (cluster-scoped: its own ClusterRole, which a run without zones needs not bind)
+    assert not [c for c in calls[:zoned - since] if c.get("resource") == "nodes"]
+    nodes = [c for c in calls if c.get("resource") == "nodes"]
+    assert nodes and used(nodes) == granted("chaosmesh-qa-node-reader")
+    calls = [c for c in calls if c.get("resource") != "nodes"]
     in_root = [c for c in calls if c.get("namespace") == ROOT]
     elsewhere = [c for c in calls if c.get("namespace") != ROOT]
     assert used(elsewhere) <= granted("chaosmesh-qa-runner"), used(elsewhere) - granted("chaosmesh-qa-runner")
