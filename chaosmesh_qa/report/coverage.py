@@ -1,0 +1,335 @@
+"""Which experiments exercise which promise of a mesh: ``chaosmesh-qa coverage --mesh DIR EXPERIMENT...``.
+
+``coverage(directory, paths)`` lists the mesh's promises (``mesh.promises``), reads each experiment (Chaos
+Toolkit format, validated by chaoslib: ``report.run.load_experiment``) and decides, promise by promise, which
+experiments exercise it.  A promise that ``chaosmesh-qa explain`` finds cannot work (``mesh.explain``: a warning
+whose code ``UNWORKABLE`` ties to the promise's kind, about its service) is *unworkable*: listed with the code,
+never counted covered.  Called by ``chaosmesh_qa.cli.coverage``; ``report.coverage_output`` renders the result.
+
+The rules (docs/how-to/coverage.md explains each).  Only ``chaosmesh_qa.actions`` in the method are faults; only
+the steady-state hypothesis' probes count (Chaos Toolkit checks their tolerances after the method: a method
+probe's result fails nothing); an experiment without traffic (the traffic control or ``start_traffic``) exercises
+nothing.  A fault hits a service ``S``: ``kill_pods``/``fail_pods`` (connections refused), ``kill_app`` (503),
+``inject_abort`` (its status), ``inject_latency`` (its delay), ``partition`` toward S (``drop``: a blackhole,
+``reject``: refused); with a ``source``, only that caller's requests.
+
+* promises that act on every request need no fault, only traffic that reaches them and the verdict that checks
+  them: ``routing``/``match`` (``routing_matches`` on the service, traffic whose path and headers, propagated
+  through the call graph, take that route), ``mtls`` (``mtls_enforced`` over the service), ``authz-rule``
+  (``authz_enforced`` over a workload the policy selects), ``trace-propagation`` (``traces_complete``);
+* ``retries``: a fault on a destination its ``retryOn`` retries, and ``policy_engaged retries`` on it or a
+  recovery probe on a caller (``recovered_within``, or an error ratio during the fault);
+* ``timeout``: latency on a destination beyond the timeout, or a blackhole of all its pods, and a latency bound
+  on a caller below the injected delay (``recovered_within``'s ``max_p*_ms``, ``latency_quantile``,
+  ``client_latency``, during the fault), or any recovery probe for a blackhole (requests hang without it);
+* ``outlier-detection``: a pod kill/failure, an app kill, a 5xx abort or a blackhole on some of the service's pods,
+  and ``policy_engaged outlier_ejection`` on it, or a recovery probe when no route toward it retries (retries hide
+  the fault from every caller whether or not a host is ejected);
+* ``connection-pool``: latency or a blackhole on the service, and ``policy_engaged circuit_breaker`` on it;
+* ``connect-timeout``: a blackhole of some of its pods, and a recovery probe on a caller;
+* ``locality``: never (no probe of this version tells localities apart).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from chaosmesh_qa.errors import InvalidArgument
+from chaosmesh_qa.mesh.explain import explain
+from chaosmesh_qa.mesh.model import MeshModel
+from chaosmesh_qa.mesh.promises import Promise, Promises, list_promises
+from chaosmesh_qa.mesh.routing import expected_shares
+from chaosmesh_qa.report.coverage_input import Experiment, Fault, Probe, read_experiment
+from chaosmesh_qa.traffic.profile import Profile
+
+# explain's codes of a setting that cannot work -> the promise kinds it makes unworkable (mesh/explain*.py)
+UNWORKABLE = {
+    "CMQ-T001": ("retries",), "CMQ-T002": ("timeout",), "CMQ-T003": ("retries",),
+    "CMQ-R002": ("routing", "match"), "CMQ-R003": ("routing", "match"), "CMQ-O002": ("outlier-detection",),
+    "CMQ-S001": ("mtls",), "CMQ-S002": ("authz-rule",), "CMQ-S003": ("authz-rule",), "CMQ-S004": ("authz-rule",),
+    "CMQ-L001": ("locality",), "CMQ-L002": ("locality",), "CMQ-L003": ("locality",), "CMQ-L004": ("locality",),
+}
+RETRIED = {"refused": {"connect-failure", "refused-stream", "reset", "5xx", "gateway-error"},
+           "blackhole": {"connect-failure", "reset", "5xx", "gateway-error"},
+           "delay": {"5xx", "gateway-error", "reset"}}  # a per-try timeout: Envoy retries it as a 504 / no answer
+
+
+@dataclass(frozen=True)
+class Exercise:
+    experiment: str
+    fault: str | None
+    probe: str
+
+
+@dataclass
+class Entry:
+    promise: Promise
+    exercised_by: list[Exercise] = field(default_factory=list)
+    unworkable: list[dict[str, str]] = field(default_factory=list)  # explain's findings: code, message
+
+    @property
+    def status(self) -> str:
+        return "unworkable" if self.unworkable else "covered" if self.exercised_by else "uncovered"
+
+
+@dataclass(frozen=True)
+class Coverage:
+    mesh: str
+    directory: str
+    experiments: tuple[str, ...]
+    entries: tuple[Entry, ...]
+    warnings: tuple[str, ...] = ()
+    unattached: tuple[dict[str, str], ...] = ()  # explain's findings of settings that cannot work, on no promise
+
+    @property
+    def covered(self) -> int:
+        return sum(1 for e in self.entries if e.status == "covered")
+
+    @property
+    def percent(self) -> float:
+        return 100.0 * self.covered / len(self.entries) if self.entries else 100.0
+
+    def as_json(self) -> dict[str, Any]:
+        return {"mesh": self.mesh, "directory": self.directory, "experiments": list(self.experiments),
+                "promises": len(self.entries), "covered": self.covered, "percent": round(self.percent, 1),
+                "warnings": list(self.warnings), "findings_without_promise": list(self.unattached),
+                "entries": [{**asdict(e.promise), "source": str(e.promise.source),
+                             "status": e.status, "exercised_by": [asdict(x) for x in e.exercised_by],
+                             "unworkable": e.unworkable} for e in self.entries]}
+
+
+def coverage(directory: str | Path, paths: list[Path]) -> Coverage:
+    """The coverage of the mesh in ``directory`` by the experiments at ``paths`` (bad input: ``InvalidArgument``
+    or ``InvalidMesh``, one line; every experiment is read before any promise is judged)."""
+    found = list_promises(directory)
+    experiments = [read_experiment(path, found.model) for path in paths]
+    findings = [f for f in explain(directory)["findings"] if f["severity"] == "warning" and f["code"] in UNWORKABLE]
+    entries = []
+    for promise in found.promises:
+        entry = Entry(promise)
+        for f in findings:
+            shown = {"code": f["code"], "message": f["message"], "location": f["location"]}
+            if _ties(f, promise) and shown not in entry.unworkable:
+                entry.unworkable.append(shown)
+        for experiment in experiments:
+            entry.exercised_by.extend(exercises(found, promise, experiment))
+        entries.append(entry)
+    alone = tuple({"code": f["code"], "message": f["message"], "location": f["location"]} for f in findings
+                  if not any(_ties(f, e.promise) for e in entries))
+    return Coverage(found.mesh, found.directory, tuple(str(p) for p in paths), tuple(entries), found.warnings, alone)
+
+
+def _ties(finding: dict[str, Any], promise: Promise) -> bool:
+    """Does an explain finding name this promise: its kind, and its policy (authorization), subset (routing),
+    route (a retry budget) or else its service?"""
+    code, location, message = finding["code"], str(finding["location"]), str(finding["message"])
+    if promise.kind not in UNWORKABLE[code]:
+        return False
+    if promise.kind == "authz-rule":
+        if f"{promise.source.resource}:" not in location:
+            return False
+        widened = re.search(r"\(([^()]+)\), which never calls", message) if code == "CMQ-S004" else None
+        return widened is None or widened.group(1).removeprefix("spiffe://") in promise.summary
+    service = message.split(":", 1)[0].split("/")[0]
+    if code in ("CMQ-R002", "CMQ-R003"):
+        subset = re.search(r"subset (\S+) selects", message)
+        return service == promise.service and subset is not None and f"{service}/{subset.group(1)}" in promise.summary
+    if code == "CMQ-T003":
+        return location.startswith(f"{promise.source.file}: {promise.source.resource}: ") and \
+            location.endswith(f": {promise.source.field}")
+    return service == promise.service
+
+
+# --------------------------------------------------------------------------- the rules
+
+
+def exercises(found: Promises, promise: Promise, experiment: Experiment) -> list[Exercise]:
+    """How ``experiment`` exercises ``promise`` (empty: it does not); one entry per fault and probe that do."""
+    if experiment.traffic is None:
+        return []
+    model, name = found.model, experiment.path
+    kind = promise.kind
+    if kind in ("routing", "match"):
+        return [Exercise(name, None, p.activity) for p in _probes(experiment, "routing_matches")
+                if p.arguments.get("service") == promise.service and _reaches(model, promise, experiment.traffic)]
+    if kind == "mtls":
+        return [Exercise(name, None, p.activity) for p in _probes(experiment, "mtls_enforced")
+                if _chosen_services(p, model) >= {promise.service}]
+    if kind == "authz-rule":
+        return [Exercise(name, None, p.activity) for p in _probes(experiment, "authz_enforced")
+                if _chosen_services(p, model) & set(promise.targets)]
+    if kind == "trace-propagation":
+        return [Exercise(name, None, p.activity) for p in _probes(experiment, "traces_complete")
+                if _reached_services(model, experiment.traffic) >= {promise.service}]
+    if kind == "locality":
+        return []
+    out: list[Exercise] = []
+    for fault in experiment.faults:
+        if not _hits(promise, fault, model):
+            continue
+        out.extend(Exercise(name, fault.activity, p.activity) for p in experiment.probes
+                   if _would_fail(promise, fault, p, model))
+    return out
+
+
+def _hits(promise: Promise, fault: Fault, model: MeshModel) -> bool:
+    """Does the fault make the promise act?"""
+    if fault.service not in promise.targets or (fault.source is not None and fault.source not in promise.callers):
+        return False
+    settings = promise.settings
+    if promise.kind == "retries":
+        retry_on = set(str(settings["retry_on"]).split(","))
+        if fault.effect == "status":
+            status = fault.status or 0
+            return bool((status >= 500 and "5xx" in retry_on) or (status in (502, 503, 504) and "gateway-error" in
+                        retry_on) or status in settings.get("retriable_status_codes", []))
+        if fault.effect == "delay":
+            per_try = settings.get("per_try_timeout_s")
+            return per_try is not None and (fault.delay_ms or 0) > per_try * 1000 and bool(retry_on & RETRIED["delay"])
+        return bool(retry_on & RETRIED[fault.effect])
+    if promise.kind == "timeout":
+        return (fault.effect == "delay" and (fault.delay_ms or 0) > settings["timeout_s"] * 1000) or \
+            (fault.effect == "blackhole" and not fault.some_pods)
+    if promise.kind == "outlier-detection":
+        status = fault.status or 0
+        return fault.some_pods and (fault.effect in ("refused", "blackhole") or (fault.effect == "status" and (
+            (status >= 500 and settings["consecutive_5xx"] > 0) or
+            (status in (502, 503, 504) and settings["consecutive_gateway_errors"] > 0))))
+    if promise.kind == "connection-pool":
+        return fault.effect in ("delay", "blackhole")
+    if promise.kind == "connect-timeout":
+        return fault.effect == "blackhole"
+    return False
+
+
+def _would_fail(promise: Promise, fault: Fault, probe: Probe, model: MeshModel) -> bool:
+    """Would the probe fail if the promise did not act under the fault?"""
+    engaged = probe.func == "policy_engaged" and probe.arguments.get("service") in promise.targets
+    policy = probe.arguments.get("policy")
+    if promise.kind == "retries":
+        return (engaged and policy == "retries") or _recovery(probe, fault, model)
+    if promise.kind == "outlier-detection":
+        if engaged and policy == "outlier_ejection":
+            return True
+        hidden = any(r.retries.attempts > 0 for r in model.routes_for(fault.service))
+        return not hidden and _recovery(probe, fault, model)
+    if promise.kind == "connection-pool":
+        return engaged and policy == "circuit_breaker"
+    if promise.kind == "connect-timeout":
+        return _recovery(probe, fault, model)
+    if promise.kind == "timeout":
+        if fault.effect == "blackhole":
+            return _recovery(probe, fault, model) or _latency_bound(probe, fault, model) is not None
+        bound = _latency_bound(probe, fault, model)
+        return bound is not None and bound < (fault.delay_ms or 0)
+    return False
+
+
+def _upstream(model: MeshModel, service: str) -> set[str]:
+    """Every service whose requests pass through ``service`` (its callers, theirs...), and 'ingress'."""
+    seen: set[str] = set()
+    todo = [service]
+    while todo:
+        for caller in model.callers(todo.pop()):
+            if caller not in seen:
+                seen.add(caller)
+                todo.extend([caller] if caller != "ingress" else [])
+    return seen
+
+
+def _observer(probe: Probe, model: MeshModel, fault: Fault) -> bool:
+    """Does the probe measure above the faulted service: the clients, the ingress, or a caller's requests?"""
+    args = probe.arguments
+    if args.get("measure") == "client" or probe.func in ("client_error_ratio", "client_latency"):
+        return True
+    service = args.get("service")
+    return service is None if probe.func == "recovered_within" else service in _upstream(model, fault.service)
+
+
+def _recovery(probe: Probe, fault: Fault, model: MeshModel) -> bool:
+    """A probe that fails when callers see the fault: recovery within budget, or an error ratio during it."""
+    if probe.func == "recovered_within":
+        if probe.arguments.get("since", "fault_start") != "fault_start":
+            return False  # from the last heal on: what happened during the fault is not judged
+        return _observer(probe, model, fault) or probe.arguments.get("service") in _upstream(model, fault.service)
+    if probe.func in ("error_ratio", "client_error_ratio"):
+        return probe.arguments.get("phase") == "during" and _observer(probe, model, fault)
+    return False
+
+
+def _latency_bound(probe: Probe, fault: Fault, model: MeshModel) -> float | None:
+    """The latency (ms) above which the probe fails, if it measures callers during the fault."""
+    args = probe.arguments
+    if probe.func == "recovered_within" and _recovery(probe, fault, model):
+        bounds = [v for k, v in (args.get("slo") or {}).items() if str(k).endswith("_ms") and _number(v)]
+        return min(bounds) if bounds else None
+    if probe.func in ("latency_quantile", "client_latency") and args.get("phase") == "during" and \
+            _observer(probe, model, fault):
+        tolerance = probe.tolerance
+        if _number(tolerance):
+            return float(tolerance)
+        if isinstance(tolerance, dict) and isinstance(tolerance.get("range"), list) and tolerance["range"] and \
+                _number(tolerance["range"][-1]):
+            return float(tolerance["range"][-1])
+    return None
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _probes(experiment: Experiment, func: str) -> list[Probe]:
+    return [p for p in experiment.probes if p.func == func]
+
+
+def _chosen_services(probe: Probe, model: MeshModel) -> set[str]:
+    """The services a verdict checks: its ``services`` (default: all) and ``expected``'s."""
+    services = probe.arguments.get("services")
+    chosen = set(model.services) if services is None else {str(s) for s in services if isinstance(s, str)}
+    expected = probe.arguments.get("expected")
+    return chosen | ({str(k) for k in expected} if isinstance(expected, dict) and probe.func == "authz_enforced"
+                     else set())
+
+
+# --------------------------------------------------------------------------- traffic through the call graph
+
+
+def _shapes(model: MeshModel, traffic: Profile) -> dict[str, set[tuple[str | None, tuple[tuple[str, str], ...]]]]:
+    """The requests (path, headers) that reach each service from the profile's, through the call graph: the
+    built-in app calls its callees' paths with the headers it propagates; a command service's calls are unknown."""
+    reached: dict[str, set[tuple[str | None, tuple[tuple[str, str], ...]]]] = {}
+    todo: list[tuple[str, str | None, tuple[tuple[str, str], ...]]] = []
+    for route in traffic.paths:
+        headers = tuple(sorted({k.lower(): v for k, v in {**traffic.headers, **route.headers}.items()}.items()))
+        todo.extend((s, route.path.split("?")[0], headers) for s in model.ingress_services())
+    while todo:
+        service, path, headers = todo.pop()
+        if (path, headers) in reached.setdefault(service, set()):
+            continue
+        reached[service].add((path, headers))
+        svc = model.services[service]
+        if svc.command is not None:
+            continue
+        for version in svc.versions:
+            kept = tuple((k, v) for k, v in headers if k in {h.lower() for h in version.behaviour.propagate_headers})
+            todo.extend((callee, call_path, kept) for callee, call_path in version.behaviour.calls)
+    return reached
+
+
+def _reached_services(model: MeshModel, traffic: Profile) -> set[str]:
+    return set(_shapes(model, traffic))
+
+
+def _reaches(model: MeshModel, promise: Promise, traffic: Profile) -> bool:
+    """Does some request of the traffic take the promise's route?"""
+    for path, headers in _shapes(model, traffic).get(promise.service, set()):
+        try:
+            taken = expected_shares(model, promise.service, dict(headers), path).route_index
+        except InvalidArgument:
+            continue
+        if taken == promise.route:
+            return True
+    return False
