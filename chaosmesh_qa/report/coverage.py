@@ -16,7 +16,9 @@ nothing.  A fault hits a service ``S``: ``kill_pods``/``fail_pods`` (connections
 * promises that act on every request need no fault, only traffic that reaches them and the verdict that checks
   them: ``routing``/``match`` (``routing_matches`` on the service, traffic whose path and headers, propagated
   through the call graph, take that route), ``mtls`` (``mtls_enforced`` over the service), ``authz-rule``
-  (``authz_enforced`` over a workload the policy selects), ``trace-propagation`` (``traces_complete``);
+  (``authz_enforced`` whose ``expected`` names a workload the policy selects: without the team's intent the
+  verdict expects whatever the policies say, so a deleted or widened rule passes it), ``trace-propagation``
+  (``traces_complete``);
 * ``retries``: a fault on a destination its ``retryOn`` retries, and ``policy_engaged retries`` on it or a
   recovery probe on a caller (``recovered_within``, or an error ratio during the fault);
 * ``timeout``: latency on a destination beyond the timeout, or a blackhole of all its pods, and a latency bound
@@ -160,7 +162,7 @@ def exercises(found: Promises, promise: Promise, experiment: Experiment) -> list
                 if _chosen_services(p, model) >= {promise.service}]
     if kind == "authz-rule":
         return [Exercise(name, None, p.activity) for p in _probes(experiment, "authz_enforced")
-                if _chosen_services(p, model) & set(promise.targets)]
+                if isinstance(p.arguments.get("expected"), dict) and set(p.arguments["expected"]) & set(promise.targets)]
     if kind == "trace-propagation":
         return [Exercise(name, None, p.activity) for p in _probes(experiment, "traces_complete")
                 if _reached_services(model, experiment.traffic) >= {promise.service}]
@@ -286,12 +288,9 @@ def _probes(experiment: Experiment, func: str) -> list[Probe]:
 
 
 def _chosen_services(probe: Probe, model: MeshModel) -> set[str]:
-    """The services a verdict checks: its ``services`` (default: all) and ``expected``'s."""
+    """The services a verdict checks: its ``services`` (default: all)."""
     services = probe.arguments.get("services")
-    chosen = set(model.services) if services is None else {str(s) for s in services if isinstance(s, str)}
-    expected = probe.arguments.get("expected")
-    return chosen | ({str(k) for k in expected} if isinstance(expected, dict) and probe.func == "authz_enforced"
-                     else set())
+    return set(model.services) if services is None else {str(s) for s in services if isinstance(s, str)}
 
 
 # --------------------------------------------------------------------------- traffic through the call graph
