@@ -9,25 +9,26 @@ Registered on the CLI group in ``chaosmesh_qa.cli`` (``LazyGroup``).  The promis
 from __future__ import annotations
 
 import json
+import math
 import sys
 from pathlib import Path
 from typing import NoReturn
 
 import click
 
+from chaosmesh_qa.cli import MESH_DIR, CheckedPath
 from chaosmesh_qa.errors import ChaosMeshQAError, one_line
 from chaosmesh_qa.targets.local.sandbox import default_mesh_dir
 
 
 @click.command("coverage")
-@click.argument("experiments", nargs=-1, type=click.Path(path_type=Path, dir_okay=False))
-@click.option("--mesh", "mesh_dir", type=click.Path(path_type=Path), default=None, envvar="CHAOSMESH_QA_MESH",
-              help="Mesh definition directory [default: built-in demo mesh].")
+@click.argument("experiments", nargs=-1, type=CheckedPath(path_type=Path, dir_okay=False))
+@MESH_DIR
 @click.option("--json", "as_json", is_flag=True, help="Print the coverage as JSON.")
 @click.option("--markdown", "as_markdown", is_flag=True, help="Print the coverage as a Markdown table.")
-@click.option("--junit", "junit_file", type=click.Path(path_type=Path, dir_okay=False), default=None,
+@click.option("--junit", "junit_file", type=CheckedPath(path_type=Path, dir_okay=False), default=None,
               help="Also write JUnit XML: one testcase per promise, uncovered or unworkable ones failing.")
-@click.option("--fail-under", type=click.FloatRange(0, 100), default=None,
+@click.option("--fail-under", type=click.FloatRange(0, 100), default=None, callback=lambda _c, _p, v: _percent(v),
               help="Exit 1 when fewer than PERCENT % of the promises are covered (a CI gate).")
 def coverage_command(experiments: tuple[Path, ...], mesh_dir: Path | None, as_json: bool, as_markdown: bool,
                      junit_file: Path | None, fail_under: float | None) -> None:
@@ -57,6 +58,12 @@ def coverage_command(experiments: tuple[Path, ...], mesh_dir: Path | None, as_js
     if fail_under is not None and result.percent < fail_under:
         click.echo(f"chaosmesh-qa: coverage {result.percent:.1f} % is below --fail-under {fail_under:g} %", err=True)
         sys.exit(1)
+
+
+def _percent(value: float | None) -> float | None:
+    if value is not None and math.isnan(value):  # click's FloatRange lets NaN through
+        raise click.BadParameter("expected a percentage in [0, 100], got nan")
+    return value
 
 
 def _fail(message: str) -> NoReturn:

@@ -304,6 +304,8 @@ def test_bad_input_is_one_line(tmp_path: Path) -> None:
                           "DestinationRule/catalog", "consecutive5xxErrors")
     assert_one_line_error(run_main("coverage", "--mesh", str(tmp_path / "no-mesh"), cwd=tmp_path), "no-mesh")
     assert_one_line_error(run_main("coverage", "--json", "--markdown", cwd=tmp_path), "--json and --markdown")
+    assert_one_line_error(run_main("coverage", "--fail-under", "nan", cwd=tmp_path), "--fail-under", "nan")
+    assert_one_line_error(run_main("coverage", str(tmp_path), cwd=tmp_path), "is a directory")
     blocked = tmp_path / "a-file"
     blocked.write_text("")
     assert_one_line_error(run_main("coverage", "--junit", str(blocked / "x.xml"), str(SHIPPED[0]), cwd=tmp_path),
