@@ -39,7 +39,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from chaosmesh_qa.errors import InvalidArgument
+from chaosmesh_qa.errors import ChaosMeshQAError, InvalidArgument
 from chaosmesh_qa.mesh.explain import explain
 from chaosmesh_qa.mesh.model import MeshModel
 from chaosmesh_qa.mesh.promises import Promise, Promises, list_promises
@@ -124,6 +124,32 @@ def coverage(directory: str | Path, paths: list[Path]) -> Coverage:
     return Coverage(found.mesh, found.directory, tuple(str(p) for p in paths), tuple(entries), found.warnings, alone)
 
 
+def run_coverage(experiments: list[tuple[Path, dict[str, Any]]], target: str | None
+                 ) -> tuple[list[Coverage], list[str]]:
+    """For ``run --html``: per mesh the run's experiments ran on (local target), its coverage by them; and a note
+    for each experiment whose mesh cannot be read here (a cluster's objects) or whose coverage cannot be told."""
+    from chaosmesh_qa.report.baseline import run_context
+    from chaosmesh_qa.targets.local.sandbox import default_mesh_dir
+
+    meshes: dict[str, list[Path]] = {}
+    notes = []
+    for path, experiment in experiments:
+        context = run_context(experiment, target)
+        if context["target"] != "local":
+            notes.append(f"{path}: ran on the {context['target']} target, whose mesh is the cluster's objects: "
+                         "not in the coverage")
+            continue
+        directory = str(default_mesh_dir()) if context["mesh"] == "built-in default mesh" else context["mesh"]
+        meshes.setdefault(directory, []).append(path)
+    found = []
+    for directory, paths in meshes.items():
+        try:
+            found.append(coverage(directory, paths))
+        except ChaosMeshQAError as exc:
+            notes.append(f"coverage of mesh {directory}: {exc}")
+    return found, notes
+
+
 def _ties(finding: dict[str, Any], promise: Promise) -> bool:
     """Does an explain finding name this promise: its kind, and its policy (authorization), subset (routing),
     route (a retry budget) or else its service?"""
@@ -162,7 +188,8 @@ def exercises(found: Promises, promise: Promise, experiment: Experiment) -> list
                 if _chosen_services(p, model) >= {promise.service}]
     if kind == "authz-rule":
         return [Exercise(name, None, p.activity) for p in _probes(experiment, "authz_enforced")
-                if isinstance(p.arguments.get("expected"), dict) and set(p.arguments["expected"]) & set(promise.targets)]
+                if isinstance(p.arguments.get("expected"), dict)
+                and set(p.arguments["expected"]) & set(promise.targets)]
     if kind == "trace-propagation":
         return [Exercise(name, None, p.activity) for p in _probes(experiment, "traces_complete")
                 if _reached_services(model, experiment.traffic) >= {promise.service}]

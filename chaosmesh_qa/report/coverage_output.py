@@ -1,6 +1,7 @@
 """``chaosmesh-qa coverage``'s outputs: a text table, Markdown, and JUnit XML with one testcase per promise.
 
-Called by ``chaosmesh_qa.cli.coverage`` with a ``report.coverage.Coverage``.  In JUnit, a covered promise is a
+Called by ``chaosmesh_qa.cli.coverage`` with a ``report.coverage.Coverage`` (and by ``cli.run`` for the HTML
+report's section: ``html_section``).  In JUnit, a covered promise is a
 passing testcase, an uncovered one a ``<failure type="uncovered">`` and one that cannot work a
 ``<failure type="unworkable">`` naming explain's codes (the common JUnit elements ``report.junit`` writes too).
 """
@@ -9,6 +10,7 @@ from __future__ import annotations
 
 import xml.etree.ElementTree as ET
 from pathlib import Path
+from typing import Any
 
 from chaosmesh_qa.report.coverage import Coverage, Entry
 
@@ -49,15 +51,25 @@ def table(result: Coverage) -> str:
     return "\n".join(lines)
 
 
+def rows(result: Coverage) -> list[dict[str, str]]:
+    """One row per promise: status, kind, promise, where it is declared, what exercises it (or what would)."""
+    return [{"status": e.status, "kind": e.promise.kind, "promise": e.promise.summary, "source": str(e.promise.source),
+             "detail": exercised(e) if e.status == "covered" else why_not(e)} for e in result.entries]
+
+
+def html_section(result: Coverage) -> dict[str, Any]:
+    """What ``report.html`` shows of one mesh's coverage (``run --html``)."""
+    return {"mesh": result.mesh, "directory": result.directory, "covered": result.covered,
+            "promises": len(result.entries), "percent": f"{result.percent:.1f}", "rows": rows(result)}
+
+
 def markdown(result: Coverage) -> str:
     lines = [f"## Resilience coverage of mesh `{result.mesh}`", "", f"**{result.percent:.1f} %**: "
              f"{result.covered} of {len(result.entries)} promises covered by "
              + (", ".join(f"`{Path(e).name}`" for e in result.experiments) or "no experiment"), "",
              "| Status | Kind | Promise | Declared at | Exercised by / why not |", "|---|---|---|---|---|"]
-    for entry in result.entries:
-        p = entry.promise
-        detail = exercised(entry) if entry.status == "covered" else why_not(entry)
-        cells = [entry.status, p.kind, p.summary, f"`{p.source}`", detail]
+    for row in rows(result):
+        cells = [row["status"], row["kind"], row["promise"], f"`{row['source']}`", row["detail"]]
         lines.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
     return "\n".join(lines) + "\n"
 

@@ -311,3 +311,41 @@ def test_bad_input_is_one_line(tmp_path: Path) -> None:
     assert_one_line_error(run_main("coverage", "--junit", str(blocked / "x.xml"), str(SHIPPED[0]), cwd=tmp_path),
                           "--junit")
     assert not (blocked.parent / "x.xml").exists()
+
+
+def test_the_run_html_section_is_per_mesh_the_experiments_ran_on(monkeypatch: pytest.MonkeyPatch) -> None:
+    from chaosmesh_qa.report.coverage import run_coverage
+    from chaosmesh_qa.report.coverage_output import html_section
+    from chaosmesh_qa.report.html import render_html
+    from chaosmesh_qa.report.run import load_experiment
+
+    monkeypatch.delenv("CHAOSMESH_QA_MESH", raising=False)
+    loaded = [(path, load_experiment(path)) for path in SHIPPED]
+    on_a_cluster = json.loads(json.dumps(loaded[0][1]))
+    on_a_cluster["configuration"]["chaosmesh_qa_target"] = "kubernetes"
+    found, notes = run_coverage([*loaded, (Path("cluster.json"), on_a_cluster)], None)
+    assert [(c.directory, c.covered, len(c.entries)) for c in found] == [(str(default_mesh_dir()), 14, 16)]
+    assert notes == ["cluster.json: ran on the kubernetes target, whose mesh is the cluster's objects: not in the "
+                     "coverage"]
+    page = render_html([], coverage=[html_section(found[0])])
+    assert "Resilience coverage: mesh shop" in page and "87.5 %" in page
+    section = page.split("Resilience coverage: mesh shop", 1)[1]
+    assert section.count('<tr class="failed">') == 2 and section.count("<tr class=") == 16
+    monkeypatch.setenv("CHAOSMESH_QA_MESH", str(MESHES / "single-catalog-replica"))  # as chaos resolves it
+    found, _ = run_coverage(loaded, None)
+    assert [c.directory for c in found] == [str(MESHES / "single-catalog-replica")]
+
+
+@pytest.mark.processes
+def test_run_html_shows_the_coverage_of_what_ran(tmp_path: Path) -> None:
+    """A trivial experiment through the real `chaos`: the report's section says it covers none of the promises."""
+    from tests.support.cli import run_cli
+
+    experiment = tmp_path / "sleep.json"
+    experiment.write_text(json.dumps({"title": "sleep", "description": "no sandbox needed", "method": [
+        {"type": "action", "name": "sleep", "provider": {"type": "process", "path": "sleep", "arguments": "0"}}]}))
+    out = run_cli("run", str(experiment), "--out", str(tmp_path / "out"), "--html", str(tmp_path / "r.html"),
+                  env={"CHAOSMESH_QA_STATE_DIR": str(tmp_path / "state")}, timeout=60)
+    assert "html report:" in out.stdout, out.stdout + out.stderr
+    page = (tmp_path / "r.html").read_text()
+    assert "Resilience coverage: mesh shop" in page and "0 of 16 promises" in page
