@@ -24,9 +24,9 @@ nothing.  A fault hits a service ``S``: ``kill_pods``/``fail_pods`` (connections
 * ``timeout``: latency on a destination beyond the timeout, or a blackhole of all its pods, and a latency bound
   on a caller below the injected delay (``recovered_within``'s ``max_p*_ms``, ``latency_quantile``,
   ``client_latency``, during the fault), or any recovery probe for a blackhole (requests hang without it);
-* ``outlier-detection``: a pod kill/failure, an app kill, a 5xx abort or a blackhole on some of the service's pods,
-  and ``policy_engaged outlier_ejection`` on it, or a recovery probe when no route toward it retries (retries hide
-  the fault from every caller whether or not a host is ejected);
+* ``outlier-detection``: a pod kill/failure or a blackhole of some of the service's pods, an app kill or a 5xx
+  abort, and ``policy_engaged outlier_ejection`` on it, or a recovery probe when no route toward it retries
+  (retries hide the fault from every caller whether or not a host is ejected);
 * ``connection-pool``: latency or a blackhole on the service, and ``policy_engaged circuit_breaker`` on it;
 * ``connect-timeout``: a blackhole of some of its pods, and a recovery probe on a caller;
 * ``locality``: never (no probe of this version tells localities apart).
@@ -223,10 +223,10 @@ def _hits(promise: Promise, fault: Fault, model: MeshModel) -> bool:
         return (fault.effect == "delay" and (fault.delay_ms or 0) > settings["timeout_s"] * 1000) or \
             (fault.effect == "blackhole" and not fault.some_pods)
     if promise.kind == "outlier-detection":
-        status = fault.status or 0
-        return fault.some_pods and (fault.effect in ("refused", "blackhole") or (fault.effect == "status" and (
+        status = fault.status or 0  # an answer ejects the hosts that give it, however many there are
+        return (fault.some_pods and fault.effect in ("refused", "blackhole")) or (fault.effect == "status" and (
             (status >= 500 and settings["consecutive_5xx"] > 0) or
-            (status in (502, 503, 504) and settings["consecutive_gateway_errors"] > 0))))
+            (status in (502, 503, 504) and settings["consecutive_gateway_errors"] > 0)))
     if promise.kind == "connection-pool":
         return fault.effect in ("delay", "blackhole")
     if promise.kind == "connect-timeout":
@@ -275,7 +275,9 @@ def _observer(probe: Probe, model: MeshModel, fault: Fault) -> bool:
     if args.get("measure") == "client" or probe.func in ("client_error_ratio", "client_latency"):
         return True
     service = args.get("service")
-    return service is None if probe.func == "recovered_within" else service in _upstream(model, fault.service)
+    if probe.func == "recovered_within" and service is None:
+        return True  # the ingress's edge into the mesh
+    return isinstance(service, str) and service in _upstream(model, fault.service)
 
 
 def _recovery(probe: Probe, fault: Fault, model: MeshModel) -> bool:
@@ -283,7 +285,7 @@ def _recovery(probe: Probe, fault: Fault, model: MeshModel) -> bool:
     if probe.func == "recovered_within":
         if probe.arguments.get("since", "fault_start") != "fault_start":
             return False  # from the last heal on: what happened during the fault is not judged
-        return _observer(probe, model, fault) or probe.arguments.get("service") in _upstream(model, fault.service)
+        return _observer(probe, model, fault)
     if probe.func in ("error_ratio", "client_error_ratio"):
         return probe.arguments.get("phase") == "during" and _observer(probe, model, fault)
     return False
@@ -293,7 +295,8 @@ def _latency_bound(probe: Probe, fault: Fault, model: MeshModel) -> float | None
     """The latency (ms) above which the probe fails, if it measures callers during the fault."""
     args = probe.arguments
     if probe.func == "recovered_within" and _recovery(probe, fault, model):
-        bounds = [v for k, v in (args.get("slo") or {}).items() if str(k).endswith("_ms") and _number(v)]
+        slo: dict[str, Any] = args["slo"] if isinstance(args.get("slo"), dict) else {}
+        bounds = [v for k, v in slo.items() if str(k).endswith("_ms") and _number(v)]
         return min(bounds) if bounds else None
     if probe.func in ("latency_quantile", "client_latency") and args.get("phase") == "during" and \
             _observer(probe, model, fault):
@@ -317,7 +320,9 @@ def _probes(experiment: Experiment, func: str) -> list[Probe]:
 def _chosen_services(probe: Probe, model: MeshModel) -> set[str]:
     """The services a verdict checks: its ``services`` (default: all)."""
     services = probe.arguments.get("services")
-    return set(model.services) if services is None else {str(s) for s in services if isinstance(s, str)}
+    if services is None:
+        return set(model.services)
+    return {s for s in services if isinstance(s, str)} if isinstance(services, list) else set()
 
 
 # --------------------------------------------------------------------------- traffic through the call graph

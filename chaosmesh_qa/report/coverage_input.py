@@ -57,7 +57,7 @@ def read_experiment(path: Path, model: MeshModel) -> Experiment:
     configuration, method = _dict(raw.get("configuration")), _list(raw.get("method"))
     hypothesis = _dict(raw.get("steady-state-hypothesis"))
     faults = [f for a in method for f in _faults(a, model)]
-    probes = [Probe(str(a.get("name", "?")), str(a["provider"].get("func")), a["provider"].get("arguments") or {},
+    probes = [Probe(str(a.get("name", "?")), str(a["provider"].get("func")), _dict(a["provider"].get("arguments")),
                     a.get("tolerance"))
               for a in _list(hypothesis.get("probes")) if isinstance(a, dict) and isinstance(a.get("provider"), dict)
               and str(a["provider"].get("module", "")).startswith(PROBES)]
@@ -86,12 +86,14 @@ def _faults(activity: Any, model: MeshModel) -> list[Fault]:
     if provider.get("module") != ACTIONS or not all(isinstance(args.get(k, ""), str) for k in ("service", "a", "b")):
         return []
     service, source = args.get("service", ""), args.get("source")
+    if source is not None and not isinstance(source, str):
+        return []
     if func in ("kill_pods", "fail_pods", "kill_app") and service in model.services:
         effect = "status" if func == "kill_app" else "refused"
         return [Fault(name, service, None, effect, 503 if func == "kill_app" else None,
                       some_pods=_some(model, service, args))]
     if func == "inject_abort" and service in model.services and isinstance(args.get("http_status"), int):
-        return [Fault(name, service, source, "status", args["http_status"], some_pods=args.get("percent", 100) < 100)]
+        return [Fault(name, service, source, "status", args["http_status"])]
     if func == "inject_latency" and service in model.services and isinstance(args.get("delay_ms"), int):
         return [Fault(name, service, source, "delay", delay_ms=args["delay_ms"])]
     if func == "partition":

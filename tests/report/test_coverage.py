@@ -349,3 +349,29 @@ def test_run_html_shows_the_coverage_of_what_ran(tmp_path: Path) -> None:
     assert "html report:" in out.stdout, out.stdout + out.stderr
     page = (tmp_path / "r.html").read_text()
     assert "Resilience coverage: mesh shop" in page and "0 of 16 promises" in page
+
+
+ODD = {  # chaoslib may accept these or not: either way no traceback, and nothing covered
+    "a-list-of-arguments": ([{"func": "kill_pods", "arguments": ["catalog"]}], [_recovery()]),
+    "a-service-list": ([{"func": "kill_pods", "arguments": {"service": ["catalog"]}}], [_recovery()]),
+    "a-source-number": ([{"func": "inject_latency", "arguments": {"service": "catalog", "delay_ms": 3000,
+                                                                 "duration_s": 5, "source": 7}}], [_recovery()]),
+    "a-text-delay": ([{"func": "inject_latency", "arguments": {"service": "catalog", "delay_ms": "3000",
+                                                              "duration_s": 5}}], [_recovery()]),
+    "a-probe-on-a-list": ([{"func": "kill_pods", "arguments": {"service": "catalog"}}],
+                          [{"func": "policy_engaged", "arguments": {"policy": "retries", "service": ["catalog"]}},
+                           {**_recovery(), "arguments": {"budget_s": 5, "slo": [1], "service": ["x"]}}]),
+    "services-as-text": ([], [{"module": "chaosmesh_qa.probes.mtls", "func": "mtls_enforced", "tolerance": ["pass"],
+                               "arguments": {"services": "inventory"}}]),
+}
+
+
+@pytest.mark.parametrize("case", sorted(ODD))
+def test_odd_arguments_cover_nothing_and_never_crash(tmp_path: Path, case: str) -> None:
+    method, probes = ODD[case]
+    path = _experiment(tmp_path, json.loads(json.dumps(method)), json.loads(json.dumps(probes)))
+    result = run_main("coverage", "--json", str(path), cwd=tmp_path)
+    if result.code == 2:
+        assert_one_line_error(result, str(path))
+        return
+    assert (result.code, json.loads(result.stdout)["covered"]) == (0, 0), result.stderr
