@@ -156,7 +156,8 @@ def _one_route(model: MeshModel, raw: _Raw, host: str, index: int, route: Route,
     if route.timeout_s is not None:
         add("timeout", "timeout", f"{host}: requests time out after {route.timeout_s:g}s",
             f"latency on {', '.join(targets)} beyond {route.timeout_s:g}s, or a blackhole of all its pods",
-            "a caller's or the clients' latency bounded below the injected delay", timeout_s=route.timeout_s)
+            "a caller's or the clients' latency bounded below the injected delay", timeout_s=route.timeout_s,
+            per_try_timeout_s=retries.per_try_timeout_s, attempts=retries.attempts, retry_on=retries.retry_on)
     weighted = [d for d in route.destinations if d.weight > 0]
     shown = ", ".join(f"{d.service}/{d.subset}" if d.subset else d.service for d in weighted)
     if len(weighted) > 1 or (any(d.subset for d in weighted) and not route.matches):

@@ -21,9 +21,11 @@ nothing.  A fault hits a service ``S``: ``kill_pods``/``fail_pods`` (connections
   (``traces_complete``);
 * ``retries``: a fault on a destination its ``retryOn`` retries, and ``policy_engaged retries`` on it or a
   recovery probe on a caller (``recovered_within``, or an error ratio during the fault);
-* ``timeout``: latency on a destination beyond the timeout, or a blackhole of all its pods, and a latency bound
-  on a caller below the injected delay (``recovered_within``'s ``max_p*_ms``, ``latency_quantile``,
-  ``client_latency``, during the fault), or any recovery probe for a blackhole (requests hang without it);
+* ``timeout``: latency on a destination beyond the timeout, or a blackhole of all its pods, when the tries do not
+  end the request first (``perTryTimeout`` x the tries that retry a per-try timeout below the timeout: it never
+  acts), and a latency bound on a caller below the injected delay (``recovered_within``'s ``max_p*_ms``,
+  ``latency_quantile``, ``client_latency``, during the fault), or any recovery probe for a blackhole (requests
+  hang without it);
 * ``outlier-detection``: a pod kill/failure or a blackhole of some of the service's pods, an app kill or a 5xx
   abort, and ``policy_engaged outlier_ejection`` on it, or a recovery probe when no route toward it retries
   (retries hide the fault from every caller whether or not a host is ejected);
@@ -220,8 +222,9 @@ def _hits(promise: Promise, fault: Fault, model: MeshModel) -> bool:
             return per_try is not None and (fault.delay_ms or 0) > per_try * 1000 and bool(retry_on & RETRIED["delay"])
         return bool(retry_on & RETRIED[fault.effect])
     if promise.kind == "timeout":
-        return (fault.effect == "delay" and (fault.delay_ms or 0) > settings["timeout_s"] * 1000) or \
-            (fault.effect == "blackhole" and not fault.some_pods)
+        return _reaches_timeout(settings) and (
+            (fault.effect == "delay" and (fault.delay_ms or 0) > settings["timeout_s"] * 1000) or
+            (fault.effect == "blackhole" and not fault.some_pods))
     if promise.kind == "outlier-detection":
         status = fault.status or 0  # an answer ejects the hosts that give it, however many there are
         return (fault.some_pods and fault.effect in ("refused", "blackhole")) or (fault.effect == "status" and (
@@ -232,6 +235,17 @@ def _hits(promise: Promise, fault: Fault, model: MeshModel) -> bool:
     if promise.kind == "connect-timeout":
         return fault.effect == "blackhole"
     return False
+
+
+def _reaches_timeout(settings: dict[str, Any]) -> bool:
+    """Does a request that never gets an answer last until the route timeout?  Not when its tries end first: each
+    ends at ``perTryTimeout``, and only retries of a per-try timeout make another."""
+    per_try = settings.get("per_try_timeout_s")
+    if not per_try:
+        return True
+    retried = bool(set(str(settings.get("retry_on", "")).split(",")) & RETRIED["delay"])
+    tries = 1 + int(settings.get("attempts") or 0) if retried else 1
+    return bool(tries * per_try >= settings["timeout_s"])
 
 
 def _would_fail(promise: Promise, fault: Fault, probe: Probe, model: MeshModel) -> bool:

@@ -375,3 +375,26 @@ def test_odd_arguments_cover_nothing_and_never_crash(tmp_path: Path, case: str) 
         assert_one_line_error(result, str(path))
         return
     assert (result.code, json.loads(result.stdout)["covered"]) == (0, 0), result.stderr
+
+
+def test_a_timeout_the_tries_always_beat_is_never_exercised(tmp_path: Path) -> None:
+    """4 tries x 300 ms per try end a delayed request at 1.2 s: catalog's 2 s timeout never acts, whatever the delay
+    (with 500 ms per try the tries reach 2 s: the timeout cuts the last one, and the same fault exercises it)."""
+    mesh = mesh_with(tmp_path, replace("traffic.yaml", "perTryTimeout: 500ms", "perTryTimeout: 300ms"))
+    path = _experiment(tmp_path, [_latency("catalog", 5000)], [_recovery(p99=500)])
+    key = "timeout:catalog:VirtualService/catalog:spec.http[0]"
+    assert _statuses(mesh, [path])[key] == "uncovered"
+    assert _statuses(default_mesh_dir(), [path])[key] == "covered"
+
+
+@pytest.mark.processes
+def test_the_console_script_gates_in_ci(tmp_path: Path) -> None:
+    """The installed `chaosmesh-qa` as a CI job runs it: exit 1 under --fail-under, the JUnit file written anyway."""
+    from tests.support.cli import run_cli
+
+    mesh = mesh_with(tmp_path, append("traffic.yaml", MORE))
+    gate = run_cli("coverage", "--mesh", str(mesh), "--fail-under", "100", "--junit", str(tmp_path / "c.xml"),
+                   *map(str, SHIPPED), timeout=60)
+    assert gate.returncode == 1 and gate.stderr == "chaosmesh-qa: coverage 77.8 % is below --fail-under 100 %\n"
+    SCHEMA.validate(str(tmp_path / "c.xml"))
+    assert run_cli("coverage", "--fail-under", "87.5", *map(str, SHIPPED), timeout=60).returncode == 0
