@@ -3,8 +3,9 @@
 ``coverage(directory, paths)`` lists the mesh's promises (``mesh.promises``), reads each experiment (Chaos
 Toolkit format, validated by chaoslib: ``report.run.load_experiment``) and decides, promise by promise, which
 experiments exercise it.  A promise that ``chaosmesh-qa explain`` finds cannot work (``mesh.explain``: a warning
-whose code ``UNWORKABLE`` ties to the promise's kind, about its service) is *unworkable*: listed with the code,
-never counted covered.  Called by ``chaosmesh_qa.cli.coverage``; ``report.coverage_output`` renders the result.
+tied to it: ``mesh.unworkable``) is *unworkable*: listed with the code, never counted covered.  Called by
+``chaosmesh_qa.cli.coverage`` and ``cli.run`` (``run_coverage``); ``report.coverage_output`` renders the result.
+Which requests take which route: ``mesh.reach``.
 
 The rules (docs/how-to/coverage.md explains each).  Only ``chaosmesh_qa.actions`` in the method are faults; only
 the steady-state hypothesis' probes count (Chaos Toolkit checks their tolerances after the method: a method
@@ -36,26 +37,18 @@ nothing.  A fault hits a service ``S``: ``kill_pods``/``fail_pods`` (connections
 
 from __future__ import annotations
 
-import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from chaosmesh_qa.errors import ChaosMeshQAError, InvalidArgument
-from chaosmesh_qa.mesh.explain import explain
+from chaosmesh_qa.errors import ChaosMeshQAError
 from chaosmesh_qa.mesh.model import MeshModel
 from chaosmesh_qa.mesh.promises import Promise, Promises, list_promises
-from chaosmesh_qa.mesh.routing import expected_shares
+from chaosmesh_qa.mesh.reach import reached, takes
+from chaosmesh_qa.mesh.unworkable import unworkable
 from chaosmesh_qa.report.coverage_input import Experiment, Fault, Probe, read_experiment
 from chaosmesh_qa.traffic.profile import Profile
 
-# explain's codes of a setting that cannot work -> the promise kinds it makes unworkable (mesh/explain*.py)
-UNWORKABLE = {
-    "CMQ-T001": ("retries",), "CMQ-T002": ("timeout",), "CMQ-T003": ("retries",),
-    "CMQ-R002": ("routing", "match"), "CMQ-R003": ("routing", "match"), "CMQ-O002": ("outlier-detection",),
-    "CMQ-S001": ("mtls",), "CMQ-S002": ("authz-rule",), "CMQ-S003": ("authz-rule",), "CMQ-S004": ("authz-rule",),
-    "CMQ-L001": ("locality",), "CMQ-L002": ("locality",), "CMQ-L003": ("locality",), "CMQ-L004": ("locality",),
-}
 RETRIED = {"refused": {"connect-failure", "refused-stream", "reset", "5xx", "gateway-error"},
            "blackhole": {"connect-failure", "reset", "5xx", "gateway-error"},
            "delay": {"5xx", "gateway-error", "reset"}}  # a per-try timeout: Envoy retries it as a 504 / no answer
@@ -110,20 +103,15 @@ def coverage(directory: str | Path, paths: list[Path]) -> Coverage:
     or ``InvalidMesh``, one line; every experiment is read before any promise is judged)."""
     found = list_promises(directory)
     experiments = [read_experiment(path, found.model) for path in paths]
-    findings = [f for f in explain(directory)["findings"] if f["severity"] == "warning" and f["code"] in UNWORKABLE]
+    cannot, alone = unworkable(found)
     entries = []
     for promise in found.promises:
-        entry = Entry(promise)
-        for f in findings:
-            shown = {"code": f["code"], "message": f["message"], "location": f["location"]}
-            if _ties(f, promise) and shown not in entry.unworkable:
-                entry.unworkable.append(shown)
+        entry = Entry(promise, unworkable=cannot.get(promise.id, []))
         for experiment in experiments:
             entry.exercised_by.extend(exercises(found, promise, experiment))
         entries.append(entry)
-    alone = tuple({"code": f["code"], "message": f["message"], "location": f["location"]} for f in findings
-                  if not any(_ties(f, e.promise) for e in entries))
-    return Coverage(found.mesh, found.directory, tuple(str(p) for p in paths), tuple(entries), found.warnings, alone)
+    return Coverage(found.mesh, found.directory, tuple(str(p) for p in paths), tuple(entries), found.warnings,
+                    tuple(alone))
 
 
 def run_coverage(experiments: list[tuple[Path, dict[str, Any]]], target: str | None
@@ -152,27 +140,6 @@ def run_coverage(experiments: list[tuple[Path, dict[str, Any]]], target: str | N
     return found, notes
 
 
-def _ties(finding: dict[str, Any], promise: Promise) -> bool:
-    """Does an explain finding name this promise: its kind, and its policy (authorization), subset (routing),
-    route (a retry budget) or else its service?"""
-    code, location, message = finding["code"], str(finding["location"]), str(finding["message"])
-    if promise.kind not in UNWORKABLE[code]:
-        return False
-    if promise.kind == "authz-rule":
-        if f"{promise.source.resource}:" not in location:
-            return False
-        widened = re.search(r"\(([^()]+)\), which never calls", message) if code == "CMQ-S004" else None
-        return widened is None or widened.group(1).removeprefix("spiffe://") in promise.summary
-    service = message.split(":", 1)[0].split("/")[0]
-    if code in ("CMQ-R002", "CMQ-R003"):
-        subset = re.search(r"subset (\S+) selects", message)
-        return service == promise.service and subset is not None and f"{service}/{subset.group(1)}" in promise.summary
-    if code == "CMQ-T003":
-        return location.startswith(f"{promise.source.file}: {promise.source.resource}: ") and \
-            location.endswith(f": {promise.source.field}")
-    return service == promise.service
-
-
 # --------------------------------------------------------------------------- the rules
 
 
@@ -184,7 +151,8 @@ def exercises(found: Promises, promise: Promise, experiment: Experiment) -> list
     kind = promise.kind
     if kind in ("routing", "match"):
         return [Exercise(name, None, p.activity) for p in _probes(experiment, "routing_matches")
-                if p.arguments.get("service") == promise.service and _reaches(model, promise, experiment.traffic)]
+                if p.arguments.get("service") == promise.service and promise.route is not None
+                and takes(model, promise.service, promise.route, _requests(experiment.traffic))]
     if kind == "mtls":
         return [Exercise(name, None, p.activity) for p in _probes(experiment, "mtls_enforced")
                 if _chosen_services(p, model) >= {promise.service}]
@@ -194,7 +162,7 @@ def exercises(found: Promises, promise: Promise, experiment: Experiment) -> list
                 and set(p.arguments["expected"]) & set(promise.targets)]
     if kind == "trace-propagation":
         return [Exercise(name, None, p.activity) for p in _probes(experiment, "traces_complete")
-                if _reached_services(model, experiment.traffic) >= {promise.service}]
+                if promise.service in reached(model, _requests(experiment.traffic))]
     if kind == "locality":
         return []
     out: list[Exercise] = []
@@ -339,42 +307,6 @@ def _chosen_services(probe: Probe, model: MeshModel) -> set[str]:
     return {s for s in services if isinstance(s, str)} if isinstance(services, list) else set()
 
 
-# --------------------------------------------------------------------------- traffic through the call graph
-
-
-def _shapes(model: MeshModel, traffic: Profile) -> dict[str, set[tuple[str | None, tuple[tuple[str, str], ...]]]]:
-    """The requests (path, headers) that reach each service from the profile's, through the call graph: the
-    built-in app calls its callees' paths with the headers it propagates; a command service's calls are unknown."""
-    reached: dict[str, set[tuple[str | None, tuple[tuple[str, str], ...]]]] = {}
-    todo: list[tuple[str, str | None, tuple[tuple[str, str], ...]]] = []
-    for route in traffic.paths:
-        headers = tuple(sorted({k.lower(): v for k, v in {**traffic.headers, **route.headers}.items()}.items()))
-        todo.extend((s, route.path.split("?")[0], headers) for s in model.ingress_services())
-    while todo:
-        service, path, headers = todo.pop()
-        if (path, headers) in reached.setdefault(service, set()):
-            continue
-        reached[service].add((path, headers))
-        svc = model.services[service]
-        if svc.command is not None:
-            continue
-        for version in svc.versions:
-            kept = tuple((k, v) for k, v in headers if k in {h.lower() for h in version.behaviour.propagate_headers})
-            todo.extend((callee, call_path, kept) for callee, call_path in version.behaviour.calls)
-    return reached
-
-
-def _reached_services(model: MeshModel, traffic: Profile) -> set[str]:
-    return set(_shapes(model, traffic))
-
-
-def _reaches(model: MeshModel, promise: Promise, traffic: Profile) -> bool:
-    """Does some request of the traffic take the promise's route?"""
-    for path, headers in _shapes(model, traffic).get(promise.service, set()):
-        try:
-            taken = expected_shares(model, promise.service, dict(headers), path).route_index
-        except InvalidArgument:
-            continue
-        if taken == promise.route:
-            return True
-    return False
+def _requests(traffic: Profile) -> list[tuple[str, dict[str, str]]]:
+    """What the profile sends: each path with its headers (the profile's own and the path's)."""
+    return [(route.path, {**traffic.headers, **route.headers}) for route in traffic.paths]
