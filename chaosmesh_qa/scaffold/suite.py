@@ -50,7 +50,7 @@ from chaosmesh_qa.scaffold.experiment import (
 REFUSED_RETRIED = {"connect-failure", "refused-stream", "reset", "5xx", "gateway-error"}
 LATENCY_HOLD_S = 6  # the shipped latency-circuit-breaker's: the delay held, then healed
 POOL_TRAFFIC = {"users": 80, "rate_rps": 60}  # the shipped latency-circuit-breaker's load: it overflows a pool
-ROUTING_TRAFFIC = {"users": 40, "rate_rps": 150, "warmup_s": 4}  # the shipped routing-canary's
+ROUTING_TRAFFIC = {"users": 40, "rate_rps": 100, "warmup_s": 4}  # routing-canary's users and warm-up, 100 rps
 VERDICT_HOLD_S = 5  # seconds of traffic the method waits before the verdicts judge the last window
 
 

@@ -167,3 +167,44 @@ def test_the_generated_game_day_passes_on_the_default_mesh(tmp_path: Path) -> No
     assert f"game day generated-shop: PASSED — {total} of {total} experiment(s) passed" in process.stdout, \
         output[-3000:]
     assert "STOPPED" not in process.stdout
+
+
+# each broken twin -> the experiment of the default mesh's generated suite that covers the promise it breaks
+TWIN_FAILS = {
+    "no-retries-no-outlier-detection": "pod-kill-catalog",  # catalog's retries and outlier detection removed
+    "single-catalog-replica": "pod-kill-catalog",  # catalog's outlier detection cannot eject its only pod
+    "no-timeout-no-connection-pool": "latency-inventory",  # inventory's timeout and connection pool removed
+    "canary-subset-wrong-pods": "routing-reviews-1",  # the v2 subset selects v1's pods: the 80/20 split is gone
+    "permissive-workload": "mtls",  # reviews accepts plaintext
+    "drops-trace-headers": "tracing",  # a program in the call path drops the trace context
+    "authz-widened": "authz",  # inventory lets frontend in too
+}
+
+
+def test_every_twin_breaks_a_promise_the_default_suite_covers() -> None:
+    assert {p.name for p in MESHES.iterdir() if p.is_dir()} == set(TWIN_FAILS), "add the new twin here"
+    for twin, experiment in TWIN_FAILS.items():
+        assert experiment in DEFAULT_SUITE, (twin, experiment)
+
+
+@pytest.mark.processes
+@pytest.mark.slow  # seven real runs, each bringing its own sandbox up and down (~3 min on 2 quiet cores)
+@pytest.mark.parametrize("twin", sorted(TWIN_FAILS))
+def test_the_default_suite_fails_on_each_twin_where_the_twin_breaks_it(tmp_path: Path, twin: str) -> None:
+    """The experiment covering the broken promise, generated from the default mesh, run on the twin through the
+    real `chaos` (`chaosmesh-qa run`, the mesh given as CHAOSMESH_QA_MESH): it does not pass."""
+    from chaosmesh_qa.targets.local.sandbox import down
+    from tests.support.cli import run_cli
+
+    suite = _write(tmp_path)
+    state = tmp_path / "state"
+    state.mkdir(mode=0o700)
+    name = TWIN_FAILS[twin]
+    try:
+        process = run_cli("run", str(suite / f"{name}.json"), "--out", str(tmp_path / "out"),
+                          env={"CHAOSMESH_QA_STATE_DIR": str(state), "CHAOSMESH_QA_MESH": str(MESHES / twin)},
+                          timeout=300)
+    finally:
+        down(state)
+    assert process.returncode == 1, process.stdout[-3000:]
+    assert f"{name}: PASSED" not in process.stdout and "0 of 1 experiment(s) passed" in process.stdout
