@@ -14,12 +14,13 @@ nothing.  A fault hits a service ``S``: ``kill_pods``/``fail_pods`` (connections
 ``inject_abort`` (its status), ``inject_latency`` (its delay), ``partition`` toward S (``drop``: a blackhole,
 ``reject``: refused); with a ``source``, only that caller's requests.
 
-* promises that act on every request need no fault, only traffic that reaches them and the verdict that checks
-  them: ``routing``/``match`` (``routing_matches`` on the service, traffic whose path and headers, propagated
-  through the call graph, take that route), ``mtls`` (``mtls_enforced`` over the service), ``authz-rule``
-  (``authz_enforced`` whose ``expected`` names a workload the policy selects: without the team's intent the
-  verdict expects whatever the policies say, so a deleted or widened rule passes it), ``trace-propagation``
-  (``traces_complete``);
+* promises that act on every request need no fault, only traffic that reaches them and the verdict that checks them:
+  ``routing``/``match`` (``routing_matches`` on the service with the ``expected`` shares, traffic whose path and
+  headers, propagated through the call graph, take that route: without ``expected`` the verdict expects what the
+  mesh under test declares, so a wrong weight or subset passes it), ``mtls`` (``mtls_enforced`` over the service),
+  ``authz-rule`` (``authz_enforced`` whose ``expected`` names a workload the policy selects: without the team's
+  intent the verdict expects whatever the policies say, so a deleted or widened rule passes it),
+  ``trace-propagation`` (``traces_complete``);
 * ``retries``: a fault on a destination its ``retryOn`` retries, and ``policy_engaged retries`` on it or a
   recovery probe on a caller (``recovered_within``, or an error ratio during the fault);
 * ``timeout``: latency on a destination beyond the timeout, or a blackhole of all its pods, when the tries do not
@@ -152,6 +153,7 @@ def exercises(found: Promises, promise: Promise, experiment: Experiment) -> list
     if kind in ("routing", "match"):
         return [Exercise(name, None, p.activity) for p in _probes(experiment, "routing_matches")
                 if p.arguments.get("service") == promise.service and promise.route is not None
+                and isinstance(p.arguments.get("expected"), dict)
                 and takes(model, promise.service, promise.route, _requests(experiment.traffic))]
     if kind == "mtls":
         return [Exercise(name, None, p.activity) for p in _probes(experiment, "mtls_enforced")

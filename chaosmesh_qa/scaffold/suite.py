@@ -12,7 +12,8 @@ writes for the rest, each the way ``report.coverage``'s rules count as exercisin
   fault below the delay (``timing`` says what clients wait behind the timeouts), and the circuit breaker's probe
   when it has a connection pool (with the shipped latency experiment's load, which overflows it);
 * ``routing-<service>-<route>``: traffic that takes the route (the match's own header values, propagated through
-  the call graph: ``mesh.reach``), judged by ``routing_matches`` against the declared shares;
+  the call graph: ``mesh.reach``), judged by ``routing_matches`` against the shares this mesh declares, written
+  into the experiment (the verdict's own default would follow whatever mesh it runs on);
 * ``mtls``, ``authz`` (intent from the call graph: a service's callers are the ones it lets in), ``tracing``.
 
 Each experiment's description says where its thresholds come from.  The game days (``gameday.yaml`` for the
@@ -33,6 +34,7 @@ import yaml
 from chaosmesh_qa.mesh.model import MeshModel
 from chaosmesh_qa.mesh.promises import Promise, list_promises
 from chaosmesh_qa.mesh.reach import takes
+from chaosmesh_qa.mesh.routing import expected_shares
 from chaosmesh_qa.mesh.unworkable import unworkable
 from chaosmesh_qa.scaffold import graph, timing
 from chaosmesh_qa.scaffold.experiment import (
@@ -272,17 +274,18 @@ def _routing(model: MeshModel, mesh_ref: str, promise: Promise, out: dict[str, G
     if not takes(model, service, index, [(path, headers)]):
         return "no request from the clients takes it (its headers are not propagated, or an earlier route wins)"
     name = f"routing-{service}-{index}"
-    arguments: dict[str, Any] = {"service": service, "window_s": 5, "tolerance": 0.06}
-    if headers:
-        arguments["headers"] = headers
+    shares = expected_shares(model, service, headers, path).shares  # the intent: this mesh's, not the one run on
+    expected = {version: round(share, 4) for version, share in sorted(shares.items()) if share > 0}
+    arguments: dict[str, Any] = {"service": service, "expected": expected, "window_s": 5, "tolerance": 0.06}
     entry: dict[str, Any] = {"path": path, **({"headers": headers} if headers else {})}
     configuration = _configuration(model, mesh_ref, None)
     configuration["chaosmesh_qa_traffic"].update({**ROUTING_TRAFFIC, "paths": [entry]})
     shown = ", ".join(f"{k}: {v}" for k, v in headers.items()) or "no header"
     description = (f"Send {ROUTING_TRAFFIC['rate_rps']} rps with {shown} through the ingress: every request reaching "
                    f"{service} takes its route {index} ({promise.summary}), and routing_matches must find the "
-                   "versions' shares the declared weights and subsets give, within 6 points (the shipped "
-                   "routing-canary's tolerance), over 5 s.")
+                   f"versions' shares its weights and subsets give in this mesh ({expected}: written here, so that a "
+                   "mesh declaring other shares fails), within 6 points (the shipped routing-canary's tolerance), "
+                   "over 5 s.")
     probes = [_probe(f"{service}-route-{index}-shares-as-declared", "routing", "routing_matches", arguments,
                      ["pass"]), _errors("client-error-ratio-last-5s", timing.MAX_ERROR_RATIO, window_s=5)]
     out[name] = Generated(name, _shell(f"{service}'s route {index} routes as declared, under load", description,

@@ -255,7 +255,11 @@ CASES = {  # name -> (method, probes, the promises it covers among the default m
         [_recovery()], {"connect-timeout:reviews"}),
     "routing-without-the-canary-header": (
         [], [{"module": "chaosmesh_qa.probes.routing", "func": "routing_matches", "tolerance": ["pass"],
-              "arguments": {"service": "reviews"}}], {"routing:reviews:VirtualService/reviews:spec.http[1]"}),
+              "arguments": {"service": "reviews", "expected": {"v1": 0.8, "v2": 0.2}}}],
+        {"routing:reviews:VirtualService/reviews:spec.http[1]"}),
+    "routing-without-intent": (  # expects what the mesh it runs on declares: a wrong subset passes it
+        [], [{"module": "chaosmesh_qa.probes.routing", "func": "routing_matches", "tolerance": ["pass"],
+              "arguments": {"service": "reviews"}}], set()),
     "authorization-without-intent": (
         [], [{"module": "chaosmesh_qa.probes.authz", "func": "authz_enforced", "tolerance": ["pass"],
               "arguments": {}}], set()),

@@ -67,7 +67,9 @@ def test_thresholds_come_from_the_mesh_and_are_explained() -> None:
     routing = experiments["routing-reviews-0"]
     assert routing["configuration"]["chaosmesh_qa_traffic"]["paths"] == [{"path": "/", "headers": {"x-canary": "true"}}]
     probe = routing["steady-state-hypothesis"]["probes"][0]["provider"]["arguments"]
-    assert probe == {"service": "reviews", "window_s": 5, "tolerance": 0.06, "headers": {"x-canary": "true"}}
+    assert probe == {"service": "reviews", "expected": {"v2": 1.0}, "window_s": 5, "tolerance": 0.06}
+    plain = experiments["routing-reviews-1"]["steady-state-hypothesis"]["probes"][0]["provider"]["arguments"]
+    assert plain["expected"] == {"v1": 0.8, "v2": 0.2}  # this mesh's weights, written in: the twin's are not
     authz = experiments["authz"]["steady-state-hypothesis"]["probes"][0]["provider"]["arguments"]
     assert authz == {"expected": {"inventory": ["catalog"]}}  # intent from the call graph
     partition = experiments["partition-reviews"]
