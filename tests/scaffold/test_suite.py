@@ -8,6 +8,7 @@ real `chaos` (slow lane: ten experiments, ~6 min on 2 cores).
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -163,7 +164,9 @@ def test_the_generated_game_day_passes_on_the_default_mesh(tmp_path: Path) -> No
         running = is_running(SandboxPaths(state))
         down(state)
     output = process.stdout + process.stderr
-    assert process.returncode == 0, output[-6000:]
+    outcomes = [line for line in process.stdout.splitlines()
+                if re.search(r"\[\d+/\d+\] [\w-]+: (PASSED|FAILED|DEVIATED|BASELINE|INTERRUPTED|ABORTED)", line)]
+    assert process.returncode == 0, "\n".join(outcomes) + output[-3000:]
     assert not running, "every entry stops the sandbox it started"
     total = len(DEFAULT_SUITE)
     assert f"game day generated-shop: PASSED — {total} of {total} experiment(s) passed" in process.stdout, \
