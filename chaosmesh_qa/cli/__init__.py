@@ -3,9 +3,9 @@
 The CLI layer, the top of the package: every module that uses click is in this package (``make lint``
 enforces the layers below it).  Here: ``up`` / ``status`` / ``heal`` / ``down`` / ``validate`` /
 ``verdict``; in their own modules, imported when used (``LazyGroup``): ``run``, ``gameday``,
-``explain``, ``env`` (the environment that points ``chaos run`` at a running sandbox), ``new`` (a
-ready-to-run experiment, or a mesh directory from manifests) and the Kubernetes target's ``reap`` and
-``plan``.  Every argument is checked before anything starts (paths the OS can take, finite numbers in
+``explain``, ``coverage``, ``generate``, ``env`` (the environment that points ``chaos run`` at a running
+sandbox), ``new`` (a ready-to-run experiment, or a mesh directory from manifests) and the Kubernetes target's
+``reap`` and ``plan``.  Every argument is checked before anything starts (paths the OS can take, finite numbers in
 range, well-formed fault ids).  Conventions: ``--version`` (the installed package's version), ``NO_COLOR``
 (``cli.terminal``), shell completion from click (``_CHAOSMESH_QA_COMPLETE=bash_source chaosmesh-qa``;
 ``main`` names the program so the variable is the same under ``python -m chaosmesh_qa``).
@@ -92,6 +92,8 @@ class LazyGroup(click.Group):
         "run": "chaosmesh_qa.cli.run:run",  # chaosmesh-qa run: chaosmesh_qa/cli/run.py
         "gameday": "chaosmesh_qa.cli.gameday:gameday",  # chaosmesh_qa/cli/gameday.py
         "explain": "chaosmesh_qa.cli.explain:explain_command",  # chaosmesh_qa/cli/explain.py
+        "coverage": "chaosmesh_qa.cli.coverage:coverage_command",  # chaosmesh_qa/cli/coverage.py
+        "generate": "chaosmesh_qa.cli.generate:generate",  # chaosmesh_qa/cli/generate.py; the suite: scaffold/suite.py
         "reap": "chaosmesh_qa.cli.kubernetes:reap",  # the Kubernetes target's commands: cli/kubernetes.py
         "plan": "chaosmesh_qa.cli.kubernetes:plan",
         "env": "chaosmesh_qa.cli.env:env",  # chaosmesh_qa/cli/env.py

@@ -1,8 +1,9 @@
 """``chaosmesh-qa run EXPERIMENT...``: run experiments through the ``chaos`` CLI, judge them, write reports.
 
 The options, the progress and the summary printed; the running is ``report.run`` (its docstring says
-how), the figures and gates ``report.baseline``.  Exit code: 0 only when every experiment passed (and
-the regression gate, with ``--gate``), 1 otherwise, 2 bad input.
+how), the figures and gates ``report.baseline``, the HTML report's coverage section ``report.coverage``.
+Exit code: 0 only when every experiment passed (and the regression gate, with ``--gate``), 1 otherwise, 2 bad
+input.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import sys
 import threading
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -82,10 +84,11 @@ def run(experiments: tuple[Path, ...], out_dir: Path, target: str | None, junit:
             click.echo(line)
     gates = _baselines(prepared, by_experiment, baseline_dir, allowances, target)
     write_html, write_junit, write_markdown = import_writers()
+    coverage = _coverage(prepared, target) if html is not None else []
     for option, writer, path in (("junit", write_junit, junit), ("html", write_html, html),
                                  ("markdown", write_markdown, markdown)):
         if path is not None:
-            writer(reports, path, gates=gates)
+            writer(reports, path, gates=gates, **({"coverage": coverage} if option == "html" else {}))
             click.echo(f"{option} report: {path}")
     passed = sum(r.passed for r in reports)
     gates_passed = all(g.passed for g in gates)
@@ -93,6 +96,17 @@ def run(experiments: tuple[Path, ...], out_dir: Path, target: str | None, junit:
                + (f"; regression gate {'passed' if gates_passed else 'FAILED'}" if gates else "")
                + f"; run directory {out_dir}")
     sys.exit(0 if passed == len(reports) and gates_passed else 1)
+
+
+def _coverage(prepared: list[Prepared], target: str | None) -> list[dict[str, Any]]:
+    """The HTML report's coverage section: the mesh's promises these experiments exercise (``report.coverage``)."""
+    from chaosmesh_qa.report.coverage import run_coverage
+    from chaosmesh_qa.report.coverage_output import html_section
+
+    found, notes = run_coverage([(item.source, item.experiment) for item in prepared], target)
+    for note in notes:
+        click.echo(f"coverage: {note}")
+    return [html_section(c) for c in found]
 
 
 def _baselines(prepared: list[Prepared], runs: dict[str, list[ExperimentReport]], directory: Path | None,

@@ -8,6 +8,9 @@ faults and how each ended, and the probe table (before and after the method, mea
 tolerance, result).  With ``--gate``: the regression gate per experiment (every figure compared, its
 bounds and allowance, the context changes); for a game day: its status, the stop record and the
 resilience score with its formula.  Rendered with Jinja2 (autoescaped) from ``report.html.j2``.
+
+With ``coverage`` (``run --html``): the resilience coverage of each mesh the experiments ran on, one row per
+promise (``report.coverage_output.html_section``).
 """
 
 from __future__ import annotations
@@ -30,20 +33,22 @@ _ENV = Environment(loader=FileSystemLoader(Path(__file__).parent), autoescape=se
 
 
 def write_html(reports: list[ExperimentReport], path: Path, title: str = "chaosmesh-qa run",
-               gates: Sequence[Gate] = (), day: DaySummary | None = None) -> None:
+               gates: Sequence[Gate] = (), day: DaySummary | None = None,
+               coverage: Sequence[dict[str, Any]] = ()) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(render_html(reports, title, gates, day), encoding="utf-8")
+    path.write_text(render_html(reports, title, gates, day, coverage), encoding="utf-8")
 
 
 def render_html(reports: list[ExperimentReport], title: str = "chaosmesh-qa run", gates: Sequence[Gate] = (),
-                day: DaySummary | None = None) -> str:
+                day: DaySummary | None = None, coverage: Sequence[dict[str, Any]] = ()) -> str:
     generated = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
     if day is not None and title == "chaosmesh-qa run":
         title = f"chaosmesh-qa game day {day.name}"
     passed = all(r.passed for r in reports) and bool(reports) and all(g.passed for g in gates)
     return _ENV.get_template("report.html.j2").render(
         title=title, generated=generated, passed=passed if day is None else day.status == "passed",
-        experiments=[_experiment(r) for r in reports], gates=[_gate(g) for g in gates], day=day)
+        experiments=[_experiment(r) for r in reports], gates=[_gate(g) for g in gates], day=day,
+        coverage=list(coverage))
 
 
 def _gate(gate: Gate) -> dict[str, Any]:

@@ -92,6 +92,8 @@ def load_experiment(path: Path) -> dict[str, Any]:
         ensure_experiment_is_valid(copy.deepcopy(experiment))
     except ChaosException as exc:
         raise InvalidArgument(f"{path}: invalid experiment: {_first_line(exc)}") from None
+    except (TypeError, ValueError, AttributeError, KeyError) as exc:  # chaoslib's validator trips on odd shapes
+        raise InvalidArgument(f"{path}: invalid experiment: {type(exc).__name__}: {_first_line(exc)}") from None
     return experiment
 
 

@@ -1,0 +1,215 @@
+"""`chaosmesh-qa generate`: the suite it writes exercises every promise that can work (by `chaosmesh-qa coverage`'s
+rules), leaves out those that cannot with explain's code, is the same on every run, and its game days load.
+
+In process (the unit lane), except the one test that runs the generated game day on the default mesh through the
+real `chaos` (slow lane: ten experiments, ~6 min on 2 cores).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+from chaosmesh_qa.report.coverage import coverage
+from chaosmesh_qa.report.gameday import load_suite
+from chaosmesh_qa.scaffold.suite import generate_suite
+from chaosmesh_qa.targets.local.sandbox import default_mesh_dir
+from tests.support.editing import append, mesh_with
+from tests.support.inprocess import assert_one_line_error, run_main
+
+ROOT = Path(__file__).resolve().parents[2]
+MESHES = ROOT / "experiments" / "meshes"
+DEFAULT_SUITE = {  # experiment -> the promises it is written for
+    "authz": ["authz-rule:default/inventory-callers:0"],
+    "latency-catalog": ["timeout:catalog:VirtualService/catalog:spec.http[0]"],
+    "latency-inventory": ["timeout:inventory:VirtualService/inventory:spec.http[0]", "connection-pool:inventory"],
+    "mtls": ["mtls:catalog", "mtls:frontend", "mtls:inventory", "mtls:reviews"],
+    "partition-catalog": ["connect-timeout:catalog"],
+    "partition-reviews": ["connect-timeout:reviews"],
+    "pod-kill-catalog": ["retries:catalog:VirtualService/catalog:spec.http[0]", "outlier-detection:catalog"],
+    "routing-reviews-0": ["match:reviews:VirtualService/reviews:spec.http[0]"],
+    "routing-reviews-1": ["routing:reviews:VirtualService/reviews:spec.http[1]"],
+    "tracing": ["trace-propagation:catalog", "trace-propagation:frontend"],
+}
+
+
+def _write(tmp_path: Path, mesh: Path | None = None) -> Path:
+    tmp_path.mkdir(parents=True, exist_ok=True)
+    out = tmp_path / "suite"
+    args = ["--mesh", str(mesh)] if mesh else []
+    result = run_main("generate", *args, "--out", str(out), cwd=tmp_path)
+    assert result.code == 0, result.stderr
+    return out
+
+
+def test_the_default_meshs_suite_covers_every_promise(tmp_path: Path) -> None:
+    suite = generate_suite(default_mesh_dir(), "")
+    assert {g.name: g.covers for g in suite.experiments} == DEFAULT_SUITE and not suite.skipped
+    out = _write(tmp_path)
+    result = coverage(default_mesh_dir(), sorted(out.glob("*.json")))
+    assert (result.covered, len(result.entries)) == (16, 16), [e.promise.id for e in result.entries
+                                                              if e.status != "covered"]
+    for entry in result.entries:  # each promise by the experiment written for it
+        written = next(name for name, covers in DEFAULT_SUITE.items() if entry.promise.id in covers)
+        assert written in {Path(x.experiment).stem for x in entry.exercised_by}, entry.promise.id
+
+
+def test_thresholds_come_from_the_mesh_and_are_explained() -> None:
+    experiments = {g.name: g.experiment for g in generate_suite(default_mesh_dir(), "").experiments}
+    latency = experiments["latency-catalog"]
+    fault = latency["method"][0]["provider"]["arguments"]
+    bound = next(p for p in latency["steady-state-hypothesis"]["probes"] if p["name"] == "client-p99-during-the-fault")
+    # catalog's route: 500 ms per try x 4 tries = its 2 s timeout: clients wait ~2 s, the p99 bound is 1.5 x that
+    assert (fault["delay_ms"], bound["tolerance"]["range"][1]) == (4000, 3000)
+    assert "500 ms per try, 3 retries, 2 s timeout" in latency["description"]
+    routing = experiments["routing-reviews-0"]
+    assert routing["configuration"]["chaosmesh_qa_traffic"]["paths"] == [{"path": "/", "headers": {"x-canary": "true"}}]
+    probe = routing["steady-state-hypothesis"]["probes"][0]["provider"]["arguments"]
+    assert probe == {"service": "reviews", "expected": {"v2": 1.0}, "window_s": 5, "tolerance": 0.06}
+    plain = experiments["routing-reviews-1"]["steady-state-hypothesis"]["probes"][0]["provider"]["arguments"]
+    assert plain["expected"] == {"v1": 0.8, "v2": 0.2}  # this mesh's weights, written in: the twin's are not
+    authz = experiments["authz"]["steady-state-hypothesis"]["probes"][0]["provider"]["arguments"]
+    assert authz == {"expected": {"inventory": ["catalog"]}}  # intent from the call graph
+    partition = experiments["partition-reviews"]
+    limit = partition["steady-state-hypothesis"]["probes"][0]["tolerance"]["range"][1]
+    assert limit == 2000 and "the connect timeout, 1 s" in partition["description"]  # 1.5 x (1 s + 300 ms)
+
+
+def test_the_same_mesh_gives_the_same_files(tmp_path: Path) -> None:
+    first = _write(tmp_path / "a")
+    second = _write(tmp_path / "b")
+    names = sorted(p.name for p in first.iterdir())
+    assert names == sorted(p.name for p in second.iterdir()) == sorted(
+        [f"{n}.json" for n in DEFAULT_SUITE] + ["gameday.yaml", "gameday-kubernetes.yaml"])
+    assert all((first / n).read_bytes() == (second / n).read_bytes() for n in names)
+
+
+def test_the_game_days_load_for_both_targets(tmp_path: Path) -> None:
+    out = _write(tmp_path)
+    for name, target in (("gameday.yaml", "local"), ("gameday-kubernetes.yaml", "kubernetes")):
+        suite, plan = load_suite(out / name)
+        assert len(plan) == len(DEFAULT_SUITE) and suite.defaults.target == target
+    day = (out / "gameday.yaml").read_text()
+    assert "for_s: 11" in day  # a latency experiment fails clients for its 6 s + 4 s budget + 1 s by design
+    experiment = json.loads((out / "pod-kill-catalog.json").read_text())
+    assert experiment["configuration"]["chaosmesh_qa_mesh"]["default"] == ""  # the built-in mesh
+
+
+@pytest.mark.parametrize(("twin", "promise", "code"), [
+    ("single-catalog-replica", "outlier-detection:catalog", "CMQ-O002"),
+    ("permissive-workload", "mtls:reviews", "CMQ-S001"),
+    ("authz-widened", "authz-rule:default/inventory-callers:1", "CMQ-S004"),
+    ("canary-subset-wrong-pods", "routing:reviews:VirtualService/reviews:spec.http[1]", "CMQ-R002"),
+])
+def test_what_cannot_work_is_not_generated(twin: str, promise: str, code: str) -> None:
+    suite = generate_suite(MESHES / twin, str(MESHES / twin))
+    assert (promise, f"cannot work: {code}") in suite.skipped
+    assert not any(promise in g.covers for g in suite.experiments)
+
+
+def test_a_mesh_with_more_gets_experiments_for_it(tmp_path: Path) -> None:
+    more = """---
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: frontend}
+spec:
+  host: frontend
+  trafficPolicy:
+    connectionPool:
+      http: {http1MaxPendingRequests: 32}
+"""
+    mesh = mesh_with(tmp_path, append("traffic.yaml", more))
+    out = _write(tmp_path, mesh)
+    result = coverage(mesh, sorted(out.glob("*.json")))
+    assert result.covered == len(result.entries) == 17
+    assert json.loads((out / "latency-frontend.json").read_text())["configuration"]["chaosmesh_qa_mesh"][
+        "default"] == str(mesh)
+
+
+def test_bad_input(tmp_path: Path) -> None:
+    assert_one_line_error(run_main("generate", "--mesh", str(tmp_path / "none"), "--out", str(tmp_path / "o"),
+                                   cwd=tmp_path), "none")
+    blocked = tmp_path / "file"
+    blocked.write_text("")
+    assert_one_line_error(run_main("generate", "--out", str(blocked / "o"), cwd=tmp_path), "--out")
+    assert run_main("generate", cwd=tmp_path).code == 2  # --out is required
+
+
+@pytest.mark.processes
+@pytest.mark.slow  # ten real experiments, each bringing its own sandbox up and down (~2 min on 2 quiet cores)
+def test_the_generated_game_day_passes_on_the_default_mesh(tmp_path: Path) -> None:
+    """The generated suite through the installed console script and the real `chaos`: every experiment passes on the
+    default mesh, none is stopped by the day's stop conditions, and no sandbox is left behind."""
+    import os
+    import subprocess
+    import sys
+
+    from chaosmesh_qa.targets.local.sandbox import down, is_running
+    from chaosmesh_qa.targets.local.state import SandboxPaths
+
+    suite = _write(tmp_path)
+    state, out = tmp_path / "state", tmp_path / "out"
+    state.mkdir(mode=0o700)
+    command = [str(Path(sys.executable).with_name("chaosmesh-qa")), "gameday", str(suite / "gameday.yaml"),
+               "--out", str(out)]
+    env = {**os.environ, "CHAOSMESH_QA_STATE_DIR": str(state), "CHAOSMESH_QA_MESH": ""}
+    env.pop("CHAOSMESH_QA_TARGET", None)
+    try:
+        process = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=1200,
+                                 stdin=subprocess.DEVNULL)
+    finally:
+        running = is_running(SandboxPaths(state))
+        down(state)
+    output = process.stdout + process.stderr
+    outcomes = [line for line in process.stdout.splitlines()
+                if re.search(r"\[\d+/\d+\] [\w-]+: (PASSED|FAILED|DEVIATED|BASELINE|INTERRUPTED|ABORTED)", line)]
+    assert process.returncode == 0, "\n".join(outcomes) + output[-3000:]
+    assert not running, "every entry stops the sandbox it started"
+    total = len(DEFAULT_SUITE)
+    assert f"game day generated-shop: PASSED — {total} of {total} experiment(s) passed" in process.stdout, \
+        output[-3000:]
+    assert "STOPPED" not in process.stdout
+
+
+# each broken twin -> the experiment of the default mesh's generated suite that covers the promise it breaks
+TWIN_FAILS = {
+    "no-retries-no-outlier-detection": "pod-kill-catalog",  # catalog's retries and outlier detection removed
+    "single-catalog-replica": "pod-kill-catalog",  # catalog's outlier detection cannot eject its only pod
+    "no-timeout-no-connection-pool": "latency-inventory",  # inventory's timeout and connection pool removed
+    "canary-subset-wrong-pods": "routing-reviews-1",  # the v2 subset selects v1's pods: the 80/20 split is gone
+    "permissive-workload": "mtls",  # reviews accepts plaintext
+    "drops-trace-headers": "tracing",  # a program in the call path drops the trace context
+    "authz-widened": "authz",  # inventory lets frontend in too
+}
+
+
+def test_every_twin_breaks_a_promise_the_default_suite_covers() -> None:
+    assert {p.name for p in MESHES.iterdir() if p.is_dir()} == set(TWIN_FAILS), "add the new twin here"
+    for twin, experiment in TWIN_FAILS.items():
+        assert experiment in DEFAULT_SUITE, (twin, experiment)
+
+
+@pytest.mark.processes
+@pytest.mark.slow  # seven real runs, each bringing its own sandbox up and down (~3 min on 2 quiet cores)
+@pytest.mark.parametrize("twin", sorted(TWIN_FAILS))
+def test_the_default_suite_fails_on_each_twin_where_the_twin_breaks_it(tmp_path: Path, twin: str) -> None:
+    """The experiment covering the broken promise, generated from the default mesh, run on the twin through the
+    real `chaos` (`chaosmesh-qa run`, the mesh given as CHAOSMESH_QA_MESH): it does not pass."""
+    from chaosmesh_qa.targets.local.sandbox import down
+    from tests.support.cli import run_cli
+
+    suite = _write(tmp_path)
+    state = tmp_path / "state"
+    state.mkdir(mode=0o700)
+    name = TWIN_FAILS[twin]
+    try:
+        process = run_cli("run", str(suite / f"{name}.json"), "--out", str(tmp_path / "out"),
+                          env={"CHAOSMESH_QA_STATE_DIR": str(state), "CHAOSMESH_QA_MESH": str(MESHES / twin)},
+                          timeout=300)
+    finally:
+        down(state)
+    assert process.returncode == 1, process.stdout[-3000:]
+    assert f"{name}: PASSED" not in process.stdout and "0 of 1 experiment(s) passed" in process.stdout
