@@ -66,6 +66,7 @@ def build_model(
     services = {name: replace(svc, trust_domain=domains.local)
                 for name, svc in _services(mesh_doc, mesh_spec, problems, workloads).items()}
     external = serviceentries.declared_hosts(documents, HostResolver(services), warnings)
+    serviceentries.with_stand_ins(external, mesh_doc, mesh_spec, services, problems)
     resolver = HostResolver(services, tuple(external))
     ingress = gateways.Ingress(documents, problems, warnings)
     if mesh_spec.ingress is not None and mesh_spec.ingress.service not in services:
@@ -165,7 +166,7 @@ def _services(doc: Document, spec: schema.MeshSpec, problems: list[str],
         apps = [("app", svc.app), *((f"versions[{j}].app", v.app) for j, v in enumerate(svc.versions))]
         for field_path, app in apps:
             for k, call in enumerate(app.calls or [] if app else []):
-                if call.service not in services:
+                if call.service not in services and "." not in call.service:  # a host: serviceentries.with_stand_ins
                     problems.append(f"{doc.where}: spec.services[{i}].{field_path}.calls[{k}].service: "
                                     f"unknown service {call.service!r}")
     cycle = _call_cycle(services)

@@ -18,6 +18,10 @@ How each fault is realised:
   restarted sidecars) get the keys of the active faults when they become ready.
 * pod kill / pod failure / app kill: signals to the pod's processes via ``pods.Pod``.  A pod
   fault picks only serving pods that no other fault holds.
+* latency / abort toward a ServiceEntry's host (no callee sidecar: its stand-in has none): the callers' own
+  sidecars, through the runtime keys of the fault filter on their routes toward that host
+  (``envoy.external``), on the pods of every caller or of ``source``.  That is where Istio injects a
+  VirtualService fault (the caller's outbound, before its router): the record says so (``placement``).
 * partition: the caller's EDS for the callee re-pointed at a socket the supervisor owns —
   one that listens and never accepts (``drop``: handshakes hang, callers time out) or one
   that is bound but not listening (``reject``: connections are refused at once).
@@ -39,6 +43,7 @@ from typing import Any
 
 from chaosmesh_qa.errors import FaultRejected, TargetUnavailable, error_line
 from chaosmesh_qa.targets import policy
+from chaosmesh_qa.targets.local.envoy import external
 from chaosmesh_qa.targets.local.envoy.common import INGRESS
 from chaosmesh_qa.targets.local.leases import FaultHost, Lease, LeaseBook
 from chaosmesh_qa.targets.local.pods import SERVING_STATES, Pod
@@ -46,6 +51,10 @@ from chaosmesh_qa.targets.local.pods import SERVING_STATES, Pod
 log = logging.getLogger("chaosmesh_qa.faults")
 DEFAULT_MAX_TTL_S = 3600.0
 CONFIRM_TIMEOUT_S = 5.0
+CALLER_SIDE = ("caller-side: injected by the fault filter of the callers' own sidecars on their routes toward the "
+               "external host, before their router (where Istio injects a VirtualService fault; there is no callee "
+               "sidecar): the callers' timeout and retries toward that host do not see the delay or abort, and "
+               "outlier detection never counts it")
 
 
 @dataclass
@@ -96,7 +105,9 @@ class FaultManager:
     async def pod_ready(self, pod: Pod) -> None:
         """A new or restarted pod inherits the active L7 faults on its service."""
         for lease in list(self.leases.values()):
-            if lease.kind not in policy.L7_KINDS or lease.target["service"] != pod.spec.service:
+            # an external host's fault lives on its callers' pods (caller_services)
+            if lease.kind not in policy.L7_KINDS or pod.spec.service not in lease.changes.get(
+                    "caller_services", [lease.target["service"]]):
                 continue
             async with lease.lock:
                 if lease.state != "active" or pod.name not in self.supervisor.pods or not _sidecar_up(pod):
@@ -158,6 +169,8 @@ class FaultManager:
     def _l7(self, kind: str, p: dict[str, Any]) -> Plan:
         model = self.supervisor.model
         assert model is not None
+        if p["service"] not in model.services and p["service"] in model.external_hosts:
+            return self._external_l7(kind, p)
         service, source = self._service(p["service"]), p.get("source")
         callers = model.callers(service)
         if source is not None and source not in callers:
@@ -195,6 +208,55 @@ class FaultManager:
 
         return Plan({"service": service, "source": source}, apply, {"runtime_keys": keys})
 
+    def _external_l7(self, kind: str, p: dict[str, Any]) -> Plan:
+        """A latency or abort toward a ServiceEntry's host: runtime keys on its callers' sidecars (CALLER_SIDE)."""
+        model = self.supervisor.model
+        assert model is not None
+        host, source = p["service"], p.get("source")
+        if not model.external_hosts[host].runs:
+            raise FaultRejected(f"service: external host {host!r} has no stand-in in the sandbox (see the warnings of "
+                                "`chaosmesh-qa validate`): nothing calls it")
+        callers = model.external_callers(host)
+        if source is not None and source not in callers:
+            raise FaultRejected(f"source: {source!r} does not call {host!r} (callers: {', '.join(callers) or 'none'})")
+        if not callers:
+            raise FaultRejected(f"service: no service calls external host {host!r}")
+        self._conflict(kind, {"service": host, "source": source})
+        prefix = external.runtime_prefix(host)
+        if kind == "latency":
+            keys = {f"{prefix}.delay.fixed_delay_percent": str(p["percent"]),
+                    f"{prefix}.delay.fixed_duration_ms": str(p["delay_ms"])}
+        else:
+            keys = {f"{prefix}.abort.abort_percent": str(p["percent"]),
+                    f"{prefix}.abort.http_status": str(p["http_status"])}
+        chosen = [source] if source else callers
+        counter = "delays_injected" if kind == "latency" else "aborts_injected"
+
+        def caller_pods() -> list[Pod]:
+            return sorted((pod for pod in self.supervisor.pods.values() if pod.spec.service in chosen),
+                          key=lambda pod: pod.name)
+
+        async def apply(lease: Lease) -> None:
+            pods, skipped = self._serving(caller_pods())
+            baseline = await self._fault_counter(pods, counter, "outbound")
+
+            async def report() -> dict[str, Any]:
+                current, _ = self._serving(caller_pods())
+                injected = await self._fault_counter(current, counter, "outbound") - baseline
+                return {"runtime_keys_cleared": len(keys), f"requests_{counter}": max(0, injected)}
+
+            lease.report = report
+            for pod in pods:
+                await lease.step(f"runtime keys on {pod.name}", partial(self._runtime_modify, [pod], keys),
+                                 self._clear_keys(pod.name, keys), uncertain=True)
+            lease.changes.update(pods=[pod.name for pod in pods], skipped_pods=skipped)
+            async with asyncio.timeout(CONFIRM_TIMEOUT_S):
+                lease.changes["confirmed"] = await self._runtime_confirmed(pods, keys)
+
+        return Plan({"service": host, "source": source}, apply,
+                    {"runtime_keys": keys, "external_host": host, "caller_services": chosen,
+                     "placement": CALLER_SIDE})
+
     def _clear_keys(self, pod_name: str, keys: dict[str, str]) -> Callable[[], Awaitable[dict[str, Any]]]:
         async def undo() -> dict[str, Any]:
             pod = self.supervisor.pods.get(pod_name)
@@ -224,10 +286,10 @@ class FaultManager:
                 return False
         return True
 
-    async def _fault_counter(self, pods: list[Pod], name: str) -> int:
+    async def _fault_counter(self, pods: list[Pod], name: str, side: str = "inbound") -> int:
         total = 0
         for pod in pods:
-            url = f"/stats?filter=^http\\.inbound\\.fault\\.{name}$"
+            url = f"/stats?filter=^http\\.{side}\\.fault\\.{name}$"
             try:
                 async with pod.admin.get(url) as response:
                     text = await response.text()
