@@ -25,11 +25,13 @@ DEFECTS = {
     "permissive-workload": ("CMQ-S001", "reviews"),
     "drops-trace-headers": ("CMQ-P001", "relay"),
     "authz-widened": ("CMQ-S004", "inventory"),
+    "external-payments-unguarded": ("CMQ-C001", "checkout"),
 }
+VARIANTS = {"external-payments"}  # meshes an experiment passes on (not the default mesh): no twins
 
 
 def test_every_twin_is_covered() -> None:
-    assert {p.name for p in MESHES.iterdir() if p.is_dir()} <= set(DEFECTS), "add the new twin's defect here"
+    assert {p.name for p in MESHES.iterdir() if p.is_dir()} - VARIANTS <= set(DEFECTS), "add the new twin's defect"
 
 
 @pytest.mark.parametrize("twin", sorted(DEFECTS))
