@@ -113,7 +113,8 @@ def declared_hosts(documents: list[Document], resolver: HostResolver, warnings: 
                 resolution=spec.resolution, ports=tuple((p.number, p.protocol.upper(), p.name) for p in spec.ports),
                 endpoints=tuple(e.address for e in spec.endpoints))
             if not entry.runs:
-                warnings.append(f"{doc.where}: spec.hosts[{i}]: {written!r} is kept in the model, but {_why_not(entry)}")
+                warnings.append(f"{doc.where}: spec.hosts[{i}]: {written!r} is kept in the model, but "
+                                f"{_why_not(entry)}")
             elif len(entry.http_ports()) < len(entry.ports):
                 other = [str(n) for n, _, _ in entry.ports if n not in entry.http_ports()]
                 warnings.append(f"{doc.where}: spec.ports: port(s) {', '.join(other)} of {written!r} are not HTTP: "
@@ -143,17 +144,17 @@ def with_stand_ins(external: dict[str, ExternalHost], doc: Document, spec: schem
         if entry is None:
             problems.append(f"{doc.where}: spec.external[{i}].host: {stand_in.host!r} is no ServiceEntry host")
             continue
-        app = stand_in.app.model_dump(exclude_none=True, exclude={"calls", "parallel", "propagate_headers"}) \
+        settings = stand_in.app.model_dump(exclude_none=True, exclude={"calls", "parallel", "propagate_headers"}) \
             if stand_in.app else {}
         command = tuple(stand_in.command) if stand_in.command else None
         if command is not None:
             mesh_dir = str(Path(doc.file).parent.absolute())
             command = tuple(arg.replace("{mesh}", mesh_dir) for arg in command)
-        external[host] = replace(entry, behaviour=AppBehaviour(**app), command=command)
+        external[host] = replace(entry, behaviour=AppBehaviour(**settings), command=command)
     for i, svc in enumerate(spec.services):
         apps = [("app", svc.app), *((f"versions[{j}].app", v.app) for j, v in enumerate(svc.versions))]
-        for field_path, app in apps:
-            for k, call in enumerate(app.calls or [] if app else []):
+        for field_path, demo in apps:
+            for k, call in enumerate(demo.calls or [] if demo else []):
                 if call.service in services or "." not in call.service:
                     continue
                 entry = external.get(call.service)

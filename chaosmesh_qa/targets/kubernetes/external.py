@@ -46,8 +46,9 @@ def outbound_fault_filter(fault_id: str, expires_at: float, namespace: str, sele
                           host: str, fault: dict[str, Any], name: str) -> dict[str, Any]:
     """An EnvoyFilter inserting the fault before the router of the outbound HTTP connection managers of the
     sidecars ``selector`` picks in ``namespace`` (all of them when None), for requests to ``host`` only."""
+    matcher = {"name": ":authority", "string_match": {"safe_regex": {"regex": authority_regex(host)}}}
     typed_config = {"@type": "type.googleapis.com/envoy.extensions.filters.http.fault.v3.HTTPFault", **fault,
-                    "headers": [{"name": ":authority", "string_match": {"safe_regex": {"regex": authority_regex(host)}}}]}
+                    "headers": [matcher]}
     patch = {"applyTo": "HTTP_FILTER",
              "match": {"context": "SIDECAR_OUTBOUND",
                        "listener": {"filterChain": {"filter": {

@@ -82,8 +82,8 @@ def test_callers_reach_both_stand_ins_by_host_name_as_mesh_external_destinations
         assert hop["status"] == 200 and hop["pod"] == f"{host}-stand-in" and hop["caller"] is None, hop
     assert box.status()["external"][PAYMENTS]["running"]
     # the caller's sidecar holds Istio's clusters for them, the DestinationRule in force on the payment provider's
-    clusters = {c["cluster"]["name"]: c for c in admin_json(checkout_pod(box)["admin_socket"], "/config_dump?resource=dynamic_"
-                                                 "active_clusters")["configs"]}
+    dump = admin_json(checkout_pod(box)["admin_socket"], "/config_dump?resource=dynamic_active_clusters")
+    clusters = {c["cluster"]["name"]: c for c in dump["configs"]}
     payments = clusters[f"outbound|80||{PAYMENTS}"]["cluster"]
     rates = clusters[f"outbound|80||{RATES}"]["cluster"]
     assert "transport_socket" not in payments and "transport_socket" not in rates  # plaintext: no Istio mTLS
