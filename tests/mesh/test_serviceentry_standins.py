@@ -90,8 +90,8 @@ def test_a_host_without_a_stand_in_is_warned_and_a_call_to_it_refused_on_one_lin
 
 def test_a_stand_in_for_an_undeclared_host_and_a_call_to_one_are_refused_on_one_line(tmp_path: Path) -> None:
     for old, new, where in (
-            ("- host: rates.fx.example.com", "- host: rates.fx.example.org", "spec.external[1].host: "
-                                                                            "'rates.fx.example.org' is no ServiceEntry host"),
+            ("- host: rates.fx.example.com", "- host: rates.fx.example.org",
+             "spec.external[1].host: 'rates.fx.example.org' is no ServiceEntry host"),
             ("- {service: rates.fx.example.com, path: /rates}", "- {service: rates.fx.example.org, path: /rates}",
              "calls[1].service: 'rates.fx.example.org': unknown service or host (no ServiceEntry declares it)")):
         with pytest.raises(InvalidMeshConfig) as info:

@@ -141,7 +141,8 @@ def test_issue21_a_fault_toward_an_external_host_is_an_outbound_filter_matching_
                                          "api.payments.example.com", objects.delay_fault(4000, 100), "f")
     every = external.outbound_fault_filter("latency-1a2b3c4d", 1.0, "shop", None, "api.payments.example.com",
                                            objects.delay_fault(4000, 100), "f")
-    assert one["spec"]["workloadSelector"] == {"labels": {"app": "checkout"}} and "workloadSelector" not in every["spec"]
+    assert one["spec"]["workloadSelector"] == {"labels": {"app": "checkout"}}
+    assert "workloadSelector" not in every["spec"]
     (patch,) = every["spec"]["configPatches"]
     assert patch["match"]["context"] == "SIDECAR_OUTBOUND" and "portNumber" not in patch["match"]["listener"]
     assert patch["patch"]["operation"] == "INSERT_BEFORE"
