@@ -96,7 +96,7 @@ def partition(a: str, b: str, duration_s: float, direction: str = "both", mode: 
     ``percent`` or ``version`` (direction ``to`` only) ``a`` loses only those pods of ``b``,
     like a partition of one replica set or zone: the rest is there to fail over to.
     """
-    a, b = checks.name("a", a), checks.name("b", b)
+    a, b = checks.name("a", a), checks.service_or_host("b", b)  # b may be a ServiceEntry's host
     if a == b:
         raise InvalidArgument(f"b: cannot partition {a!r} from itself")
     direction = checks.choice("direction", direction, DIRECTIONS)

@@ -7,7 +7,8 @@ a port).  With ``source``, one EnvoyFilter in the caller's namespace selecting i
 of the target with no workload selector (every sidecar there: every caller in those namespaces).  That is the
 placement of a VirtualService fault: before the caller's router, so the caller's own timeout and retries toward the
 host do not see the delay or abort, and its outlier detection never counts one (``CALLER_SIDE``, in the record).
-``declared_host`` finds the ServiceEntry that declares the host.
+A partition ``a`` -> host (mode ``reject``) is that abort (503) for every request of ``a``; ``drop`` is refused
+(``PARTITION_RULE``).  ``declared_host`` finds the ServiceEntry that declares the host.
 """
 
 from __future__ import annotations
@@ -24,6 +25,10 @@ CALLER_SIDE = ("caller-side: an HTTP fault filter in the callers' sidecars' outb
                "requests to this host (there is no callee sidecar; a VirtualService fault sits there too): the "
                "callers' timeout and retries toward the host do not see the delay or abort, and their outlier "
                "detection never counts it")
+
+PARTITION_RULE = ("mode: a partition toward a ServiceEntry's host takes direction 'to' and mode 'reject' on the "
+                  "kubernetes target (the caller's sidecar answers 503, as for a reject partition), and no "
+                  "count/percent/version: 'drop' would need an egress NetworkPolicy, which cannot name a host")
 
 
 def declared_host(cluster: Cluster, namespaces: list[str], host: str) -> str | None:

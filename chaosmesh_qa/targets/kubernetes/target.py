@@ -181,6 +181,12 @@ class KubernetesTarget:
     def partition(self, a: str, b: str, direction: Direction, mode: PartitionMode, duration_s: float,
                   owner: str, count: int | None = None, percent: float | None = None,
                   version: str | None = None) -> FaultRecord:
+        if "." in b:  # no Service name has a dot: a ServiceEntry's host, cut at a's sidecar (external)
+            if direction != "to" or mode != "reject" or any(v is not None for v in (count, percent, version)):
+                raise FaultRejected(external.PARTITION_RULE)
+            return self._external_l7("partition", b, a, objects.abort_fault(503, 100),
+                                     {"a": a, "b": b, "direction": direction, "mode": mode}, duration_s, owner,
+                                     {"a": a, "b": b, "direction": direction})
         found = self.workloads()
         side = {"a": found.service(a, "a"), "b": found.service(b, "b")}
         for argument, workload in side.items():
@@ -360,8 +366,10 @@ class KubernetesTarget:
         return record
 
     def _external_l7(self, kind: str, host: str, source: str | None, fault: dict[str, Any],
-                     parameters: dict[str, Any], duration_s: float, owner: str) -> FaultRecord:
-        """A latency or abort toward a ServiceEntry's host, at its callers' sidecars (``external``)."""
+                     parameters: dict[str, Any], duration_s: float, owner: str,
+                     target: dict[str, Any] | None = None) -> FaultRecord:
+        """A latency or abort toward a ServiceEntry's host, at its callers' sidecars (``external``); a partition
+        (``target``: a, b, direction) is the abort of every request of ``source``."""
         namespaces = self.settings.namespaces
         entry = external.declared_host(self.cluster, namespaces, host)
         if entry is None:
@@ -374,7 +382,7 @@ class KubernetesTarget:
                      [p for p in self.cluster.list_pods(ns, None) if is_serving(p)])] for ns in homes}
         if caller is not None:
             found.require_sidecars(caller, "source")
-        target = {"service": host, "source": source}
+        target = target or {"service": host, "source": source}
         policy.check_conflicts(kind, target, self.active_faults())
         fault_id, expires_at = policy.new_fault_id(kind), self.cluster.now() + self._ttl(duration_s)
         changes = self._claims(fault_id, kind, target, expires_at, homes[0])

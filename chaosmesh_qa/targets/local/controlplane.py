@@ -124,7 +124,9 @@ class ControlPlane:
             route_config = (routes.ingress_route_config(self.model) if caller == INGRESS
                             else routes.outbound_route_config(self.model, caller, callee_list))
             if caller != INGRESS and self.external_ports:  # ServiceEntry hosts and the catch-all (envoy.external)
-                docs += external.external_clusters(self.model, self.external_ports)
+                cut = {host: port for (who, host), (port, _) in self.redirects.items()
+                       if who == caller and host in self.external_ports}  # partitions toward an external host
+                docs += external.external_clusters(self.model, {**self.external_ports, **cut})
                 route_config["virtual_hosts"] += external.virtual_hosts(self.model, caller)
             self.store.put(_caller_group(caller), CLUSTER, docs)
             self.store.put(_caller_group(caller), ROUTE, [route_config])

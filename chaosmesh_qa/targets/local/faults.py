@@ -37,37 +37,21 @@ import logging
 import socket
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
 
 from chaosmesh_qa.errors import FaultRejected, TargetUnavailable, error_line
 from chaosmesh_qa.targets import policy
-from chaosmesh_qa.targets.local.envoy import external
 from chaosmesh_qa.targets.local.envoy.common import INGRESS
-from chaosmesh_qa.targets.local.leases import FaultHost, Lease, LeaseBook
+from chaosmesh_qa.targets.local.external_faults import ExternalFaults
+from chaosmesh_qa.targets.local.leases import FaultHost, Lease, LeaseBook, Plan
 from chaosmesh_qa.targets.local.pods import SERVING_STATES, Pod
 
 log = logging.getLogger("chaosmesh_qa.faults")
 DEFAULT_MAX_TTL_S = 3600.0
 CONFIRM_TIMEOUT_S = 5.0
-CALLER_SIDE = ("caller-side: injected by the fault filter of the callers' own sidecars on their routes toward the "
-               "external host, before their router (where Istio injects a VirtualService fault; there is no callee "
-               "sidecar): the callers' timeout and retries toward that host do not see the delay or abort, and "
-               "outlier detection never counts it")
 
-
-@dataclass
-class Plan:
-    """A checked fault, nothing applied yet: its target, what it will change, and how."""
-
-    target: dict[str, Any]
-    apply: Callable[[Lease], Awaitable[None]]
-    changes: dict[str, Any] = field(default_factory=dict)
-    holds: frozenset[str] = frozenset()
-
-
-class FaultManager:
+class FaultManager(ExternalFaults):
     def __init__(self, supervisor: FaultHost, max_ttl_s: float = DEFAULT_MAX_TTL_S) -> None:
         self.supervisor = supervisor
         self.max_ttl_s = max_ttl_s
@@ -208,55 +192,6 @@ class FaultManager:
 
         return Plan({"service": service, "source": source}, apply, {"runtime_keys": keys})
 
-    def _external_l7(self, kind: str, p: dict[str, Any]) -> Plan:
-        """A latency or abort toward a ServiceEntry's host: runtime keys on its callers' sidecars (CALLER_SIDE)."""
-        model = self.supervisor.model
-        assert model is not None
-        host, source = p["service"], p.get("source")
-        if not model.external_hosts[host].runs:
-            raise FaultRejected(f"service: external host {host!r} has no stand-in in the sandbox (see the warnings of "
-                                "`chaosmesh-qa validate`): nothing calls it")
-        callers = model.external_callers(host)
-        if source is not None and source not in callers:
-            raise FaultRejected(f"source: {source!r} does not call {host!r} (callers: {', '.join(callers) or 'none'})")
-        if not callers:
-            raise FaultRejected(f"service: no service calls external host {host!r}")
-        self._conflict(kind, {"service": host, "source": source})
-        prefix = external.runtime_prefix(host)
-        if kind == "latency":
-            keys = {f"{prefix}.delay.fixed_delay_percent": str(p["percent"]),
-                    f"{prefix}.delay.fixed_duration_ms": str(p["delay_ms"])}
-        else:
-            keys = {f"{prefix}.abort.abort_percent": str(p["percent"]),
-                    f"{prefix}.abort.http_status": str(p["http_status"])}
-        chosen = [source] if source else callers
-        counter = "delays_injected" if kind == "latency" else "aborts_injected"
-
-        def caller_pods() -> list[Pod]:
-            return sorted((pod for pod in self.supervisor.pods.values() if pod.spec.service in chosen),
-                          key=lambda pod: pod.name)
-
-        async def apply(lease: Lease) -> None:
-            pods, skipped = self._serving(caller_pods())
-            baseline = await self._fault_counter(pods, counter, "outbound")
-
-            async def report() -> dict[str, Any]:
-                current, _ = self._serving(caller_pods())
-                injected = await self._fault_counter(current, counter, "outbound") - baseline
-                return {"runtime_keys_cleared": len(keys), f"requests_{counter}": max(0, injected)}
-
-            lease.report = report
-            for pod in pods:
-                await lease.step(f"runtime keys on {pod.name}", partial(self._runtime_modify, [pod], keys),
-                                 self._clear_keys(pod.name, keys), uncertain=True)
-            lease.changes.update(pods=[pod.name for pod in pods], skipped_pods=skipped)
-            async with asyncio.timeout(CONFIRM_TIMEOUT_S):
-                lease.changes["confirmed"] = await self._runtime_confirmed(pods, keys)
-
-        return Plan({"service": host, "source": source}, apply,
-                    {"runtime_keys": keys, "external_host": host, "caller_services": chosen,
-                     "placement": CALLER_SIDE})
-
     def _clear_keys(self, pod_name: str, keys: dict[str, str]) -> Callable[[], Awaitable[dict[str, Any]]]:
         async def undo() -> dict[str, Any]:
             pod = self.supervisor.pods.get(pod_name)
@@ -366,6 +301,10 @@ class FaultManager:
     # ------------------------------------------------------------------ partitions
 
     def _partition(self, kind: str, p: dict[str, Any]) -> Plan:
+        model = self.supervisor.model
+        assert model is not None
+        if p["b"] not in model.services and p["b"] in model.external_hosts:
+            return self._external_partition(kind, p)
         a, b, direction, mode = p["a"], p["b"], p.get("direction", "both"), p.get("mode", "drop")
         if a != INGRESS:
             self._service(a, "a")
@@ -415,8 +354,8 @@ class FaultManager:
             self._sinks[mode] = sink
         return int(self._sinks[mode].getsockname()[1])
 
-    async def _endpoints_point_to(self, edges: list[tuple[str, str]], port: int,
-                                  chosen: frozenset[str] | None) -> tuple[bool, dict[str, str]]:
+    async def _endpoints_point_to(self, edges: list[tuple[str, str]], port: int, chosen: frozenset[str] | None,
+                                  clusters: tuple[str, ...] = ()) -> tuple[bool, dict[str, str]]:
         """Ask every serving caller sidecar (``/clusters``) whether the chosen callee hosts now sit on ``port``."""
         deadline = time.monotonic() + 1.0
         skipped: dict[str, str] = {}
@@ -431,7 +370,8 @@ class FaultManager:
                         if response.status != 200:
                             return False, skipped
                         statuses = (await response.json())["cluster_statuses"]
-                    hosts = [h for c in statuses if c["name"] == callee for h in c.get("host_statuses", [])]
+                    names = clusters or (callee,)  # an external host's: outbound|<port>||<host>
+                    hosts = [h for c in statuses if c["name"] in names for h in c.get("host_statuses", [])]
                     redirected = {h["hostname"] for h in hosts
                                   if h["address"]["socket_address"]["port_value"] == port}
                     if redirected >= (chosen if chosen is not None else {h["hostname"] for h in hosts}):

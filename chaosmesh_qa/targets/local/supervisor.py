@@ -389,7 +389,10 @@ class Supervisor:
             self.control_plane.redirects.pop(edge, None)
         else:
             self.control_plane.redirects[edge] = to
-        self.publish_endpoints()
+        if edge[1] in self.control_plane.external_ports:  # a ServiceEntry host's cluster is static: CDS
+            self.control_plane.write_caller_configs()
+        else:
+            self.publish_endpoints()
 
     def _background(self, coro: Any) -> asyncio.Task[Any]:
         task = asyncio.get_running_loop().create_task(coro)
