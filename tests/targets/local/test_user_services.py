@@ -167,8 +167,9 @@ def test_trace_headers_copied_or_dropped_and_a_sidecar_scopes_egress(box: OwnSer
     assert variant["request_id"] == tree["request_id"]  # and onto the call to its variant, which ...
     catalog, reviews = variant["upstreams"]
     assert catalog["status"] == 200 and catalog["request_id"] != variant["request_id"]  # ... dropped it
-    # the variant's Sidecar resource lets it see catalog only: reviews is unknown to its sidecar
-    assert reviews["status"] == 404 and reviews["attempts"] == 1, reviews
+    # the variant's Sidecar resource lets it see catalog only: reviews is unknown to its sidecar, and goes to the
+    # ALLOW_ANY catch-all, PassthroughCluster, which reaches nothing in the sandbox (503; the program retries it)
+    assert reviews["status"] == 503 and "remote connection failure" in reviews["body"], reviews
 
 
 def _raw_get(port: int, target: str, host: str) -> tuple[int, str]:
