@@ -66,7 +66,6 @@ def build_model(
     services = {name: replace(svc, trust_domain=domains.local)
                 for name, svc in _services(mesh_doc, mesh_spec, problems, workloads).items()}
     external = serviceentries.declared_hosts(documents, HostResolver(services), warnings)
-    serviceentries.with_stand_ins(external, mesh_doc, mesh_spec, services, problems)
     resolver = HostResolver(services, tuple(external))
     ingress = gateways.Ingress(documents, problems, warnings)
     if mesh_spec.ingress is not None and mesh_spec.ingress.service not in services:
@@ -80,6 +79,7 @@ def build_model(
     for doc in rules:
         _destination_rule(doc, resolver, services, policies, subsets, external, problems, warnings)
     routes = virtual_services(documents, resolver, services, subsets, external, ingress, problems, warnings)
+    serviceentries.with_stand_ins(external, mesh_doc, mesh_spec, services, problems, warnings)
     ingress.add_http_routes(documents, services, problems)
     gateway_hosts = gateways.hosts(ingress, warnings)
     front, paths = gateways.front(mesh_doc, mesh_spec.ingress, gateway_hosts, problems)

@@ -328,6 +328,12 @@ class ExternalHost:
         return tuple(n for n, protocol, _ in self.ports if protocol in ("", "HTTP", "HTTP2", "GRPC"))
 
     @property
+    def originates_tls(self) -> bool:
+        """The sidecars originate TLS toward its stand-in: its DestinationRule's ``tls.mode`` is SIMPLE and the stand-in
+        is the demo app (which then serves HTTPS with a certificate of the sandbox's CA for the host)."""
+        return self.policy is not None and self.policy.tls_mode == "SIMPLE" and self.command is None
+
+    @property
     def runs(self) -> bool:
         """Whether the sandbox runs a stand-in for it: a MESH_EXTERNAL, DNS or STATIC, non-wildcard host with an
         HTTP port (``mesh.externals``)."""

@@ -135,7 +135,7 @@ def _why_not(entry: ExternalHost) -> str:
 
 
 def with_stand_ins(external: dict[str, ExternalHost], doc: Document, spec: schema.MeshSpec,
-                   services: dict[str, ServiceModel], problems: list[str]) -> None:
+                   services: dict[str, ServiceModel], problems: list[str], warnings: list[str]) -> None:
     """The Mesh's ``external`` stand-ins onto their hosts, and the demo apps' calls to hosts checked: a call names a
     service of the mesh or a host whose stand-in runs."""
     for i, stand_in in enumerate(spec.external):
@@ -151,6 +151,9 @@ def with_stand_ins(external: dict[str, ExternalHost], doc: Document, spec: schem
             mesh_dir = str(Path(doc.file).parent.absolute())
             command = tuple(arg.replace("{mesh}", mesh_dir) for arg in command)
         external[host] = replace(entry, behaviour=AppBehaviour(**settings), command=command)
+        if command is not None and entry.policy is not None and entry.policy.tls_mode == "SIMPLE":
+            warnings.append(f"{entry.policy_by}: spec.trafficPolicy.tls.mode: SIMPLE (TLS origination toward "
+                            f"{host!r}) is not done toward a command stand-in: its sidecars send it plaintext HTTP")
     for i, svc in enumerate(spec.services):
         apps = [("app", svc.app), *((f"versions[{j}].app", v.app) for j, v in enumerate(svc.versions))]
         for field_path, demo in apps:
@@ -191,9 +194,9 @@ def with_policy(external: dict[str, ExternalHost], host: str, policy: TrafficPol
     if not entry.runs:
         warnings.append(f"{where}: spec.host: {host!r} is an external host ({entry.where}): its traffic policy is "
                         f"kept in the model, but {SANDBOX_NOTE}")
-    elif policy.tls_mode in ("SIMPLE", "MUTUAL"):
-        warnings.append(f"{where}: spec.trafficPolicy.tls.mode: {policy.tls_mode} (TLS origination toward "
-                        f"{host!r}) is not done by the sandbox: its sidecars send plaintext HTTP to the stand-in")
+    elif policy.tls_mode == "MUTUAL":
+        warnings.append(f"{where}: spec.trafficPolicy.tls.mode: MUTUAL (TLS origination with a client certificate "
+                        f"toward {host!r}) is not done by the sandbox: its sidecars send the stand-in plaintext HTTP")
 
 
 def tls_settings(tls: schema.ClientTLS) -> tuple[tuple[str, str], ...]:

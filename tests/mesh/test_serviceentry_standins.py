@@ -100,8 +100,20 @@ def test_a_stand_in_for_an_undeclared_host_and_a_call_to_one_are_refused_on_one_
         assert where in str(info.value), str(info.value)
 
 
-def test_tls_origination_toward_a_running_host_is_one_warning(tmp_path: Path) -> None:
-    root = edited(tmp_path, "external.yaml", "    outlierDetection:\n      consecutive5xxErrors: 3",
-                  "    tls: {mode: SIMPLE}\n    outlierDetection:\n      consecutive5xxErrors: 3")
-    warnings = [w for w in load(root).warnings if "tls.mode" in w]
-    assert len(warnings) == 1 and "sidecars send plaintext HTTP to the stand-in" in warnings[0], warnings
+def test_simple_tls_origination_is_rendered_and_mutual_is_one_warning(tmp_path: Path) -> None:
+    anchor = "    outlierDetection:\n      consecutive5xxErrors: 3"
+    rule = "    tls: {mode: SIMPLE, sni: pay.example.com, subjectAltNames: [a.example.com]}\n"
+    simple = load(edited(tmp_path / "simple", "external.yaml", anchor, rule + anchor))
+    assert simple.model.external_hosts[PAYMENTS].originates_tls and not [w for w in simple.warnings if "tls" in w]
+    rendered = {c["name"]: c for c in external.external_clusters(simple.model, {PAYMENTS: 1, RATES: 2, "": 3},
+                                                                 "/ca.crt")}
+    tls = rendered[f"outbound|80||{PAYMENTS}"]["transport_socket"]["typed_config"]
+    assert tls["sni"] == "pay.example.com"
+    assert tls["common_tls_context"]["validation_context"] == {
+        "trusted_ca": {"filename": "/ca.crt"},
+        "match_typed_subject_alt_names": [{"san_type": "DNS", "matcher": {"exact": "a.example.com"}}]}
+    mutual = load(edited(tmp_path / "mutual", "external.yaml", anchor,
+                         "    tls: {mode: MUTUAL, credentialName: payments-client}\n" + anchor))
+    warnings = [w for w in mutual.warnings if "tls.mode" in w]
+    assert not mutual.model.external_hosts[PAYMENTS].originates_tls
+    assert len(warnings) == 1 and "its sidecars send the stand-in plaintext HTTP" in warnings[0], warnings

@@ -4,8 +4,9 @@ The supervisor starts them (``start``) before the pods and hands their ports to 
 (``ControlPlane.external_ports``), whose callers reach them through their sidecars' outbound
 (``envoy.external``); they have no sidecar, as the real external service has none.  A stand-in is the demo app
 (the Mesh document's ``external[].app``: latency, error rate and status, response size; by default it answers
-200 at once) forked like a pod's, or the team's own ``command`` (``{port}`` replaced by its port, ``PORT`` in its
-environment).  Each serves on 127.0.0.1 at a port of the sandbox; its log is ``<logs>/external/<host>.log``.
+200 at once; HTTPS where the host's DestinationRule originates TLS) forked like a pod's, or the team's own
+``command`` (``{port}`` replaced by its port, ``PORT`` in its environment).
+Each serves on 127.0.0.1 at a port of the sandbox; its log is ``<logs>/external/<host>.log``.
 ``stop`` stops them with the mesh.
 """
 
@@ -22,10 +23,16 @@ from chaosmesh_qa.apps.demo import HEALTH_PATH
 from chaosmesh_qa.mesh.model import ExternalHost
 from chaosmesh_qa.targets.local import processes
 from chaosmesh_qa.targets.local.forkserver import ForkServer
+from chaosmesh_qa.targets.local.pki import MeshPKI
 from chaosmesh_qa.targets.local.processes import ChildProcess
 
 log = logging.getLogger("chaosmesh_qa.standins")
 READY_TIMEOUT_S = 30.0
+
+
+def stand_in_identity(host: str) -> str:
+    """The identity of the certificate a TLS stand-in serves (its DNS SAN is the host): outside the mesh's."""
+    return f"spiffe://external/ns/external/sa/{host}"
 
 
 class StandIns:
@@ -35,13 +42,14 @@ class StandIns:
         self._processes: dict[str, ChildProcess] = {}
 
     async def start(self, hosts: list[ExternalHost], ports: dict[str, int], forkserver: ForkServer,
-                    session: aiohttp.ClientSession) -> None:
+                    session: aiohttp.ClientSession, pki: MeshPKI) -> None:
         """Start one stand-in per host at ``ports[host]`` and wait until each answers (a command's on ``/``: any
-        HTTP answer; the demo app's on its health path)."""
-        await asyncio.gather(*(self._start(entry, ports[entry.host], forkserver, session) for entry in hosts))
+        HTTP answer; the demo app's on its health path).  Toward a host whose DestinationRule originates TLS
+        (``ExternalHost.originates_tls``) the demo app serves HTTPS with a certificate ``pki`` issues for the host."""
+        await asyncio.gather(*(self._start(entry, ports[entry.host], forkserver, session, pki) for entry in hosts))
 
     async def _start(self, entry: ExternalHost, port: int, forkserver: ForkServer,
-                     session: aiohttp.ClientSession) -> None:
+                     session: aiohttp.ClientSession, pki: MeshPKI) -> None:
         log_path = self.logs / f"{entry.host}.log"
         env = {"PORT": str(port), "CHAOSMESH_SERVICE": entry.host}
         if entry.command is not None:
@@ -54,17 +62,19 @@ class StandIns:
                       "behaviour": {"latency_ms": behaviour.latency_ms, "error_rate": behaviour.error_rate,
                                     "error_status": behaviour.error_status,
                                     "response_bytes": behaviour.response_bytes}}
+            if entry.originates_tls:
+                files = pki.identity(stand_in_identity(entry.host), entry.host)
+                config["tls"] = {"cert": files.cert, "key": files.key}
             process = await forkserver.spawn({**env, "CHAOSMESH_APP": json.dumps(config)}, log_path)
         self._processes[entry.host] = process
         self.ports[entry.host] = port
-        url = f"http://127.0.0.1:{port}{HEALTH_PATH if entry.command is None else '/'}"
+        scheme = "https" if entry.originates_tls else "http"
+        url = f"{scheme}://127.0.0.1:{port}{HEALTH_PATH if entry.command is None else '/'}"
 
         async def answers() -> bool:
-            if entry.command is None:
-                return await processes.http_ok(session, url)
             try:
-                async with session.get(url, timeout=aiohttp.ClientTimeout(total=1)):
-                    return True
+                async with session.get(url, timeout=aiohttp.ClientTimeout(total=1), ssl=False) as response:
+                    return entry.command is not None or response.status == 200
             except (aiohttp.ClientError, TimeoutError, OSError):
                 return False
 

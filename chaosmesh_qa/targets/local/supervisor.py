@@ -188,7 +188,7 @@ class Supervisor:
         await self.xds.start()
         self.forkserver = ForkServer(self.paths.logs / "forkserver.log")
         self.ports.release(*external_ports.values())
-        await self.stand_ins.start(outside, external_ports, self.forkserver, self.http())
+        await self.stand_ins.start(outside, external_ports, self.forkserver, self.http(), cp.pki)
         pods = [self._make_pod(spec) for spec in [ingress_spec, *pod_specs]]
         # a bounded number of pods starting at once: a 60-pod mesh started all together starved
         # Prometheus (not ready after 20 s) and every readiness check on two cores

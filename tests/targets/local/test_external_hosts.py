@@ -2,8 +2,9 @@
 
 One sandbox for the module: experiments/meshes/external-payments (checkout calls two ServiceEntry hosts: the payment
 provider, with a VirtualService timeout and retries and a DestinationRule with outlier detection and a connection pool,
-and a plain HTTP exchange-rate host), with the mesh's ``outboundTrafficPolicy`` set to ``REGISTRY_ONLY`` in an ``istio``
-ConfigMap.  Every check is a request through the real sidecars.
+and an exchange-rate host, here with a DestinationRule that originates TLS toward it), with the mesh's
+``outboundTrafficPolicy`` set to ``REGISTRY_ONLY`` in an ``istio`` ConfigMap.
+Every check is a request through the real sidecars.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from chaosmesh_qa.errors import FaultRejected
@@ -40,12 +42,24 @@ data:
 """
 
 
+RATES_TLS = """\
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: fx-rates}
+spec:
+  host: rates.fx.example.com
+  trafficPolicy:
+    tls: {mode: SIMPLE, sni: rates.fx.example.com}
+"""
+
+
 @pytest.fixture(scope="module")
 def box(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     work = tmp_path_factory.mktemp("external")
     mesh = work / "mesh"
     shutil.copytree(MESH, mesh)
     (mesh / "istio.yaml").write_text(REGISTRY_ONLY)
+    (mesh / "rates-tls.yaml").write_text(RATES_TLS)
     for served in serve(mesh, work / "state"):
         try:
             yield served
@@ -86,10 +100,17 @@ def test_callers_reach_both_stand_ins_by_host_name_as_mesh_external_destinations
     clusters = {c["cluster"]["name"]: c for c in dump["configs"]}
     payments = clusters[f"outbound|80||{PAYMENTS}"]["cluster"]
     rates = clusters[f"outbound|80||{RATES}"]["cluster"]
-    assert "transport_socket" not in payments and "transport_socket" not in rates  # plaintext: no Istio mTLS
+    assert "transport_socket" not in payments  # plaintext: no Istio mTLS to a mesh-external host
     assert payments["outlier_detection"]["consecutive_5xx"] == 3 and payments["connect_timeout"] == "0.250s"
     assert payments["circuit_breakers"]["thresholds"][0]["max_connections"] == 50
     assert "outlier_detection" not in rates and rates["connect_timeout"] == "10s"  # Istio's defaults
+    # TLS origination (tls.mode SIMPLE): the sidecar speaks TLS with the rule's SNI, not mTLS (no client certificate)
+    tls = rates["transport_socket"]["typed_config"]
+    assert tls["sni"] == RATES and "tls_certificates" not in tls["common_tls_context"]
+    port = box.status()["external"][RATES]["port"]
+    assert httpx.get(f"https://127.0.0.1:{port}/healthz", verify=False).status_code == 200  # the stand-in: HTTPS
+    with pytest.raises(httpx.HTTPError):
+        httpx.get(f"http://127.0.0.1:{port}/healthz")
 
 
 def test_registry_only_refuses_an_undeclared_host_with_istios_502(box: Served) -> None:

@@ -3,8 +3,9 @@
 ``controlplane`` adds, for every caller, one cluster per HTTP port of each ServiceEntry host whose stand-in runs
 (``ExternalHost.runs``), named as istiod names it (``outbound|<port>||<host>``): no mTLS (a MESH_EXTERNAL host is
 no workload of the mesh; auto mTLS never applies to it), the DestinationRule of the host in force (connection pool,
-outlier detection, load balancer); its one endpoint is the stand-in on loopback (the sandbox resolves the host, as
-Envoy resolves a DNS entry's).  Each host gets a virtual host (its name, and ``<name>:<port>``) with its
+outlier detection, load balancer; TLS origination for ``tls.mode: SIMPLE``, toward a stand-in that serves HTTPS);
+its one endpoint is the stand-in on loopback (the sandbox resolves the host, as Envoy resolves a DNS entry's).
+Each host gets a virtual host (its name, and ``<name>:<port>``) with its
 VirtualService's routes (timeouts, retries, faults) or Istio's default route (no timeout, default retries).  A
 ``*`` virtual host catches every other authority, as istiod's catch-all does by ``outboundTrafficPolicy``:
 ``REGISTRY_ONLY`` answers 502 itself (istiod's ``block_all`` route: a direct response, BlackHoleCluster);
@@ -44,9 +45,13 @@ def running(model: MeshModel) -> list[ExternalHost]:
     return [e for e in model.external_hosts.values() if e.runs]
 
 
-def external_clusters(model: MeshModel, ports: dict[str, int]) -> list[JSON]:
+def external_clusters(model: MeshModel, ports: dict[str, int], ca_path: str = "") -> list[JSON]:
     """Every caller's clusters toward the stand-ins (``ports``: host -> the stand-in's loopback port) and
-    PassthroughCluster (at ``ports['']``: a port that refuses connections)."""
+    PassthroughCluster (at ``ports['']``: a port that refuses connections).  Toward a host whose DestinationRule
+    originates TLS (``tls.mode: SIMPLE``) the cluster does, as istiod renders it: SNI the rule's ``sni`` (else the
+    host), the server's certificate verified against ``ca_path`` (the sandbox's CA, standing for the trusted roots
+    a cluster's sidecar verifies a public server with) and its SAN against the rule's ``subjectAltNames`` (else the
+    host)."""
     found: list[JSON] = []
     for entry in running(model):
         policy = replace(entry.policy or TrafficPolicy(), tls_mode="DISABLE")
@@ -54,6 +59,8 @@ def external_clusters(model: MeshModel, ports: dict[str, int]) -> list[JSON]:
             name = cluster_name(entry.host, port)
             rendered = clusters.cluster(clusters.ClusterSpec(name, entry.host, {}, policy), ("", ""), "", "")
             rendered.pop("eds_cluster_config")
+            if entry.originates_tls:
+                rendered["transport_socket"] = _originated_tls(entry, ca_path)
             found.append({**rendered, "type": "STATIC", "load_assignment": {
                 "cluster_name": name,
                 "endpoints": [{"lb_endpoints": [{"endpoint": {"address": address(ports[entry.host]),
@@ -62,6 +69,17 @@ def external_clusters(model: MeshModel, ports: dict[str, int]) -> list[JSON]:
                   "load_assignment": {"cluster_name": PASSTHROUGH, "endpoints": [
                       {"lb_endpoints": [{"endpoint": {"address": address(ports[""])}}]}]}})
     return found
+
+
+def _originated_tls(entry: ExternalHost, ca_path: str) -> JSON:
+    settings = dict(entry.tls_settings)
+    names = [n for n in settings.get("subjectAltNames", "").split(",") if n] or [entry.host]
+    return {"name": "envoy.transport_sockets.tls", "typed_config": {
+        TYPE: f"{API}.extensions.transport_sockets.tls.v3.UpstreamTlsContext",
+        "sni": settings.get("sni", entry.host),
+        "common_tls_context": {"validation_context": {
+            "trusted_ca": {"filename": ca_path},
+            "match_typed_subject_alt_names": [{"san_type": "DNS", "matcher": {"exact": n}} for n in names]}}}}
 
 
 def virtual_hosts(model: MeshModel, caller: str) -> list[JSON]:
