@@ -14,7 +14,7 @@ import re
 from dataclasses import replace
 from pathlib import Path
 
-from chaosmesh_qa.mesh import gateways, manifests, rollouts, schema, serviceentries
+from chaosmesh_qa.mesh import gateways, manifests, meshroutes, rollouts, schema, serviceentries
 from chaosmesh_qa.mesh.authz import authorization_policies, selection_warnings
 from chaosmesh_qa.mesh.callers import source_problems
 from chaosmesh_qa.mesh.documents import Document, latest_documents
@@ -80,8 +80,12 @@ def build_model(
         _destination_rule(doc, resolver, services, policies, subsets, external, problems, warnings)
     routes = virtual_services(documents, resolver, services, subsets, external, ingress, problems, warnings)
     serviceentries.with_stand_ins(external, mesh_doc, mesh_spec, services, problems, warnings)
-    ingress.add_http_routes(documents, services, problems)
+    views = {name: view for w in workloads.values() for name, view in w.views.items()}  # per-version Services
+    meshroutes.mesh_routes(documents, services, views, subsets, routes, problems, warnings)  # Service parents
+    ingress.add_http_routes(documents, services, problems, views)
     gateway_hosts = gateways.hosts(ingress, warnings)
+    meshroutes.view_subsets(views, [r for rs in (*routes.values(), *(h.routes for h in gateway_hosts)) for r in rs],
+                            subsets, problems)
     front, paths = gateways.front(mesh_doc, mesh_spec.ingress, gateway_hosts, problems)
     peer_auth = peer_authentications(documents, services, problems, warnings)
     authz = authorization_policies(documents, warnings, domains)
@@ -101,6 +105,7 @@ def build_model(
         trust_domains=domains,
         external_hosts=external,
         ingress_gateway=ingress.gateway,
+        service_views=views,
     )
     if not problems:
         problems.extend(source_problems(model))

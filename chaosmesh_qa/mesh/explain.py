@@ -101,7 +101,9 @@ def _routes(model: MeshModel, src: _Sources) -> list[Finding]:
         routes = model.routes_for(name)
         declared = name in model.routes
         policy = model.policies[name]
-        def vs(i: int, field: str, name: str = name) -> str:
+        def vs(i: int, field: str, name: str = name, routes: tuple[Route, ...] = routes) -> str:
+            if "HTTPRoute/" in routes[i].where:  # an HTTPRoute attached to the Service (mesh.meshroutes)
+                return f"{routes[i].where.rpartition('.matches[')[0]}.{'retry' if field == 'retries' else field}"
             return src.at("VirtualService", name, f"spec.http[{i}].{field}")
 
         defaults = [i for i, r in enumerate(routes) if r.retries == default_retries()]

@@ -22,8 +22,14 @@ from pydantic import AfterValidator, Field
 
 from chaosmesh_qa.mesh import ingressgateway, schema
 from chaosmesh_qa.mesh.documents import Document
-from chaosmesh_qa.mesh.httproutes import HTTPRouteSpec, K8sGatewaySpec, host_name, rules
-from chaosmesh_qa.mesh.model import GatewayHost, Route, ServiceModel
+from chaosmesh_qa.mesh.httproutes import (
+    HTTPRouteSpec,
+    K8sGatewaySpec,
+    host_name,
+    is_service_parent,
+    rules,
+)
+from chaosmesh_qa.mesh.model import GatewayHost, Route, ServiceModel, ServiceView
 from chaosmesh_qa.mesh.values import LabelMap, show
 
 ISTIO_VERSIONS = ("networking.istio.io/v1", "networking.istio.io/v1beta1", "networking.istio.io/v1alpha3")
@@ -252,11 +258,14 @@ class Ingress:
     # ------------------------------------------------------------------ HTTPRoutes
 
     def add_http_routes(self, documents: list[Document], services: dict[str, ServiceModel],
-                        problems: list[str]) -> None:
+                        problems: list[str], views: dict[str, ServiceView] | None = None) -> None:
+        """The HTTPRoutes with a Gateway parent (those with a Service parent only are ``meshroutes``')."""
         for doc in sorted((d for d in documents if d.kind == "HTTPRoute"), key=lambda d: (d.namespace, d.name)):
             spec: HTTPRouteSpec = doc.spec  # type: ignore[assignment]
+            if all(is_service_parent(ref) for ref in spec.parent_refs):
+                continue
             listeners = self._parents(doc, spec, problems)
-            built = rules(doc, spec, services, problems)
+            built = rules(doc, spec, services, problems, views)
             if built is None:
                 continue
             hostnames = spec.hostnames or ["*"]
@@ -273,9 +282,12 @@ class Ingress:
         found: list[_Listener] = []
         for i, ref in enumerate(spec.parent_refs):
             where = f"{doc.where}: spec.parentRefs[{i}]"
+            if is_service_parent(ref):
+                continue  # mesh routing (GAMMA): meshroutes
             if (ref.kind or "Gateway") != "Gateway" or (ref.group or K8S_GROUP) != K8S_GROUP:
-                problems.append(f"{where}.kind: {ref.kind!r} parents (mesh routing with HTTPRoute) are not "
-                                "supported: write a VirtualService for traffic inside the mesh")
+                group = K8S_GROUP if ref.group is None else ref.group
+                problems.append(f"{where}.kind: {ref.kind!r} of group {group!r} is not a parent the sandbox supports "
+                                "(a Gateway, or a Service: group '' and kind Service)")
                 continue
             key = f"{ref.namespace or doc.namespace}/{ref.name}"
             if key not in self.k8s:

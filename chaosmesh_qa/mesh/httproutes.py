@@ -19,9 +19,12 @@ from chaosmesh_qa.mesh import schema
 from chaosmesh_qa.mesh.documents import Document
 from chaosmesh_qa.mesh.model import (
     HeaderChanges,
+    Mirror,
+    RetryPolicy,
     Route,
     RouteMatch,
     ServiceModel,
+    ServiceView,
     StringMatch,
     WeightedDestination,
     default_retries,
@@ -90,11 +93,17 @@ class HeaderMatch(schema.Spec):
     value: str = Field(max_length=4096)
 
 
+class QueryParamMatch(schema.Spec):
+    type: Literal["Exact", "RegularExpression"] = "Exact"
+    name: Annotated[str, Field(min_length=1, max_length=256)]
+    value: str = Field(max_length=1024)
+
+
 class HTTPRouteMatch(schema.Spec):
     path: PathMatch = Field(default_factory=PathMatch)
     headers: list[HeaderMatch] = Field(default_factory=list)
     method: Literal["GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH"] | None = None
-    query_params: list[dict[str, Any]] | None = None
+    query_params: list[QueryParamMatch] = Field(default_factory=list)
 
 
 class HTTPHeader(schema.Spec):
@@ -108,11 +117,6 @@ class HeaderModifier(schema.Spec):
     remove: list[HeaderName] = Field(default_factory=list)
 
 
-class Filter(schema.Spec):
-    type: str
-    request_header_modifier: HeaderModifier | None = None
-
-
 class BackendRef(schema.Spec):
     name: str = Field(min_length=1)
     namespace: str | None = None
@@ -122,8 +126,37 @@ class BackendRef(schema.Spec):
     group: str | None = None
 
 
+class Fraction(schema.Spec):
+    numerator: Annotated[int, Field(ge=0)]
+    denominator: Annotated[int, Field(ge=1)] = 100
+
+
+class MirrorFilter(schema.Spec):
+    backend_ref: BackendRef
+    percent: Annotated[int, Field(ge=0, le=100)] | None = None
+    fraction: Fraction | None = None
+
+
+class Filter(schema.Spec):
+    type: str
+    request_header_modifier: HeaderModifier | None = None
+    request_mirror: MirrorFilter | None = None
+    # read by no route of the sandbox: the filter is refused (ingress) or warned (mesh routes) as a whole
+    url_rewrite: dict[str, Any] | None = None
+    request_redirect: dict[str, Any] | None = None
+    response_header_modifier: dict[str, Any] | None = None
+    cors: dict[str, Any] | None = None
+    extension_ref: dict[str, Any] | None = None
+
+
 class Timeouts(schema.Spec):
     request: Duration | None = None
+
+
+class Retry(schema.Spec):
+    attempts: Annotated[int, Field(ge=0)] | None = None
+    codes: list[Annotated[int, Field(ge=400, le=599)]] = Field(default_factory=list)
+    backoff: Duration | None = None
 
 
 class HTTPRouteRule(schema.Spec):
@@ -131,6 +164,7 @@ class HTTPRouteRule(schema.Spec):
     filters: list[Filter] = Field(default_factory=list)
     backend_refs: list[BackendRef] = Field(default_factory=list)
     timeouts: Timeouts | None = None
+    retry: Retry | None = None
 
 
 class HTTPRouteSpec(schema.Spec):
@@ -139,64 +173,117 @@ class HTTPRouteSpec(schema.Spec):
     rules: list[HTTPRouteRule] = Field(default_factory=lambda: [HTTPRouteRule()])
 
 
-def rules(doc: Document, spec: HTTPRouteSpec, services: dict[str, ServiceModel],
-          problems: list[str]) -> list[tuple[tuple[Any, ...], Route]] | None:
-    """An HTTPRoute's routes, one per match, each with its precedence key; None if it has problems."""
+def is_service_parent(ref: ParentRef) -> bool:
+    """A parentRef naming a Service (group '' and kind Service): mesh routing, the GAMMA model.  Without
+    ``group`` the API server defaults it to gateway.networking.k8s.io, which has no kind Service."""
+    return ref.kind == "Service" and ref.group == ""
+
+
+def rules(doc: Document, spec: HTTPRouteSpec, services: dict[str, ServiceModel], problems: list[str],
+          views: dict[str, ServiceView] | None = None,
+          warnings: list[str] | None = None) -> list[tuple[tuple[Any, ...], Route]] | None:
+    """An HTTPRoute's routes, one per match, each with its precedence key; None if it has problems.
+
+    ``warnings`` given (mesh routes, ``meshroutes``): a filter the sandbox does not apply is warned and left out,
+    and ``RequestMirror`` and ``retry`` are read; without it (the ingress's routes) such a filter is a problem."""
     built: list[tuple[tuple[Any, ...], Route]] = []
     before = len(problems)
+    known = views or {}
     for i, rule in enumerate(spec.rules):
         where = f"{doc.where}: spec.rules[{i}]"
-        headers = _filters(where, rule.filters, problems)
-        destinations = _backends(doc, where, rule.backend_refs, services, problems)
+        headers, mirrors = _filters(doc, where, rule.filters, services, known, problems, warnings)
+        destinations = _backends(doc, where, rule.backend_refs, services, known, problems)
         timeout = parse_duration(rule.timeouts.request) if rule.timeouts and rule.timeouts.request else None
+        retries = _retry(where, rule.retry, warnings) if warnings is not None else default_retries()
         for j, match in enumerate(rule.matches):
             route_match, key = _match(f"{where}.matches[{j}]", match, problems)
-            route = Route((route_match,), destinations, default_retries(), timeout, None, headers=headers)
+            route = Route((route_match,), destinations, retries, timeout, None, mirrors, f"{where}.matches[{j}]",
+                          headers=headers)
             built.append(((*key, doc.namespace, doc.name, i, j), route))
     return None if len(problems) > before else built
 
 
+def _retry(where: str, retry: Retry | None, warnings: list[str]) -> RetryPolicy:
+    """``retry`` as istiod converts it: connection errors plus ``codes``, ``attempts`` (default 2); none given:
+    Istio's default retry policy, as for a VirtualService without ``retries``."""
+    if retry is None:
+        return default_retries()
+    if retry.backoff is not None:
+        warnings.append(f"{where}.retry.backoff: not applied by the sandbox (Envoy's default backoff is used)")
+    attempts = 2 if retry.attempts is None else retry.attempts
+    named = "connect-failure,refused-stream,unavailable,cancelled" + (",retriable-status-codes" if retry.codes
+                                                                       else "")
+    return RetryPolicy(attempts, named if attempts else "", None, tuple(dict.fromkeys(retry.codes)))
+
+
+def _backend(doc: Document, path: str, ref: BackendRef, services: dict[str, ServiceModel],
+             views: dict[str, ServiceView], problems: list[str]) -> tuple[str, str | None] | None:
+    """The (service, subset) a backendRef names: a Service of the mesh, or a per-version Service's subset."""
+    svc = services.get(ref.name)
+    view = views.get(ref.name)
+    port = view.port if view is not None and view.namespace == doc.namespace else svc.port if svc else None
+    if (ref.kind or "Service") != "Service" or ref.group not in (None, ""):
+        problems.append(f"{path}.kind: only Service backends are supported")
+    elif (ref.namespace or doc.namespace) != doc.namespace:
+        problems.append(f"{path}.namespace: a backend in another namespace needs a ReferenceGrant, "
+                        "which the sandbox does not support")
+    elif port is None or (view is None and svc is not None and svc.namespace != doc.namespace):
+        problems.append(f"{path}.name: no service {ref.name!r} in namespace {doc.namespace!r}")
+    elif ref.port is None:
+        problems.append(f"{path}.port: required for a Service backend (Gateway API)")
+    elif ref.port != port:
+        problems.append(f"{path}.port: {ref.port} is not the port of service {ref.name!r} ({port})")
+    else:
+        return (view.parent, view.name) if view is not None else (ref.name, None)
+    return None
+
 
 def _backends(doc: Document, where: str, refs: list[BackendRef], services: dict[str, ServiceModel],
-              problems: list[str]) -> tuple[WeightedDestination, ...]:
+              views: dict[str, ServiceView], problems: list[str]) -> tuple[WeightedDestination, ...]:
     if not refs:
         problems.append(f"{where}.backendRefs: none given (the gateway would answer 500)")
         return ()
-    chosen: list[tuple[str, int]] = []
+    chosen: list[tuple[tuple[str, str | None], int]] = []
     for k, ref in enumerate(refs):
-        path = f"{where}.backendRefs[{k}]"
-        svc = services.get(ref.name)
-        if (ref.kind or "Service") != "Service" or ref.group not in (None, ""):
-            problems.append(f"{path}.kind: only Service backends are supported")
-        elif (ref.namespace or doc.namespace) != doc.namespace:
-            problems.append(f"{path}.namespace: a backend in another namespace needs a ReferenceGrant, "
-                            "which the sandbox does not support")
-        elif svc is None or svc.namespace != doc.namespace:
-            problems.append(f"{path}.name: no service {ref.name!r} in namespace {doc.namespace!r}")
-        elif ref.port is None:
-            problems.append(f"{path}.port: required for a Service backend (Gateway API)")
-        elif ref.port != svc.port:
-            problems.append(f"{path}.port: {ref.port} is not the port of service {ref.name!r} ({svc.port})")
-        else:
-            chosen.append((ref.name, ref.weight))
+        found = _backend(doc, f"{where}.backendRefs[{k}]", ref, services, views, problems)
+        if found is not None:
+            chosen.append((found, ref.weight))
     if len(chosen) < len(refs):
         return ()
     total = sum(w for _, w in chosen)
     if total == 0:
         problems.append(f"{where}.backendRefs: every weight is 0 (the gateway would answer 500)")
         return ()
-    return tuple(WeightedDestination(name, None, share) for (name, _), share in
+    return tuple(WeightedDestination(name, subset, share) for ((name, subset), _), share in
                  zip(chosen, percents([w for _, w in chosen]), strict=True))
 
 
-def _filters(where: str, filters: list[Filter], problems: list[str]) -> HeaderChanges | None:
-    """The one filter supported: RequestHeaderModifier (at most once per rule, as Gateway API requires)."""
+def _filters(doc: Document, where: str, filters: list[Filter], services: dict[str, ServiceModel],
+             views: dict[str, ServiceView], problems: list[str],
+             warnings: list[str] | None) -> tuple[HeaderChanges | None, tuple[Mirror, ...]]:
+    """RequestHeaderModifier (at most once per rule, as Gateway API requires) and, on mesh routes, RequestMirror;
+    another filter is a problem (ingress) or warned and left out (mesh: ``warnings`` given)."""
     changes: HeaderChanges | None = None
+    mirrors: list[Mirror] = []
+    supported = "RequestHeaderModifier" if warnings is None else "RequestHeaderModifier, RequestMirror"
     for k, flt in enumerate(filters):
         path = f"{where}.filters[{k}]"
-        if flt.type != "RequestHeaderModifier":
+        if flt.type == "RequestMirror" and warnings is not None:
+            if flt.request_mirror is None:
+                problems.append(f"{path}.requestMirror: required for type RequestMirror")
+            elif (found := _backend(doc, f"{path}.requestMirror.backendRef", flt.request_mirror.backend_ref,
+                                    services, views, problems)) is not None:
+                fraction = flt.request_mirror.fraction
+                percent = (100.0 * fraction.numerator / fraction.denominator if fraction is not None
+                           else float(flt.request_mirror.percent) if flt.request_mirror.percent is not None
+                           else 100.0)
+                mirrors.append(Mirror(found[0], found[1], percent))
+        elif flt.type != "RequestHeaderModifier" and warnings is not None:
+            warnings.append(f"{path}.type: {flt.type!r} is not applied by the sandbox (supported: {supported}); "
+                            "the route is served without it")
+        elif flt.type != "RequestHeaderModifier":
             problems.append(f"{path}.type: {flt.type!r} is not supported by the sandbox (supported: "
-                            "RequestHeaderModifier); the route would behave differently")
+                            f"{supported}); the route would behave differently")
         elif flt.request_header_modifier is None:
             problems.append(f"{path}.requestHeaderModifier: required for type RequestHeaderModifier")
         elif changes is not None:
@@ -210,8 +297,7 @@ def _filters(where: str, filters: list[Filter], problems: list[str]) -> HeaderCh
             changes = HeaderChanges(tuple((h.name.lower(), h.value) for h in spec.set),
                                     tuple((h.name.lower(), h.value) for h in spec.add),
                                     tuple(n.lower() for n in spec.remove))
-    return changes
-
+    return changes, tuple(mirrors)
 
 
 def percents(weights: list[int]) -> list[int]:
@@ -225,9 +311,8 @@ def percents(weights: list[int]) -> list[int]:
 
 
 def _match(where: str, match: HTTPRouteMatch, problems: list[str]) -> tuple[RouteMatch, tuple[Any, ...]]:
-    """A Gateway API match, and its precedence key (exact path, longest prefix, method, most headers)."""
-    if match.query_params:
-        problems.append(f"{where}.queryParams: not supported by the sandbox (the route would match every query)")
+    """A Gateway API match, and its precedence key (exact path, longest prefix, method, most headers, most query
+    parameters)."""
     path, uri = match.path, None
     if path.type == "RegularExpression":
         try:
@@ -255,6 +340,17 @@ def _match(where: str, match: HTTPRouteMatch, problems: list[str]) -> tuple[Rout
         headers.append((name, StringMatch("regex" if header.type == "RegularExpression" else "exact", value)))
     if match.method:
         headers.append((":method", StringMatch("exact", match.method)))
+    query: list[tuple[str, StringMatch]] = []
+    for k, param in enumerate(match.query_params):
+        if any(param.name == seen for seen, _ in query):
+            problems.append(f"{where}.queryParams[{k}].name: {param.name!r} is matched twice")
+            continue
+        try:
+            value = envoy_regex(param.value) if param.type == "RegularExpression" else param.value
+        except ValueError as exc:
+            problems.append(f"{where}.queryParams[{k}].value: {exc}")
+            continue
+        query.append((param.name, StringMatch("regex" if param.type == "RegularExpression" else "exact", value)))
     rank = {"Exact": 0, "PathPrefix": 1, "RegularExpression": 2}[path.type]
-    key = (rank, -len(path.value), 0 if match.method else 1, -len(match.headers))
-    return RouteMatch(uri, tuple(headers)), key
+    key = (rank, -len(path.value), 0 if match.method else 1, -len(match.headers), -len(match.query_params))
+    return RouteMatch(uri, tuple(headers), query_params=tuple(query)), key

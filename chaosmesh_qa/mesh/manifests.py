@@ -19,7 +19,9 @@ from pydantic import Field
 
 from chaosmesh_qa.mesh import schema
 from chaosmesh_qa.mesh.documents import Document
+from chaosmesh_qa.mesh.httproutes import HTTPRouteSpec
 from chaosmesh_qa.mesh.identity import DEFAULT_REVISION, canonical_revision
+from chaosmesh_qa.mesh.model import ServiceView
 from chaosmesh_qa.mesh.values import LabelMap, Name, show
 
 WORKLOAD_KINDS = ("Deployment", "StatefulSet", "Rollout")  # a Rollout: its pod sets (rollouts.expand)
@@ -183,6 +185,8 @@ class Workload:
     versions: list[WorkloadVersion] = field(default_factory=list)
     target_port: int | None = None  # the pods' port, when the Service's targetPort differs from its port
     selector: dict[str, str] = field(default_factory=dict)  # the Service's spec.selector
+    # per-version Services an HTTPRoute names as backends, selecting some of these pods (model.ServiceView)
+    views: dict[str, ServiceView] = field(default_factory=dict)
 
 
 def workloads(documents: list[Document], problems: list[str], warnings: list[str]) -> dict[str, Workload]:
@@ -200,7 +204,13 @@ def workloads(documents: list[Document], problems: list[str], warnings: list[str
     found: dict[str, Workload] = {}
     # headless Services last: a StatefulSet's governing Service (or a Helm chart's headless twin) selects pods a
     # routed Service already runs; the sandbox runs them under that one
-    services = sorted((d for d in documents if d.kind == "Service"), key=lambda d: _headless(d))
+    # an HTTPRoute's backend Services after the others: a per-version one (Bookinfo's reviews-v1) may select some
+    # of the pods of a Service that runs them (reviews); it becomes that Service's view (``_view``)
+    backends = {(d.namespace, ref.name) for d in documents
+                if d.kind == "HTTPRoute" and isinstance(d.spec, HTTPRouteSpec)
+                for rule in d.spec.rules for ref in rule.backend_refs}
+    services = sorted((d for d in documents if d.kind == "Service"),
+                      key=lambda d: (_headless(d), (d.namespace, d.name) in backends))
     for svc in services:
         sspec: ServiceSpec = svc.spec  # type: ignore[assignment]
         if not sspec.selector:
@@ -218,6 +228,8 @@ def workloads(documents: list[Document], problems: list[str], warnings: list[str
                             f"{', '.join(sorted(runs))}: the sandbox calls them through that Service (the per-pod "
                             "DNS names of a headless Service are not modelled)")
             continue
+        if (svc.namespace, svc.name) in backends and _view(svc, sspec, chosen, owner, found):
+            continue
         if svc.name in found:
             problems.append(f"{svc.where}: metadata.name: a second Service named {svc.name!r} (service names are "
                             f"unique across the sandbox's mesh; the first is {found[svc.name].where})")
@@ -230,6 +242,21 @@ def workloads(documents: list[Document], problems: list[str], warnings: list[str
             warnings.append(f"{doc.where}: spec.template.metadata.labels: no Service selects these pods: they are "
                             "not run (nothing could call them)")
     return found
+
+
+def _view(svc: Document, spec: ServiceSpec, chosen: list[Document], owner: dict[int, Document],
+          found: dict[str, Workload]) -> bool:
+    """Record ``svc`` as a view of the one Service that already runs every pod it selects, with a selector no
+    wider than its own (Kubernetes lets several Services select one pod; the sandbox runs each pod once)."""
+    owners = {owner[id(d)].name for d in chosen if id(d) in owner}
+    parent = found.get(next(iter(owners))) if len(owners) == 1 and all(id(d) in owner for d in chosen) else None
+    if parent is None or not spec.ports or svc.name in found or any(
+            (spec.selector or {}).get(k) != v for k, v in parent.selector.items()):
+        return False
+    port = next((p for p in spec.ports if p.name == "http" or p.name.startswith("http-")), spec.ports[0])
+    parent.views[svc.name] = ServiceView(svc.name, svc.namespace, port.port, dict(spec.selector or {}), parent.name,
+                                         svc.where)
+    return True
 
 
 def _headless(doc: Document) -> bool:

@@ -97,6 +97,20 @@ class ServiceModel:
 
 
 @dataclass(frozen=True)
+class ServiceView:
+    """A Service whose selector picks some of another Service's pods (a per-version Service, such as Bookinfo's
+    ``reviews-v1``) that an HTTPRoute names as a backend: the sandbox runs those pods under ``parent`` and reaches
+    them as its subset named after this Service (``manifests.workloads`` finds them, ``meshroutes`` routes them)."""
+
+    name: str
+    namespace: str
+    port: int
+    selector: dict[str, str]
+    parent: str
+    where: str = field(default="", compare=False)
+
+
+@dataclass(frozen=True)
 class StringMatch:
     kind: Literal["exact", "prefix", "regex"]
     value: str
@@ -110,6 +124,7 @@ class RouteMatch:
     # ``mesh.callers`` before a caller's routes are rendered
     source_labels: tuple[tuple[str, str], ...] = ()
     source_namespace: str | None = None
+    query_params: tuple[tuple[str, StringMatch], ...] = ()  # an HTTPRoute's queryParams (exact or regex)
 
 
 @dataclass(frozen=True)
@@ -357,6 +372,7 @@ class MeshModel:
     trust_domains: TrustDomains = field(default_factory=TrustDomains)  # the `istio` ConfigMap's, else Istio's
     external_hosts: dict[str, ExternalHost] = field(default_factory=dict)  # ServiceEntry hosts: never sent traffic
     ingress_gateway: IngressGateway = DEFAULT_INGRESS_GATEWAY  # the one the Istio Gateways select
+    service_views: dict[str, ServiceView] = field(default_factory=dict)  # per-version Services HTTPRoutes name
 
     @property
     def mesh_config(self) -> MeshConfig:

@@ -1,16 +1,18 @@
 """What the declared routing promises: the share of a service's requests each version should serve.
 
 ``chaosmesh_qa.probes.routing`` (and ``mesh.explain``) call ``expected_shares(model, service,
-headers, path)``: the first VirtualService route whose match takes a request with those headers
-(and path) decides, its weights split over the destinations' subsets, and a subset's share over
-the versions its labels select, in proportion to their replicas (the load balancer spreads a
-cluster's requests over its endpoints).  Pure model arithmetic: no target, no metrics.
+headers, path)``: the first route (a VirtualService's, or an HTTPRoute's attached to the Service) whose match
+takes a request with those headers (and path, with its query) decides, its weights split over the destinations'
+subsets (a per-version Service's: the pods it selects), and a subset's share over the versions its labels select,
+in proportion to their replicas (the load balancer spreads a cluster's requests over its endpoints).  Pure model
+arithmetic: no target, no metrics.
 """
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from urllib.parse import parse_qsl
 
 from chaosmesh_qa.errors import InvalidArgument
 from chaosmesh_qa.mesh.callers import routes_seen_by
@@ -63,11 +65,14 @@ def _takes(route: Route, headers: dict[str, str], path: str | None, service: str
 
 
 def _match(match: RouteMatch, headers: dict[str, str], path: str | None, service: str, index: int) -> bool:
-    if match.uri is not None:
+    if match.uri is not None or match.query_params:
         if path is None:
             raise InvalidArgument(f"path: route http[{index}] of {service!r} matches on the URI; "
                                   "give the request path the traffic uses")
-        if not _string(match.uri, path):
+        if match.uri is not None and not _string(match.uri, path):
+            return False
+        query = dict(parse_qsl(path.partition("?")[2], keep_blank_values=True))  # an HTTPRoute's queryParams
+        if not all(name in query and _string(m, query[name]) for name, m in match.query_params):
             return False
     return all(name in headers and _string(m, headers[name]) for name, m in match.headers)
 

@@ -170,6 +170,12 @@ def header_and_method(loaded: LoadedMesh) -> None:
     assert headers == {"x-canary": StringMatch("exact", "yes"), ":method": StringMatch("exact", "GET")}
 
 
+def query_params(loaded: LoadedMesh) -> None:
+    (host,) = loaded.model.gateway_hosts
+    assert host.routes[0].matches[0].query_params == (("debug", StringMatch("exact", "1")),
+                                                       ("v", StringMatch("regex", "[0-9]+")))
+
+
 def header_changes(loaded: LoadedMesh) -> None:
     (host,) = loaded.model.gateway_hosts
     assert host.routes[0].headers == HeaderChanges((("x-from", "gw"),), (("x-tag", "a"),), ("x-debug",))
@@ -289,18 +295,24 @@ CASES = [
              SPLIT_RULES + "    filters:\n" + "    - type: RequestHeaderModifier\n"
                            "      requestHeaderModifier: {remove: [x-debug]}\n" * 2)},
          error=("spec.rules[0].filters[1].type:", "RequestHeaderModifier given twice")),
-    Case("httproute-mesh-parent-refused",
-         {"mesh.yaml": MESH, "gw.yaml": http_route(SPLIT_RULES, parent="  - {group: '', kind: Service, name: web}")},
-         error=("HTTPRoute/shop-routes: spec.parentRefs[0].kind:", "write a VirtualService")),
+    Case("httproute-service-parent-without-group-refused",  # the API server defaults group to Gateway API's
+         {"mesh.yaml": MESH, "gw.yaml": http_route(SPLIT_RULES, parent="  - {kind: Service, name: web}")},
+         error=("HTTPRoute/shop-routes: spec.parentRefs[0].kind:", "'Service' of group 'gateway.networking.k8s.io'"
+                " is not a parent")),
     Case("httproute-backend-port-mismatch",
          {"mesh.yaml": MESH, "gw.yaml": k8s_gateway() + "---\n" + http_route(SPLIT_RULES.replace("port: 8080,",
                                                                                                    "port: 9080,", 1))},
          error=("spec.rules[0].backendRefs[0].port:", "9080 is not the port of service 'web' (8080)")),
-    Case("httproute-query-params-refused",
+    Case("httproute-query-params",
          {"mesh.yaml": MESH, "gw.yaml": k8s_gateway() + "---\n" + http_route(
-             "  - matches:\n    - queryParams: [{name: debug, value: '1'}]\n"
+             "  - matches:\n    - queryParams: [{name: debug, value: '1'}, {type: RegularExpression, name: v, "
+             "value: '[0-9]+'}]\n    backendRefs: [{name: web, port: 8080}]\n")},
+         check=query_params),
+    Case("httproute-query-param-twice",
+         {"mesh.yaml": MESH, "gw.yaml": k8s_gateway() + "---\n" + http_route(
+             "  - matches:\n    - queryParams: [{name: debug, value: '1'}, {name: debug, value: '2'}]\n"
              "    backendRefs: [{name: web, port: 8080}]\n")},
-         error=("spec.rules[0].matches[0].queryParams:", "not supported")),
+         error=("spec.rules[0].matches[0].queryParams[1].name:", "'debug' is matched twice")),
     Case("gateway-class-not-istio", {"mesh.yaml": MESH, "gw.yaml": k8s_gateway(cls="nginx")},
          error=("Gateway/shop: spec.gatewayClassName:", "'nginx' is not served")),
     Case("grpcroute-refused",

@@ -27,18 +27,18 @@ annotation, istiod's push debounce (the push is immediate), and istiod's Go vali
 is the mesh directory's).  Nothing reverts an AuthorizationPolicy but its deletion.
 
 **NetworkPolicies** are enforced as a CNI enforces them: each is admitted as the API server admits it
-(``networkpolicy.admit``: unknown fields dropped, or refused with ``fieldValidation=Strict``; defaults; 400/422
-only where the API server answers so), stored, and then every stored NetworkPolicy is evaluated together
+(``networkpolicy.admit``: unknown fields dropped, or refused with ``fieldValidation=Strict``; defaults; 400/422 only
+where the API server answers so), stored, and then every stored NetworkPolicy is evaluated together
 (``networkpolicy.PolicySet``: isolation, the union of allow rules, both ends of a connection) for each connection
 the mesh makes between the sandbox's pods.  The denied ones go to the sandbox (``Sandbox.deny_connections``), whose
 control plane re-points that source pod's endpoints of those pods at its tarpit.  The same happens after every pod
-label patch and whenever the pods change (``pods_changed``, from the server's 100 ms poll: a replacement pod is
-evaluated before it is ready).  What the sandbox cannot carry out is listed (``networkpolicy.sandbox_limits``) in
-``status`` and on the object.  The CNI modelled is Calico's / Cilium's: a policy decides when a connection *opens*;
-but the sandbox re-points endpoints, so the callers' Envoys drain the connections they pooled to a newly denied pod
-(a request in flight finishes), where a CNI's connection tracking would let them live
-(docs/explanation/kube-api-emulation.md).  Nothing reverts a NetworkPolicy but its deletion (on a cluster, the
-reaper's job).
+label patch and whenever the pods change (``pods_changed``: synchronously when the supervisor creates a replacement
+pod, before it can be ready or published; and from the server's 100 ms poll for everything else).  What the sandbox
+cannot carry out is listed (``networkpolicy.sandbox_limits``) in ``status`` and on the object.  The CNI modelled is
+Calico's / Cilium's: a policy decides when a connection *opens*; but the sandbox re-points endpoints, so the
+callers' Envoys drain the connections they pooled to a newly denied pod (a request in flight finishes), where a
+CNI's connection tracking would let them live (docs/explanation/kube-api-emulation.md).  Nothing reverts a
+NetworkPolicy but its deletion (on a cluster, the reaper's job).
 """
 
 from __future__ import annotations

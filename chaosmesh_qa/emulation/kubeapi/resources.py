@@ -55,6 +55,7 @@ RESOURCES: tuple[Resource, ...] = (
              ("pa",)),
     Resource("security.istio.io", ("v1", "v1beta1"), "authorizationpolicies", "AuthorizationPolicy", True,
              ("create", "get", "list", "update", "patch", "delete"), ("ap",), applied=True),
+    Resource("gateway.networking.k8s.io", ("v1", "v1beta1"), "httproutes", "HTTPRoute", True, READ),
     Resource("policy", ("v1",), "poddisruptionbudgets", "PodDisruptionBudget", True,
              ("create", "get", "list", "update", "patch", "delete"), ("pdb",)),
     Resource("networking.k8s.io", ("v1",), "networkpolicies", "NetworkPolicy", True,

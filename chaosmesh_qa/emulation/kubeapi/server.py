@@ -53,7 +53,7 @@ CONFIGMAPS = next(r for r in resources.RESOURCES if r.name == "configmaps")
 NETWORKPOLICIES = "networkpolicies"
 PODDISRUPTIONBUDGETS = "poddisruptionbudgets"
 MESH_OBJECTS = ("virtualservices", "destinationrules", "gateways", "serviceentries", "peerauthentications",
-                "authorizationpolicies", NETWORKPOLICIES, PODDISRUPTIONBUDGETS)
+                "authorizationpolicies", NETWORKPOLICIES, PODDISRUPTIONBUDGETS, "httproutes")
 
 
 class KubeApi:
@@ -129,6 +129,13 @@ class KubeApi:
         return {"kube_api_url": self.url if self.port else None, "kubeconfig": str(self.kubeconfig),
                 "kube_api_calls": str(self.call_log), "kube_api_objects": self.applier.summary()}
 
+    def pod_created(self, name: str) -> None:
+        """A replacement pod exists and has not started: its NetworkPolicies are evaluated now, as a CNI programs a
+        pod's rules before its containers run, so that no caller can see its endpoint before they are in force
+        (the 100 ms poll alone could publish it first)."""
+        self.workloads.refresh()
+        self.applier.pods_changed(self.store)
+
     async def _poll(self) -> None:
         while True:
             await asyncio.sleep(POLL_S)
@@ -138,11 +145,11 @@ class KubeApi:
 
     def _seed_mesh_objects(self) -> None:
         """The mesh definition's own Istio objects (VS, DR, Gateway, ServiceEntry, PeerAuthentication,
-        AuthorizationPolicy), its NetworkPolicies (the team's, enforced with the target's: ``apply``), its
-        PodDisruptionBudgets (which evictions obey: ``eviction``) and the ``istio`` ConfigMap of istio-system (the
-        trust domain), read-only, from every document the mesh loader reads (subdirectories too, as ``kubectl apply
-        -R`` does; a kustomization's as ``kubectl kustomize`` renders it); an object is known by its API group and
-        kind (Istio's Gateway is not the Gateway API's)."""
+        AuthorizationPolicy) and Gateway API HTTPRoutes, its NetworkPolicies (the team's, enforced with the
+        target's: ``apply``), its PodDisruptionBudgets (which evictions obey: ``eviction``) and the ``istio``
+        ConfigMap of istio-system (the trust domain), read-only, from every document the mesh loader reads
+        (subdirectories too, as ``kubectl apply -R`` does; a kustomization's as ``kubectl kustomize`` renders it); an
+        object is known by its API group and kind (Istio's Gateway is not the Gateway API's)."""
         wanted = {(r.group, r.kind): r for r in resources.RESOURCES if r.name in MESH_OBJECTS}
         for doc in raw_documents(self.sandbox.mesh_dir):
             if not isinstance(doc, dict) or not isinstance(doc.get("metadata"), dict):

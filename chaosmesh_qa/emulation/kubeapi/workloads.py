@@ -106,18 +106,33 @@ class Workloads:
             return []
         found = [self._service(name) for name, svc in sorted(model.services.items())
                  if namespace in (None, svc.namespace)]
+        # per-version Services an HTTPRoute names (reviews-v1): they select some of another Service's pods
+        found += [self._service(name) for name, view in sorted(model.service_views.items())
+                  if namespace in (None, view.namespace)]
         return found
 
     def _service(self, name: str) -> dict[str, Any]:
-        assert self.sandbox.model is not None
-        svc = self.sandbox.model.services[name]
+        model = self.sandbox.model
+        assert model is not None
+        view = model.service_views.get(name)
+        svc = model.services[view.parent if view is not None else name]
+        selector, port = (view.selector, view.port) if view is not None else (svc.pod_selector, svc.port)
         return {"apiVersion": "v1", "kind": "Service",
                 "metadata": {"name": name, "namespace": svc.namespace, "uid": _uid("svc", svc.namespace, name),
                              "resourceVersion": "1", "creationTimestamp": _ts(self.sandbox.started_at),
                              "labels": {"app": name, "service": name} if not svc.selector else {}},
-                "spec": {"selector": svc.pod_selector, "type": "ClusterIP", "clusterIP": POD_IP,
-                         "ports": [{"name": "http", "port": svc.port, "targetPort": svc.pod_port, "protocol": "TCP"}]},
+                "spec": {"selector": selector, "type": "ClusterIP", "clusterIP": POD_IP,
+                         "ports": [{"name": "http", "port": port, "targetPort": svc.pod_port, "protocol": "TCP"}]},
                 "status": {"loadBalancer": {}}}
+
+    def _serves(self, service: str, pod: Any) -> bool:
+        """Whether ``pod`` is an endpoint of ``service`` (a per-version Service: its parent's pods it selects)."""
+        model = self.sandbox.model
+        view = model.service_views.get(service) if model is not None else None
+        if view is None or model is None:
+            return bool(pod.spec.service == service)
+        labels = model.workload_labels(view.parent, pod.spec.version)
+        return bool(pod.spec.service == view.parent and all(labels.get(k) == v for k, v in view.selector.items()))
 
     def service(self, namespace: str, name: str) -> dict[str, Any]:
         found = [s for s in self.services(namespace) if s["metadata"]["name"] == name]
@@ -131,7 +146,7 @@ class Workloads:
         result = []
         for service in self.services(namespace):
             meta = service["metadata"]
-            pods = sorted((p for p in self.sandbox.pods.values() if p.spec.service == meta["name"]),
+            pods = sorted((p for p in self.sandbox.pods.values() if self._serves(meta["name"], p)),
                           key=lambda p: p.name)
             subsets = []
             for pod in pods:

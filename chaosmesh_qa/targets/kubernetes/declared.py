@@ -14,7 +14,9 @@ DestinationRules, PeerAuthentications and AuthorizationPolicies of the configure
 namespace are added (chaosmesh-qa's own fault objects left out), each kind oldest first across the namespaces
 (creation time, then name and namespace: istiod's order, by which the oldest of several VirtualServices for one
 host takes effect), and every document goes through the same validation and ``build_model`` as a mesh directory.
-ServiceEntries that cannot be read (a Role from before they were read) are left out, and a failure then says so.
+So are the configured namespaces' HTTPRoutes attached to a Service (mesh routing; their Service parentRefs only).
+ServiceEntries and HTTPRoutes that cannot be read (a Role from before they were read) are left out; a failure then
+says so for ServiceEntries.
 Problems are one line (``MeasurementFailed``).
 """
 
@@ -36,6 +38,7 @@ from chaosmesh_qa.targets.kubernetes.workloads import DESTINATIONRULE, VIRTUALSE
 PEERAUTHENTICATION = Kind("PeerAuthentication", "security.istio.io", "v1", "peerauthentications")
 GATEWAY = Kind("Gateway", "networking.istio.io", "v1", "gateways")  # a VirtualService bound to one needs it
 SERVICEENTRY = Kind("ServiceEntry", "networking.istio.io", "v1", "serviceentries")  # hosts a VirtualService may name
+HTTPROUTE = Kind("HTTPRoute", "gateway.networking.k8s.io", "v1", "httproutes")  # mesh routing with a Service parent
 ISTIO_KINDS = (GATEWAY, SERVICEENTRY, VIRTUALSERVICE, DESTINATIONRULE, PEERAUTHENTICATION, AUTHORIZATIONPOLICY)
 # labels a controller adds to the pods it creates: not part of the workload's template
 CONTROLLER_LABELS = ("pod-template-hash", "controller-revision-hash", "statefulset.kubernetes.io/pod-name",
@@ -46,12 +49,15 @@ def declared_mesh(cluster: Cluster, namespaces: list[str], ingress_service: str 
     """The mesh as the API declares it, resolved like a mesh directory; problems are one line."""
     source = f"cluster {cluster.host}"
     raw: list[dict[str, Any]] = []
+    unread: list[str] = []
+    routes = _oldest_first([found for namespace in namespaces for found in _mesh_routes(cluster, namespace, [])])
     for namespace in namespaces:
-        raw += workload_documents(cluster.list_services(namespace), cluster.list_pods(namespace, None))
+        backends = {str(ref.get("name")) for route in routes if route["metadata"]["namespace"] == namespace
+                    for rule in route["spec"].get("rules") or [] for ref in rule.get("backendRefs") or []}
+        raw += workload_documents(cluster.list_services(namespace), cluster.list_pods(namespace, None), backends)
     if not any(obj["kind"] == "Service" for obj in raw):
         raise MeasurementFailed(f"{source}: no Service in {', '.join(namespaces)} selects a running pod: "
                                 "nothing to declare")
-    unread: list[str] = []
     config = _mesh_config(cluster)
     read = [*namespaces, _root_namespace(config)]  # the root namespace's policies are mesh-wide
     istio = [obj for kind in ISTIO_KINDS
@@ -66,7 +72,7 @@ def declared_mesh(cluster: Cluster, namespaces: list[str], ingress_service: str 
                                     "ingress gateway sends traffic")
         spec["ingress"] = {"service": ingress_service}
     mesh = {"apiVersion": "chaosmesh-qa.io/v1alpha1", "kind": "Mesh", "metadata": {"name": "cluster"}, "spec": spec}
-    raw = [mesh, *raw, *config, *istio]
+    raw = [mesh, *raw, *config, *istio, *routes]
     problems: list[str] = []
     warnings: list[str] = []
     documents: list[Document] = []
@@ -83,33 +89,38 @@ def declared_mesh(cluster: Cluster, namespaces: list[str], ingress_service: str 
     return model
 
 
-def workload_documents(services: list[dict[str, Any]], pods: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def workload_documents(services: list[dict[str, Any]], pods: list[dict[str, Any]],
+                       backends: set[str] | frozenset[str] = frozenset()) -> list[dict[str, Any]]:
     """One namespace's Services and the Deployments their serving pods belong to, as mesh-directory documents.
 
     A Service whose pods another Service (earlier by name, headless ones last) already declared is left out: a
     headless twin of a Service, as Helm charts often add, selects the same pods, and the mesh model runs each
-    workload under one Service.
+    workload under one Service.  A Service an HTTPRoute names as a backend (``backends``: a per-version Service
+    such as reviews-v1) comes after the others and is kept without its pods when another one declared them: the
+    mesh model reaches it as that Service's subset (``mesh.manifests``).
     """
     found: list[dict[str, Any]] = []
     claimed: set[str] = set()
     ordered = sorted(services, key=lambda s: ((s.get("spec") or {}).get("clusterIP") == "None",
-                                              str(s["metadata"]["name"])))
+                                              str(s["metadata"]["name"]) in backends, str(s["metadata"]["name"])))
     for service in ordered:
         spec = service.get("spec") or {}
         selector = spec.get("selector") or {}
         # every pod not being deleted: a Deployment's replicas count the ones starting again after a kill too
         mine = [p for p in pods if selector and not p["metadata"].get("deletionTimestamp") and _selects(selector, p)]
         names = {str(p["metadata"]["name"]) for p in mine}
-        if not mine or names <= claimed:
+        view = str(service["metadata"]["name"]) in backends and spec.get("clusterIP") != "None"
+        if not mine or (names <= claimed and not view):
             continue
-        claimed |= names
         meta = service["metadata"]
         ports = [{k: v for k, v in p.items() if k in ("name", "port", "targetPort")}
                  for p in spec.get("ports") or [] if p.get("port")]
         found.append({"apiVersion": "v1", "kind": "Service",
                       "metadata": {"name": meta["name"], "namespace": meta["namespace"]},
                       "spec": {"selector": dict(selector), "ports": ports}})
-        found += _workloads(mine, str(meta["namespace"]))
+        if not (view and names <= claimed):
+            found += _workloads(mine, str(meta["namespace"]))
+        claimed |= names
     return found
 
 
@@ -155,6 +166,18 @@ def _selects(selector: dict[str, str], pod: dict[str, Any]) -> bool:
     return all(labels.get(k) == v for k, v in selector.items())
 
 
+def _mesh_routes(cluster: Cluster, namespace: str, unread: list[str]) -> list[dict[str, Any]]:
+    """The namespace's HTTPRoutes attached to a Service (mesh routing, GAMMA), with those parentRefs only: the
+    routes of a Gateway API Gateway steer the ingress, which the verdicts do not rebuild from the API."""
+    found = []
+    for route in _declared(cluster, HTTPROUTE, namespace, unread):
+        parents = [ref for ref in route["spec"].get("parentRefs") or []
+                   if isinstance(ref, dict) and ref.get("kind") == "Service" and ref.get("group") == ""]
+        if parents:
+            found.append({**route, "spec": {**route["spec"], "parentRefs": parents}})
+    return found
+
+
 def _mesh_config(cluster: Cluster) -> list[dict[str, Any]]:
     """istiod's ``istio`` ConfigMap (the trust domain), if this runner may read it (the mesh-reader Role)."""
     try:
@@ -182,9 +205,9 @@ def _declared(cluster: Cluster, kind: Kind, namespace: str, unread: list[str]) -
     except NotFound:  # the namespace (Istio's root namespace on a cluster without one) or the kind is absent
         return []
     except ChaosMeshQAError as exc:
-        if kind is not SERVICEENTRY:
+        if kind not in (SERVICEENTRY, HTTPROUTE):
             raise
-        unread.append(str(exc))  # a Role granting no ServiceEntries yet: a VirtualService for one will say so
+        unread.append(str(exc))  # a Role granting no ServiceEntries (HTTPRoutes) yet: read without them
         return []
     for obj in listed:
         metadata = obj.get("metadata") or {}

@@ -83,6 +83,12 @@ class SupervisorExtension(Protocol):
         """Keys merged into the sandbox's status once started."""
         ...
 
+    def pod_created(self, name: str) -> None:
+        """A pod of the ready mesh (a replacement) exists and is about to start: called synchronously, before it
+        can be ready, so that whatever decides who may reach it (the emulation's NetworkPolicies) is in force
+        before its endpoint is ever published."""
+        ...
+
 
 ExtensionFactory = Callable[["Supervisor"], SupervisorExtension]
 
@@ -282,6 +288,9 @@ class Supervisor:
             self.ingress = pod
         else:
             self.pods[spec.name] = pod
+            if self.state == "ready":
+                for extension in self._started:
+                    extension.pod_created(spec.name)
         return pod
 
     def _pod_changed(self, pod: Pod) -> None:

@@ -46,3 +46,17 @@ def test_point2_a_headless_twin_selecting_the_same_pods_is_left_out_and_stateful
                                service("db", {"app.kubernetes.io/name": "db"})], pods)
     assert [(d["kind"], d["metadata"]["name"]) for d in docs] == [("Service", "db"), ("Deployment", "db")]
     assert docs[1]["spec"]["template"]["metadata"]["labels"] == {"app.kubernetes.io/name": "db"}
+
+
+def test_issue21_a_per_version_service_an_httproute_names_is_kept_without_its_pods() -> None:
+    """Bookinfo's per-version Services (GAMMA backends) select pods the reviews Service declares: kept as Services
+    (the mesh model reaches them as reviews' subsets), the pods declared once, under reviews; a Service no
+    HTTPRoute names that selects only declared pods is still left out."""
+    pods = [pod(f"reviews-{v}-5d9f-a", {"app": "reviews", "version": v, "pod-template-hash": "5d9f"},
+                ("ReplicaSet", f"reviews-{v}-5d9f"))
+            for v in ("v1", "v2")]
+    services = [service("a-reviews-v1", {"app": "reviews", "version": "v1"}), service("reviews", {"app": "reviews"}),
+                service("reviews-all", {"app": "reviews"})]
+    docs = workload_documents(services, pods, {"a-reviews-v1"})
+    assert [(d["kind"], d["metadata"]["name"]) for d in docs] == [
+        ("Service", "reviews"), ("Deployment", "reviews-v1"), ("Deployment", "reviews-v2"), ("Service", "a-reviews-v1")]

@@ -111,6 +111,10 @@ def _match(match: RouteMatch) -> JSON:
         result["headers"] = [
             {"name": name, "string_match": string_matcher(m.kind, m.value)} for name, m in match.headers
         ]
+    if match.query_params:  # an HTTPRoute's queryParams
+        result["query_parameters"] = [
+            {"name": name, "string_match": string_matcher(m.kind, m.value)} for name, m in match.query_params
+        ]
     return result
 
 
