@@ -75,8 +75,9 @@ def kill_app(service: str, count: int | None = None, percent: float | None = Non
 
 def inject_latency(service: str, delay_ms: int, duration_s: float, percent: int = 100, source: str | None = None,
                    configuration: Configuration | None = None) -> FaultRecord:
-    """Delay ``percent`` % of the requests into ``service`` by ``delay_ms`` (only those from ``source``, if given)."""
-    service, source = checks.name("service", service), checks.optional_name("source", source)
+    """Delay ``percent`` % of the requests into ``service`` by ``delay_ms`` (only those from ``source``, if given).
+    ``service`` may be a ServiceEntry's host: the delay is then injected at its callers' sidecars."""
+    service, source = checks.service_or_host("service", service), checks.optional_name("source", source)
     delay = checks.whole("delay_ms", delay_ms, 1, MAX_DELAY_MS)
     share = checks.whole("percent", percent, 1, 100)
     duration = checks.seconds("duration_s", duration_s)
@@ -85,8 +86,9 @@ def inject_latency(service: str, delay_ms: int, duration_s: float, percent: int 
 
 def inject_abort(service: str, http_status: int, percent: int, duration_s: float, source: str | None = None,
                  configuration: Configuration | None = None) -> FaultRecord:
-    """Answer ``percent`` % of the requests into ``service`` with ``http_status`` (only from ``source``, if given)."""
-    service, source = checks.name("service", service), checks.optional_name("source", source)
+    """Answer ``percent`` % of the requests into ``service`` with ``http_status`` (only from ``source``, if given).
+    ``service`` may be a ServiceEntry's host: the abort is then answered by its callers' sidecars."""
+    service, source = checks.service_or_host("service", service), checks.optional_name("source", source)
     status = checks.whole("http_status", http_status, 200, 599)
     share = checks.whole("percent", percent, 1, 100)
     duration = checks.seconds("duration_s", duration_s)
@@ -109,7 +111,7 @@ def partition(a: str, b: str, duration_s: float, direction: str = "both", mode: 
     ``duration_s``: a zone outage as the network sees it, held for its duration (a pod kill is not, on a
     cluster: the ReplicaSet's replacement starts at once, in the same zone).
     """
-    a, b = checks.name("a", a), checks.name("b", b)
+    a, b = checks.name("a", a), checks.service_or_host("b", b)  # b may be a ServiceEntry's host
     if a == b:
         raise InvalidArgument(f"b: cannot partition {a!r} from itself")
     direction = checks.choice("direction", direction, DIRECTIONS)

@@ -128,6 +128,14 @@ def name(argument: str, value: Any) -> str:
     return value
 
 
+def service_or_host(argument: str, value: Any) -> str:
+    """A service's name (a DNS-1123 label) or a host name of labels joined by dots (a ServiceEntry's host)."""
+    if not isinstance(value, str) or len(value) > 253 or not all(_DNS_LABEL.fullmatch(part)
+                                                                 for part in value.split(".")):
+        fail(argument, NAME_RULE + ", or a host name of such labels joined by dots", value)
+    return value
+
+
 def optional_name(argument: str, value: Any) -> str | None:
     return None if value is None else name(argument, value)
 

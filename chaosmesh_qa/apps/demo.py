@@ -18,6 +18,7 @@ import json
 import os
 import random
 import re
+import ssl
 from typing import Any
 
 from aiohttp import ClientSession, ClientTimeout, TCPConnector, web
@@ -125,7 +126,11 @@ def started_line(config: dict[str, Any]) -> str:
 
 def main() -> None:
     config = json.loads(os.environ["CHAOSMESH_APP"])
-    web.run_app(build_app(config), host="127.0.0.1", port=int(config["port"]),
+    tls = None
+    if config.get("tls"):  # a ServiceEntry host's stand-in toward which the sidecars originate TLS (HTTPS)
+        tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        tls.load_cert_chain(config["tls"]["cert"], config["tls"]["key"])
+    web.run_app(build_app(config), host="127.0.0.1", port=int(config["port"]), ssl_context=tls,
                 print=lambda _: print(started_line(config), flush=True),  # called once the site listens
                 access_log=None, handle_signals=True, shutdown_timeout=1.0)
 

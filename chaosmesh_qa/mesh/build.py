@@ -79,6 +79,7 @@ def build_model(
     for doc in rules:
         _destination_rule(doc, resolver, services, policies, subsets, external, problems, warnings)
     routes = virtual_services(documents, resolver, services, subsets, external, ingress, problems, warnings)
+    serviceentries.with_stand_ins(external, mesh_doc, mesh_spec, services, problems, warnings)
     views = {name: view for w in workloads.values() for name, view in w.views.items()}  # per-version Services
     meshroutes.mesh_routes(documents, services, views, subsets, routes, problems, warnings)  # Service parents
     ingress.add_http_routes(documents, services, problems, views)
@@ -170,7 +171,7 @@ def _services(doc: Document, spec: schema.MeshSpec, problems: list[str],
         apps = [("app", svc.app), *((f"versions[{j}].app", v.app) for j, v in enumerate(svc.versions))]
         for field_path, app in apps:
             for k, call in enumerate(app.calls or [] if app else []):
-                if call.service not in services:
+                if call.service not in services and "." not in call.service:  # a host: serviceentries.with_stand_ins
                     problems.append(f"{doc.where}: spec.services[{i}].{field_path}.calls[{k}].service: "
                                     f"unknown service {call.service!r}")
     cycle = _call_cycle(services)

@@ -22,7 +22,10 @@ from pydantic import BaseModel, ConfigDict
 
 NAME, NAMESPACE = "istio", "istio-system"
 DEFAULT_TRUST_DOMAIN = "cluster.local"
-USED_KEYS = ("trustDomain", "trustDomainAliases", "rootNamespace", "defaultConfig")
+USED_KEYS = ("trustDomain", "trustDomainAliases", "rootNamespace", "defaultConfig", "outboundTrafficPolicy")
+# outboundTrafficPolicy.mode: what a sidecar does with a host no service or ServiceEntry declares (istiod's catch-all
+# virtual host: PassthroughCluster for ALLOW_ANY, BlackHoleCluster's direct 502 for REGISTRY_ONLY)
+OUTBOUND_POLICIES = ("ALLOW_ANY", "REGISTRY_ONLY")
 DEFAULT_ROOT_NAMESPACE = "istio-system"
 _NAMESPACE = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")
 # ProxyConfig.proxyHeaders.forwardedClientCert (Envoy's ForwardClientCertDetails on the sidecars' inbound)
@@ -66,6 +69,7 @@ class MeshConfig(TrustDomains):
     xfcc_uri: bool = True
     # where mesh-wide policies live (PeerAuthentication, AuthorizationPolicy, Sidecar, EnvoyFilter): rootNamespace
     root_namespace: str = DEFAULT_ROOT_NAMESPACE
+    outbound_policy: str = "ALLOW_ANY"  # outboundTrafficPolicy.mode (OUTBOUND_POLICIES), Istio's default ALLOW_ANY
 
     @property
     def xfcc_names_the_caller(self) -> bool:
@@ -130,12 +134,18 @@ def validate(raw: dict[str, Any], where: str, problems: list[str], notes: list[s
     if not isinstance(root, str) or not _NAMESPACE.fullmatch(root):
         problems.append(f"{where}: data.mesh.rootNamespace: {root!r} is not a namespace name")
         return None
+    outbound = mesh.get("outboundTrafficPolicy") or {}
+    mode = outbound.get("mode") or "ALLOW_ANY" if isinstance(outbound, dict) else None
+    if mode not in OUTBOUND_POLICIES:
+        problems.append(f"{where}: data.mesh.outboundTrafficPolicy.mode: {mode!r} is not one of "
+                        f"{', '.join(OUTBOUND_POLICIES)}")
+        return None
     before = len(problems)
     forwarded, uri = proxy_headers(mesh, where, problems, notes)
     if len(problems) > before:
         return None
     return MeshConfig(local=local, aliases=tuple(aliases), forwarded_client_cert=forwarded, xfcc_uri=uri,
-                      root_namespace=root)
+                      root_namespace=root, outbound_policy=str(mode))
 
 
 def trust_domains(configs: list[TrustDomains]) -> TrustDomains:

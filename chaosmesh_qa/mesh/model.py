@@ -333,6 +333,27 @@ class ExternalHost:
     policy: TrafficPolicy | None = None  # its DestinationRule's top-level policy (tls_mode SIMPLE: TLS origination)
     policy_by: str = ""  # "<file>: DestinationRule/<name>"
     tls_settings: tuple[tuple[str, str], ...] = ()  # its tls block's settings: ("sni", ...), ("credentialName", ...)
+    # the sandbox's stand-in for it (mesh.externals): the demo app's behaviour, or the team's own command
+    behaviour: AppBehaviour = field(default_factory=AppBehaviour)
+    command: tuple[str, ...] | None = None
+
+    def http_ports(self) -> tuple[int, ...]:
+        """The ports callers reach through their sidecar's HTTP routes (HTTP, HTTP2, GRPC, or a protocol left to
+        sniffing); the others (HTTPS, TLS, TCP...) are not run by the sandbox."""
+        return tuple(n for n, protocol, _ in self.ports if protocol in ("", "HTTP", "HTTP2", "GRPC"))
+
+    @property
+    def originates_tls(self) -> bool:
+        """The sidecars originate TLS toward its stand-in: its DestinationRule's ``tls.mode`` is SIMPLE and the stand-in
+        is the demo app (which then serves HTTPS with a certificate of the sandbox's CA for the host)."""
+        return self.policy is not None and self.policy.tls_mode == "SIMPLE" and self.command is None
+
+    @property
+    def runs(self) -> bool:
+        """Whether the sandbox runs a stand-in for it: a MESH_EXTERNAL, DNS or STATIC, non-wildcard host with an
+        HTTP port (``mesh.externals``)."""
+        return (self.location == "MESH_EXTERNAL" and self.resolution in ("DNS", "STATIC", "DNS_ROUND_ROBIN")
+                and not self.host.startswith("*") and bool(self.http_ports()))
 
 
 @dataclass(frozen=True)
@@ -430,7 +451,7 @@ class MeshModel:
         if self.services[service].command is not None:
             return [name for name in self.egress(service) if name != service]
         names = {callee for v in self.services[service].versions for callee, _ in v.behaviour.calls}
-        return sorted(names)
+        return sorted(names & set(self.services))  # external hosts: external_callees
 
     def sidecar_for(self, service: str) -> SidecarScope | None:
         """The Sidecar resource that applies to ``service``'s workloads, by Istio's precedence: one
@@ -454,6 +475,18 @@ class MeshModel:
             return sorted(self.services)
         return sorted(name for name, svc in self.services.items()
                       if any(h.matches(svc.namespace, svc.fqdn) for h in scope.hosts))
+
+    def external_callees(self, service: str) -> list[str]:
+        """The external hosts (ServiceEntries' whose stand-in runs) that ``service``'s demo app calls; for a
+        ``command`` service, every one (what it calls is its own code's business)."""
+        running = [h for h, e in self.external_hosts.items() if e.runs]
+        if self.services[service].command is not None:
+            return running
+        return sorted({c for v in self.services[service].versions for c, _ in v.behaviour.calls if c in running})
+
+    def external_callers(self, host: str) -> list[str]:
+        """The services that call an external host (``external_callees``)."""
+        return sorted(s for s in self.services if host in self.external_callees(s))
 
     def callers(self, service: str) -> list[str]:
         found = [s for s in self.services if service in self.callees(s)]

@@ -39,6 +39,7 @@ from chaosmesh_qa.mesh.values import (
 )
 
 MAX_READY_TIMEOUT_S = 600.0
+CALL_TARGET = r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?(\.[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?)*$"
 
 
 class Spec(BaseModel):
@@ -70,7 +71,7 @@ class Metadata(Spec):
 
 
 class UpstreamCall(Spec):
-    service: Name
+    service: Annotated[str, Field(pattern=CALL_TARGET)]  # a service of the Mesh, or a ServiceEntry's host
     path: HttpPath = "/"
 
 
@@ -135,8 +136,25 @@ class Ingress(Spec):
     paths: list[HttpPath] = Field(default_factory=lambda: ["/"], min_length=1)
 
 
+class ExternalStandIn(Spec):
+    """The sandbox's stand-in for a ServiceEntry host (mesh.externals): the demo app's behaviour, or a command."""
+
+    host: Annotated[str, Field(pattern=CALL_TARGET)]
+    app: DemoApp | None = None  # calls, parallel and propagateHeaders do not apply to a stand-in
+    command: list[NoNul] | None = Field(default=None, min_length=1)
+
+    @model_validator(mode="after")
+    def _app_or_command(self) -> ExternalStandIn:
+        if self.command is not None and self.app is not None:
+            raise ValueError("set either 'app' (built-in demo app) or 'command', not both")
+        if self.app is not None and self.app.calls:
+            raise ValueError("app.calls: a stand-in for an external host calls nothing")
+        return self
+
+
 class MeshSpec(Spec):
     services: list[ServiceDef] = Field(default_factory=list)  # build requires services (or manifests)
+    external: list[ExternalStandIn] = Field(default_factory=list)  # stand-ins for ServiceEntry hosts
     region: Annotated[str, AfterValidator(lambda v: check_locality(v, (1, 1)))] = DEFAULT_REGION  # of bare zones
     ingress: Ingress | None = None  # build requires it unless a Gateway drives the ingress
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import replace
+from pathlib import Path
 from typing import Annotated, Literal
 
 from pydantic import AfterValidator, Field, model_validator
@@ -22,7 +23,7 @@ from pydantic import AfterValidator, Field, model_validator
 from chaosmesh_qa.mesh import schema
 from chaosmesh_qa.mesh.documents import Document
 from chaosmesh_qa.mesh.hosts import HostResolver
-from chaosmesh_qa.mesh.model import ExternalHost, Route, TrafficPolicy
+from chaosmesh_qa.mesh.model import AppBehaviour, ExternalHost, Route, ServiceModel, TrafficPolicy
 from chaosmesh_qa.mesh.values import DNS_LABEL, LabelMap, Text, UInt32, show
 
 _LABEL = r"[A-Za-z0-9]([-A-Za-z0-9]{0,61}[A-Za-z0-9])?"
@@ -30,8 +31,8 @@ _HOST = re.compile(rf"(\*\.)?{_LABEL}(\.{_LABEL})*\.?", re.ASCII)
 # istiod's protocol names (pkg/config/protocol: compared ignoring case; empty means sniffed)
 PROTOCOLS = ("HTTP", "HTTPS", "HTTP2", "HTTP_PROXY", "GRPC", "GRPC-WEB", "TCP", "TLS", "UDP", "MONGO", "REDIS",
              "MYSQL")
-SANDBOX_NOTE = ("the sandbox does not send traffic to external hosts: calls to it are not run, and they are no hop "
-                "of the mesh for the verdicts")
+SANDBOX_NOTE = ("the sandbox runs no stand-in for it (only MESH_EXTERNAL hosts with DNS or STATIC resolution and an "
+                "HTTP port get one): calls to it are not run, and they are no hop of the mesh for the verdicts")
 
 
 def _entry_host(value: str) -> str:
@@ -107,11 +108,63 @@ def declared_hosts(documents: list[Document], resolver: HostResolver, warnings: 
                 continue
             if host in found:
                 continue  # istiod merges the entries of one host; the first one read describes it here
-            found[host] = ExternalHost(
+            found[host] = entry = ExternalHost(
                 host=host, namespace=doc.namespace, where=doc.where, location=spec.location,
                 resolution=spec.resolution, ports=tuple((p.number, p.protocol.upper(), p.name) for p in spec.ports),
                 endpoints=tuple(e.address for e in spec.endpoints))
+            if not entry.runs:
+                warnings.append(f"{doc.where}: spec.hosts[{i}]: {written!r} is kept in the model, but "
+                                f"{_why_not(entry)}")
+            elif len(entry.http_ports()) < len(entry.ports):
+                other = [str(n) for n, _, _ in entry.ports if n not in entry.http_ports()]
+                warnings.append(f"{doc.where}: spec.ports: port(s) {', '.join(other)} of {written!r} are not HTTP: "
+                                "the sandbox's stand-in serves its HTTP port(s) only")
     return found
+
+
+def _why_not(entry: ExternalHost) -> str:
+    """Why the sandbox runs no stand-in for an entry's host, in one clause."""
+    if entry.location == "MESH_INTERNAL":
+        return ("MESH_INTERNAL is not run by the sandbox (Istio treats it as a workload of the mesh, mTLS to its "
+                "endpoints; the sandbox runs stand-ins for MESH_EXTERNAL hosts only)")
+    if entry.host.startswith("*"):
+        return "a wildcard host has no stand-in in the sandbox (name the host)"
+    if entry.resolution not in ("DNS", "STATIC", "DNS_ROUND_ROBIN"):
+        return f"resolution {entry.resolution} is not run by the sandbox (DNS and STATIC are)"
+    return "it has no HTTP port, and the sandbox's stand-ins serve HTTP only (TLS and TCP ports are not run)"
+
+
+def with_stand_ins(external: dict[str, ExternalHost], doc: Document, spec: schema.MeshSpec,
+                   services: dict[str, ServiceModel], problems: list[str], warnings: list[str]) -> None:
+    """The Mesh's ``external`` stand-ins onto their hosts, and the demo apps' calls to hosts checked: a call names a
+    service of the mesh or a host whose stand-in runs."""
+    for i, stand_in in enumerate(spec.external):
+        host = stand_in.host.lower()
+        entry = external.get(host)
+        if entry is None:
+            problems.append(f"{doc.where}: spec.external[{i}].host: {stand_in.host!r} is no ServiceEntry host")
+            continue
+        settings = stand_in.app.model_dump(exclude_none=True, exclude={"calls", "parallel", "propagate_headers"}) \
+            if stand_in.app else {}
+        command = tuple(stand_in.command) if stand_in.command else None
+        if command is not None:
+            mesh_dir = str(Path(doc.file).parent.absolute())
+            command = tuple(arg.replace("{mesh}", mesh_dir) for arg in command)
+        external[host] = replace(entry, behaviour=AppBehaviour(**settings), command=command)
+        if command is not None and entry.policy is not None and entry.policy.tls_mode == "SIMPLE":
+            warnings.append(f"{entry.policy_by}: spec.trafficPolicy.tls.mode: SIMPLE (TLS origination toward "
+                            f"{host!r}) is not done toward a command stand-in: its sidecars send it plaintext HTTP")
+    for i, svc in enumerate(spec.services):
+        apps = [("app", svc.app), *((f"versions[{j}].app", v.app) for j, v in enumerate(svc.versions))]
+        for field_path, demo in apps:
+            for k, call in enumerate(demo.calls or [] if demo else []):
+                if call.service in services or "." not in call.service:
+                    continue
+                entry = external.get(call.service)
+                if entry is None or not entry.runs:
+                    why = "no ServiceEntry declares it" if entry is None else _why_not(entry)
+                    problems.append(f"{doc.where}: spec.services[{i}].{field_path}.calls[{k}].service: "
+                                    f"{call.service!r}: unknown service or host ({why})")
 
 
 def with_routes(external: dict[str, ExternalHost], host: str, routes: tuple[Route, ...], where: str,
@@ -124,8 +177,9 @@ def with_routes(external: dict[str, ExternalHost], host: str, routes: tuple[Rout
                         "as istiod does for sidecars, that one takes effect and this one is ignored for it")
         return
     external[host] = replace(entry, routes=routes, routed_by=where)
-    warnings.append(f"{where}: {path}: {host!r} is an external host ({entry.where}): its routes are kept in the "
-                    f"model, but {SANDBOX_NOTE}")
+    if not entry.runs:
+        warnings.append(f"{where}: {path}: {host!r} is an external host ({entry.where}): its routes are kept in the "
+                        f"model, but {SANDBOX_NOTE}")
 
 
 def with_policy(external: dict[str, ExternalHost], host: str, policy: TrafficPolicy, tls: schema.ClientTLS | None,
@@ -137,10 +191,12 @@ def with_policy(external: dict[str, ExternalHost], host: str, policy: TrafficPol
         return  # a more specific rule (or an older one) already applies
     settings = tls_settings(tls) if tls is not None else ()
     external[host] = replace(entry, policy=policy, policy_by=where, tls_settings=settings)
-    origination = f" (tls.mode {policy.tls_mode}: TLS origination toward it)" \
-        if policy.tls_mode in ("SIMPLE", "MUTUAL") else ""
-    warnings.append(f"{where}: spec.host: {host!r} is an external host ({entry.where}): its traffic "
-                    f"policy{origination} is kept in the model, but {SANDBOX_NOTE}")
+    if not entry.runs:
+        warnings.append(f"{where}: spec.host: {host!r} is an external host ({entry.where}): its traffic policy is "
+                        f"kept in the model, but {SANDBOX_NOTE}")
+    elif policy.tls_mode == "MUTUAL":
+        warnings.append(f"{where}: spec.trafficPolicy.tls.mode: MUTUAL (TLS origination with a client certificate "
+                        f"toward {host!r}) is not done by the sandbox: its sidecars send the stand-in plaintext HTTP")
 
 
 def tls_settings(tls: schema.ClientTLS) -> tuple[tuple[str, str], ...]:

@@ -90,7 +90,8 @@ def visibility_warnings(model: MeshModel, warnings: list[str]) -> None:
         for callee in model.callees(name):
             if callee not in visible:
                 warnings.append(f"{where}: spec.egress: hides {callee!r} from {name!r}, whose demo app calls it "
-                                "(those calls get 404 from its sidecar)")
+                                "(those calls fall to its sidecar's outboundTrafficPolicy catch-all: 502 under "
+                                "REGISTRY_ONLY, 503 under ALLOW_ANY, the sandbox reaching nothing outside)")
         for host in sorted(visible):
             hidden = sorted({d.service for r in model.routes.get(host, ()) for d in r.destinations} - visible)
             for other in hidden:

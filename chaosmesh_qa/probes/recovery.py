@@ -160,6 +160,9 @@ def _client_samples(objectives: dict[str, float],
 def _detection(ctx: MeasureContext, faults: Sequence[Mapping[str, Any]], start: float, end: float) -> float | None:
     """First moment a resilience policy visibly engaged (ejection or breaker overflow) for a faulted service."""
     services = {f["target"].get("service") or f["target"].get("b") for f in faults} - {None}
+    # a ServiceEntry's host (a dot in it): its fault is injected before the callers' router, where no ejection or
+    # breaker overflow of its own can show (mesh/serviceentries; targets.local.envoy.external)
+    services = {s for s in services if "." not in s}
     seen: list[float] = []
     for service in services:
         for sli in ("outlier_ejections_active", "circuit_breaker_overflows"):

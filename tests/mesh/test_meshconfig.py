@@ -35,7 +35,7 @@ def test_the_configmap_gives_the_trust_domain_and_a_bad_one_is_one_line() -> Non
                      notes)
     assert found == MeshConfig(local="prod.example.com") and not problems
     assert notes == ["istio.yaml: data.mesh: accessLogFile not used by the sandbox (it reads trustDomain, "
-                     "trustDomainAliases, rootNamespace, defaultConfig)"]
+                     "trustDomainAliases, rootNamespace, defaultConfig, outboundTrafficPolicy)"]
     assert validate(config(""), "istio.yaml", problems, notes) == MeshConfig()  # istiod's default
     assert validate(config("trustDomain: Prod Example\n"), "istio.yaml", problems, notes) is None
     assert problems == ["istio.yaml: data.mesh.trustDomain: 'Prod Example' is not a SPIFFE trust domain (lower-case "

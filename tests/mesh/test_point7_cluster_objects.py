@@ -255,7 +255,9 @@ def test_point7_a_serviceentry_host_keeps_its_virtualservice_and_destinationrule
     assert external.policy is not None and external.policy.tls_mode == "SIMPLE"
     assert ("sni", "api.payments.example.com") in external.tls_settings
     assert set(loaded.model.routes) <= set(loaded.model.services)  # nothing for the sandbox to route
-    assert len(warned(loaded, "the sandbox does not send traffic to external hosts")) == 2  # the VS, the DR
+    assert len(warned(loaded, "the sandbox runs no stand-in for it")) == 2  # the VS, the DR: an HTTPS port only
+    warned(loaded, "ServiceEntry/payments: spec.hosts[0]: 'api.payments.example.com' is kept in the model, but it "
+                   "has no HTTP port")
 
 
 def test_point7_a_wildcard_serviceentry_covers_the_hosts_under_it_and_a_wildcard_rule_its_hosts(

@@ -31,6 +31,9 @@ CASES = [
     # issue 20: a zone outage on the mesh in two zones (its mesh is not the default one), and its twin
     ("zone-failover", "two-zones", "passed"),
     ("zone-failover", "two-zones-no-outlier-detection", "baseline-not-met"),
+    # issue 21: a ServiceEntry host's faults; its mesh is a variant of its own, not the default mesh
+    ("external-dependency", "external-payments", "passed"),
+    ("external-dependency", "external-payments-unguarded", "deviated"),
     # a twin that breaks the mesh's own promise (routing, mTLS, tracing, authorization) is off its steady state
     # before any fault
     ("routing-canary", None, "passed"),

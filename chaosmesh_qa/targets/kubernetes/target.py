@@ -21,7 +21,7 @@ from chaosmesh_qa.mesh.meshconfig import MeshConfig
 from chaosmesh_qa.mesh.model import MeshModel
 from chaosmesh_qa.targets import policy
 from chaosmesh_qa.targets.base import Direction, KillMode, PartitionMode, Record
-from chaosmesh_qa.targets.kubernetes import claims, declared, leases, objects, verdicts
+from chaosmesh_qa.targets.kubernetes import claims, declared, external, leases, objects, verdicts
 from chaosmesh_qa.targets.kubernetes.cluster import Cluster, Conflict
 from chaosmesh_qa.targets.kubernetes.dataplane import ListenerWatch
 from chaosmesh_qa.targets.kubernetes.settings import KubeSettings, api_client
@@ -184,6 +184,13 @@ class KubernetesTarget:
     def partition(self, a: str, b: str, direction: Direction, mode: PartitionMode, duration_s: float,
                   owner: str, count: int | None = None, percent: float | None = None,
                   version: str | None = None, zone: str | None = None, isolate: bool = False) -> FaultRecord:
+        if "." in b:  # no Service name has a dot: a ServiceEntry's host, cut at a's sidecar (external)
+            if direction != "to" or mode != "reject" or isolate or any(
+                    v is not None for v in (count, percent, version, zone)):
+                raise FaultRejected(external.PARTITION_RULE)
+            return self._external_l7("partition", b, a, objects.abort_fault(503, 100),
+                                     {"a": a, "b": b, "direction": direction, "mode": mode}, duration_s, owner,
+                                     {"a": a, "b": b, "direction": direction})
         found = self.workloads()
         side = {"a": found.service(a, "a"), "b": found.service(b, "b")}
         for argument, workload in side.items():
@@ -349,6 +356,8 @@ class KubernetesTarget:
 
     def _l7(self, kind: str, service: str, source: str | None, fault: dict[str, Any], parameters: dict[str, Any],
             duration_s: float, owner: str) -> FaultRecord:
+        if "." in service:  # no Service name has a dot: a ServiceEntry's host
+            return self._external_l7(kind, service, source, fault, parameters, duration_s, owner)
         found = self.workloads()
         callee = found.service(service)
         pods = [p["metadata"]["name"] for p in found.running_pods(callee)]
@@ -376,6 +385,47 @@ class KubernetesTarget:
             record["changes"]["confirmed"] = bool(record["changes"].get("confirmed")) and confirmed
             if why:
                 record["changes"]["unconfirmed"] = why
+            self._save(record)
+        return record
+
+    def _external_l7(self, kind: str, host: str, source: str | None, fault: dict[str, Any],
+                     parameters: dict[str, Any], duration_s: float, owner: str,
+                     target: dict[str, Any] | None = None) -> FaultRecord:
+        """A latency or abort toward a ServiceEntry's host, at its callers' sidecars (``external``); a partition
+        (``target``: a, b, direction) is the abort of every request of ``source``."""
+        namespaces = self.settings.namespaces
+        entry = external.declared_host(self.cluster, namespaces, host)
+        if entry is None:
+            raise FaultRejected(f"service: {host!r} is no Service and no ServiceEntry's host in namespace(s) "
+                                f"{', '.join(namespaces)}")
+        found = self.workloads()
+        caller = found.service(source, "source") if source is not None else None
+        homes = [caller.namespace] if caller is not None else list(namespaces)
+        pods = {ns: [p["metadata"]["name"] for p in (found.running_pods(caller, argument="source") if caller else
+                     [p for p in self.cluster.list_pods(ns, None) if is_serving(p)])] for ns in homes}
+        if caller is not None:
+            found.require_sidecars(caller, "source")
+        target = target or {"service": host, "source": source}
+        policy.check_conflicts(kind, target, self.active_faults())
+        fault_id, expires_at = policy.new_fault_id(kind), self.cluster.now() + self._ttl(duration_s)
+        changes = self._claims(fault_id, kind, target, expires_at, homes[0])
+        for index, namespace in enumerate(homes):
+            changes.append(self._create(external.outbound_fault_filter(
+                fault_id, expires_at, namespace, caller.selector if caller else None, host, fault,
+                f"chaosmesh-qa-{fault_id}" + (f"-{index}" if index else ""))))
+        watches = [] if self.cluster.dry_run else [ListenerWatch(self.cluster, ns, names)
+                                                   for ns, names in pods.items() if names]
+        record = self._transaction(kind, target, parameters, owner, duration_s, homes[0], changes,
+                                   lambda: {"pods": sorted(n for names in pods.values() for n in names),
+                                            "applied_at": "caller outbound", "service_entry": entry,
+                                            "placement": external.CALLER_SIDE},
+                                   fault_id=fault_id, expires_at=expires_at)
+        if watches:
+            results = [watch.changed() for watch in watches]
+            record["changes"]["confirmed"] = bool(record["changes"].get("confirmed")) and all(ok for ok, _ in results)
+            reasons = [why for _, why in results if why]
+            if reasons:
+                record["changes"]["unconfirmed"] = "; ".join(reasons)
             self._save(record)
         return record
 

@@ -44,7 +44,7 @@ from chaosmesh_qa.files import atomic_write_json
 from chaosmesh_qa.mesh.authz import enforced_at_ingress
 from chaosmesh_qa.mesh.model import AuthzPolicy, MeshModel, selects
 from chaosmesh_qa.targets import policy
-from chaosmesh_qa.targets.local.envoy import clusters, envoyfilters, listeners, routes
+from chaosmesh_qa.targets.local.envoy import clusters, envoyfilters, external, listeners, routes
 from chaosmesh_qa.targets.local.envoy import locality as locality_lb
 from chaosmesh_qa.targets.local.envoy.common import INGRESS, JSON, address
 from chaosmesh_qa.targets.local.pki import MeshPKI
@@ -96,6 +96,8 @@ class ControlPlane:
         self.tarpit_port = 0
         self._sources: dict[str, str] = {}  # node -> its caller group (service, or ingress)
         self._overridden: set[str] = set()  # nodes whose pod group holds endpoint assignments
+        # the ServiceEntry hosts' stand-ins: host -> loopback port; '': PassthroughCluster's (refuses connections)
+        self.external_ports: dict[str, int] = {}
 
     # ------------------------------------------------------------------ callers
 
@@ -121,9 +123,14 @@ class ControlPlane:
                 clusters.cluster(spec, identity, self.pki.ca_path, self.model.services[spec.service].spiffe_id)
                 for spec in specs
             ]
-            self.store.put(_caller_group(caller), CLUSTER, docs)
             route_config = (routes.ingress_route_config(self.model) if caller == INGRESS
                             else routes.outbound_route_config(self.model, caller, callee_list))
+            if caller != INGRESS and self.external_ports:  # ServiceEntry hosts and the catch-all (envoy.external)
+                cut = {host: port for (who, host), (port, _) in self.redirects.items()
+                       if who == caller and host in self.external_ports}  # partitions toward an external host
+                docs += external.external_clusters(self.model, {**self.external_ports, **cut}, self.pki.ca_path)
+                route_config["virtual_hosts"] += external.virtual_hosts(self.model, caller)
+            self.store.put(_caller_group(caller), CLUSTER, docs)
             self.store.put(_caller_group(caller), ROUTE, [route_config])
 
     def caller_views(self, caller: str) -> dict[str, locality_lb.CallerView]:

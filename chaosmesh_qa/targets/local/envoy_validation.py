@@ -175,8 +175,10 @@ def render_plane(model: MeshModel, root: Path, pki: MeshPKI) -> tuple[ControlPla
     """The control plane holding a rendered mesh, and each pod's bootstrap path (by pod name)."""
     plane = ControlPlane(model, root, pki)
     plane.ads_socket = root.parent / "xds" / "ads.sock"  # one path for every render: equal configs stay equal
-    plane.write_caller_configs()
     ports = iter(range(10001, 60000))
+    # the ServiceEntries' stand-ins and PassthroughCluster, at ports of their own (envoy.external)
+    plane.external_ports = {**{e.host: next(ports) for e in model.external_hosts.values() if e.runs}, "": next(ports)}
+    plane.write_caller_configs()
     plane.trace_port = next(ports)  # the tracer and its collector cluster are judged too
     socket = root.parent / "admin" / "envoy.sock"  # one path for every pod: equal configs stay equal
     specs = [PodSpec("istio-ingressgateway", INGRESS, "", PodPorts(stats=next(ports), outbound=next(ports)), socket)]

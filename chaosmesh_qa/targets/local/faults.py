@@ -18,6 +18,10 @@ How each fault is realised:
   restarted sidecars) get the keys of the active faults when they become ready.
 * pod kill / pod failure / app kill: signals to the pod's processes via ``pods.Pod``.  A pod
   fault picks only serving pods that no other fault holds.
+* latency / abort toward a ServiceEntry's host (no callee sidecar: its stand-in has none): the callers' own
+  sidecars, through the runtime keys of the fault filter on their routes toward that host
+  (``envoy.external``), on the pods of every caller or of ``source``.  That is where Istio injects a
+  VirtualService fault (the caller's outbound, before its router): the record says so (``placement``).
 * partition: the caller's EDS for the callee re-pointed at a socket the supervisor owns —
   one that listens and never accepts (``drop``: handshakes hang, callers time out) or one
   that is bound but not listening (``reject``: connections are refused at once).  A zone
@@ -37,32 +41,21 @@ import logging
 import socket
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
 
 from chaosmesh_qa.errors import FaultRejected, TargetUnavailable, error_line
 from chaosmesh_qa.targets import policy
 from chaosmesh_qa.targets.local.envoy.common import INGRESS
-from chaosmesh_qa.targets.local.leases import FaultHost, Lease, LeaseBook
+from chaosmesh_qa.targets.local.external_faults import ExternalFaults
+from chaosmesh_qa.targets.local.leases import FaultHost, Lease, LeaseBook, Plan
 from chaosmesh_qa.targets.local.pods import SERVING_STATES, Pod
 
 log = logging.getLogger("chaosmesh_qa.faults")
 DEFAULT_MAX_TTL_S = 3600.0
 CONFIRM_TIMEOUT_S = 5.0
 
-
-@dataclass
-class Plan:
-    """A checked fault, nothing applied yet: its target, what it will change, and how."""
-
-    target: dict[str, Any]
-    apply: Callable[[Lease], Awaitable[None]]
-    changes: dict[str, Any] = field(default_factory=dict)
-    holds: frozenset[str] = frozenset()
-
-
-class FaultManager:
+class FaultManager(ExternalFaults):
     def __init__(self, supervisor: FaultHost, max_ttl_s: float = DEFAULT_MAX_TTL_S) -> None:
         self.supervisor = supervisor
         self.max_ttl_s = max_ttl_s
@@ -100,7 +93,9 @@ class FaultManager:
     async def pod_ready(self, pod: Pod) -> None:
         """A new or restarted pod inherits the active L7 faults on its service."""
         for lease in list(self.leases.values()):
-            if lease.kind not in policy.L7_KINDS or lease.target["service"] != pod.spec.service:
+            # an external host's fault lives on its callers' pods (caller_services)
+            if lease.kind not in policy.L7_KINDS or pod.spec.service not in lease.changes.get(
+                    "caller_services", [lease.target["service"]]):
                 continue
             async with lease.lock:
                 if lease.state != "active" or pod.name not in self.supervisor.pods or not _sidecar_up(pod):
@@ -166,6 +161,8 @@ class FaultManager:
     def _l7(self, kind: str, p: dict[str, Any]) -> Plan:
         model = self.supervisor.model
         assert model is not None
+        if p["service"] not in model.services and p["service"] in model.external_hosts:
+            return self._external_l7(kind, p)
         service, source = self._service(p["service"]), p.get("source")
         callers = model.callers(service)
         if source is not None and source not in callers:
@@ -232,10 +229,10 @@ class FaultManager:
                 return False
         return True
 
-    async def _fault_counter(self, pods: list[Pod], name: str) -> int:
+    async def _fault_counter(self, pods: list[Pod], name: str, side: str = "inbound") -> int:
         total = 0
         for pod in pods:
-            url = f"/stats?filter=^http\\.inbound\\.fault\\.{name}$"
+            url = f"/stats?filter=^http\\.{side}\\.fault\\.{name}$"
             try:
                 async with pod.admin.get(url) as response:
                     text = await response.text()
@@ -312,6 +309,10 @@ class FaultManager:
     # ------------------------------------------------------------------ partitions
 
     def _partition(self, kind: str, p: dict[str, Any]) -> Plan:
+        model = self.supervisor.model
+        assert model is not None
+        if p["b"] not in model.services and p["b"] in model.external_hosts:
+            return self._external_partition(kind, p)
         a, b, direction, mode = p["a"], p["b"], p.get("direction", "both"), p.get("mode", "drop")
         if a != INGRESS:
             self._service(a, "a")
@@ -369,9 +370,10 @@ class FaultManager:
         return int(self._sinks[mode].getsockname()[1])
 
     async def _endpoints_point_to(self, edges: list[tuple[str, str]], port: int, chosen: frozenset[str] | None,
-                                  zone: str | None = None) -> tuple[bool, dict[str, str]]:
+                                  zone: str | None = None, clusters: tuple[str, ...] = ()
+                                  ) -> tuple[bool, dict[str, str]]:
         """Ask every serving caller sidecar (``/clusters``) whether the chosen callee hosts now sit on ``port``
-        (a zone partition's callers in the zone are spared: not asked)."""
+        (a zone partition's callers in the zone are spared: not asked; ``clusters``: for an external host)."""
         deadline = time.monotonic() + 1.0
         skipped: dict[str, str] = {}
         for caller, callee in edges:
@@ -386,7 +388,8 @@ class FaultManager:
                         if response.status != 200:
                             return False, skipped
                         statuses = (await response.json())["cluster_statuses"]
-                    hosts = [h for c in statuses if c["name"] == callee for h in c.get("host_statuses", [])]
+                    names = clusters or (callee,)  # an external host's: outbound|<port>||<host>
+                    hosts = [h for c in statuses if c["name"] in names for h in c.get("host_statuses", [])]
                     redirected = {h["hostname"] for h in hosts
                                   if h["address"]["socket_address"]["port_value"] == port}
                     if redirected >= (chosen if chosen is not None else {h["hostname"] for h in hosts}):

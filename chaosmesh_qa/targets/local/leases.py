@@ -149,6 +149,16 @@ class Lease:
         return merged, errors
 
 
+@dataclass
+class Plan:
+    """A checked fault, nothing applied yet: its target, what it will change, and how (``faults``)."""
+
+    target: dict[str, Any]
+    apply: Callable[[Lease], Awaitable[None]]
+    changes: dict[str, Any] = field(default_factory=dict)
+    holds: frozenset[str] = frozenset()
+
+
 class LeaseBook:
     """The active leases (with their expiry timers) and the bounded history of ended ones."""
 

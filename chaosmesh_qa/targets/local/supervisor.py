@@ -48,6 +48,7 @@ from chaosmesh_qa.targets.local.leases import TEST_HOOKS_ENV, Redirect
 from chaosmesh_qa.targets.local.pki import MeshPKI
 from chaosmesh_qa.targets.local.pods import READY_TIMEOUT_S, SERVING_STATES, ContainerLog, Pod, app_command
 from chaosmesh_qa.targets.local.ports import PortAllocator
+from chaosmesh_qa.targets.local.standins import StandIns
 from chaosmesh_qa.targets.local.state import SandboxPaths
 from chaosmesh_qa.targets.local.tracing.collector import TraceCollector
 from chaosmesh_qa.targets.local.xds.server import AdsServer
@@ -110,6 +111,7 @@ class Supervisor:
         self.prometheus_port = 0
         self.traces = TraceCollector()  # Zipkin-v2-compatible receiver every Envoy reports spans to
         self.forkserver: ForkServer | None = None  # forks the built-in demo app for each pod
+        self.stand_ins = StandIns(paths.logs)  # the ServiceEntries' mesh-external hosts (standins)
         self.state = "starting"
         self.error: str | None = None
         self.started_at = time.time()
@@ -182,11 +184,17 @@ class Supervisor:
         self.control_plane = cp = ControlPlane(model, self.paths.root, MeshPKI.create(self.paths.pki))
         await self.traces.start(self.ports.allocate())
         cp.trace_port = self.traces.port
+        outside = [e for e in model.external_hosts.values() if e.runs]
+        external_ports = {e.host: self.ports.allocate(hold=True) for e in outside}
+        # PassthroughCluster (outboundTrafficPolicy ALLOW_ANY): nothing outside the sandbox is reachable
+        cp.external_ports = {**external_ports, "": self.faults.sink_port("reject")}
         cp.write_caller_configs()
         cp.write_endpoints([], {})
         self.xds = AdsServer(cp.store, cp.ads_socket)
         await self.xds.start()
         self.forkserver = ForkServer(self.paths.logs / "forkserver.log")
+        self.ports.release(*external_ports.values())
+        await self.stand_ins.start(outside, external_ports, self.forkserver, self.http(), cp.pki)
         pods = [self._make_pod(spec) for spec in [ingress_spec, *pod_specs]]
         # a bounded number of pods starting at once: a 60-pod mesh started all together starved
         # Prometheus (not ready after 20 s) and every readiness check on two cores
@@ -234,7 +242,7 @@ class Supervisor:
         for pod in pods:  # nothing to drain at teardown: SIGKILL, except a team's own program (its grace)
             if pod.spec.service == INGRESS or (self.model and self.model.services[pod.spec.service].command is None):
                 pod.kill()
-        await asyncio.gather(*(p.stop() for p in pods), processes.stop(self.prometheus))
+        await asyncio.gather(*(p.stop() for p in pods), processes.stop(self.prometheus), self.stand_ins.stop())
         if self.forkserver is not None:
             await self.forkserver.close()
         if self.xds is not None:
@@ -390,7 +398,10 @@ class Supervisor:
             self.control_plane.redirects.pop(edge, None)
         else:
             self.control_plane.redirects[edge] = to
-        self.publish_endpoints()
+        if edge[1] in self.control_plane.external_ports:  # a ServiceEntry host's cluster is static: CDS
+            self.control_plane.write_caller_configs()
+        else:
+            self.publish_endpoints()
 
     def _background(self, coro: Any) -> asyncio.Task[Any]:
         task = asyncio.get_running_loop().create_task(coro)
@@ -464,6 +475,7 @@ class Supervisor:
             "faults": self.faults.active(),
             "xds": self.xds.describe() if self.xds else None,
             "envoy_filters": self._describe_envoy_filters(),
+            "external": self.stand_ins.describe(),
             **{k: v for extension in self._started for k, v in extension.status().items()},
         }
 

@@ -67,6 +67,8 @@ RESILIENCE_TWINS = _cases([c for c in CASES if c[1] and c[0] in (*RESILIENCE, *O
 # widened-in frontend is ever counted, the declaration alone is the violation).
 # Each is a sandbox start (~8 s) and a run that stops at its baseline (~10 s).
 MESH_QA_TWINS = _cases([c for c in CASES if c[1] and c[0] in MESH_QA])
+# issue 21: the external dependency's faults toward a ServiceEntry host, on its own mesh and on its twin
+EXTERNAL = [pytest.param(*c, id=f"{c[0]}-on-{c[1]}") for c in CASES if c[0] == "external-dependency"]
 assert len(DEFAULT) == 7 and len(MESH_QA_TWINS) == 4
 
 
@@ -89,6 +91,22 @@ def test_point16_mesh_qa_twin_misses_its_baseline(name: str, mesh: str, expected
 @pytest.mark.parametrize(("name", "mesh", "expected"), RESILIENCE_TWINS)
 def test_experiment_on_its_own_mesh(name: str, mesh: str, expected: str, tmp_path: Path) -> None:
     _on_own_mesh(mesh, ROOT / "experiments" / f"{name}.json", expected, tmp_path)
+
+
+@pytest.mark.parametrize(("name", "mesh", "expected"), EXTERNAL)
+def test_issue21_external_dependency_passes_on_its_mesh_and_deviates_on_its_twin(name: str, mesh: str, expected: str,
+                                                                               tmp_path: Path) -> None:
+    """The payment provider (a ServiceEntry host) slow then down: its faults go through the API as EnvoyFilters on
+    the callers' SIDECAR_OUTBOUND (there is no callee sidecar), which the emulation applies to checkout's outbound
+    listener as istiod would; checkout's callers' timeout keeps the frontend's p99 on the mesh, not on its twin."""
+    result = _on_own_mesh(mesh, ROOT / "experiments" / f"{name}.json", expected, tmp_path)
+    faults = [r["output"] for r in result.journal["run"]
+              if isinstance(r.get("output"), dict) and "fault_id" in r["output"]]
+    assert [f["kind"] for f in faults] == ["latency", "abort"]
+    for fault in faults:
+        changes = fault["changes"]
+        assert changes["applied_at"] == "caller outbound" and changes["service_entry"] == "default/payments"
+        assert changes["confirmed"] and "caller-side" in changes["placement"], changes
 
 
 @pytest.fixture(scope="module")

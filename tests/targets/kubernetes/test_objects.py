@@ -132,3 +132,26 @@ def _merge(metadata: dict, patch: dict) -> dict:  # type: ignore[type-arg]
         if field in merged and not merged[field] and field not in metadata:
             del merged[field]
     return merged
+
+
+def test_issue21_a_fault_toward_an_external_host_is_an_outbound_filter_matching_its_authority_only() -> None:
+    from chaosmesh_qa.targets.kubernetes import external
+
+    one = external.outbound_fault_filter("latency-1a2b3c4d", 1.0, "shop", {"app": "checkout"},
+                                         "api.payments.example.com", objects.delay_fault(4000, 100), "f")
+    every = external.outbound_fault_filter("latency-1a2b3c4d", 1.0, "shop", None, "api.payments.example.com",
+                                           objects.delay_fault(4000, 100), "f")
+    assert one["spec"]["workloadSelector"] == {"labels": {"app": "checkout"}}
+    assert "workloadSelector" not in every["spec"]
+    (patch,) = every["spec"]["configPatches"]
+    assert patch["match"]["context"] == "SIDECAR_OUTBOUND" and "portNumber" not in patch["match"]["listener"]
+    assert patch["patch"]["operation"] == "INSERT_BEFORE"
+    value = patch["patch"]["value"]
+    assert value["name"] == "chaosmesh-qa.latency-1a2b3c4d"
+    (header,) = value["typed_config"]["headers"]
+    assert header["name"] == ":authority"
+    pattern = re2.compile(header["string_match"]["safe_regex"]["regex"])
+    for authority, hit in (("api.payments.example.com", True), ("api.payments.example.com:80", True),
+                           ("api.payments.example.com.evil", False), ("apixpayments.example.com", False),
+                           ("checkout", False)):
+        assert bool(pattern.fullmatch(authority)) is hit, authority

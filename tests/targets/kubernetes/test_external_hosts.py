@@ -1,0 +1,96 @@
+"""Faults toward a ServiceEntry's host on the kubernetes target, against the emulation: at the callers' sidecars.
+
+One sandbox with the Kubernetes API emulation on experiments/meshes/external-payments (checkout calls the payment
+provider, a ServiceEntry host).  The target writes EnvoyFilters on SIDECAR_OUTBOUND; the emulation applies them to
+the callers' outbound listeners as istiod would, and every effect is measured with requests through the ingress.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from chaosmesh_qa.errors import FaultRejected
+from chaosmesh_qa.targets import get_target
+from chaosmesh_qa.targets.kubernetes.objects import MANAGED_SELECTOR
+from tests.support.client import get
+from tests.support.kube import KubeSandbox, running
+
+pytestmark = pytest.mark.processes
+
+ROOT = Path(__file__).resolve().parents[3]
+PAYMENTS = "api.payments.example.com"
+OWNER = "test-kube-external-hosts"
+
+
+@pytest.fixture(scope="module")
+def box(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KubeSandbox]:
+    state = tmp_path_factory.mktemp("kube-external") / "state"
+    with running(state, "--mesh", str(ROOT / "experiments" / "meshes" / "external-payments")) as sandbox:
+        try:
+            yield sandbox
+        finally:
+            get_target(sandbox.configuration()).heal(None, None)
+
+
+def payments_hop(tree: dict[str, Any]) -> dict[str, Any]:
+    return next(h for h in tree["upstreams"][0]["upstreams"] if h["service"] == PAYMENTS)
+
+
+def after_pooled_connections(url: str, shows: Any) -> list[tuple[int, Any, float]]:
+    """Three consecutive answers that ``shows`` the change, within ten requests: a connection checkout's app pooled
+    before a listener change keeps the old filters until its next response, and one that races the drain's close
+    fails once (docs/reference/kubernetes-target.md); both are transient."""
+    answers: list[tuple[int, Any, float]] = []
+    for _ in range(10):
+        started = time.monotonic()
+        code, tree = get(url)
+        elapsed = time.monotonic() - started
+        answers = [*answers, (code, tree, elapsed)] if shows(code, tree, elapsed) else []
+        if len(answers) == 3:
+            return answers
+    raise AssertionError(f"no three answers in a row showed it within ten requests; the last: {code} {tree}")
+
+
+def test_a_delay_from_one_caller_is_an_outbound_envoyfilter_its_route_timeout_does_not_see(box: KubeSandbox) -> None:
+    target = get_target(box.configuration())
+    url = box.status()["ingress_url"] + "/"
+    record = target.inject_latency(PAYMENTS, 700, 100, "checkout", 60, OWNER)
+    try:
+        changes = record["changes"]
+        assert changes["applied_at"] == "caller outbound" and changes["service_entry"] == "default/payments"
+        assert changes["confirmed"] and "caller-side" in changes["placement"], changes
+        (found,) = json.loads(box.kubectl("get", "envoyfilters", "-A", "-l", MANAGED_SELECTOR, "-o",
+                                          "json").stdout)["items"]
+        assert found["spec"]["workloadSelector"]["labels"]["app"] == "checkout"
+        assert found["spec"]["configPatches"][0]["match"]["context"] == "SIDECAR_OUTBOUND"
+        answers = after_pooled_connections(url, lambda code, tree, elapsed: elapsed >= 0.7)
+    finally:
+        target.heal(None, OWNER)
+    # checkout's 500 ms route timeout toward the provider starts after the fault filter's 700 ms: served, late
+    for code, tree, elapsed in answers:
+        assert code == 200 and payments_hop(tree)["status"] == 200 and elapsed >= 0.7, (elapsed, tree)
+    assert all(code == 200 for code, _, _ in after_pooled_connections(url, lambda code, tree, elapsed: code == 200))
+    assert box.kubectl("get", "envoyfilters", "-A", "-l", MANAGED_SELECTOR, "-o", "name").stdout.strip() == ""
+
+
+def test_a_reject_partition_toward_the_provider_is_a_503_at_the_caller_and_drop_is_refused(box: KubeSandbox) -> None:
+    target = get_target(box.configuration())
+    url = box.status()["ingress_url"] + "/"
+    with pytest.raises(FaultRejected, match=r"^mode: a partition toward a ServiceEntry's host takes direction 'to' "):
+        target.partition("checkout", PAYMENTS, "to", "drop", 60, OWNER)
+    record = target.partition("checkout", PAYMENTS, "to", "reject", 60, OWNER)
+    try:
+        assert record["target"] == {"a": "checkout", "b": PAYMENTS, "direction": "to"}
+        assert record["changes"]["confirmed"], record["changes"]
+        answers = after_pooled_connections(url, lambda code, tree, elapsed: code == 502)
+    finally:
+        target.heal(None, OWNER)
+    for code, tree, _ in answers:
+        assert code == 502 and payments_hop(tree)["status"] == 503, tree
+    assert all(code == 200 for code, _, _ in after_pooled_connections(url, lambda code, tree, elapsed: code == 200))
