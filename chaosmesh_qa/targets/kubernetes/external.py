@@ -28,7 +28,8 @@ CALLER_SIDE = ("caller-side: an HTTP fault filter in the callers' sidecars' outb
 
 PARTITION_RULE = ("mode: a partition toward a ServiceEntry's host takes direction 'to' and mode 'reject' on the "
                   "kubernetes target (the caller's sidecar answers 503, as for a reject partition), and no "
-                  "count/percent/version/zone/isolate: 'drop' would need an egress NetworkPolicy, which cannot name a host")
+                  "count/percent/version/zone/isolate: 'drop' would need an egress NetworkPolicy, which cannot "
+                  "name a host")
 
 
 def declared_host(cluster: Cluster, namespaces: list[str], host: str) -> str | None:

@@ -126,7 +126,7 @@ class ControlPlane:
             route_config = (routes.ingress_route_config(self.model) if caller == INGRESS
                             else routes.outbound_route_config(self.model, caller, callee_list))
             if caller != INGRESS and self.external_ports:  # ServiceEntry hosts and the catch-all (envoy.external)
-                cut = {host: port for (who, host), (port, _) in self.redirects.items()
+                cut = {host: port for (who, host), (port, _, _) in self.redirects.items()
                        if who == caller and host in self.external_ports}  # partitions toward an external host
                 docs += external.external_clusters(self.model, {**self.external_ports, **cut}, self.pki.ca_path)
                 route_config["virtual_hosts"] += external.virtual_hosts(self.model, caller)

@@ -147,7 +147,7 @@ class ExternalFaults:
 
         async def apply(lease: Lease) -> None:
             await lease.step(f"cluster of {host} at {a} re-pointed", partial(self.supervisor.redirect, edge,
-                                                                              (port, None)),
+                                                                              (port, None, None)),
                              self._restore(edge), uncertain=True)
             async with asyncio.timeout(CONFIRM_TIMEOUT_S):
                 confirmed, skipped = await self._endpoints_point_to([edge], port, None, clusters=names)
