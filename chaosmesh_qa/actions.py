@@ -74,25 +74,31 @@ def kill_app(service: str, count: int | None = None, percent: float | None = Non
 
 
 def inject_latency(service: str, delay_ms: int, duration_s: float, percent: int = 100, source: str | None = None,
-                   configuration: Configuration | None = None) -> FaultRecord:
+                   zone: str | None = None, configuration: Configuration | None = None) -> FaultRecord:
     """Delay ``percent`` % of the requests into ``service`` by ``delay_ms`` (only those from ``source``, if given).
-    ``service`` may be a ServiceEntry's host: the delay is then injected at its callers' sidecars."""
+    ``service`` may be a ServiceEntry's host: the delay is then injected at its callers' sidecars.  ``zone`` (a
+    zone's latency): only at ``service``'s pods in that zone, for every caller (or ``source``) wherever it is."""
     service, source = checks.service_or_host("service", service), checks.optional_name("source", source)
+    zone = _l7_zone(service, zone)
     delay = checks.whole("delay_ms", delay_ms, 1, MAX_DELAY_MS)
     share = checks.whole("percent", percent, 1, 100)
     duration = checks.seconds("duration_s", duration_s)
-    return get_target(configuration).inject_latency(service, delay, share, source, duration, run_owner())
+    return get_target(configuration).inject_latency(service, delay, share, source, duration, run_owner(),
+                                                    zone=zone)
 
 
 def inject_abort(service: str, http_status: int, percent: int, duration_s: float, source: str | None = None,
-                 configuration: Configuration | None = None) -> FaultRecord:
+                 zone: str | None = None, configuration: Configuration | None = None) -> FaultRecord:
     """Answer ``percent`` % of the requests into ``service`` with ``http_status`` (only from ``source``, if given).
-    ``service`` may be a ServiceEntry's host: the abort is then answered by its callers' sidecars."""
+    ``service`` may be a ServiceEntry's host: the abort is then answered by its callers' sidecars.  ``zone``: only
+    at ``service``'s pods in that zone, as ``inject_latency``."""
     service, source = checks.service_or_host("service", service), checks.optional_name("source", source)
+    zone = _l7_zone(service, zone)
     status = checks.whole("http_status", http_status, 200, 599)
     share = checks.whole("percent", percent, 1, 100)
     duration = checks.seconds("duration_s", duration_s)
-    return get_target(configuration).inject_abort(service, status, share, source, duration, run_owner())
+    return get_target(configuration).inject_abort(service, status, share, source, duration, run_owner(),
+                                                  zone=zone)
 
 
 def partition(a: str, b: str, duration_s: float, direction: str = "both", mode: str = "drop",
@@ -162,4 +168,13 @@ def _zone(zone: Any) -> str | None:
     if not isinstance(zone, str) or not 1 <= zone.count("/") + 1 <= 2 or not all(
             ZONE_PART.fullmatch(part) for part in zone.split("/")):
         checks.fail("zone", "a zone (a label value: letters, digits, '-', '_', '.'; or region/zone)", zone)
+    return zone
+
+
+def _l7_zone(service: str, zone: Any) -> str | None:
+    """A latency's or abort's zone: a ServiceEntry's host has no pods in a zone (its fault is at the callers)."""
+    zone = _zone(zone)
+    if zone is not None and "." in service:
+        raise InvalidArgument(f"zone: {service!r} is a ServiceEntry's host, whose faults act at its callers' "
+                              "sidecars, not at pods in a zone; give a service of the mesh")
     return zone

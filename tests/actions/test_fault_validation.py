@@ -61,6 +61,8 @@ BAD: list[tuple[str, Callable[..., Any], dict[str, Any], type[ChaosMeshQAError],
     # issue 20: a zone no pod of the (zone-less) default mesh is in
     ("unknown zone", actions.fail_pods, {"service": "catalog", "duration_s": 5, "zone": "a"}, FaultRejected,
      "zone: unknown zone 'a': no pod of the mesh is in it (zones: none, the mesh declares no locality)"),
+    ("unknown zone for a latency", actions.inject_latency, {"service": "catalog", "delay_ms": 10, "duration_s": 5,
+                                                            "zone": "a"}, FaultRejected, "zone: unknown zone 'a'"),
     ("fractional delay", actions.inject_latency, {"service": "reviews", "delay_ms": 1.5, "duration_s": 5},
      InvalidArgument, "delay_ms:"),
 ]
@@ -98,6 +100,11 @@ NO_SANDBOX_BAD: list[tuple[str, Callable[..., Any], dict[str, Any], str]] = [
     ("malformed zone", actions.kill_pods, {"service": "catalog", "zone": "a/b/c"}, "zone: expected a zone"),
     ("zone partition both ways", actions.partition, {"a": "frontend", "b": "catalog", "duration_s": 5, "zone": "a"},
      "direction: expected 'to' when count/percent/version/zone"),
+    ("malformed latency zone", actions.inject_abort, {"service": "catalog", "http_status": 503, "percent": 5,
+                                                      "duration_s": 5, "zone": ""}, "zone: expected a zone"),
+    ("zone of a ServiceEntry's host", actions.inject_latency, {"service": "api.example.com", "delay_ms": 10,
+                                                               "duration_s": 5, "zone": "a"},
+     "zone: 'api.example.com' is a ServiceEntry's host"),
 ]
 
 

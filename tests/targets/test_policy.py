@@ -141,3 +141,15 @@ def test_unknown_zone_and_a_service_without_a_pod_there_are_one_line_each() -> N
 def test_a_zone_partition_spares_the_callers_in_the_zone() -> None:
     assert policy.spares("r1/a", "a") and not policy.spares("r1/b", "a") and not policy.spares("", "a")
     assert not policy.spares("r1/a", None)  # no zone: a partition spares nobody
+
+
+def test_a_zones_latency_clashes_with_any_other_latency_on_the_service_and_is_named_by_its_zone() -> None:
+    """One delay per service at a time (as without zones): a zone-a and a zone-b latency on one service clash,
+    unless they name different sources; the refusal names the zone."""
+    active = [{"fault_id": "latency-0000abcd", "kind": "latency", "target": {"service": "s", "source": None,
+                                                                             "zone": "b"}}]
+    with pytest.raises(FaultRejected) as raised:
+        policy.check_conflicts("latency", {"service": "s", "source": None, "zone": "a"}, active)
+    assert str(raised.value) == ("conflicts with active fault latency-0000abcd (latency on s in zone b); "
+                                 "heal it first")
+    policy.check_conflicts("abort", {"service": "s", "source": None, "zone": "b"}, active)  # kinds compose

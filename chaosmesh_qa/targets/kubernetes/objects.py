@@ -176,6 +176,11 @@ def spared_label(fault_id: str) -> str:
     return f"chaosmesh-qa.io/spared-{fault_id.rsplit('-', 1)[-1]}"
 
 
+def marked_label(fault_id: str) -> str:
+    """The label that marks the pods an L7 fault acts at when only some of its service's are (a zone's)."""
+    return f"chaosmesh-qa.io/{fault_id}"
+
+
 def callee_selector(selector: Mapping[str, str], fault_id: str, some_pods: bool) -> dict[str, str]:
     """The callee Service's selector, narrowed to the pods a partition marked when it cuts only some."""
     return {**selector, **({partition_label(fault_id): "true"} if some_pods else {})}

@@ -170,16 +170,16 @@ class KubernetesTarget:
         raise FaultRejected(f"kill_app: not available on the kubernetes target: {FAITHLESS['kill_app']}")
 
     def inject_latency(self, service: str, delay_ms: int, percent: int, source: str | None,
-                       duration_s: float, owner: str) -> FaultRecord:
+                       duration_s: float, owner: str, zone: str | None = None) -> FaultRecord:
         return self._l7("latency", service, source, objects.delay_fault(delay_ms, percent),
                         {"service": service, "delay_ms": delay_ms, "percent": percent, "source": source},
-                        duration_s, owner)
+                        duration_s, owner, zone)
 
     def inject_abort(self, service: str, http_status: int, percent: int, source: str | None,
-                     duration_s: float, owner: str) -> FaultRecord:
+                     duration_s: float, owner: str, zone: str | None = None) -> FaultRecord:
         return self._l7("abort", service, source, objects.abort_fault(http_status, percent),
                         {"service": service, "http_status": http_status, "percent": percent, "source": source},
-                        duration_s, owner)
+                        duration_s, owner, zone)
 
     def partition(self, a: str, b: str, direction: Direction, mode: PartitionMode, duration_s: float,
                   owner: str, count: int | None = None, percent: float | None = None,
@@ -355,29 +355,40 @@ class KubernetesTarget:
     # ------------------------------------------------------------------ faults: building blocks
 
     def _l7(self, kind: str, service: str, source: str | None, fault: dict[str, Any], parameters: dict[str, Any],
-            duration_s: float, owner: str) -> FaultRecord:
+            duration_s: float, owner: str, zone: str | None = None) -> FaultRecord:
+        """A latency or abort at the callee's sidecars' inbound: an EnvoyFilter selecting its pods (with ``zone``:
+        those of the zone, marked with a label of the fault's own, restored at the heal, as a zone partition's)."""
         if "." in service:  # no Service name has a dot: a ServiceEntry's host
+            if zone is not None:
+                raise FaultRejected(f"zone: {service!r} is a ServiceEntry's host, not pods in a zone")
             return self._external_l7(kind, service, source, fault, parameters, duration_s, owner)
         found = self.workloads()
         callee = found.service(service)
-        pods = [p["metadata"]["name"] for p in found.running_pods(callee)]
+        zoned = found.pick(callee, None, 100.0, None, zone=zone) if zone is not None else []
+        pods = [p["metadata"]["name"] for p in (zoned or found.running_pods(callee))]
         found.require_sidecars(callee, "service")
         principals: list[str | None] = [None]
         if source is not None:
             principals = found.caller_principals(found.service(source, "source"), "source", self.trust_domain())
             found.require_caller_in_xfcc(callee, "source", self.mesh_config())
         ports = found.inbound_ports(callee)
-        policy.check_conflicts(kind, {"service": service, "source": source}, self.active_faults())
+        target = {"service": service, "source": source, **({"zone": zone} if zone is not None else {})}
+        policy.check_conflicts(kind, target, self.active_faults())
         fault_id, expires_at = policy.new_fault_id(kind), self.cluster.now() + self._ttl(duration_s)
-        changes = self._claims(fault_id, kind, {"service": service, "source": source}, expires_at, callee.namespace)
+        changes = self._claims(fault_id, kind, target, expires_at, callee.namespace)
+        mark = {objects.marked_label(fault_id): "true"}
+        changes += [self._mark(callee.namespace, pod, fault_id, mark) for pod in zoned]
+        selector = {**callee.selector, **(mark if zoned else {})}
         for index, principal in enumerate(principals):
-            body = objects.envoy_filter(fault_id, expires_at, callee.namespace, callee.selector, ports, fault,
+            body = objects.envoy_filter(fault_id, expires_at, callee.namespace, selector, ports, fault,
                                         f"spiffe://{principal}" if principal else None)
             if index:
                 body["metadata"]["name"] += f"-{index}"
             changes.append(self._create(body))
         watch = None if self.cluster.dry_run else ListenerWatch(self.cluster, callee.namespace, pods)
-        record = self._transaction(kind, {"service": service, "source": source}, parameters, owner, duration_s,
+        if zone is not None:
+            parameters = {**parameters, "zone": zone}
+        record = self._transaction(kind, target, parameters, owner, duration_s,
                                    callee.namespace, changes, lambda: {"pods": pods, "applied_at": "callee inbound"},
                                    fault_id=fault_id, expires_at=expires_at)
         if watch is not None:  # stored is not applied: the callee sidecars' listeners must have changed

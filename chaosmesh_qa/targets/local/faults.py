@@ -28,7 +28,8 @@ How each fault is realised:
   partition re-points only the callee pods in the zone, and only for the caller's endpoint
   views (``ControlPlane.caller_views``: one per locality) outside the zone.
 * zone: ``in_zone`` of ``targets.policy`` narrows the pods a pod fault or partition chooses from to
-  those whose sidecar's locality is in the zone.
+  those whose sidecar's locality is in the zone; a zone's latency or abort sets its runtime keys only on the
+  callee's pods in the zone (and on the pods that start there later).
 
 Confirmation reads back only sidecars that serve (a failed or killed pod has no admin
 API to ask); the record lists the pods it skipped.
@@ -95,7 +96,7 @@ class FaultManager(ExternalFaults):
         for lease in list(self.leases.values()):
             # an external host's fault lives on its callers' pods (caller_services)
             if lease.kind not in policy.L7_KINDS or pod.spec.service not in lease.changes.get(
-                    "caller_services", [lease.target["service"]]):
+                    "caller_services", [lease.target["service"]]) or not _holds(lease.target, pod, service=False):
                 continue
             async with lease.lock:
                 if lease.state != "active" or pod.name not in self.supervisor.pods or not _sidecar_up(pod):
@@ -137,9 +138,7 @@ class FaultManager(ExternalFaults):
                        and (version is None or p.spec.version == version) and p.state in SERVING_STATES
                        and p.name not in held), key=lambda p: p.name)
         if parameters.get("zone") is not None:
-            everywhere = [v.locality(i) for s in model.services.values() for v in s.versions
-                          for i in range(max(v.replicas, 1))]
-            pods = policy.in_zone(pods, parameters["zone"], lambda p: p.spec.locality, service, everywhere)
+            pods = self._in_zone(pods, parameters["zone"], service)
         names = parameters.get("pods")  # explicit pod names (the Kubernetes API emulation's label selections)
         if names is not None:
             missing = sorted(set(names) - {p.name for p in pods})
@@ -148,6 +147,15 @@ class FaultManager(ExternalFaults):
             return [p for p in pods if p.name in names]
         return policy.select_pods(pods, parameters.get("count"), parameters.get("percent"), service, version,
                                   held_excluded=bool(held))
+
+    def _in_zone(self, pods: list[Pod], zone: str, service: str) -> list[Pod]:
+        """``pods`` (one service's) in ``zone``; refused in one line for a zone no pod of the mesh is in, or none of
+        ``pods`` is (``policy.in_zone``)."""
+        model = self.supervisor.model
+        assert model is not None
+        everywhere = [v.locality(i) for s in model.services.values() for v in s.versions
+                      for i in range(max(v.replicas, 1))]
+        return policy.in_zone(pods, zone, lambda p: p.spec.locality, service, everywhere)
 
     def _serving(self, pods: list[Pod]) -> tuple[list[Pod], dict[str, str]]:
         """The pods whose sidecar answers, and the others with their state (skipped, and said so)."""
@@ -167,7 +175,12 @@ class FaultManager(ExternalFaults):
         callers = model.callers(service)
         if source is not None and source not in callers:
             raise FaultRejected(f"source: {source!r} does not call {service!r} (callers: {', '.join(callers)})")
-        self._conflict(kind, {"service": service, "source": source})
+        zone = p.get("zone")
+        if zone is not None:  # a zone's latency or abort: only at the callee's pods in the zone
+            self._in_zone([pod for pod in self.supervisor.pods.values() if pod.spec.service == service
+                           and pod.state in SERVING_STATES], zone, service)
+        target = {"service": service, "source": source, **({"zone": zone} if zone is not None else {})}
+        self._conflict(kind, target)
         percent = p["percent"]
         prefixes = [f"fault.http.{caller}." for caller in ([source] if source else callers)]
         if source is None:
@@ -181,12 +194,11 @@ class FaultManager(ExternalFaults):
 
         async def apply(lease: Lease) -> None:
             pods, skipped = self._serving(sorted((pod for pod in self.supervisor.pods.values()
-                                                  if pod.spec.service == service), key=lambda pod: pod.name))
+                                                  if _holds(target, pod)), key=lambda pod: pod.name))
             baseline = await self._fault_counter(pods, counter)
 
             async def report() -> dict[str, Any]:
-                current, _ = self._serving([pod for pod in self.supervisor.pods.values()
-                                            if pod.spec.service == service])
+                current, _ = self._serving([pod for pod in self.supervisor.pods.values() if _holds(target, pod)])
                 injected = await self._fault_counter(current, counter) - baseline
                 return {"runtime_keys_cleared": len(keys), f"requests_{counter}": max(0, injected)}
 
@@ -198,7 +210,7 @@ class FaultManager(ExternalFaults):
             async with asyncio.timeout(CONFIRM_TIMEOUT_S):
                 lease.changes["confirmed"] = await self._runtime_confirmed(pods, keys)
 
-        return Plan({"service": service, "source": source}, apply, {"runtime_keys": keys})
+        return Plan(target, apply, {"runtime_keys": keys})
 
     def _clear_keys(self, pod_name: str, keys: dict[str, str]) -> Callable[[], Awaitable[dict[str, Any]]]:
         async def undo() -> dict[str, Any]:
@@ -402,6 +414,14 @@ class FaultManager(ExternalFaults):
 
 def _pod_target(p: dict[str, Any]) -> dict[str, Any]:
     return {"service": p["service"], "version": p.get("version"), **({"zone": p["zone"]} if p.get("zone") else {})}
+
+
+def _holds(target: dict[str, Any], pod: Pod, service: bool = True) -> bool:
+    """Whether an L7 fault on ``target`` acts at ``pod``: a pod of its service (unless ``service`` is False: the
+    caller checked), in its zone when it has one."""
+    zone = target.get("zone")
+    return ((not service or pod.spec.service == target["service"])
+            and (zone is None or policy.zone_matches(pod.spec.locality, zone)))
 
 
 def _sidecar_up(pod: Pod) -> bool:

@@ -78,14 +78,14 @@ class LocalTarget:
         return self._inject("app-kill", _pods(service, count, percent, version), owner, restart_after_s)
 
     def inject_latency(self, service: str, delay_ms: int, percent: int, source: str | None,
-                       duration_s: float, owner: str) -> FaultRecord:
+                       duration_s: float, owner: str, zone: str | None = None) -> FaultRecord:
         return self._inject("latency", {"service": service, "delay_ms": delay_ms, "percent": percent,
-                                        "source": source}, owner, duration_s)
+                                        "source": source, **({"zone": zone} if zone else {})}, owner, duration_s)
 
     def inject_abort(self, service: str, http_status: int, percent: int, source: str | None,
-                     duration_s: float, owner: str) -> FaultRecord:
+                     duration_s: float, owner: str, zone: str | None = None) -> FaultRecord:
         return self._inject("abort", {"service": service, "http_status": http_status, "percent": percent,
-                                      "source": source}, owner, duration_s)
+                                      "source": source, **({"zone": zone} if zone else {})}, owner, duration_s)
 
     def partition(self, a: str, b: str, direction: Direction, mode: PartitionMode, duration_s: float,
                   owner: str, count: int | None = None, percent: float | None = None,
