@@ -44,6 +44,28 @@ def get_many(url: str, count: int, headers: dict[str, str] | None = None,
     return asyncio.run(_get_many(url, count, headers or {}, concurrency))
 
 
+async def _timed(url: str, count: int, concurrency: int) -> list[tuple[int, Any, float]]:
+    results: list[tuple[int, Any, float]] = []
+    queue = iter(range(count))
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as session:
+
+        async def worker() -> None:
+            for _ in queue:
+                started = time.monotonic()
+                async with session.get(url) as response:
+                    body = await response.json(content_type=None)
+                results.append((response.status, body, time.monotonic() - started))
+
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+    return results
+
+
+def timed_get_many(url: str, count: int, concurrency: int = 8) -> list[tuple[int, Any, float]]:
+    """``count`` GETs: each one's status, call tree and seconds from sending to the whole body."""
+    assert url.startswith("http://127.0.0.1:"), "tests only send traffic to loopback"
+    return asyncio.run(_timed(url, count, concurrency))
+
+
 def get(url: str, headers: dict[str, str] | None = None) -> tuple[int, Any]:
     return get_many(url, 1, headers, concurrency=1)[0]
 

@@ -26,7 +26,7 @@ import pytest
 
 from chaosmesh_qa import actions
 from chaosmesh_qa.errors import FaultRejected
-from tests.support.client import get_many, hops
+from tests.support.client import get_many, hops, timed_get_many
 from tests.support.sandbox import Served, serve
 
 pytestmark = pytest.mark.processes
@@ -237,5 +237,54 @@ def test_zone_faults_refuse_bad_zones_in_one_line(zones: tuple[Served, Counter[t
     assert str(unknown.value) == "zone: unknown zone 'c': no pod of the mesh is in it (zones: a, b)"
     with pytest.raises(FaultRejected) as absent:
         actions.kill_pods("frontend", zone="b", configuration=cfg)
+    assert str(absent.value) == "zone: service 'frontend' has no running pod in zone 'b' (its pods' zones: a)"
+    assert zones[0].status()["faults"] == []
+
+
+DELAY_MS = 250  # under inventory's 1 s route timeout, far above a sandbox hop (a few ms)
+
+
+def delays_by_zone(localities: dict[str, str], results: list[tuple[int, Any, float]]) -> dict[str, list[float]]:
+    """Each request's seconds, by the locality of the inventory pod that served its one inventory hop."""
+    by_zone: dict[str, list[float]] = {}
+    for code, tree, seconds in results:
+        assert code == 200, tree
+        (hop,) = [h for h in hops(tree) if h["service"] == "inventory"]
+        by_zone.setdefault(localities[hop["pod"]], []).append(seconds)
+    return by_zone
+
+
+def test_a_zones_latency_delays_only_what_its_pods_serve(zones: tuple[Served, Counter[tuple[str, str]]]) -> None:
+    """inject_latency(inventory, zone='a') at 100 %: every request whose inventory hop was served by the zone-a
+    pod takes at least the delay (a fixed delay at that pod's inbound, before its app: the mechanism's lower
+    bound); the zone-b pod carries no fault, so its requests are not delayed: a delayed request cannot be faster
+    than the delay, so a median below it means most were not (all of them, here; the median rather than the
+    maximum because a request may be slow on a loaded host for other reasons).  inventory has no outlier
+    detection, so catalog spreads over both zones (>= 10 of 80 each: 6 standard deviations of an even split).
+    After the heal zone a is fast again."""
+    box = zones[0]
+    cfg = {"chaosmesh_qa_state_dir": str(box.state_dir)}
+    localities = {pod["name"]: pod.get("locality", "") for pod in box.status()["pods"]}
+    fault = actions.inject_latency("inventory", DELAY_MS, 60, zone="a", configuration=cfg)
+    try:
+        assert fault["target"] == {"service": "inventory", "source": None, "zone": "a"}
+        assert [localities[p] for p in fault["changes"]["pods"]] == ["r1/a"] and fault["changes"]["confirmed"]
+        during = delays_by_zone(localities, timed_get_many(box.url, 80))
+    finally:
+        healed = actions.heal(configuration=cfg)
+    after = delays_by_zone(localities, timed_get_many(box.url, 40))
+    assert healed["count"] == 1 and box.status()["faults"] == []
+    assert len(during["r1/a"]) >= 10 and len(during["r1/b"]) >= 10, {k: len(v) for k, v in during.items()}
+    assert min(during["r1/a"]) >= DELAY_MS / 1000, sorted(during["r1/a"])[:5]
+    assert sorted(during["r1/b"])[len(during["r1/b"]) // 2] < DELAY_MS / 1000, sorted(during["r1/b"])
+    assert healed["healed"][0]["reverted"]["requests_delays_injected"] == len(during["r1/a"])
+    assert sorted(after["r1/a"])[len(after["r1/a"]) // 2] < DELAY_MS / 1000, sorted(after["r1/a"])
+
+
+def test_a_zones_latency_refuses_a_service_without_a_pod_there(zones: tuple[Served, Counter[tuple[str, str]]]
+                                                               ) -> None:
+    cfg = {"chaosmesh_qa_state_dir": str(zones[0].state_dir)}
+    with pytest.raises(FaultRejected) as absent:
+        actions.inject_latency("frontend", 100, 10, zone="b", configuration=cfg)
     assert str(absent.value) == "zone: service 'frontend' has no running pod in zone 'b' (its pods' zones: a)"
     assert zones[0].status()["faults"] == []
