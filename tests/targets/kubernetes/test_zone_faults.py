@@ -18,6 +18,7 @@ import pytest
 from chaosmesh_qa import actions
 from chaosmesh_qa.errors import FaultRejected
 from chaosmesh_qa.targets import get_target
+from tests.support.client import hops, timed_get_many
 from tests.support.kube import KubeSandbox, running
 
 pytestmark = pytest.mark.processes
@@ -98,6 +99,8 @@ def test_bad_zones_are_one_line_and_change_nothing(zoned: KubeSandbox) -> None:
          "zone: unknown zone 'c': no pod of the mesh is in it (zones: a, b)"),
         (lambda: actions.kill_pods("frontend", zone="b", configuration=cfg),
          "zone: service 'frontend' has no running pod in zone 'b' (its pods' zones: a)"),
+        (lambda: actions.inject_latency("frontend", 100, 10, zone="b", configuration=cfg),
+         "zone: service 'frontend' has no running pod in zone 'b' (its pods' zones: a)"),
         # the frontend's zone-a pod would be spared, but an EnvoyFilter matches the caller's identity, not a pod
         (lambda: actions.partition("frontend", "catalog", 10, direction="to", mode="reject", zone="a",
                                    configuration=cfg), "mode: 'reject' cannot spare 'frontend''s pods in zone 'a'"),
@@ -108,3 +111,37 @@ def test_bad_zones_are_one_line_and_change_nothing(zoned: KubeSandbox) -> None:
         assert str(raised.value).startswith(message) and "\n" not in str(raised.value)
     writes = [c for c in zoned.call_log(since) if c["verb"] in WRITES and c.get("code", 200) < 300]
     assert writes == [] and get_target(cfg).active_faults() == []
+
+
+def test_a_zones_latency_selects_the_zones_pods_by_a_label_and_delays_only_them(zoned: KubeSandbox) -> None:
+    """inject_latency(inventory, zone='a'): inventory's zone-a pod is marked with the fault's label, the
+    EnvoyFilter's workloadSelector adds that label, and only requests inventory's zone-a pod served take the
+    delay (>= 250 ms each; zone b's median below it: a delayed request cannot be faster, as on the local
+    target); the heal removes the filter and restores the labels."""
+    cfg = zoned.configuration()
+    localities = get_target(cfg).pod_localities()
+    record = actions.inject_latency("inventory", 250, 30, zone="a", configuration=cfg)
+    try:
+        assert record["target"] == {"service": "inventory", "source": None, "zone": "a"}
+        assert [localities[p] for p in record["changes"]["pods"]] == ["r1/a"] and record["changes"]["confirmed"]
+        label = f"chaosmesh-qa.io/{record['fault_id']}"
+        (envoy_filter,) = json.loads(zoned.kubectl("get", "envoyfilters", "-l",
+                                                   "app.kubernetes.io/managed-by=chaosmesh-qa", "-o",
+                                                   "json").stdout)["items"]
+        assert envoy_filter["spec"]["workloadSelector"]["labels"][label] == "true"
+        marked = [n for n, p in _pods(zoned).items() if label in p["metadata"]["labels"]]  # type: ignore[index]
+        assert marked == record["changes"]["pods"]
+        results = timed_get_many(cfg["chaosmesh_qa_ingress_url"], 60)
+    finally:
+        actions.heal(configuration=cfg)
+    by_zone: dict[str, list[float]] = {}
+    for code, tree, seconds in results:
+        assert code == 200, tree
+        (hop,) = [h for h in hops(tree) if h["service"] == "inventory"]
+        by_zone.setdefault(localities[hop["pod"]], []).append(seconds)
+    assert len(by_zone["r1/a"]) >= 5 and len(by_zone["r1/b"]) >= 5, {k: len(v) for k, v in by_zone.items()}
+    assert min(by_zone["r1/a"]) >= 0.25, sorted(by_zone["r1/a"])[:5]
+    assert sorted(by_zone["r1/b"])[len(by_zone["r1/b"]) // 2] < 0.25, sorted(by_zone["r1/b"])
+    assert not [n for n, p in _pods(zoned).items() if any(
+        k.startswith("chaosmesh-qa.io/") for k in p["metadata"]["labels"])]  # type: ignore[index]
+    assert get_target(cfg).active_faults() == []
