@@ -19,8 +19,9 @@
 * program in the call path (called and calling: its app must copy the trace headers): ``trace-propagation``.
 
 Istio's defaults (the retries of a route that sets none, no timeout, PERMISSIVE without any
-PeerAuthentication) are not promises: nobody declared them.  Each promise says what would exercise it (``fault``, ``probe``: the rules
-``report.coverage`` applies, and what ``generate`` would write).  Called by ``report.coverage``.
+PeerAuthentication) are not promises: nobody declared them.  Each promise says what would exercise it
+(``fault``, ``probe``: the rules ``report.coverage`` applies, and what ``generate`` would write).
+Called by ``report.coverage`` and ``scaffold.suite``.
 """
 
 from __future__ import annotations

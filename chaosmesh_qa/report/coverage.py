@@ -44,6 +44,7 @@ nothing.  A fault hits a service ``S``: ``kill_pods``/``fail_pods`` (connections
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -193,7 +194,8 @@ def _fails_over(model: MeshModel, promise: Promise, fault: Fault, probe: Probe) 
             or (fault.source is not None and fault.source != caller)):
         return False  # a partition cuts only its ``a``'s requests; count/percent/version may spare the zone's pods
     here = {f"{caller}-{v.name}-{i}": v.locality(i) for v in model.services[caller].versions for i in range(v.replicas)}
-    pods = [(f"{service}-{v.name}-{i}", v.locality(i), model.workload_labels(service, v.name))
+    pods: list[tuple[str, str, Mapping[str, str]]] = [
+        (f"{service}-{v.name}-{i}", v.locality(i), model.workload_labels(service, v.name))
             for v in model.services[service].versions for i in range(v.replicas)]
     record = {"kind": "partition" if fault.source is not None else "pod-kill",
               "target": {"zone": fault.zone, "isolate": fault.isolate}}

@@ -2,7 +2,8 @@
 
 ``generate_suite(directory, mesh_ref)`` lists the mesh's promises (``mesh.promises``), leaves out those that
 cannot work (``mesh.unworkable``: an experiment could only fail) and those it does not write an experiment for
-(``locality``: a zone failover, as experiments/zone-failover.json; a ServiceEntry host's own guards), and writes for the rest, each the way ``report.coverage``'s rules count as exercising it:
+(``locality``: a zone failover, as experiments/zone-failover.json; a ServiceEntry host's own guards), and writes
+for the rest, each the way ``report.coverage``'s rules count as exercising it:
 
 * ``pod-kill-<service>``: one pod killed (``scaffold.experiment``'s, budget from ``scaffold.timing``) for the
   retries toward a service with pods to fail over to and for its outlier detection;
