@@ -8,20 +8,25 @@
   (``routing``) and ``match`` (``match``);
 * DestinationRule (top level and each subset's ``trafficPolicy``): ``outlierDetection`` (``outlier-detection``),
   connection pool limits (``connection-pool``: the circuit breaker), ``connectionPool.tcp.connectTimeout``
-  (``connect-timeout``) and ``loadBalancer.localityLbSetting`` (``locality``);
+  (``connect-timeout``) and ``loadBalancer.localityLbSetting`` (``locality``); a top-level ``outlierDetection`` on
+  a service whose pods are in several localities is a ``locality`` promise too (Istio's locality load balancing is
+  on by default and acts only with outlier detection: that field is what the team declared);
+* ServiceEntry host with a VirtualService or DestinationRule of its own: the same route and policy promises
+  (``retries``, ``timeout``, ``outlier-detection``, ``connection-pool``, ``connect-timeout``), about the host,
+  applied by its callers' sidecars (``MeshModel.external_callers``);
 * service whose workloads a PeerAuthentication selects: its effective mode (``mtls``);
 * AuthorizationPolicy rule (``authz-rule``; a policy without rules is one promise: it denies everything);
 * program in the call path (called and calling: its app must copy the trace headers): ``trace-propagation``.
 
 Istio's defaults (the retries of a route that sets none, no timeout, PERMISSIVE without any
-PeerAuthentication) are not promises: nobody declared them.  A ServiceEntry's external hosts get no traffic in
-the sandbox and are left out.  Each promise says what would exercise it (``fault``, ``probe``: the rules
-``report.coverage`` applies, and what ``generate`` would write).  Called by ``report.coverage``.
+PeerAuthentication) are not promises: nobody declared them.  Each promise says what would exercise it
+(``fault``, ``probe``: the rules ``report.coverage`` applies, and what ``generate`` would write).
+Called by ``report.coverage`` and ``scaffold.suite``.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -74,8 +79,8 @@ def list_promises(directory: str | Path) -> Promises:
     loaded = load_mesh(directory)
     model = loaded.model
     raw = _Raw(Path(directory), model)
-    found = [*_route_promises(model, raw), *_rule_promises(model, raw), *_mtls_promises(model, raw),
-             *_authz_promises(model, raw), *_trace_promises(model, raw)]
+    found = [*_route_promises(model, raw), *_rule_promises(model, raw), *_external_promises(model, raw),
+             *_mtls_promises(model, raw), *_authz_promises(model, raw), *_trace_promises(model, raw)]
     return Promises(model.name, str(directory), model, tuple(found), tuple(loaded.warnings))
 
 
@@ -133,11 +138,12 @@ def _route_promises(model: MeshModel, raw: _Raw) -> list[Promise]:
 
 
 def _one_route(model: MeshModel, raw: _Raw, host: str, index: int, route: Route,
-               callers: tuple[str, ...]) -> list[Promise]:
+               callers: tuple[str, ...], external: bool = False) -> list[Promise]:
     source, entry = raw.route(route)
     at = source.field
     key = f"{host}:{source.resource}:{at}"
-    targets = tuple(sorted({d.service for d in route.destinations if d.service in model.services}))
+    targets = (host,) if external else tuple(sorted({d.service for d in route.destinations
+                                                     if d.service in model.services}))
     found = []
 
     def add(kind: str, field_: str, summary: str, fault: str, probe: str, **settings: Any) -> None:
@@ -157,6 +163,7 @@ def _one_route(model: MeshModel, raw: _Raw, host: str, index: int, route: Route,
         add("timeout", "timeout", f"{host}: requests time out after {route.timeout_s:g}s",
             f"latency on {', '.join(targets)} beyond {route.timeout_s:g}s, or a blackhole of all its pods",
             "a caller's or the clients' latency bounded below the injected delay", timeout_s=route.timeout_s,
+            connect_timeout_s=_connect_timeout(model, targets),
             per_try_timeout_s=retries.per_try_timeout_s, attempts=retries.attempts, retry_on=retries.retry_on)
     weighted = [d for d in route.destinations if d.weight > 0]
     shown = ", ".join(f"{d.service}/{d.subset}" if d.subset else d.service for d in weighted)
@@ -169,6 +176,13 @@ def _one_route(model: MeshModel, raw: _Raw, host: str, index: int, route: Route,
         add("match", "match", f"{host}: requests matching {_matches(route)} go to {shown}",
             "none needed (traffic that carries the match)", f"routing_matches on {host}")
     return found
+
+
+def _connect_timeout(model: MeshModel, targets: tuple[str, ...]) -> float:
+    """The longest connect timeout toward the route's destinations (a blackholed try ends there)."""
+    policies = [model.policies[t] if t in model.policies else model.external_hosts[t].policy
+                for t in targets if t in model.policies or t in model.external_hosts]
+    return max([p.connect_timeout_s for p in policies if p is not None] or [ISTIO_CONNECT_TIMEOUT_S])
 
 
 def _matches(route: Route) -> str:
@@ -196,15 +210,36 @@ def _rule_promises(model: MeshModel, raw: _Raw) -> list[Promise]:
     return found
 
 
+def _external_promises(model: MeshModel, raw: _Raw) -> list[Promise]:
+    """A ServiceEntry host's own route (its VirtualService) and policy (its DestinationRule) promises."""
+    found: list[Promise] = []
+    for host in sorted(model.external_hosts):
+        entry = model.external_hosts[host]
+        callers = tuple(model.external_callers(host))
+        for index, route in enumerate(entry.routes):
+            found.extend(_one_route(model, raw, host, index, route, callers, external=True))
+        file, _, resource = entry.policy_by.rpartition(": ")
+        kind, _, name = resource.partition("/")
+        if entry.policy is not None and kind == "DestinationRule":
+            spec = raw.docs.get((file, kind, name), {})
+            found.extend(_policy(model, host, file, name, "spec.trafficPolicy", spec.get("trafficPolicy"),
+                                 entry.policy, None, callers))
+    seen = ("a partition (mode drop) of its callers toward it (a delay or abort on the host is injected before the "
+            "callers' router: they never see it)")
+    unnamed = "none: policy_engaged names a service of the mesh, never a host"
+    return [replace(p, fault=seen, probe=unnamed if p.kind in ("outlier-detection", "connection-pool") else p.probe)
+            for p in found]
+
+
 def _policy(model: MeshModel, service: str, file: str, name: str, at: str, written: Any, policy: TrafficPolicy,
-            subset: str | None) -> list[Promise]:
+            subset: str | None, external_callers: tuple[str, ...] | None = None) -> list[Promise]:
     if not isinstance(written, dict):
         return []
     pool = _dict(written.get("connectionPool"))
     tcp, balancer = _dict(pool.get("tcp")), _dict(written.get("loadBalancer"))
     on = f"{service}/{subset}" if subset else service
     key = f"{service}:{subset}" if subset else service
-    callers = tuple(model.callers(service))
+    callers = tuple(model.callers(service)) if external_callers is None else external_callers
     found = []
 
     def add(kind: str, field_: str, summary: str, fault: str, probe: str, **settings: Any) -> None:
@@ -243,9 +278,21 @@ def _policy(model: MeshModel, service: str, file: str, name: str, at: str, writt
                                                      ("failover", setting.failover),
                                                      ("failoverPriority", setting.failover_priority),
                                                      ("distribute", setting.distribute)) if v) or "Istio's defaults"),
-            f"the loss of {service}'s pods in one locality", "no probe of this version tells localities apart",
-            enabled=setting.enabled)
+            f"the loss of {service}'s pods in one locality, its caller in that locality",
+            f"failover_matches on {service} with that caller", enabled=setting.enabled)
+    elif ("outlierDetection" in written and policy.outlier is not None and subset is None and policy.locality_lb is None
+          and service in model.services and len(_localities(model, service)) > 1):
+        add("locality", "outlierDetection",
+            f"{on}: Istio's locality load balancing (on by default, acting with this outlier detection) keeps a "
+            f"caller's requests in its own locality of {', '.join(_localities(model, service))} and fails over",
+            f"the loss of {service}'s pods in one locality, its caller in that locality",
+            f"failover_matches on {service} with that caller", enabled=True)
     return found
+
+
+def _localities(model: MeshModel, service: str) -> list[str]:
+    """The distinct localities of the service's pods ('' left out: a pod without one)."""
+    return sorted({v.locality(i) for v in model.services[service].versions for i in range(v.replicas)} - {""})
 
 
 def _mtls_promises(model: MeshModel, raw: _Raw) -> list[Promise]:

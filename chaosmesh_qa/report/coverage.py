@@ -25,7 +25,8 @@ nothing.  A fault hits a service ``S``: ``kill_pods``/``fail_pods`` (connections
   recovery probe on a caller (``recovered_within``, or an error ratio during the fault);
 * ``timeout``: latency on a destination beyond the timeout, or a blackhole of all its pods, when the tries do not
   end the request first (``perTryTimeout`` x the tries that retry a per-try timeout below the timeout: it never
-  acts), and a latency bound on a caller below the injected delay (``recovered_within``'s ``max_p*_ms``,
+  acts; for a blackhole, when the tries x the connect timeout reach it), and a latency bound on a caller below the
+  injected delay (``recovered_within``'s ``max_p*_ms``,
   ``latency_quantile``, ``client_latency``, during the fault), or any recovery probe for a blackhole (requests
   hang without it);
 * ``outlier-detection``: a pod kill/failure or a blackhole of some of the service's pods, an app kill or a 5xx
@@ -33,20 +34,27 @@ nothing.  A fault hits a service ``S``: ``kill_pods``/``fail_pods`` (connections
   (retries hide the fault from every caller whether or not a host is ejected);
 * ``connection-pool``: latency or a blackhole on the service, and ``policy_engaged circuit_breaker`` on it;
 * ``connect-timeout``: a blackhole of some of its pods, and a recovery probe on a caller;
-* ``locality``: never (no probe of this version tells localities apart).
+* ``locality``: a zone fault on the service (``kill_pods``/``fail_pods`` with ``zone`` and no count/percent/version,
+  or a ``partition`` with ``zone`` from the verdict's caller) that takes away the localities the caller prefers
+  (``probes.failover.expect`` on the declared pods: its ``next`` differs from its ``home``), and
+  ``failover_matches`` on the service with that caller;
+* a fault on a ServiceEntry host (``_as_seen``): the host's own promises see only a ``drop`` partition toward it;
+  its callers' callers see the calling service slowed by the delay, or answering 502 for a 5xx abort.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from chaosmesh_qa.errors import ChaosMeshQAError
+from chaosmesh_qa.errors import ChaosMeshQAError, InvalidArgument
 from chaosmesh_qa.mesh.model import MeshModel
 from chaosmesh_qa.mesh.promises import Promise, Promises, list_promises
 from chaosmesh_qa.mesh.reach import reached, takes
 from chaosmesh_qa.mesh.unworkable import unworkable
+from chaosmesh_qa.probes.failover import expect
 from chaosmesh_qa.report.coverage_input import Experiment, Fault, Probe, read_experiment
 from chaosmesh_qa.traffic.profile import Profile
 
@@ -166,14 +174,56 @@ def exercises(found: Promises, promise: Promise, experiment: Experiment) -> list
         return [Exercise(name, None, p.activity) for p in _probes(experiment, "traces_complete")
                 if promise.service in reached(model, _requests(experiment.traffic))]
     if kind == "locality":
-        return []
+        return [Exercise(name, f.activity, p.activity) for f in experiment.faults
+                for p in _probes(experiment, "failover_matches") if _fails_over(model, promise, f, p)]
     out: list[Exercise] = []
-    for fault in experiment.faults:
+    for fault in (seen for f in experiment.faults for seen in _as_seen(model, f)):
         if not _hits(promise, fault, model):
             continue
         out.extend(Exercise(name, fault.activity, p.activity) for p in experiment.probes
                    if _would_fail(promise, fault, p, model))
     return out
+
+
+def _fails_over(model: MeshModel, promise: Promise, fault: Fault, probe: Probe) -> bool:
+    """Does a zone fault take away the pods ``failover_matches``' caller prefers, so that Istio's rules send its
+    requests elsewhere (``probes.failover.expect``, on the declared pods' localities)?"""
+    caller, service = probe.arguments.get("caller"), probe.arguments.get("service")
+    if (service != promise.service or fault.service != service or promise.subset is not None or fault.zone is None
+            or fault.chosen or fault.effect == "status" or not isinstance(caller, str) or caller not in model.services
+            or (fault.source is not None and fault.source != caller)):
+        return False  # a partition cuts only its ``a``'s requests; count/percent/version may spare the zone's pods
+    here = {f"{caller}-{v.name}-{i}": v.locality(i) for v in model.services[caller].versions for i in range(v.replicas)}
+    pods: list[tuple[str, str, Mapping[str, str]]] = [
+        (f"{service}-{v.name}-{i}", v.locality(i), model.workload_labels(service, v.name))
+            for v in model.services[service].versions for i in range(v.replicas)]
+    record = {"kind": "partition" if fault.source is not None else "pod-kill",
+              "target": {"zone": fault.zone, "isolate": fault.isolate}}
+    try:
+        expected = expect(model, caller, service, here, pods, record)
+    except InvalidArgument:  # the caller's pods in several localities (or none): the verdict refuses it
+        return False
+    return not expected.problems and bool(expected.next) and expected.next != expected.home
+
+
+def _as_seen(model: MeshModel, fault: Fault) -> list[Fault]:
+    """The faults as the mesh's policies see them.  One on a service: itself.  One on a ServiceEntry host is
+    injected at the callers' sidecars before their router (Istio's placement for a host without a sidecar): the
+    host's own route and DestinationRule see only a ``drop`` partition (the local target's re-pointed cluster; a
+    ``reject`` one is a 503 the caller's sidecar answers on a cluster); the callers' callers see each calling
+    service (the built-in app: it calls the host on every request) slowed by the delay, or answering 502 for an
+    abort of 5xx.  What a caller answers under a partition depends on the host's guards: not guessed."""
+    if not fault.external:
+        return [fault]
+    seen = [fault] if fault.effect == "blackhole" else []
+    for caller in model.external_callers(fault.service):
+        if (fault.source is not None and fault.source != caller) or model.services[caller].command is not None:
+            continue
+        if fault.effect == "delay":
+            seen.append(Fault(fault.activity, caller, None, "delay", delay_ms=fault.delay_ms))
+        elif fault.effect == "status" and (fault.status or 0) >= 500:
+            seen.append(Fault(fault.activity, caller, None, "status", 502))  # the demo app's answer (apps.demo)
+    return seen
 
 
 def _hits(promise: Promise, fault: Fault, model: MeshModel) -> bool:
@@ -194,7 +244,7 @@ def _hits(promise: Promise, fault: Fault, model: MeshModel) -> bool:
     if promise.kind == "timeout":
         return _reaches_timeout(settings) and (
             (fault.effect == "delay" and (fault.delay_ms or 0) > settings["timeout_s"] * 1000) or
-            (fault.effect == "blackhole" and not fault.some_pods))
+            (fault.effect == "blackhole" and not fault.some_pods and _connects_outlast(settings)))
     if promise.kind == "outlier-detection":
         status = fault.status or 0  # an answer ejects the hosts that give it, however many there are
         return (fault.some_pods and fault.effect in ("refused", "blackhole")) or (fault.effect == "status" and (
@@ -218,9 +268,18 @@ def _reaches_timeout(settings: dict[str, Any]) -> bool:
     return bool(tries * per_try >= settings["timeout_s"])
 
 
+def _connects_outlast(settings: dict[str, Any]) -> bool:
+    """Does a blackholed request last until the route timeout?  Each try ends at the connect timeout (the per-try
+    timeout starts once a connection is up), and a ``retryOn`` that retries connection failures makes another."""
+    retried = bool(set(str(settings.get("retry_on", "")).split(",")) & RETRIED["blackhole"])
+    tries = 1 + int(settings.get("attempts") or 0) if retried else 1
+    return bool(tries * float(settings.get("connect_timeout_s", 10.0)) >= settings["timeout_s"])
+
+
 def _would_fail(promise: Promise, fault: Fault, probe: Probe, model: MeshModel) -> bool:
     """Would the probe fail if the promise did not act under the fault?"""
-    engaged = probe.func == "policy_engaged" and probe.arguments.get("service") in promise.targets
+    engaged = probe.func == "policy_engaged" and probe.arguments.get("service") in promise.targets \
+        and probe.arguments.get("service") in model.services  # it names a service of the mesh, never a host
     policy = probe.arguments.get("policy")
     if promise.kind == "retries":
         return (engaged and policy == "retries") or _recovery(probe, fault, model)
@@ -246,7 +305,9 @@ def _upstream(model: MeshModel, service: str) -> set[str]:
     seen: set[str] = set()
     todo = [service]
     while todo:
-        for caller in model.callers(todo.pop()):
+        callee = todo.pop()
+        found = model.callers(callee) if callee in model.services else model.external_callers(callee)
+        for caller in found:
             if caller not in seen:
                 seen.add(caller)
                 todo.extend([caller] if caller != "ingress" else [])

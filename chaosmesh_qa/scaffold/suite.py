@@ -1,8 +1,9 @@
 """``chaosmesh-qa generate``: a suite of experiments that exercises every promise a mesh makes, and its game days.
 
 ``generate_suite(directory, mesh_ref)`` lists the mesh's promises (``mesh.promises``), leaves out those that
-cannot work (``mesh.unworkable``: an experiment could only fail) and those no probe can judge (``locality``), and
-writes for the rest, each the way ``report.coverage``'s rules count as exercising it:
+cannot work (``mesh.unworkable``: an experiment could only fail) and those it does not write an experiment for
+(``locality``: a zone failover, as experiments/zone-failover.json; a ServiceEntry host's own guards), and writes
+for the rest, each the way ``report.coverage``'s rules count as exercising it:
 
 * ``pod-kill-<service>``: one pod killed (``scaffold.experiment``'s, budget from ``scaffold.timing``) for the
   retries toward a service with pods to fail over to and for its outlier detection;
@@ -95,6 +96,9 @@ def generate_suite(directory: str | Path, mesh_ref: str) -> Suite:
 def _plan(model: MeshModel, mesh_ref: str, promise: Promise, out: dict[str, Generated]) -> str | None:
     """Add (or extend) the experiment that exercises ``promise``; the reason when none can."""
     kind, settings = promise.kind, promise.settings
+    if promise.service in model.external_hosts:
+        return ("a ServiceEntry host's own guard: only a partition (drop) of its callers toward it exercises it, "
+                "and this version generates none")
     targets = [t for t in promise.targets if t in graph.order(model)]
     if kind in ("retries", "outlier-detection", "timeout", "connection-pool", "connect-timeout") and not targets:
         return "the clients' traffic never reaches it"
@@ -133,7 +137,8 @@ def _plan(model: MeshModel, mesh_ref: str, promise: Promise, out: dict[str, Gene
                                                                                                         promise))
     if kind == "trace-propagation":
         return _add(out, "tracing", promise, lambda: _verdict(model, mesh_ref, "tracing"))
-    return "no probe of this version tells localities apart"
+    return ("this version generates no zone failover (a zone partition judged by failover_matches, as "
+            "experiments/zone-failover.json)")
 
 
 def _add(out: dict[str, Generated], name: str, promise: Promise, make: Any, extend: Any = None) -> str | None:

@@ -404,3 +404,127 @@ def test_the_console_script_gates_in_ci(tmp_path: Path) -> None:
     assert gate.returncode == 1 and gate.stderr == "chaosmesh-qa: coverage 77.8 % is below --fail-under 100 %\n"
     SCHEMA.validate(str(tmp_path / "c.xml"))
     assert run_cli("coverage", "--fail-under", "87.5", *map(str, SHIPPED), timeout=60).returncode == 0
+
+
+# The two experiments that bring their own mesh, over it: each promise's status, and why it is left uncovered.
+OWN = {
+    ("zone-failover", "two-zones"): {
+        "locality:catalog": "covered",  # zone a isolated from the frontend (in zone a), judged by failover_matches
+        "retries:catalog:VirtualService/catalog:spec.http[0]": "covered",  # refused zone-a pod, clients recovered
+        "outlier-detection:catalog": "uncovered",  # retries hide the refused pod; no outlier_ejection probe
+        "connect-timeout:catalog": "uncovered",  # the partition refuses (reject): no connection hangs
+        "timeout:catalog:VirtualService/catalog:spec.http[0]": "uncovered",  # no latency, no blackhole
+        "timeout:inventory:VirtualService/inventory:spec.http[0]": "uncovered",  # inventory is not faulted
+        "connection-pool:inventory": "uncovered",  # ditto, and no circuit_breaker probe
+        "connect-timeout:reviews": "uncovered",  # reviews is not faulted
+        "match:reviews:VirtualService/reviews:spec.http[0]": "uncovered",  # no routing_matches
+        "routing:reviews:VirtualService/reviews:spec.http[1]": "uncovered",  # no routing_matches
+        "mtls:catalog": "uncovered", "mtls:frontend": "uncovered", "mtls:inventory": "uncovered",
+        "mtls:reviews": "uncovered",  # no mtls_enforced
+        "authz-rule:default/inventory-callers:0": "uncovered",  # no authz_enforced
+        "trace-propagation:catalog": "uncovered", "trace-propagation:frontend": "uncovered",  # no traces_complete
+    },
+    ("external-dependency", "external-payments"): {
+        # the provider's 4 s delay holds checkout's answers; the frontend's p99 during the fault is bound at 3000 ms
+        "timeout:checkout:VirtualService/checkout:spec.http[0]": "covered",
+        "outlier-detection:checkout": "uncovered",  # its 502s under the abort: no outlier_ejection probe
+        "connection-pool:checkout": "uncovered",  # no circuit_breaker probe
+        "connect-timeout:checkout": "uncovered",  # no blackhole of checkout's pods
+        "trace-propagation:frontend": "uncovered",  # no traces_complete
+        # the provider's own guards: the delay and the abort are injected before checkout's router, never seen
+        "retries:api.payments.example.com:VirtualService/payments:spec.http[0]": "uncovered",
+        "timeout:api.payments.example.com:VirtualService/payments:spec.http[0]": "uncovered",
+        "outlier-detection:api.payments.example.com": "uncovered",
+        "connection-pool:api.payments.example.com": "uncovered",
+        "connect-timeout:api.payments.example.com": "uncovered",
+    },
+}
+FIGURES = {("zone-failover", "two-zones"): (2, 17, 11.8), ("external-dependency", "external-payments"): (1, 10, 10.0)}
+
+
+@pytest.mark.parametrize(("experiment", "mesh"), sorted(OWN))
+def test_coverage_of_the_shipped_experiments_over_their_own_mesh(experiment: str, mesh: str) -> None:
+    result = coverage(MESHES / mesh, [ROOT / "experiments" / f"{experiment}.json"])
+    assert {e.promise.id: e.status for e in result.entries} == OWN[(experiment, mesh)]
+    assert (result.covered, len(result.entries), round(result.percent, 1)) == FIGURES[(experiment, mesh)]
+    by = {e.promise.id: {(x.fault, x.probe) for x in e.exercised_by} for e in result.entries}
+    if mesh == "two-zones":
+        assert by["locality:catalog"] == {
+            ("zone-a-of-catalog-unreachable", "traffic-failed-over-to-zone-b-and-came-back")}
+    else:  # the latency fault, not the abort: checkout's 502s are fast, the timeout has nothing to cut
+        assert by["timeout:checkout:VirtualService/checkout:spec.http[0]"] == {
+            ("the-payment-provider-goes-slow", "frontend-p99-during-the-fault-prometheus")}
+
+
+def test_locality_and_external_promises_name_their_file_resource_and_field() -> None:
+    zones = {p.id: p for p in list_promises(MESHES / "two-zones").promises}
+    assert (Path(zones["locality:catalog"].source.file).name, zones["locality:catalog"].source.resource,
+            zones["locality:catalog"].source.field) == (
+        "traffic.yaml", "DestinationRule/catalog", "spec.trafficPolicy.outlierDetection")
+    # the twin without outlier detection makes no locality promise: Istio gives catalog's callers no preference
+    assert not [p for p in list_promises(MESHES / "two-zones-no-outlier-detection").promises if p.kind == "locality"]
+    assert not [p for p in list_promises(default_mesh_dir()).promises if p.kind == "locality"], "no localities"
+    external = {p.id: p for p in list_promises(MESHES / "external-payments").promises}
+    timeout = external["timeout:api.payments.example.com:VirtualService/payments:spec.http[0]"]
+    assert (timeout.source.resource, timeout.source.field, timeout.targets, timeout.callers) == (
+        "VirtualService/payments", "spec.http[0].timeout", ("api.payments.example.com",), ("checkout",))
+    assert timeout.settings["connect_timeout_s"] == 0.25
+    pool = external["connection-pool:api.payments.example.com"]
+    assert (pool.source.resource, pool.source.field, pool.settings) == (
+        "DestinationRule/payments", "spec.trafficPolicy.connectionPool",
+        {"max_connections": 50, "max_pending_requests": 20})
+    assert not [key for key in external if "rates.fx" in key], "a host with no guard of its own promises nothing"
+
+
+_FAILOVER = {"module": "chaosmesh_qa.probes.failover", "func": "failover_matches", "tolerance": ["pass"],
+             "arguments": {"caller": "frontend", "service": "catalog"}}
+_PAYMENTS = "api.payments.example.com"
+_PROVIDER = {key: f"{key}:{_PAYMENTS}" + (":VirtualService/payments:spec.http[0]" if key in ("retries", "timeout")
+                                         else "") for key in ("retries", "timeout", "connect-timeout")}
+OWN_MESH_CASES = {  # name -> (mesh, method, probes, the promises it covers)
+    "the-callers-zone-killed": ("two-zones", [{"func": "kill_pods", "arguments": {"service": "catalog", "zone": "a"}}],
+                                [_FAILOVER], {"locality:catalog"}),
+    "another-zone-killed-moves-nothing": (  # the frontend is in zone a: losing zone b leaves its home as it was
+        "two-zones", [{"func": "kill_pods", "arguments": {"service": "catalog", "zone": "b"}}], [_FAILOVER], set()),
+    "one-pod-of-the-zone": (  # count may spare some of the zone's pods
+        "two-zones", [{"func": "kill_pods", "arguments": {"service": "catalog", "zone": "a", "count": 1}}],
+        [_FAILOVER], set()),
+    "a-zone-partition-that-spares-the-callers-zone": (  # not isolated: the frontend's zone-a pod still reaches zone a
+        "two-zones", [{"func": "partition", "arguments": {"a": "frontend", "b": "catalog", "zone": "a",
+                                                          "direction": "to", "duration_s": 5}}],
+        [_FAILOVER, _recovery()], set()),
+    "a-zone-fault-without-the-verdict": (
+        "two-zones", [{"func": "kill_pods", "arguments": {"service": "catalog", "zone": "a"}}], [_recovery()],
+        {"retries:catalog:VirtualService/catalog:spec.http[0]"}),  # no failover_matches: the locality stays uncovered
+    "a-drop-partition-toward-the-host": (  # the caller's cluster re-pointed: its guards see a real outage
+        "external-payments", [{"func": "partition", "arguments": {"a": "checkout", "b": _PAYMENTS, "direction": "to",
+                                                                  "duration_s": 5}}],
+        [_recovery()], set(_PROVIDER.values())),
+    "a-reject-partition-toward-the-host": (  # on a cluster, a 503 answered before checkout's router
+        "external-payments", [{"func": "partition", "arguments": {"a": "checkout", "b": _PAYMENTS, "direction": "to",
+                                                                  "mode": "reject", "duration_s": 5}}],
+        [_recovery()], set()),
+    "latency-on-the-host": (  # never seen by the provider's 500 ms timeout; seen by checkout's callers' 1 s one
+        "external-payments", [_latency(_PAYMENTS, 3000)], [_recovery(p99=500)],
+        {"timeout:checkout:VirtualService/checkout:spec.http[0]"}),
+    "a-503-abort-on-the-host": (  # checkout answers 502: its gateway errors eject it
+        "external-payments", [{"func": "inject_abort", "arguments": {"service": _PAYMENTS, "http_status": 503,
+                                                                     "percent": 100, "duration_s": 5}}],
+        [{"func": "policy_engaged", "arguments": {"policy": "outlier_ejection", "service": "checkout"}},
+         {"func": "policy_engaged", "arguments": {"policy": "outlier_ejection", "service": _PAYMENTS}}],
+        {"outlier-detection:checkout"}),
+    "a-429-abort-on-the-host": (  # the built-in app answers 200 when a call gets a 4xx: nothing fails above it
+        "external-payments", [{"func": "inject_abort", "arguments": {"service": _PAYMENTS, "http_status": 429,
+                                                                     "percent": 100, "duration_s": 5}}],
+        [{"func": "policy_engaged", "arguments": {"policy": "outlier_ejection", "service": "checkout"}}], set()),
+    "latency-on-the-host-from-a-service-that-never-calls-it": (
+        "external-payments", [_latency(_PAYMENTS, 3000, source="frontend")], [_recovery(p99=500)], set()),
+}
+
+
+@pytest.mark.parametrize("case", sorted(OWN_MESH_CASES))
+def test_zone_and_external_rules(tmp_path: Path, case: str) -> None:
+    mesh, method, probes, expected = OWN_MESH_CASES[case]
+    path = _experiment(tmp_path, json.loads(json.dumps(method)), json.loads(json.dumps(probes)))
+    covered = {key for key, status in _statuses(MESHES / mesh, [path]).items() if status == "covered"}
+    assert covered == expected
