@@ -20,12 +20,14 @@ from typing import Any
 import httpx
 import psutil
 
+from bench import results
 from bench.sandbox_bench import _cli
 
 MESH = Path(__file__).parent / "meshes" / "one-hop"
 BLOCKS, BLOCK = 10, 200  # 2,000 requests each way
 ISTIO_CPU_MS_PER_REQUEST = 0.20  # 0.20 vCPU per 1,000 rps per sidecar (Istio's performance page)
 ISTIO_P99_MS_PER_HOP = 2.7
+TODAY_P50_MS_PER_HOP = 0.49  # measured 2026-12-05 on a quiet 2-core host (issue 23): p50 must not get worse
 
 
 def _timed(http: httpx.Client, url: str, n: int) -> list[float]:
@@ -87,6 +89,12 @@ def main() -> None:
     ]
     for row in rows:
         print(f"  {row[0]:<44} {row[1]:>18}  {row[2]:<20} {row[3]}")
+    results.record("hop.p50_added_ms", f["mesh_p50"] - f["direct_p50"], "ms", TODAY_P50_MS_PER_HOP,
+                   label="sidecar hop: p50 added (goal: no worse than 2026-12-05)")
+    results.record("hop.p99_added_ms", f["mesh_p99"] - f["direct_p99"], "ms", ISTIO_P99_MS_PER_HOP,
+                   label="sidecar hop: p99 added (Istio's published figure)")
+    results.record("hop.envoy_cpu_ms_per_pass", f["cpu_ms_per_pass"], "ms", ISTIO_CPU_MS_PER_REQUEST,
+                   label="Envoy CPU per request per pass (Istio's)")
 
 
 if __name__ == "__main__":

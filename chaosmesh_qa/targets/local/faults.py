@@ -37,6 +37,8 @@ from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
 
+import aiohttp
+
 from chaosmesh_qa.errors import FaultRejected, TargetUnavailable, error_line
 from chaosmesh_qa.targets import policy
 from chaosmesh_qa.targets.local.envoy.common import INGRESS
@@ -323,7 +325,7 @@ class FaultManager:
             for edge in edges:
                 await lease.step(f"endpoints of {edge[1]} at {edge[0]} re-pointed",
                                  partial(self.supervisor.redirect, edge, (port, chosen)),
-                                 self._restore(edge), uncertain=True)
+                                 self._restore(edge, port), uncertain=True)
             async with asyncio.timeout(CONFIRM_TIMEOUT_S):
                 confirmed, skipped = await self._endpoints_point_to(edges, port, chosen)
             lease.changes.update(confirmed=confirmed, skipped_pods=skipped)
@@ -332,9 +334,16 @@ class FaultManager:
                     {"edges": [list(e) for e in edges], "mode": mode, "sink_port": port,
                      "pods": sorted(chosen) if chosen is not None else "all"})
 
-    def _restore(self, edge: tuple[str, str]) -> Callable[[], Awaitable[dict[str, Any]]]:
+    def _restore(self, edge: tuple[str, str], port: int) -> Callable[[], Awaitable[dict[str, Any]]]:
         async def undo() -> dict[str, Any]:
             self.supervisor.redirect(edge, None)
+            # heal returns once the callers' sidecars route to the callee again, as apply returns once they do not
+            try:
+                restored, _ = await self._endpoints_point_to([edge], port, None, away=True)
+            except (aiohttp.ClientError, OSError, TimeoutError, KeyError, ValueError):  # a caller going away
+                restored = False
+            if not restored:
+                log.info("partition heal on %s: callers not confirmed within 1 s", edge)
             return {"edges_restored": [list(edge)]}
 
         return undo
@@ -353,9 +362,10 @@ class FaultManager:
             self._sinks[mode] = sink
         return int(self._sinks[mode].getsockname()[1])
 
-    async def _endpoints_point_to(self, edges: list[tuple[str, str]], port: int,
-                                  chosen: frozenset[str] | None) -> tuple[bool, dict[str, str]]:
-        """Ask every serving caller sidecar (``/clusters``) whether the chosen callee hosts now sit on ``port``."""
+    async def _endpoints_point_to(self, edges: list[tuple[str, str]], port: int, chosen: frozenset[str] | None,
+                                  away: bool = False) -> tuple[bool, dict[str, str]]:
+        """Ask every serving caller sidecar (``/clusters``) whether the chosen callee hosts now sit on ``port``
+        (``away``: whether none does any more)."""
         deadline = time.monotonic() + 1.0
         skipped: dict[str, str] = {}
         for caller, callee in edges:
@@ -372,7 +382,8 @@ class FaultManager:
                     hosts = [h for c in statuses if c["name"] == callee for h in c.get("host_statuses", [])]
                     redirected = {h["hostname"] for h in hosts
                                   if h["address"]["socket_address"]["port_value"] == port}
-                    if redirected >= (chosen if chosen is not None else {h["hostname"] for h in hosts}):
+                    if (not redirected) if away else \
+                            redirected >= (chosen if chosen is not None else {h["hostname"] for h in hosts}):
                         break
                     if time.monotonic() > deadline:
                         return False, skipped

@@ -21,6 +21,8 @@ encoded here by hand: a few fields, and snappy's literal-only form.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import functools
 import logging
 import re
 import struct
@@ -86,11 +88,16 @@ def _field(number: int, payload: bytes) -> bytes:  # a length-delimited protobuf
     return _varint(number << 3 | 2) + _varint(len(payload)) + payload
 
 
+@functools.lru_cache(maxsize=1 << 16)
+def _label(name: str, value: str) -> bytes:  # a Label field; the same few pairs recur in every series
+    return _field(1, _field(1, name.encode()) + _field(2, value.encode()))
+
+
 def write_request(samples: dict[Labels, float], timestamp_ms: int) -> bytes:
     """A remote-write ``WriteRequest`` (prompb): one ``TimeSeries`` of one sample per series."""
     body = bytearray()
     for labels, value in samples.items():
-        encoded = b"".join(_field(1, _field(1, k.encode()) + _field(2, v.encode())) for k, v in labels)
+        encoded = b"".join([_label(k, v) for k, v in labels])
         sample = b"\x09" + struct.pack("<d", value) + b"\x10" + _varint(timestamp_ms)
         body += _field(1, encoded + _field(2, sample))
     return bytes(body)
@@ -122,15 +129,22 @@ class ScrapeBridge:
     interval_s: float
     handed_over: set[tuple[str, str]] = field(default_factory=set)  # (job, instance) Prometheus scrapes itself
     _pushed: dict[tuple[str, str], set[Labels]] = field(default_factory=dict)  # last series pushed, for staleness
+    _poked: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def poke(self) -> None:
+        """Scrape now, not at the next interval: pods have just become ready (their first samples are wanted)."""
+        self._poked.set()
 
     async def run(self) -> None:
         while True:
             started = time.monotonic()
+            self._poked.clear()
             try:
                 await self.cycle()
             except (TimeoutError, aiohttp.ClientError, OSError, ValueError, KeyError) as exc:
                 log.warning("scrape bridge: %s", exc)
-            await asyncio.sleep(max(0.0, self.interval_s - (time.monotonic() - started)))
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._poked.wait(), max(0.0, self.interval_s - (time.monotonic() - started)))
 
     async def cycle(self) -> None:
         """One scrape of every target not handed over, then one push per target and job."""

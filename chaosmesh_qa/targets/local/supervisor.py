@@ -103,6 +103,7 @@ class Supervisor:
         self.ingress: Pod | None = None
         self.prometheus: asyncio.subprocess.Process | None = None
         self.prometheus_port = 0
+        self.scrape_bridge: ScrapeBridge | None = None  # started with Prometheus
         self.traces = TraceCollector()  # Zipkin-v2-compatible receiver every Envoy reports spans to
         self.forkserver: ForkServer | None = None  # forks the built-in demo app for each pod
         self.state = "starting"
@@ -209,6 +210,8 @@ class Supervisor:
 
     async def _note_scraping(self) -> None:
         """Every Envoy has a sample in Prometheus (the scrape bridge's or Prometheus's own scrape's)."""
+        if self.scrape_bridge is not None:
+            self.scrape_bridge.poke()  # every pod is ready now
         try:
             await self._wait_scraped()
         except ProcessNotReady as exc:
@@ -328,6 +331,8 @@ class Supervisor:
             self.pods.pop(pod.name, None)
             return None
         await self._reload_prometheus()
+        if self.scrape_bridge is not None:
+            self.scrape_bridge.poke()
         return pod
 
     async def recover_pod(self, pod: Pod) -> None:
@@ -408,9 +413,9 @@ class Supervisor:
                                    "prometheus", alive=lambda: self.prometheus is not None
                                    and self.prometheus.returncode is None)
         # until Prometheus's own scrape loops have each target (its 5 s discovery tick), the supervisor pushes them
-        bridge = ScrapeBridge(self.http, f"http://127.0.0.1:{self.prometheus_port}", self._scrape_targets,
-                              self.scrape_interval_s)
-        self._background(bridge.run())
+        self.scrape_bridge = ScrapeBridge(self.http, f"http://127.0.0.1:{self.prometheus_port}",
+                                          self._scrape_targets, self.scrape_interval_s)
+        self._background(self.scrape_bridge.run())
 
     def _scrape_targets(self) -> list[prometheus.ScrapeTarget]:
         pods = [*([self.ingress] if self.ingress else []), *self.pods.values()]
