@@ -177,7 +177,9 @@ class ScrapeBridge:
             async with self.session().get(url, params=job.params, timeout=aiohttp.ClientTimeout(total=1)) as reply:
                 if reply.status != 200:
                     return None
-                return series(job, target, await reply.text())
+                text = await reply.text()
+            # parsing and encoding off the event loop: it answers `up`'s status polls meanwhile (~7,000 series)
+            return await asyncio.to_thread(series, job, target, text)
         except (TimeoutError, aiohttp.ClientError, OSError):
             return None
 
@@ -190,7 +192,7 @@ class ScrapeBridge:
     async def _push(self, samples: dict[Labels, float], timestamp_ms: int) -> None:
         headers = {"Content-Encoding": "snappy", "Content-Type": "application/x-protobuf",
                    "X-Prometheus-Remote-Write-Version": "0.1.0"}
-        body = snappy_literal(write_request(samples, timestamp_ms))
+        body = await asyncio.to_thread(lambda: snappy_literal(write_request(samples, timestamp_ms)))
         async with self.session().post(f"{self.prometheus_url}/api/v1/write", data=body, headers=headers) as reply:
             if reply.status >= 300:  # out of order: Prometheus's own scrape came first; its sample stands
                 log.info("scrape bridge: push refused (%s): %s", reply.status, (await reply.text()).strip())
