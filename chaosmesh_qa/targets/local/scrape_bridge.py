@@ -136,13 +136,16 @@ class ScrapeBridge:
         self._poked.set()
 
     async def run(self) -> None:
+        said = ""
         while True:
             started = time.monotonic()
             self._poked.clear()
             try:
                 await self.cycle()
             except (TimeoutError, aiohttp.ClientError, OSError, ValueError, KeyError) as exc:
-                log.warning("scrape bridge: %s", exc)
+                if str(exc) != said:  # once per distinct failure (Prometheus gone: every interval)
+                    log.warning("scrape bridge: %s", exc)
+                said = str(exc)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._poked.wait(), max(0.0, self.interval_s - (time.monotonic() - started)))
 
