@@ -364,31 +364,33 @@ class FaultManager:
 
     async def _endpoints_point_to(self, edges: list[tuple[str, str]], port: int, chosen: frozenset[str] | None,
                                   away: bool = False) -> tuple[bool, dict[str, str]]:
-        """Ask every serving caller sidecar (``/clusters``) whether the chosen callee hosts now sit on ``port``
-        (``away``: whether none does any more)."""
+        """Whether every serving caller sidecar's ``/clusters`` has the chosen callee hosts on ``port`` (away: none)."""
         deadline = time.monotonic() + 1.0
         skipped: dict[str, str] = {}
+        asked: list[tuple[Pod, str]] = []
         for caller, callee in edges:
             callers = [self.supervisor.ingress] if caller == INGRESS else [
                 pod for pod in self.supervisor.pods.values() if pod.spec.service == caller]
             pods, down = self._serving([pod for pod in callers if pod is not None])
             skipped.update(down)
-            for pod in pods:
-                while True:
-                    async with pod.admin.get("/clusters?format=json") as response:
-                        if response.status != 200:
-                            return False, skipped
-                        statuses = (await response.json())["cluster_statuses"]
-                    hosts = [h for c in statuses if c["name"] == callee for h in c.get("host_statuses", [])]
-                    redirected = {h["hostname"] for h in hosts
-                                  if h["address"]["socket_address"]["port_value"] == port}
-                    if (not redirected) if away else \
-                            redirected >= (chosen if chosen is not None else {h["hostname"] for h in hosts}):
-                        break
-                    if time.monotonic() > deadline:
-                        return False, skipped
-                    await asyncio.sleep(0.002)
-        return True, skipped
+            asked += [(pod, callee) for pod in pods]
+
+        async def shows(pod: Pod, callee: str) -> bool:  # every caller asked at once: a 61-pod mesh's dumps are large
+            while True:
+                async with pod.admin.get("/clusters?format=json") as response:
+                    if response.status != 200:
+                        return False
+                    statuses = (await response.json())["cluster_statuses"]
+                hosts = [h for c in statuses if c["name"] == callee for h in c.get("host_statuses", [])]
+                redirected = {h["hostname"] for h in hosts if h["address"]["socket_address"]["port_value"] == port}
+                if (not redirected) if away else \
+                        redirected >= (chosen if chosen is not None else {h["hostname"] for h in hosts}):
+                    return True
+                if time.monotonic() > deadline:
+                    return False
+                await asyncio.sleep(0.002)
+
+        return all(await asyncio.gather(*(shows(pod, callee) for pod, callee in asked))), skipped
 
 
 def _pod_target(p: dict[str, Any]) -> dict[str, Any]:
