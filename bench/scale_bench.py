@@ -17,6 +17,7 @@ from typing import Any
 
 import httpx
 
+from bench import results
 from bench.sandbox_bench import _cli, _memory_kib, _process_tree
 from chaosmesh_qa.mesh.generate import service_name, write_tree
 from chaosmesh_qa.targets.local.sandbox import SandboxClient
@@ -106,6 +107,10 @@ def main() -> None:
     ]
     for label, value in rows:
         print(f"  {label:<78} {value}")
+    results.record("scale.cold_start_s", figures["cold_start_s"], "s", label="scale: cold start (61 Envoys)")
+    results.record("scale.partition_apply_ms", figures["apply_ms"], "ms", 50.0, label="scale: partition apply")
+    results.record("scale.partition_heal_ms", figures["heal_ms"], "ms", 50.0, label="scale: partition heal")
+    results.record("scale.rps", figures["rps"], "rps", higher_is_better=True, label="scale: full-tree throughput")
 
 
 if __name__ == "__main__":

@@ -20,6 +20,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+from bench import results
 from bench.sandbox_bench import _cli, _process_tree
 from chaosmesh_qa.traffic import runner
 from chaosmesh_qa.traffic import timeline as tl
@@ -166,6 +167,10 @@ def main() -> None:
         finally:
             _cli("down", "--state-dir", str(state))
     report(saturated, sustained, speed)
+    results.record("traffic.saturation_rps", statistics.median(saturated["rps"]), "rps", higher_is_better=True,
+                   label="traffic: saturation throughput")
+    results.record("traffic.sustained_rps", sustained[0] if sustained else 0.0, "rps", 1500.0, higher_is_better=True,
+                   label="traffic: highest sustained paced rate")
 
 
 def report(saturated: dict[str, Any], sustained: tuple[float, dict[str, Any]] | None, speed: float) -> None:

@@ -126,6 +126,7 @@ class TimelineWriter:
 
     def __init__(self, path: Path, users: Callable[[], int], timeout_s: float) -> None:
         self.users = users
+        self.spawned_at: float | None = None  # when every user had been started (Locust's spawning_complete)
         self.max_wait_s = timeout_s + 3.0  # a source's second is never held longer than this
         self.merged: dict[int, Bucket] = {}
         self.sources: dict[str, dict[str, Any]] = {}
@@ -170,6 +171,8 @@ class TimelineWriter:
         while next_t <= bound:
             bucket = self.merged.pop(next_t, None) or Bucket(next_t)
             line = bucket.to_line(users, partial=first or complete is None or next_t > complete)
+            if self.spawned_at is None or next_t < self.spawned_at:
+                line["ramp"] = True  # the second began before every user was running
             if self.late:
                 line["late"], self.late = self.late, 0
             out.append(json.dumps(line, separators=(",", ":")))

@@ -182,6 +182,12 @@ def _on_test_start(environment: Environment, **_: Any) -> None:
     _configure_users(environment)
 
 
+@events.spawning_complete.add_listener
+def _on_spawned(**_: Any) -> None:
+    if State.writer is not None and State.writer.spawned_at is None:
+        State.writer.spawned_at = time.time()
+
+
 @events.test_stop.add_listener
 def _on_test_stop(environment: Environment, **_: Any) -> None:
     if isinstance(environment.runner, WorkerRunner):

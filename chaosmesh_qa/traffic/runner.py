@@ -144,7 +144,8 @@ def wait_ready(run: TrafficRun, profile: Profile) -> float:
     """Block until the timeline shows the traffic settled; returns (and records) the ready time.
 
     Settled means: every user spawned, then ``warmup_s`` more seconds (at least one) of complete
-    timeline lines, each at >= 90 % of ``rate_rps`` when the profile has one.  Raises
+    timeline lines that began with every user running (no ``ramp``), each at >= 90 % of ``rate_rps``
+    when the profile has one.  Raises
     ``TrafficError`` if Locust dies or ``ready_timeout_s`` (plus the spawn time) passes first.
     """
     timeline = Path(run.timeline)
@@ -156,9 +157,10 @@ def wait_ready(run: TrafficRun, profile: Profile) -> float:
         if run.master_pid not in alive_pids(run):
             raise TrafficError(f"Locust exited before traffic was ready: {_log_tail(Path(run.run_dir))}")
         lines = _quiet_read(timeline)
-        full = [line for line in lines if not line.get("partial") and line.get("users", 0) >= profile.users]
+        full = [line for line in lines if not line.get("partial") and not line.get("ramp")
+                and line.get("users", 0) >= profile.users]
         last = lines[-1] if lines else last
-        if len(full) >= needed + 1:  # the first second at full users may have started mid-spawn
+        if len(full) >= needed:
             recent = full[-needed:]
             if profile.rate_rps is None or all(line["requests"] >= 0.9 * profile.rate_rps for line in recent):
                 run.ready_at = float(recent[0]["t"])

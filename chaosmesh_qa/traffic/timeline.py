@@ -17,7 +17,8 @@ Latencies are milliseconds; p50/p95/p99/max/mean come from the raw response time
 (nearest-rank quantiles).  ``hist`` keeps every response time in log buckets 1 % wide (bucket k holds
 ``[1.01**k, 1.01**(k+1))`` ms) so that quantiles over a window of many seconds can be merged,
 within 0.5 %.  ``partial`` marks seconds cut short by the stop; ``missed`` counts pacing slots the
-users could not take because they were all busy (the target rate was not held).
+users could not take because they were all busy (the target rate was not held); ``ramp: true`` (absent
+otherwise) marks seconds that began before every user was running.
 
 Phases come from fault records (``started_at``, ``ended_at`` or ``expires_at``): *before* the first
 fault's start, *during* from the first start to the last end, *after* the last end.  A second that

@@ -76,3 +76,17 @@ def test_a_silent_source_stops_holding_the_others_after_a_while(tmp_path: Path) 
     writer.write()
     written = [x["t"] for x in tl.read_timeline(path)]
     assert written and written[-1] >= now - 5  # held at most timeout_s + 3 s behind, not forever
+
+
+def test_seconds_begun_before_every_user_ran_are_marked_ramp(tmp_path: Path) -> None:
+    path = tmp_path / "timeline.jsonl"
+    now = int(time.time())
+    writer = TimelineWriter(path, lambda: 20, timeout_s=30)
+    writer.add("local", [bucket(now - 4, [1.0]), bucket(now - 3, [1.0])], now - 3, False)
+    writer.write()  # the spawn has not completed yet: both seconds began before it
+    writer.spawned_at = now - 2.5  # completed during second now - 3 ... (Locust's spawning_complete)
+    writer.add("local", [bucket(now - 2, [1.0]), bucket(now - 1, [1.0])], now - 1, False)
+    writer.close()
+    lines = tl.read_timeline(path)
+    assert [(x["t"] - now, x.get("ramp", False)) for x in lines] == [(-4, True), (-3, True), (-2, False),
+                                                                     (-1, False)]

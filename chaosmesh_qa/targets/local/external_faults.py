@@ -62,11 +62,12 @@ class ExternalFaults:
     def _sink(self, mode: str) -> int:
         raise NotImplementedError
 
-    def _restore(self, edge: tuple[str, str]) -> Callable[[], Awaitable[dict[str, Any]]]:
+    def _restore(self, edge: tuple[str, str], port: int, clusters: tuple[str, ...] = ()
+                 ) -> Callable[[], Awaitable[dict[str, Any]]]:
         raise NotImplementedError
 
     async def _endpoints_point_to(self, edges: list[tuple[str, str]], port: int, chosen: frozenset[str] | None,
-                                  zone: str | None = None, clusters: tuple[str, ...] = ()
+                                  zone: str | None = None, clusters: tuple[str, ...] = (), away: bool = False
                                   ) -> tuple[bool, dict[str, str]]:
         raise NotImplementedError
 
@@ -148,7 +149,7 @@ class ExternalFaults:
         async def apply(lease: Lease) -> None:
             await lease.step(f"cluster of {host} at {a} re-pointed", partial(self.supervisor.redirect, edge,
                                                                               (port, None, None)),
-                             self._restore(edge), uncertain=True)
+                             self._restore(edge, port, names), uncertain=True)
             async with asyncio.timeout(CONFIRM_TIMEOUT_S):
                 confirmed, skipped = await self._endpoints_point_to([edge], port, None, clusters=names)
             lease.changes.update(confirmed=confirmed, skipped_pods=skipped)

@@ -45,6 +45,8 @@ from collections.abc import Awaitable, Callable
 from functools import partial
 from typing import Any
 
+import aiohttp
+
 from chaosmesh_qa.errors import FaultRejected, TargetUnavailable, error_line
 from chaosmesh_qa.targets import policy
 from chaosmesh_qa.targets.local.envoy.common import INGRESS
@@ -62,6 +64,7 @@ class FaultManager(ExternalFaults):
         self.max_ttl_s = max_ttl_s
         self.book = LeaseBook()
         self._sinks: dict[str, socket.socket] = {}
+        self._closing = False  # the sandbox stops: heals need no confirmation
 
     # ------------------------------------------------------------------ public
 
@@ -109,6 +112,7 @@ class FaultManager(ExternalFaults):
                     log.error("fault %s: could not apply to new pod %s: %s", lease.id, pod.name, error_line(exc))
 
     async def close(self) -> None:
+        self._closing = True
         await self.heal()
         for sink in self._sinks.values():
             sink.close()
@@ -347,7 +351,7 @@ class FaultManager(ExternalFaults):
             for edge in edges:
                 await lease.step(f"endpoints of {edge[1]} at {edge[0]} re-pointed",
                                  partial(self.supervisor.redirect, edge, (port, chosen, spared_zone)),
-                                 self._restore(edge), uncertain=True)
+                                 self._restore(edge, port), uncertain=True)
             async with asyncio.timeout(CONFIRM_TIMEOUT_S):
                 confirmed, skipped = await self._endpoints_point_to(edges, port, chosen, spared_zone)
             lease.changes.update(confirmed=confirmed, skipped_pods=skipped)
@@ -360,9 +364,16 @@ class FaultManager(ExternalFaults):
                      "pods": sorted(chosen) if chosen is not None else "all",
                      **({"spared_callers": spared} if zone is not None else {})})
 
-    def _restore(self, edge: tuple[str, str]) -> Callable[[], Awaitable[dict[str, Any]]]:
+    def _restore(self, edge: tuple[str, str], port: int, clusters: tuple[str, ...] = ()
+                 ) -> Callable[[], Awaitable[dict[str, Any]]]:
         async def undo() -> dict[str, Any]:
             self.supervisor.redirect(edge, None)
+            try:  # heal returns once the callers' sidecars route to the callee again, as apply returns once they do not
+                if not self._closing and not (await self._endpoints_point_to([edge], port, None, clusters=clusters,
+                                                                                 away=True))[0]:
+                    log.info("partition heal on %s: callers not confirmed within 1 s", edge)
+            except (aiohttp.ClientError, OSError, TimeoutError, KeyError, ValueError):  # a caller going away
+                log.info("partition heal on %s: not confirmed", edge)
             return {"edges_restored": [list(edge)]}
 
         return undo
@@ -382,34 +393,38 @@ class FaultManager(ExternalFaults):
         return int(self._sinks[mode].getsockname()[1])
 
     async def _endpoints_point_to(self, edges: list[tuple[str, str]], port: int, chosen: frozenset[str] | None,
-                                  zone: str | None = None, clusters: tuple[str, ...] = ()
+                                  zone: str | None = None, clusters: tuple[str, ...] = (), away: bool = False
                                   ) -> tuple[bool, dict[str, str]]:
-        """Ask every serving caller sidecar (``/clusters``) whether the chosen callee hosts now sit on ``port``
-        (a zone partition's callers in the zone are spared: not asked; ``clusters``: for an external host)."""
+        """Whether every serving caller sidecar's ``/clusters`` has the chosen callee hosts on ``port`` (away: none;
+        a zone partition's callers in the zone are spared: not asked; ``clusters``: for an external host)."""
         deadline = time.monotonic() + 1.0
         skipped: dict[str, str] = {}
+        asked: list[tuple[Pod, str]] = []
         for caller, callee in edges:
             callers = [self.supervisor.ingress] if caller == INGRESS else [
                 pod for pod in self.supervisor.pods.values() if pod.spec.service == caller
                 and not policy.spares(pod.spec.locality, zone)]
             pods, down = self._serving([pod for pod in callers if pod is not None])
             skipped.update(down)
-            for pod in pods:
-                while True:
-                    async with pod.admin.get("/clusters?format=json") as response:
-                        if response.status != 200:
-                            return False, skipped
-                        statuses = (await response.json())["cluster_statuses"]
-                    names = clusters or (callee,)  # an external host's: outbound|<port>||<host>
-                    hosts = [h for c in statuses if c["name"] in names for h in c.get("host_statuses", [])]
-                    redirected = {h["hostname"] for h in hosts
-                                  if h["address"]["socket_address"]["port_value"] == port}
-                    if redirected >= (chosen if chosen is not None else {h["hostname"] for h in hosts}):
-                        break
-                    if time.monotonic() > deadline:
-                        return False, skipped
-                    await asyncio.sleep(0.002)
-        return True, skipped
+            asked += [(pod, callee) for pod in pods]
+
+        async def shows(pod: Pod, callee: str) -> bool:  # every caller asked at once: a 61-pod mesh's dumps are large
+            names = clusters or (callee,)  # an external host's: outbound|<port>||<host>
+            while True:
+                async with pod.admin.get("/clusters?format=json") as response:
+                    if response.status != 200:
+                        return False
+                    statuses = (await response.json())["cluster_statuses"]
+                hosts = [h for c in statuses if c["name"] in names for h in c.get("host_statuses", [])]
+                redirected = {h["hostname"] for h in hosts if h["address"]["socket_address"]["port_value"] == port}
+                if (not redirected) if away else \
+                        redirected >= (chosen if chosen is not None else {h["hostname"] for h in hosts}):
+                    return True
+                if time.monotonic() > deadline:
+                    return False
+                await asyncio.sleep(0.002)
+
+        return all(await asyncio.gather(*(shows(pod, callee) for pod, callee in asked))), skipped
 
 
 def _pod_target(p: dict[str, Any]) -> dict[str, Any]:

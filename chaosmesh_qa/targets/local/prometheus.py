@@ -4,10 +4,11 @@ Each target is an Envoy's read-only stats listener (``ScrapeTarget.port``, servi
 ``/stats/prometheus``), never its admin API, which is an owner-only Unix socket
 (docs/explanation/envoy-notes.md §2).  The supervisor calls ``write_config`` whenever the set of
 Envoys changes and then sends Prometheus SIGHUP (no lifecycle API: no other local user can make it
-reload or quit), so new pods are scraped at once
-instead of after the ~5 s service-discovery throttle that file_sd would add
-(docs/explanation/envoy-notes.md §7).  Two jobs scrape each Envoy: ``envoy`` (only the stats that have
-counted, ``usedonly``) and ``envoy-inbound-requests`` (the inbound request counters, from 0).
+reload or quit).  Prometheus hands a new target to its scrapers on its discovery manager's 5 s tick
+(static targets as well as file_sd); until then ``scrape_bridge`` pushes that target's scrapes through the
+remote-write receiver (docs/explanation/envoy-notes.md §7).  Two jobs scrape each Envoy (``JOBS``):
+``envoy`` (only the stats that have counted, ``usedonly``) and ``envoy-inbound-requests`` (the inbound
+request counters, from 0).
 """
 
 from __future__ import annotations
@@ -61,6 +62,25 @@ INBOUND_REQUESTS_METRIC = "envoy_http_downstream_rq_xx"
 DEFAULT_SCRAPE_INTERVAL_S = 1
 
 
+@dataclass(frozen=True)
+class ScrapeJob:
+    """One scrape job over every Envoy: its query parameters and the series it drops (metric name, label, value)."""
+
+    name: str
+    params: dict[str, str]
+    drop: tuple[tuple[str, str, str], ...] = ()
+
+
+# ``envoy``: only the stats that have counted (``usedonly``: thousands of never-used stats per Envoy stay out),
+# without the inbound request counters, which ``envoy-inbound-requests`` has from 0.  The scrape bridge
+# (``scrape_bridge``) reads the same jobs, so that its samples are the series Prometheus's own scrapes write.
+JOBS = (
+    ScrapeJob("envoy", {"usedonly": ""}, ((INBOUND_REQUESTS_METRIC, "envoy_http_conn_manager_prefix", "inbound"),)),
+    ScrapeJob(INBOUND_REQUESTS_JOB, {"filter": INBOUND_REQUESTS_FILTER}),
+)
+METRICS_PATH = "/stats/prometheus"
+
+
 def write_config(path: Path, targets: list[ScrapeTarget], scrape_interval_s: int = DEFAULT_SCRAPE_INTERVAL_S) -> None:
     """Every Envoy scraped every ``scrape_interval_s`` (1 s by default; ``up --scrape-interval 15`` rehearses a
     cluster's Prometheus); rules are evaluated every second whatever the scrape interval."""
@@ -69,20 +89,14 @@ def write_config(path: Path, targets: list[ScrapeTarget], scrape_interval_s: int
         "global": {"scrape_interval": f"{scrape_interval_s}s", "scrape_timeout": "1s", "evaluation_interval": "1s"},
         "rule_files": [str(path.parent / "rules" / "*.yml")],  # e.g. the Istio metric names (up --kube-api)
         "scrape_configs": [{
-            "job_name": "envoy",
-            "metrics_path": "/stats/prometheus",
-            "params": {"usedonly": [""]},  # thousands of never-used stats per Envoy stay out
+            "job_name": job.name,
+            "metrics_path": METRICS_PATH,
+            "params": {key: [value] for key, value in job.params.items()},
             "static_configs": static,
-            "metric_relabel_configs": [{  # the other job has these, from 0
-                "source_labels": ["__name__", "envoy_http_conn_manager_prefix"],
-                "regex": f"{INBOUND_REQUESTS_METRIC};inbound", "action": "drop",
-            }],
-        }, {
-            "job_name": INBOUND_REQUESTS_JOB,
-            "metrics_path": "/stats/prometheus",
-            "params": {"filter": [INBOUND_REQUESTS_FILTER]},
-            "static_configs": static,
-        }],
+            **({"metric_relabel_configs": [{
+                "source_labels": ["__name__", label], "regex": f"{metric};{value}", "action": "drop",
+            } for metric, label, value in job.drop]} if job.drop else {}),
+        } for job in JOBS],
     }
     atomic_write_text(path, yaml.safe_dump(config, sort_keys=False))
 
@@ -95,6 +109,8 @@ def command(binary: str, config: Path, data_dir: Path, port: int) -> list[str]:
         f"--web.listen-address=127.0.0.1:{port}",
         "--storage.tsdb.retention.time=2h",
         "--log.level=warn",
-        # hidden flag (Prometheus >= 2.41): apply target changes at once, not after a 5 s throttle
+        # hidden flag (Prometheus >= 2.41): the scrape manager applies target changes at once, not after its own 5 s
+        # throttle (the discovery manager's 5 s tick before it stays: the scrape bridge covers it)
         "--scrape.discovery-reload-interval=100ms",
+        "--web.enable-remote-write-receiver",  # the scrape bridge's pushes (scrape_bridge.py)
     ]

@@ -48,6 +48,7 @@ from chaosmesh_qa.targets.local.leases import TEST_HOOKS_ENV, Redirect
 from chaosmesh_qa.targets.local.pki import MeshPKI
 from chaosmesh_qa.targets.local.pods import READY_TIMEOUT_S, SERVING_STATES, ContainerLog, Pod, app_command
 from chaosmesh_qa.targets.local.ports import PortAllocator
+from chaosmesh_qa.targets.local.scrape_bridge import ScrapeBridge
 from chaosmesh_qa.targets.local.standins import StandIns
 from chaosmesh_qa.targets.local.state import SandboxPaths
 from chaosmesh_qa.targets.local.tracing.collector import TraceCollector
@@ -109,6 +110,7 @@ class Supervisor:
         self.ingress: Pod | None = None
         self.prometheus: asyncio.subprocess.Process | None = None
         self.prometheus_port = 0
+        self.scrape_bridge: ScrapeBridge | None = None  # started with Prometheus
         self.traces = TraceCollector()  # Zipkin-v2-compatible receiver every Envoy reports spans to
         self.forkserver: ForkServer | None = None  # forks the built-in demo app for each pod
         self.stand_ins = StandIns(paths.logs)  # the ServiceEntries' mesh-external hosts (standins)
@@ -178,8 +180,8 @@ class Supervisor:
         replicas = [(s.name, v.name, v.locality(i)) for s in model.services.values() for v in s.versions
                     for i in range(v.replicas)]
         pod_specs = [self._new_pod_spec(service, version, locality=where) for service, version, where in replicas]
-        # Prometheus first, already knowing every target: its service discovery hands targets to
-        # the scrapers on a fixed 5 s tick from process start, so every second counts.
+        # Prometheus first, already knowing every target: its service discovery hands targets to its
+        # scrapers on a fixed 5 s tick from process start; until then the scrape bridge pushes them.
         prometheus_started = self._background(self._start_prometheus([ingress_spec, *pod_specs]))
         self.control_plane = cp = ControlPlane(model, self.paths.root, MeshPKI.create(self.paths.pki))
         await self.traces.start(self.ports.allocate())
@@ -221,7 +223,9 @@ class Supervisor:
                 self.shutdown_requested.set()
 
     async def _note_scraping(self) -> None:
-        """Prometheus hands new targets to its scrapers on a 5 s tick: the mesh need not wait for it."""
+        """Every Envoy has a sample in Prometheus (the scrape bridge's or Prometheus's own scrape's)."""
+        if self.scrape_bridge is not None:
+            self.scrape_bridge.poke()  # every pod is ready now
         try:
             await self._wait_scraped()
         except ProcessNotReady as exc:
@@ -344,6 +348,8 @@ class Supervisor:
             self.pods.pop(pod.name, None)
             return None
         await self._reload_prometheus()
+        if self.scrape_bridge is not None:
+            self.scrape_bridge.poke()
         return pod
 
     async def recover_pod(self, pod: Pod) -> None:
@@ -426,6 +432,10 @@ class Supervisor:
         await processes.wait_until(lambda: processes.http_ok(self.http(), url), PROMETHEUS_READY_TIMEOUT_S,
                                    "prometheus", alive=lambda: self.prometheus is not None
                                    and self.prometheus.returncode is None)
+        # until Prometheus's own scrape loops have each target (its 5 s discovery tick), the supervisor pushes them
+        self.scrape_bridge = ScrapeBridge(self.http, f"http://127.0.0.1:{self.prometheus_port}",
+                                          self._scrape_targets, self.scrape_interval_s)
+        self._background(self.scrape_bridge.run())
 
     def _scrape_targets(self) -> list[prometheus.ScrapeTarget]:
         pods = [*([self.ingress] if self.ingress else []), *self.pods.values()]
