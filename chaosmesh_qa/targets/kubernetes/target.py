@@ -272,14 +272,9 @@ class KubernetesTarget:
                 "a NetworkPolicy cannot be confirmed from the API: it acts only where the CNI enforces "
                 "NetworkPolicies, and only on new connections (connections the callers' sidecars already pooled "
                 "keep working)")
-        else:
-            results = [watch.changed() for watch in watched]
-            record["changes"]["confirmed"] = bool(record["changes"].get("confirmed")) and all(ok for ok, _ in results)
-            reasons = [why for _, why in results if why]
-            if reasons:
-                record["changes"]["unconfirmed"] = "; ".join(reasons)
-        self._save(record)
-        return record
+            self._save(record)
+            return record
+        return self._confirm(record, watched)
 
     def pod_localities(self) -> dict[str, str]:
         return {key.split("/", 1)[1]: where for key, where in self.workloads().localities().items()}
@@ -391,13 +386,7 @@ class KubernetesTarget:
         record = self._transaction(kind, target, parameters, owner, duration_s,
                                    callee.namespace, changes, lambda: {"pods": pods, "applied_at": "callee inbound"},
                                    fault_id=fault_id, expires_at=expires_at)
-        if watch is not None:  # stored is not applied: the callee sidecars' listeners must have changed
-            confirmed, why = watch.changed()
-            record["changes"]["confirmed"] = bool(record["changes"].get("confirmed")) and confirmed
-            if why:
-                record["changes"]["unconfirmed"] = why
-            self._save(record)
-        return record
+        return self._confirm(record, [watch] if watch is not None else [])
 
     def _external_l7(self, kind: str, host: str, source: str | None, fault: dict[str, Any],
                      parameters: dict[str, Any], duration_s: float, owner: str,
@@ -431,13 +420,20 @@ class KubernetesTarget:
                                             "applied_at": "caller outbound", "service_entry": entry,
                                             "placement": external.CALLER_SIDE},
                                    fault_id=fault_id, expires_at=expires_at)
-        if watches:
-            results = [watch.changed() for watch in watches]
-            record["changes"]["confirmed"] = bool(record["changes"].get("confirmed")) and all(ok for ok, _ in results)
-            reasons = [why for _, why in results if why]
-            if reasons:
-                record["changes"]["unconfirmed"] = "; ".join(reasons)
-            self._save(record)
+        return self._confirm(record, watches)
+
+    def _confirm(self, record: FaultRecord, watches: list[ListenerWatch]) -> FaultRecord:
+        """Stored is not applied: the fault is confirmed only once the watched sidecars' listeners changed (each
+        watch's reason otherwise, in ``unconfirmed``); the lease's record is updated.  No watch (a dry run, no pod
+        to watch): the record as the transaction left it."""
+        if not watches:
+            return record
+        results = [watch.changed() for watch in watches]
+        record["changes"]["confirmed"] = bool(record["changes"].get("confirmed")) and all(ok for ok, _ in results)
+        reasons = [why for _, why in results if why]
+        if reasons:
+            record["changes"]["unconfirmed"] = "; ".join(reasons)
+        self._save(record)
         return record
 
     def _claims(self, fault_id: str, kind: str, target: dict[str, Any], expires_at: float,

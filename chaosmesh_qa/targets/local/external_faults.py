@@ -25,11 +25,12 @@ from typing import Any
 from chaosmesh_qa.errors import FaultRejected
 from chaosmesh_qa.mesh.model import MeshModel
 from chaosmesh_qa.targets import policy
+from chaosmesh_qa.targets.local import runtime_keys
 from chaosmesh_qa.targets.local.envoy import external
 from chaosmesh_qa.targets.local.leases import FaultHost, Lease, Plan
 from chaosmesh_qa.targets.local.pods import Pod
 
-CONFIRM_TIMEOUT_S = 5.0
+CONFIRM_TIMEOUT_S = runtime_keys.CONFIRM_TIMEOUT_S
 CALLER_SIDE = ("caller-side: injected by the fault filter of the callers' own sidecars on their routes toward the "
                "external host, before their router (where Istio injects a VirtualService fault; there is no callee "
                "sidecar): the callers' timeout and retries toward that host do not see the delay or abort, and "
@@ -41,19 +42,7 @@ class ExternalFaults:
 
     # ------------------------------------------------------------------ defined by faults.FaultManager
 
-    def _serving(self, pods: list[Pod]) -> tuple[list[Pod], dict[str, str]]:
-        raise NotImplementedError
-
-    async def _runtime_modify(self, pods: list[Pod], keys: dict[str, str]) -> None:
-        raise NotImplementedError
-
-    async def _runtime_confirmed(self, pods: list[Pod], keys: dict[str, str]) -> bool:
-        raise NotImplementedError
-
-    def _clear_keys(self, pod_name: str, keys: dict[str, str]) -> Callable[[], Awaitable[dict[str, Any]]]:
-        raise NotImplementedError
-
-    async def _fault_counter(self, pods: list[Pod], name: str, side: str = "inbound") -> int:
+    def _find_pod(self, name: str) -> Pod | None:
         raise NotImplementedError
 
     def _conflict(self, kind: str, target: dict[str, Any]) -> None:
@@ -106,21 +95,7 @@ class ExternalFaults:
                           key=lambda pod: pod.name)
 
         async def apply(lease: Lease) -> None:
-            pods, skipped = self._serving(caller_pods())
-            baseline = await self._fault_counter(pods, counter, "outbound")
-
-            async def report() -> dict[str, Any]:
-                current, _ = self._serving(caller_pods())
-                injected = await self._fault_counter(current, counter, "outbound") - baseline
-                return {"runtime_keys_cleared": len(keys), f"requests_{counter}": max(0, injected)}
-
-            lease.report = report
-            for pod in pods:
-                await lease.step(f"runtime keys on {pod.name}", partial(self._runtime_modify, [pod], keys),
-                                 self._clear_keys(pod.name, keys), uncertain=True)
-            lease.changes.update(pods=[pod.name for pod in pods], skipped_pods=skipped)
-            async with asyncio.timeout(CONFIRM_TIMEOUT_S):
-                lease.changes["confirmed"] = await self._runtime_confirmed(pods, keys)
+            await runtime_keys.apply(lease, caller_pods, self._find_pod, keys, counter, "outbound")
 
         return Plan({"service": host, "source": source}, apply,
                     {"runtime_keys": keys, "external_host": host, "caller_services": chosen,

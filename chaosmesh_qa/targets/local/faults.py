@@ -10,7 +10,8 @@ the ``chaos`` process that injected it is SIGKILLed.
 
 How each fault is realised:
 
-* latency / abort: the callee sidecars' fault filter, through ``/runtime_modify``.  Requests
+* latency / abort: the callee sidecars' fault filter, through ``/runtime_modify`` (``runtime_keys``, which the
+  ServiceEntry faults share).  Requests
   carry their caller in ``x-envoy-downstream-service-cluster``, and for those Envoy reads
   only the per-caller keys ``fault.http.<caller>.*``; a service-wide fault therefore sets
   the keys of every caller (and the global keys, for callers outside the mesh).  An empty
@@ -49,6 +50,7 @@ import aiohttp
 
 from chaosmesh_qa.errors import FaultRejected, TargetUnavailable, error_line
 from chaosmesh_qa.targets import policy
+from chaosmesh_qa.targets.local import runtime_keys
 from chaosmesh_qa.targets.local.envoy.common import INGRESS
 from chaosmesh_qa.targets.local.external_faults import ExternalFaults
 from chaosmesh_qa.targets.local.leases import FaultHost, Lease, LeaseBook, Plan
@@ -56,7 +58,7 @@ from chaosmesh_qa.targets.local.pods import SERVING_STATES, Pod
 
 log = logging.getLogger("chaosmesh_qa.faults")
 DEFAULT_MAX_TTL_S = 3600.0
-CONFIRM_TIMEOUT_S = 5.0
+CONFIRM_TIMEOUT_S = runtime_keys.CONFIRM_TIMEOUT_S
 
 class FaultManager(ExternalFaults):
     def __init__(self, supervisor: FaultHost, max_ttl_s: float = DEFAULT_MAX_TTL_S) -> None:
@@ -102,12 +104,12 @@ class FaultManager(ExternalFaults):
                     "caller_services", [lease.target["service"]]) or not _holds(lease.target, pod, service=False):
                 continue
             async with lease.lock:
-                if lease.state != "active" or pod.name not in self.supervisor.pods or not _sidecar_up(pod):
+                if lease.state != "active" or pod.name not in self.supervisor.pods or not runtime_keys.sidecar_up(pod):
                     continue
                 keys = lease.changes["runtime_keys"]
-                lease.add_undo(f"runtime keys on {pod.name}", self._clear_keys(pod.name, keys))
+                lease.add_undo(f"runtime keys on {pod.name}", runtime_keys.clear(self._find_pod, pod.name, keys))
                 try:
-                    await self._runtime_modify([pod], keys)
+                    await runtime_keys.modify([pod], keys)
                 except Exception as exc:
                     log.error("fault %s: could not apply to new pod %s: %s", lease.id, pod.name, error_line(exc))
 
@@ -161,13 +163,6 @@ class FaultManager(ExternalFaults):
                       for i in range(max(v.replicas, 1))]
         return policy.in_zone(pods, zone, lambda p: p.spec.locality, service, everywhere)
 
-    def _serving(self, pods: list[Pod]) -> tuple[list[Pod], dict[str, str]]:
-        """The pods whose sidecar answers, and the others with their state (skipped, and said so)."""
-        up = [pod for pod in pods if _sidecar_up(pod)]
-        names = {pod.name for pod in up}
-        return up, {pod.name: pod.state if pod.state not in SERVING_STATES else "sidecar down"
-                    for pod in pods if pod.name not in names}
-
     # ------------------------------------------------------------------ L7 faults
 
     def _l7(self, kind: str, p: dict[str, Any]) -> Plan:
@@ -196,66 +191,17 @@ class FaultManager(ExternalFaults):
         keys = {prefix + key: value for prefix in prefixes for key, value in values.items()}
         counter = "delays_injected" if kind == "latency" else "aborts_injected"
 
+        def pods_now() -> list[Pod]:
+            return sorted((pod for pod in self.supervisor.pods.values() if _holds(target, pod)),
+                          key=lambda pod: pod.name)
+
         async def apply(lease: Lease) -> None:
-            pods, skipped = self._serving(sorted((pod for pod in self.supervisor.pods.values()
-                                                  if _holds(target, pod)), key=lambda pod: pod.name))
-            baseline = await self._fault_counter(pods, counter)
-
-            async def report() -> dict[str, Any]:
-                current, _ = self._serving([pod for pod in self.supervisor.pods.values() if _holds(target, pod)])
-                injected = await self._fault_counter(current, counter) - baseline
-                return {"runtime_keys_cleared": len(keys), f"requests_{counter}": max(0, injected)}
-
-            lease.report = report
-            for pod in pods:
-                await lease.step(f"runtime keys on {pod.name}", partial(self._runtime_modify, [pod], keys),
-                                 self._clear_keys(pod.name, keys), uncertain=True)
-            lease.changes.update(pods=[pod.name for pod in pods], skipped_pods=skipped)
-            async with asyncio.timeout(CONFIRM_TIMEOUT_S):
-                lease.changes["confirmed"] = await self._runtime_confirmed(pods, keys)
+            await runtime_keys.apply(lease, pods_now, self._find_pod, keys, counter, "inbound")
 
         return Plan(target, apply, {"runtime_keys": keys})
 
-    def _clear_keys(self, pod_name: str, keys: dict[str, str]) -> Callable[[], Awaitable[dict[str, Any]]]:
-        async def undo() -> dict[str, Any]:
-            pod = self.supervisor.pods.get(pod_name)
-            if pod is None or not _sidecar_up(pod):
-                return {}  # gone, or its Envoy restarts without the keys
-            await self._runtime_modify([pod], dict.fromkeys(keys, ""))
-            return {"pods_cleared": [pod_name]}
-
-        return undo
-
-    async def _runtime_modify(self, pods: list[Pod], keys: dict[str, str]) -> None:
-        for pod in pods:
-            if pod.state not in SERVING_STATES:
-                continue
-            async with pod.admin.post("/runtime_modify", params=keys) as response:
-                if response.status != 200:
-                    raise FaultRejected(f"pod {pod.name}: sidecar refused runtime update: {await response.text()}")
-
-    async def _runtime_confirmed(self, pods: list[Pod], keys: dict[str, str]) -> bool:
-        """Read the keys back from every sidecar: the live data-plane processes hold the fault."""
-        for pod in pods:
-            async with pod.admin.get("/runtime?format=json") as response:
-                if response.status != 200:
-                    return False
-                entries = (await response.json()).get("entries", {})
-            if any(entries.get(k, {}).get("final_value") != v for k, v in keys.items()):
-                return False
-        return True
-
-    async def _fault_counter(self, pods: list[Pod], name: str, side: str = "inbound") -> int:
-        total = 0
-        for pod in pods:
-            url = f"/stats?filter=^http\\.{side}\\.fault\\.{name}$"
-            try:
-                async with pod.admin.get(url) as response:
-                    text = await response.text()
-                total += sum(int(line.rsplit(":", 1)[1]) for line in text.splitlines() if ":" in line)
-            except (OSError, ValueError, TimeoutError):
-                continue
-        return total
+    def _find_pod(self, name: str) -> Pod | None:
+        return self.supervisor.pods.get(name)
 
     # ------------------------------------------------------------------ pod faults
 
@@ -404,7 +350,7 @@ class FaultManager(ExternalFaults):
             callers = [self.supervisor.ingress] if caller == INGRESS else [
                 pod for pod in self.supervisor.pods.values() if pod.spec.service == caller
                 and not policy.spares(pod.spec.locality, zone)]
-            pods, down = self._serving([pod for pod in callers if pod is not None])
+            pods, down = runtime_keys.serving([pod for pod in callers if pod is not None])
             skipped.update(down)
             asked += [(pod, callee) for pod in pods]
 
@@ -438,7 +384,3 @@ def _holds(target: dict[str, Any], pod: Pod, service: bool = True) -> bool:
     return ((not service or pod.spec.service == target["service"])
             and (zone is None or policy.zone_matches(pod.spec.locality, zone)))
 
-
-def _sidecar_up(pod: Pod) -> bool:
-    """The pod serves and its Envoy runs: its admin API can answer."""
-    return pod.state in SERVING_STATES and pod.envoy is not None and pod.envoy.returncode is None
