@@ -58,8 +58,11 @@ lint: setup
 unit: $(STAMP)
 	CHAOSMESH_QA_TEST_LANE=unit $(VENV)/bin/pytest -q -m "not processes and not slow" --durations=10
 
+# Two workers (pytest-xdist): the tests judged by latency or recovery budgets one at a time on one of them, the rest
+# alongside (tests/support/workers.py).  TEST_WORKERS=0 runs everything in this process, serially.
+TEST_WORKERS ?= 2
 test: setup test-tools lint
-	$(VENV)/bin/pytest -q -m "not slow" --durations=25
+	$(VENV)/bin/pytest -q -m "not slow" -n $(TEST_WORKERS) --dist loadgroup --durations=25
 
 slow: setup test-tools
 	$(VENV)/bin/pytest -q -m slow --durations=25

@@ -6,7 +6,8 @@ broken twin (no retries, no outlier detection: deviates), each with its own sand
 experiment's sandbox control.  The experiment, report and explain tests all judge these same two runs, so
 the suite runs the experiment twice, not six times (``tests.support.runs.real_run``).
 
-The helpers live in ``tests.support``; the lanes (``make unit``: no process may start) in ``tests.support.lanes``.
+The helpers live in ``tests.support``; the lanes (``make unit``: no process may start) in ``tests.support.lanes``;
+``make test``'s two workers (tests judged by budgets one at a time) in ``tests.support.workers``.
 """
 
 from __future__ import annotations
@@ -20,10 +21,12 @@ from tests.support.kube import KubeSandbox, running
 from tests.support.lanes import LanePlugin
 from tests.support.runs import BROKEN_MESH, Run, real_run
 from tests.support.sandbox import Sandbox
+from tests.support.workers import WorkersPlugin
 
 
 def pytest_configure(config: pytest.Config) -> None:
     config.pluginmanager.register(LanePlugin(config), "chaosmesh-qa-lanes")
+    config.pluginmanager.register(WorkersPlugin(), "chaosmesh-qa-workers")
     # A suite started in the background of a script (`make test &`, where the shell has no job control) runs with
     # SIGINT ignored, and every `chaos` it starts would inherit that and sleep through a Ctrl-C; a person's
     # terminal sends them SIGINT as usual.  Handled here, children get SIGINT's default again (exec resets it).
