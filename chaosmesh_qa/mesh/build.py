@@ -14,7 +14,7 @@ import re
 from dataclasses import replace
 from pathlib import Path
 
-from chaosmesh_qa.mesh import gateways, manifests, meshroutes, rollouts, schema, serviceentries
+from chaosmesh_qa.mesh import gateways, manifests, meshroutes, rollouts, schema, serviceentries, workloadentries
 from chaosmesh_qa.mesh.authz import authorization_policies, selection_warnings
 from chaosmesh_qa.mesh.callers import source_problems
 from chaosmesh_qa.mesh.documents import Document, latest_documents
@@ -65,6 +65,8 @@ def build_model(
     domains = trust_domains([d.spec for d in documents if isinstance(d.spec, TrustDomains)])
     services = {name: replace(svc, trust_domain=domains.local)
                 for name, svc in _services(mesh_doc, mesh_spec, problems, workloads).items()}
+    services.update({name: replace(svc, trust_domain=domains.local) for name, svc in  # MESH_INTERNAL entries
+                     workloadentries.internal_services(documents, services, problems, warnings).items()})
     external = serviceentries.declared_hosts(documents, HostResolver(services), warnings)
     resolver = HostResolver(services, tuple(external))
     ingress = gateways.Ingress(documents, problems, warnings)
@@ -80,6 +82,7 @@ def build_model(
         _destination_rule(doc, resolver, services, policies, subsets, external, problems, warnings)
     routes = virtual_services(documents, resolver, services, subsets, external, ingress, problems, warnings)
     serviceentries.with_stand_ins(external, mesh_doc, mesh_spec, services, problems, warnings)
+    services = workloadentries.resolve_calls(services)  # a call to a MESH_INTERNAL entry's host: to its service
     views = {name: view for w in workloads.values() for name, view in w.views.items()}  # per-version Services
     meshroutes.mesh_routes(documents, services, views, subsets, routes, problems, warnings)  # Service parents
     ingress.add_http_routes(documents, services, problems, views)

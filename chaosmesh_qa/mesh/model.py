@@ -68,6 +68,9 @@ class ServiceModel:
     target_port: int | None = None  # the pods' (workload's) port, when the Service maps its port to another
     selector: dict[str, str] = field(default_factory=dict)  # the Service's spec.selector ({} means app=<name>)
     trust_domain: str = TRUST_DOMAIN  # the mesh's: its workloads' SPIFFE identities are in it
+    # a MESH_INTERNAL ServiceEntry's hosts (mesh.workloadentries): the names it is called by, instead of the
+    # Kubernetes names of a Service (it has none)
+    hosts: tuple[str, ...] = ()
 
     @property
     def pod_selector(self) -> dict[str, str]:
@@ -83,7 +86,8 @@ class ServiceModel:
 
     @property
     def fqdn(self) -> str:
-        return f"{self.name}.{self.namespace}.svc.{CLUSTER_DOMAIN}"
+        """Its host in Istio's registry: a Service's FQDN, a MESH_INTERNAL ServiceEntry's first host."""
+        return self.hosts[0] if self.hosts else f"{self.name}.{self.namespace}.svc.{CLUSTER_DOMAIN}"
 
     @property
     def spiffe_id(self) -> str:
