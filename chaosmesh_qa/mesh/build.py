@@ -65,9 +65,10 @@ def build_model(
     domains = trust_domains([d.spec for d in documents if isinstance(d.spec, TrustDomains)])
     services = {name: replace(svc, trust_domain=domains.local)
                 for name, svc in _services(mesh_doc, mesh_spec, problems, workloads).items()}
-    services.update({name: replace(svc, trust_domain=domains.local) for name, svc in  # MESH_INTERNAL entries
-                     workloadentries.internal_services(documents, services, problems, warnings).items()})
-    external = serviceentries.declared_hosts(documents, HostResolver(services), warnings)
+    not_run: dict[str, str] = {}  # MESH_INTERNAL entries not run as services of the mesh: why
+    services.update({name: replace(svc, trust_domain=domains.local) for name, svc in
+                     workloadentries.internal_services(documents, services, not_run, warnings).items()})
+    external = serviceentries.declared_hosts(documents, HostResolver(services), warnings, not_run)
     resolver = HostResolver(services, tuple(external))
     ingress = gateways.Ingress(documents, problems, warnings)
     if mesh_spec.ingress is not None and mesh_spec.ingress.service not in services:

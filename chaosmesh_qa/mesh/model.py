@@ -340,6 +340,7 @@ class ExternalHost:
     # the sandbox's stand-in for it (mesh.externals): the demo app's behaviour, or the team's own command
     behaviour: AppBehaviour = field(default_factory=AppBehaviour)
     command: tuple[str, ...] | None = None
+    not_run: str = ""  # a MESH_INTERNAL entry: why it is not run as a service of the mesh (mesh.workloadentries)
 
     def http_ports(self) -> tuple[int, ...]:
         """The ports callers reach through their sidecar's HTTP routes (HTTP, HTTP2, GRPC, or a protocol left to

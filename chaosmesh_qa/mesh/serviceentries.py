@@ -107,7 +107,8 @@ KIND = ("ServiceEntry",
         ServiceEntrySpec)
 
 
-def declared_hosts(documents: list[Document], resolver: HostResolver, warnings: list[str]) -> dict[str, ExternalHost]:
+def declared_hosts(documents: list[Document], resolver: HostResolver, warnings: list[str],
+                   not_run: dict[str, str] | None = None) -> dict[str, ExternalHost]:
     """Each ServiceEntry host (lower-case, the first entry to declare it) as an ``ExternalHost`` without routes
     or policy; a host that names a service of the mesh is left to that service, with a warning."""
     found: dict[str, ExternalHost] = {}
@@ -126,7 +127,9 @@ def declared_hosts(documents: list[Document], resolver: HostResolver, warnings: 
             found[host] = entry = ExternalHost(
                 host=host, namespace=doc.namespace, where=doc.where, location=spec.location,
                 resolution=spec.resolution, ports=tuple((p.number, p.protocol.upper(), p.name) for p in spec.ports),
-                endpoints=tuple(e.address for e in spec.endpoints))
+                endpoints=tuple(e.address for e in spec.endpoints), not_run=(not_run or {}).get(doc.where, ""))
+            if entry.location == "MESH_INTERNAL":
+                continue  # mesh.workloadentries warned why it is not run
             if not entry.runs:
                 warnings.append(f"{doc.where}: spec.hosts[{i}]: {written!r} is kept in the model, but "
                                 f"{_why_not(entry)}")
@@ -140,7 +143,7 @@ def declared_hosts(documents: list[Document], resolver: HostResolver, warnings: 
 def _why_not(entry: ExternalHost) -> str:
     """Why the sandbox runs no stand-in for an entry's host, in one clause."""
     if entry.location == "MESH_INTERNAL":
-        return "this MESH_INTERNAL entry is not run as a service of the mesh (a warning on its spec.location says why)"
+        return f"MESH_INTERNAL, not run as a service of the mesh: {entry.not_run or 'see the warnings'}"
     if entry.host.startswith("*"):
         return "a wildcard host has no stand-in in the sandbox (name the host)"
     if entry.resolution not in ("DNS", "STATIC", "DNS_ROUND_ROBIN"):

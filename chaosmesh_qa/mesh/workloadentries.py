@@ -8,13 +8,13 @@ v1alpha3) with ``KIND``; ``build.build_model`` calls ``internal_services`` right
 each entry that can run becomes a ``ServiceModel`` named after the ServiceEntry, with its hosts (``hosts``: the
 names callers use, the host resolver's and the sidecars' routes), one version per canonical revision of its
 entries' labels (``version``, else ``latest``) and one replica per entry.  The Mesh's ``external[]`` stand-in for
-one of its hosts gives its demo app's behaviour or its command (``serviceentries.with_stand_ins``), and ``resolve_calls`` turns a
-demo app's call to one of its hosts into a call to the service, so that its callers' hops are hops of the mesh for
-the verdicts and faults.  Not modelled, each with one warning: the entries' real addresses (every replica runs on
-loopback, as every pod of the sandbox), their weights, pods the selector also picks, a second host's own service
-(every host of the entry names the one service) and plaintext toward an entry Istio would not send mTLS to.
-An entry that cannot run (wildcard host, resolution NONE, no HTTP port, no workload entry) stays an
-``ExternalHost`` that runs nothing, as before.
+one of its hosts gives its demo app's behaviour or its command (``serviceentries.with_stand_ins``), and
+``resolve_calls`` turns a demo app's call to one of its hosts into a call to the service, so that its callers'
+hops are hops of the mesh for the verdicts and faults.  Not modelled, each with one warning: the entries' real
+addresses (every replica runs on loopback, as every pod of the sandbox), their weights, pods the selector also
+picks, a second host's own service (every host of the entry names the one service) and plaintext toward an entry
+Istio would not send mTLS to.  An entry that cannot run (wildcard host, resolution NONE, no HTTP port, no
+workload entry) stays an ``ExternalHost`` that runs nothing, with why in its ``not_run``.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 from chaosmesh_qa.mesh.documents import Document
+from chaosmesh_qa.mesh.hosts import HostResolver
 from chaosmesh_qa.mesh.identity import canonical_revision
 from chaosmesh_qa.mesh.model import AppBehaviour, ServiceModel, VersionModel, selects
 from chaosmesh_qa.mesh.serviceentries import ServiceEntrySpec, WorkloadEntry
@@ -34,10 +35,10 @@ _RUN_RESOLUTIONS = ("STATIC", "DNS", "DNS_ROUND_ROBIN")
 _HTTP = ("", "HTTP", "HTTP2", "GRPC")
 
 
-def internal_services(documents: list[Document], services: dict[str, ServiceModel], problems: list[str],
+def internal_services(documents: list[Document], services: dict[str, ServiceModel], not_run: dict[str, str],
                       warnings: list[str]) -> dict[str, ServiceModel]:
     """One ``ServiceModel`` per MESH_INTERNAL ServiceEntry the sandbox runs (by the entry's name); the others are
-    left to ``serviceentries.declared_hosts``."""
+    left to ``serviceentries.declared_hosts``, with why in ``not_run`` (by the entry's ``where``)."""
     entries = [d for d in documents if d.kind == "WorkloadEntry"]
     selected: set[int] = set()
     found: dict[str, ServiceModel] = {}
@@ -51,7 +52,7 @@ def internal_services(documents: list[Document], services: dict[str, ServiceMode
         chosen = [e for e in entries if spec.workload_selector is not None and e.namespace == doc.namespace
                   and selects(spec.workload_selector.labels, e.spec.labels)]  # type: ignore[attr-defined]
         selected.update(id(e) for e in chosen)
-        service = _service(doc, spec, chosen, services, found, warnings)
+        service = _service(doc, spec, chosen, services, found, not_run, warnings)
         if service is not None:
             found[service.name] = service
     for doc in entries:
@@ -62,12 +63,15 @@ def internal_services(documents: list[Document], services: dict[str, ServiceMode
 
 
 def _service(doc: Document, spec: ServiceEntrySpec, chosen: list[Document], services: dict[str, ServiceModel],
-             found: dict[str, ServiceModel], warnings: list[str]) -> ServiceModel | None:
+             found: dict[str, ServiceModel], not_run: dict[str, str], warnings: list[str]) -> ServiceModel | None:
     hosts = tuple(h.lower().rstrip(".") for h in spec.hosts)
     http = [p for p in spec.ports if p.protocol.upper() in _HTTP]
-    endpoints = [(f"spec.endpoints[{i}]", e) for i, e in enumerate(spec.endpoints)] or \
-        [(d.where, d.spec) for d in chosen]
+    endpoints: list[tuple[str, WorkloadEntry]] = [(f"spec.endpoints[{i}]", e) for i, e in enumerate(spec.endpoints)]
+    endpoints = endpoints or [(d.where, d.spec) for d in chosen if isinstance(d.spec, WorkloadEntry)]
+    taken = next((h for h in hosts if HostResolver(services).matching(h)), None)
     why = ("a wildcard host is not run by the sandbox (name the host)" if any(h.startswith("*") for h in hosts)
+           else f"its host {taken!r} names a service of the mesh (Istio adds the entries to that service's endpoints;"
+                " not modelled)" if taken
            else f"resolution {spec.resolution} is not run by the sandbox (STATIC and DNS are)"
            if spec.resolution not in _RUN_RESOLUTIONS
            else "it has no HTTP port (the sandbox's workloads serve HTTP only)" if not http
@@ -78,6 +82,7 @@ def _service(doc: Document, spec: ServiceEntrySpec, chosen: list[Document], serv
                 and not chosen
            else "it has no endpoints and no workloadSelector" if not endpoints else "")
     if why:
+        not_run[doc.where] = why
         warnings.append(f"{doc.where}: spec.location: MESH_INTERNAL is kept in the model but not run as a service "
                         f"of the mesh: {why}")
         return None
@@ -85,13 +90,13 @@ def _service(doc: Document, spec: ServiceEntrySpec, chosen: list[Document], serv
     if len(spec.ports) > 1:
         warnings.append(f"{doc.where}: spec.ports: only port {port.number} ({port.name}) is served (the sandbox runs "
                         "one HTTP port per service); calls to the others fail")
-    first: WorkloadEntry = endpoints[0][1]  # type: ignore[assignment]
+    first = endpoints[0][1]
     target = first.ports.get(port.name) or port.target_port
     versions: dict[str, list[tuple[str, WorkloadEntry]]] = {}
     for where, entry in endpoints:
-        versions.setdefault(canonical_revision(entry.labels), []).append((where, entry))  # type: ignore[arg-type]
-    _warnings(doc, spec, [e for _, e in endpoints], services, warnings)  # type: ignore[misc]
-    accounts = sorted({e.service_account for _, e in endpoints if e.service_account})  # type: ignore[attr-defined]
+        versions.setdefault(canonical_revision(entry.labels), []).append((where, entry))
+    _warnings(doc, spec, [e for _, e in endpoints], services, warnings)
+    accounts = sorted({e.service_account for _, e in endpoints if e.service_account})
     selector = dict(spec.workload_selector.labels) if spec.workload_selector is not None else {"app": doc.name}
     models = []
     for name, group in versions.items():

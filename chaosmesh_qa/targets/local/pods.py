@@ -253,7 +253,8 @@ def app_command(model: MeshModel, spec: PodSpec, python: str = sys.executable) -
         "service": svc.name, "version": spec.version, "pod": spec.name, "port": ports.app,
         "outbound_port": ports.outbound,
         "behaviour": {
-            "calls": [(_called_as(model, c), p) for c, p in behaviour.calls], "parallel": behaviour.parallel, "latency_ms": behaviour.latency_ms,
+            "calls": [(_called_as(model, c), p) for c, p in behaviour.calls], "parallel": behaviour.parallel,
+            "latency_ms": behaviour.latency_ms,
             "error_rate": behaviour.error_rate, "error_status": behaviour.error_status,
             "response_bytes": behaviour.response_bytes, "propagate_headers": list(behaviour.propagate_headers),
         },
