@@ -96,6 +96,9 @@ def _service(doc: Document, spec: ServiceEntrySpec, chosen: list[Document], serv
     for where, entry in endpoints:
         versions.setdefault(canonical_revision(entry.labels), []).append((where, entry))
     _warnings(doc, spec, [e for _, e in endpoints], services, warnings)
+    if len({e.ports.get(port.name) for _, e in endpoints}) > 1:
+        warnings.append(f"{doc.where}: workload entries' ports: they map port {port.name!r} differently: the sandbox's "
+                        f"pods serve one port, the first entry's ({target or port.number})")
     accounts = sorted({e.service_account for _, e in endpoints if e.service_account})
     selector = dict(spec.workload_selector.labels) if spec.workload_selector is not None else {"app": doc.name}
     models = []
