@@ -26,8 +26,7 @@ class HostResolver:
         self.internal_hosts = {h for svc in services.values() for h in svc.hosts}  # MESH_INTERNAL entries' services
         self.namespaces = {svc.namespace for svc in services.values()} | {ROOT_NAMESPACE}
         for svc in services.values():  # a MESH_INTERNAL ServiceEntry's service: by its hosts only
-            for host in svc.hosts or (svc.name, f"{svc.name}.{svc.namespace}", f"{svc.name}.{svc.namespace}.svc",
-                                      f"{svc.name}.{svc.namespace}.svc.{CLUSTER_DOMAIN}"):
+            for host in svc.host_names:
                 self.by_host[host] = svc.name
 
     def resolve(self, host: str) -> str | None:

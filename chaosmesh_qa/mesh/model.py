@@ -90,6 +90,13 @@ class ServiceModel:
         return self.hosts[0] if self.hosts else f"{self.name}.{self.namespace}.svc.{CLUSTER_DOMAIN}"
 
     @property
+    def host_names(self) -> tuple[str, ...]:
+        """The names Istio knows it by: a Service's name, ``name.namespace``, ``name.namespace.svc`` and FQDN; a
+        MESH_INTERNAL ServiceEntry's hosts."""
+        return self.hosts or (self.name, f"{self.name}.{self.namespace}", f"{self.name}.{self.namespace}.svc",
+                              f"{self.name}.{self.namespace}.svc.{CLUSTER_DOMAIN}")
+
+    @property
     def spiffe_id(self) -> str:
         return f"spiffe://{self.trust_domain}/ns/{self.namespace}/sa/{self.service_account}"
 

@@ -128,9 +128,8 @@ def test_a_selector_matching_nothing_is_a_warning_and_a_call_to_the_host_is_refu
            "service of the mesh: its workloadSelector selects no WorkloadEntry" in str(info.value), str(info.value)
     # nobody calling it: it loads, with one warning on the entry and one on each WorkloadEntry left unselected
     uncalled = edited(tmp_path / "b", "entries.yaml", "labels: {app: orders-vm}\n---", "labels: {app: orders-vms}\n---")
-    mesh = (uncalled / "mesh.yaml").read_text().replace("      - {service: orders.internal.example.com, path: /orders}\n",
-                                                        "      []\n").replace("    app:\n      calls:\n      []\n", "")
-    (uncalled / "mesh.yaml").write_text(mesh)
+    calls = "    app:\n      calls:\n      - {service: orders.internal.example.com, path: /orders}\n"
+    (uncalled / "mesh.yaml").write_text((uncalled / "mesh.yaml").read_text().replace(calls, ""))
     (uncalled / "routing.yaml").unlink()
     loaded = load_mesh(uncalled)
     assert "orders" not in loaded.model.services and not loaded.model.external_hosts[HOST].runs
@@ -163,5 +162,11 @@ def test_a_destination_rule_by_the_entrys_name_names_no_host(tmp_path: Path) -> 
 
 def test_an_entry_named_like_a_service_or_whose_host_is_one_is_not_run(tmp_path: Path) -> None:
     renamed = edited(tmp_path / "a", "entries.yaml", "metadata:\n  name: orders\n", "metadata:\n  name: frontend\n")
-    with pytest.raises(InvalidMeshConfig, match="metadata.name 'frontend' is also a service of the mesh"):
+    with pytest.raises(InvalidMeshConfig, match=r"metadata\.name 'frontend' is also a service of the mesh"):
         load_mesh(renamed)
+    # Istio would add the entries to the Service's endpoints: not modelled, and the call to its other host refused
+    shared = edited(tmp_path / "b", "entries.yaml", "hosts: [orders.internal.example.com]",
+                    "hosts: [orders.internal.example.com, frontend]")
+    with pytest.raises(InvalidMeshConfig, match=r"calls\[0\]\.service: 'orders\.internal\.example\.com': .* its host "
+                                                r"'frontend' names a service of the mesh"):
+        load_mesh(shared)
