@@ -4,7 +4,8 @@
 (unknown host, missing subset, weights not summing to 100, call cycle...) is appended as one
 line naming file, resource and field, so the user sees them all at once.  Argo Rollouts first become the pod
 sets their controller runs (``rollouts.expand``).  Services, DestinationRules
-and the ServiceEntries' hosts (``serviceentries``) are resolved here; VirtualServices by ``virtualservices``,
+and the ServiceEntries' hosts (``serviceentries``; MESH_INTERNAL entries as services of the mesh:
+``workloadentries``) are resolved here; VirtualServices by ``virtualservices``,
 gateways, policies and Sidecars by their own modules.
 """
 

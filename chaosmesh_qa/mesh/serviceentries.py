@@ -8,7 +8,8 @@ names one) and puts ``external_hosts`` into ``MeshModel.external_hosts``: one ``
 host, with the routes of the VirtualService and the policy of the DestinationRule that name it.  The sandbox runs
 no workload for them and sends no traffic to them (a later issue may run stand-ins from this data): a call to one
 is not a hop of the mesh, so the mTLS verdict never sees one.  A host that is also a service of the mesh stays
-that service (a warning says so).
+that service (a warning says so).  A ``MESH_INTERNAL`` entry that ``workloadentries`` runs as a service of the mesh
+is no external host; one it cannot run is one (running nothing), its ``not_run`` saying why.
 """
 
 from __future__ import annotations
