@@ -71,6 +71,9 @@ def test_the_caller_reaches_the_entry_by_its_host_over_mtls_and_its_routing_appl
     assert tls["validation_context"]["match_typed_subject_alt_names"] == [
         {"san_type": "URI", "matcher": {"exact": "spiffe://cluster.local/ns/default/sa/orders"}}]
     assert HOST not in box.status()["external"]  # no stand-in outside the mesh: the entries are pods of the mesh
+    # what the mTLS verdict reads: the hop frontend -> orders, with the caller's verified identity
+    edges = {(e["source"], e["destination"]): e for e in LocalTarget(box.state_dir).observed_edges(3)}
+    assert edges[("frontend", "orders")]["principal"] == "spiffe://cluster.local/ns/default/sa/frontend", edges
 
 
 def test_a_latency_fault_and_a_pod_kill_on_it_work_through_the_usual_leases(box: Served) -> None:
