@@ -12,9 +12,11 @@ one of its hosts gives its demo app's behaviour or its command (``serviceentries
 ``resolve_calls`` turns a demo app's call to one of its hosts into a call to the service, so that its callers'
 hops are hops of the mesh for the verdicts and faults.  Not modelled, each with one warning: the entries' real
 addresses (every replica runs on loopback, as every pod of the sandbox), their weights, pods the selector also
-picks, a second host's own service (every host of the entry names the one service) and plaintext toward an entry
-Istio would not send mTLS to.  An entry that cannot run (wildcard host, resolution NONE, no HTTP port, no
-workload entry) stays an ``ExternalHost`` that runs nothing, with why in its ``not_run``.
+picks and a second host's own service (every host of the entry names the one service).  An entry without
+``serviceAccount`` nor the ``security.istio.io/tlsMode`` label, which Istio's auto mTLS sends plaintext, gets that
+label set to ``disabled`` (as istiod computes it), and the callers' clusters send its version plaintext.  An
+entry that cannot run (wildcard host, resolution NONE, no HTTP port, no workload entry) stays an
+``ExternalHost`` that runs nothing, with why in its ``not_run``.
 """
 
 from __future__ import annotations
@@ -105,6 +107,8 @@ def _service(doc: Document, spec: ServiceEntrySpec, chosen: list[Document], serv
     for name, group in versions.items():
         labels = dict(group[0][1].labels) if spec.workload_selector is not None else \
             {"app": doc.name, **group[0][1].labels}
+        if not group[0][1].service_account and TLS_MODE_LABEL not in labels:
+            labels[TLS_MODE_LABEL] = "disabled"  # as istiod computes it: auto mTLS sends such an entry plaintext
         localities = tuple(e.locality or "" for _, e in group) if any(e.locality for _, e in group) else ()
         models.append(VersionModel(name, len(group), labels, AppBehaviour(), workload=f"{doc.name}-{name}",
                                    workload_kind="WorkloadEntry", localities=localities))
@@ -132,9 +136,9 @@ def _warnings(doc: Document, spec: ServiceEntrySpec, entries: list[WorkloadEntry
         warnings.append(f"{doc.where}: workload entries' serviceAccount: {', '.join(a or '(none)' for a in accounts)}"
                         ": the sandbox gives a service one identity, the first named")
     if any(not e.service_account and e.labels.get(TLS_MODE_LABEL) != "istio" for e in entries):
-        warnings.append(f"{doc.where}: a workload entry without serviceAccount (nor {TLS_MODE_LABEL}: istio): Istio's "
-                        "auto mTLS sends it plaintext; the sandbox gives it a sidecar with the identity "
-                        "'default' and sends mTLS")
+        warnings.append(f"{doc.where}: a workload entry without serviceAccount (nor {TLS_MODE_LABEL}: istio): as "
+                        "Istio's auto mTLS, the callers send it plaintext (its pods get the label "
+                        f"{TLS_MODE_LABEL}: disabled); the sandbox still gives it a sidecar, identity 'default'")
     if spec.workload_selector is not None:
         pods = sorted(name for name, svc in services.items() if svc.namespace == doc.namespace and any(
             selects(spec.workload_selector.labels, v.labels) for v in svc.versions))

@@ -15,6 +15,7 @@ import pytest
 from chaosmesh_qa.errors import InvalidMeshConfig
 from chaosmesh_qa.mesh import load_mesh
 from chaosmesh_qa.mesh.loader import LoadedMesh
+from chaosmesh_qa.targets.local.envoy.clusters import caller_clusters
 from chaosmesh_qa.targets.local.envoy.routes import service_domains
 from chaosmesh_qa.targets.local.pods import _called_as
 from tests.support.inprocess import assert_one_line_error, run_main
@@ -66,15 +67,17 @@ def test_the_entry_is_a_service_of_the_mesh_with_one_pod_per_workload_entry() ->
     # the WorkloadEntries' version labels make the versions, their serviceAccount the identity, their localities
     assert [(v.name, v.replicas, v.labels, v.localities) for v in orders.versions] == [
         ("v1", 1, {"app": "orders-vm", "version": "v1"}, ("eu-west1/eu-west1-a",)),
-        ("v2", 1, {"app": "orders-vm", "version": "v2"}, ("eu-west1/eu-west1-b",))]
+        ("v2", 1, {"app": "orders-vm", "version": "v2", "security.istio.io/tlsMode": "disabled"},
+         ("eu-west1/eu-west1-b",))]  # orders-vm-2 has no serviceAccount: below
     assert orders.spiffe_id == "spiffe://cluster.local/ns/default/sa/orders"
     assert orders.pod_selector == {"app": "orders-vm"}  # the workloadSelector
     # the Mesh's stand-in settings for the host are its pods' demo app
     assert all(v.behaviour.response_bytes == 16 for v in orders.versions)
     # a call to the host is a hop of the mesh: frontend -> orders, routed and given the policy written for the host
     assert model.callees("frontend") == ["orders"] and model.callers("orders") == ["frontend"]
-    assert [(d.subset, d.weight) for d in model.routes["orders"][0].destinations] == [("v1", 100)]
-    assert model.routes["orders"][0].timeout_s == 2.0
+    assert [[(d.subset, d.weight) for d in r.destinations] for r in model.routes["orders"]] == [
+        [("v2", 100)], [("v1", 100)]]  # x-orders-version: v2 to v2, the rest to v1
+    assert [r.timeout_s for r in model.routes["orders"]] == [2.0, 2.0]
     assert set(model.subsets["orders"]) == {"v1", "v2"}
     assert model.policies["orders"].circuit_breaker.max_connections == 50
     assert model.policies["orders"].tls_mode == "ISTIO_MUTUAL"  # auto mTLS, as to any workload of the mesh
@@ -106,7 +109,7 @@ def test_inline_endpoints_are_its_workload_entries(tmp_path: Path) -> None:
      "  resolution: STATIC\n  workloadSelector:\n    labels: {app: orders-vm}\n  endpoints: [{address: 10.0.0.1}]\n",
      "only one of workloadSelector or endpoints can be set"),
     ("entries.yaml", "locality: eu-west1/eu-west1-a", "locality: eu-west1//a", "spec.locality"),
-    ("entries.yaml", "serviceAccount: orders\n  locality: eu-west1/eu-west1-b", "serviceAccount: Orders_SA\n",
+    ("entries.yaml", "serviceAccount: orders\n  locality: eu-west1/eu-west1-a", "serviceAccount: Orders_SA\n",
      "spec.serviceAccount"),
 ], ids=["no-address", "selector-and-endpoints", "bad-locality", "bad-service-account"])
 def test_bad_input_is_one_line_and_exit_2(tmp_path: Path, file: str, old: str, new: str, fragment: str) -> None:
@@ -128,7 +131,8 @@ def test_a_selector_matching_nothing_is_a_warning_and_a_call_to_the_host_is_refu
            "service of the mesh: its workloadSelector selects no WorkloadEntry" in str(info.value), str(info.value)
     # nobody calling it: it loads, with one warning on the entry and one on each WorkloadEntry left unselected
     uncalled = edited(tmp_path / "b", "entries.yaml", "labels: {app: orders-vm}\n---", "labels: {app: orders-vms}\n---")
-    calls = "    app:\n      calls:\n      - {service: orders.internal.example.com, path: /orders}\n"
+    calls = ("    app:\n      propagateHeaders: [x-orders-version]\n      calls:\n"
+             "      - {service: orders.internal.example.com, path: /orders}\n")
     (uncalled / "mesh.yaml").write_text((uncalled / "mesh.yaml").read_text().replace(calls, ""))
     (uncalled / "routing.yaml").unlink()
     loaded = load_mesh(uncalled)
@@ -139,7 +143,7 @@ def test_a_selector_matching_nothing_is_a_warning_and_a_call_to_the_host_is_refu
 
 
 def test_what_is_not_modelled_is_warned_in_one_line_each(tmp_path: Path) -> None:
-    root = edited(tmp_path, "entries.yaml", "  serviceAccount: orders\n  locality: eu-west1/eu-west1-b",
+    root = edited(tmp_path, "entries.yaml", "  locality: eu-west1/eu-west1-b",
                   "  weight: 3\n  locality: eu-west1/eu-west1-b",
                   {"external.yaml": "apiVersion: networking.istio.io/v1\nkind: ServiceEntry\nmetadata: {name: pay}\n"
                                     "spec:\n  hosts: [api.pay.example.com]\n  ports: [{number: 80, name: http}]\n"
@@ -147,7 +151,7 @@ def test_what_is_not_modelled_is_warned_in_one_line_each(tmp_path: Path) -> None
     warnings = load_mesh(root).warnings
     for fragment in ("workload entries' weight: not modelled",
                      "serviceAccount: (none), orders: the sandbox gives a service one identity",
-                     "Istio's auto mTLS sends it plaintext",
+                     "as Istio's auto mTLS, the callers send it plaintext",
                      "ServiceEntry/pay: spec.workloadSelector: applies to MESH_INTERNAL entries only"):
         assert len([w for w in warnings if fragment in w]) == 1, (fragment, warnings)
     assert all("\n" not in w for w in warnings)
@@ -170,3 +174,13 @@ def test_an_entry_named_like_a_service_or_whose_host_is_one_is_not_run(tmp_path:
     with pytest.raises(InvalidMeshConfig, match=r"calls\[0\]\.service: 'orders\.internal\.example\.com': .* its host "
                                                 r"'frontend' names a service of the mesh"):
         load_mesh(shared)
+
+
+def test_an_entry_without_service_account_is_sent_plaintext_as_istios_auto_mtls_does() -> None:
+    model = load_mesh(MESH).model  # orders-vm-2 (v2) has no serviceAccount
+    # istiod's getTLSModeFromWorkloadEntry: no security.istio.io/tlsMode label and no serviceAccount -> disabled
+    assert model.services["orders"].version("v2").labels["security.istio.io/tlsMode"] == "disabled"
+    assert "security.istio.io/tlsMode" not in model.services["orders"].version("v1").labels
+    specs = {s.name: s for s in caller_clusters(model, ["orders", "frontend"])}
+    assert specs["orders"].plaintext_versions == frozenset({"v2"})  # auto mTLS: per endpoint
+    assert specs["frontend"].plaintext_versions == frozenset()

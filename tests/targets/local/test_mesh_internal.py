@@ -2,7 +2,8 @@
 
 One sandbox for the module: tests/profiles/mesh-internal (frontend calls orders.internal.example.com, a MESH_INTERNAL
 ServiceEntry whose workloadSelector picks two WorkloadEntries, v1 and v2, with the service account ``orders``; its
-VirtualService sends every request to subset v1).  Every check is a request through the real sidecars.  The pure
+VirtualService sends every request to subset v1, or to v2 with ``x-orders-version: v2``; v2's entry has no
+serviceAccount).  Every check is a request through the real sidecars.  The pure
 tests of the model are tests/mesh/test_workloadentries.py.
 """
 
@@ -65,7 +66,10 @@ def test_the_caller_reaches_the_entry_by_its_host_over_mtls_and_its_routing_appl
     assert {"orders", "orders_v1", "orders_v2"} <= set(names)  # the service and its DestinationRule's subsets
     orders = names["orders_v1"]
     assert orders["circuit_breakers"]["thresholds"][0]["max_connections"] == 50  # the DestinationRule's pool
-    tls = orders["transport_socket"]["typed_config"]["common_tls_context"]
+    # auto mTLS per endpoint (v2's entry is sent plaintext, below): mTLS to the endpoints labelled tlsMode istio
+    [match] = orders["transport_socket_matches"]
+    assert match["match"] == {"tlsMode": "istio"}
+    tls = match["transport_socket"]["typed_config"]["common_tls_context"]
     assert tls["tls_certificates"], tls  # ISTIO_MUTUAL: the caller presents its workload certificate
     # and checks the entries' identity, from their serviceAccount, as Istio's SAN check does
     assert tls["validation_context"]["match_typed_subject_alt_names"] == [
@@ -74,6 +78,20 @@ def test_the_caller_reaches_the_entry_by_its_host_over_mtls_and_its_routing_appl
     # what the mTLS verdict reads: the hop frontend -> orders, with the caller's verified identity
     edges = {(e["source"], e["destination"]): e for e in LocalTarget(box.state_dir).observed_edges(3)}
     assert edges[("frontend", "orders")]["principal"] == "spiffe://cluster.local/ns/default/sa/frontend", edges
+
+
+def test_an_entry_without_service_account_is_reached_in_plaintext_as_istios_auto_mtls_does(box: Served) -> None:
+    # orders-vm-2 (v2) has no serviceAccount and no security.istio.io/tlsMode label: istiod marks its endpoint
+    # tlsMode disabled, and auto mTLS (no DestinationRule tls.mode) sends it plaintext
+    for _ in range(3):
+        code, tree = get(box.url + "/", headers={"x-orders-version": "v2"})
+        hop = tree["upstreams"][0]
+        assert code == 200 and (hop["version"], hop["status"]) == ("v2", 200), tree
+        assert hop["caller"] is None, hop  # no client certificate reached its sidecar: no x-forwarded-client-cert
+    dump = admin_json(pod(box, "frontend", "v1")["admin_socket"], "/config_dump?resource=dynamic_active_clusters")
+    v2 = next(c["cluster"] for c in dump["configs"] if c["cluster"]["name"] == "orders_v2")
+    assert [m["match"] for m in v2["transport_socket_matches"]] == [{"tlsMode": "istio"}]  # mTLS only where labelled
+    assert "transport_socket" not in v2
 
 
 def test_a_latency_fault_and_a_pod_kill_on_it_work_through_the_usual_leases(box: Served) -> None:
