@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 
+from chaosmesh_qa.errors import FaultRejected
 from chaosmesh_qa.targets.local.target import LocalTarget
 from tests.support.client import admin_json, get
 from tests.support.sandbox import Served, serve
@@ -96,6 +97,10 @@ def test_an_entry_without_service_account_is_reached_in_plaintext_as_istios_auto
 
 def test_a_latency_fault_and_a_pod_kill_on_it_work_through_the_usual_leases(box: Served) -> None:
     target = LocalTarget(box.state_dir)
+    with pytest.raises(FaultRejected, match=r"^service: 'orders\.internal\.example\.com' is a host of the "
+                                            r"MESH_INTERNAL ServiceEntry 'orders', a service of the mesh: name it "):
+        target.inject_latency(HOST, 400, 100, None, 30, OWNER)
+    assert target.active_faults() == []
     record = target.inject_latency("orders", 400, 100, None, 30, OWNER)
     try:
         assert record["changes"]["confirmed"], record
