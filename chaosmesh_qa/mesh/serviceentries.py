@@ -164,13 +164,8 @@ def with_stand_ins(external: dict[str, ExternalHost], doc: Document, spec: schem
         if entry is None:
             problems.append(f"{doc.where}: spec.external[{i}].host: {stand_in.host!r} is no ServiceEntry host")
             continue
-        settings = stand_in.app.model_dump(exclude_none=True, exclude={"calls", "parallel", "propagate_headers"}) \
-            if stand_in.app else {}
-        command = tuple(stand_in.command) if stand_in.command else None
-        if command is not None:
-            mesh_dir = str(Path(doc.file).parent.absolute())
-            command = tuple(arg.replace("{mesh}", mesh_dir) for arg in command)
-        external[host] = replace(entry, behaviour=AppBehaviour(**settings), command=command)
+        behaviour, command = _stand_in(stand_in, doc)
+        external[host] = replace(entry, behaviour=behaviour, command=command)
         if command is not None and entry.policy is not None and entry.policy.tls_mode == "SIMPLE":
             warnings.append(f"{entry.policy_by}: spec.trafficPolicy.tls.mode: SIMPLE (TLS origination toward "
                             f"{host!r}) is not done toward a command stand-in: its sidecars send it plaintext HTTP")
@@ -188,18 +183,24 @@ def with_stand_ins(external: dict[str, ExternalHost], doc: Document, spec: schem
                                     f"{call.service!r}: unknown service or host ({why})")
 
 
+def _stand_in(stand_in: schema.ExternalStandIn, doc: Document) -> tuple[AppBehaviour, tuple[str, ...] | None]:
+    """A Mesh ``external`` entry's demo-app behaviour, and its command with ``{mesh}`` made the mesh directory."""
+    settings = stand_in.app.model_dump(exclude_none=True, exclude={"calls", "parallel", "propagate_headers"}) \
+        if stand_in.app else {}
+    mesh_dir = str(Path(doc.file).parent.absolute())
+    command = tuple(a.replace("{mesh}", mesh_dir) for a in stand_in.command) if stand_in.command else None
+    return AppBehaviour(**settings), command
+
+
 def _internal_overlay(stand_in: schema.ExternalStandIn, doc: Document, services: dict[str, ServiceModel]) -> bool:
     """The Mesh's stand-in settings onto the service of a MESH_INTERNAL entry's host (False: no such host)."""
     name = next((n for n, s in services.items() if stand_in.host.lower() in s.hosts), None)
     if name is None:
         return False
-    settings = stand_in.app.model_dump(exclude_none=True, exclude={"calls", "parallel", "propagate_headers"}) \
-        if stand_in.app else {}
-    mesh_dir = str(Path(doc.file).parent.absolute())
-    command = tuple(a.replace("{mesh}", mesh_dir) for a in stand_in.command) if stand_in.command else None
+    behaviour, command = _stand_in(stand_in, doc)
     svc = services[name]
-    services[name] = replace(svc, command=command, versions=tuple(
-        replace(v, behaviour=AppBehaviour(**settings)) for v in svc.versions))
+    services[name] = replace(svc, command=command, versions=tuple(replace(v, behaviour=behaviour)
+                                                                  for v in svc.versions))
     return True
 
 

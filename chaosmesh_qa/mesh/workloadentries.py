@@ -70,10 +70,11 @@ def _service(doc: Document, spec: ServiceEntrySpec, chosen: list[Document], serv
     http = [p for p in spec.ports if p.protocol.upper() in _HTTP]
     endpoints: list[tuple[str, WorkloadEntry]] = [(f"spec.endpoints[{i}]", e) for i, e in enumerate(spec.endpoints)]
     endpoints = endpoints or [(d.where, d.spec) for d in chosen if isinstance(d.spec, WorkloadEntry)]
-    taken = next((h for h in hosts if HostResolver(services).matching(h)), None)
+    known = HostResolver({**services, **found})  # an older MESH_INTERNAL entry's host is taken too
+    taken = next((h for h in hosts if known.matching(h)), None)
     why = ("a wildcard host is not run by the sandbox (name the host)" if any(h.startswith("*") for h in hosts)
-           else f"its host {taken!r} names a service of the mesh (Istio adds the entries to that service's endpoints;"
-                " not modelled)" if taken
+           else f"its host {taken!r} names a service of the mesh (Istio merges the endpoints of one host; not "
+                "modelled)" if taken
            else f"resolution {spec.resolution} is not run by the sandbox (STATIC and DNS are)"
            if spec.resolution not in _RUN_RESOLUTIONS
            else "it has no HTTP port (the sandbox's workloads serve HTTP only)" if not http

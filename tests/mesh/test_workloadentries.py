@@ -184,3 +184,14 @@ def test_an_entry_without_service_account_is_sent_plaintext_as_istios_auto_mtls_
     specs = {s.name: s for s in caller_clusters(model, ["orders", "frontend"])}
     assert specs["orders"].plaintext_versions == frozenset({"v2"})  # auto mTLS: per endpoint
     assert specs["frontend"].plaintext_versions == frozenset()
+
+
+def test_a_second_entry_for_the_same_host_is_not_run_and_says_so(tmp_path: Path) -> None:
+    second = ("apiVersion: networking.istio.io/v1\nkind: ServiceEntry\nmetadata: {name: orders-b}\nspec:\n"
+              "  hosts: [orders.internal.example.com]\n  location: MESH_INTERNAL\n  resolution: STATIC\n"
+              "  ports: [{number: 80, name: http}]\n  endpoints: [{address: 10.0.0.21, serviceAccount: orders}]\n")
+    root = edited(tmp_path, "mesh.yaml", "name: shop-vms", "name: shop-vms", {"zz-second.yaml": second})
+    loaded = load_mesh(root)
+    assert "orders-b" not in loaded.model.services and loaded.model.services["orders"].hosts == (HOST,)
+    assert [w for w in loaded.warnings if "ServiceEntry/orders-b: spec.location: MESH_INTERNAL is kept in the model "
+            "but not run as a service of the mesh: its host 'orders.internal.example.com' names a service" in w]
