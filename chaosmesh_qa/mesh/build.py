@@ -4,7 +4,8 @@
 (unknown host, missing subset, weights not summing to 100, call cycle...) is appended as one
 line naming file, resource and field, so the user sees them all at once.  Argo Rollouts first become the pod
 sets their controller runs (``rollouts.expand``).  Services, DestinationRules
-and the ServiceEntries' hosts (``serviceentries``) are resolved here; VirtualServices by ``virtualservices``,
+and the ServiceEntries' hosts (``serviceentries``; MESH_INTERNAL entries as services of the mesh:
+``workloadentries``) are resolved here; VirtualServices by ``virtualservices``,
 gateways, policies and Sidecars by their own modules.
 """
 
@@ -14,7 +15,7 @@ import re
 from dataclasses import replace
 from pathlib import Path
 
-from chaosmesh_qa.mesh import gateways, manifests, meshroutes, rollouts, schema, serviceentries
+from chaosmesh_qa.mesh import gateways, manifests, meshroutes, rollouts, schema, serviceentries, workloadentries
 from chaosmesh_qa.mesh.authz import authorization_policies, selection_warnings
 from chaosmesh_qa.mesh.callers import source_problems
 from chaosmesh_qa.mesh.documents import Document, latest_documents
@@ -65,7 +66,10 @@ def build_model(
     domains = trust_domains([d.spec for d in documents if isinstance(d.spec, TrustDomains)])
     services = {name: replace(svc, trust_domain=domains.local)
                 for name, svc in _services(mesh_doc, mesh_spec, problems, workloads).items()}
-    external = serviceentries.declared_hosts(documents, HostResolver(services), warnings)
+    not_run: dict[str, str] = {}  # MESH_INTERNAL entries not run as services of the mesh: why
+    services.update({name: replace(svc, trust_domain=domains.local) for name, svc in
+                     workloadentries.internal_services(documents, services, not_run, warnings).items()})
+    external = serviceentries.declared_hosts(documents, HostResolver(services), warnings, not_run)
     resolver = HostResolver(services, tuple(external))
     ingress = gateways.Ingress(documents, problems, warnings)
     if mesh_spec.ingress is not None and mesh_spec.ingress.service not in services:
@@ -80,6 +84,7 @@ def build_model(
         _destination_rule(doc, resolver, services, policies, subsets, external, problems, warnings)
     routes = virtual_services(documents, resolver, services, subsets, external, ingress, problems, warnings)
     serviceentries.with_stand_ins(external, mesh_doc, mesh_spec, services, problems, warnings)
+    services = workloadentries.resolve_calls(services)  # a call to a MESH_INTERNAL entry's host: to its service
     views = {name: view for w in workloads.values() for name, view in w.views.items()}  # per-version Services
     meshroutes.mesh_routes(documents, services, views, subsets, routes, problems, warnings)  # Service parents
     ingress.add_http_routes(documents, services, problems, views)

@@ -48,9 +48,7 @@ class _Sources:
     def __init__(self, root: Path, model: MeshModel) -> None:
         self.by_key: dict[tuple[str, str], str] = {}
         self.peer_auth: list[tuple[str, str, dict[str, str]]] = []  # name, mode, selector
-        hosts = {h: s for s, svc in model.services.items()
-                 for h in (s, f"{s}.{svc.namespace}", f"{s}.{svc.namespace}.svc",
-                           f"{s}.{svc.namespace}.svc.cluster.local")}
+        hosts = {h: s for s, svc in model.services.items() for h in svc.host_names}
         for path, doc in sourced_documents(root):  # a kustomization's as kubectl kustomize renders it
             data = doc.data if isinstance(doc.data, dict) else {}
             spec = data.get("spec") or {}

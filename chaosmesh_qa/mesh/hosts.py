@@ -21,12 +21,12 @@ class HostResolver:
 
     def __init__(self, services: dict[str, ServiceModel], external: tuple[str, ...] = ()) -> None:
         self.by_host: dict[str, str] = {}
-        self.fqdns = {svc.fqdn: svc.name for svc in services.values()}
+        self.fqdns = {host: svc.name for svc in services.values() for host in (svc.hosts or (svc.fqdn,))}
         self.external_hosts = external  # the ServiceEntries' hosts, lower-case, oldest entry first
+        self.internal_hosts = {h for svc in services.values() for h in svc.hosts}  # MESH_INTERNAL entries' services
         self.namespaces = {svc.namespace for svc in services.values()} | {ROOT_NAMESPACE}
-        for svc in services.values():
-            for host in (svc.name, f"{svc.name}.{svc.namespace}", f"{svc.name}.{svc.namespace}.svc",
-                         f"{svc.name}.{svc.namespace}.svc.{CLUSTER_DOMAIN}"):
+        for svc in services.values():  # a MESH_INTERNAL ServiceEntry's service: by its hosts only
+            for host in svc.host_names:
                 self.by_host[host] = svc.name
 
     def resolve(self, host: str) -> str | None:

@@ -33,6 +33,7 @@ from chaosmesh_qa.mesh import (
     rollouts,
     schema,
     serviceentries,
+    workloadentries,
     yamlfiles,
 )
 from chaosmesh_qa.mesh.build import build_model
@@ -44,7 +45,8 @@ from chaosmesh_qa.mesh.yamlfiles import FileProblem, mesh_files
 # kind -> (accepted apiVersions, spec schema): ``schema``'s, and those of the modules that hold their kind's schema
 ISTIO_KINDS: dict[str, tuple[tuple[str, ...], type[BaseModel]]] = {
     **schema.ISTIO_KINDS,
-    **{kind: (versions, spec) for kind, versions, spec in (authz.KIND, serviceentries.KIND)},
+    **{kind: (versions, spec) for kind, versions, spec in (authz.KIND, serviceentries.KIND,
+                                                                  workloadentries.KIND)},
 }
 
 

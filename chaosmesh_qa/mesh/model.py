@@ -68,6 +68,9 @@ class ServiceModel:
     target_port: int | None = None  # the pods' (workload's) port, when the Service maps its port to another
     selector: dict[str, str] = field(default_factory=dict)  # the Service's spec.selector ({} means app=<name>)
     trust_domain: str = TRUST_DOMAIN  # the mesh's: its workloads' SPIFFE identities are in it
+    # a MESH_INTERNAL ServiceEntry's hosts (mesh.workloadentries): the names it is called by, instead of the
+    # Kubernetes names of a Service (it has none)
+    hosts: tuple[str, ...] = ()
 
     @property
     def pod_selector(self) -> dict[str, str]:
@@ -83,7 +86,15 @@ class ServiceModel:
 
     @property
     def fqdn(self) -> str:
-        return f"{self.name}.{self.namespace}.svc.{CLUSTER_DOMAIN}"
+        """Its host in Istio's registry: a Service's FQDN, a MESH_INTERNAL ServiceEntry's first host."""
+        return self.hosts[0] if self.hosts else f"{self.name}.{self.namespace}.svc.{CLUSTER_DOMAIN}"
+
+    @property
+    def host_names(self) -> tuple[str, ...]:
+        """The names Istio knows it by: a Service's name, ``name.namespace``, ``name.namespace.svc`` and FQDN; a
+        MESH_INTERNAL ServiceEntry's hosts."""
+        return self.hosts or (self.name, f"{self.name}.{self.namespace}", f"{self.name}.{self.namespace}.svc",
+                              f"{self.name}.{self.namespace}.svc.{CLUSTER_DOMAIN}")
 
     @property
     def spiffe_id(self) -> str:
@@ -336,6 +347,7 @@ class ExternalHost:
     # the sandbox's stand-in for it (mesh.externals): the demo app's behaviour, or the team's own command
     behaviour: AppBehaviour = field(default_factory=AppBehaviour)
     command: tuple[str, ...] | None = None
+    not_run: str = ""  # a MESH_INTERNAL entry: why it is not run as a service of the mesh (mesh.workloadentries)
 
     def http_ports(self) -> tuple[int, ...]:
         """The ports callers reach through their sidecar's HTTP routes (HTTP, HTTP2, GRPC, or a protocol left to

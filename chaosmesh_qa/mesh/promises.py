@@ -93,8 +93,7 @@ class _Raw:
         self.peer_auth: list[tuple[str, str, str, dict[str, Any]]] = []  # file, name, namespace, spec
         self.authz: dict[tuple[str, str], tuple[str, dict[str, Any]]] = {}  # (namespace, name) -> (file, spec)
         self.mesh: tuple[str, str, dict[str, Any]] | None = None
-        hosts = {h: s for s, svc in model.services.items()
-                 for h in (s, f"{s}.{svc.namespace}", f"{s}.{svc.namespace}.svc", svc.fqdn)}
+        hosts = {h: s for s, svc in model.services.items() for h in svc.host_names}
         for path, doc in sourced_documents(root):
             data = _dict(doc.data)
             spec, meta = _dict(data.get("spec")), _dict(data.get("metadata"))

@@ -8,7 +8,8 @@ names one) and puts ``external_hosts`` into ``MeshModel.external_hosts``: one ``
 host, with the routes of the VirtualService and the policy of the DestinationRule that name it.  The sandbox runs
 no workload for them and sends no traffic to them (a later issue may run stand-ins from this data): a call to one
 is not a hop of the mesh, so the mTLS verdict never sees one.  A host that is also a service of the mesh stays
-that service (a warning says so).
+that service (a warning says so).  A ``MESH_INTERNAL`` entry that ``workloadentries`` runs as a service of the mesh
+is no external host; one it cannot run is one (running nothing), its ``not_run`` saying why.
 """
 
 from __future__ import annotations
@@ -23,10 +24,12 @@ from pydantic import AfterValidator, Field, model_validator
 from chaosmesh_qa.mesh import schema
 from chaosmesh_qa.mesh.documents import Document
 from chaosmesh_qa.mesh.hosts import HostResolver
+from chaosmesh_qa.mesh.localities import check_locality
 from chaosmesh_qa.mesh.model import AppBehaviour, ExternalHost, Route, ServiceModel, TrafficPolicy
 from chaosmesh_qa.mesh.values import DNS_LABEL, LabelMap, Text, UInt32, show
 
 _LABEL = r"[A-Za-z0-9]([-A-Za-z0-9]{0,61}[A-Za-z0-9])?"
+_ACCOUNT = r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$"  # a ServiceAccount name (a DNS subdomain)
 _HOST = re.compile(rf"(\*\.)?{_LABEL}(\.{_LABEL})*\.?", re.ASCII)
 # istiod's protocol names (pkg/config/protocol: compared ignoring case; empty means sniffed)
 PROTOCOLS = ("HTTP", "HTTPS", "HTTP2", "HTTP_PROXY", "GRPC", "GRPC-WEB", "TCP", "TLS", "UDP", "MONGO", "REDIS",
@@ -57,10 +60,18 @@ class ServicePort(schema.Spec):
 
 
 class WorkloadEntry(schema.Spec):
+    """A workload entry: a ServiceEntry's inline endpoint, or the spec of a ``WorkloadEntry`` (``workloadentries``)."""
+
     address: Annotated[Text, Field(min_length=1, max_length=255)]
     ports: dict[str, Annotated[int, Field(ge=1, le=65535)]] = Field(default_factory=dict)  # port name -> number
     labels: LabelMap = Field(default_factory=dict)
     weight: UInt32 | None = None
+    locality: Annotated[str, AfterValidator(check_locality)] | None = None  # region/zone/subzone
+    service_account: Annotated[str, Field(pattern=_ACCOUNT)] | None = None  # its identity (MESH_INTERNAL)
+
+
+class EntrySelector(schema.Spec):
+    labels: LabelMap = Field(min_length=1)
 
 
 class ServiceEntrySpec(schema.Spec):
@@ -69,9 +80,12 @@ class ServiceEntrySpec(schema.Spec):
     location: Literal["MESH_EXTERNAL", "MESH_INTERNAL"] = "MESH_EXTERNAL"
     resolution: Literal["NONE", "STATIC", "DNS", "DNS_ROUND_ROBIN", "DYNAMIC_DNS"] = "NONE"
     endpoints: list[WorkloadEntry] = Field(default_factory=list)
+    workload_selector: EntrySelector | None = None  # WorkloadEntries (and pods) of its namespace: MESH_INTERNAL
 
     @model_validator(mode="after")
     def _as_istiod_checks(self) -> ServiceEntrySpec:
+        if self.workload_selector is not None and self.endpoints:
+            raise ValueError("only one of workloadSelector or endpoints can be set (istiod refuses both)")
         for kind, values in (("name", [p.name for p in self.ports]), ("number", [str(p.number) for p in self.ports])):
             twice = sorted({v for v in values if values.count(v) > 1})
             if twice:
@@ -94,7 +108,8 @@ KIND = ("ServiceEntry",
         ServiceEntrySpec)
 
 
-def declared_hosts(documents: list[Document], resolver: HostResolver, warnings: list[str]) -> dict[str, ExternalHost]:
+def declared_hosts(documents: list[Document], resolver: HostResolver, warnings: list[str],
+                   not_run: dict[str, str] | None = None) -> dict[str, ExternalHost]:
     """Each ServiceEntry host (lower-case, the first entry to declare it) as an ``ExternalHost`` without routes
     or policy; a host that names a service of the mesh is left to that service, with a warning."""
     found: dict[str, ExternalHost] = {}
@@ -102,6 +117,8 @@ def declared_hosts(documents: list[Document], resolver: HostResolver, warnings: 
         spec: ServiceEntrySpec = doc.spec  # type: ignore[assignment]
         for i, written in enumerate(spec.hosts):
             host = written.lower().rstrip(".")
+            if host in resolver.internal_hosts:
+                continue  # a MESH_INTERNAL entry run as a service of the mesh (mesh.workloadentries)
             if resolver.matching(host):
                 warnings.append(f"{doc.where}: spec.hosts[{i}]: {written!r} names a service of the mesh: the sandbox "
                                 "keeps that service and ignores this host of the ServiceEntry")
@@ -111,7 +128,9 @@ def declared_hosts(documents: list[Document], resolver: HostResolver, warnings: 
             found[host] = entry = ExternalHost(
                 host=host, namespace=doc.namespace, where=doc.where, location=spec.location,
                 resolution=spec.resolution, ports=tuple((p.number, p.protocol.upper(), p.name) for p in spec.ports),
-                endpoints=tuple(e.address for e in spec.endpoints))
+                endpoints=tuple(e.address for e in spec.endpoints), not_run=(not_run or {}).get(doc.where, ""))
+            if entry.location == "MESH_INTERNAL":
+                continue  # mesh.workloadentries warned why it is not run
             if not entry.runs:
                 warnings.append(f"{doc.where}: spec.hosts[{i}]: {written!r} is kept in the model, but "
                                 f"{_why_not(entry)}")
@@ -125,8 +144,7 @@ def declared_hosts(documents: list[Document], resolver: HostResolver, warnings: 
 def _why_not(entry: ExternalHost) -> str:
     """Why the sandbox runs no stand-in for an entry's host, in one clause."""
     if entry.location == "MESH_INTERNAL":
-        return ("MESH_INTERNAL is not run by the sandbox (Istio treats it as a workload of the mesh, mTLS to its "
-                "endpoints; the sandbox runs stand-ins for MESH_EXTERNAL hosts only)")
+        return f"MESH_INTERNAL, not run as a service of the mesh: {entry.not_run or 'see the warnings'}"
     if entry.host.startswith("*"):
         return "a wildcard host has no stand-in in the sandbox (name the host)"
     if entry.resolution not in ("DNS", "STATIC", "DNS_ROUND_ROBIN"):
@@ -141,16 +159,13 @@ def with_stand_ins(external: dict[str, ExternalHost], doc: Document, spec: schem
     for i, stand_in in enumerate(spec.external):
         host = stand_in.host.lower()
         entry = external.get(host)
+        if entry is None and _internal_overlay(stand_in, doc, services):
+            continue
         if entry is None:
             problems.append(f"{doc.where}: spec.external[{i}].host: {stand_in.host!r} is no ServiceEntry host")
             continue
-        settings = stand_in.app.model_dump(exclude_none=True, exclude={"calls", "parallel", "propagate_headers"}) \
-            if stand_in.app else {}
-        command = tuple(stand_in.command) if stand_in.command else None
-        if command is not None:
-            mesh_dir = str(Path(doc.file).parent.absolute())
-            command = tuple(arg.replace("{mesh}", mesh_dir) for arg in command)
-        external[host] = replace(entry, behaviour=AppBehaviour(**settings), command=command)
+        behaviour, command = _stand_in(stand_in, doc)
+        external[host] = replace(entry, behaviour=behaviour, command=command)
         if command is not None and entry.policy is not None and entry.policy.tls_mode == "SIMPLE":
             warnings.append(f"{entry.policy_by}: spec.trafficPolicy.tls.mode: SIMPLE (TLS origination toward "
                             f"{host!r}) is not done toward a command stand-in: its sidecars send it plaintext HTTP")
@@ -158,13 +173,35 @@ def with_stand_ins(external: dict[str, ExternalHost], doc: Document, spec: schem
         apps = [("app", svc.app), *((f"versions[{j}].app", v.app) for j, v in enumerate(svc.versions))]
         for field_path, demo in apps:
             for k, call in enumerate(demo.calls or [] if demo else []):
-                if call.service in services or "." not in call.service:
+                if call.service in services or "." not in call.service or any(
+                        call.service in s.hosts for s in services.values()):  # a MESH_INTERNAL entry's host
                     continue
                 entry = external.get(call.service)
                 if entry is None or not entry.runs:
                     why = "no ServiceEntry declares it" if entry is None else _why_not(entry)
                     problems.append(f"{doc.where}: spec.services[{i}].{field_path}.calls[{k}].service: "
                                     f"{call.service!r}: unknown service or host ({why})")
+
+
+def _stand_in(stand_in: schema.ExternalStandIn, doc: Document) -> tuple[AppBehaviour, tuple[str, ...] | None]:
+    """A Mesh ``external`` entry's demo-app behaviour, and its command with ``{mesh}`` made the mesh directory."""
+    settings = stand_in.app.model_dump(exclude_none=True, exclude={"calls", "parallel", "propagate_headers"}) \
+        if stand_in.app else {}
+    mesh_dir = str(Path(doc.file).parent.absolute())
+    command = tuple(a.replace("{mesh}", mesh_dir) for a in stand_in.command) if stand_in.command else None
+    return AppBehaviour(**settings), command
+
+
+def _internal_overlay(stand_in: schema.ExternalStandIn, doc: Document, services: dict[str, ServiceModel]) -> bool:
+    """The Mesh's stand-in settings onto the service of a MESH_INTERNAL entry's host (False: no such host)."""
+    name = next((n for n, s in services.items() if stand_in.host.lower() in s.hosts), None)
+    if name is None:
+        return False
+    behaviour, command = _stand_in(stand_in, doc)
+    svc = services[name]
+    services[name] = replace(svc, command=command, versions=tuple(replace(v, behaviour=behaviour)
+                                                                  for v in svc.versions))
+    return True
 
 
 def with_routes(external: dict[str, ExternalHost], host: str, routes: tuple[Route, ...], where: str,

@@ -28,6 +28,7 @@ SECTIONS: dict[str, tuple[type[BaseModel], ...]] = {
     "PeerAuthentication": (schema.PeerAuthenticationSpec,),
     "AuthorizationPolicy": (authz.AuthorizationPolicySpec,),
     "ServiceEntry": (serviceentries.ServiceEntrySpec,),
+    "WorkloadEntry and MESH_INTERNAL ServiceEntries": (serviceentries.WorkloadEntry,),
     "Gateways": (gateways.GatewaySpec, httproutes.K8sGatewaySpec, httproutes.HTTPRouteSpec),
     "Kubernetes manifests": (manifests.WorkloadSpec, manifests.ServiceSpec),
     "Argo Rollouts": (rollouts.RolloutSpec,),

@@ -73,7 +73,7 @@ def test_each_caller_gets_istios_clusters_and_a_catch_all_by_outbound_traffic_po
 @pytest.mark.parametrize(("file", "old", "new", "fragment"), [
     ("external.yaml", "location: MESH_EXTERNAL\n---\napiVersion: networking.istio.io/v1\nkind: VirtualService",
      "location: MESH_INTERNAL\n---\napiVersion: networking.istio.io/v1\nkind: VirtualService",
-     "MESH_INTERNAL is not run by the sandbox"),
+     "MESH_INTERNAL, not run as a service of the mesh: it has no endpoints and no workloadSelector"),
     ("external.yaml", "{number: 80, name: http, protocol: HTTP}\n  resolution: DNS",
      "{number: 443, name: https, protocol: HTTPS}\n  resolution: DNS", "it has no HTTP port"),
     ("external.yaml", "  resolution: DNS\n", "  resolution: NONE\n", "resolution NONE is not run by the sandbox"),

@@ -129,6 +129,10 @@ class FaultManager(ExternalFaults):
         model = self.supervisor.model
         assert model is not None
         if name not in model.services:
+            owner = next((s.name for s in model.services.values() if name.lower() in s.hosts), None)
+            if owner is not None:  # a MESH_INTERNAL ServiceEntry's host: its service is named after the entry
+                raise FaultRejected(f"{argument}: {name!r} is a host of the MESH_INTERNAL ServiceEntry {owner!r}, a "
+                                    f"service of the mesh: name it {owner!r}")
             raise FaultRejected(f"{argument}: unknown service {name!r} (known: {', '.join(sorted(model.services))})")
         return name
 

@@ -253,13 +253,20 @@ def app_command(model: MeshModel, spec: PodSpec, python: str = sys.executable) -
         "service": svc.name, "version": spec.version, "pod": spec.name, "port": ports.app,
         "outbound_port": ports.outbound,
         "behaviour": {
-            "calls": list(behaviour.calls), "parallel": behaviour.parallel, "latency_ms": behaviour.latency_ms,
+            "calls": [(_called_as(model, c), p) for c, p in behaviour.calls], "parallel": behaviour.parallel,
+            "latency_ms": behaviour.latency_ms,
             "error_rate": behaviour.error_rate, "error_status": behaviour.error_status,
             "response_bytes": behaviour.response_bytes, "propagate_headers": list(behaviour.propagate_headers),
         },
     }
     env["CHAOSMESH_APP"] = json.dumps(config)
     return [python, *DEMO_APP_ARGS], env
+
+
+def _called_as(model: MeshModel, callee: str) -> str:
+    """The authority the demo app calls ``callee`` by: its name, or a MESH_INTERNAL ServiceEntry's first host."""
+    svc = model.services.get(callee)
+    return svc.hosts[0] if svc is not None and svc.hosts else callee
 
 
 def proxy_env(outbound_port: int) -> dict[str, str]:

@@ -11,6 +11,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from chaosmesh_qa.mesh.model import MeshModel, TrafficPolicy
+from chaosmesh_qa.mesh.workloadentries import TLS_MODE_LABEL
 from chaosmesh_qa.targets.local.envoy import locality
 from chaosmesh_qa.targets.local.envoy.common import (
     API,
@@ -53,8 +54,10 @@ def caller_clusters(model: MeshModel, callees: Iterable[str]) -> list[ClusterSpe
     """The clusters a caller needs: each callee as a whole, plus one per DestinationRule subset."""
     specs = []
     for callee in callees:
-        plain = frozenset(v.name for v in model.services[callee].versions
-                          if model.mtls_mode(callee, v.name) == "DISABLE")
+        svc = model.services[callee]
+        # a workload entry Istio takes for one without a sidecar (mesh.workloadentries) is sent plaintext too
+        plain = frozenset(v.name for v in svc.versions if model.mtls_mode(callee, v.name) == "DISABLE"
+                          or (svc.hosts and v.labels.get(TLS_MODE_LABEL) == "disabled"))
         zoned = any(v.localities for v in model.services[callee].versions)
         specs.append(ClusterSpec(cluster_name(callee), callee, {}, model.policies[callee], plain, zoned))
         for subset in model.subsets.get(callee, {}).values():

@@ -26,8 +26,7 @@ FAULT_FILTER = "envoy.filters.http.fault"
 
 def service_domains(model: MeshModel, service: str) -> list[str]:
     svc = model.services[service]
-    names = [svc.name, f"{svc.name}.{svc.namespace}", f"{svc.name}.{svc.namespace}.svc",
-             f"{svc.name}.{svc.namespace}.svc.cluster.local"]
+    names = list(svc.host_names)  # a MESH_INTERNAL entry: its hosts
     return [*names, *(f"{n}:{svc.port}" for n in names)]
 
 
