@@ -19,7 +19,7 @@ from chaosmesh_qa.targets.local.state import SandboxPaths
 from chaosmesh_qa.targets.policy import FAULT_KINDS
 from tests.support.cli import CHAOS, run_cli
 
-pytestmark = [pytest.mark.processes, pytest.mark.budgets]  # budgets: tests/support/workers.py
+pytestmark = pytest.mark.processes
 
 
 def scaffold(kind: str, work: Path) -> Path:

@@ -17,7 +17,7 @@ from chaosmesh_qa import targets
 from chaosmesh_qa.probes import recovery
 from tests.support.sandbox import Sandbox
 
-pytestmark = [pytest.mark.processes, pytest.mark.budgets]  # budgets: tests/support/workers.py
+pytestmark = pytest.mark.processes
 
 CONTROLS = [{"name": name, "provider": {"type": "python", "module": f"chaosmesh_qa.controls.{name}"}}
             for name in ("sandbox", "safety")]

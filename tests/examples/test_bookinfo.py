@@ -32,7 +32,7 @@ import pytest
 from chaosmesh_qa.targets.local.verify import plaintext_refused
 from tests.support.sandbox import Served, serve
 
-pytestmark = [pytest.mark.processes, pytest.mark.budgets]  # budgets: tests/support/workers.py
+pytestmark = pytest.mark.processes
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "bookinfo" / "mesh"
 REQUESTS = 1000

@@ -19,8 +19,6 @@ import pytest
 from tests.support.cli import CHAOS
 from tests.support.kube import KubeSandbox
 
-pytestmark = pytest.mark.budgets  # tests/support/workers.py
-
 EXPERIMENT = Path(__file__).resolve().parents[2] / "examples" / "chaostoolkit-kubernetes" / "experiment.json"
 
 

@@ -20,7 +20,7 @@ from chaosmesh_qa.targets.local.sandbox import down, is_running
 from chaosmesh_qa.targets.local.state import SandboxPaths
 from tests.support.cli import CHAOS
 
-pytestmark = [pytest.mark.processes, pytest.mark.budgets]  # budgets: tests/support/workers.py
+pytestmark = pytest.mark.processes
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "own-service"
 COMMAND = 'command: [python3, "{mesh}/../storefront.py", "{port}"]'

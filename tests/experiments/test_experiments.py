@@ -18,7 +18,7 @@ from chaosmesh_qa.targets.local.sandbox import down, is_running
 from chaosmesh_qa.targets.local.state import SandboxPaths
 from tests.support.runs import CASES, Run, run_experiment
 
-pytestmark = [pytest.mark.processes, pytest.mark.budgets]  # budgets: tests/support/workers.py
+pytestmark = pytest.mark.processes
 
 
 @pytest.mark.parametrize(("name", "mesh", "expected"), CASES,

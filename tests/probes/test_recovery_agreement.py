@@ -12,7 +12,7 @@ from chaosmesh_qa.probes import recovery
 from chaosmesh_qa.traffic.actions import start_traffic, stop_traffic
 from tests.support.sandbox import Sandbox
 
-pytestmark = [pytest.mark.processes, pytest.mark.budgets]  # budgets: tests/support/workers.py
+pytestmark = pytest.mark.processes
 
 SLO = {"max_error_ratio": 0.01}
 

@@ -21,7 +21,7 @@ from junitparser import Failure, JUnitXml, Skipped
 from chaosmesh_qa.targets.local.sandbox import default_mesh_dir, down, up
 from tests.support.cli import run_cli
 
-pytestmark = [pytest.mark.processes, pytest.mark.budgets]  # budgets: tests/support/workers.py
+pytestmark = pytest.mark.processes
 
 HERE = Path(__file__).parent / "experiments"
 STEADY, SLOW = HERE / "steady.json", HERE / "slow" / "steady.json"

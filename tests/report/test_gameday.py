@@ -29,8 +29,6 @@ from chaosmesh_qa.targets.local.state import SandboxPaths
 from chaosmesh_qa.targets.local.target import LocalTarget
 from tests.support.cli import ROOT, run_cli
 
-pytestmark = pytest.mark.budgets  # tests/support/workers.py
-
 SUITES = Path(__file__).parent / "suites"
 SCHEMA = xmlschema.XMLSchema(Path(__file__).with_name("junit.xsd"))
 

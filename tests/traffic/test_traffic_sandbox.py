@@ -38,7 +38,7 @@ from tests.support.traffic import (
     wait_no_marked_processes,
 )
 
-pytestmark = [pytest.mark.processes, pytest.mark.budgets]  # budgets: tests/support/workers.py
+pytestmark = pytest.mark.processes
 
 # at 200 rps Locust, the demo apps and the traced Envoys need more than 2 cores: timings would measure saturation
 RATE = 120

@@ -30,7 +30,7 @@ from tests.support.kube import KubeSandbox, running, start
 from tests.support.kuberuns import run_and_judge
 from tests.support.runs import CASES
 
-pytestmark = [pytest.mark.processes, pytest.mark.budgets]  # budgets: tests/support/workers.py
+pytestmark = pytest.mark.processes
 
 ROOT = Path(__file__).resolve().parents[3]
 RESILIENCE = ("pod-kill-failover", "latency-circuit-breaker", "partition-failover")

@@ -28,7 +28,7 @@ from chaosmesh_qa.targets.factory import get_target
 from tests.support.kube import KubeSandbox, running
 from tests.support.kuberuns import run_and_judge
 
-pytestmark = [pytest.mark.processes, pytest.mark.budgets]  # budgets: tests/support/workers.py
+pytestmark = pytest.mark.processes
 
 ROOT = Path(__file__).resolve().parents[3]
 HELM = ROOT / "tests" / "profiles" / "helm-labels"

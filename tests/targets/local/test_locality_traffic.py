@@ -29,7 +29,7 @@ from chaosmesh_qa.errors import FaultRejected
 from tests.support.client import get_many, hops, timed_get_many
 from tests.support.sandbox import Served, serve
 
-pytestmark = [pytest.mark.processes, pytest.mark.budgets]  # budgets: tests/support/workers.py
+pytestmark = pytest.mark.processes
 
 PROFILES = Path(__file__).resolve().parents[2] / "profiles"
 REQUESTS = 600  # >= 500: a share within 1 point is 6 requests
