@@ -146,16 +146,8 @@ def find_sustained(url: str, state: Path, supervisor: int, rate: float) -> tuple
     return best
 
 
-def calibration_s() -> float:
-    """Seconds for a fixed pure-Python loop: how fast this machine is right now (runs vary on shared hosts)."""
-    started, total = time.perf_counter(), 0
-    for i in range(3_000_000):
-        total += i * i
-    return time.perf_counter() - started
-
-
 def main() -> None:
-    speed = calibration_s()
+    speed = results.machine_speed_s()
     with tempfile.TemporaryDirectory(prefix="traffic-bench-") as tmp:
         state = Path(tmp) / "state"
         _cli("up", "--mesh", str(MESH), "--state-dir", str(state))

@@ -7,7 +7,6 @@ tests/targets/local/test_external_hosts.py.
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import pytest
@@ -16,6 +15,7 @@ from chaosmesh_qa.errors import InvalidMeshConfig
 from chaosmesh_qa.mesh import load_mesh
 from chaosmesh_qa.mesh.loader import LoadedMesh
 from chaosmesh_qa.targets.local.envoy import external
+from tests.support import editing
 
 ROOT = Path(__file__).resolve().parents[2]
 MESH = ROOT / "experiments" / "meshes" / "external-payments"
@@ -23,14 +23,7 @@ PAYMENTS, RATES = "api.payments.example.com", "rates.fx.example.com"
 
 
 def edited(tmp_path: Path, file: str, old: str, new: str, extra: dict[str, str] | None = None) -> Path:
-    root = tmp_path / "mesh"
-    shutil.copytree(MESH, root)
-    text = (root / file).read_text()
-    assert text.count(old) == 1, old
-    (root / file).write_text(text.replace(old, new))
-    for name, body in (extra or {}).items():
-        (root / name).write_text(body)
-    return root
+    return editing.edited(tmp_path, MESH, file, old, new, extra)
 
 
 def load(root: Path) -> LoadedMesh:

@@ -7,7 +7,6 @@ input (one line, exit 2).  The process test is tests/targets/local/test_mesh_int
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import pytest
@@ -18,6 +17,7 @@ from chaosmesh_qa.mesh.loader import LoadedMesh
 from chaosmesh_qa.targets.local.envoy.clusters import caller_clusters
 from chaosmesh_qa.targets.local.envoy.routes import service_domains
 from chaosmesh_qa.targets.local.pods import _called_as
+from tests.support import editing
 from tests.support.inprocess import assert_one_line_error, run_main
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -42,21 +42,11 @@ spec:
 
 
 def edited(tmp_path: Path, file: str, old: str, new: str, extra: dict[str, str] | None = None) -> Path:
-    root = tmp_path / "mesh"
-    shutil.copytree(MESH, root)
-    text = (root / file).read_text()
-    assert text.count(old) == 1, old
-    (root / file).write_text(text.replace(old, new))
-    for name, body in (extra or {}).items():
-        (root / name).write_text(body)
-    return root
+    return editing.edited(tmp_path, MESH, file, old, new, extra)
 
 
 def with_inline(tmp_path: Path) -> LoadedMesh:
-    root = tmp_path / "mesh"
-    shutil.copytree(MESH, root)
-    (root / "entries.yaml").write_text(INLINE)
-    return load_mesh(root)
+    return load_mesh(editing.mesh_with(tmp_path, editing.write("entries.yaml", INLINE), source=MESH))
 
 
 def test_the_entry_is_a_service_of_the_mesh_with_one_pod_per_workload_entry() -> None:
