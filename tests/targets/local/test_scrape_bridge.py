@@ -128,17 +128,24 @@ def test_bridged_series_reach_prometheus_and_its_own_scrapes_take_over(tmp_path:
             time.sleep(0.2)
         assert all(t["health"] == "up" for t in active) and len(active) == expected, active
         taken_over = time.time()
+        deadline = time.monotonic() + 10  # ten of its 1 s scrape intervals
         while time.monotonic() < deadline:  # then one more of Prometheus's own scrapes of each, after that moment
             active = httpx.get(targets, timeout=5).json()["data"]["activeTargets"]
             if all(_rfc3339_s(t["lastScrape"]) > taken_over for t in active):
                 break
             time.sleep(0.2)
-        window = f"{int((time.time() - taken_over) * 1000)}ms"
-        # every series in the store (the bridge's included) is one Prometheus's own scrapes write too
-        ever = httpx.get(f"{url}/api/v1/series", params={"match[]": '{job=~"envoy.*"}', "start": status["started_at"]},
-                         timeout=5).json()["data"]
-        fresh = httpx.get(query, params={"query": f'{{job=~"envoy.*"}}[{window}]'}, timeout=5).json()["data"]["result"]
-        assert {tuple(sorted(s.items())) for s in ever} == {tuple(sorted(r["metric"].items())) for r in fresh}
+        late = [t["scrapeUrl"] for t in active if _rfc3339_s(t["lastScrape"]) <= taken_over]
+        assert not late, f"not scraped by Prometheus itself since {taken_over}: {late}"
+        # every series in the store (the bridge's included) is one Prometheus's own scrapes write too: the window
+        # is evaluated at the moment it is measured to (not when the query arrives, which may be later)
+        at = time.time()
+        ever = httpx.get(f"{url}/api/v1/series", params={"match[]": '{job=~"envoy.*"}', "start": status["started_at"],
+                                                         "end": at}, timeout=5).json()["data"]
+        window = f"{int((at - taken_over) * 1000)}ms"
+        fresh = httpx.get(query, params={"query": f'{{job=~"envoy.*"}}[{window}]', "time": at},
+                          timeout=5).json()["data"]["result"]
+        never = {tuple(sorted(s.items())) for s in ever} - {tuple(sorted(r["metric"].items())) for r in fresh}
+        assert not never, f"{len(never)} series only the bridge wrote, for example {sorted(never)[:3]}"
         # and the bridge never made one of Prometheus's own samples out of order (its own pushes yield instead)
         assert _prometheus_self_metric(url, "prometheus_target_scrapes_sample_out_of_order_total") == 0
         assert _prometheus_self_metric(url, "prometheus_target_scrapes_sample_duplicate_timestamp_total") == 0
