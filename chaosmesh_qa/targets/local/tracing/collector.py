@@ -5,7 +5,8 @@ installs from, so the sandbox supervisor serves this one, in its own event loop,
 only (``TraceCollector.start``).  It speaks the subset of the Zipkin v2 HTTP API that Envoy's
 Zipkin tracer and ``chaosmesh_qa.probes.tracing`` use:
 
-* ``POST /api/v2/spans``: a JSON list of Zipkin v2 spans (Envoy sends it chunked), answered 202;
+* ``POST /api/v2/spans``: a JSON list of Zipkin v2 spans, or with ``Content-Type: application/x-protobuf``
+  a ``zipkin.proto3.ListOfSpans`` (what the sandbox's Envoys send, ``tracing.zipkin_proto``), answered 202;
 * ``GET /api/v2/traces?serviceName=&endTs=&lookback=&limit=``: the newest traces with a span in
   ``[endTs - lookback, endTs]`` (milliseconds since the epoch; ``endTs`` defaults to now, ``lookback``
   to a day, ``limit`` to 10), each a list of spans, newest trace first;
@@ -25,7 +26,10 @@ from typing import Any
 
 from aiohttp import web
 
+from chaosmesh_qa.targets.local.tracing.zipkin_proto import spans_from_protobuf
+
 API = "/api/v2"
+PROTOBUF = "application/x-protobuf"  # the Content-Type of Envoy's HTTP_PROTO reports
 MAX_SPANS = 60_000  # ~8 spans per request of the default mesh: ~75 s of 100 rps
 MAX_BODY_BYTES = 8 * 1024 * 1024
 MAX_LIMIT = 100_000
@@ -150,12 +154,20 @@ class TraceCollector:
                 "received": self.store.received, "rejected": self.store.rejected}
 
     async def _post_spans(self, request: web.Request) -> web.Response:
-        try:
-            spans = json.loads(await request.read())
-        except ValueError:
-            return web.json_response({"error": "body: expected a JSON list of Zipkin v2 spans"}, status=400)
-        if not isinstance(spans, list):
-            return web.json_response({"error": "body: expected a JSON list of Zipkin v2 spans"}, status=400)
+        body = await request.read()
+        spans: Any
+        if request.content_type == PROTOBUF:
+            try:
+                spans = spans_from_protobuf(body)
+            except ValueError:
+                return web.json_response({"error": "body: expected a zipkin.proto3.ListOfSpans"}, status=400)
+        else:
+            try:
+                spans = json.loads(body)
+            except ValueError:
+                spans = None
+            if not isinstance(spans, list):
+                return web.json_response({"error": "body: expected a JSON list of Zipkin v2 spans"}, status=400)
         self.store.add(spans)
         return web.Response(status=202)
 
