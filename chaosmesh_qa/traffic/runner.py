@@ -35,6 +35,7 @@ from urllib.parse import urlsplit
 
 from chaosmesh_qa.errors import InvalidArgument, TargetUnavailable, TrafficError
 from chaosmesh_qa.files import atomic_write_json
+from chaosmesh_qa.traffic import locust_standby as standby
 from chaosmesh_qa.traffic import timeline as tl
 from chaosmesh_qa.traffic.profile import Profile
 
@@ -114,17 +115,19 @@ def start(profile: Profile, host: str, timeline: Path) -> TrafficRun:
         run_dir = run_dir_for(timeline)
         run_dir.mkdir(parents=True, exist_ok=True)
         timeline.unlink(missing_ok=True)
-        run_id = uuid.uuid4().hex
+        waiting = standby.take()  # a Locust process already imported (the traffic control's prestart)
+        run_id = waiting.run_id if waiting else uuid.uuid4().hex
         port = profile.master_port or (_free_port(profile.master_bind_host) if profile.workers or
                                        profile.effective_expect_workers else None)
-        env = {**os.environ, RUN_ENV: run_id, PARENT_ENV: str(os.getpid()),
-               PDEATHSIG_ENV: "1" if threading.current_thread() is threading.main_thread() else "0",
-               "PYTHONUNBUFFERED": "1"}
-        env.pop("LOCUST_SKIP_MONKEY_PATCH", None)
+        env = locust_env(run_id)
         _register_atexit()
         spawned: list[subprocess.Popen[bytes]] = []
         try:
-            spawned.append(_spawn(_master_command(profile, host, timeline, port), env, run_dir / "master.log"))
+            master, log = _master_command(profile, host, timeline, port), run_dir / "master.log"
+            launched = waiting.launch(master, log) if waiting else None
+            if launched is not None:
+                _children[launched.pid] = launched
+            spawned.append(launched or _spawn(master, env, log))
             for index in range(profile.workers):
                 spawned.append(_spawn(_worker_command(port or 0), env, run_dir / f"worker-{index + 1}.log"))
             run = TrafficRun(run_id=run_id, timeline=str(timeline), run_dir=str(run_dir), host=host,
@@ -138,6 +141,22 @@ def start(profile: Profile, host: str, timeline: Path) -> TrafficRun:
                 process.wait()
             raise
         return run
+
+
+def prestart() -> None:
+    """Start a Locust process that imports Locust now and waits for ``start`` to hand it its command line
+    (``traffic.locust_standby``): the traffic control calls it before the mesh comes up."""
+    run_id = uuid.uuid4().hex
+    standby.prestart(locust_env(run_id), run_id)
+
+
+def locust_env(run_id: str) -> dict[str, str]:
+    """The environment of a Locust process of run ``run_id`` started by this process."""
+    env = {**os.environ, RUN_ENV: run_id, PARENT_ENV: str(os.getpid()),
+           PDEATHSIG_ENV: "1" if threading.current_thread() is threading.main_thread() else "0",
+           "PYTHONUNBUFFERED": "1"}
+    env.pop("LOCUST_SKIP_MONKEY_PATCH", None)
+    return env
 
 
 def wait_ready(run: TrafficRun, profile: Profile) -> float:
