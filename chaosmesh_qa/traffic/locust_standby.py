@@ -50,14 +50,14 @@ class Standby:
         return self.process
 
 
-_waiting: list[Standby] = []
+_waiting: list[Standby] = []  # at most one
 
 
 def prestart(env: dict[str, str], run_id: str) -> None:
     """Start one waiting Locust process with ``env`` (carrying ``run_id``), unless one already waits."""
-    if any(s.process.poll() is None for s in _waiting):
+    if _waiting and _waiting[0].process.poll() is None:
         return
-    discard()
+    _waiting.clear()  # one that died (poll reaped it)
     neutral = tempfile.gettempdir()  # no locust.conf or pyproject.toml of the caller's directory applies
     process = subprocess.Popen([sys.executable, "-m", __name__], env=env, cwd=neutral, stdin=subprocess.PIPE,
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
@@ -67,11 +67,8 @@ def prestart(env: dict[str, str], run_id: str) -> None:
 
 def take() -> Standby | None:
     """The waiting process, if one is alive (it is no longer waiting for anyone else afterwards)."""
-    while _waiting:
-        standby = _waiting.pop()
-        if standby.process.poll() is None:
-            return standby
-    return None
+    standby = _waiting.pop() if _waiting else None
+    return standby if standby is not None and standby.process.poll() is None else None
 
 
 def discard() -> None:

@@ -115,19 +115,20 @@ def start(profile: Profile, host: str, timeline: Path) -> TrafficRun:
         run_dir = run_dir_for(timeline)
         run_dir.mkdir(parents=True, exist_ok=True)
         timeline.unlink(missing_ok=True)
-        waiting = standby.take()  # a Locust process already imported (the traffic control's prestart)
-        run_id = waiting.run_id if waiting else uuid.uuid4().hex
         port = profile.master_port or (_free_port(profile.master_bind_host) if profile.workers or
                                        profile.effective_expect_workers else None)
+        waiting = standby.take()  # a Locust process already imported (the traffic control's prestart)
+        run_id = waiting.run_id if waiting else uuid.uuid4().hex
         env = locust_env(run_id)
         _register_atexit()
         spawned: list[subprocess.Popen[bytes]] = []
         try:
             master, log = _master_command(profile, host, timeline, port), run_dir / "master.log"
             launched = waiting.launch(master, log) if waiting else None
-            if launched is not None:
-                _children[launched.pid] = launched
-            spawned.append(launched or _spawn(master, env, log))
+            if launched is None:
+                launched = _spawn(master, env, log)
+            _children[launched.pid] = launched
+            spawned.append(launched)
             for index in range(profile.workers):
                 spawned.append(_spawn(_worker_command(port or 0), env, run_dir / f"worker-{index + 1}.log"))
             run = TrafficRun(run_id=run_id, timeline=str(timeline), run_dir=str(run_dir), host=host,
