@@ -146,10 +146,12 @@ def reap(cluster: Cluster, namespaces: list[str], owner: str | None = None, now:
     """End every expired lease, delete ended leases older than ``keep_history_s``; returns what it did.
 
     ``failed`` lists the expired leases this pass could not end (each with its one-line reason): they stay
-    active, so the next pass tries them again.
+    active, so the next pass tries them again.  ``next_expiry_s`` is how long (by the API server's clock) until
+    the first active lease expires, None when none is active: a watching reaper wakes then.
     """
     now = cluster.now() if now is None else now
     expired, forgotten, failed, active = [], [], [], 0
+    next_expiry_s: float | None = None
     for lease in list_leases(cluster, namespaces, owner):
         metadata = lease["metadata"]
         if is_ended(lease):
@@ -164,6 +166,8 @@ def reap(cluster: Cluster, namespaces: list[str], owner: str | None = None, now:
             continue
         if expires_at(lease) > now:
             active += 1
+            remaining = expires_at(lease) - now
+            next_expiry_s = remaining if next_expiry_s is None else min(next_expiry_s, remaining)
             continue
         try:
             record = end_lease(cluster, metadata["namespace"], metadata["name"], "expired")
@@ -172,4 +176,5 @@ def reap(cluster: Cluster, namespaces: list[str], owner: str | None = None, now:
             continue
         if record is not None and record.get("ended") == "expired":
             expired.append(record)
-    return {"expired": expired, "forgotten": forgotten, "failed": failed, "active": active}
+    return {"expired": expired, "forgotten": forgotten, "failed": failed, "active": active,
+            "next_expiry_s": next_expiry_s}

@@ -5,7 +5,9 @@ of deploy/kubernetes/ runs that command.  ``KubernetesTarget`` calls ``ensure_lo
 opens a lease: it starts ``chaosmesh-qa reap --watch`` for this run's owner in its own session (so a
 SIGKILL of ``chaos run`` or of its process group does not reach it), which keeps reaping this owner's
 leases every ``LOCAL_INTERVAL_S`` (at niceness ``LOCAL_NICENESS``) and exits once the run's process is gone
-and none of its leases is active.
+and none of its leases is active.  A watching reaper also wakes when the next active lease expires (as the
+API server's clock says), so a fault ends at its expiry and not up to an interval later: an experiment's
+outage lasts what it declares on a cluster as in the sandbox.
 
 A pass that could not revert an expired lease goes on with the others; ``reap_loop`` then raises
 ``ReapIncomplete`` (the command exits non-zero, so a CronJob whose reaper is forbidden something shows it)
@@ -33,6 +35,7 @@ log = logging.getLogger("chaosmesh_qa.reaper")
 LOCAL_INTERVAL_S = 2.0
 LOCAL_NICENESS = 10
 LOCAL_REAPER_ENV = "CHAOSMESH_QA_LOCAL_REAPER"  # "0": rely on the in-cluster reaper only (a runner inside the cluster)
+EXPIRY_SLACK_S = 0.02  # wake this long after an expiry, so the pass finds the lease expired
 UNREACHABLE_GIVE_UP_S = 600.0  # a local reaper whose run is gone stops trying after this long without an API
 _local: dict[tuple[str | None, str | None, str], subprocess.Popen[bytes]] = {}
 
@@ -51,8 +54,11 @@ def reap_loop(cluster: Cluster, namespaces: list[str], watch: bool, interval_s: 
     ended, failing_since = 0, None
     problems: list[str] = []  # what the last pass could not do: leases it could not revert, or the pass itself
     while True:
+        pause = interval_s
         try:
             result = leases.reap(cluster, namespaces, owner, keep_history_s=keep_history_s)
+            if result["next_expiry_s"] is not None:
+                pause = min(interval_s, result["next_expiry_s"] + EXPIRY_SLACK_S)
             ended += len(result["expired"])
             problems = [f"{f['lease']}: {f['error']}" for f in result["failed"]]
             report(result)
@@ -69,12 +75,12 @@ def reap_loop(cluster: Cluster, namespaces: list[str], watch: bool, interval_s: 
             finished = while_pid is not None and not alive(while_pid)
         failing_since = (failing_since or time.monotonic()) if problems else None
         gave_up = finished and failing_since is not None and time.monotonic() - failing_since > UNREACHABLE_GIVE_UP_S
-        if gave_up or not watch or (until is not None and time.time() + interval_s > until):
+        if gave_up or not watch or (until is not None and time.time() + pause > until):
             if problems:
                 raise ReapIncomplete(f"reap: the last pass left {len(problems)} problem(s) ({ended} lease(s) "
                                      f"reverted in all): " + "; ".join(problems))
             return ended
-        time.sleep(interval_s)
+        time.sleep(pause)
 
 
 def ensure_local_reaper(settings: KubeSettings, owner: str) -> None:

@@ -76,6 +76,42 @@ def test_a_sigkilled_run_leaves_nothing_behind_longer_than_ttl_plus_interval(kub
     assert not _reapers_of(owner), "the reaper exits once its run is gone and nothing is left to reap"
 
 
+TWO_LEASES = """
+import json, sys, time
+from chaosmesh_qa.targets import get_target
+target = get_target(json.loads(sys.argv[1]))
+target.inject_abort("reviews", 503, 50, None, 2.5, sys.argv[2])  # expiries 0.8 s apart: off a 2 s grid
+target.inject_latency("inventory", 100, 50, None, 3.3, sys.argv[2])
+print("injected", flush=True)
+time.sleep(600)
+"""
+
+
+def test_the_runs_reaper_ends_each_lease_at_its_expiry_not_on_its_interval(kube: KubeSandbox) -> None:
+    """An experiment's outage must last what it declares: the run's reaper wakes when the next lease expires.
+    Polling every LOCAL_INTERVAL_S made a 4 s zone outage last up to 6 s on a cluster, past the 5 s ejection
+    the zone-failover experiment relies on.  Bound: the interval's quarter; what is left after the wake-up is
+    one pass of a few API calls against the local emulation (tens of ms)."""
+    owner = f"on-expiry:{os.getpid()}"
+    process = subprocess.Popen([sys.executable, "-c", TWO_LEASES, json.dumps(kube.configuration()), owner],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
+                               stdin=subprocess.DEVNULL)
+    try:
+        assert process.stdout is not None and process.stderr is not None
+        assert process.stdout.readline().strip() == "injected", process.stderr.read()
+        target = get_target(kube.configuration())
+        deadline = time.monotonic() + 3.3 + 2 * LOCAL_INTERVAL_S
+        while time.monotonic() < deadline and not all("ended_at" in f for f in target.fault_history(owner)):
+            time.sleep(0.2)
+        history = target.fault_history(owner)
+    finally:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait(10)
+    lateness = [round(f["ended_at"] - f["expires_at"], 3) for f in history if "ended_at" in f]
+    assert len(lateness) == 2 and all(f["ended"] == "expired" for f in history), history
+    assert all(0 <= late < LOCAL_INTERVAL_S / 4 for late in lateness), lateness
+
+
 def test_two_reapers_at_once_revert_an_expired_fault_exactly_once(kube: KubeSandbox) -> None:
     owner = f"no-reaper:{os.getpid()}"
     process, fault_id = _inject(kube, 0.5, owner, wait=False, CHAOSMESH_QA_LOCAL_REAPER="0")
