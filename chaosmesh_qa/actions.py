@@ -16,7 +16,7 @@ from chaosmesh_qa import checks
 from chaosmesh_qa.errors import InvalidArgument
 from chaosmesh_qa.targets.base import KillMode
 from chaosmesh_qa.targets.factory import get_target
-from chaosmesh_qa.targets.policy import FaultRecord
+from chaosmesh_qa.targets.policy import EVERY_CALLER, FaultRecord, every_caller_refused
 from chaosmesh_qa.targets.run import run_owner
 
 __all__ = ["fail_pods", "heal", "inject_abort", "inject_latency", "kill_app", "kill_pods", "partition"]
@@ -115,9 +115,14 @@ def partition(a: str, b: str, duration_s: float, direction: str = "both", mode: 
     in the zone itself still reach them: the zone is cut off from the others.  ``isolate`` (with ``zone``):
     ``a``'s pods in the zone lose them too, so the zone's pods of ``b`` are gone for every pod of ``a`` for
     ``duration_s``: a zone outage as the network sees it, held for its duration (a pod kill is not, on a
-    cluster: the ReplicaSet's replacement starts at once, in the same zone).
+    cluster: the ReplicaSet's replacement starts at once, in the same zone).  ``b`` may be a ServiceEntry's host,
+    and then ``a`` may be ``"*"``: the host cut off from every one of its callers (the provider down for the
+    whole mesh).
     """
-    a, b = checks.name("a", a), checks.service_or_host("b", b)  # b may be a ServiceEntry's host
+    b = checks.service_or_host("b", b)  # b may be a ServiceEntry's host
+    if a == EVERY_CALLER and "." not in b:  # no service name has a dot
+        raise InvalidArgument(every_caller_refused(b))
+    a = a if a == EVERY_CALLER else checks.name("a", a)
     if a == b:
         raise InvalidArgument(f"b: cannot partition {a!r} from itself")
     direction = checks.choice("direction", direction, DIRECTIONS)

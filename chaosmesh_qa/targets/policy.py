@@ -9,7 +9,8 @@ holds the rules that need the mesh or the other faults:
 * the **fault id** (``<kind>-<8 hex digits>``) and the **TTL** bound of a target,
 * **pod selection**: which running pods ``count`` / ``percent`` take, and the one-line refusal,
 * **partition edges**: which caller → callee edges ``a``, ``b`` and ``direction`` cut, and the
-  rule that choosing some of ``b``'s pods needs ``direction='to'``,
+  rule that choosing some of ``b``'s pods needs ``direction='to'``; ``a`` is ``EVERY_CALLER`` (``*``) for a
+  ServiceEntry's host cut off from every caller (the provider down for the whole mesh),
 * **zones**: which pods a ``zone`` argument takes (``in_zone``: every pod of the service in that zone, before
   ``count`` / ``percent``), the one-line refusals (a zone no pod of the mesh is in; a service with no pod
   there), and which callers a zone partition spares (``spares``: those in the zone itself),
@@ -39,6 +40,7 @@ Direction = Literal["both", "to", "from"]
 DIRECTIONS: tuple[Direction, ...] = ("both", "to", "from")
 ARROWS = {"both": "<->", "to": "->", "from": "<-"}
 Edge = tuple[str, str]  # (caller, callee)
+EVERY_CALLER = "*"  # a partition's ``a`` for a ServiceEntry's host cut off from all of its callers
 
 
 class FaultRecord(TypedDict):
@@ -143,6 +145,12 @@ def partition_edges(a: str, b: str, direction: str) -> list[Edge]:
     return {"both": [(a, b), (b, a)], "to": [(a, b)], "from": [(b, a)]}[direction]
 
 
+def every_caller_refused(service: str) -> str:
+    """The refusal of ``a`` = ``*`` toward a service of the mesh (it is for a ServiceEntry's host)."""
+    return (f"a: '*' (every caller) is for a ServiceEntry's host, and {service!r} is a service of the mesh: to take "
+            "it away from every caller, use fail_pods")
+
+
 def check_partition_scope(direction: str, some_pods: bool) -> None:
     """Choosing some of ``b``'s pods (count/percent/version/zone) cuts only a → those pods: direction ``to``."""
     if some_pods and direction != "to":
@@ -157,21 +165,28 @@ def clashes(kind: str, target: Mapping[str, Any], other_kind: str, other_target:
         sources = (target.get("source"), other_target.get("source"))
         return target.get("service") == other_target.get("service") and (None in sources or sources[0] == sources[1])
     if kind == "partition":
-        mine = set(partition_edges(target["a"], target["b"], target["direction"]))
-        return bool(mine & set(partition_edges(other_target["a"], other_target["b"], other_target["direction"])))
+        theirs = partition_edges(other_target["a"], other_target["b"], other_target["direction"])
+        return any(_same_edge(mine, other) for mine in partition_edges(target["a"], target["b"], target["direction"])
+                   for other in theirs)
     return False  # pod faults: a pod another fault holds is never selected (select_pods' caller leaves it out)
+
+
+def _same_edge(mine: Edge, other: Edge) -> bool:
+    """Two cut edges overlap: one callee, and one caller or either of them every caller."""
+    return mine[1] == other[1] and (mine[0] == other[0] or EVERY_CALLER in (mine[0], other[0]))
 
 
 def claim_keys(kind: str, target: Mapping[str, Any]) -> list[tuple[str, str]]:
     """``(key, scope)`` of what a fault holds exclusively, for a target whose runners share no memory (the
     Kubernetes target's claims: one object per key, created or refused by the API server).  A fault clashes with
     another one of the same key; within a scope, ``clashes`` decides (an L7 fault on all callers of a service
-    against one on a single caller).  Pod faults hold pods, not keys: none."""
+    against one on a single caller; a partition of a host from every caller against one from a single caller:
+    a partition's scope is its callee).  Pod faults hold pods, not keys: none."""
     if kind in L7_KINDS:
         scope = f"{kind}/{target['service']}"
         return [(f"{scope}/{target.get('source') or '*'}", scope)]
     if kind == "partition":
-        return [(f"partition/{caller}->{callee}",) * 2
+        return [(f"partition/{caller}->{callee}", f"partition/->{callee}")
                 for caller, callee in partition_edges(target["a"], target["b"], target["direction"])]
     return []
 
@@ -190,7 +205,8 @@ def check_conflicts(kind: str, target: Mapping[str, Any], active: Iterable[Mappi
 
 def _describe(kind: str, target: Mapping[str, Any]) -> str:
     if kind == "partition":
-        return f"{target['a']} {ARROWS[target['direction']]} {target['b']}"
+        a = "every caller" if target["a"] == EVERY_CALLER else target["a"]
+        return f"{a} {ARROWS[target['direction']]} {target['b']}"
     where = str(target.get("service"))
     if target.get("source"):
         where += f" from {target['source']}"

@@ -60,6 +60,9 @@ def test_partition_edges_and_scope() -> None:
         policy.check_partition_scope("from", some_pods=True)
 
 
+HOST = "api.pay.example.com"  # a ServiceEntry's host: a partition may cut it off from every caller ("*")
+
+
 @pytest.mark.parametrize(("kind", "target", "other_kind", "other_target", "clash"), [
     ("latency", {"service": "s", "source": None}, "latency", {"service": "s", "source": "x"}, True),
     ("latency", {"service": "s", "source": "x"}, "latency", {"service": "s", "source": None}, True),
@@ -73,6 +76,12 @@ def test_partition_edges_and_scope() -> None:
      False),
     ("partition", {"a": "a", "b": "b", "direction": "both"}, "partition", {"a": "b", "b": "c", "direction": "both"},
      False),
+    ("partition", {"a": "*", "b": HOST, "direction": "to"}, "partition", {"a": "c", "b": HOST, "direction": "to"},
+     True),
+    ("partition", {"a": "*", "b": HOST, "direction": "to"}, "partition", {"a": "*", "b": HOST, "direction": "to"},
+     True),
+    ("partition", {"a": "*", "b": HOST, "direction": "to"}, "partition",
+     {"a": "c", "b": "other.example.com", "direction": "to"}, False),
     ("pod-kill", {"service": "s", "version": None}, "pod-kill", {"service": "s", "version": None}, False),
 ])
 def test_which_faults_clash(kind: str, target: dict[str, str], other_kind: str, other_target: dict[str, str],
@@ -93,6 +102,7 @@ def test_a_clash_is_refused_in_one_line_naming_the_active_fault() -> None:
     ("latency", {"service": "s", "source": None}, "latency", {"service": "s", "source": "c"}),
     ("abort", {"service": "s", "source": "c"}, "abort", {"service": "s", "source": "c"}),
     ("partition", {"a": "a", "b": "b", "direction": "both"}, "partition", {"a": "b", "b": "a", "direction": "to"}),
+    ("partition", {"a": "*", "b": HOST, "direction": "to"}, "partition", {"a": "c", "b": HOST, "direction": "to"}),
 ])
 def test_faults_that_clash_share_a_claim_key_or_a_scope(kind: str, target: dict[str, str], other_kind: str,
                                                         other_target: dict[str, str]) -> None:
@@ -106,7 +116,8 @@ def test_faults_that_clash_share_a_claim_key_or_a_scope(kind: str, target: dict[
 def test_faults_that_compose_claim_nothing_in_common_and_pod_faults_claim_nothing() -> None:
     assert policy.claim_keys("latency", {"service": "s", "source": "c"}) != policy.claim_keys(
         "abort", {"service": "s", "source": "c"})
-    assert policy.claim_keys("partition", {"a": "a", "b": "b", "direction": "to"}) == [("partition/a->b",) * 2]
+    assert policy.claim_keys("partition", {"a": "a", "b": "b", "direction": "to"}) == [("partition/a->b",
+                                                                                        "partition/->b")]
     assert policy.claim_keys("pod-kill", {"service": "s", "version": None}) == []
 
 

@@ -188,9 +188,12 @@ class KubernetesTarget:
             if direction != "to" or mode != "reject" or isolate or any(
                     v is not None for v in (count, percent, version, zone)):
                 raise FaultRejected(external.PARTITION_RULE)
-            return self._external_l7("partition", b, a, objects.abort_fault(503, 100),
+            source = None if a == policy.EVERY_CALLER else a  # every caller: the filter on every sidecar
+            return self._external_l7("partition", b, source, objects.abort_fault(503, 100),
                                      {"a": a, "b": b, "direction": direction, "mode": mode}, duration_s, owner,
                                      {"a": a, "b": b, "direction": direction})
+        if a == policy.EVERY_CALLER:
+            raise FaultRejected(policy.every_caller_refused(b))
         found = self.workloads()
         side = {"a": found.service(a, "a"), "b": found.service(b, "b")}
         for argument, workload in side.items():

@@ -7,10 +7,11 @@ so every fault lives in its callers' Envoys:
 * latency / abort: the runtime keys of the fault filter on the callers' routes toward the host
   (``envoy.external``), on the pods of every caller or of ``source``: where Istio injects a VirtualService fault,
   before the caller's router (``CALLER_SIDE``, in the record as ``placement``);
-* partition (``a`` -> the host, direction ``to``; ``both`` is the same edge, the host calling nothing): ``a``'s
-  cluster of the host re-pointed at the supervisor's sink (``drop``: a tarpit, connections hang until the
-  DestinationRule's connect timeout; ``reject``: refused at once), as the network would cut an egress.  That one is
-  seen by the caller's timeouts, retries and outlier detection like a real outage.
+* partition (``a`` -> the host, direction ``to``; ``both`` is the same edge, the host calling nothing; ``a`` is
+  ``*`` for every caller of the host): each such caller's cluster of the host re-pointed at the supervisor's sink
+  (``drop``: a tarpit, connections hang until the DestinationRule's connect timeout; ``reject``: refused at once),
+  as the network would cut an egress.  That one is seen by the caller's timeouts, retries and outlier detection
+  like a real outage.
 
 The ``FaultManager`` methods used here are declared below with their signatures; ``faults`` defines them.
 """
@@ -102,11 +103,14 @@ class ExternalFaults:
                      "placement": CALLER_SIDE})
 
     def _external_partition(self, kind: str, p: dict[str, Any]) -> Plan:
-        """``a``'s egress to a ServiceEntry's host cut: its cluster of the host re-pointed at a sink."""
+        """``a``'s egress to a ServiceEntry's host cut (``a`` ``*``: every caller's): its cluster of the host
+        re-pointed at a sink."""
         a, host, direction, mode = p["a"], p["b"], p.get("direction", "both"), p.get("mode", "drop")
         model = self._running_host(host, "b")
         callers = model.external_callers(host)
-        if a not in callers:
+        if not callers:
+            raise FaultRejected(f"b: no service calls external host {host!r}")
+        if a != policy.EVERY_CALLER and a not in callers:
             raise FaultRejected(f"a: {a!r} does not call {host!r} (callers: {', '.join(callers) or 'none'})")
         policy.partition_edges(a, host, direction)
         if direction == "from":
@@ -118,16 +122,18 @@ class ExternalFaults:
             raise FaultRejected(f"zone/isolate: external host {host!r} has no locality in the mesh")
         self._conflict("partition", {"a": a, "b": host, "direction": direction})
         port = self._sink(mode)
-        edge = (a, host)
+        edges = [(caller, host) for caller in (callers if a == policy.EVERY_CALLER else [a])]
         names = tuple(external.cluster_name(host, n) for n in model.external_hosts[host].http_ports())
 
         async def apply(lease: Lease) -> None:
-            await lease.step(f"cluster of {host} at {a} re-pointed", partial(self.supervisor.redirect, edge,
-                                                                              (port, None, None)),
-                             self._restore(edge, port, names), uncertain=True)
+            for edge in edges:
+                await lease.step(f"cluster of {host} at {edge[0]} re-pointed",
+                                 partial(self.supervisor.redirect, edge, (port, None, None)),
+                                 self._restore(edge, port, names), uncertain=True)
             async with asyncio.timeout(CONFIRM_TIMEOUT_S):
-                confirmed, skipped = await self._endpoints_point_to([edge], port, None, clusters=names)
+                confirmed, skipped = await self._endpoints_point_to(edges, port, None, clusters=names)
             lease.changes.update(confirmed=confirmed, skipped_pods=skipped)
 
         return Plan({"a": a, "b": host, "direction": direction}, apply,
-                    {"edges": [list(edge)], "mode": mode, "sink_port": port, "pods": "all", "external_host": host})
+                    {"edges": [list(edge) for edge in edges], "mode": mode, "sink_port": port, "pods": "all",
+                     "external_host": host})

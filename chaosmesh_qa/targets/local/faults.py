@@ -280,6 +280,8 @@ class FaultManager(ExternalFaults):
         if p["b"] not in model.services and p["b"] in model.external_hosts:
             return self._external_partition(kind, p)
         a, b, direction, mode = p["a"], p["b"], p.get("direction", "both"), p.get("mode", "drop")
+        if a == policy.EVERY_CALLER:
+            raise FaultRejected(policy.every_caller_refused(b))
         if a != INGRESS:
             self._service(a, "a")
         self._service(b, "b")

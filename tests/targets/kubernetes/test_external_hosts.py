@@ -94,3 +94,26 @@ def test_a_reject_partition_toward_the_provider_is_a_503_at_the_caller_and_drop_
     for code, tree, _ in answers:
         assert code == 502 and payments_hop(tree)["status"] == 503, tree
     assert all(code == 200 for code, _, _ in after_pooled_connections(url, lambda code, tree, elapsed: code == 200))
+
+
+def test_a_partition_toward_the_provider_from_every_caller_is_one_filter_on_every_sidecar(box: KubeSandbox) -> None:
+    """``a='*'``: the provider down for the whole mesh; the abort filter selects no workload (every sidecar of the
+    namespace), as a VirtualService fault for every caller does."""
+    target = get_target(box.configuration())
+    url = box.status()["ingress_url"] + "/"
+    record = target.partition("*", PAYMENTS, "to", "reject", 60, OWNER)
+    try:
+        assert record["target"] == {"a": "*", "b": PAYMENTS, "direction": "to"}
+        assert record["changes"]["confirmed"], record["changes"]
+        with pytest.raises(FaultRejected, match=r"^conflicts with active fault partition-[0-9a-f]{8} \(partition on "
+                                                r"every caller -> api\.payments\.example\.com\); heal it first$"):
+            target.partition("checkout", PAYMENTS, "to", "reject", 60, OWNER)
+        (found,) = json.loads(box.kubectl("get", "envoyfilters", "-A", "-l", MANAGED_SELECTOR, "-o",
+                                          "json").stdout)["items"]
+        assert "workloadSelector" not in found["spec"]
+        answers = after_pooled_connections(url, lambda code, tree, elapsed: code == 502)
+    finally:
+        target.heal(None, OWNER)
+    for code, tree, _ in answers:
+        assert code == 502 and payments_hop(tree)["status"] == 503, tree
+    assert all(code == 200 for code, _, _ in after_pooled_connections(url, lambda code, tree, elapsed: code == 200))

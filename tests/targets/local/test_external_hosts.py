@@ -2,8 +2,8 @@
 
 One sandbox for the module: experiments/meshes/external-payments (checkout calls two ServiceEntry hosts: the payment
 provider, with a VirtualService timeout and retries and a DestinationRule with outlier detection and a connection pool,
-and an exchange-rate host, here with a DestinationRule that originates TLS toward it), with the mesh's
-``outboundTrafficPolicy`` set to ``REGISTRY_ONLY`` in an ``istio`` ConfigMap.
+and an exchange-rate host, here with a DestinationRule that originates TLS toward it, and which the frontend calls
+too), with the mesh's ``outboundTrafficPolicy`` set to ``REGISTRY_ONLY`` in an ``istio`` ConfigMap.
 Every check is a request through the real sidecars.
 """
 
@@ -58,6 +58,11 @@ def box(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     work = tmp_path_factory.mktemp("external")
     mesh = work / "mesh"
     shutil.copytree(MESH, mesh)
+    shipped = (mesh / "mesh.yaml").read_text()
+    checkout_call = "      - {service: checkout, path: /checkout}\n"
+    assert checkout_call in shipped
+    (mesh / "mesh.yaml").write_text(shipped.replace(  # a second caller of the exchange-rate host: the frontend
+        checkout_call, checkout_call + f"      - {{service: {RATES}, path: /rates}}\n", 1))
     (mesh / "istio.yaml").write_text(REGISTRY_ONLY)
     (mesh / "rates-tls.yaml").write_text(RATES_TLS)
     for served in serve(mesh, work / "state"):
@@ -196,3 +201,28 @@ def test_a_partition_from_the_provider_or_of_some_of_its_pods_is_refused_on_one_
     with pytest.raises(FaultRejected, match=r"^count/percent/version: external host 'api.payments.example.com' "):
         target.partition("checkout", PAYMENTS, "to", "drop", 30, OWNER, count=1)
     assert target.active_faults() == []
+
+
+def test_a_partition_toward_a_host_from_every_caller_cuts_each_callers_egress_and_heals(box: Served) -> None:
+    """``a='*'``: the exchange-rate provider down for the whole mesh (the frontend and checkout both call it)."""
+    target = LocalTarget(box.state_dir)
+    record = target.partition("*", RATES, "to", "reject", 30, OWNER)
+    try:
+        assert record["target"] == {"a": "*", "b": RATES, "direction": "to"}
+        assert record["changes"]["confirmed"], record["changes"]
+        assert sorted(map(tuple, record["changes"]["edges"])) == [("checkout", RATES), ("frontend", RATES)]
+        with pytest.raises(FaultRejected, match=r"^conflicts with active fault partition-[0-9a-f]{8} \(partition on "
+                                                r"every caller -> rates\.fx\.example\.com\); heal it first$"):
+            target.partition("checkout", RATES, "to", "drop", 30, OWNER)
+        answers = [get(box.url + "/") for _ in range(4)]
+    finally:
+        target.heal(None, OWNER)
+    for code, tree in answers:
+        by_service = {hop["service"]: hop for hop in tree["upstreams"]}
+        # each caller's connection to the host refused by its own sidecar's cluster: both hops fail, payments not
+        assert code == 502 and by_service[RATES]["status"] == 503, tree
+        assert external_calls(tree)[RATES]["status"] == 503 and external_calls(tree)[PAYMENTS]["status"] == 200, tree
+    deadline = time.monotonic() + 5  # the heal replaces the clusters: no ejection outlives it (base ejection: 5 s)
+    while get(box.url + "/")[0] != 200:
+        assert time.monotonic() < deadline, "healed: the exchange-rate host is served again"
+        time.sleep(0.1)
