@@ -51,6 +51,7 @@ RESOURCES: tuple[Resource, ...] = (
     Resource("networking.istio.io", ISTIO_NET, "destinationrules", "DestinationRule", True, READ, ("dr",)),
     Resource("networking.istio.io", ISTIO_NET, "gateways", "Gateway", True, READ, ("gw",)),
     Resource("networking.istio.io", ISTIO_NET, "serviceentries", "ServiceEntry", True, READ, ("se",)),
+    Resource("networking.istio.io", ISTIO_NET, "workloadentries", "WorkloadEntry", True, READ, ("we",)),
     Resource("networking.istio.io", ISTIO_NET, "envoyfilters", "EnvoyFilter", True, CRUD, applied=True),
     Resource("security.istio.io", ("v1", "v1beta1"), "peerauthentications", "PeerAuthentication", True, READ,
              ("pa",)),

@@ -52,7 +52,8 @@ MERGE_PATCHES = ("application/merge-patch+json", "application/strategic-merge-pa
 CONFIGMAPS = next(r for r in resources.RESOURCES if r.name == "configmaps")
 NETWORKPOLICIES = "networkpolicies"
 PODDISRUPTIONBUDGETS = "poddisruptionbudgets"
-MESH_OBJECTS = ("virtualservices", "destinationrules", "gateways", "serviceentries", "peerauthentications",
+MESH_OBJECTS = ("virtualservices", "destinationrules", "gateways", "serviceentries", "workloadentries",
+                "peerauthentications",
                 "authorizationpolicies", NETWORKPOLICIES, PODDISRUPTIONBUDGETS, "httproutes")
 
 
@@ -144,7 +145,7 @@ class KubeApi:
             self.logs.observe()
 
     def _seed_mesh_objects(self) -> None:
-        """The mesh definition's own Istio objects (VS, DR, Gateway, ServiceEntry, PeerAuthentication,
+        """The mesh definition's own Istio objects (VS, DR, Gateway, ServiceEntry, WorkloadEntry, PeerAuthentication,
         AuthorizationPolicy) and Gateway API HTTPRoutes, its NetworkPolicies (the team's, enforced with the
         target's: ``apply``), its PodDisruptionBudgets (which evictions obey: ``eviction``) and the ``istio``
         ConfigMap of istio-system (the trust domain), read-only, from every document the mesh loader reads

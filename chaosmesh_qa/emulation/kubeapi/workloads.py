@@ -14,6 +14,11 @@ niceness ``STARTING_NICENESS`` until it is Ready (on a cluster a starting pod is
 usually runs on another node; here its ~0.6 CPU-seconds of start-up would otherwise come out of the 2 cores
 serving the traffic); patches may change labels and annotations only (kept next to the pod).
 
+A ``MESH_INTERNAL`` ServiceEntry's workload entries (VMs, ``mesh.workloadentries``) run as pods in the sandbox but
+are no Kubernetes objects on a cluster: no Pod, no Service, no Endpoints is served for them (``on_vms``); the API
+shows them as the ServiceEntry and WorkloadEntries of the mesh directory (``server``), and istiod's EnvoyFilters
+and AuthorizationPolicies still reach their sidecars by the entries' labels.
+
 Nodes: as on a cluster, a pod's zone is its node's.  One Node per locality of the mesh's pods
 (``chaosmesh-qa-sandbox-<region>-<zone>[-<subzone>]``, labelled ``topology.kubernetes.io/region``/``zone`` and
 ``topology.istio.io/subzone`` as a cloud provider labels its nodes), and ``chaosmesh-qa-sandbox`` for pods
@@ -112,7 +117,7 @@ class Workloads:
         if model is None:
             return []
         found = [self._service(name) for name, svc in sorted(model.services.items())
-                 if namespace in (None, svc.namespace)]
+                 if namespace in (None, svc.namespace) and not self.on_vms(name)]
         # per-version Services an HTTPRoute names (reviews-v1): they select some of another Service's pods
         found += [self._service(name) for name, view in sorted(model.service_views.items())
                   if namespace in (None, view.namespace)]
@@ -131,6 +136,13 @@ class Workloads:
                 "spec": {"selector": selector, "type": "ClusterIP", "clusterIP": POD_IP,
                          "ports": [{"name": "http", "port": port, "targetPort": svc.pod_port, "protocol": "TCP"}]},
                 "status": {"loadBalancer": {}}}
+
+    def on_vms(self, service: str) -> bool:
+        """Whether ``service`` is a MESH_INTERNAL ServiceEntry's, run by WorkloadEntries (VMs): no Kubernetes
+        object on a cluster."""
+        model = self.sandbox.model
+        svc = model.services.get(service) if model is not None else None
+        return svc is not None and all(v.workload_kind == "WorkloadEntry" for v in svc.versions)
 
     def _serves(self, service: str, pod: Any) -> bool:
         """Whether ``pod`` is an endpoint of ``service`` (a per-version Service: its parent's pods it selects)."""
@@ -200,7 +212,8 @@ class Workloads:
 
     def refresh(self) -> None:
         """Diff the supervisor's pods against the last view; publish watch events for what changed."""
-        current = {name: self._pod(pod) for name, pod in sorted(self.sandbox.pods.items())}
+        current = {name: self._pod(pod) for name, pod in sorted(self.sandbox.pods.items())
+                   if not self.on_vms(pod.spec.service)}
         for name in [n for n in self.pods if n not in current]:
             gone = self.pods.pop(name)
             self.overlay.pop(name, None)

@@ -32,14 +32,16 @@ from chaosmesh_qa.mesh.documents import Document
 from chaosmesh_qa.mesh.loader import validate_document  # one document, as a mesh file's
 from chaosmesh_qa.mesh.model import MeshModel
 from chaosmesh_qa.targets.kubernetes.cluster import Cluster, NotFound
+from chaosmesh_qa.targets.kubernetes.external import SERVICEENTRY, WORKLOADENTRY
 from chaosmesh_qa.targets.kubernetes.objects import AUTHORIZATIONPOLICY, CONFIGMAP, MANAGED_BY, MANAGER, Kind
 from chaosmesh_qa.targets.kubernetes.workloads import DESTINATIONRULE, VIRTUALSERVICE
 
 PEERAUTHENTICATION = Kind("PeerAuthentication", "security.istio.io", "v1", "peerauthentications")
 GATEWAY = Kind("Gateway", "networking.istio.io", "v1", "gateways")  # a VirtualService bound to one needs it
-SERVICEENTRY = Kind("ServiceEntry", "networking.istio.io", "v1", "serviceentries")  # hosts a VirtualService may name
 HTTPROUTE = Kind("HTTPRoute", "gateway.networking.k8s.io", "v1", "httproutes")  # mesh routing with a Service parent
-ISTIO_KINDS = (GATEWAY, SERVICEENTRY, VIRTUALSERVICE, DESTINATIONRULE, PEERAUTHENTICATION, AUTHORIZATIONPOLICY)
+# ServiceEntries: hosts a VirtualService may name; WorkloadEntries: the VMs of a MESH_INTERNAL one (a service)
+ISTIO_KINDS = (GATEWAY, SERVICEENTRY, WORKLOADENTRY, VIRTUALSERVICE, DESTINATIONRULE, PEERAUTHENTICATION,
+               AUTHORIZATIONPOLICY)
 # labels a controller adds to the pods it creates: not part of the workload's template
 CONTROLLER_LABELS = ("pod-template-hash", "controller-revision-hash", "statefulset.kubernetes.io/pod-name",
                      "apps.kubernetes.io/pod-index")
@@ -205,9 +207,9 @@ def _declared(cluster: Cluster, kind: Kind, namespace: str, unread: list[str]) -
     except NotFound:  # the namespace (Istio's root namespace on a cluster without one) or the kind is absent
         return []
     except ChaosMeshQAError as exc:
-        if kind not in (SERVICEENTRY, HTTPROUTE):
+        if kind not in (SERVICEENTRY, WORKLOADENTRY, HTTPROUTE):
             raise
-        unread.append(str(exc))  # a Role granting no ServiceEntries (HTTPRoutes) yet: read without them
+        unread.append(str(exc))  # a Role granting none of them yet (an older one): read without them
         return []
     for obj in listed:
         metadata = obj.get("metadata") or {}

@@ -21,6 +21,7 @@ from chaosmesh_qa.targets.kubernetes.cluster import Cluster
 from chaosmesh_qa.targets.kubernetes.objects import ENVOYFILTER, Kind, fault_metadata
 
 SERVICEENTRY = Kind("ServiceEntry", "networking.istio.io", "v1", "serviceentries")
+WORKLOADENTRY = Kind("WorkloadEntry", "networking.istio.io", "v1", "workloadentries")  # a VM of a MESH_INTERNAL entry
 CALLER_SIDE = ("caller-side: an HTTP fault filter in the callers' sidecars' outbound, before their router, for "
                "requests to this host (there is no callee sidecar; a VirtualService fault sits there too): the "
                "callers' timeout and retries toward the host do not see the delay or abort, and their outlier "

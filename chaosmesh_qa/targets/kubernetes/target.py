@@ -30,6 +30,9 @@ from chaosmesh_qa.targets.policy import FaultRecord
 
 MAX_TTL_S = 24 * 3600.0
 REPLACEMENT_TIMEOUT_S = 60  # how long kill_pods waits to name the ReplicaSet's replacement
+VMS_UNCONFIRMED = ("the service runs on WorkloadEntries (VMs): the EnvoyFilter selects their labels, which istiod "
+                   "matches on the VMs' proxies, but a VM's sidecar is no pod, so the Kubernetes API cannot show "
+                   "its listeners to confirm the change")
 FAITHLESS = {
     "fail_pods": "a pod cannot be held unready from outside the kubelet; use kill_pods (the ReplicaSet "
                  "replaces it) or partition with count/percent (some pods cut off for a duration)",
@@ -362,13 +365,16 @@ class KubernetesTarget:
             return self._external_l7(kind, service, source, fault, parameters, duration_s, owner)
         found = self.workloads()
         callee = found.service(service)
+        on_vms = bool(callee.entries)  # WorkloadEntries: their sidecars are no pods to check or watch
         zoned = found.pick(callee, None, 100.0, None, zone=zone) if zone is not None else []
-        pods = [p["metadata"]["name"] for p in (zoned or found.running_pods(callee))]
-        found.require_sidecars(callee, "service")
+        pods = [] if on_vms else [p["metadata"]["name"] for p in (zoned or found.running_pods(callee))]
+        if not on_vms:
+            found.require_sidecars(callee, "service")
         principals: list[str | None] = [None]
         if source is not None:
             principals = found.caller_principals(found.service(source, "source"), "source", self.trust_domain())
-            found.require_caller_in_xfcc(callee, "source", self.mesh_config())
+            if not on_vms:
+                found.require_caller_in_xfcc(callee, "source", self.mesh_config())
         ports = found.inbound_ports(callee)
         target = {"service": service, "source": source, **({"zone": zone} if zone is not None else {})}
         policy.check_conflicts(kind, target, self.active_faults())
@@ -383,12 +389,16 @@ class KubernetesTarget:
             if index:
                 body["metadata"]["name"] += f"-{index}"
             changes.append(self._create(body))
-        watch = None if self.cluster.dry_run else ListenerWatch(self.cluster, callee.namespace, pods)
+        watch = None if self.cluster.dry_run or on_vms else ListenerWatch(self.cluster, callee.namespace, pods)
         if zone is not None:
             parameters = {**parameters, "zone": zone}
-        record = self._transaction(kind, target, parameters, owner, duration_s,
-                                   callee.namespace, changes, lambda: {"pods": pods, "applied_at": "callee inbound"},
+        vms = {"workload_entries": list(callee.entries)} if on_vms else {}
+        record = self._transaction(kind, target, parameters, owner, duration_s, callee.namespace, changes,
+                                   lambda: {"pods": pods, "applied_at": "callee inbound", **vms},
                                    fault_id=fault_id, expires_at=expires_at)
+        if on_vms and not self.cluster.dry_run:
+            record["changes"].update(confirmed=False, unconfirmed=VMS_UNCONFIRMED)
+            self._save(record)
         return self._confirm(record, [watch] if watch is not None else [])
 
     def _external_l7(self, kind: str, host: str, source: str | None, fault: dict[str, Any],

@@ -4,6 +4,11 @@
 identities (SPIFFE principals of the pods' service accounts) a caller has, and for ``describe()``.
 Bad names are one line each: a namespace that does not exist, a service that does not exist, a service
 with no running pod.
+
+A service of the mesh may also be a ``MESH_INTERNAL`` ServiceEntry whose ``workloadSelector`` picks WorkloadEntries
+(VMs), named as the mesh model names it (``mesh.workloadentries``: after the entry): its ``Workload`` selects the
+entries' labels (what istiod matches an EnvoyFilter's ``workloadSelector`` against on the VMs' proxies) and lists
+them in ``entries``.  It has no pods: what needs pods (a kill, a partition, a zone) is refused in one line.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ from chaosmesh_qa.mesh.identity import canonical_revision, canonical_service
 from chaosmesh_qa.mesh.localities import Locality, from_labels
 from chaosmesh_qa.mesh.meshconfig import MeshConfig
 from chaosmesh_qa.targets.kubernetes.cluster import Cluster
+from chaosmesh_qa.targets.kubernetes.external import SERVICEENTRY, WORKLOADENTRY
 from chaosmesh_qa.targets.kubernetes.objects import (
     CONFIGMAP,
     MANAGED_BY,
@@ -41,6 +47,7 @@ class Workload:
     namespace: str
     selector: dict[str, str]  # the Service's spec.selector
     target_ports: tuple[int | str, ...] = ()  # the Service's spec.ports[].targetPort (a number, or a port's name)
+    entries: tuple[str, ...] = ()  # a MESH_INTERNAL ServiceEntry's WorkloadEntries (VMs, no pods): their names
 
     def label_selector(self) -> str:
         """The Service's selector as a label selector: what lists and watches its pods."""
@@ -74,14 +81,50 @@ class Workloads:
             ports = tuple(p.get("targetPort", p.get("port")) for p in (service.get("spec") or {}).get("ports") or [])
             self._found[name] = Workload(name, namespace, dict(selector), tuple(p for p in ports if p is not None))
             return self._found[name]
+        vms = self._mesh_internal_entry(name, argument)
+        if vms is not None:
+            self._found[name] = vms
+            return vms
         for namespace in self.namespaces:
             if not self.cluster.namespace_exists(namespace):
                 raise InvalidArgument(f"configuration.chaosmesh_qa_namespace: namespace {namespace!r} does not exist")
         raise FaultRejected(f"{argument}: no Service {name!r} in namespace(s) {', '.join(self.namespaces)}")
 
+    def _mesh_internal_entry(self, name: str, argument: str) -> Workload | None:
+        """The MESH_INTERNAL ServiceEntry ``name`` as a workload of its WorkloadEntries; None when no ServiceEntry
+        of the namespaces is so named (or they cannot be listed: the caller's "no Service" line stands)."""
+        for namespace in self.namespaces:
+            try:
+                found = [e for e in self.cluster.list_custom(SERVICEENTRY, namespace) if e["metadata"]["name"] == name]
+            except ChaosMeshQAError:
+                return None
+            if not found:
+                continue
+            spec = found[0].get("spec") or {}
+            selector = {str(k): str(v) for k, v in ((spec.get("workloadSelector") or {}).get("labels") or {}).items()}
+            where = f"ServiceEntry {namespace}/{name}"
+            if spec.get("location") != "MESH_INTERNAL" or not selector:
+                raise FaultRejected(f"{argument}: {name!r} is no Service, and {where} is no MESH_INTERNAL entry with a "
+                                    "workloadSelector: fault one of its hosts instead (the fault goes to its callers)")
+            entries = [e for e in self.cluster.list_custom(WORKLOADENTRY, namespace)
+                       if all(((e.get("spec") or {}).get("labels") or {}).get(k) == v for k, v in selector.items())]
+            if not entries:
+                raise FaultRejected(f"{argument}: {where} (MESH_INTERNAL) selects no WorkloadEntry: nothing serves it")
+            port = next((p for p in spec.get("ports") or [] if str(p.get("protocol", "")).upper().startswith("HTTP")),
+                        None) or {}
+            own = ((entries[0].get("spec") or {}).get("ports") or {}).get(port.get("name"))  # the entry's override
+            target = own or port.get("targetPort") or port.get("number")
+            return Workload(name, namespace, selector, (int(target),) if target else (),
+                            tuple(sorted(str(e["metadata"]["name"]) for e in entries)))
+        return None
+
     def running_pods(self, workload: Workload, version: str | None = None,
                      argument: str = "service") -> list[dict[str, Any]]:
         """Running, ready, not-terminating pods of ``workload``, by name; none is an error naming it."""
+        if workload.entries:
+            raise FaultRejected(f"{argument}: {workload.name!r} runs on WorkloadEntries ({', '.join(workload.entries)}"
+                                "): VMs, not pods, which this fault needs; latency and aborts on it go to its "
+                                "sidecars (inject_latency, inject_abort)")
         pods = sorted((p for p in self.cluster.list_pods(workload.namespace, workload.label_selector())
                        if is_serving(p) and workload.runs(p, version)), key=lambda p: str(p["metadata"]["name"]))
         if not pods:

@@ -8,7 +8,6 @@ the callers' outbound listeners as istiod would, and every effect is measured wi
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -18,7 +17,7 @@ import pytest
 from chaosmesh_qa.errors import FaultRejected
 from chaosmesh_qa.targets import get_target
 from chaosmesh_qa.targets.kubernetes.objects import MANAGED_SELECTOR
-from tests.support.client import get
+from tests.support.client import after_pooled_connections
 from tests.support.kube import KubeSandbox, running
 
 pytestmark = pytest.mark.processes
@@ -40,21 +39,6 @@ def box(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KubeSandbox]:
 
 def payments_hop(tree: dict[str, Any]) -> dict[str, Any]:
     return next(h for h in tree["upstreams"][0]["upstreams"] if h["service"] == PAYMENTS)
-
-
-def after_pooled_connections(url: str, shows: Any) -> list[tuple[int, Any, float]]:
-    """Three consecutive answers that ``shows`` the change, within ten requests: a connection checkout's app pooled
-    before a listener change keeps the old filters until its next response, and one that races the drain's close
-    fails once (docs/reference/kubernetes-target.md); both are transient."""
-    answers: list[tuple[int, Any, float]] = []
-    for _ in range(10):
-        started = time.monotonic()
-        code, tree = get(url)
-        elapsed = time.monotonic() - started
-        answers = [*answers, (code, tree, elapsed)] if shows(code, tree, elapsed) else []
-        if len(answers) == 3:
-            return answers
-    raise AssertionError(f"no three answers in a row showed it within ten requests; the last: {code} {tree}")
 
 
 def test_a_delay_from_one_caller_is_an_outbound_envoyfilter_its_route_timeout_does_not_see(box: KubeSandbox) -> None:
