@@ -44,6 +44,7 @@ CASES = [
     ("tracing-complete", "drops-trace-headers", "baseline-not-met"),
     ("authz-enforced", None, "passed"),
     ("authz-enforced", "authz-widened", "baseline-not-met"),
+    ("authz-enforced", "authz-removed", "baseline-not-met"),
 ]
 
 

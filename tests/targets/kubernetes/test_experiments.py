@@ -69,7 +69,7 @@ RESILIENCE_TWINS = _cases([c for c in CASES if c[1] and c[0] in (*RESILIENCE, *O
 MESH_QA_TWINS = _cases([c for c in CASES if c[1] and c[0] in MESH_QA])
 # issue 21: the external dependency's faults toward a ServiceEntry host, on its own mesh and on its twin
 EXTERNAL = [pytest.param(*c, id=f"{c[0]}-on-{c[1]}") for c in CASES if c[0] == "external-dependency"]
-assert len(DEFAULT) == 7 and len(MESH_QA_TWINS) == 4
+assert len(DEFAULT) == 7 and len(MESH_QA_TWINS) == 5
 
 
 @pytest.mark.parametrize(("name", "mesh", "expected"), DEFAULT)
