@@ -174,6 +174,19 @@ def expect(model: MeshModel, caller: str, service: str, caller_pods: Mapping[str
     return Expectation(placed[0], home, after, tuple(problems))
 
 
+def declared_expectation(model: MeshModel, caller: str, service: str, zone: str, partition: bool,
+                         isolate: bool) -> Expectation:
+    """``expect`` on the pods the mesh declares (their localities, before anything runs): for ``coverage`` and
+    ``generate``, which judge a zone fault on paper.  ``partition``: a zone partition from ``caller`` (else a
+    zone's pods lost to every caller); ``InvalidArgument`` when the caller's pods are not in one locality."""
+    here = {f"{caller}-{v.name}-{i}": v.locality(i) for v in model.services[caller].versions for i in range(v.replicas)}
+    pods: list[tuple[str, str, Mapping[str, str]]] = [
+        (f"{service}-{v.name}-{i}", v.locality(i), model.workload_labels(service, v.name))
+        for v in model.services[service].versions for i in range(v.replicas)]
+    record = {"kind": "partition" if partition else "pod-kill", "target": {"zone": zone, "isolate": isolate}}
+    return expect(model, caller, service, here, pods, record)
+
+
 def _unpreferred(model: MeshModel, service: str) -> list[str]:
     """The rules' own failure: without ``outlierDetection`` (and without ``distribute``) Istio ranks no locality
     first, so nothing keeps a caller's requests local (mesh.localities, ``assign``)."""

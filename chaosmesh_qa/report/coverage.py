@@ -44,7 +44,6 @@ nothing.  A fault hits a service ``S``: ``kill_pods``/``fail_pods`` (connections
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -54,7 +53,7 @@ from chaosmesh_qa.mesh.model import MeshModel
 from chaosmesh_qa.mesh.promises import Promise, Promises, list_promises
 from chaosmesh_qa.mesh.reach import reached, takes
 from chaosmesh_qa.mesh.unworkable import unworkable
-from chaosmesh_qa.probes.failover import expect
+from chaosmesh_qa.probes.failover import declared_expectation
 from chaosmesh_qa.report.coverage_input import Experiment, Fault, Probe, read_experiment
 from chaosmesh_qa.traffic.profile import Profile
 
@@ -193,14 +192,8 @@ def _fails_over(model: MeshModel, promise: Promise, fault: Fault, probe: Probe) 
             or fault.chosen or fault.effect == "status" or not isinstance(caller, str) or caller not in model.services
             or (fault.source is not None and fault.source != caller)):
         return False  # a partition cuts only its ``a``'s requests; count/percent/version may spare the zone's pods
-    here = {f"{caller}-{v.name}-{i}": v.locality(i) for v in model.services[caller].versions for i in range(v.replicas)}
-    pods: list[tuple[str, str, Mapping[str, str]]] = [
-        (f"{service}-{v.name}-{i}", v.locality(i), model.workload_labels(service, v.name))
-            for v in model.services[service].versions for i in range(v.replicas)]
-    record = {"kind": "partition" if fault.source is not None else "pod-kill",
-              "target": {"zone": fault.zone, "isolate": fault.isolate}}
     try:
-        expected = expect(model, caller, service, here, pods, record)
+        expected = declared_expectation(model, caller, service, fault.zone, fault.source is not None, fault.isolate)
     except InvalidArgument:  # the caller's pods in several localities (or none): the verdict refuses it
         return False
     return not expected.problems and bool(expected.next) and expected.next != expected.home

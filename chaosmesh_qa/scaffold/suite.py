@@ -2,8 +2,8 @@
 
 ``generate_suite(directory, mesh_ref)`` lists the mesh's promises (``mesh.promises``), leaves out those that
 cannot work (``mesh.unworkable``: an experiment could only fail) and those it does not write an experiment for
-(``locality``: a zone failover, as experiments/zone-failover.json; a ServiceEntry host's own guards), and writes
-for the rest, each the way ``report.coverage``'s rules count as exercising it:
+(a ServiceEntry host's own guards), and writes for the rest, each the way ``report.coverage``'s rules count as
+exercising it:
 
 * ``pod-kill-<service>``: one pod killed (``scaffold.experiment``'s, budget from ``scaffold.timing``) for the
   retries toward a service with pods to fail over to and for its outlier detection;
@@ -15,7 +15,10 @@ for the rest, each the way ``report.coverage``'s rules count as exercising it:
 * ``routing-<service>-<route>``: traffic that takes the route (the match's own header values, propagated through
   the call graph: ``mesh.reach``), judged by ``routing_matches`` against the shares this mesh declares, written
   into the experiment (the verdict's own default would follow whatever mesh it runs on);
-* ``mtls``, ``authz`` (intent from the call graph: a service's callers are the ones it lets in), ``tracing``.
+* ``mtls``, ``authz`` (intent from the call graph: a service's callers are the ones it lets in), ``tracing``;
+* ``zone-failover-<service>``: the zone a caller runs in cut off from it (a zone partition that isolates it, shorter
+  than the base ejection time), judged by ``failover_matches`` (budgets from the outlier detection), for a
+  ``locality`` promise.
 
 Each experiment's description says where its thresholds come from.  The game days (``gameday.yaml`` for the
 local target, ``gameday-kubernetes.yaml`` the same for a cluster) list them.  Same mesh, same files.  Called by
@@ -32,13 +35,17 @@ from typing import Any
 
 import yaml
 
+from chaosmesh_qa.errors import InvalidArgument
+from chaosmesh_qa.mesh.localities import Locality
 from chaosmesh_qa.mesh.model import MeshModel
 from chaosmesh_qa.mesh.promises import Promise, list_promises
 from chaosmesh_qa.mesh.reach import takes
 from chaosmesh_qa.mesh.routing import expected_shares
 from chaosmesh_qa.mesh.unworkable import unworkable
+from chaosmesh_qa.probes.failover import declared_expectation
 from chaosmesh_qa.scaffold import graph, timing
 from chaosmesh_qa.scaffold.experiment import (
+    RATE_RPS,
     _action,
     _configuration,
     _controls,
@@ -55,6 +62,7 @@ LATENCY_HOLD_S = 6  # the shipped latency-circuit-breaker's: the delay held, the
 POOL_TRAFFIC = {"users": 80, "rate_rps": 60}  # the shipped latency-circuit-breaker's load: it overflows a pool
 ROUTING_TRAFFIC = {"users": 40, "rate_rps": 100, "warmup_s": 4}  # routing-canary's users and warm-up, 100 rps
 VERDICT_HOLD_S = 5  # seconds of traffic the method waits before the verdicts judge the last window
+ZONE_OUTAGE_S = 4  # the shipped zone-failover's outage (shortened below a shorter base ejection time)
 
 
 @dataclass
@@ -137,8 +145,7 @@ def _plan(model: MeshModel, mesh_ref: str, promise: Promise, out: dict[str, Gene
                                                                                                         promise))
     if kind == "trace-propagation":
         return _add(out, "tracing", promise, lambda: _verdict(model, mesh_ref, "tracing"))
-    return ("this version generates no zone failover (a zone partition judged by failover_matches, as "
-            "experiments/zone-failover.json)")
+    return _zone_failover(model, mesh_ref, promise, out)
 
 
 def _add(out: dict[str, Generated], name: str, promise: Promise, make: Any, extend: Any = None) -> str | None:
@@ -258,6 +265,69 @@ def _connect_timeout(model: MeshModel, mesh_ref: str, promise: Promise, out: dic
     out[name] = Generated(name, _shell(title, description, ["connect-timeout"], _configuration(model, mesh_ref, None),
                                        probes, method), [promise.id])
     return None
+
+
+# --------------------------------------------------------------------------- locality
+
+
+def _zone_failover(model: MeshModel, mesh_ref: str, promise: Promise, out: dict[str, Generated]) -> str | None:
+    """The zone a caller prefers cut off (a zone partition that isolates it, as experiments/zone-failover.json),
+    judged by ``failover_matches``: the caller's requests leave the zone within the failover budget and come back
+    within the base ejection time of the end."""
+    service = promise.service
+    chosen = None
+    for caller in (c for c in model.callers(service) if c != graph.INGRESS):
+        zones = {Locality.parse(v.locality(i)).zone for v in model.services[caller].versions for i in range(v.replicas)}
+        if len(zones) != 1 or not (zone := zones.pop()):
+            continue
+        try:
+            expected = declared_expectation(model, caller, service, zone, partition=True, isolate=True)
+        except InvalidArgument:
+            continue
+        if not expected.problems and expected.next and expected.next != expected.home:
+            chosen = caller, zone
+            break
+    outlier = model.policies[service].outlier
+    if chosen is None or outlier is None:
+        return ("no caller whose pods are in one zone that the rules would move elsewhere when its zone's pods of "
+                f"{service} are lost (failover_matches needs one)")
+    caller, zone = chosen
+    base_s = outlier.base_ejection_time_s
+    outage_s = max(1, min(ZONE_OUTAGE_S, math.floor(base_s) - 1))  # shorter than an ejection: no readmission while cut
+    version = graph.busiest_version(model, service)
+    caller_pods = sum(v.replicas for v in model.services[caller].versions) or 1
+    per_sidecar = graph.rates(model, RATE_RPS).get(caller, RATE_RPS) / caller_pods  # each calls it once a request
+    eject_s, how = timing._ejection(model, service, version, per_sidecar)
+    failover_s = max(1, math.ceil(2 * (eject_s or 0)))
+    failback_s = max(1, math.ceil(base_s))
+    arguments = {"a": caller, "b": service, "zone": zone, "isolate": True, "direction": "to", "mode": "reject",
+                 "duration_s": outage_s}
+    probes = [_probe(f"{caller}-calls-fail-over-from-zone-{zone}-and-back", "failover", "failover_matches",
+                     {"caller": caller, "service": service, "failover_budget_s": failover_s,
+                      "failback_budget_s": failback_s, "min_share": 0.95}, ["pass"]),
+              _probe("recovered-within-2s", "recovery", "recovered_within",
+                     {"budget_s": 2, "slo": {"max_error_ratio": timing.MAX_ERROR_RATIO}, "measure": "client"},
+                     _range(2)),
+              _errors("client-error-ratio-last-5s", timing.MAX_ERROR_RATIO, window_s=5)]
+    method = [_action(f"zone-{zone}-of-{service}-unreachable", "partition", arguments, after_s=outage_s + 2)]
+    description = (f"Make {service}'s pods in zone {zone!r}, where {caller} runs, unreachable for {caller} for "
+                   f"{outage_s} s (a zone partition that isolates the zone; connections refused) under "
+                   f"{RATE_RPS} rps. Istio's locality load balancing must keep {caller}'s calls in "
+                   f"{', '.join(sorted(expected_home(model, caller, service, zone)))} while healthy and send them "
+                   f"elsewhere within {failover_s} s ({how or 'outlier detection ejects the zone pods'}; twice that, "
+                   f"at least 1 s), and back within {failback_s} s of the end (an ejected pod returns after "
+                   f"baseEjectionTime, {base_s:g} s; the outage is shorter, so it is not readmitted into a "
+                   "still-broken zone); clients must be back under 1 % errors within 2 s.")
+    name = f"zone-failover-{service}"
+    title = f"Losing zone {zone} of {service}: {caller}'s calls fail over and come back as the rules say"
+    out[name] = Generated(name, _shell(title, description, ["zone-outage", "locality-failover"],
+                                       _configuration(model, mesh_ref, None), probes, method), [promise.id])
+    return None
+
+
+def expected_home(model: MeshModel, caller: str, service: str, zone: str) -> frozenset[str]:
+    """Where the rules keep ``caller``'s requests to ``service`` while nothing fails."""
+    return declared_expectation(model, caller, service, zone, partition=True, isolate=True).home
 
 
 # --------------------------------------------------------------------------- verdicts

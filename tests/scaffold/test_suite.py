@@ -59,6 +59,30 @@ def test_the_default_meshs_suite_covers_every_promise(tmp_path: Path) -> None:
         assert written in {Path(x.experiment).stem for x in entry.exercised_by}, entry.promise.id
 
 
+def test_a_locality_promise_gets_the_zone_failover_the_rules_predict(tmp_path: Path) -> None:
+    """On experiments/meshes/two-zones the locality promise (catalog's outlier detection over two zones) gets the
+    shipped zone-failover's experiment, numbers and all (the same mesh, the same rules): its traffic, fault and
+    probes are the shipped file's, whose runs through `chaos` pass on that mesh and fail on its twin
+    (tests/experiments, and the Kubernetes target's tests/targets/kubernetes/test_experiments.py)."""
+    mesh = MESHES / "two-zones"
+    suite = generate_suite(mesh, str(mesh))
+    generated = {g.name: g for g in suite.experiments}["zone-failover-catalog"]
+    assert generated.covers == ["locality:catalog"] and not any(k.startswith("locality") for k, _ in suite.skipped)
+    shipped = json.loads((ROOT / "experiments" / "zone-failover.json").read_text())
+    for part in ("method", "steady-state-hypothesis"):
+        mine = [(a["provider"]["func"], a["provider"].get("arguments")) for a in
+                (generated.experiment[part] if part == "method" else generated.experiment[part]["probes"])]
+        theirs = [(a["provider"]["func"], a["provider"].get("arguments")) for a in
+                  (shipped[part] if part == "method" else shipped[part]["probes"])]
+        assert mine == theirs, part
+    traffic = generated.experiment["configuration"]["chaosmesh_qa_traffic"]
+    assert traffic == shipped["configuration"]["chaosmesh_qa_traffic"]
+    assert "baseEjectionTime, 5 s" in generated.experiment["description"]
+    out = _write(tmp_path, mesh)
+    entries = {e.promise.id: e for e in coverage(mesh, sorted(out.glob("*.json"))).entries}
+    assert entries["locality:catalog"].status == "covered", entries["locality:catalog"]
+
+
 def test_thresholds_come_from_the_mesh_and_are_explained() -> None:
     experiments = {g.name: g.experiment for g in generate_suite(default_mesh_dir(), "").experiments}
     latency = experiments["latency-catalog"]
@@ -217,3 +241,4 @@ def test_the_default_suite_fails_on_each_twin_where_the_twin_breaks_it(tmp_path:
         down(state)
     assert process.returncode == 1, process.stdout[-3000:]
     assert f"{name}: PASSED" not in process.stdout and "0 of 1 experiment(s) passed" in process.stdout
+
