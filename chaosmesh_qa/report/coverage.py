@@ -44,7 +44,7 @@ nothing.  A fault hits a service ``S``: ``kill_pods``/``fail_pods`` (connections
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -106,9 +106,10 @@ class Coverage:
                              "unworkable": e.unworkable} for e in self.entries]}
 
 
-def coverage(directory: str | Path, paths: list[Path]) -> Coverage:
+def coverage(directory: str | Path, paths: list[Path], label: str | None = None) -> Coverage:
     """The coverage of the mesh in ``directory`` by the experiments at ``paths`` (bad input: ``InvalidArgument``
-    or ``InvalidMesh``, one line; every experiment is read before any promise is judged)."""
+    or ``InvalidMesh``, one line; every experiment is read before any promise is judged).  ``label``: what the
+    directory is called in the result (a cluster's objects written to a scratch directory: ``cluster <host>``)."""
     found = list_promises(directory)
     experiments = [read_experiment(path, found.model) for path in paths]
     cannot, alone = unworkable(found)
@@ -118,8 +119,22 @@ def coverage(directory: str | Path, paths: list[Path]) -> Coverage:
         for experiment in experiments:
             entry.exercised_by.extend(exercises(found, promise, experiment))
         entries.append(entry)
-    return Coverage(found.mesh, found.directory, tuple(str(p) for p in paths), tuple(entries), found.warnings,
-                    tuple(alone))
+    result = Coverage(found.mesh, found.directory, tuple(str(p) for p in paths), tuple(entries), found.warnings,
+                      tuple(alone))
+    return result if label is None else _relabelled(result, str(directory), label)
+
+
+def _relabelled(result: Coverage, directory: str, label: str) -> Coverage:
+    """``result`` with ``directory`` called ``label`` in its sources, warnings and findings."""
+    def named(text: str) -> str:  # <directory>/default/VirtualService.yaml -> cluster <host>: default/...
+        return text.replace(directory + "/", label + ": ").replace(directory, label)
+
+    entries = tuple(replace(e, promise=replace(e.promise, source=replace(e.promise.source,
+                                                                          file=named(e.promise.source.file))),
+                            unworkable=[{k: named(v) for k, v in u.items()} for u in e.unworkable])
+                    for e in result.entries)
+    return replace(result, directory=label, entries=entries, warnings=tuple(map(named, result.warnings)),
+                   unattached=tuple({k: named(v) for k, v in u.items()} for u in result.unattached))
 
 
 def run_coverage(experiments: list[tuple[Path, dict[str, Any]]], target: str | None

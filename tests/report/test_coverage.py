@@ -315,6 +315,13 @@ def test_bad_input_is_one_line(tmp_path: Path) -> None:
     assert_one_line_error(run_main("coverage", "--junit", str(blocked / "x.xml"), str(SHIPPED[0]), cwd=tmp_path),
                           "--junit")
     assert not (blocked.parent / "x.xml").exists()
+    # the cluster's mode: its options, refused before any contact
+    assert_one_line_error(run_main("coverage", "--target", "kubernetes", "--mesh", str(default_mesh_dir()),
+                                   cwd=tmp_path), "--mesh", "--target kubernetes")
+    assert_one_line_error(run_main("coverage", "--kubeconfig", "k", cwd=tmp_path), "--kubeconfig",
+                          "--target kubernetes")
+    assert_one_line_error(run_main("coverage", "--target", "kubernetes", "--calls-window", "an hour", cwd=tmp_path),
+                          "--calls-window", "'an hour'")
 
 
 def test_the_run_html_section_is_per_mesh_the_experiments_ran_on(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -1,29 +1,34 @@
 """The mesh as a cluster's API declares it, rebuilt as the documents of a mesh directory.
 
-``KubernetesTarget.declared_mesh`` calls ``declared_mesh`` for the mesh QA verdicts (``chaosmesh_qa.probes.routing``,
-``mtls``, ``tracing``).  Nothing here invents a label: each Service with a selector becomes a Service document as
-it is (selector, ports), and the pods it selects become one Deployment document per workload that runs them (the
-controller in the pods' ``ownerReferences``: a ReplicaSet's Deployment, a StatefulSet), with the pods' own labels
-as its template (less what controllers add: ``pod-template-hash``, ``controller-revision-hash``,
-``statefulset.kubernetes.io/pod-name``), the pods not being deleted as its replicas (a replacement still starting
-too) and their service account.  So a Helm chart's ``app.kubernetes.io/name`` pods, a Service named unlike its
-pods and a version read from ``app.kubernetes.io/version`` resolve exactly as the same manifests would in a mesh
-directory (``chaosmesh_qa.mesh.manifests``; the version is Istio's canonical revision, ``mesh.identity``).
-istiod's ``istio`` ConfigMap (the trust domain) and the Gateways, ServiceEntries, VirtualServices,
-DestinationRules, PeerAuthentications and AuthorizationPolicies of the configured namespaces plus Istio's root
-namespace are added (chaosmesh-qa's own fault objects left out), each kind oldest first across the namespaces
-(creation time, then name and namespace: istiod's order, by which the oldest of several VirtualServices for one
-host takes effect), and every document goes through the same validation and ``build_model`` as a mesh directory.
-So are the configured namespaces' HTTPRoutes attached to a Service (mesh routing; their Service parentRefs only).
-ServiceEntries and HTTPRoutes that cannot be read (a Role from before they were read) are left out; a failure then
-says so for ServiceEntries.
-Problems are one line (``MeasurementFailed``).
+``KubernetesTarget.declared_mesh`` calls ``declared_mesh`` for the mesh QA verdicts
+(``chaosmesh_qa.probes.routing``, ``mtls``, ``tracing``); ``KubernetesTarget.write_declared_mesh`` writes
+``declared_documents`` as a mesh directory (``write_directory``), with the calls Istio's metrics saw in its ``Mesh``
+document (``with_calls``), for ``chaosmesh-qa coverage --target kubernetes``.  Nothing here invents a label: each
+Service with a selector becomes a Service document as it is (selector, ports), and the pods it selects become one
+Deployment document per workload that runs them (the controller in the pods' ``ownerReferences``: a ReplicaSet's
+Deployment, a StatefulSet), with the pods' own labels as its template (less what controllers add:
+``pod-template-hash``, ``controller-revision-hash``, ``statefulset.kubernetes.io/pod-name``), the pods not being
+deleted as its replicas (a replacement still starting too) and their service account.  So a Helm chart's
+``app.kubernetes.io/name`` pods, a Service named unlike its pods and a version read from
+``app.kubernetes.io/version`` resolve exactly as the same manifests would in a mesh directory
+(``chaosmesh_qa.mesh.manifests``; the version is Istio's canonical revision, ``mesh.identity``). istiod's ``istio``
+ConfigMap (the trust domain) and the Gateways, ServiceEntries, VirtualServices, DestinationRules,
+PeerAuthentications and AuthorizationPolicies of the configured namespaces plus Istio's root namespace are added
+(chaosmesh-qa's own fault objects left out), each kind oldest first across the namespaces (creation time, then name
+and namespace: istiod's order, by which the oldest of several VirtualServices for one host takes effect), and every
+document goes through the same validation and ``build_model`` as a mesh directory. So are the configured namespaces'
+HTTPRoutes attached to a Service (mesh routing; their Service parentRefs only). ServiceEntries and HTTPRoutes that
+cannot be read (a Role from before they were read) are left out; a failure then says so for ServiceEntries. Problems
+are one line (``MeasurementFailed``).
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
+
+import yaml
 
 from chaosmesh_qa.errors import ChaosMeshQAError, MeasurementFailed
 from chaosmesh_qa.mesh import meshconfig, yamlfiles
@@ -49,7 +54,13 @@ CONTROLLER_LABELS = ("pod-template-hash", "controller-revision-hash", "statefuls
 
 def declared_mesh(cluster: Cluster, namespaces: list[str], ingress_service: str | None) -> MeshModel:
     """The mesh as the API declares it, resolved like a mesh directory; problems are one line."""
-    source = f"cluster {cluster.host}"
+    raw, unread = declared_documents(cluster, namespaces, ingress_service)
+    return build_declared(raw, f"cluster {cluster.host}", unread)
+
+
+def declared_documents(cluster: Cluster, namespaces: list[str], ingress_service: str | None
+                       ) -> tuple[list[dict[str, Any]], list[str]]:
+    """The cluster's mesh as the documents of a mesh directory (a ``Mesh`` first), and what could not be read."""
     raw: list[dict[str, Any]] = []
     unread: list[str] = []
     routes = _oldest_first([found for namespace in namespaces for found in _mesh_routes(cluster, namespace, [])])
@@ -58,8 +69,8 @@ def declared_mesh(cluster: Cluster, namespaces: list[str], ingress_service: str 
                     for rule in route["spec"].get("rules") or [] for ref in rule.get("backendRefs") or []}
         raw += workload_documents(cluster.list_services(namespace), cluster.list_pods(namespace, None), backends)
     if not any(obj["kind"] == "Service" for obj in raw):
-        raise MeasurementFailed(f"{source}: no Service in {', '.join(namespaces)} selects a running pod: "
-                                "nothing to declare")
+        raise MeasurementFailed(f"cluster {cluster.host}: no Service in {', '.join(namespaces)} selects a running "
+                                "pod: nothing to declare")
     config = _mesh_config(cluster)
     read = [*namespaces, _root_namespace(config)]  # the root namespace's policies are mesh-wide
     istio = [obj for kind in ISTIO_KINDS
@@ -74,7 +85,16 @@ def declared_mesh(cluster: Cluster, namespaces: list[str], ingress_service: str 
                                     "ingress gateway sends traffic")
         spec["ingress"] = {"service": ingress_service}
     mesh = {"apiVersion": "chaosmesh-qa.io/v1alpha1", "kind": "Mesh", "metadata": {"name": "cluster"}, "spec": spec}
-    raw = [mesh, *raw, *config, *istio, *routes]
+    # the service accounts the pods run as exist (a pod cannot start without its own): declared, as a directory would
+    accounts = sorted({(str(d["metadata"]["namespace"]), str(d["spec"]["template"]["spec"]["serviceAccountName"]))
+                       for d in raw if d["kind"] == "Deployment"})
+    raw += [{"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": name, "namespace": namespace}}
+            for namespace, name in accounts]
+    return [mesh, *raw, *config, *istio, *routes], unread
+
+
+def build_declared(raw: list[dict[str, Any]], source: str, unread: list[str] | None = None) -> MeshModel:
+    """``declared_documents``' documents validated and resolved as a mesh directory's; problems are one line."""
     problems: list[str] = []
     warnings: list[str] = []
     documents: list[Document] = []
@@ -89,6 +109,35 @@ def declared_mesh(cluster: Cluster, namespaces: list[str], ingress_service: str 
         why = f" (ServiceEntries could not be read: {unread[0]})" if unread else ""
         raise MeasurementFailed(f"the declared mesh read from the API does not resolve: {problems[0]}{more}{why}")
     return model
+
+
+def with_calls(raw: list[dict[str, Any]], calls: Mapping[str, list[str]]) -> list[dict[str, Any]]:
+    """The documents with each service's calls (``calls``: caller -> callees, as Istio's metrics saw them) in the
+    ``Mesh`` document, as a mesh directory's overlay gives the apps' behaviour the API cannot tell (the path is
+    ``/``: which path an app calls, and which headers it passes on, is not in the API or the metrics)."""
+    namespaces = {str(d["metadata"]["name"]): str(d["metadata"].get("namespace") or "default")
+                  for d in raw if d["kind"] == "Service"}
+    mesh, rest = raw[0], raw[1:]
+    services = [{"name": caller, "namespace": namespaces[caller],
+                 "app": {"calls": [{"service": callee, "path": "/"} for callee in callees]}}
+                for caller, callees in sorted(calls.items()) if caller in namespaces and callees]
+    return [{**mesh, "spec": {**mesh["spec"], "services": services}}, *rest]
+
+
+def write_directory(raw: list[dict[str, Any]], directory: Path) -> None:
+    """Write the documents as a mesh directory: ``mesh.yaml``, and per namespace one file per kind
+    (``default/VirtualService.yaml``), each kind's objects in the order read (oldest first: istiod's order)."""
+    files: dict[Path, list[dict[str, Any]]] = {}
+    for obj in raw:
+        meta = obj["metadata"]
+        relative = Path("mesh.yaml") if obj["kind"] == "Mesh" else \
+            Path(str(meta.get("namespace") or "cluster-scoped")) / f"{obj['kind']}.yaml"
+        files.setdefault(relative, []).append(
+            {**obj, "metadata": {k: v for k, v in meta.items() if k != "creationTimestamp"}})
+    for relative, documents in files.items():
+        path = directory / relative
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(yaml.safe_dump_all(documents, sort_keys=False))
 
 
 def workload_documents(services: list[dict[str, Any]], pods: list[dict[str, Any]],

@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, cast
 
 from chaosmesh_qa.errors import ChaosMeshQAError, FaultRejected, MeasurementFailed, TargetUnavailable, error_line
@@ -291,6 +292,26 @@ class KubernetesTarget:
         ingress = self.settings.ingress_service or self.workloads().describe()["ingress_service"]
         return declared.declared_mesh(self.cluster, self.settings.namespaces, ingress)
 
+    def write_declared_mesh(self, directory: Path, calls_window: str) -> list[str]:
+        """The cluster's mesh written as a mesh directory (``chaosmesh-qa coverage``), each service's calls those
+        Istio's metrics saw over ``calls_window`` (a PromQL duration); returns what the API could not tell."""
+        ingress = self.settings.ingress_service or self.workloads().describe()["ingress_service"]
+        raw, unread = declared.declared_documents(self.cluster, self.settings.namespaces, ingress)
+        model = declared.build_declared(raw, f"cluster {self.cluster.host}", unread)
+        edges = verdicts.observed_edges(self.prometheus_url(), set(model.services),
+                                        {**verdicts.source_names(model), self.settings.ingress_gateway: "ingress"},
+                                        settle_s=0, window=calls_window)
+        calls: dict[str, list[str]] = {}
+        for edge in edges:
+            calls.setdefault(str(edge["source"]), []).append(str(edge["destination"]))
+        declared.write_directory(declared.with_calls(raw, {k: sorted(set(v)) for k, v in calls.items()}), directory)
+        seen = (f"the calls between services are those Istio's metrics saw over the last {calls_window} "
+                f"({len(edges)} hop(s) by caller identity)" if edges else
+                f"no call between services in Istio's metrics over the last {calls_window}: only the ingress's "
+                "first service is reached, so most promises count as uncovered (send traffic, or widen --calls-window)")
+        return [f"{seen}; which paths the apps call and which headers they pass on is not in the API: a route matched "
+                "on a header set upstream counts as reached by no request", *unread]
+
     def check_plaintext_refused(self, service: str) -> list[Record]:
         workload = self.workloads().service(service)
         model = self.declared_mesh()
@@ -324,8 +345,10 @@ class KubernetesTarget:
             if leases.is_ended(lease) or (fault_id is not None and leases.record_of(lease)["fault_id"] != fault_id):
                 continue
             known = leases.record_of(lease)
+            # a fault the listeners never showed (unconfirmed) has nothing there to take back: no wait for it
             watch = ListenerWatch(self.cluster, metadata["namespace"], list(known["changes"].get("pods") or [])) \
-                if known.get("kind") in policy.L7_KINDS and not self.cluster.dry_run else None
+                if known.get("kind") in policy.L7_KINDS and known["changes"].get("confirmed") \
+                and not self.cluster.dry_run else None
             try:
                 record = leases.end_lease(self.cluster, metadata["namespace"], metadata["name"], "healed")
             except ChaosMeshQAError as exc:

@@ -57,16 +57,17 @@ def source_names(model: MeshModel) -> dict[str, str]:
 
 
 def observed_edges(prometheus_url: str, services: set[str], sources: Mapping[str, str] | None = None,
-                   settle_s: float = EDGE_SETTLE_S, poll_s: float = EDGE_POLL_S) -> list[Record]:
-    """Hops into the mesh's services over the last minute, as the callees' proxies reported them, each caller
-    named by its service (``sources``: canonical service -> service, the ingress gateway's -> ``ingress``; a name
-    not in it is kept).
+                   settle_s: float = EDGE_SETTLE_S, poll_s: float = EDGE_POLL_S, window: str = EDGE_WINDOW
+                   ) -> list[Record]:
+    """Hops into the mesh's services over the last ``window`` (a minute), as the callees' proxies reported them,
+    each caller named by its service (``sources``: canonical service -> service, the ingress gateway's ->
+    ``ingress``; a name not in it is kept).
 
     When none is seen yet, asks again every ``poll_s`` for up to ``settle_s``: the requests of a run
     that has just started are in Prometheus only after the callees' next scrape."""
     deadline = time.monotonic() + settle_s
     while True:
-        edges = _edges(prometheus_url, services, sources or {})
+        edges = _edges(prometheus_url, services, sources or {}, window)
         if edges or time.monotonic() >= deadline:
             return edges
         time.sleep(poll_s)
@@ -119,14 +120,14 @@ def _query(prometheus_url: str, promql: str, what: str) -> list[dict[str, Any]]:
                                 f"{type(exc).__name__}: {' '.join(str(exc).split())[:200]}") from None
 
 
-def _edges(prometheus_url: str, services: set[str], sources: Mapping[str, str]) -> list[Record]:
+def _edges(prometheus_url: str, services: set[str], sources: Mapping[str, str], window: str) -> list[Record]:
     # Not increase(): Istio creates an istio_requests_total series at its first request (one per callee pod,
     # source and response code), so a hop that began within the window has a first sample holding its first
     # requests, which increase() takes as its baseline, and no increase at all while it has one sample (a
     # run's first seconds; any hop younger than two scrapes).  Absent at the window's start is 0 there.
     series = 'istio_requests_total{reporter="destination"}'
-    promql = (f"sum by ({', '.join(EDGE_LABELS)}) ((last_over_time({series}[{EDGE_WINDOW}]) - {series} offset "
-              f"{EDGE_WINDOW} >= 0) or last_over_time({series}[{EDGE_WINDOW}]))")
+    promql = (f"sum by ({', '.join(EDGE_LABELS)}) ((last_over_time({series}[{window}]) - {series} offset "
+              f"{window} >= 0) or last_over_time({series}[{window}]))")
     result = _query(prometheus_url, promql, "istio_requests_total")
     edges: dict[tuple[str, str, str | None], float] = {}
     for item in result:
