@@ -1,9 +1,10 @@
 """``KubernetesTarget``: the ``MeshTarget`` over a Kubernetes + Istio cluster's API.
 
 Built by ``chaosmesh_qa.targets.get_target`` when ``chaosmesh_qa_target`` (or ``CHAOSMESH_QA_TARGET``) is
-``kubernetes``.  Each fault is a transaction: the lease ConfigMap naming every planned change is created first,
-then the changes (the fault's server-side claims, ``claims``; EnvoyFilter, NetworkPolicy, pod label patches, pod
-deletes); any failure part-way reverts what was applied and deletes the lease, and the error is one line.  Expiry
+``kubernetes``.  Each fault is a transaction (``transaction``): the lease ConfigMap naming every planned change is
+created first, then the changes (the fault's server-side claims, ``claims``; EnvoyFilter, NetworkPolicy, pod label
+patches, pod deletes); any failure part-way reverts what was applied and deletes the lease, and the error is one
+line.  Expiry
 is enforced by ``reap`` (a detached local reaper per run, and the in-cluster CronJob of deploy/kubernetes/).
 docs/reference/kubernetes-target.md says how each fault maps to the cluster and how it differs from the local
 target.
@@ -11,21 +12,21 @@ target.
 
 from __future__ import annotations
 
-import contextlib
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, cast
 
-from chaosmesh_qa.errors import ChaosMeshQAError, FaultRejected, MeasurementFailed, TargetUnavailable, error_line
+from chaosmesh_qa.errors import ChaosMeshQAError, FaultRejected, MeasurementFailed, TargetUnavailable
 from chaosmesh_qa.mesh.meshconfig import MeshConfig
 from chaosmesh_qa.mesh.model import MeshModel
 from chaosmesh_qa.targets import policy
 from chaosmesh_qa.targets.base import Direction, KillMode, PartitionMode, Record
-from chaosmesh_qa.targets.kubernetes import claims, declared, external, leases, objects, verdicts
-from chaosmesh_qa.targets.kubernetes.cluster import Cluster, Conflict
+from chaosmesh_qa.targets.kubernetes import declared, external, leases, objects, transaction, verdicts
+from chaosmesh_qa.targets.kubernetes.cluster import Cluster
 from chaosmesh_qa.targets.kubernetes.dataplane import ListenerWatch
 from chaosmesh_qa.targets.kubernetes.settings import KubeSettings, api_client
+from chaosmesh_qa.targets.kubernetes.transaction import Change, Transaction
 from chaosmesh_qa.targets.kubernetes.workloads import Workload, Workloads, is_serving, mesh_config
 from chaosmesh_qa.targets.policy import FaultRecord
 
@@ -42,13 +43,6 @@ FAITHLESS = {
 }
 
 
-class _Change:
-    """One change of a fault: how to apply it and the undo entry the lease records before it is applied."""
-
-    def __init__(self, apply: Callable[[], Any], undo: dict[str, Any] | None, name: str) -> None:
-        self.apply, self.undo, self.name = apply, undo, name
-
-
 class KubernetesTarget:
     kind = "kubernetes"
     metrics_dialect = "istio"
@@ -58,6 +52,7 @@ class KubernetesTarget:
         self._cluster = cluster
         self._trust_domain: str | None = None
         self._mesh_config: MeshConfig | None = None
+        self._writing: Transaction | None = None  # the fault being injected: its lease and record
 
     @property
     def cluster(self) -> Cluster:
@@ -148,8 +143,8 @@ class KubernetesTarget:
         # by uid, not name: a StatefulSet's replacement keeps the name of the pod it replaces
         existing = {p["metadata"]["uid"] for p in self.cluster.list_pods(workload.namespace,
                                                                           workload.label_selector())}
-        remove = self._evict_pod if mode == "evict" else self._delete_pod
-        changes = [remove(workload.namespace, n) for n in names]
+        remove = transaction.evicted_pod if mode == "evict" else transaction.deleted_pod
+        changes = [remove(self.cluster, workload.namespace, n) for n in names]
         record = self._transaction("pod-kill", {"service": service, "version": version, **where},
                                    {"service": service, "count": count, "percent": percent, "version": version,
                                     "restart_after_s": restart_after_s, "mode": mode, **where}, owner,
@@ -237,24 +232,25 @@ class KubernetesTarget:
                                 "which selects pods)")
         label = {objects.partition_label(fault_id): "true"}
         where = {"zone": zone, **({"isolate": True} if isolate else {})} if zone is not None else {}
-        changes = self._claims(fault_id, "partition", {"a": a, "b": b, "direction": direction}, expires_at, homes[0])
-        changes += [self._mark(side["b"].namespace, pod, fault_id, label) for pod in marked]
-        changes += [self._mark(side["a"].namespace, pod, fault_id, {objects.spared_label(fault_id): "true"})
-                    for pod in spared]
+        cluster, spare = self.cluster, {objects.spared_label(fault_id): "true"}
+        changes = transaction.claimed(cluster, fault_id, "partition", {"a": a, "b": b, "direction": direction},
+                                      expires_at, homes[0])
+        changes += [transaction.marked(cluster, side["b"].namespace, pod, fault_id, label) for pod in marked]
+        changes += [transaction.marked(cluster, side["a"].namespace, pod, fault_id, spare) for pod in spared]
         watched: list[ListenerWatch] = []
         for caller_key, callee_key, suffix in wanted:
             caller, callee = side[caller_key], side[callee_key]
             if mode == "drop":
-                changes.append(self._create(objects.network_policy(fault_id, expires_at, callee.namespace, suffix,
-                                                                   caller.selector, callee.selector, some,
-                                                                   spared=bool(spared))))
+                changes.append(transaction.created(cluster, objects.network_policy(
+                    fault_id, expires_at, callee.namespace, suffix, caller.selector, callee.selector, some,
+                    spared=bool(spared))))
                 continue
             # reject: the callee's sidecar answers the caller 503, as a refused connection looks to the caller's
             # policies (Istio's default retryOn retries 503, outlier detection counts it, 5xx SLIs see it)
             selector = objects.callee_selector(callee.selector, fault_id, some)
             ports = found.inbound_ports(callee)  # once per callee, not per caller identity (it may list pods)
             for index, principal in enumerate(callers[caller_key]):
-                changes.append(self._create(objects.envoy_filter(
+                changes.append(transaction.created(cluster, objects.envoy_filter(
                     fault_id, expires_at, callee.namespace, selector, ports,
                     objects.abort_fault(503, 100), f"spiffe://{principal}",
                     name=f"chaosmesh-qa-{fault_id}-{suffix}" + (f"-{index}" if index else ""))))
@@ -402,16 +398,16 @@ class KubernetesTarget:
         target = {"service": service, "source": source, **({"zone": zone} if zone is not None else {})}
         policy.check_conflicts(kind, target, self.active_faults())
         fault_id, expires_at = policy.new_fault_id(kind), self.cluster.now() + self._ttl(duration_s)
-        changes = self._claims(fault_id, kind, target, expires_at, callee.namespace)
+        changes = transaction.claimed(self.cluster, fault_id, kind, target, expires_at, callee.namespace)
         mark = {objects.marked_label(fault_id): "true"}
-        changes += [self._mark(callee.namespace, pod, fault_id, mark) for pod in zoned]
+        changes += [transaction.marked(self.cluster, callee.namespace, pod, fault_id, mark) for pod in zoned]
         selector = {**callee.selector, **(mark if zoned else {})}
         for index, principal in enumerate(principals):
             body = objects.envoy_filter(fault_id, expires_at, callee.namespace, selector, ports, fault,
                                         f"spiffe://{principal}" if principal else None)
             if index:
                 body["metadata"]["name"] += f"-{index}"
-            changes.append(self._create(body))
+            changes.append(transaction.created(self.cluster, body))
         watch = None if self.cluster.dry_run or on_vms else ListenerWatch(self.cluster, callee.namespace, pods)
         if zone is not None:
             parameters = {**parameters, "zone": zone}
@@ -444,9 +440,9 @@ class KubernetesTarget:
         target = target or {"service": host, "source": source}
         policy.check_conflicts(kind, target, self.active_faults())
         fault_id, expires_at = policy.new_fault_id(kind), self.cluster.now() + self._ttl(duration_s)
-        changes = self._claims(fault_id, kind, target, expires_at, homes[0])
+        changes = transaction.claimed(self.cluster, fault_id, kind, target, expires_at, homes[0])
         for index, namespace in enumerate(homes):
-            changes.append(self._create(external.outbound_fault_filter(
+            changes.append(transaction.created(self.cluster, external.outbound_fault_filter(
                 fault_id, expires_at, namespace, caller.selector if caller else None, host, fault,
                 f"chaosmesh-qa-{fault_id}" + (f"-{index}" if index else ""))))
         watches = [] if self.cluster.dry_run else [ListenerWatch(self.cluster, ns, names)
@@ -472,95 +468,16 @@ class KubernetesTarget:
         self._save(record)
         return record
 
-    def _claims(self, fault_id: str, kind: str, target: dict[str, Any], expires_at: float,
-                namespace: str) -> list[_Change]:
-        """The fault's server-side claims (``claims``), its first changes: a runner that checked the active faults
-        at the same moment as another cannot also inject a clashing one."""
-        record = {"fault_id": fault_id, "kind": kind, "target": target, "expires_at": expires_at}
-        return [_Change(apply, undo, name) for apply, undo, name in claims.claims(self.cluster, record, namespace)]
-
-    def _delete_pod(self, namespace: str, name: str) -> _Change:
-        return _Change(lambda: self.cluster.delete(objects.POD, namespace, name, grace_period_s=0), None,
-                       f"Pod/{namespace}/{name}")
-
-    def _evict_pod(self, namespace: str, name: str) -> _Change:
-        return _Change(lambda: self.cluster.evict(namespace, name), None, f"Pod/{namespace}/{name} (eviction)")
-
-    def _create(self, body: dict[str, Any]) -> _Change:
-        kind, metadata = objects.KINDS[body["kind"]], body["metadata"]
-
-        def apply() -> bool:
-            self.cluster.create(body)
-            if self.cluster.dry_run:
-                return False
-            stored = self.cluster.get(kind, metadata["namespace"], metadata["name"])
-            return stored is not None and stored.get("spec") == body["spec"]
-
-        return _Change(apply, objects.object_ref(kind, metadata["namespace"], metadata["name"]),
-                       f"{kind.kind}/{metadata['namespace']}/{metadata['name']}")
-
-    def _mark(self, namespace: str, pod: dict[str, Any], fault_id: str, labels: dict[str, str]) -> _Change:
-        name, metadata = pod["metadata"]["name"], pod["metadata"]
-        patch = objects.mark_pod_patch(metadata, fault_id, labels)
-        original = {"labels": {key: (metadata.get("labels") or {}).get(key) for key in labels}}
-
-        def apply() -> bool:
-            patched = self.cluster.patch_pod(namespace, name, patch)
-            return self.cluster.dry_run or all(
-                (patched["metadata"].get("labels") or {}).get(k) == v for k, v in labels.items())
-
-        return _Change(apply, {"op": "restore-pod", "kind": "Pod", "namespace": namespace, "name": name,
-                               "original": original}, f"Pod/{namespace}/{name} (labels)")
-
     def _transaction(self, kind: str, target: dict[str, Any], parameters: dict[str, Any], owner: str,
-                     duration_s: float, namespace: str, changes: list[_Change], summary: Callable[[], dict[str, Any]],
+                     duration_s: float, namespace: str, changes: list[Change], summary: Callable[[], dict[str, Any]],
                      fault_id: str | None = None, expires_at: float | None = None) -> FaultRecord:
-        now = self.cluster.now()
-        fault_id = fault_id or policy.new_fault_id(kind)
-        record: FaultRecord = {"fault_id": fault_id, "kind": policy.check_kind(kind), "owner": owner, "target": target,
-                          "parameters": parameters, "started_at": now,
-                          "expires_at": expires_at or now + self._ttl(duration_s), "changes": {},
-                          "namespace": namespace}
-        undo = [c.undo for c in changes if c.undo is not None]
-        lease = leases.open_lease(self.cluster, record, undo, namespace)
-        if not self.cluster.dry_run:
-            from chaosmesh_qa.targets.kubernetes.reaper import ensure_local_reaper
-
-            ensure_local_reaper(self.settings, owner)
-        try:
-            confirmed = [c.apply() for c in changes]
-            record["changes"] = {**summary(), "objects": [c.name for c in changes],
-                                 "confirmed": all(x is not False for x in confirmed) and not self.cluster.dry_run}
-            record["lease"] = f"ConfigMap/{namespace}/{lease['metadata']['name']}"
-            self._lease = leases.update_record(self.cluster, lease, record)
-        except BaseException as exc:
-            if not self.cluster.dry_run:
-                with contextlib.suppress(ChaosMeshQAError):  # else the lease stays: reverted at expiry
-                    leases.discard(self.cluster, self.cluster.get(objects.CONFIGMAP, namespace,
-                                                                  lease["metadata"]["name"]) or lease)
-            if isinstance(exc, ChaosMeshQAError | KeyboardInterrupt | SystemExit):
-                raise
-            raise FaultRejected(f"{kind}: {error_line(exc, 300)} (rolled back)") from None
-        record["remaining_s"] = round(max(0.0, record["expires_at"] - self.cluster.now()), 3)
-        if self.cluster.dry_run:
-            record["dry_run"] = True
-            record["planned"] = list(self.cluster.planned)
-        return record
+        self._writing = Transaction(self.cluster, self.settings)
+        return self._writing.run(kind, target, parameters, owner, self._ttl(duration_s), namespace, changes, summary,
+                                 fault_id, expires_at)
 
     def _save(self, record: FaultRecord) -> None:
-        """Update the lease's record; if a heal or reaper ended the lease meanwhile (kill_pods waits for the
-        replacement, which may take longer than the lease's TTL), that end stands and nothing is written."""
-        body = {k: v for k, v in record.items() if k != "remaining_s"}
-        metadata = self._lease["metadata"]
-        for _ in range(leases.MAX_CONFLICT_RETRIES):
-            try:
-                self._lease = leases.update_record(self.cluster, self._lease, body)
-                return
-            except Conflict:
-                current = self.cluster.get(objects.CONFIGMAP, metadata["namespace"], metadata["name"])
-                if current is None or leases.is_ended(current):
-                    return
-                self._lease = current
+        assert self._writing is not None, "saved before the transaction ran"
+        self._writing.save(record)
 
     def _replacements(self, workload: Workload, version: str | None, before: set[str], wanted: int) -> list[str]:
         """Pods (uids not in ``before``) that were not there before the kill and are ready: the controller's
