@@ -1,10 +1,11 @@
 """Which requests reach each service of a mesh from the clients' own, and which route of a service they take.
 
-``reached(model, requests)`` follows the clients' requests (path, headers) from the ingress through the call
-graph: the built-in app calls each callee's path with the headers it propagates; a ``command`` program's calls are
-its own code's business and are not guessed.  ``takes(model, service, route, requests)``: does one of those
-requests take that route (``mesh.routing.expected_shares`` picks the route as Istio does)?  Called by
-``report.coverage`` (does an experiment's traffic take a route?) and ``scaffold.suite`` (traffic that does).
+``reached(model, requests)`` follows the clients' requests (path, headers) from the ingress through the call graph:
+the built-in app calls each callee's path with the headers it propagates (a ServiceEntry host among them is reached
+and calls nothing); a ``command`` program's calls are its own code's business and are not guessed.  ``takes(model,
+service, route, requests)``: does one of those requests take that route (``mesh.routing.expected_shares`` picks the
+route as Istio does)?  Called by ``report.coverage`` (does an experiment's traffic take a route?) and
+``scaffold.suite`` (traffic that does).
 """
 
 from __future__ import annotations
@@ -28,8 +29,8 @@ def reached(model: MeshModel, requests: list[tuple[str, dict[str, str]]]) -> dic
         if (path, headers) in found.setdefault(service, set()):
             continue
         found[service].add((path, headers))
-        svc = model.services[service]
-        if svc.command is not None:
+        svc = model.services.get(service)
+        if svc is None or svc.command is not None:  # a ServiceEntry host (it calls nothing), or a program's calls
             continue
         for version in svc.versions:
             kept = tuple((k, v) for k, v in headers if k in {h.lower() for h in version.behaviour.propagate_headers})

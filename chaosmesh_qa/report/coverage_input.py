@@ -7,7 +7,8 @@ look at: each ``chaosmesh_qa.actions`` fault of the method as the service whose 
 a tolerance after the method), and the traffic profile it sends (``None``: it starts no traffic).  Arguments that
 are not literal (``${...}`` substitutions) are not guessed: such a fault is left out.  A zone fault keeps its
 ``zone`` (and a partition's ``isolate``); a zone partition that spares every pod of its caller (all in the zone,
-not isolated) hits nothing.  A fault on a ServiceEntry host is ``external`` (the host's name as its service).
+not isolated) hits nothing.  A fault on a ServiceEntry host is ``external`` (the host's name as its service); a
+partition toward one from every caller (``a: "*"``) has no ``source``.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from typing import Any
 from chaosmesh_qa.errors import InvalidArgument
 from chaosmesh_qa.mesh.model import MeshModel
 from chaosmesh_qa.report.run import load_experiment
-from chaosmesh_qa.targets.policy import zone_matches
+from chaosmesh_qa.targets.policy import EVERY_CALLER, zone_matches
 from chaosmesh_qa.traffic.profile import PROFILE_KEY, Profile, load_profile
 
 ACTIONS, PROBES = "chaosmesh_qa.actions", "chaosmesh_qa.probes"
@@ -115,7 +116,8 @@ def _faults(activity: Any, model: MeshModel) -> list[Fault]:
         edges = {"to": [(b, a)], "from": [(a, b)], "both": [(b, a), (a, b)]}.get(str(direction), [])
         if zone is not None and (direction != "to" or (not isolate and _all_in(model, a, zone))):
             return []  # refused by the action, or the zone's own callers still reach the zone: nothing cut
-        return [Fault(name, callee, caller, effect, zone=zone, isolate=isolate, chosen=chosen,
+        return [Fault(name, callee, None if caller == EVERY_CALLER else caller, effect, zone=zone, isolate=isolate,
+                      chosen=chosen,
                       some_pods=direction == "to" and callee in model.services and _some(model, callee, args, zone),
                       external=callee in model.external_hosts)
                 for callee, caller in edges if callee in model.services or callee in model.external_hosts]

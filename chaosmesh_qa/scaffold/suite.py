@@ -1,9 +1,9 @@
 """``chaosmesh-qa generate``: a suite of experiments that exercises every promise a mesh makes, and its game days.
 
 ``generate_suite(directory, mesh_ref)`` lists the mesh's promises (``mesh.promises``), leaves out those that
-cannot work (``mesh.unworkable``: an experiment could only fail) and those it does not write an experiment for
-(a ServiceEntry host's own guards), and writes for the rest, each the way ``report.coverage``'s rules count as
-exercising it:
+cannot work (``mesh.unworkable``: an experiment could only fail) and those no experiment can show acting (a
+ServiceEntry host's guards but its route timeout: ``HOST_GUARDS``), and writes for the rest, each the way
+``report.coverage``'s rules count as exercising it:
 
 * ``pod-kill-<service>``: one pod killed (``scaffold.experiment``'s, budget from ``scaffold.timing``) for the
   retries toward a service with pods to fail over to and for its outlier detection;
@@ -16,6 +16,8 @@ exercising it:
   the call graph: ``mesh.reach``), judged by ``routing_matches`` against the shares this mesh declares, written
   into the experiment (the verdict's own default would follow whatever mesh it runs on);
 * ``mtls``, ``authz`` (intent from the call graph: a service's callers are the ones it lets in), ``tracing``;
+* ``outage-<host>``: a ServiceEntry host blackholed for every caller, with a bound on the clients' p99 that only
+  its route timeout keeps (the local target only: the cluster's game day leaves it out, and says why);
 * ``zone-failover-<service>``: the zone a caller runs in cut off from it (a zone partition that isolates it, shorter
   than the base ejection time), judged by ``failover_matches`` (budgets from the outlier detection), for a
   ``locality`` promise.
@@ -29,26 +31,20 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from chaosmesh_qa.errors import InvalidArgument
-from chaosmesh_qa.mesh.localities import Locality
 from chaosmesh_qa.mesh.model import MeshModel
 from chaosmesh_qa.mesh.promises import Promise, list_promises
 from chaosmesh_qa.mesh.reach import takes
 from chaosmesh_qa.mesh.routing import expected_shares
 from chaosmesh_qa.mesh.unworkable import unworkable
-from chaosmesh_qa.probes.failover import declared_expectation
-from chaosmesh_qa.scaffold import graph, timing
+from chaosmesh_qa.scaffold import graph, outages, timing
 from chaosmesh_qa.scaffold.experiment import (
-    RATE_RPS,
     _action,
     _configuration,
-    _controls,
     _engaged,
     _errors,
     _probe,
@@ -56,28 +52,12 @@ from chaosmesh_qa.scaffold.experiment import (
     _recovery,
     new_experiment,
 )
+from chaosmesh_qa.scaffold.generated import LATENCY_HOLD_S, Generated, Suite, shell
 
 REFUSED_RETRIED = {"connect-failure", "refused-stream", "reset", "5xx", "gateway-error"}
-LATENCY_HOLD_S = 6  # the shipped latency-circuit-breaker's: the delay held, then healed
 POOL_TRAFFIC = {"users": 80, "rate_rps": 60}  # the shipped latency-circuit-breaker's load: it overflows a pool
 ROUTING_TRAFFIC = {"users": 40, "rate_rps": 100, "warmup_s": 4}  # routing-canary's users and warm-up, 100 rps
 VERDICT_HOLD_S = 5  # seconds of traffic the method waits before the verdicts judge the last window
-ZONE_OUTAGE_S = 4  # the shipped zone-failover's outage (shortened below a shorter base ejection time)
-
-
-@dataclass
-class Generated:
-    name: str
-    experiment: dict[str, Any]
-    covers: list[str] = field(default_factory=list)  # the promise ids it is written for
-    error_s: int | None = None  # seconds it fails clients by design (its game day stop is sized from it)
-
-
-@dataclass(frozen=True)
-class Suite:
-    mesh: str
-    experiments: tuple[Generated, ...]
-    skipped: tuple[tuple[str, str], ...]  # promise id, why no experiment is written for it
 
 
 def generate_suite(directory: str | Path, mesh_ref: str) -> Suite:
@@ -105,8 +85,7 @@ def _plan(model: MeshModel, mesh_ref: str, promise: Promise, out: dict[str, Gene
     """Add (or extend) the experiment that exercises ``promise``; the reason when none can."""
     kind, settings = promise.kind, promise.settings
     if promise.service in model.external_hosts:
-        return ("a ServiceEntry host's own guard: only a partition (drop) of its callers toward it exercises it, "
-                "and this version generates none")
+        return outages.host_outage(model, mesh_ref, promise, out)
     targets = [t for t in promise.targets if t in graph.order(model)]
     if kind in ("retries", "outlier-detection", "timeout", "connection-pool", "connect-timeout") and not targets:
         return "the clients' traffic never reaches it"
@@ -145,7 +124,7 @@ def _plan(model: MeshModel, mesh_ref: str, promise: Promise, out: dict[str, Gene
                                                                                                         promise))
     if kind == "trace-propagation":
         return _add(out, "tracing", promise, lambda: _verdict(model, mesh_ref, "tracing"))
-    return _zone_failover(model, mesh_ref, promise, out)
+    return outages.zone_failover(model, mesh_ref, promise, out)
 
 
 def _add(out: dict[str, Generated], name: str, promise: Promise, make: Any, extend: Any = None) -> str | None:
@@ -211,7 +190,7 @@ def _latency(model: MeshModel, mesh_ref: str, service: str) -> Generated:
                    f"(errors <= 1 %, p99 <= {timing.LATENCY_RECOVERY_P99_MS} ms) must hold again within {budget} s "
                    "of the heal. Errors during the fault are the price of the timeouts and are not judged.")
     configuration = _configuration(model, mesh_ref, max(10.0, round(bound * 2)))
-    experiment = _shell(f"A slow {service} is bounded by the timeouts in front of it", description,
+    experiment = shell(f"A slow {service} is bounded by the timeouts in front of it", description,
                         ["timeout"], configuration, probes, method)
     return Generated(f"latency-{service}", experiment, error_s=LATENCY_HOLD_S + budget + 1)
 
@@ -262,72 +241,9 @@ def _connect_timeout(model: MeshModel, mesh_ref: str, promise: Promise, out: dic
                    "would outlast the clients' own.")
     name = f"partition-{service}"
     title = f"A blackholed {service} replica costs its callers no more than the connect timeout"
-    out[name] = Generated(name, _shell(title, description, ["connect-timeout"], _configuration(model, mesh_ref, None),
+    out[name] = Generated(name, shell(title, description, ["connect-timeout"], _configuration(model, mesh_ref, None),
                                        probes, method), [promise.id])
     return None
-
-
-# --------------------------------------------------------------------------- locality
-
-
-def _zone_failover(model: MeshModel, mesh_ref: str, promise: Promise, out: dict[str, Generated]) -> str | None:
-    """The zone a caller prefers cut off (a zone partition that isolates it, as experiments/zone-failover.json),
-    judged by ``failover_matches``: the caller's requests leave the zone within the failover budget and come back
-    within the base ejection time of the end."""
-    service = promise.service
-    chosen = None
-    for caller in (c for c in model.callers(service) if c != graph.INGRESS):
-        zones = {Locality.parse(v.locality(i)).zone for v in model.services[caller].versions for i in range(v.replicas)}
-        if len(zones) != 1 or not (zone := zones.pop()):
-            continue
-        try:
-            expected = declared_expectation(model, caller, service, zone, partition=True, isolate=True)
-        except InvalidArgument:
-            continue
-        if not expected.problems and expected.next and expected.next != expected.home:
-            chosen = caller, zone
-            break
-    outlier = model.policies[service].outlier
-    if chosen is None or outlier is None:
-        return ("no caller whose pods are in one zone that the rules would move elsewhere when its zone's pods of "
-                f"{service} are lost (failover_matches needs one)")
-    caller, zone = chosen
-    base_s = outlier.base_ejection_time_s
-    outage_s = max(1, min(ZONE_OUTAGE_S, math.floor(base_s) - 1))  # shorter than an ejection: no readmission while cut
-    version = graph.busiest_version(model, service)
-    caller_pods = sum(v.replicas for v in model.services[caller].versions) or 1
-    per_sidecar = graph.rates(model, RATE_RPS).get(caller, RATE_RPS) / caller_pods  # each calls it once a request
-    eject_s, how = timing._ejection(model, service, version, per_sidecar)
-    failover_s = max(1, math.ceil(2 * (eject_s or 0)))
-    failback_s = max(1, math.ceil(base_s))
-    arguments = {"a": caller, "b": service, "zone": zone, "isolate": True, "direction": "to", "mode": "reject",
-                 "duration_s": outage_s}
-    probes = [_probe(f"{caller}-calls-fail-over-from-zone-{zone}-and-back", "failover", "failover_matches",
-                     {"caller": caller, "service": service, "failover_budget_s": failover_s,
-                      "failback_budget_s": failback_s, "min_share": 0.95}, ["pass"]),
-              _probe("recovered-within-2s", "recovery", "recovered_within",
-                     {"budget_s": 2, "slo": {"max_error_ratio": timing.MAX_ERROR_RATIO}, "measure": "client"},
-                     _range(2)),
-              _errors("client-error-ratio-last-5s", timing.MAX_ERROR_RATIO, window_s=5)]
-    method = [_action(f"zone-{zone}-of-{service}-unreachable", "partition", arguments, after_s=outage_s + 2)]
-    description = (f"Make {service}'s pods in zone {zone!r}, where {caller} runs, unreachable for {caller} for "
-                   f"{outage_s} s (a zone partition that isolates the zone; connections refused) under "
-                   f"{RATE_RPS} rps. Istio's locality load balancing must keep {caller}'s calls in "
-                   f"{', '.join(sorted(expected_home(model, caller, service, zone)))} while healthy and send them "
-                   f"elsewhere within {failover_s} s ({how or 'outlier detection ejects the zone pods'}; twice that, "
-                   f"at least 1 s), and back within {failback_s} s of the end (an ejected pod returns after "
-                   f"baseEjectionTime, {base_s:g} s; the outage is shorter, so it is not readmitted into a "
-                   "still-broken zone); clients must be back under 1 % errors within 2 s.")
-    name = f"zone-failover-{service}"
-    title = f"Losing zone {zone} of {service}: {caller}'s calls fail over and come back as the rules say"
-    out[name] = Generated(name, _shell(title, description, ["zone-outage", "locality-failover"],
-                                       _configuration(model, mesh_ref, None), probes, method), [promise.id])
-    return None
-
-
-def expected_home(model: MeshModel, caller: str, service: str, zone: str) -> frozenset[str]:
-    """Where the rules keep ``caller``'s requests to ``service`` while nothing fails."""
-    return declared_expectation(model, caller, service, zone, partition=True, isolate=True).home
 
 
 # --------------------------------------------------------------------------- verdicts
@@ -363,7 +279,7 @@ def _routing(model: MeshModel, mesh_ref: str, promise: Promise, out: dict[str, G
                    "over 5 s.")
     probes = [_probe(f"{service}-route-{index}-shares-as-declared", "routing", "routing_matches", arguments,
                      ["pass"]), _errors("client-error-ratio-last-5s", timing.MAX_ERROR_RATIO, window_s=5)]
-    out[name] = Generated(name, _shell(f"{service}'s route {index} routes as declared, under load", description,
+    out[name] = Generated(name, shell(f"{service}'s route {index} routes as declared, under load", description,
                                        ["routing"], configuration, probes, _wait_method()), [promise.id])
     return None
 
@@ -388,7 +304,7 @@ def _verdict(model: MeshModel, mesh_ref: str, which: str) -> Generated:
                        "traces_complete must find at least 99 % of at least 100 traces of the last 3 s complete "
                        f"(the shipped tracing experiment's bounds: {timing.MAX_ERROR_RATIO * 100:g} % errors allowed)")
     description = f"Under {configuration['chaosmesh_qa_traffic']['rate_rps']} rps: {text}."
-    return Generated(which, _shell(title, description, [which], configuration, [probe, errors], _wait_method()))
+    return Generated(which, shell(title, description, [which], configuration, [probe, errors], _wait_method()))
 
 
 def _services(generated: Generated, promise: Promise) -> None:
@@ -413,14 +329,6 @@ def _wait_method() -> list[dict[str, Any]]:
     return [probe]
 
 
-def _shell(title: str, description: str, tags: list[str], configuration: dict[str, Any],
-           probes: list[dict[str, Any]], method: list[dict[str, Any]]) -> dict[str, Any]:
-    return {"version": "1.0.0", "title": title, "description": description, "tags": ["chaosmesh-qa", *tags],
-            "configuration": configuration, "runtime": {"rollbacks": {"strategy": "always"}}, "controls": _controls(),
-            "steady-state-hypothesis": {"title": title, "probes": probes}, "method": method,
-            "rollbacks": [_action("heal-every-fault-of-this-run", "heal")]}
-
-
 # --------------------------------------------------------------------------- files
 
 
@@ -434,7 +342,12 @@ def suite_files(suite: Suite) -> dict[str, str]:
 
 def _gameday(suite: Suite, target: str) -> str:
     entries = []
+    skipped = list(suite.skipped)
     for g in suite.experiments:
+        if g.local_only is not None and target != "local":
+            why = f"{g.name}.json runs on the local target only: {g.local_only}"
+            skipped += [(promise, why) for promise in g.covers]
+            continue
         entry: dict[str, Any] = {"experiment": f"{g.name}.json"}
         if g.error_s is not None:  # it fails clients by design for that long: the day's stop must not trip on it
             entry["stop"] = {"client_error_ratio": {"above": 0.5, "for_s": g.error_s}}
@@ -445,6 +358,6 @@ def _gameday(suite: Suite, target: str) -> str:
            "defaults": {"target": target, "severity": 2, "timeout_s": 600},
            "experiments": entries}
     head = ("# Written by chaosmesh-qa generate: every experiment of this directory, on the "
-            f"{target} target.\n# Not generated:" + "".join(f"\n#   {key}: {why}" for key, why in suite.skipped)
-            + ("" if suite.skipped else " nothing") + "\n")
+            f"{target} target.\n# Not generated:" + "".join(f"\n#   {key}: {why}" for key, why in skipped)
+            + ("" if skipped else " nothing") + "\n")
     return head + yaml.safe_dump(day, sort_keys=False)

@@ -192,10 +192,10 @@ def cap(model: MeshModel, service: str) -> float | None:
     return min(caps) if caps else None
 
 
-def _wait(model: MeshModel, path: list[str], delay_s: float) -> tuple[float, list[str]]:
-    """What a client waits when the last hop of ``path`` (ingress, ..., caller, callee) is delayed by ``delay_s``,
-    and, hop by hop outward, why."""
-    inner, failed, steps = delay_s, False, []
+def _wait(model: MeshModel, path: list[str], delay_s: float, failing: bool = False) -> tuple[float, list[str]]:
+    """What a client waits when the last hop of ``path`` (ingress, ..., caller, callee) is delayed by ``delay_s``
+    (``failing``: and then answers an error, which the routes outward may retry), and, hop by hop outward, why."""
+    inner, failed, steps = delay_s, failing, []
     for callee in reversed(path[1:]):
         route = graph.plain_route(model, callee)
         per_try, timeout, retries = route.retries.per_try_timeout_s, route.timeout_s, route.retries

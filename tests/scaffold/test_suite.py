@@ -83,6 +83,53 @@ def test_a_locality_promise_gets_the_zone_failover_the_rules_predict(tmp_path: P
     assert entries["locality:catalog"].status == "covered", entries["locality:catalog"]
 
 
+PAYMENTS = "api.payments.example.com"
+
+
+def test_a_hosts_route_timeout_gets_an_outage_and_its_other_guards_say_why_not(tmp_path: Path) -> None:
+    """experiments/meshes/external-payments: the payment provider's own 500 ms timeout is exercised by blackholing
+    it for every caller (the only fault its own route sees); its retries, outlier detection, pool and connect
+    timeout cannot be shown to act in an outage of a host, and say so; a cluster's game day leaves the outage out."""
+    mesh = MESHES / "external-payments"
+    suite = generate_suite(mesh, str(mesh))
+    outage = {g.name: g for g in suite.experiments}["outage-api-payments-example-com"]
+    assert outage.covers == [f"timeout:{PAYMENTS}:VirtualService/payments:spec.http[0]"]
+    fault = outage.experiment["method"][0]["provider"]["arguments"]
+    assert fault == {"a": "*", "b": PAYMENTS, "direction": "to", "mode": "drop", "duration_s": 30}
+    bound = outage.experiment["steady-state-hypothesis"]["probes"][0]
+    # 2 tries of 250 ms to connect reach the 500 ms timeout; nothing on the way retries checkout's 502: clients wait
+    # ~0.5 s, bounded at 1.5 x that; without the timeout checkout's callers' 1 s timeout would be what ends it
+    assert bound["tolerance"]["range"][1] == 800 and "without the timeout they would wait 1 s" in \
+        outage.experiment["description"]
+    skipped = dict(suite.skipped)
+    for kind in ("retries", "outlier-detection", "connection-pool", "connect-timeout"):
+        key = next(k for k in skipped if k.startswith(f"{kind}:{PAYMENTS}"))
+        assert skipped[key].startswith(f"a ServiceEntry host's own {kind}: "), skipped[key]
+    out = _write(tmp_path, mesh)
+    entries = {e.promise.id: e for e in coverage(mesh, sorted(out.glob("*.json"))).entries}
+    assert entries[outage.covers[0]].status == "covered"
+    cluster_day = (out / "gameday-kubernetes.yaml").read_text()
+    assert "experiment: outage-api-payments-example-com.json" not in cluster_day
+    assert "runs on the local target only: a drop partition toward a host" in cluster_day
+    assert "experiment: outage-api-payments-example-com.json" in (out / "gameday.yaml").read_text()
+
+
+@pytest.mark.processes  # the outage through the real `chaos`, on its mesh (~20 s)
+def test_the_generated_host_outage_passes_on_its_mesh(tmp_path: Path) -> None:
+    from chaosmesh_qa.targets.local.sandbox import down
+    from tests.support.cli import run_cli
+
+    suite = _write(tmp_path, MESHES / "external-payments")
+    state = tmp_path / "state"
+    state.mkdir(mode=0o700)
+    try:
+        process = run_cli("run", str(suite / "outage-api-payments-example-com.json"), "--out", str(tmp_path / "out"),
+                          env={"CHAOSMESH_QA_STATE_DIR": str(state)}, timeout=300)
+    finally:
+        down(state)
+    assert process.returncode == 0 and "1 of 1 experiment(s) passed" in process.stdout, process.stdout[-3000:]
+
+
 def test_thresholds_come_from_the_mesh_and_are_explained() -> None:
     experiments = {g.name: g.experiment for g in generate_suite(default_mesh_dir(), "").experiments}
     latency = experiments["latency-catalog"]
