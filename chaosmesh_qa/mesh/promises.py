@@ -37,6 +37,11 @@ from chaosmesh_qa.mesh.model import ISTIO_UNLIMITED, MeshModel, Route, TrafficPo
 KINDS = ("retries", "timeout", "routing", "match", "outlier-detection", "connection-pool", "connect-timeout",
          "locality", "mtls", "authz-rule", "trace-propagation")
 ISTIO_CONNECT_TIMEOUT_S = 10.0
+# the retryOn conditions under which Envoy tries again after each kind of failure: a refused connection, one that
+# hangs (the connect timeout ends the try), a try that gets no answer (perTryTimeout: retried as a 504 / no answer)
+RETRIED = {"refused": {"connect-failure", "refused-stream", "reset", "5xx", "gateway-error"},
+           "blackhole": {"connect-failure", "reset", "5xx", "gateway-error"},
+           "delay": {"5xx", "gateway-error", "reset"}}
 
 
 @dataclass(frozen=True)
@@ -82,6 +87,27 @@ def list_promises(directory: str | Path) -> Promises:
     found = [*_route_promises(model, raw), *_rule_promises(model, raw), *_external_promises(model, raw),
              *_mtls_promises(model, raw), *_authz_promises(model, raw), *_trace_promises(model, raw)]
     return Promises(model.name, str(directory), model, tuple(found), tuple(loaded.warnings))
+
+
+def tries(settings: dict[str, Any], failure: str) -> int:
+    """How many tries a route's ``settings`` (retries, a timeout promise's) make after ``failure`` (``RETRIED``)."""
+    retried = bool(set(str(settings.get("retry_on", "")).split(",")) & RETRIED[failure])
+    return 1 + int(settings.get("attempts") or 0) if retried else 1
+
+
+def reaches_timeout(settings: dict[str, Any]) -> bool:
+    """Does a request that never gets an answer last until a timeout promise's route timeout?  Not when its tries
+    end first: each ends at ``perTryTimeout``, and only retries of a per-try timeout make another."""
+    per_try = settings.get("per_try_timeout_s")
+    return not per_try or tries(settings, "delay") * per_try >= settings["timeout_s"]
+
+
+def connects_outlast(settings: dict[str, Any]) -> bool:
+    """Does a blackholed request last until a timeout promise's route timeout?  Each try ends at the connect
+    timeout (the per-try timeout starts once a connection is up), and a ``retryOn`` that retries connection
+    failures makes another."""
+    connect_s = float(settings.get("connect_timeout_s", ISTIO_CONNECT_TIMEOUT_S))
+    return tries(settings, "blackhole") * connect_s >= settings["timeout_s"]
 
 
 class _Raw:

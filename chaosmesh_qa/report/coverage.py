@@ -50,16 +50,12 @@ from typing import Any
 
 from chaosmesh_qa.errors import ChaosMeshQAError, InvalidArgument
 from chaosmesh_qa.mesh.model import MeshModel
-from chaosmesh_qa.mesh.promises import Promise, Promises, list_promises
+from chaosmesh_qa.mesh.promises import RETRIED, Promise, Promises, connects_outlast, list_promises, reaches_timeout
 from chaosmesh_qa.mesh.reach import reached, takes
 from chaosmesh_qa.mesh.unworkable import unworkable
 from chaosmesh_qa.probes.failover import declared_expectation
 from chaosmesh_qa.report.coverage_input import Experiment, Fault, Probe, read_experiment
 from chaosmesh_qa.traffic.profile import Profile
-
-RETRIED = {"refused": {"connect-failure", "refused-stream", "reset", "5xx", "gateway-error"},
-           "blackhole": {"connect-failure", "reset", "5xx", "gateway-error"},
-           "delay": {"5xx", "gateway-error", "reset"}}  # a per-try timeout: Envoy retries it as a 504 / no answer
 
 
 @dataclass(frozen=True)
@@ -250,9 +246,9 @@ def _hits(promise: Promise, fault: Fault, model: MeshModel) -> bool:
             return per_try is not None and (fault.delay_ms or 0) > per_try * 1000 and bool(retry_on & RETRIED["delay"])
         return bool(retry_on & RETRIED[fault.effect])
     if promise.kind == "timeout":
-        return _reaches_timeout(settings) and (
+        return reaches_timeout(settings) and (
             (fault.effect == "delay" and (fault.delay_ms or 0) > settings["timeout_s"] * 1000) or
-            (fault.effect == "blackhole" and not fault.some_pods and _connects_outlast(settings)))
+            (fault.effect == "blackhole" and not fault.some_pods and connects_outlast(settings)))
     if promise.kind == "outlier-detection":
         status = fault.status or 0  # an answer ejects the hosts that give it, however many there are
         return (fault.some_pods and fault.effect in ("refused", "blackhole")) or (fault.effect == "status" and (
@@ -263,25 +259,6 @@ def _hits(promise: Promise, fault: Fault, model: MeshModel) -> bool:
     if promise.kind == "connect-timeout":
         return fault.effect == "blackhole"
     return False
-
-
-def _reaches_timeout(settings: dict[str, Any]) -> bool:
-    """Does a request that never gets an answer last until the route timeout?  Not when its tries end first: each
-    ends at ``perTryTimeout``, and only retries of a per-try timeout make another."""
-    per_try = settings.get("per_try_timeout_s")
-    if not per_try:
-        return True
-    retried = bool(set(str(settings.get("retry_on", "")).split(",")) & RETRIED["delay"])
-    tries = 1 + int(settings.get("attempts") or 0) if retried else 1
-    return bool(tries * per_try >= settings["timeout_s"])
-
-
-def _connects_outlast(settings: dict[str, Any]) -> bool:
-    """Does a blackholed request last until the route timeout?  Each try ends at the connect timeout (the per-try
-    timeout starts once a connection is up), and a ``retryOn`` that retries connection failures makes another."""
-    retried = bool(set(str(settings.get("retry_on", "")).split(",")) & RETRIED["blackhole"])
-    tries = 1 + int(settings.get("attempts") or 0) if retried else 1
-    return bool(tries * float(settings.get("connect_timeout_s", 10.0)) >= settings["timeout_s"])
 
 
 def _would_fail(promise: Promise, fault: Fault, probe: Probe, model: MeshModel) -> bool:

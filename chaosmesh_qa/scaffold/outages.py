@@ -11,7 +11,7 @@ import math
 from chaosmesh_qa.errors import InvalidArgument
 from chaosmesh_qa.mesh.localities import Locality
 from chaosmesh_qa.mesh.model import MeshModel
-from chaosmesh_qa.mesh.promises import Promise
+from chaosmesh_qa.mesh.promises import ISTIO_CONNECT_TIMEOUT_S, Promise, connects_outlast, tries
 from chaosmesh_qa.probes.failover import declared_expectation
 from chaosmesh_qa.scaffold import graph, timing
 from chaosmesh_qa.scaffold.experiment import RATE_RPS, _action, _configuration, _errors, _probe, _range, _recovery
@@ -26,7 +26,6 @@ HOST_GUARDS = {
     "connect-timeout": "in an outage the route's or the callers' timeouts end a request whatever the connect "
                        "timeout, and recovering needs the host back",
 }
-ISTIO_CONNECT_TIMEOUT_S = 10.0  # a cluster's connect timeout when the DestinationRule sets none
 ZONE_OUTAGE_S = 4  # the shipped zone-failover's outage (shortened below a shorter base ejection time)
 
 
@@ -42,15 +41,14 @@ def host_outage(model: MeshModel, mesh_ref: str, promise: Promise, out: dict[str
     path = graph.path_to(model, callers[0]) if callers else []
     if not path:
         return "no client request reaches a caller of the host"
-    tries = 1 + int(settings.get("attempts") or 0) if set(str(settings.get("retry_on", "")).split(",")) & set(
-        timing.RETRIED_CONNECT) else 1
+    attempts = tries(settings, "blackhole")
     connect_s, timeout_s = float(settings.get("connect_timeout_s", ISTIO_CONNECT_TIMEOUT_S)), settings["timeout_s"]
-    if tries * connect_s < timeout_s:
-        return (f"a blackholed connection's {tries} tries give up after {tries * connect_s:g} s, before the "
+    if not connects_outlast(settings):
+        return (f"a blackholed connection's {attempts} tries give up after {attempts * connect_s:g} s, before the "
                 f"{timeout_s:g} s timeout: it never acts in an outage")
     bound, steps = timing._wait(model, path, timeout_s, failing=True)
     limit_ms = math.ceil(bound * timing.BOUND_MARGIN * 10) * 100
-    unguarded, _ = timing._wait(model, path, tries * ISTIO_CONNECT_TIMEOUT_S, failing=True)
+    unguarded, _ = timing._wait(model, path, attempts * ISTIO_CONNECT_TIMEOUT_S, failing=True)
     if limit_ms >= unguarded * 1000:
         return (f"without the timeout the callers' own timeouts end a hung request within {unguarded:g} s, under "
                 f"the {limit_ms} ms a probe could hold the clients to: no probe can tell the timeout acted")
@@ -65,7 +63,7 @@ def host_outage(model: MeshModel, mesh_ref: str, promise: Promise, out: dict[str
               _action("heal-the-outage", "heal", {})]
     how = "; ".join(steps) or "no other timeout on the way"
     description = (f"Blackhole {host} for every caller for {LATENCY_HOLD_S} s (a drop partition: connections hang). "
-                   f"Its route gives up after {timeout_s:g} s ({tries} tries of up to {connect_s:g} s to connect); "
+                   f"Its route gives up after {timeout_s:g} s ({attempts} tries of up to {connect_s:g} s to connect); "
                    f"then {how}: clients wait ~{bound:g} s, so their p99 during the outage must stay within "
                    f"{limit_ms} ms ({timing.BOUND_MARGIN:g} x that; without the timeout they would wait "
                    f"{unguarded:g} s), and the SLO (errors <= 1 %, p99 <= {timing.LATENCY_RECOVERY_P99_MS} ms) must "
@@ -84,7 +82,7 @@ def zone_failover(model: MeshModel, mesh_ref: str, promise: Promise, out: dict[s
     judged by ``failover_matches``: the caller's requests leave the zone within the failover budget and come back
     within the base ejection time of the end."""
     service = promise.service
-    chosen = None
+    chosen: tuple[str, str, frozenset[str]] | None = None
     for caller in (c for c in model.callers(service) if c != graph.INGRESS):
         zones = {Locality.parse(v.locality(i)).zone for v in model.services[caller].versions for i in range(v.replicas)}
         if len(zones) != 1 or not (zone := zones.pop()):
@@ -94,13 +92,13 @@ def zone_failover(model: MeshModel, mesh_ref: str, promise: Promise, out: dict[s
         except InvalidArgument:
             continue
         if not expected.problems and expected.next and expected.next != expected.home:
-            chosen = caller, zone
+            chosen = caller, zone, expected.home
             break
     outlier = model.policies[service].outlier
     if chosen is None or outlier is None:
         return ("no caller whose pods are in one zone that the rules would move elsewhere when its zone's pods of "
                 f"{service} are lost (failover_matches needs one)")
-    caller, zone = chosen
+    caller, zone, home = chosen
     base_s = outlier.base_ejection_time_s
     outage_s = max(1, min(ZONE_OUTAGE_S, math.floor(base_s) - 1))  # shorter than an ejection: no readmission while cut
     version = graph.busiest_version(model, service)
@@ -122,7 +120,7 @@ def zone_failover(model: MeshModel, mesh_ref: str, promise: Promise, out: dict[s
     description = (f"Make {service}'s pods in zone {zone!r}, where {caller} runs, unreachable for {caller} for "
                    f"{outage_s} s (a zone partition that isolates the zone; connections refused) under "
                    f"{RATE_RPS} rps. Istio's locality load balancing must keep {caller}'s calls in "
-                   f"{', '.join(sorted(expected_home(model, caller, service, zone)))} while healthy and send them "
+                   f"{', '.join(sorted(home))} while healthy and send them "
                    f"elsewhere within {failover_s} s ({how or 'outlier detection ejects the zone pods'}; twice that, "
                    f"at least 1 s), and back within {failback_s} s of the end (an ejected pod returns after "
                    f"baseEjectionTime, {base_s:g} s; the outage is shorter, so it is not readmitted into a "
@@ -133,7 +131,3 @@ def zone_failover(model: MeshModel, mesh_ref: str, promise: Promise, out: dict[s
                                        _configuration(model, mesh_ref, None), probes, method), [promise.id])
     return None
 
-
-def expected_home(model: MeshModel, caller: str, service: str, zone: str) -> frozenset[str]:
-    """Where the rules keep ``caller``'s requests to ``service`` while nothing fails."""
-    return declared_expectation(model, caller, service, zone, partition=True, isolate=True).home

@@ -37,7 +37,7 @@ from typing import Any
 import yaml
 
 from chaosmesh_qa.mesh.model import MeshModel
-from chaosmesh_qa.mesh.promises import Promise, list_promises
+from chaosmesh_qa.mesh.promises import Promise, list_promises, reaches_timeout
 from chaosmesh_qa.mesh.reach import takes
 from chaosmesh_qa.mesh.routing import expected_shares
 from chaosmesh_qa.mesh.unworkable import unworkable
@@ -106,7 +106,7 @@ def _plan(model: MeshModel, mesh_ref: str, promise: Promise, out: dict[str, Gene
         return _connect_timeout(model, mesh_ref, promise, out)
     if kind in ("timeout", "connection-pool"):
         target = targets[0]
-        if kind == "timeout" and not _timeout_acts(settings):
+        if kind == "timeout" and not reaches_timeout(settings):
             return "the route's tries end a delayed request before its timeout: it never acts"
         name = f"latency-{target}"
         why = _add(out, name, promise, lambda: _latency(model, mesh_ref, target))
@@ -135,14 +135,6 @@ def _add(out: dict[str, Generated], name: str, promise: Promise, make: Any, exte
     if extend is not None:
         extend(out[name])
     return None
-
-
-def _timeout_acts(settings: dict[str, Any]) -> bool:
-    per_try = settings.get("per_try_timeout_s")
-    if not per_try:
-        return True
-    retried = bool(set(str(settings.get("retry_on", "")).split(",")) & set(timing.RETRIED_TIMEOUTS))
-    return bool((1 + int(settings.get("attempts") or 0) if retried else 1) * per_try >= settings["timeout_s"])
 
 
 def _scaffolded(model: MeshModel, mesh_ref: str, kind: str, service: str) -> Generated:

@@ -20,6 +20,7 @@ from typing import Any
 
 from chaosmesh_qa.targets.kubernetes.cluster import Cluster
 from chaosmesh_qa.targets.kubernetes.dataplane import ListenerWatch
+from chaosmesh_qa.targets.kubernetes.objects import MANAGED_SELECTOR
 from chaosmesh_qa.targets.kubernetes.reaper import stop_local_reapers
 from chaosmesh_qa.targets.kubernetes.settings import KubeSettings, api_client
 from tests.support.cli import run_cli
@@ -62,6 +63,11 @@ class KubeSandbox(Sandbox):
                                 text=True, timeout=timeout, stdin=subprocess.DEVNULL)
         assert not check or result.returncode == 0, result.stderr
         return result
+
+    def managed_envoy_filters(self) -> list[dict[str, Any]]:
+        """The EnvoyFilters chaosmesh-qa manages in every namespace, as ``kubectl get -o json`` lists them."""
+        listed = self.kubectl("get", "envoyfilters", "-A", "-l", MANAGED_SELECTOR, "-o", "json").stdout
+        return list(json.loads(listed)["items"])
 
     def call_log(self, since: int = 0) -> list[dict[str, Any]]:
         """The calls the emulation logged, from the ``since``-th on (none before the first call)."""

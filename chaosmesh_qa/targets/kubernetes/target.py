@@ -285,14 +285,16 @@ class KubernetesTarget:
     # ------------------------------------------------------------------ mesh QA verdicts (declared.py, verdicts.py)
 
     def declared_mesh(self) -> MeshModel:
-        ingress = self.settings.ingress_service or self.workloads().describe()["ingress_service"]
-        return declared.declared_mesh(self.cluster, self.settings.namespaces, ingress)
+        return declared.declared_mesh(self.cluster, self.settings.namespaces, self._ingress_service())
+
+    def _ingress_service(self) -> str | None:
+        """The configured first service behind the ingress, else the one a gateway-bound VirtualService names."""
+        return self.settings.ingress_service or self.workloads().describe()["ingress_service"]
 
     def write_declared_mesh(self, directory: Path, calls_window: str) -> list[str]:
         """The cluster's mesh written as a mesh directory (``chaosmesh-qa coverage``), each service's calls those
         Istio's metrics saw over ``calls_window`` (a PromQL duration); returns what the API could not tell."""
-        ingress = self.settings.ingress_service or self.workloads().describe()["ingress_service"]
-        raw, unread = declared.declared_documents(self.cluster, self.settings.namespaces, ingress)
+        raw, unread = declared.declared_documents(self.cluster, self.settings.namespaces, self._ingress_service())
         model = declared.build_declared(raw, f"cluster {self.cluster.host}", unread)
         edges = verdicts.observed_edges(self.prometheus_url(), set(model.services),
                                         {**verdicts.source_names(model), self.settings.ingress_gateway: "ingress"},
@@ -414,10 +416,8 @@ class KubernetesTarget:
         vms = {"workload_entries": list(callee.entries)} if on_vms else {}
         record = self._transaction(kind, target, parameters, owner, duration_s, callee.namespace, changes,
                                    lambda: {"pods": pods, "applied_at": "callee inbound", **vms},
-                                   fault_id=fault_id, expires_at=expires_at)
-        if on_vms and not self.cluster.dry_run:
-            record["changes"].update(confirmed=False, unconfirmed=VMS_UNCONFIRMED)
-            self._save(record)
+                                   fault_id=fault_id, expires_at=expires_at,
+                                   unconfirmable=VMS_UNCONFIRMED if on_vms else None)
         return self._confirm(record, [watch] if watch is not None else [])
 
     def _external_l7(self, kind: str, host: str, source: str | None, fault: dict[str, Any],
@@ -470,10 +470,11 @@ class KubernetesTarget:
 
     def _transaction(self, kind: str, target: dict[str, Any], parameters: dict[str, Any], owner: str,
                      duration_s: float, namespace: str, changes: list[Change], summary: Callable[[], dict[str, Any]],
-                     fault_id: str | None = None, expires_at: float | None = None) -> FaultRecord:
+                     fault_id: str | None = None, expires_at: float | None = None,
+                     unconfirmable: str | None = None) -> FaultRecord:
         self._writing = Transaction(self.cluster, self.settings)
         return self._writing.run(kind, target, parameters, owner, self._ttl(duration_s), namespace, changes, summary,
-                                 fault_id, expires_at)
+                                 fault_id, expires_at, unconfirmable)
 
     def _save(self, record: FaultRecord) -> None:
         assert self._writing is not None, "saved before the transaction ran"

@@ -84,7 +84,10 @@ class Transaction:
 
     def run(self, kind: str, target: dict[str, Any], parameters: dict[str, Any], owner: str, ttl_s: float,
             namespace: str, changes: list[Change], summary: Callable[[], Mapping[str, Any]],
-            fault_id: str | None = None, expires_at: float | None = None) -> FaultRecord:
+            fault_id: str | None = None, expires_at: float | None = None, unconfirmable: str | None = None
+            ) -> FaultRecord:
+        """Open the lease, apply ``changes``, write the record.  ``unconfirmable``: why the data plane cannot show
+        the change (recorded ``confirmed: false`` with it, however the API stored the objects)."""
         cluster = self.cluster
         now = cluster.now()
         fault_id = fault_id or policy.new_fault_id(kind)
@@ -99,7 +102,10 @@ class Transaction:
         try:
             confirmed = [c.apply() for c in changes]
             record["changes"] = {**summary(), "objects": [c.name for c in changes],
-                                 "confirmed": all(x is not False for x in confirmed) and not cluster.dry_run}
+                                 "confirmed": all(x is not False for x in confirmed) and not cluster.dry_run
+                                 and unconfirmable is None}
+            if unconfirmable is not None and not cluster.dry_run:
+                record["changes"]["unconfirmed"] = unconfirmable
             record["lease"] = f"ConfigMap/{namespace}/{lease['metadata']['name']}"
             self.lease = leases.update_record(cluster, lease, record)
         except BaseException as exc:

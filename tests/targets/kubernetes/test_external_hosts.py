@@ -7,7 +7,6 @@ the callers' outbound listeners as istiod would, and every effect is measured wi
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -16,7 +15,6 @@ import pytest
 
 from chaosmesh_qa.errors import FaultRejected
 from chaosmesh_qa.targets import get_target
-from chaosmesh_qa.targets.kubernetes.objects import MANAGED_SELECTOR
 from tests.support.client import after_pooled_connections
 from tests.support.kube import KubeSandbox, running
 
@@ -49,8 +47,7 @@ def test_a_delay_from_one_caller_is_an_outbound_envoyfilter_its_route_timeout_do
         changes = record["changes"]
         assert changes["applied_at"] == "caller outbound" and changes["service_entry"] == "default/payments"
         assert changes["confirmed"] and "caller-side" in changes["placement"], changes
-        (found,) = json.loads(box.kubectl("get", "envoyfilters", "-A", "-l", MANAGED_SELECTOR, "-o",
-                                          "json").stdout)["items"]
+        (found,) = box.managed_envoy_filters()
         assert found["spec"]["workloadSelector"]["labels"]["app"] == "checkout"
         assert found["spec"]["configPatches"][0]["match"]["context"] == "SIDECAR_OUTBOUND"
         answers = after_pooled_connections(url, lambda code, tree, elapsed: elapsed >= 0.7)
@@ -60,7 +57,7 @@ def test_a_delay_from_one_caller_is_an_outbound_envoyfilter_its_route_timeout_do
     for code, tree, elapsed in answers:
         assert code == 200 and payments_hop(tree)["status"] == 200 and elapsed >= 0.7, (elapsed, tree)
     assert all(code == 200 for code, _, _ in after_pooled_connections(url, lambda code, tree, elapsed: code == 200))
-    assert box.kubectl("get", "envoyfilters", "-A", "-l", MANAGED_SELECTOR, "-o", "name").stdout.strip() == ""
+    assert box.managed_envoy_filters() == []
 
 
 def test_a_reject_partition_toward_the_provider_is_a_503_at_the_caller_and_drop_is_refused(box: KubeSandbox) -> None:
@@ -92,8 +89,7 @@ def test_a_partition_toward_the_provider_from_every_caller_is_one_filter_on_ever
         with pytest.raises(FaultRejected, match=r"^conflicts with active fault partition-[0-9a-f]{8} \(partition on "
                                                 r"every caller -> api\.payments\.example\.com\); heal it first$"):
             target.partition("checkout", PAYMENTS, "to", "reject", 60, OWNER)
-        (found,) = json.loads(box.kubectl("get", "envoyfilters", "-A", "-l", MANAGED_SELECTOR, "-o",
-                                          "json").stdout)["items"]
+        (found,) = box.managed_envoy_filters()
         assert "workloadSelector" not in found["spec"]
         answers = after_pooled_connections(url, lambda code, tree, elapsed: code == 502)
     finally:

@@ -70,8 +70,7 @@ def test_a_latency_on_the_vms_service_is_an_envoyfilter_on_their_labels_and_dela
         assert changes["workload_entries"] == ["orders-vm-1", "orders-vm-2"] and changes["pods"] == []
         # stored, and honest that no API call can show a VM's listeners
         assert changes["confirmed"] is False and changes["unconfirmed"] == VMS_UNCONFIRMED
-        (found,) = json.loads(box.kubectl("get", "envoyfilters", "-A", "-l", MANAGED_SELECTOR, "-o",
-                                          "json").stdout)["items"]
+        (found,) = box.managed_envoy_filters()
         assert found["spec"]["workloadSelector"]["labels"] == {"app": "orders-vm"}
         assert found["spec"]["configPatches"][0]["match"]["context"] == "SIDECAR_INBOUND"
         # the delay is held by the VMs' own sidecars: no answer through them comes back in under 300 ms
@@ -80,7 +79,7 @@ def test_a_latency_on_the_vms_service_is_an_envoyfilter_on_their_labels_and_dela
         target.heal(None, OWNER)
     for code, tree, elapsed in answers:
         assert code == 200 and orders_hop(tree)["status"] == 200 and elapsed >= 0.3, (elapsed, tree)
-    assert box.kubectl("get", "envoyfilters", "-A", "-l", MANAGED_SELECTOR, "-o", "name").stdout.strip() == ""
+    assert box.managed_envoy_filters() == []
 
 
 def test_an_abort_from_one_caller_on_the_vms_service_answers_its_status(box: KubeSandbox) -> None:
