@@ -27,7 +27,9 @@ HEADER_ROUTE = "match:reviews:VirtualService/reviews:spec.http[0]"  # x-canary, 
 
 
 def test_the_clusters_mesh_is_covered_as_its_directory_but_for_what_the_api_cannot_tell(kube: KubeSandbox) -> None:
-    assert {code for code, _ in get_many(kube.ingress_url + "/", 40)} == {200}
+    # calls for Istio's metrics to see; an earlier test's heal may still be draining a pooled connection (a request
+    # that races that close fails once, docs/reference/kubernetes-target.md): what matters is that calls were made
+    assert 200 in {code for code, _ in get_many(kube.ingress_url + "/", 40)}
     target = get_target(kube.configuration())
     assert target.observed_edges(1), "Istio's metrics show the calls"  # waits up to one scrape for them
     env = {k: v for k, v in kube.env().items() if k != "CHAOSMESH_QA_TARGET"}
