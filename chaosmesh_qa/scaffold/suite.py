@@ -56,7 +56,9 @@ from chaosmesh_qa.scaffold.generated import LATENCY_HOLD_S, Generated, Suite, sh
 
 REFUSED_RETRIED = {"connect-failure", "refused-stream", "reset", "5xx", "gateway-error"}
 POOL_TRAFFIC = {"users": 80, "rate_rps": 60}  # the shipped latency-circuit-breaker's load: it overflows a pool
-ROUTING_TRAFFIC = {"users": 40, "rate_rps": 100, "warmup_s": 4}  # routing-canary's users and warm-up, 100 rps
+# routing-canary's users and warm-up, 100 rps: the first 5 s window opens a scrape interval and a second after the
+# traffic starts (probes.routing waits for that itself; the warm-up makes it wait for nothing)
+ROUTING_TRAFFIC = {"users": 40, "rate_rps": 100, "warmup_s": 7}
 VERDICT_HOLD_S = 5  # seconds of traffic the method waits before the verdicts judge the last window
 
 
