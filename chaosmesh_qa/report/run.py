@@ -35,6 +35,7 @@ from typing import Any
 
 import yaml
 
+from chaosmesh_qa import sessions
 from chaosmesh_qa.errors import InvalidArgument
 from chaosmesh_qa.report.model import EVENTS, EXPERIMENT, JOURNAL, LOG, OUTPUT, TIMELINE, ExperimentReport
 from chaosmesh_qa.report.progress import Monitor, RunState, View
@@ -168,8 +169,7 @@ def run_one(item: Prepared, directory: Path, chaos: str, view: View, state: RunS
     monitor = Monitor(directory, state)
     started = time.monotonic()
     with (directory / OUTPUT).open("wb") as output:
-        process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=output, stderr=subprocess.STDOUT,
-                                   env=env, start_new_session=True)
+        process = sessions.spawn(command, stdin=subprocess.DEVNULL, stdout=output, stderr=subprocess.STDOUT, env=env)
         stopping_since: float | None = None
         while True:
             try:

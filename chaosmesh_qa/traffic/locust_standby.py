@@ -26,6 +26,8 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from chaosmesh_qa import sessions
+
 WAIT_FOR_EXIT_S = 2.0
 
 
@@ -59,9 +61,8 @@ def prestart(env: dict[str, str], run_id: str) -> None:
         return
     _waiting.clear()  # one that died (poll reaped it)
     neutral = tempfile.gettempdir()  # no locust.conf or pyproject.toml of the caller's directory applies
-    process = subprocess.Popen([sys.executable, "-m", __name__], env=env, cwd=neutral, stdin=subprocess.PIPE,
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
-                               close_fds=True)
+    process = sessions.spawn([sys.executable, "-m", __name__], env=env, cwd=neutral, stdin=subprocess.PIPE,
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, close_fds=True)
     _waiting.append(Standby(process, run_id))
 
 

@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from chaosmesh_qa import sessions
 from chaosmesh_qa.errors import InvalidArgument, TargetUnavailable, TrafficError
 from chaosmesh_qa.files import atomic_write_json
 from chaosmesh_qa.traffic import locust_standby as standby
@@ -270,8 +271,8 @@ def _worker_command(port: int) -> list[str]:
 def _spawn(command: list[str], env: dict[str, str], log_path: Path) -> subprocess.Popen[bytes]:
     with log_path.open("wb") as log:
         # cwd: the run directory, so that no locust.conf / pyproject.toml of the caller's directory applies
-        process = subprocess.Popen(command, env=env, cwd=log_path.parent, stdin=subprocess.DEVNULL, stdout=log,
-                                   stderr=subprocess.STDOUT, start_new_session=True, close_fds=True)
+        process = sessions.spawn(command, env=env, cwd=log_path.parent, stdin=subprocess.DEVNULL, stdout=log,
+                                 stderr=subprocess.STDOUT, close_fds=True)
     with contextlib.suppress(RuntimeError):
         _children[process.pid] = process
     return process

@@ -12,9 +12,12 @@ uses the session's real runs (``BUDGET_FIXTURES``) is refused at collection: its
 One at a time is not enough: the other worker's tests (a sandbox of their own, the emulation, mkdocs, hypothesis)
 keep both cores busy too, and every hop of a request through the budgets worker's sandbox then waits behind them for
 a core (measured: a default mesh's baseline p99 of 356 ms at 73 of 100 req/s while the other worker ran at full
-priority).  So a worker lowers its own priority (``NICENESS``, inherited by every process it starts) at its first
-test outside the group: the sandbox under a budget wins every core it wakes for, as it would alone, and the other
-worker's tests, which assert no budget, take the rest.  ``ModulesAndBudgets`` hands the group out first, so the
+priority).  So a worker lowers its own priority (``NICENESS``) at its first test outside the group: the sandbox under
+a budget wins every core it wakes for, as it would alone, and the other worker's tests, which assert no budget, take
+the rest.  Its sandboxes, Locusts and reapers run in sessions of their own, which the kernel's autogroup scheduling
+weighs as whole groups whatever their processes' niceness: ``chaosmesh_qa.sessions.spawn`` gives each such session
+its starter's niceness (before it did, the lowered worker's sandboxes ran at full weight, which is what the 2026-12-06
+measurements below saw).  ``ModulesAndBudgets`` hands the group out first, so the
 worker that runs it has not lowered its priority yet; after the group it goes on, lowered, with the other modules.
 
 ``ModulesAndBudgets`` keeps a module's tests on one worker (its module-scoped sandbox starts once), as

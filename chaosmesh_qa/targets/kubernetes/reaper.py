@@ -25,6 +25,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from chaosmesh_qa import sessions
 from chaosmesh_qa.errors import ChaosMeshQAError
 from chaosmesh_qa.pids import alive
 from chaosmesh_qa.targets.kubernetes import leases
@@ -99,8 +100,8 @@ def ensure_local_reaper(settings: KubeSettings, owner: str) -> None:
                *(["--kubeconfig", settings.kubeconfig] if settings.kubeconfig else []),
                *(["--context", settings.context] if settings.context else []),
                *[arg for namespace in settings.namespaces for arg in ("--namespace", namespace)]]
-    _local[key] = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                   stderr=subprocess.DEVNULL, start_new_session=True, close_fds=True)
+    _local[key] = sessions.spawn(command, niceness_at_least=LOCAL_NICENESS, stdin=subprocess.DEVNULL,
+                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, close_fds=True)
 
 
 def local_reapers() -> list[subprocess.Popen[bytes]]:

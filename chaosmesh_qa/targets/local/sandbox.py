@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 import httpx
 
 import chaosmesh_qa
+from chaosmesh_qa import sessions
 from chaosmesh_qa.errors import FaultRejected, InvalidArgument, SandboxStartError, TargetUnavailable
 from chaosmesh_qa.pids import alive
 from chaosmesh_qa.targets.local import preflight
@@ -138,13 +139,13 @@ def up(mesh_dir: Path, state_dir: Path, timeout_s: float = START_TIMEOUT_S, max_
     paths.logs.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
     with open(paths.logs / "supervisor.log", "ab") as log:
-        process = subprocess.Popen(
+        process = sessions.spawn(
             [sys.executable, *entry,
              "--state-dir", str(state_dir), "--mesh", str(mesh_dir.absolute()),
              *(["--max-fault-ttl", str(max_fault_ttl_s)] if max_fault_ttl_s else []),
              *(["--endpoint-delay", str(endpoint_delay_s)] if endpoint_delay_s is not None else []),
              *(["--scrape-interval", str(scrape_interval_s)] if scrape_interval_s else [])],
-            stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True,
+            stdin=subprocess.DEVNULL, stdout=log, stderr=log,
         )
     paths.pid_file.write_text(str(process.pid))
     with SandboxClient(state_dir, timeout_s=2.0) as client:

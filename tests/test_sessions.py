@@ -1,0 +1,33 @@
+"""``sessions.spawn``: a child in a session of its own runs at its starter's niceness, in the kernel's autogroup
+scheduling where a session's niceness is what weighs against other sessions (a process's own only counts within its
+session).  Each case in a Python process of its own, since a process cannot lower its niceness back."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = [pytest.mark.processes, pytest.mark.skipif(not Path("/proc/self/autogroup").exists(),
+                                                        reason="this kernel schedules without autogroup")]
+
+
+def _child_group(own_niceness: int, at_least: int = 0) -> str:
+    code = ("import os, subprocess, sys\n"
+            f"os.nice({own_niceness})\n"
+            "from chaosmesh_qa import sessions\n"
+            f"child = sessions.spawn([sys.executable, '-c', 'import time; time.sleep(30)'], niceness_at_least={at_least})\n"
+            "try:\n"
+            "    print(open(f'/proc/{child.pid}/autogroup').read().strip(), os.getsid(child.pid) == child.pid)\n"
+            "finally:\n"
+            "    child.kill(); child.wait()\n")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
+    return result.stdout.strip()
+
+
+@pytest.mark.parametrize(("own", "at_least", "group"), [(0, 0, 0), (10, 0, 10), (3, 7, 7), (12, 7, 12)])
+def test_a_new_session_runs_at_its_starters_niceness_or_the_one_asked(own: int, at_least: int, group: int) -> None:
+    said = _child_group(own, at_least)
+    assert said.endswith(f" nice {group} True"), said  # its own session, in a group at that niceness
