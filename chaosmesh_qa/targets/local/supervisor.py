@@ -30,13 +30,11 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import aiohttp
-from aiohttp import web
 
-from chaosmesh_qa.errors import FaultRejected, ProcessNotReady
+from chaosmesh_qa.errors import ProcessNotReady
 from chaosmesh_qa.mesh import load_mesh
 from chaosmesh_qa.mesh.model import AuthzPolicy, MeshModel
-from chaosmesh_qa.targets.local import preflight, processes, prometheus
-from chaosmesh_qa.targets.local.control_api import json_body, one_line_errors
+from chaosmesh_qa.targets.local import control_api, preflight, prometheus
 from chaosmesh_qa.targets.local.controlplane import ControlPlane, PodPorts, PodSpec, not_applied_patches
 from chaosmesh_qa.targets.local.envoy import admin
 from chaosmesh_qa.targets.local.envoy.clusters import Endpoint
@@ -44,11 +42,11 @@ from chaosmesh_qa.targets.local.envoy.common import INGRESS
 from chaosmesh_qa.targets.local.envoy.envoyfilters import EnvoyFilterObject
 from chaosmesh_qa.targets.local.faults import DEFAULT_MAX_TTL_S, FaultManager
 from chaosmesh_qa.targets.local.forkserver import ForkServer
-from chaosmesh_qa.targets.local.leases import TEST_HOOKS_ENV, Redirect
+from chaosmesh_qa.targets.local.leases import Redirect
 from chaosmesh_qa.targets.local.pki import MeshPKI
 from chaosmesh_qa.targets.local.pods import READY_TIMEOUT_S, SERVING_STATES, ContainerLog, Pod, app_command
 from chaosmesh_qa.targets.local.ports import PortAllocator
-from chaosmesh_qa.targets.local.scrape_bridge import ScrapeBridge
+from chaosmesh_qa.targets.local.sandbox_prometheus import SandboxPrometheus, scrape_target
 from chaosmesh_qa.targets.local.standins import StandIns
 from chaosmesh_qa.targets.local.state import SandboxPaths
 from chaosmesh_qa.targets.local.tracing.collector import TraceCollector
@@ -56,7 +54,6 @@ from chaosmesh_qa.targets.local.xds.server import AdsServer
 
 log = logging.getLogger("chaosmesh_qa.supervisor")
 ORPHAN_CHECK_S = 2.0
-PROMETHEUS_READY_TIMEOUT_S = 20.0
 # Seconds between a pod's death and its endpoint leaving callers' config: Kubernetes needs about
 # this long (kubelet -> endpoints controller -> istiod push); it is when retries and outlier
 # detection earn their keep.
@@ -108,9 +105,7 @@ class Supervisor:
         self.pods: dict[str, Pod] = {}
         self._starting_names: set[str] = set()  # StatefulSet ordinals handed out before their pods exist
         self.ingress: Pod | None = None
-        self.prometheus: asyncio.subprocess.Process | None = None
-        self.prometheus_port = 0
-        self.scrape_bridge: ScrapeBridge | None = None  # started with Prometheus
+        self.prometheus = SandboxPrometheus(paths, self.ports, self.http, self._scrape_targets, scrape_interval_s)
         self.traces = TraceCollector()  # Zipkin-v2-compatible receiver every Envoy reports spans to
         self.forkserver: ForkServer | None = None  # forks the built-in demo app for each pod
         self.stand_ins = StandIns(paths.logs)  # the ServiceEntries' mesh-external hosts (standins)
@@ -119,12 +114,9 @@ class Supervisor:
         self.started_at = time.time()
         self.ready_at: float | None = None
         self.timings: dict[str, float] = {}
-        self.metrics_ready = False  # Prometheus has scraped every Envoy at least once
-        self.metrics_error: str | None = None
         self.shutdown_requested = asyncio.Event()
         self.faults = FaultManager(self, max_fault_ttl_s)
         self.endpoint_delay_s = endpoint_delay_s
-        self.scrape_interval_s = scrape_interval_s
         self._departing: dict[str, PodSpec] = {}  # dead pods callers still route to (propagation delay)
         self._session: aiohttp.ClientSession | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -146,7 +138,7 @@ class Supervisor:
     # ------------------------------------------------------------------ main
 
     async def run(self) -> None:
-        runner = await self._serve_api()
+        runner = await control_api.serve(self, self.paths.socket)
         self._session = aiohttp.ClientSession()
         try:
             await self._start_mesh()
@@ -182,7 +174,11 @@ class Supervisor:
         pod_specs = [self._new_pod_spec(service, version, locality=where) for service, version, where in replicas]
         # Prometheus first, already knowing every target: its service discovery hands targets to its
         # scrapers on a fixed 5 s tick from process start; until then the scrape bridge pushes them.
-        prometheus_started = self._background(self._start_prometheus([ingress_spec, *pod_specs]))
+        self.paths.prometheus.mkdir(parents=True, exist_ok=True)
+        for extension in self.extensions:  # its recording rules, read by Prometheus from its start
+            extension.write_prometheus_rules(self.paths.prometheus / "rules")
+        targets = [scrape_target(spec) for spec in [ingress_spec, *pod_specs]]
+        prometheus_started = self._background(self.prometheus.start(targets, self._background))
         self.control_plane = cp = ControlPlane(model, self.paths.root, MeshPKI.create(self.paths.pki))
         await self.traces.start(self.ports.allocate())
         cp.trace_port = self.traces.port
@@ -224,16 +220,8 @@ class Supervisor:
 
     async def _note_scraping(self) -> None:
         """Every Envoy has a sample in Prometheus (the scrape bridge's or Prometheus's own scrape's)."""
-        if self.scrape_bridge is not None:
-            self.scrape_bridge.poke()  # every pod is ready now
-        try:
-            await self._wait_scraped()
-        except ProcessNotReady as exc:
-            self.metrics_error = str(exc)
-            log.error("prometheus never scraped every envoy: %s", exc)
-            return
-        self.metrics_ready = True
-        self.timings["prometheus_scraping_s"] = round(time.time() - self.started_at, 3)
+        if await self.prometheus.wait_scraped():
+            self.timings["prometheus_scraping_s"] = round(time.time() - self.started_at, 3)
         log.info("startup timings: %s", self.timings)
 
     async def _stop_mesh(self) -> None:
@@ -246,7 +234,7 @@ class Supervisor:
         for pod in pods:  # nothing to drain at teardown: SIGKILL, except a team's own program (its grace)
             if pod.spec.service == INGRESS or (self.model and self.model.services[pod.spec.service].command is None):
                 pod.kill()
-        await asyncio.gather(*(p.stop() for p in pods), processes.stop(self.prometheus), self.stand_ins.stop())
+        await asyncio.gather(*(p.stop() for p in pods), self.prometheus.stop(), self.stand_ins.stop())
         if self.forkserver is not None:
             await self.forkserver.close()
         if self.xds is not None:
@@ -347,9 +335,7 @@ class Supervisor:
             pod.kill()
             self.pods.pop(pod.name, None)
             return None
-        await self._reload_prometheus()
-        if self.scrape_bridge is not None:
-            self.scrape_bridge.poke()
+        await self.prometheus.reload()
         return pod
 
     async def recover_pod(self, pod: Pod) -> None:
@@ -415,54 +401,11 @@ class Supervisor:
         task.add_done_callback(self._tasks.discard)
         return task
 
-    # ------------------------------------------------------------------ prometheus
-
-    async def _start_prometheus(self, specs: list[PodSpec]) -> None:
-        binary = prometheus.find_prometheus()
-        self.prometheus_port = self.ports.allocate()
-        self.paths.prometheus.mkdir(parents=True, exist_ok=True)
-        for extension in self.extensions:
-            extension.write_prometheus_rules(self.paths.prometheus / "rules")
-        prometheus.write_config(self.paths.prometheus_config, [_scrape_target(s) for s in specs],
-                                self.scrape_interval_s)
-        self.prometheus = await processes.spawn(
-            prometheus.command(binary, self.paths.prometheus_config, self.paths.prometheus / "data",
-                               self.prometheus_port), self.paths.logs / "prometheus.log")
-        url = f"http://127.0.0.1:{self.prometheus_port}/-/ready"
-        await processes.wait_until(lambda: processes.http_ok(self.http(), url), PROMETHEUS_READY_TIMEOUT_S,
-                                   "prometheus", alive=lambda: self.prometheus is not None
-                                   and self.prometheus.returncode is None)
-        # until Prometheus's own scrape loops have each target (its 5 s discovery tick), the supervisor pushes them
-        self.scrape_bridge = ScrapeBridge(self.http, f"http://127.0.0.1:{self.prometheus_port}",
-                                          self._scrape_targets, self.scrape_interval_s)
-        self._background(self.scrape_bridge.run())
-
     def _scrape_targets(self) -> list[prometheus.ScrapeTarget]:
         pods = [*([self.ingress] if self.ingress else []), *self.pods.values()]
-        return [_scrape_target(p.spec) for p in pods]
+        return [scrape_target(p.spec) for p in pods]
 
-    async def _reload_prometheus(self) -> None:
-        # SIGHUP, not POST /-/reload: the lifecycle API would let any local user reload or stop Prometheus.
-        prometheus.write_config(self.paths.prometheus_config, self._scrape_targets(), self.scrape_interval_s)
-        if self.prometheus is not None and self.prometheus.returncode is None:
-            self.prometheus.send_signal(signal.SIGHUP)
-
-    async def _wait_scraped(self) -> None:
-        expected = 2 * len(self._scrape_targets())  # both jobs (targets/local/prometheus.py) have scraped each
-        url = f"http://127.0.0.1:{self.prometheus_port}/api/v1/query"
-
-        async def all_up() -> bool:
-            try:
-                async with self.http().get(url, params={"query": "count(up == 1)"}) as response:
-                    result = (await response.json())["data"]["result"]
-                    return bool(result) and int(float(result[0]["value"][1])) >= expected
-            except (aiohttp.ClientError, KeyError, ValueError):
-                return False
-
-        await processes.wait_until(all_up, PROMETHEUS_READY_TIMEOUT_S, "prometheus scraping every envoy",
-                                   interval_s=0.05)
-
-    # ------------------------------------------------------------------ control API
+    # ------------------------------------------------------------------ status (the control API's /status)
 
     def status(self) -> dict[str, Any]:
         ingress_port = self.ingress.spec.ports.outbound if self.ingress else 0
@@ -472,9 +415,9 @@ class Supervisor:
             "started_at": self.started_at, "ready_at": self.ready_at, "timings": self.timings,
             "ingress_url": f"http://127.0.0.1:{ingress_port}" if ingress_port else None,
             "ingress_admin_socket": str(self.ingress.spec.admin_socket) if self.ingress else None,
-            "prometheus_url": f"http://127.0.0.1:{self.prometheus_port}" if self.prometheus_port else None,
+            "prometheus_url": self.prometheus.url,
             "tracing": self.traces.describe() if self.traces.port else None,
-            "metrics_ready": self.metrics_ready, "metrics_error": self.metrics_error,
+            "metrics_ready": self.prometheus.scraped_every_target, "metrics_error": self.prometheus.error,
             "ingress_service": self.model.ingress_service if self.model else None,
             # the gateway's workload name (what Istio's metrics name it, through the Kubernetes API emulation); not
             # describe()'s "ingress_gateway", the name the target's metrics give it ("ingress" in the sandbox's own)
@@ -508,70 +451,9 @@ class Supervisor:
                        "callees": model.callees(name)}
                 for name, svc in model.services.items()}
 
-    async def _serve_api(self) -> web.AppRunner:
-        app = web.Application(middlewares=[one_line_errors])
-        app.router.add_get("/status", self._api_status)
-        app.router.add_post("/shutdown", self._api_shutdown)
-        app.router.add_post("/faults", self._api_inject)
-        app.router.add_get("/faults", self._api_faults)
-        app.router.add_get("/faults/history", self._api_fault_history)
-        app.router.add_post("/faults/heal", self._api_heal)
-        if os.environ.get(TEST_HOOKS_ENV) == "1":  # tests only: see leases' module docstring
-            app.router.add_post("/debug/fail-change", self._api_fail_change)
-        runner = web.AppRunner(app, access_log=None)
-        await runner.setup()
-        self.paths.socket.unlink(missing_ok=True)
-        await web.UnixSite(runner, str(self.paths.socket)).start()
-        os.chmod(self.paths.socket, 0o600)
-        return runner
-
-    async def _api_status(self, request: web.Request) -> web.Response:
-        return web.json_response(self.status())
-
-    async def _api_inject(self, request: web.Request) -> web.Response:
-        body = await json_body(request)
-        if self.state != "ready":
-            return web.json_response({"error": f"sandbox is {self.state}"}, status=409)
-        kind, parameters, owner, ttl_s = (body.get("kind"), body.get("parameters") or {}, body.get("owner", "unknown"),
-                                          body.get("ttl_s"))
-        if not isinstance(kind, str) or not isinstance(parameters, dict) or not isinstance(owner, str):
-            raise FaultRejected("request: expected kind (string), parameters (mapping) and owner (string)")
-        if isinstance(ttl_s, bool) or not isinstance(ttl_s, int | float):
-            raise FaultRejected(f"duration_s: expected a number of seconds, got {ttl_s!r}")
-        return web.json_response(await self.faults.inject(kind, parameters, owner, float(ttl_s)))
-
-    async def _api_faults(self, request: web.Request) -> web.Response:
-        return web.json_response(self.faults.active())
-
-    async def _api_fault_history(self, request: web.Request) -> web.Response:
-        return web.json_response(self.faults.history(request.query.get("owner")))
-
-    async def _api_heal(self, request: web.Request) -> web.Response:
-        body = await json_body(request)
-        healed = await self.faults.heal(body.get("fault_id"), body.get("owner"))
-        return web.json_response(healed)
-
-    async def _api_fail_change(self, request: web.Request) -> web.Response:
-        """Test hook: the next fault's N-th change fails before it is applied (``{"change": N}``)."""
-        change = (await json_body(request)).get("change")
-        if isinstance(change, bool) or not isinstance(change, int) or change < 1:
-            raise FaultRejected(f"change: expected a whole number >= 1, got {change!r}")
-        self.faults.book.fail_change_at = change
-        return web.json_response({"fail_change_at": change})
-
-    async def _api_shutdown(self, request: web.Request) -> web.Response:
-        self.shutdown_requested.set()
-        return web.json_response({"state": "stopping"})
-
     def http(self) -> aiohttp.ClientSession:
         assert self._session is not None
         return self._session
-
-
-def _scrape_target(spec: PodSpec) -> prometheus.ScrapeTarget:
-    return prometheus.ScrapeTarget(spec.ports.stats, {
-        "service": spec.service, "version": spec.version, "pod": spec.name,
-        "role": "gateway" if spec.service == INGRESS else "sidecar"})
 
 
 def main(extensions: Sequence[ExtensionFactory] = (), argv: Sequence[str] | None = None) -> None:
