@@ -47,7 +47,8 @@ BUDGETS = frozenset({  # modules judged by budgets: experiments, traffic measure
     "tests/targets/local/test_locality_traffic.py", "tests/report/test_gameday.py", "tests/report/test_baseline.py",
     "tests/cli/test_new_runs.py", "tests/examples/test_own_service.py", "tests/examples/test_bookinfo.py",
     "tests/examples/test_chaostoolkit_kubernetes.py", "tests/probes/test_recovery_agreement.py",
-    "tests/controls/test_run_state.py",
+    "tests/controls/test_run_state.py", "tests/scaffold/test_suite_runs.py",
+    "tests/targets/kubernetes/test_reap_and_plan.py",  # when a lease ends, measured against its expiry
     # the session's real runs (BUDGET_FIXTURES) and the tests that judge them
     "tests/mesh/test_explain.py", "tests/report/test_html.py", "tests/report/test_markdown.py",
     "tests/report/test_run.py", "tests/report/test_junit.py",

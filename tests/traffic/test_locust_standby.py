@@ -45,8 +45,18 @@ def test_a_process_nobody_launches_exits_at_the_end_of_the_run(monkeypatch: pyte
     runner.prestart()  # one waits at a time
     assert len(marked_processes(marker)) == 1
     process = locust_standby._waiting[-1].process
+    _wait_reading_its_orders(process.pid)  # Locust imported: ending its input is all it needs to exit by itself
     locust_standby.discard()
     assert process.returncode == 0 and not marked_processes(marker)
+
+
+def _wait_reading_its_orders(pid: int, timeout_s: float = 60.0) -> None:
+    """Until the waiting process blocks reading its standard input (a pipe), i.e. it has imported Locust: on a
+    loaded machine that import alone outlasted the 2 s ``discard`` gives a process to exit before killing it."""
+    deadline = time.monotonic() + timeout_s
+    while "pipe_read" not in Path(f"/proc/{pid}/wchan").read_text():
+        assert time.monotonic() < deadline, "the waiting process never read its orders"
+        time.sleep(0.05)
 
 
 def test_a_waiting_process_exits_when_its_parent_dies(monkeypatch: pytest.MonkeyPatch) -> None:

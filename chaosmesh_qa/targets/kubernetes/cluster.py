@@ -26,8 +26,9 @@ from chaosmesh_qa.targets.kubernetes.settings import REQUEST_TIMEOUT_S
 
 T = TypeVar("T")
 MERGE_PATCH = "application/merge-patch+json"
-# The API server's ``Date`` header has a resolution of one second: a local clock within this of it is taken
-# as in step (the header cannot tell better), a clock further off is corrected by the measured offset.
+# The API server's ``Date`` header has a resolution of one second: a local clock within this of it (and within
+# half the request's round trip, when the server is slow to answer) is taken as in step (the header cannot tell
+# better), a clock further off is corrected by the measured offset.
 CLOCK_RESOLUTION_S = 1.5
 
 
@@ -81,7 +82,8 @@ class Cluster:
                     offset = server - (before + after) / 2
                 except (TypeError, ValueError):
                     offset = 0.0
-            self._clock_offset_s = round(offset, 3) if abs(offset) > CLOCK_RESOLUTION_S else 0.0
+            uncertain_s = CLOCK_RESOLUTION_S + (after - before) / 2  # the Date was stamped anywhere in the trip
+            self._clock_offset_s = round(offset, 3) if abs(offset) > uncertain_s else 0.0
         return self._clock_offset_s
 
     def _get_version(self) -> Any:

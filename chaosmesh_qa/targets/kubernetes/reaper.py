@@ -4,7 +4,8 @@
 of deploy/kubernetes/ runs that command.  ``KubernetesTarget`` calls ``ensure_local_reaper`` when a run
 opens a lease: it starts ``chaosmesh-qa reap --watch`` for this run's owner in its own session (so a
 SIGKILL of ``chaos run`` or of its process group does not reach it), which keeps reaping this owner's
-leases every ``LOCAL_INTERVAL_S`` (at niceness ``LOCAL_NICENESS``) and exits once the run's process is gone
+leases every ``LOCAL_INTERVAL_S`` (at the run's own CPU priority: a lease must end at its TTL, and a reaper under
+``nice`` woke up to 1.3 s late on a busy machine) and exits once the run's process is gone
 and none of its leases is active.  A watching reaper also wakes when the next active lease expires (as the
 API server's clock says), so a fault ends at its expiry and not up to an interval later: an experiment's
 outage lasts what it declares on a cluster as in the sandbox.
@@ -18,7 +19,6 @@ from __future__ import annotations
 
 import logging
 import os
-import shutil
 import subprocess
 import sys
 import time
@@ -34,7 +34,6 @@ from chaosmesh_qa.targets.kubernetes.settings import KubeSettings
 
 log = logging.getLogger("chaosmesh_qa.reaper")
 LOCAL_INTERVAL_S = 2.0
-LOCAL_NICENESS = 10
 LOCAL_REAPER_ENV = "CHAOSMESH_QA_LOCAL_REAPER"  # "0": rely on the in-cluster reaper only (a runner inside the cluster)
 EXPIRY_SLACK_S = 0.02  # wake this long after an expiry, so the pass finds the lease expired
 UNREACHABLE_GIVE_UP_S = 600.0  # a local reaper whose run is gone stops trying after this long without an API
@@ -92,16 +91,13 @@ def ensure_local_reaper(settings: KubeSettings, owner: str) -> None:
     running = _local.get(key)
     if running is not None and running.poll() is None:
         return
-    # housekeeping at low CPU priority: it starts at the moment a fault is injected and must not compete
-    # with the mesh under test (its Python start-up alone is ~0.6 CPU-seconds)
-    niced = [nice, "-n", str(LOCAL_NICENESS)] if (nice := shutil.which("nice")) else []
-    command = [*niced, sys.executable, "-m", "chaosmesh_qa", "reap", "--watch", "--interval", str(LOCAL_INTERVAL_S),
+    command = [sys.executable, "-m", "chaosmesh_qa", "reap", "--watch", "--interval", str(LOCAL_INTERVAL_S),
                "--owner", owner, "--while-pid", str(os.getpid()),
                *(["--kubeconfig", settings.kubeconfig] if settings.kubeconfig else []),
                *(["--context", settings.context] if settings.context else []),
                *[arg for namespace in settings.namespaces for arg in ("--namespace", namespace)]]
-    _local[key] = sessions.spawn(command, niceness_at_least=LOCAL_NICENESS, stdin=subprocess.DEVNULL,
-                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, close_fds=True)
+    _local[key] = sessions.spawn(command, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                 stderr=subprocess.DEVNULL, close_fds=True)
 
 
 def local_reapers() -> list[subprocess.Popen[bytes]]:
