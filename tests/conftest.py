@@ -17,6 +17,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from chaosmesh_qa.traffic import locust_standby
 from tests.support.kube import KubeSandbox, running
 from tests.support.lanes import LanePlugin
 from tests.support.runs import BROKEN_MESH, Run, real_run
@@ -32,6 +33,14 @@ def pytest_configure(config: pytest.Config) -> None:
     # terminal sends them SIGINT as usual.  Handled here, children get SIGINT's default again (exec resets it).
     if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
         signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
+@pytest.fixture(autouse=True)
+def no_locust_left_waiting() -> Iterator[None]:
+    """A test that loads the traffic control in process (its configure hook starts a Locust that waits for its run)
+    and never runs its clean-up leaves that process behind; it goes with the test, as at the end of a real run."""
+    yield
+    locust_standby.discard()
 
 
 @pytest.fixture(scope="session")

@@ -35,6 +35,12 @@ WAIT_FOR_EXIT_S = 2.0
 class Standby:
     process: subprocess.Popen[bytes]
     run_id: str
+    env: dict[str, str]
+
+    def started_with(self, env: dict[str, str], run_id: str) -> bool:
+        """Whether this process has ``env`` but for its run id (every variable whose value is that id)."""
+        return ({k: v for k, v in self.env.items() if v != self.run_id}
+                == {k: v for k, v in env.items() if v != run_id})
 
     def launch(self, command: list[str], log_path: Path) -> subprocess.Popen[bytes] | None:
         """Make the waiting process ``command`` (``python -m locust ARGS``), logging to ``log_path``; ``None``
@@ -56,14 +62,15 @@ _waiting: list[Standby] = []  # at most one
 
 
 def prestart(env: dict[str, str], run_id: str) -> None:
-    """Start one waiting Locust process with ``env`` (carrying ``run_id``), unless one already waits."""
-    if _waiting and _waiting[0].process.poll() is None:
+    """Start one waiting Locust process with ``env`` (carrying ``run_id``), unless one with that environment already
+    waits; one started with another (the caller's variables changed since) is discarded first."""
+    if _waiting and _waiting[0].process.poll() is None and _waiting[0].started_with(env, run_id):
         return
-    _waiting.clear()  # one that died (poll reaped it)
+    discard()
     neutral = tempfile.gettempdir()  # no locust.conf or pyproject.toml of the caller's directory applies
     process = sessions.spawn([sys.executable, "-m", __name__], env=env, cwd=neutral, stdin=subprocess.PIPE,
                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, close_fds=True)
-    _waiting.append(Standby(process, run_id))
+    _waiting.append(Standby(process, run_id, dict(env)))
 
 
 def take() -> Standby | None:

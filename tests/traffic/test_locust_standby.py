@@ -72,3 +72,17 @@ def test_a_waiting_process_exits_when_its_parent_dies(monkeypatch: pytest.Monkey
         parent.kill()
         parent.wait()
     wait_no_marked_processes(marker, 5)  # it may still be importing Locust when its input ends
+
+
+def test_a_waiting_process_of_another_environment_is_replaced(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A run's variables changed since a process started waiting (here a marker; in a long-lived process, the
+    caller's environment between two runs): the next run gets a process with its own, not the stale one."""
+    first = traffic_marker(monkeypatch)
+    runner.prestart()
+    stale = locust_standby._waiting[-1].process
+    second = traffic_marker(monkeypatch)
+    runner.prestart()
+    assert stale.poll() is not None and marked_processes(first) == []
+    assert marked_processes(second) == [locust_standby._waiting[-1].process.pid]
+    runner.prestart()  # the same environment: the same process keeps waiting
+    assert marked_processes(second) == [locust_standby._waiting[-1].process.pid]
