@@ -1,7 +1,5 @@
 """Cluster patches (istiod's cluster_patch.go; core/cluster.go for the contexts).
-
-Part of the EnvoyFilter engine (``targets.local.envoy.envoyfilters``, whose docstring says what istiod does
-and where); called through the package's names by the local control plane and the Kubernetes API emulation.
+Part of ``envoyfilters``, whose docstring says what istiod does and where.
 """
 
 from __future__ import annotations

@@ -1,8 +1,6 @@
 """Listener, listener-filter, filter-chain, network-filter and HTTP-filter patches, in the order of istiod's
 pilot/pkg/networking/core/envoyfilter/listener_patch.go.
-
-Part of the EnvoyFilter engine (``targets.local.envoy.envoyfilters``, whose docstring says what istiod does
-and where); called through the package's names by the local control plane and the Kubernetes API emulation.
+Part of ``envoyfilters``, whose docstring says what istiod does and where.
 """
 
 from __future__ import annotations

@@ -1,8 +1,6 @@
 """The EnvoyFilter engine's data: the stored object, the proxy it is evaluated for, one config patch as
 istiod reads it, the API's enumerations, and the exceptions that stand for istiod's panics and parse errors.
-
-Part of the EnvoyFilter engine (``targets.local.envoy.envoyfilters``, whose docstring says what istiod does
-and where); called through the package's names by the local control plane and the Kubernetes API emulation.
+Part of ``envoyfilters``, whose docstring says what istiod does and where.
 """
 
 from __future__ import annotations

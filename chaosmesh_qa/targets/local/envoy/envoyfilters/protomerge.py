@@ -1,8 +1,6 @@
 """Protobuf merge on JSON documents, driven by Envoy's own descriptors (``xds-protos``), as istiod's
 ``MergeAnyWithAny`` and pkg/proto/merge do; a patch value read as ``BuildXDSObjectFromStruct`` reads it.
-
-Part of the EnvoyFilter engine (``targets.local.envoy.envoyfilters``, whose docstring says what istiod does
-and where); called through the package's names by the local control plane and the Kubernetes API emulation.
+Part of ``envoyfilters``, whose docstring says what istiod does and where.
 """
 
 from __future__ import annotations

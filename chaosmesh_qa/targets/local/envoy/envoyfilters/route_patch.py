@@ -1,8 +1,6 @@
 """Route-configuration, virtual-host and HTTP-route patches (istiod's rc_patch.go; core/httproute.go for the
 contexts).
-
-Part of the EnvoyFilter engine (``targets.local.envoy.envoyfilters``, whose docstring says what istiod does
-and where); called through the package's names by the local control plane and the Kubernetes API emulation.
+Part of ``envoyfilters``, whose docstring says what istiod does and where.
 """
 
 from __future__ import annotations

@@ -1,8 +1,6 @@
 """Which EnvoyFilters reach a proxy and in what order (istiod's push_context.go ``EnvoyFilters``), and their
 config patches grouped by ``applyTo`` as istiod compiles them (model/envoyfilter.go).
-
-Part of the EnvoyFilter engine (``targets.local.envoy.envoyfilters``, whose docstring says what istiod does
-and where); called through the package's names by the local control plane and the Kubernetes API emulation.
+Part of ``envoyfilters``, whose docstring says what istiod does and where.
 """
 
 from __future__ import annotations

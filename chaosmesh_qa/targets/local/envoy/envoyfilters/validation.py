@@ -1,8 +1,6 @@
 """What the EnvoyFilter CRD's schema (with kubectl's strict field validation) and istiod's validation webhook
 (pkg/config/validation/envoyfilter) reject.
-
-Part of the EnvoyFilter engine (``targets.local.envoy.envoyfilters``, whose docstring says what istiod does
-and where); called through the package's names by the local control plane and the Kubernetes API emulation.
+Part of ``envoyfilters``, whose docstring says what istiod does and where.
 """
 
 from __future__ import annotations
