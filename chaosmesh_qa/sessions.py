@@ -3,11 +3,12 @@
 With the kernel's autogroup scheduling (``/proc/sys/kernel/sched_autogroup_enabled``, on by default in Debian's and
 most distributions' kernels) every session is one scheduling group, and a niceness only weighs against the
 processes of the same session: a sandbox, a Locust or a reaper started with ``start_new_session`` by a process under
-``nice`` ran at the full weight of a session of its own, and ``nice -n 10`` on the Kubernetes target's reaper did
-nothing against the mesh under test.  ``spawn`` is ``subprocess.Popen`` in a new session whose group gets the
-starter's niceness (its own, or its session's when that is higher), or ``niceness`` when that is higher still, by
-writing the group's ``/proc/PID/autogroup``.  Best effort: without autogroup there is nothing to write, and the
-niceness the child inherits (or ``nice`` sets) is what counts.
+``nice`` ran at the full weight of a session of its own (as did the Kubernetes target's reaper, started under
+``nice -n 10``).  ``spawn`` is ``subprocess.Popen`` in a new session whose group gets the starter's niceness (its
+own, or its session's when that is higher), or ``niceness_at_least`` when that is higher still, by
+writing the group's ``/proc/PID/autogroup`` (once more 0.1 s later when an unprivileged write meets the kernel's rate
+limit).  Best effort: without autogroup there is nothing to write, and the niceness the child inherits is what
+counts.
 
 Called wherever the package starts a detached process: the sandbox's supervisor (``targets.local.sandbox``), Locust
 (``traffic.runner``, ``traffic.locust_standby``), the reapers (``targets.kubernetes.reaper``), ``chaosmesh-qa
@@ -16,10 +17,10 @@ run``'s `chaos` (``report.run``).
 
 from __future__ import annotations
 
-import contextlib
 import os
 import re
 import subprocess
+import time
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +28,7 @@ __all__ = ["niceness", "spawn"]
 
 _AUTOGROUP_NICE = re.compile(r"\bnice (-?\d+)")
 MAX_NICENESS = 19
+AUTOGROUP_RATE_LIMIT_S = 0.11
 
 
 def niceness() -> int:
@@ -41,9 +43,20 @@ def spawn(command: list[str], *, niceness_at_least: int = 0, **popen: Any) -> su
     process: subprocess.Popen[bytes] = subprocess.Popen(command, start_new_session=True, **popen)
     wanted = min(max(niceness(), niceness_at_least), MAX_NICENESS)
     if wanted > 0:  # a new session's group starts at 0; lowering it needs no privilege
-        with contextlib.suppress(OSError):  # no autogroup, the process already gone, or (unprivileged) a write
-            Path(f"/proc/{process.pid}/autogroup").write_text(str(wanted))  # sooner than 0.1 s after another
+        _set_group_niceness(process.pid, wanted)
     return process
+
+
+def _set_group_niceness(pid: int, value: int) -> None:
+    group = Path(f"/proc/{pid}/autogroup")
+    for _ in range(2):
+        try:
+            group.write_text(str(value))
+            return
+        except BlockingIOError:  # EAGAIN: unprivileged, one change per 0.1 s in the whole system (the kernel's
+            time.sleep(AUTOGROUP_RATE_LIMIT_S)  # proc_sched_autogroup_set_nice)
+        except OSError:  # no autogroup, or the process already gone
+            return
 
 
 def _group_niceness(path: Path) -> int | None:

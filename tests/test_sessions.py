@@ -11,8 +11,10 @@ from pathlib import Path
 
 import pytest
 
-pytestmark = [pytest.mark.processes, pytest.mark.skipif(not Path("/proc/self/autogroup").exists(),
-                                                        reason="this kernel schedules without autogroup")]
+from chaosmesh_qa import sessions
+
+AUTOGROUP = pytest.mark.skipif(not Path("/proc/self/autogroup").exists(),
+                               reason="this kernel schedules without autogroup")
 
 
 def _child_group(own_niceness: int, at_least: int = 0) -> str:
@@ -29,6 +31,8 @@ def _child_group(own_niceness: int, at_least: int = 0) -> str:
     return result.stdout.strip()
 
 
+@pytest.mark.processes
+@AUTOGROUP
 @pytest.mark.parametrize(("own", "at_least", "group"), [(0, 0, 0), (10, 0, 10), (3, 7, 7), (12, 7, 12)])
 def test_a_new_session_runs_at_its_starters_niceness_or_the_one_asked(own: int, at_least: int, group: int) -> None:
     """``own``: the niceness the starter adds to this test's own (a pytest worker may run lowered already)."""
@@ -36,3 +40,23 @@ def test_a_new_session_runs_at_its_starters_niceness_or_the_one_asked(own: int, 
     said = _child_group(own, at_least)
     expected = min(max(base + own, at_least), 19) if base else group
     assert said.endswith(f" nice {expected} True"), said  # its own session, in a group at that niceness
+
+
+def test_an_unprivileged_write_inside_the_kernels_rate_limit_is_tried_once_more(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The kernel lets an unprivileged process change one autogroup's niceness per 0.1 s in the whole system
+    (EAGAIN otherwise): a sandbox and its Locust started together would leave the second at full weight."""
+    written: list[tuple[str, str]] = []
+    answers = iter([BlockingIOError(11, "try again"), None])
+
+    def write_text(path: Path, text: str) -> int:
+        answer = next(answers)
+        if answer is not None:
+            raise answer
+        written.append((str(path), text))
+        return len(text)
+
+    monkeypatch.setattr(Path, "write_text", write_text)
+    monkeypatch.setattr(sessions.time, "sleep", lambda s: None)
+    sessions._set_group_niceness(4242, 10)
+    assert written == [("/proc/4242/autogroup", "10")]
