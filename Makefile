@@ -58,10 +58,11 @@ lint: setup
 unit: $(STAMP)
 	CHAOSMESH_QA_TEST_LANE=unit $(VENV)/bin/pytest -q -m "not processes and not slow" --durations=10
 
-# Two workers: the tests judged by budgets one at a time on one of them at full priority, everything else on the
-# other at a lower one (its sandboxes' sessions too): 18:39 on CI's two cores instead of 31 (tests/support/workers.py).
-# TEST_WORKERS=0 runs serially.
-TEST_WORKERS ?= 2
+# Serial by default, for now: two workers (the tests judged by budgets one at a time at full priority, everything else
+# at a lower one, its sandboxes' sessions too) take 18:36-21:03 on CI's two cores instead of ~31 min, but each of the
+# three clean-clone runs so far failed 2-9 tests judged by timing outside the budgets group (tests/support/workers.py).
+# TEST_WORKERS=2 to use them.
+TEST_WORKERS ?= 0
 test: setup test-tools lint
 	$(VENV)/bin/pytest -q -m "not slow" -n $(TEST_WORKERS) --dist loadscope --durations=25
 

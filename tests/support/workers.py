@@ -30,8 +30,11 @@ failures; the budgets group one at a time 16:04 with 6; with the other worker's 
 (recoveries of 14.2 s against 8 s, 11.0 s against 5 s: a replacement pod's sidecar starting behind the other
 worker's processes, whose sessions the niceness did not reach).  With the sessions lowered too (2026-12-07, clean
 clones): the budgets group took 797 s against 744 s alone, and what failed was tests judged by timing outside it
-(now in ``BUDGETS``) and a Locust left waiting by an earlier test in the same worker (fixed); the next run, 18:39.
-``make test`` runs two workers by default.
+(now in ``BUDGETS``) and a Locust left waiting by an earlier test in the same worker (fixed); the next run 18:36,
+with three: the generated tracing experiment's window (fixed in the generator), and two tests whose requests cross
+the mesh's timeouts, starved by the budgets worker at the lowered priority (``test_sandbox``'s weighted split, a
+700 ms delay behind a 1 s client timeout; now in ``BUDGETS``).  Until runs come out clean, ``make test`` stays
+serial: what is left is finding the other modules whose requests lean on the mesh's timeouts.
 """
 
 from __future__ import annotations
@@ -51,6 +54,9 @@ BUDGETS = frozenset({  # modules judged by budgets: experiments, traffic measure
     "tests/examples/test_chaostoolkit_kubernetes.py", "tests/probes/test_recovery_agreement.py",
     "tests/controls/test_run_state.py", "tests/scaffold/test_suite_runs.py",
     "tests/targets/kubernetes/test_reap_and_plan.py",  # when a lease ends, measured against its expiry
+    # requests that must beat the mesh's timeouts (a 700 ms delay under a 1 s client timeout; 1,000 through the
+    # default mesh's route timeouts at concurrency 8)
+    "tests/targets/kubernetes/test_external_hosts.py", "tests/targets/local/test_sandbox.py",
     # the session's real runs (BUDGET_FIXTURES) and the tests that judge them
     "tests/mesh/test_explain.py", "tests/report/test_html.py", "tests/report/test_markdown.py",
     "tests/report/test_run.py", "tests/report/test_junit.py",
