@@ -60,7 +60,8 @@ unit: $(STAMP)
 
 # Serial by default, for now: two workers (the tests judged by budgets one at a time at full priority, everything else
 # at a lower one, its sandboxes' sessions too) take 18:36-21:03 on CI's two cores instead of ~31 min, but each of the
-# three clean-clone runs so far failed 2-9 tests judged by timing outside the budgets group (tests/support/workers.py).
+# four clean-clone runs so far failed 2-13 tests outside the budgets group: timing, and the lowered worker's own
+# sandboxes starving (tests/support/workers.py).
 # TEST_WORKERS=2 to use them.
 TEST_WORKERS ?= 0
 test: setup test-tools lint
