@@ -59,7 +59,7 @@ unit: $(STAMP)
 	CHAOSMESH_QA_TEST_LANE=unit $(VENV)/bin/pytest -q -m "not processes and not slow" --durations=10
 
 # Serial by default, for now: two workers (the tests judged by budgets one at a time at full priority, everything else
-# at a lower one, its sandboxes' sessions too) take 18:36-21:03 on CI's two cores instead of ~31 min, but each of the
+# at a lower one, its sandboxes' sessions too) take 15:57-21:03 on CI's two cores instead of ~31 min, but each of the
 # four clean-clone runs so far failed 2-13 tests outside the budgets group: timing, and the lowered worker's own
 # sandboxes starving (tests/support/workers.py).
 # TEST_WORKERS=2 to use them.
