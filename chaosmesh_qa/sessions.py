@@ -24,14 +24,14 @@ import time
 from pathlib import Path
 from typing import Any
 
-__all__ = ["niceness", "spawn"]
+__all__ = ["spawn"]
 
 _AUTOGROUP_NICE = re.compile(r"\bnice (-?\d+)")
 MAX_NICENESS = 19
 AUTOGROUP_RATE_LIMIT_S = 0.11
 
 
-def niceness() -> int:
+def _starter_niceness() -> int:
     """The priority this process runs at against other sessions: its niceness or its session's, the higher."""
     own = os.getpriority(os.PRIO_PROCESS, 0)
     return max(own, _group_niceness(Path("/proc/self/autogroup")) or 0)
@@ -41,7 +41,7 @@ def spawn(command: list[str], *, niceness_at_least: int = 0, **popen: Any) -> su
     """``subprocess.Popen(command, start_new_session=True, **popen)`` whose session runs at this process's
     niceness, or at ``niceness_at_least`` when that is higher."""
     process: subprocess.Popen[bytes] = subprocess.Popen(command, start_new_session=True, **popen)
-    wanted = min(max(niceness(), niceness_at_least), MAX_NICENESS)
+    wanted = min(max(_starter_niceness(), niceness_at_least), MAX_NICENESS)
     if wanted > 0:  # a new session's group starts at 0; lowering it needs no privilege
         _set_group_niceness(process.pid, wanted)
     return process

@@ -24,9 +24,9 @@ from chaosmesh_qa.mesh.explain_slos import slo_findings
 from chaosmesh_qa.mesh.findings import Finding
 from chaosmesh_qa.mesh.loader import sourced_documents
 from chaosmesh_qa.mesh.model import ISTIO_UNLIMITED, MeshModel, Route, TrafficPolicy, default_retries, selects
+from chaosmesh_qa.mesh.promises import RETRIED
 from chaosmesh_qa.mesh.routing import expected_shares
 
-RETRIED_ON_CONNECT_FAILURE = ("connect-failure", "5xx", "gateway-error", "reset")
 DEFAULT_ENDPOINT_DELAY_S = 1.0  # the sandbox's default; Kubernetes + istiod take about as long
 
 
@@ -276,7 +276,7 @@ def predict_pod_kill(model: MeshModel, rps: float, endpoint_delay_s: float) -> l
         pool = model.subset_of(name, busiest.name)[:1] or [""]
         pods_in_pool = sum(v.replicas for v in svc.versions if not pool[0] or pool[0] in model.subset_of(name, v.name))
         retried = route.retries.attempts > 0 and pods_in_pool > 1 and any(
-            k in route.retries.retry_on.split(",") for k in RETRIED_ON_CONNECT_FAILURE)
+            k in route.retries.retry_on.split(",") for k in RETRIED["blackhole"])
         callers = sum(1 if c == "ingress" else sum(v.replicas for v in model.services[c].versions)
                       for c in model.callers(name)) or 1
         outlier = (model.subsets[name][pool[0]].policy if pool[0] else model.policies[name]).outlier

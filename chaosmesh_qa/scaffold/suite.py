@@ -37,7 +37,7 @@ from typing import Any
 import yaml
 
 from chaosmesh_qa.mesh.model import MeshModel
-from chaosmesh_qa.mesh.promises import Promise, list_promises, reaches_timeout
+from chaosmesh_qa.mesh.promises import RETRIED, Promise, list_promises, reaches_timeout
 from chaosmesh_qa.mesh.reach import takes
 from chaosmesh_qa.mesh.routing import expected_shares
 from chaosmesh_qa.mesh.unworkable import unworkable
@@ -55,7 +55,6 @@ from chaosmesh_qa.scaffold.experiment import (
 )
 from chaosmesh_qa.scaffold.generated import LATENCY_HOLD_S, Generated, Suite, shell
 
-REFUSED_RETRIED = {"connect-failure", "refused-stream", "reset", "5xx", "gateway-error"}
 POOL_TRAFFIC = {"users": 80, "rate_rps": 60}  # the shipped latency-circuit-breaker's load: it overflows a pool
 # routing-canary's users and warm-up, 100 rps: the first 5 s window opens a scrape interval and a second after the
 # traffic starts (probes.routing waits for that itself; the warm-up makes it wait for nothing)
@@ -96,7 +95,7 @@ def _plan(model: MeshModel, mesh_ref: str, promise: Promise, out: dict[str, Gene
     if kind == "retries":
         target = targets[0]
         retry_on = set(str(settings["retry_on"]).split(","))
-        if graph.pods(model, target) >= 2 and retry_on & REFUSED_RETRIED:
+        if graph.pods(model, target) >= 2 and retry_on & RETRIED["refused"]:
             return _add(out, f"pod-kill-{target}", promise, lambda: _scaffolded(model, mesh_ref, "pod-kill", target))
         if retry_on & {"5xx", "gateway-error"} or 503 in settings.get("retriable_status_codes", []):
             return _add(out, f"abort-{target}", promise, lambda: _scaffolded(model, mesh_ref, "abort", target))
@@ -214,7 +213,7 @@ def _connect_timeout(model: MeshModel, mesh_ref: str, promise: Promise, out: dic
     callers = [c for c in model.callers(service) if c != graph.INGRESS]
     if members < 2 or not callers:
         return "one pod (or only the ingress calls it): a blackhole of it is an outage whatever the connect timeout"
-    if not set(route.retries.retry_on.split(",")) & set(timing.RETRIED_CONNECT) or not route.retries.attempts:
+    if not set(route.retries.retry_on.split(",")) & RETRIED["blackhole"] or not route.retries.attempts:
         return f"nothing retries a connection to {service} that times out: clients fail either way"
     connect_s = float(promise.settings["connect_timeout_s"])
     limit_ms = math.ceil((connect_s + timing.BASE_P99_MS / 1000) * timing.BOUND_MARGIN * 10) * 100

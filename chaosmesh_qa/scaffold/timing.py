@@ -12,9 +12,11 @@ partition-failover (3 s: one timed-out try, an ejection, two per-second windows)
 from __future__ import annotations
 
 import math
+from collections.abc import Collection
 from dataclasses import dataclass
 
 from chaosmesh_qa.mesh.model import MeshModel, RetryPolicy
+from chaosmesh_qa.mesh.promises import RETRIED
 from chaosmesh_qa.scaffold import graph
 
 ENDPOINT_DELAY_S = 1.0  # `up --endpoint-delay`'s default: callers learn of a dead pod a second later
@@ -27,9 +29,9 @@ BASE_P99_MS = 300  # the shipped pod-kill-failover's p99 SLO on the default mesh
 LATENCY_RECOVERY_P99_MS = 500  # the shipped latency-circuit-breaker's p99 once the delay is healed
 MAX_ERROR_RATIO = 0.01  # every shipped experiment's error SLO
 BOUND_MARGIN = 1.5  # client p99 limit = 1.5 x the timeouts' bound: the hops around them and a loaded machine
-RETRIED_TIMEOUTS = ("5xx", "gateway-error", "reset")  # Envoy retries a per-try timeout on these
-RETRIED_CONNECT = ("connect-failure", "5xx", "gateway-error", "reset")
-RETRIED_503 = ("5xx", "gateway-error")
+RETRIED_TIMEOUTS = RETRIED["delay"]  # Envoy retries a per-try timeout on these
+RETRIED_CONNECT = RETRIED["blackhole"]
+RETRIED_503 = frozenset({"5xx", "gateway-error"})
 
 
 @dataclass(frozen=True)
@@ -73,7 +75,7 @@ class AbortTiming:
     why: str
 
 
-def _covers(retries: RetryPolicy, kinds: tuple[str, ...], status: int | None = None) -> bool:
+def _covers(retries: RetryPolicy, kinds: Collection[str], status: int | None = None) -> bool:
     if retries.attempts <= 0:
         return False
     on = retries.retry_on.split(",")

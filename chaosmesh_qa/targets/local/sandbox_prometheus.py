@@ -11,7 +11,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Sequence
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -52,12 +53,17 @@ class SandboxPrometheus:
     def url(self) -> str | None:
         return f"http://127.0.0.1:{self.port}" if self.port else None
 
-    async def start(self, targets: list[prometheus.ScrapeTarget], background: Background) -> None:
-        """Prometheus on a free loopback port, already knowing ``targets`` (the pods about to start), and the scrape
-        bridge as a ``background`` task until Prometheus's own scrape loops have each target."""
+    async def start(self, targets: list[prometheus.ScrapeTarget], rules: Sequence[Callable[[Path], None]],
+                    background: Background) -> None:
+        """Prometheus on a free loopback port, already knowing ``targets`` (the pods about to start) and reading
+        the recording rules each of ``rules`` writes into the directory it is given (an extension's, such as the
+        Istio metric names of the Kubernetes API emulation), and the scrape bridge as a ``background`` task until
+        Prometheus's own scrape loops have each target."""
         binary = prometheus.find_prometheus()
         self.port = self.ports.allocate()
         self.paths.prometheus.mkdir(parents=True, exist_ok=True)
+        for write in rules:
+            write(self.paths.prometheus / "rules")
         prometheus.write_config(self.paths.prometheus_config, targets, self.scrape_interval_s)
         self.process = await processes.spawn(
             prometheus.command(binary, self.paths.prometheus_config, self.paths.prometheus / "data", self.port),

@@ -174,11 +174,9 @@ class Supervisor:
         pod_specs = [self._new_pod_spec(service, version, locality=where) for service, version, where in replicas]
         # Prometheus first, already knowing every target: its service discovery hands targets to its
         # scrapers on a fixed 5 s tick from process start; until then the scrape bridge pushes them.
-        self.paths.prometheus.mkdir(parents=True, exist_ok=True)
-        for extension in self.extensions:  # its recording rules, read by Prometheus from its start
-            extension.write_prometheus_rules(self.paths.prometheus / "rules")
         targets = [scrape_target(spec) for spec in [ingress_spec, *pod_specs]]
-        prometheus_started = self._background(self.prometheus.start(targets, self._background))
+        rules = [extension.write_prometheus_rules for extension in self.extensions]
+        prometheus_started = self._background(self.prometheus.start(targets, rules, self._background))
         self.control_plane = cp = ControlPlane(model, self.paths.root, MeshPKI.create(self.paths.pki))
         await self.traces.start(self.ports.allocate())
         cp.trace_port = self.traces.port
