@@ -94,6 +94,22 @@ def test_failover_priority_prefers_the_callers_label(rules: Counter[tuple[str, s
     assert rules["tiered", "tier=gold"] >= 0.99 * REQUESTS, rules  # the frontend's tier, though silver is in its zone
 
 
+UPDATE_MERGE_WINDOW_S = 1.0  # Envoy's default for common_lb_config.update_merge_window, which Istio leaves
+
+
+def _past_the_merge_window(box: Served) -> None:
+    """Until the sandbox's last endpoint push of its start (at its ``ready_at``) is older than Envoy's update merge
+    window: Envoy delivers a cluster's health changes (an outlier ejection) that come within that window of the
+    cluster's previous update only when a timer of the window's length ends, or with the next membership change.
+    Measured (issue 20's tests run alone, -k losing): a kill 0.3 s after ``up`` had its ejection held back for
+    the whole second the dead pod stayed in the endpoints, every request meanwhile failing three attempts at it;
+    a kill 3 s after ``up`` was ejected at once.  A cluster's ejection on Kubernetes is held back the same way
+    after any change of its endpoints; here the test wants Envoy's priorities, not that coincidence.  + 0.5 s:
+    the push lands within milliseconds of ``ready_at``."""
+    ready_at = float(box.status()["ready_at"])
+    time.sleep(max(0.0, ready_at + UPDATE_MERGE_WINDOW_S + 0.5 - time.time()))
+
+
 RESTART_S = 4.0  # the killed zone-a pod's replacement starts this long after the kill (in zone a again)
 
 
@@ -112,6 +128,7 @@ def test_losing_the_zone_a_pod_fails_over_to_zone_b_and_comes_back(box: Served) 
     meet the dead pod before its ejection).  Measured: zone b from 0.02-0.24 s, no failed request (the retry
     after the ejection already goes to zone b), zone a back 0.5-0.9 s after the replacement's start."""
     configuration = {"chaosmesh_qa_state_dir": str(box.state_dir)}
+    _past_the_merge_window(box)
     assert {_zonal_version(box) for _ in range(30)} == {"a"}
     killed = time.monotonic()
     actions.kill_pods("zonal", count=1, version="a", restart_after_s=RESTART_S, configuration=configuration)
@@ -175,10 +192,15 @@ def _served_by(box: Served, results: list[tuple[int, Any]]) -> Counter[tuple[str
 
 def test_zone_outage_and_heal(zones: tuple[Served, Counter[tuple[str, str]]]) -> None:
     """fail_pods(zone='a') fails every catalog pod in zone a (here its one) and nothing else: the zone-a frontend's
-    calls go to zone b (its priority 1, the only one left) while the zone-a pod is out of every caller's endpoints,
-    and come back to zone a after the heal (it is Ready again before heal returns).  Bounds: during the outage no
-    request may reach a zone-a catalog pod at all (a failed pod has no endpoint), and none may fail (the endpoint
-    is withdrawn before the fault returns: no request meets it); after the heal the >= 99 % of the healthy case."""
+    calls go to zone b (its priority 1, the only one left), and come back to zone a after the heal.  As on
+    Kubernetes, the failed pod stays in its callers' endpoints for the endpoint delay (1 s): a request meeting it
+    fails to connect, is retried in zone b and counts towards the frontend's outlier detection, which ejects the
+    pod.  Envoy keeps that ejection for as long as the host stays in its endpoints: a heal within the endpoint delay
+    (the 200 requests can take less than a second) brings the pod back still ejected, for catalog's
+    baseEjectionTime (5 s).  So the after-heal share is measured once the zone-a frontend calls zone a again
+    (_until_back_in_zone_a, bounded by that ejection).  Bounds: during the outage no request may reach a zone-a
+    catalog pod at all, and none may fail (a connect failure is retried in zone b); after the heal the >= 99 %
+    of the healthy case."""
     box = zones[0]
     cfg = {"chaosmesh_qa_state_dir": str(box.state_dir)}
     fault = actions.fail_pods("catalog", duration_s=60, zone="a", configuration=cfg)
@@ -190,6 +212,7 @@ def test_zone_outage_and_heal(zones: tuple[Served, Counter[tuple[str, str]]]) ->
         during = get_many(box.url, ZONED)
     finally:
         healed = actions.heal(configuration=cfg)
+    _until_back_in_zone_a(box)
     after = get_many(box.url, ZONED)
     assert healed["count"] == 1 and box.status()["faults"] == []
     assert [code for code, _ in during] == [200] * ZONED
@@ -208,7 +231,12 @@ def test_zone_partition_cuts_the_other_zones_callers_only(zones: tuple[Served, C
     over both zones (the healthy measurement above).  Bounds: not one zone-b -> zone-a hop (that endpoint points
     at the refusing socket: a hop there fails and is retried elsewhere, it never reaches the pod); the spared
     zone-a caller keeps sending inventory's zone-a pod a fair share (>= 30 % against an even 50 %, 5 standard
-    deviations over 200 calls)."""
+    deviations over 200 calls).  A cut request may still fail, as through any partition: Istio's default retry
+    policy (two retries, the previous-hosts predicate with five reselections) leaves catalog's zone-b pod on the
+    refusing endpoint when the least-request pick, a coin between two idle hosts, lands there on the first attempt
+    and on all five reselections of both retries: 1/2 x (1/2^5)^2, about 1 in 2,000 calls, 0.1 per measurement
+    (measured: 2 runs of 18 lost one call, each a 503 "remote connection failure" from inventory).  So at most 2
+    failures (Poisson(0.1) exceeds 2 once in ~6,000 runs), each that 503 of the cut hop."""
     box = zones[0]
     cfg = {"chaosmesh_qa_state_dir": str(box.state_dir)}
     fault = actions.partition("catalog", "inventory", 60, direction="to", mode="reject", zone="a", configuration=cfg)
@@ -228,12 +256,22 @@ def test_zone_partition_cuts_the_other_zones_callers_only(zones: tuple[Served, C
         spared = get_many(box.url, ZONED)
     finally:
         actions.heal(configuration=cfg)
-    served = _served_by(box, cut)
-    assert served["r1/a", "catalog", "r1/b"] == ZONED, served
-    assert served["r1/b", "inventory", "r1/a"] == 0 and served["r1/b", "inventory", "r1/b"] == ZONED, served
+    failed = [tree for code, tree in cut if code != 200]
+    assert len(failed) <= 2 and all(_refused_by_the_cut(tree) for tree in failed), failed
+    served, answered = _served_by(box, cut), ZONED - len(failed)
+    assert served["r1/a", "catalog", "r1/b"] == answered, served
+    assert served["r1/b", "inventory", "r1/a"] == 0 and served["r1/b", "inventory", "r1/b"] == answered, served
     served = _served_by(box, spared)
     assert served["r1/a", "catalog", "r1/a"] == ZONED, served
     assert served["r1/a", "inventory", "r1/a"] >= 0.30 * ZONED, served
+
+
+def _refused_by_the_cut(tree: dict[str, Any]) -> bool:
+    """Whether a failed call's response tree ends at catalog's failed call to inventory: Envoy's 503 after a
+    remote connection failure (the refusing endpoint)."""
+    calls = [hop for hop in tree.get("upstreams", []) if hop["service"] == "catalog"]
+    return any(sub["service"] == "inventory" and sub["status"] == 503 and "remote connection failure" in sub["body"]
+               for hop in calls for sub in hop.get("upstreams", []))
 
 
 def _until_back_in_zone_a(box: Served) -> None:
