@@ -22,7 +22,7 @@ from chaosmesh_qa.mesh.meshconfig import MeshConfig
 from chaosmesh_qa.mesh.model import MeshModel
 from chaosmesh_qa.targets import policy
 from chaosmesh_qa.targets.base import Direction, KillMode, PartitionMode, Record
-from chaosmesh_qa.targets.kubernetes import declared, external, leases, objects, transaction, verdicts
+from chaosmesh_qa.targets.kubernetes import declared, external, leases, objects, partitions, transaction, verdicts
 from chaosmesh_qa.targets.kubernetes.cluster import Cluster
 from chaosmesh_qa.targets.kubernetes.dataplane import ListenerWatch
 from chaosmesh_qa.targets.kubernetes.settings import KubeSettings, api_client
@@ -193,91 +193,21 @@ class KubernetesTarget:
                                      {"a": a, "b": b, "direction": direction})
         if a == policy.EVERY_CALLER:
             raise FaultRejected(policy.every_caller_refused(b))
-        found = self.workloads()
-        side = {"a": found.service(a, "a"), "b": found.service(b, "b")}
-        for argument, workload in side.items():
-            found.running_pods(workload, argument=argument)
-        policy.partition_edges(a, b, direction)
-        wanted = {"both": [("a", "b", "to"), ("b", "a", "from")], "to": [("a", "b", "to")],
-                  "from": [("b", "a", "from")]}[direction]
-        some = any(v is not None for v in (count, percent, version, zone))
-        policy.check_partition_scope(direction, some)
-        if zone is not None and count is None and percent is None:
-            percent = 100.0  # a zone partition: every pod of b in the zone
-        homes = sorted({side[callee_key].namespace for _, callee_key, _ in wanted})
-        if len(homes) > 1:
-            raise FaultRejected(f"partition: {a!r} ({side['a'].namespace}) and {b!r} ({side['b'].namespace}) are in "
-                                "different namespaces: direction 'both' needs a policy in each, while a fault's lease "
-                                "(and the in-cluster reaper that reverts it) lives in one; run one partition per "
-                                "direction ('to' and 'from')")
-        policy.check_conflicts("partition", {"a": a, "b": b, "direction": direction}, self.active_faults())
-        callers: dict[str, list[str | None]] = {}
-        for caller_key, callee_key, _ in wanted:
-            callee = side[callee_key]
-            if mode == "drop":
-                found.require_no_policy_selecting(callee)
-            else:
-                found.require_sidecars(callee, callee_key)
-                callers[caller_key] = found.caller_principals(side[caller_key], caller_key, self.trust_domain())
-                found.require_caller_in_xfcc(callee, callee_key, self.mesh_config())
-        fault_id, expires_at = policy.new_fault_id("partition"), self.cluster.now() + self._ttl(duration_s)
-        marked = found.pick(side["b"], count, percent, version, "b", zone=zone) if some else []
-        # a zone partition spares a's pods in the zone (they may still call b's pods there): marked as such
-        spared = [] if isolate or zone is None else [p for p in found.running_pods(side["a"], argument="a")
-                                                     if policy.spares(found.locality(p), zone)]
-        if spared and mode == "reject":
-            raise FaultRejected(f"mode: 'reject' cannot spare {a!r}'s pods in zone {zone!r} "
-                                f"({', '.join(p['metadata']['name'] for p in spared)}): its EnvoyFilter matches the "
-                                "caller's identity, which every pod of it shares; use mode='drop' (a NetworkPolicy, "
-                                "which selects pods)")
-        label = {objects.partition_label(fault_id): "true"}
-        where = {"zone": zone, **({"isolate": True} if isolate else {})} if zone is not None else {}
-        cluster, spare = self.cluster, {objects.spared_label(fault_id): "true"}
-        changes = transaction.claimed(cluster, fault_id, "partition", {"a": a, "b": b, "direction": direction},
-                                      expires_at, homes[0])
-        changes += [transaction.marked(cluster, side["b"].namespace, pod, fault_id, label) for pod in marked]
-        changes += [transaction.marked(cluster, side["a"].namespace, pod, fault_id, spare) for pod in spared]
-        watched: list[ListenerWatch] = []
-        for caller_key, callee_key, suffix in wanted:
-            caller, callee = side[caller_key], side[callee_key]
-            if mode == "drop":
-                changes.append(transaction.created(cluster, objects.network_policy(
-                    fault_id, expires_at, callee.namespace, suffix, caller.selector, callee.selector, some,
-                    spared=bool(spared))))
-                continue
-            # reject: the callee's sidecar answers the caller 503, as a refused connection looks to the caller's
-            # policies (Istio's default retryOn retries 503, outlier detection counts it, 5xx SLIs see it)
-            selector = objects.callee_selector(callee.selector, fault_id, some)
-            ports = found.inbound_ports(callee)  # once per callee, not per caller identity (it may list pods)
-            for index, principal in enumerate(callers[caller_key]):
-                changes.append(transaction.created(cluster, objects.envoy_filter(
-                    fault_id, expires_at, callee.namespace, selector, ports,
-                    objects.abort_fault(503, 100), f"spiffe://{principal}",
-                    name=f"chaosmesh-qa-{fault_id}-{suffix}" + (f"-{index}" if index else ""))))
-            pods = [p["metadata"]["name"] for p in (marked if some and callee_key == "b" else
-                                                    found.running_pods(callee, argument=callee_key))]
-            if not self.cluster.dry_run:
-                watched.append(ListenerWatch(self.cluster, callee.namespace, pods))
-        edges = [[side[c].name, side[e].name] for c, e, _ in wanted]
-        record = self._transaction("partition", {"a": a, "b": b, "direction": direction, **where},
-                                   {"a": a, "b": b, "direction": direction, "mode": mode, "count": count,
-                                    "percent": percent, "version": version, **where}, owner, duration_s, homes[0],
-                                   changes, lambda: {"edges": edges, "mode": mode, "pods": [
-                                       p["metadata"]["name"] for p in marked] if some else "all",
-                                       **({"spared_callers": [p["metadata"]["name"] for p in spared]}
-                                          if zone is not None else {})},
-                                   fault_id=fault_id, expires_at=expires_at)
+        planned = partitions.plan(self.cluster, self.workloads(), a, b, direction, mode,
+                                  partitions.Scope(count, percent, version, zone, isolate),
+                                  lambda: self._ttl(duration_s), self.trust_domain, self.mesh_config,
+                                  self.active_faults)
+        record = self._transaction("partition", planned.target, planned.parameters, owner, duration_s,
+                                   planned.namespace, planned.changes, planned.summary,
+                                   fault_id=planned.fault_id, expires_at=planned.expires_at)
         if self.cluster.dry_run:
             return record
         if mode == "drop":
             record["changes"]["confirmed"] = False
-            record["changes"]["unconfirmed"] = (
-                "a NetworkPolicy cannot be confirmed from the API: it acts only where the CNI enforces "
-                "NetworkPolicies, and only on new connections (connections the callers' sidecars already pooled "
-                "keep working)")
+            record["changes"]["unconfirmed"] = partitions.DROP_UNCONFIRMED
             self._save(record)
             return record
-        return self._confirm(record, watched)
+        return self._confirm(record, planned.watched)
 
     def pod_localities(self) -> dict[str, str]:
         return {key.split("/", 1)[1]: where for key, where in self.workloads().localities().items()}
