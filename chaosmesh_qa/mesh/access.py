@@ -24,7 +24,8 @@ import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
-from chaosmesh_qa.mesh.model import AuthzCondition, AuthzOperation, AuthzPolicy, AuthzRule, AuthzSource, MeshModel
+from chaosmesh_qa.mesh.model import MeshModel
+from chaosmesh_qa.mesh.security_model import AuthzCondition, AuthzOperation, AuthzPolicy, AuthzRule, AuthzSource
 
 INGRESS = "ingress"  # the caller name of the ingress gateway, as ``mesh.callers`` names it
 _NAMESPACE = re.compile(r"^spiffe://[^/]+/ns/([^/]+)/")

@@ -28,15 +28,8 @@ from pydantic import Field, model_validator
 from chaosmesh_qa.mesh import schema
 from chaosmesh_qa.mesh.documents import Document
 from chaosmesh_qa.mesh.meshconfig import TrustDomains
-from chaosmesh_qa.mesh.model import (
-    AuthzCondition,
-    AuthzOperation,
-    AuthzPolicy,
-    AuthzRule,
-    AuthzSource,
-    MeshModel,
-    selects,
-)
+from chaosmesh_qa.mesh.model import MeshModel, selects
+from chaosmesh_qa.mesh.security_model import AuthzCondition, AuthzOperation, AuthzPolicy, AuthzRule, AuthzSource
 from chaosmesh_qa.mesh.values import HeaderName, Namespace, Text
 
 _HEADER_KEY = re.compile(r"request\.headers\[([!#$%&'*+\-.^_`|~0-9A-Za-z]+)\]", re.ASCII)

@@ -14,6 +14,7 @@ from chaosmesh_qa.mesh.ingressgateway import DEFAULT as DEFAULT_INGRESS_GATEWAY
 from chaosmesh_qa.mesh.ingressgateway import IngressGateway
 from chaosmesh_qa.mesh.localities import LocalityLbSetting
 from chaosmesh_qa.mesh.meshconfig import DEFAULT_TRUST_DOMAIN, MeshConfig, TrustDomains
+from chaosmesh_qa.mesh.security_model import AuthzPolicy, PeerAuthPolicy
 
 TRUST_DOMAIN = DEFAULT_TRUST_DOMAIN  # Istio's default; a mesh's own is its `istio` ConfigMap's (mesh.meshconfig)
 CLUSTER_DOMAIN = "cluster.local"  # Kubernetes' DNS suffix of Services (<svc>.<ns>.svc.<cluster domain>)
@@ -231,63 +232,6 @@ class SubsetModel:
     name: str
     labels: dict[str, str]
     policy: TrafficPolicy
-
-
-@dataclass(frozen=True)
-class AuthzSource:
-    """Every value is an Istio string match: exact, ``prefix*``, ``*suffix`` or ``*`` (present)."""
-
-    principals: tuple[str, ...]  # Istio form, without "spiffe://"
-    namespaces: tuple[str, ...]
-    not_principals: tuple[str, ...] = ()
-    not_namespaces: tuple[str, ...] = ()
-
-
-@dataclass(frozen=True)
-class AuthzOperation:
-    paths: tuple[str, ...]
-    methods: tuple[str, ...]
-    hosts: tuple[str, ...] = ()  # matched against the authority, ignoring case
-    not_paths: tuple[str, ...] = ()
-    not_methods: tuple[str, ...] = ()
-    not_hosts: tuple[str, ...] = ()
-
-
-@dataclass(frozen=True)
-class AuthzCondition:
-    """A ``rules[].when`` entry the sandbox evaluates: ``request.headers[<name>]``,
-    ``source.principal`` or ``source.namespace``."""
-
-    key: str
-    values: tuple[str, ...]
-    not_values: tuple[str, ...] = ()
-
-
-@dataclass(frozen=True)
-class AuthzRule:
-    """Matches when any source matches, any operation matches (an empty list matches all) and
-    every condition holds."""
-
-    sources: tuple[AuthzSource, ...]
-    operations: tuple[AuthzOperation, ...]
-    conditions: tuple[AuthzCondition, ...] = ()
-
-
-@dataclass(frozen=True)
-class AuthzPolicy:
-    name: str
-    namespace: str
-    selector: dict[str, str] | None
-    action: Literal["ALLOW", "DENY"]
-    rules: tuple[AuthzRule, ...]
-
-
-@dataclass(frozen=True)
-class PeerAuthPolicy:
-    namespace: str
-    selector: dict[str, str] | None
-    mode: str
-    port_modes: tuple[tuple[int, str], ...] = ()  # portLevelMtls (honoured with a selector, as in Istio)
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,8 @@ from __future__ import annotations
 
 from chaosmesh_qa.mesh import schema
 from chaosmesh_qa.mesh.documents import Document
-from chaosmesh_qa.mesh.model import MeshModel, PeerAuthPolicy, ServiceModel, TrafficPolicy, selects
+from chaosmesh_qa.mesh.model import MeshModel, ServiceModel, TrafficPolicy, selects
+from chaosmesh_qa.mesh.security_model import PeerAuthPolicy
 
 
 def peer_authentications(documents: list[Document], services: dict[str, ServiceModel], problems: list[str],

@@ -17,14 +17,8 @@ import pytest
 from chaosmesh_qa.errors import InvalidArgument
 from chaosmesh_qa.mesh import load_mesh
 from chaosmesh_qa.mesh.access import Request, decide, decide_caller
-from chaosmesh_qa.mesh.model import (
-    AuthzCondition,
-    AuthzOperation,
-    AuthzPolicy,
-    AuthzRule,
-    AuthzSource,
-    MeshModel,
-)
+from chaosmesh_qa.mesh.model import MeshModel
+from chaosmesh_qa.mesh.security_model import AuthzCondition, AuthzOperation, AuthzPolicy, AuthzRule, AuthzSource
 from chaosmesh_qa.probes.authz import Plan, authz_enforced, judge, plan
 from chaosmesh_qa.targets.local.sandbox import default_mesh_dir
 from tests.support.editing import append, mesh_with

@@ -38,7 +38,8 @@ from chaosmesh_qa.mesh.documents import Document
 from chaosmesh_qa.mesh.ingressgateway import IngressGateway
 from chaosmesh_qa.mesh.loader import validate_document
 from chaosmesh_qa.mesh.meshconfig import TrustDomains
-from chaosmesh_qa.mesh.model import ROOT_NAMESPACE, AuthzPolicy, selects
+from chaosmesh_qa.mesh.model import ROOT_NAMESPACE, selects
+from chaosmesh_qa.mesh.security_model import AuthzPolicy
 
 KIND = "AuthorizationPolicy"
 API_VERSION = "security.istio.io/v1"

@@ -4,7 +4,7 @@ The local target's supervisor satisfies ``Sandbox`` structurally (mypy checks it
 wired in, ``kubeapi.__main__``); the emulation never names the supervisor.  From ``targets.local`` it
 imports only the pod handle ``Pod`` and ``SERVING_STATES``, which it reads as data, and the EnvoyFilter
 engine's ``EnvoyFilterObject`` and ``validate`` (istiod's validation, as its webhook runs it).  The
-AuthorizationPolicies it hands over are the mesh model's own (``mesh.model.AuthzPolicy``), parsed as a mesh
+AuthorizationPolicies it hands over are the mesh model's own (``mesh.security_model.AuthzPolicy``), parsed as a mesh
 directory's are.
 """
 
@@ -14,7 +14,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Protocol
 
-from chaosmesh_qa.mesh.model import AuthzPolicy, MeshModel
+from chaosmesh_qa.mesh.model import MeshModel
+from chaosmesh_qa.mesh.security_model import AuthzPolicy
 from chaosmesh_qa.targets.local.envoy.envoyfilters import EnvoyFilterObject
 from chaosmesh_qa.targets.local.pods import Pod
 

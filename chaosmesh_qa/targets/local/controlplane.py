@@ -42,7 +42,8 @@ from typing import Any
 
 from chaosmesh_qa.files import atomic_write_json
 from chaosmesh_qa.mesh.authz import enforced_at_ingress
-from chaosmesh_qa.mesh.model import AuthzPolicy, MeshModel, selects
+from chaosmesh_qa.mesh.model import MeshModel, selects
+from chaosmesh_qa.mesh.security_model import AuthzPolicy
 from chaosmesh_qa.targets import policy
 from chaosmesh_qa.targets.local.envoy import clusters, envoyfilters, external, listeners, routes
 from chaosmesh_qa.targets.local.envoy import locality as locality_lb

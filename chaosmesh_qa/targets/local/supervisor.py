@@ -33,7 +33,8 @@ import aiohttp
 
 from chaosmesh_qa.errors import ProcessNotReady
 from chaosmesh_qa.mesh import load_mesh
-from chaosmesh_qa.mesh.model import AuthzPolicy, MeshModel
+from chaosmesh_qa.mesh.model import MeshModel
+from chaosmesh_qa.mesh.security_model import AuthzPolicy
 from chaosmesh_qa.targets.local import control_api, preflight, prometheus
 from chaosmesh_qa.targets.local.controlplane import ControlPlane, PodPorts, PodSpec, not_applied_patches
 from chaosmesh_qa.targets.local.envoy import admin

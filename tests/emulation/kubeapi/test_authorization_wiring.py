@@ -24,7 +24,8 @@ from chaosmesh_qa.emulation.kubeapi.server import KubeApi
 from chaosmesh_qa.emulation.kubeapi.status import ApiError
 from chaosmesh_qa.mesh import load_mesh
 from chaosmesh_qa.mesh.callers import INGRESS
-from chaosmesh_qa.mesh.model import AuthzPolicy, MeshModel
+from chaosmesh_qa.mesh.model import MeshModel
+from chaosmesh_qa.mesh.security_model import AuthzPolicy
 from chaosmesh_qa.targets.local.controlplane import ControlPlane, PodPorts, PodSpec
 from chaosmesh_qa.targets.local.envoy.rbac import RBAC_FILTER
 from chaosmesh_qa.targets.local.pki import MeshPKI

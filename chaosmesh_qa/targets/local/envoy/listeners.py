@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from chaosmesh_qa.mesh.model import AuthzPolicy
+from chaosmesh_qa.mesh.security_model import AuthzPolicy
 from chaosmesh_qa.targets.local.envoy import tracing
 from chaosmesh_qa.targets.local.envoy.common import API, JSON, TYPE, address, ads_source
 from chaosmesh_qa.targets.local.envoy.rbac import rbac_filters

@@ -13,7 +13,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 
-from chaosmesh_qa.mesh.model import AuthzCondition, AuthzOperation, AuthzPolicy, AuthzRule, AuthzSource
+from chaosmesh_qa.mesh.security_model import AuthzCondition, AuthzOperation, AuthzPolicy, AuthzRule, AuthzSource
 from chaosmesh_qa.targets.local.envoy.common import API, JSON, TYPE
 
 RBAC_FILTER = "envoy.filters.http.rbac"
