@@ -1,44 +1,27 @@
-"""``make test TEST_WORKERS=2`` (pytest-xdist): tests judged by the sandbox's latency or recovery budgets run one at a
-time, everything else alongside them.
+"""Tests judged by the sandbox's latency or recovery budgets: marked ``budgets``, kept off other tests' CPU.
 
 A shipped experiment's verdict rests on budgets (a p99 under 300 ms, clients recovered within 5 s) that hold on a
 machine with CPU to spare, which is what a team's cluster gives its mesh.  Two such runs at once on CI's two cores
 starve each other's sidecars and Locust, and a healthy mesh misses its baseline: measured on this suite, a p99 of
 322 ms on a baseline that meets 300 ms alone, a recovery of 5.28 s against 5 s.  So the modules of ``BUDGETS`` (they
-run experiments, or assert latency, rates or recovery times measured through a sandbox) are one unit of work that
-one worker runs in order, and their tests are marked ``budgets`` (``pytest -m budgets``).  A test elsewhere that
-uses the session's real runs (``BUDGET_FIXTURES``) is refused at collection: its module belongs in ``BUDGETS``.
+run experiments, or assert latency, rates or recovery times measured through a sandbox) have their tests marked
+``budgets``, and ``make test`` runs them alone, one at a time, then every other test on two workers (pytest-xdist),
+which contend only with each other.  A test elsewhere that uses the session's real runs (``BUDGET_FIXTURES``) is
+refused at collection: its module belongs in ``BUDGETS``.
 
-One at a time is not enough: the other worker's tests (a sandbox of their own, the emulation, mkdocs, hypothesis)
-keep both cores busy too, and every hop of a request through the budgets worker's sandbox then waits behind them for
-a core (measured: a default mesh's baseline p99 of 356 ms at 73 of 100 req/s while the other worker ran at full
-priority).  So a worker lowers its own priority (``NICENESS``) at its first test outside the group: the sandbox under
-a budget wins every core it wakes for, as it would alone, and the other worker's tests, which assert no budget, take
-the rest.  Its sandboxes, Locusts and reapers run in sessions of their own, which the kernel's autogroup scheduling
-weighs as whole groups whatever their processes' niceness: ``chaosmesh_qa.sessions.spawn`` gives each such session
-its starter's niceness (before it did, the lowered worker's sandboxes ran at full weight, which is what the 2026-12-06
-measurements below saw).  ``ModulesAndBudgets`` hands the group out first, so the
-worker that runs it has not lowered its priority yet; after the group it goes on, lowered, with the other modules.
-
-``ModulesAndBudgets`` keeps a module's tests on one worker (its module-scoped sandbox starts once), as
-``--dist loadscope`` does, with ``BUDGETS`` as one unit (by module path: pytest 9 ignores the node-id suffix that
-xdist's own ``loadgroup`` relies on).  Registered by tests/conftest.py; the Makefile's ``test`` target runs
-``pytest -n $(TEST_WORKERS) --dist loadscope``.  Without workers (``-n 0``) none of this happens.
-
-Measured on CI's two cores (2026-12-06; serially the suite takes 28:47): two plain workers 16:57 with 3 budget
-failures; the budgets group one at a time 16:04 with 6; with the other worker's priority lowered too 19:38 with 3
-(recoveries of 14.2 s against 8 s, 11.0 s against 5 s: a replacement pod's sidecar starting behind the other
-worker's processes, whose sessions the niceness did not reach).  With the sessions lowered too (2026-12-07, clean
-clones): the budgets group took 797 s against 744 s alone, and what failed was tests judged by timing outside it
-(now in ``BUDGETS``) and a Locust left waiting by an earlier test in the same worker (fixed); the next run 18:36,
-with three: the generated tracing experiment's window (fixed in the generator), and two tests whose requests cross
-the mesh's timeouts, starved by the budgets worker at the lowered priority (``test_sandbox``'s weighted split, a
-700 ms delay behind a 1 s client timeout; now in ``BUDGETS``).  The fourth, 15:57, with 13: nearly all on the lowered
-worker's session sandbox, which at a real niceness 10 (weight 110 against 1,024) starved while the budgets worker ran
-experiments (spans and scrapes behind: 120 of 480 spans, no request counted in 3 s).  So the niceness is 4 (weight
-423: when both workers want the cores, the lowered one gets about 30 % of them, not 10 %; most of an experiment is
-designed waiting, when it gets everything): the first clean-clone run at 4 (2026-12-07, after the locality tests'
-Envoy timing was fixed) passed whole in 15:56 (.ci/run 17:24), and ``make test`` uses two workers since.
+A plain ``pytest -n 2`` over both kinds runs ``BUDGETS`` as one unit of work on one worker, handed out first, and the
+other worker lowers its priority (``NICENESS``) at its first test outside the group, its sandboxes', Locusts' and
+reapers' sessions too (``chaosmesh_qa.sessions.spawn``: under the kernel's autogroup scheduling a session is weighed
+as a whole, whatever its processes' niceness).  That is not enough for budgets that hold serially, which is why
+``make test`` does not run that way.  Measured on clean clones of CI's two cores (serially the suite takes 25-29
+min): two plain workers 16:57 with 3 budget failures; the group one at a time 16:04 with 6; with the other worker
+lowered, its sessions not yet, 19:38 with 3; with its sessions lowered to niceness 10, runs of 21:03, 18:39, 18:36
+and 15:57 with 9, 2, 3 and 13 failures (tests outside the group that had to beat the mesh's timeouts, since moved
+into it; at niceness 10, weight 110 against 1,024, the lowered worker's own sandboxes starved: 120 of 480 spans
+reported, no request counted in 3 s); at niceness 4 (2026-12-07) 15:56 with none, then 18:28 with 2 budgets missed
+(the generated game day's pod kill recovered in 1.48 s against 1 s; the Kubernetes tracing experiment's clients in
+7.0 s against 5 s).  Under ``make test``'s two phases the budgets group runs as it does serially: 15:43 for it,
+7:59 for the rest on two workers, none failed (.ci/run 25:48).
 """
 
 from __future__ import annotations
