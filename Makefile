@@ -51,6 +51,7 @@ test-tools:
 lint: setup
 	$(VENV)/bin/ruff check chaosmesh_qa tests bench docs/hooks
 	$(VENV)/bin/mypy
+	$(VENV)/bin/mypy bench  # make bench's programs
 	$(VENV)/bin/mypy docs/hooks/reference.py  # the docs site's build hook (reference pages generated from the code)
 	$(VENV)/bin/lint-imports
 

@@ -9,6 +9,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 from bench import results
 from bench.sandbox_bench import _cli
@@ -18,7 +19,7 @@ EXPERIMENT = ROOT / "experiments" / "pod-kill-failover.json"
 CHAOS = str(Path(sys.executable).with_name("chaos"))
 
 
-def designed_seconds(experiment: dict) -> float:  # type: ignore[type-arg]
+def designed_seconds(experiment: dict[str, Any]) -> float:
     """The method's pauses and the traffic warm-up.
 
     A recovery probe's stable window is not counted: it usually overlaps the pause, and when it

@@ -13,7 +13,7 @@ import statistics
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -88,7 +88,7 @@ class Prober:
         raise RuntimeError("no matching request within 5 s")
 
 
-def measure(prober: Prober, inject: Callable[[], dict[str, Any]], cfg: dict[str, Any]) -> tuple[float, float]:
+def measure(prober: Prober, inject: Callable[[], Mapping[str, Any]], cfg: dict[str, Any]) -> tuple[float, float]:
     with prober.held():
         started = time.monotonic()
         record = inject()
@@ -106,7 +106,7 @@ def main() -> None:
         cfg = {"chaosmesh_qa_state_dir": state}
         try:
             url = actions.get_target(cfg).describe()["ingress_url"] + "/"
-            kinds: dict[str, Callable[[], dict[str, Any]]] = {
+            kinds: dict[str, Callable[[], Mapping[str, Any]]] = {
                 "abort 100% on frontend->reviews": lambda: actions.inject_abort(
                     "reviews", 503, 100, 30, source="frontend", configuration=cfg),
                 "partition reject frontend->reviews": lambda: actions.partition(

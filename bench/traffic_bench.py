@@ -16,7 +16,6 @@ import re
 import statistics
 import tempfile
 import time
-from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -97,9 +96,9 @@ def measure(supervisor: int, locust: list[int], timeline: Path) -> dict[str, Any
             break
         time.sleep(0.1)
     window = [x for x in lines if start <= x["t"] < start + WINDOW_S]
-    cores: Counter[str] = Counter()
+    cores: dict[str, float] = {}
     for pid in pids:
-        cores[groups[pid]] += (after[pid] - before[pid]) / WINDOW_S
+        cores[groups[pid]] = cores.get(groups[pid], 0.0) + (after[pid] - before[pid]) / WINDOW_S
     requests = sum(x["requests"] for x in window)
     return {"rps": [x["requests"] for x in window], "requests": requests,
             "failures": sum(x["failures"] for x in window),
