@@ -26,6 +26,7 @@ Called by ``report.coverage`` and ``scaffold.suite``.
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -87,6 +88,14 @@ def list_promises(directory: str | Path) -> Promises:
     found = [*_route_promises(model, raw), *_rule_promises(model, raw), *_external_promises(model, raw),
              *_mtls_promises(model, raw), *_authz_promises(model, raw), *_trace_promises(model, raw)]
     return Promises(model.name, str(directory), model, tuple(found), tuple(loaded.warnings))
+
+
+def retries_answer(retry_on: Collection[str], retriable_codes: Collection[int], status: int) -> bool:
+    """Whether a route with these retryOn conditions tries again after a try answered ``status``, as Envoy decides:
+    ``5xx`` on any 5xx, ``gateway-error`` on 502, 503 and 504, and the VirtualService's listed status codes (Istio
+    adds ``retriable-status-codes`` to the conditions whenever it lists some)."""
+    return ((status >= 500 and "5xx" in retry_on) or (status in (502, 503, 504) and "gateway-error" in retry_on)
+            or status in retriable_codes)
 
 
 def tries(settings: dict[str, Any], failure: str) -> int:

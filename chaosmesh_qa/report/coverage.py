@@ -50,7 +50,15 @@ from typing import Any
 
 from chaosmesh_qa.errors import ChaosMeshQAError, InvalidArgument
 from chaosmesh_qa.mesh.model import MeshModel
-from chaosmesh_qa.mesh.promises import RETRIED, Promise, Promises, connects_outlast, list_promises, reaches_timeout
+from chaosmesh_qa.mesh.promises import (
+    RETRIED,
+    Promise,
+    Promises,
+    connects_outlast,
+    list_promises,
+    reaches_timeout,
+    retries_answer,
+)
 from chaosmesh_qa.mesh.reach import reached, takes
 from chaosmesh_qa.mesh.unworkable import unworkable
 from chaosmesh_qa.probes.failover import declared_expectation
@@ -238,9 +246,7 @@ def _hits(promise: Promise, fault: Fault, model: MeshModel) -> bool:
     if promise.kind == "retries":
         retry_on = set(str(settings["retry_on"]).split(","))
         if fault.effect == "status":
-            status = fault.status or 0
-            return bool((status >= 500 and "5xx" in retry_on) or (status in (502, 503, 504) and "gateway-error" in
-                        retry_on) or status in settings.get("retriable_status_codes", []))
+            return retries_answer(retry_on, settings.get("retriable_status_codes", []), fault.status or 0)
         if fault.effect == "delay":
             per_try = settings.get("per_try_timeout_s")
             return per_try is not None and (fault.delay_ms or 0) > per_try * 1000 and bool(retry_on & RETRIED["delay"])

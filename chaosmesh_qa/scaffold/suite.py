@@ -37,7 +37,7 @@ from typing import Any
 import yaml
 
 from chaosmesh_qa.mesh.model import MeshModel
-from chaosmesh_qa.mesh.promises import RETRIED, Promise, list_promises, reaches_timeout
+from chaosmesh_qa.mesh.promises import RETRIED, Promise, list_promises, reaches_timeout, retries_answer
 from chaosmesh_qa.mesh.reach import takes
 from chaosmesh_qa.mesh.routing import expected_shares
 from chaosmesh_qa.mesh.unworkable import unworkable
@@ -97,7 +97,7 @@ def _plan(model: MeshModel, mesh_ref: str, promise: Promise, out: dict[str, Gene
         retry_on = set(str(settings["retry_on"]).split(","))
         if graph.pods(model, target) >= 2 and retry_on & RETRIED["refused"]:
             return _add(out, f"pod-kill-{target}", promise, lambda: _scaffolded(model, mesh_ref, "pod-kill", target))
-        if retry_on & {"5xx", "gateway-error"} or 503 in settings.get("retriable_status_codes", []):
+        if retries_answer(retry_on, settings.get("retriable_status_codes", []), 503):
             return _add(out, f"abort-{target}", promise, lambda: _scaffolded(model, mesh_ref, "abort", target))
         return f"its retryOn ({settings['retry_on']}) retries nothing a fault of {target}'s single pod causes"
     if kind == "outlier-detection":

@@ -16,7 +16,7 @@ from collections.abc import Collection
 from dataclasses import dataclass
 
 from chaosmesh_qa.mesh.model import MeshModel, RetryPolicy
-from chaosmesh_qa.mesh.promises import RETRIED
+from chaosmesh_qa.mesh.promises import RETRIED, retries_answer
 from chaosmesh_qa.scaffold import graph
 
 ENDPOINT_DELAY_S = 1.0  # `up --endpoint-delay`'s default: callers learn of a dead pod a second later
@@ -31,7 +31,6 @@ MAX_ERROR_RATIO = 0.01  # every shipped experiment's error SLO
 BOUND_MARGIN = 1.5  # client p99 limit = 1.5 x the timeouts' bound: the hops around them and a loaded machine
 RETRIED_TIMEOUTS = RETRIED["delay"]  # Envoy retries a per-try timeout on these
 RETRIED_CONNECT = RETRIED["blackhole"]
-RETRIED_503 = frozenset({"5xx", "gateway-error"})
 
 
 @dataclass(frozen=True)
@@ -76,11 +75,17 @@ class AbortTiming:
 
 
 def _covers(retries: RetryPolicy, kinds: Collection[str], status: int | None = None) -> bool:
+    """Whether the route retries a try that failed one of ``kinds`` of ways, or (``status``) was answered that."""
     if retries.attempts <= 0:
         return False
     on = retries.retry_on.split(",")
     return any(k in on for k in kinds) or (status is not None and "retriable-status-codes" in on
                                            and status in retries.retriable_status_codes)
+
+
+def _answer_retried(retries: RetryPolicy, status: int) -> bool:
+    """Whether the route retries a try answered ``status`` (a 503 from a dead app's sidecar, an app's 502)."""
+    return retries.attempts > 0 and retries_answer(retries.retry_on.split(","), retries.retriable_status_codes, status)
 
 
 def _s(seconds: float) -> str:
@@ -108,7 +113,7 @@ def pod_fault(model: MeshModel, kind: str, service: str, rps: float) -> PodTimin
     version = graph.busiest_version(model, service)
     members, _ = graph.pool(model, service, version)
     route = graph.plain_route(model, service)
-    retried = members >= 2 and (_covers(route.retries, RETRIED_503, 503) if kind == "app-kill"
+    retried = members >= 2 and (_answer_retried(route.retries, 503) if kind == "app-kill"
                                 else _covers(route.retries, RETRIED_CONNECT))
     per_pod = graph.rates(model, rps).get(service, 0.0) / max(1, graph.pods(model, service))
     ejection, ejection_why = _ejection(model, service, version, per_pod / graph.caller_pods(model, service))
@@ -203,8 +208,8 @@ def _wait(model: MeshModel, path: list[str], delay_s: float, failing: bool = Fal
         per_try, timeout, retries = route.retries.per_try_timeout_s, route.timeout_s, route.retries
         attempt = min(inner, per_try) if per_try else inner
         try_failed = failed or (per_try is not None and inner > per_try)
-        kinds = RETRIED_TIMEOUTS if per_try is not None and inner > per_try else RETRIED_503
-        again = try_failed and _covers(retries, kinds, 502)
+        timed_out = per_try is not None and inner > per_try
+        again = try_failed and (_covers(retries, RETRIED_TIMEOUTS, 502) if timed_out else _answer_retried(retries, 502))
         total = attempt * (1 + retries.attempts) if again else attempt
         if timeout is not None and total > timeout:
             total, try_failed = timeout, True
@@ -248,7 +253,7 @@ def abort(model: MeshModel, source: str | None, service: str) -> AbortTiming:
     tries, retried_by, status = 1, None, 503
     for callee in reversed(path[1:]):
         retries = graph.plain_route(model, callee).retries
-        if _covers(retries, RETRIED_503, status):
+        if _answer_retried(retries, status):
             tries *= 1 + retries.attempts
             retried_by = retried_by or callee
         status = 502  # the demo app answers 502 when a call fails
