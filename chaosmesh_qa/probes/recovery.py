@@ -6,11 +6,12 @@ after the fault action, with a tolerance of ``{"type": "range", "range": [0, <bu
 It evaluates the SLO second by second from the reference time — on Prometheus's raw
 scrapes (the front door by default: the ingress → front-service edge; see
 ``metrics.per_second``) or on the client-side Locust timeline —
-until it has held for ``stable_s``, and returns the time to recover in seconds.  When the
-budget runs out first it returns the time it waited, which fails the tolerance.  Each
-evaluation leaves its timeline (fault start, first breach, detection, recovery, heal) in
-``RECOVERIES``; the safety control copies it into the journal, and every experiment run starts
-with ``reset()`` (``chaosmesh_qa.controls.start_of_run``), so a journal holds only its own run's.
+until it has held for ``stable_s`` (whole one-second samples, the one it recovered in
+counted), and returns the time to recover in seconds.  When the budget runs out first it
+returns the time it waited, which fails the tolerance.  Each evaluation leaves its timeline
+(fault start, first breach, detection, recovery, heal) in ``RECOVERIES``; the safety control
+copies it into the journal, and every experiment run starts with ``reset()``
+(``chaosmesh_qa.controls.start_of_run``), so a journal holds only its own run's.
 Arguments are checked before the target is contacted; the wait is bounded (budget at most an hour).
 """
 
@@ -31,7 +32,9 @@ SLO_KEYS = {"max_error_ratio": "error ratio", "max_p50_ms": "p50", "max_p95_ms":
 MEASURES = ("prometheus", "client")
 MAX_BUDGET_S = 3600.0  # the probe blocks for up to budget + stable time: keep it bounded
 MAX_LATENCY_MS = 3_600_000.0
-POLL_S = 0.5
+# how often the verdict is taken again: a tenth of a sample for the timeline (a file read), a quarter for
+# Prometheus (three range queries each time, to a server others query too)
+POLL_S = {"client": 0.1, "prometheus": 0.25}
 RECOVERIES: list[dict[str, Any]] = []
 Samples = list[tuple[float, bool]]  # (second, SLO held)
 
@@ -68,10 +71,10 @@ def recovered_within(budget_s: float, slo: dict[str, float], since: str = "fault
         now = time.time()
         samples = evaluate(reference, now)
         recovered_at, first_breach = _recovery(samples, reference, granularity)
-        stable = recovered_at is not None and samples and samples[-1][0] - recovered_at >= stable_s
+        stable = recovered_at is not None and _held_for(samples, recovered_at, granularity) >= stable_s
         if stable or now >= deadline:
             break
-        time.sleep(POLL_S)
+        time.sleep(POLL_S[measure])
     elapsed = (recovered_at - reference) if stable and recovered_at is not None else now - reference
     faults = ctx.run_faults()
     RECOVERIES.append({
@@ -105,6 +108,19 @@ def _recovery(samples: Samples, reference: float, granularity: float) -> tuple[f
     if last >= samples[-1][0]:
         return None, min(breaches)
     return max(reference, last + 1 - granularity), min(breaches)
+
+
+def _held_for(samples: Samples, recovered_at: float, granularity: float) -> float:
+    """Seconds of samples since ``recovered_at``, the sample holding it counted whole.
+
+    A sample covers a whole second, so a stable window is counted in whole samples: with no breach
+    (``recovered_at`` the fault's start, mid-second) the second the fault began in is the window's
+    first, as a breached sample's successor is after a breach.  Counting only the part after the
+    fault would make the probe wait for one more sample past the window every time: the up-to-a-second
+    wait of whole-second lines, not of the mesh.
+    """
+    first_window_start = math.floor(recovered_at / granularity) * granularity
+    return samples[-1][0] - first_window_start if samples else 0.0
 
 
 def _prometheus_samples(ctx: MeasureContext, objectives: dict[str, float], service: str | None,

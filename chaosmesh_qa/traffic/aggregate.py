@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -22,6 +23,21 @@ from typing import IO, Any
 from chaosmesh_qa.traffic import timeline as tl
 
 STALE_SOURCE_S = 5.0
+AFTER_BOUNDARY_S = 0.01  # a second's last requests have usually been answered this long after it ends
+PENDING_POLL_S = 0.05  # while a second that has ended still has requests in flight
+
+
+def wake_delay(now: float, pending: bool) -> float:
+    """How long the write (or report) loop sleeps: to just after the next second boundary, or briefly while
+    a second that has ended is still incomplete.
+
+    A second's line can be written only once it has ended and its requests are answered, so waking on the
+    boundary (instead of on a fixed period) hands every line over a few milliseconds after it can exist;
+    readers such as the traffic warm-up and the recovery probe see each second that much sooner.
+    """
+    if pending:
+        return PENDING_POLL_S
+    return math.floor(now) + 1 + AFTER_BOUNDARY_S - now
 
 
 class Bucket:
@@ -113,6 +129,10 @@ class Aggregator:
             closed = min(closed, min(self.inflight) - 1)
         return closed
 
+    def pending(self, now: float) -> bool:
+        """Whether a second that has ended still has requests in flight."""
+        return bool(self.inflight) and min(self.inflight) < math.floor(now)
+
     def take(self, through: int | None) -> list[Bucket]:
         """Remove and return the buckets up to ``through`` (all of them with ``None``)."""
         taken = [b for t, b in sorted(self.buckets.items()) if through is None or t <= through]
@@ -181,6 +201,10 @@ class TimelineWriter:
         if out:
             self.file.write("\n".join(out) + "\n")
             self.file.flush()
+
+    def pending(self, now: float) -> bool:
+        """Whether a second that has ended is not written yet (a source still has requests of it in flight)."""
+        return self.next_t is not None and self.next_t < math.floor(now)
 
     def _complete_through(self) -> int | None:
         """At the stop: the newest second every source had completed (later ones were cut short)."""

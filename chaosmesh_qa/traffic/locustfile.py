@@ -35,14 +35,13 @@ from locust import FastHttpUser, constant, events, task
 from locust.env import Environment
 from locust.runners import MasterRunner, WorkerRunner
 
-from chaosmesh_qa.traffic.aggregate import Aggregator, TimelineWriter
+from chaosmesh_qa.traffic.aggregate import Aggregator, TimelineWriter, wake_delay
 from chaosmesh_qa.traffic.profile import Profile, Route
 
 PARENT_ENV = "CHAOSMESH_QA_TRAFFIC_PARENT"
 PDEATHSIG_ENV = "CHAOSMESH_QA_TRAFFIC_PDEATHSIG"
 MESSAGE = "chaosmesh_qa_seconds"
-REPORT_EVERY_S = 0.5
-WRITE_EVERY_S = 0.25
+KEEPALIVE_S = 0.5  # a worker reports at least this often (the master forgets one silent for 5 s)
 MAX_PACING_LAG_S = 0.25
 PACING_TICK_S = 0.005  # sends bunch within 5 ms: a 1-s count is unaffected, CPU per request drops
 
@@ -222,15 +221,23 @@ def _report(environment: Environment, done: bool = False) -> None:
 
 
 def _report_loop(environment: Environment) -> None:
+    """A worker's seconds to the master just after each boundary; while one is still in flight, as soon as it
+    completes (checked every 50 ms, sent when it has, or every half second to stay known as alive)."""
+    reported, last_sent = None, 0.0
     while True:
-        gevent.sleep(REPORT_EVERY_S)
-        _report(environment)
+        now = time.time()
+        gevent.sleep(wake_delay(now, State.aggregator.pending(now)))
+        closed = State.aggregator.closed_through(time.time())
+        if closed != reported or time.monotonic() - last_sent >= KEEPALIVE_S:
+            _report(environment)
+            reported, last_sent = closed, time.monotonic()
 
 
 def _write_loop(environment: Environment) -> None:
     is_local = not isinstance(environment.runner, MasterRunner)
     while State.writer is not None:
-        gevent.sleep(WRITE_EVERY_S)
+        now = time.time()
+        gevent.sleep(wake_delay(now, State.writer.pending(now) or (is_local and State.aggregator.pending(now))))
         writer = State.writer
         if writer is None:
             break

@@ -48,6 +48,7 @@ TERM_GRACE_S = 6.0
 WORKER_GRACE_S = 1.5  # workers quit on the master's message; signalled after this
 KILL_GRACE_S = 3.0
 POLL_S = 0.05
+READY_POLL_S = 0.05  # the timeline is read this often during the warm-up (its lines land just after each second)
 
 
 @dataclass
@@ -187,7 +188,7 @@ def wait_ready(run: TrafficRun, profile: Profile) -> float:
                 run.ready_at = float(recent[0]["t"])
                 run.save()
                 return run.ready_at
-        time.sleep(0.1)
+        time.sleep(READY_POLL_S)
     seen = f"last second: {last['requests']} requests, {last['users']} users" if last else "no timeline line yet"
     target = f"{profile.rate_rps:g} rps with " if profile.rate_rps else ""
     raise TrafficError(f"traffic did not settle at {target}{profile.users} users within "

@@ -6,7 +6,7 @@ from types import SimpleNamespace
 
 from chaosmesh_qa.metrics import per_second
 from chaosmesh_qa.metrics.catalog import load_catalog
-from chaosmesh_qa.probes.recovery import _recovery, _resolution_warnings
+from chaosmesh_qa.probes.recovery import _held_for, _recovery, _resolution_warnings
 
 
 def test_recovery_is_the_end_of_the_last_breached_second() -> None:
@@ -14,6 +14,17 @@ def test_recovery_is_the_end_of_the_last_breached_second() -> None:
     assert _recovery(samples, reference=100.5, granularity=1.0) == (103.0, 102.0)
     assert _recovery([(101.0, True)], 100.5, 1.0) == (100.5, None), "never breached: recovered at once"
     assert _recovery([(101.0, False)], 100.5, 1.0) == (None, 101.0), "still breached"
+
+
+def test_a_stable_window_counts_whole_samples() -> None:
+    # never breached, the fault at 100.5: the samples of seconds 100, 101 and 102 (stamped 101..103) make 3 s,
+    # without waiting for second 103 to pass as counting only what came after 100.5 did
+    samples = [(101.0, True), (102.0, True), (103.0, True)]
+    assert _held_for(samples, recovered_at=100.5, granularity=1.0) == 3.0
+    assert _held_for(samples[:2], recovered_at=100.5, granularity=1.0) == 2.0
+    # after a breach the window starts at the end of the breached second: unchanged, only whole clean seconds
+    assert _held_for([(103.0, False), (104.0, True), (105.0, True)], recovered_at=103.0, granularity=1.0) == 2.0
+    assert _held_for([], recovered_at=100.5, granularity=1.0) == 0.0
 
 
 def test_latency_slo_between_coarse_buckets_warns() -> None:

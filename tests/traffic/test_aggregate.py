@@ -8,7 +8,14 @@ from pathlib import Path
 import pytest
 
 from chaosmesh_qa.traffic import timeline as tl
-from chaosmesh_qa.traffic.aggregate import Aggregator, Bucket, TimelineWriter
+from chaosmesh_qa.traffic.aggregate import (
+    AFTER_BOUNDARY_S,
+    PENDING_POLL_S,
+    Aggregator,
+    Bucket,
+    TimelineWriter,
+    wake_delay,
+)
 
 
 def bucket(t: int, times: list[float], failures: int = 0) -> dict[str, object]:
@@ -38,6 +45,30 @@ def test_a_second_is_complete_only_when_nothing_sent_in_it_is_in_flight(monkeypa
     cancelled = aggregator.begin()
     aggregator.cancel(cancelled)  # abandoned by a stop: not counted, no longer holding the second
     assert aggregator.closed_through(1003.0) == 1002 and aggregator.buckets == {}
+
+
+def test_the_loops_wake_just_after_each_second_and_poll_while_one_is_still_out(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    assert wake_delay(1000.25, pending=False) == pytest.approx(0.75 + AFTER_BOUNDARY_S)
+    assert wake_delay(1000.999, pending=False) == pytest.approx(0.001 + AFTER_BOUNDARY_S)
+    assert wake_delay(1000.25, pending=True) == PENDING_POLL_S
+    now = [1000.2]
+    monkeypatch.setattr(time, "time", lambda: now[0])
+    aggregator = Aggregator()
+    second = aggregator.begin()
+    assert not aggregator.pending(1000.9), "a request of the current second: nothing has ended yet"
+    assert aggregator.pending(1001.01), "second 1000 has ended with a request still out"
+    aggregator.end(second, 5.0, 200, None)
+    assert not aggregator.pending(1001.02)
+    writer = TimelineWriter(tmp_path / "timeline.jsonl", lambda: 1, timeout_s=5.0)
+    assert not writer.pending(1001.02), "nothing to write before the first second"
+    writer.add("local", [b.to_message() for b in aggregator.take(999)], 999, done=False)
+    writer.next_t = 1000
+    assert writer.pending(1001.02), "second 1000 has ended and is not written"
+    writer.add("local", [b.to_message() for b in aggregator.take(1000)], 1000, done=False)
+    now[0] = 1001.02
+    writer.write()
+    assert not writer.pending(1001.02)
 
 
 def test_writer_merges_sources_and_waits_for_the_slowest(tmp_path: Path) -> None:
