@@ -33,7 +33,9 @@ from bench.sandbox_bench import _cli
 MESH = Path(__file__).parent / "meshes" / "one-hop"
 BLOCKS, BLOCK = 10, 200  # 2,000 requests each way
 ISTIO_P99_MS_PER_HOP = 2.7
-TODAY_P50_MS_PER_HOP = 0.49  # measured 2026-12-05 on a quiet 2-core host (issue 23): p50 must not get worse
+# Issue 23: the p50 must be no worse than the package of 2026-12-05 (4ffd6ce). Its +0.49 ms was that day's host; the
+# same package measures +0.60 ms on another, so the goal is judged on one host: make bench-ab REF=4ffd6ce BENCH=hop
+P50_REFERENCE_COMMIT = "4ffd6ce"
 
 
 def _timed(http: httpx.Client, url: str, n: int) -> list[float]:
@@ -139,8 +141,8 @@ def main() -> None:
     ]
     for row in rows:
         print(f"  {row[0]:<44} {row[1]:>18}  {row[2]:<20} {row[3]}")
-    results.record("hop.p50_added_ms", f["mesh_p50"] - f["direct_p50"], "ms", TODAY_P50_MS_PER_HOP,
-                   label="sidecar hop: p50 added (goal: no worse than 2026-12-05)")
+    results.record("hop.p50_added_ms", f["mesh_p50"] - f["direct_p50"], "ms",
+                   label=f"sidecar hop: p50 added (goal: no worse than {P50_REFERENCE_COMMIT}, by make bench-ab)")
     results.record("hop.p99_added_ms", f["mesh_p99"] - f["direct_p99"], "ms", ISTIO_P99_MS_PER_HOP,
                    label="sidecar hop: p99 added (Istio's published figure)")
     results.record("hop.envoy_alone_p99_ms", f["alone_p99"], "ms", label="Envoy alone (direct_response): p99")

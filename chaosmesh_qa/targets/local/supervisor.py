@@ -24,6 +24,7 @@ import logging
 import os
 import secrets
 import signal
+import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -479,6 +480,12 @@ def main(extensions: Sequence[ExtensionFactory] = (), argv: Sequence[str] | None
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(serve())
     paths.pid_file.unlink(missing_ok=True)
+    # Every child is reaped and every file written by now: skip the interpreter's finalization, which only frees the
+    # heap (0.12 s of every `down`, and of every experiment that started its own sandbox). No atexit hook is ours.
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
 
 
 if __name__ == "__main__":
