@@ -11,8 +11,9 @@ that range the kernel never picks it on its own; a free one is found by trying t
 
 ``allocate(hold=True)`` also keeps the port bound (``SO_REUSEADDR``, never listening) until
 ``release``: nobody else's ``bind`` gets it meanwhile (another sandbox's allocator included),
-while a server that sets ``SO_REUSEADDR`` itself (Envoy, asyncio, Go) could still bind it.
-The supervisor releases a pod's ports right before it starts the pod.
+while a server that sets ``SO_REUSEADDR`` itself (Envoy, asyncio, Go) binds it next to the held socket.
+The supervisor releases a pod's ports once the pod has started (its servers bound them), and a team's own
+program's port right before that program starts (it may not set ``SO_REUSEADDR``).
 """
 
 from __future__ import annotations

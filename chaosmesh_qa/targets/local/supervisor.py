@@ -232,7 +232,7 @@ class Supervisor:
         for task in self._tasks:
             task.cancel()
         for pod in pods:  # nothing to drain at teardown: SIGKILL, except a team's own program (its grace)
-            if pod.spec.service == INGRESS or (self.model and self.model.services[pod.spec.service].command is None):
+            if not self._runs_own_program(pod):
                 pod.kill()
         await asyncio.gather(*(p.stop() for p in pods), self.prometheus.stop(), self.stand_ins.stop())
         if self.forkserver is not None:
@@ -263,10 +263,24 @@ class Supervisor:
                        self.model.workload_labels(service, version), locality)
 
     async def _start_pod(self, pod: Pod) -> None:
-        """Start a pod, its ports held until now (``PortAllocator.allocate(hold=True)``)."""
+        """Start a pod, its ports held (``PortAllocator.allocate(hold=True)``) until its servers have bound them.
+
+        Envoy and the built-in app bind with ``SO_REUSEADDR`` next to the held socket, so no other process's
+        ``bind`` gets a port between its allocation and its use (another sandbox starting at the same moment did:
+        "Address already in use", the sidecar dead before ready).  A team's own program may not set it: its port
+        is released right before it starts.
+        """
         ports = pod.spec.ports
-        self.ports.release(ports.stats, ports.inbound, ports.outbound, ports.app)
-        await pod.start(self.http())
+        if self._runs_own_program(pod):
+            self.ports.release(ports.app)
+        try:
+            await pod.start(self.http())
+        finally:
+            self.ports.release(ports.stats, ports.inbound, ports.outbound, ports.app)
+
+    def _runs_own_program(self, pod: Pod) -> bool:
+        return (pod.spec.service != INGRESS and self.model is not None
+                and self.model.services[pod.spec.service].command is not None)
 
     def _make_pod(self, spec: PodSpec) -> Pod:
         assert self.control_plane is not None and self.model is not None
