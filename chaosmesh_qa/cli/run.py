@@ -9,17 +9,19 @@ input.
 from __future__ import annotations
 
 import sys
-import threading
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from chaosmesh_qa.cli.terminal import live_console
-from chaosmesh_qa.report import baseline as baselines
 from chaosmesh_qa.report.model import ExperimentReport
 from chaosmesh_qa.report.progress import LiveView, PlainView, RunState, View
 from chaosmesh_qa.report.run import Prepared, Stopper, chaos_executable, import_writers, prepare_all, run_one
+
+if TYPE_CHECKING:  # imported when --baseline asks for it: its statistics (numpy) are a tenth of a second to load
+    from chaosmesh_qa.report import baseline as baselines
 
 
 @click.command("run")
@@ -49,12 +51,21 @@ def run(experiments: tuple[Path, ...], out_dir: Path, target: str | None, junit:
         raise click.BadParameter("needs --baseline DIR", param_hint="'--gate'")
     if thresholds is not None and not gate:
         raise click.BadParameter("needs --gate", param_hint="'--thresholds'")
-    allowances = baselines.load_thresholds(thresholds) if gate else None
+    allowances = None
+    if gate:
+        from chaosmesh_qa.report import baseline as baselines
+
+        allowances = baselines.load_thresholds(thresholds)
     prepared = prepare_all(list(experiments), target)
     chaos = chaos_executable()
     out_dir.mkdir(parents=True, exist_ok=True)
-    if junit or html or markdown:  # import matplotlib and Jinja2 while the first experiment runs, not after
-        threading.Thread(target=import_writers, name="import-report-writers", daemon=True).start()
+    # what the reports need that no result changes (matplotlib and Jinja2 imported, the coverage section: 1.1 s
+    # of CPU in all) is done while the first experiment runs, not after it
+    ahead = ThreadPoolExecutor(max_workers=1, thread_name_prefix="reports-ahead")
+    if junit or html or markdown:
+        ahead.submit(import_writers)
+    coverage_ahead = ahead.submit(_coverage, prepared, target) if html is not None else None
+    ahead.shutdown(wait=False)
     view: View = LiveView(live_console()) if sys.stdout.isatty() else PlainView()
     stopper = Stopper()
     reports: list[ExperimentReport] = []
@@ -84,7 +95,9 @@ def run(experiments: tuple[Path, ...], out_dir: Path, target: str | None, junit:
             click.echo(line)
     gates = _baselines(prepared, by_experiment, baseline_dir, allowances, target)
     write_html, write_junit, write_markdown = import_writers()
-    coverage = _coverage(prepared, target) if html is not None else []
+    coverage, notes = coverage_ahead.result() if coverage_ahead is not None else ([], [])
+    for note in notes:
+        click.echo(f"coverage: {note}")
     for option, writer, path in (("junit", write_junit, junit), ("html", write_html, html),
                                  ("markdown", write_markdown, markdown)):
         if path is not None:
@@ -98,15 +111,14 @@ def run(experiments: tuple[Path, ...], out_dir: Path, target: str | None, junit:
     sys.exit(0 if passed == len(reports) and gates_passed else 1)
 
 
-def _coverage(prepared: list[Prepared], target: str | None) -> list[dict[str, Any]]:
-    """The HTML report's coverage section: the mesh's promises these experiments exercise (``report.coverage``)."""
+def _coverage(prepared: list[Prepared], target: str | None) -> tuple[list[dict[str, Any]], list[str]]:
+    """The HTML report's coverage section: the mesh's promises these experiments exercise (``report.coverage``),
+    and the notes on what it could not cover."""
     from chaosmesh_qa.report.coverage import run_coverage
     from chaosmesh_qa.report.coverage_output import html_section
 
     found, notes = run_coverage([(item.source, item.experiment) for item in prepared], target)
-    for note in notes:
-        click.echo(f"coverage: {note}")
-    return [html_section(c) for c in found]
+    return [html_section(c) for c in found], notes
 
 
 def _baselines(prepared: list[Prepared], runs: dict[str, list[ExperimentReport]], directory: Path | None,
@@ -114,6 +126,8 @@ def _baselines(prepared: list[Prepared], runs: dict[str, list[ExperimentReport]]
     """Record the figures (no ``--gate``) or compare them with the baseline; print what was done."""
     if directory is None:
         return []
+    from chaosmesh_qa.report import baseline as baselines
+
     gates = []
     for item in prepared:
         context = baselines.run_context(item.experiment, target)
