@@ -62,8 +62,7 @@ def run(experiments: tuple[Path, ...], out_dir: Path, target: str | None, junit:
     # what the reports need that no result changes (matplotlib and Jinja2 imported, the coverage section: 1.1 s
     # of CPU in all) is done while the first experiment runs, not after it
     ahead = ThreadPoolExecutor(max_workers=1, thread_name_prefix="reports-ahead")
-    if junit or html or markdown:
-        ahead.submit(import_writers)
+    writers = ahead.submit(import_writers) if junit or html or markdown else None
     coverage_ahead = ahead.submit(_coverage, prepared, target) if html is not None else None
     ahead.shutdown(wait=False)
     view: View = LiveView(live_console()) if sys.stdout.isatty() else PlainView()
@@ -94,15 +93,16 @@ def run(experiments: tuple[Path, ...], out_dir: Path, target: str | None, junit:
         for line in report.summary_lines():
             click.echo(line)
     gates = _baselines(prepared, by_experiment, baseline_dir, allowances, target)
-    write_html, write_junit, write_markdown = import_writers()
     coverage, notes = coverage_ahead.result() if coverage_ahead is not None else ([], [])
     for note in notes:
         click.echo(f"coverage: {note}")
-    for option, writer, path in (("junit", write_junit, junit), ("html", write_html, html),
-                                 ("markdown", write_markdown, markdown)):
-        if path is not None:
-            writer(reports, path, gates=gates, **({"coverage": coverage} if option == "html" else {}))
-            click.echo(f"{option} report: {path}")
+    if writers is not None:  # no report asked for: matplotlib and Jinja2 are never imported
+        write_html, write_junit, write_markdown = writers.result()
+        for option, writer, path in (("junit", write_junit, junit), ("html", write_html, html),
+                                     ("markdown", write_markdown, markdown)):
+            if path is not None:
+                writer(reports, path, gates=gates, **({"coverage": coverage} if option == "html" else {}))
+                click.echo(f"{option} report: {path}")
     passed = sum(r.passed for r in reports)
     gates_passed = all(g.passed for g in gates)
     click.echo(f"{passed} of {len(reports)} experiment(s) passed"
